@@ -1,0 +1,50 @@
+"""``calsync dev``: web, worker and scheduler as threads of one process sharing one Runtime.
+
+This is how the embedded in-memory MongoDB is shared: the Procfile runs the same three parts as
+separate processes when MONGODB_URI points at a real server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from werkzeug.serving import make_server
+
+from service import create_app
+from service.runtime import Runtime
+from service.workers.inprocess import drain_forever
+from service.workers.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+class DevServer:
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 8000, scheduler: bool = True):
+        self.runtime = runtime
+        self.app = create_app(runtime=runtime)
+        self.http = make_server(host, port, self.app, threaded=True)
+        self.port = self.http.server_port
+        self.stop_event = threading.Event()
+        self.with_scheduler = scheduler
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        from service import store
+
+        store.init_db(self.runtime.db)
+        redis_conn = self.runtime.redis
+        parts = [("web", self.http.serve_forever), ("worker", lambda: drain_forever(redis_conn, self.stop_event))]
+        if self.with_scheduler:
+            parts.append(("scheduler", lambda: Scheduler(redis_conn).run(self.stop_event, interval=2.0)))
+        for name, target in parts:
+            thread = threading.Thread(target=target, name=f"calsync-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.http.shutdown()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        log.info("calsync dev stopped")

@@ -1,0 +1,131 @@
+"""GraphClient: the one way calsync calls Microsoft Graph.
+
+Every call has a timeout. 429/503/504 honour ``Retry-After`` (fractional seconds too) for short waits
+in the call itself; a longer wait raises ``Throttled`` so the job can be rescheduled instead of holding a
+worker (other users' jobs keep flowing). A 401 refreshes the token once. Graph's error bodies become
+``GraphError`` with the documented ``code``; callers branch on status and code, never on the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urljoin
+
+import requests
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({429, 503, 504})
+
+
+class TokenProvider(Protocol):
+    def __call__(self, force_refresh: bool = False) -> str: ...
+
+
+class GraphError(Exception):
+    """Graph answered with an error status (or could not be reached: status 0)."""
+
+    def __init__(self, status: int, code: str = "", message: str = "", retry_after: float | None = None):
+        super().__init__(f"Graph {status} {code}".strip())
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Throttled(GraphError):
+    """Still throttled or unavailable after the waits we allow inside one call."""
+
+
+class Unauthorized(GraphError):
+    """401 even with a freshly refreshed token."""
+
+
+@dataclass
+class GraphClient:
+    session: requests.Session
+    base_url: str
+    token: TokenProvider
+    timeout: float = 10.0
+    max_attempts: int = 4
+    max_inline_wait: float = 5.0          # longer Retry-After values go back to the job layer
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    requests_made: int = 0                # observability: Graph calls this client sent
+
+    def url(self, path_or_url: str) -> str:
+        """Absolute Graph URL; nextLink/deltaLink values are used exactly as Graph returned them."""
+        if path_or_url.startswith(("https://", "http://")):
+            return path_or_url
+        return urljoin(self.base_url.rstrip("/") + "/", path_or_url.lstrip("/"))
+
+    def request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        """Send one logical request; returns the 2xx response or raises GraphError."""
+        url = self.url(path_or_url)
+        headers = dict(kwargs.pop("headers", None) or {})
+        refreshed = False
+        for attempt in range(1, self.max_attempts + 1):
+            headers["Authorization"] = f"Bearer {self.token(force_refresh=refreshed)}"
+            try:
+                self.requests_made += 1
+                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == self.max_attempts:
+                    raise GraphError(0, "unreachable", type(exc).__name__) from None
+                self._backoff(attempt, None)
+                continue
+            if response.status_code < 400:
+                return response
+            error = _error_from(response)
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                continue
+            if response.status_code == 401:
+                raise Unauthorized(401, error.code, error.message)
+            if response.status_code not in RETRYABLE:
+                raise error
+            wait = error.retry_after
+            if attempt == self.max_attempts or (wait is not None and wait > self.max_inline_wait):
+                raise Throttled(error.status, error.code, error.message, retry_after=wait)
+            if response.status_code == 503:
+                self.session.close()  # Graph advises a new connection for each retry after a 503
+            self._backoff(attempt, wait)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def get_json(self, path_or_url: str, **kwargs) -> dict:
+        return self.request("GET", path_or_url, **kwargs).json()
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = min(0.5 * 2 ** (attempt - 1), self.max_inline_wait) * random.uniform(0.5, 1.0)  # noqa: S311
+        log.info("Graph asked us to wait %.2fs (attempt %d)", delay, attempt)
+        self.sleep(delay)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse Retry-After as (possibly fractional) seconds; HTTP dates and junk count as absent."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if seconds == seconds else None  # NaN is not a delay
+
+
+def _error_from(response: requests.Response) -> GraphError:
+    code, message = "", ""
+    try:
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            code = str(body["error"].get("code") or "")
+            message = str(body["error"].get("message") or "")[:500]
+    except ValueError:
+        pass
+    return GraphError(response.status_code, code, message, retry_after_seconds(response.headers.get("Retry-After")))

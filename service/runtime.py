@@ -1,0 +1,123 @@
+"""Per-process clients (MongoDB, Redis, HTTP), built lazily from Settings, never at import.
+
+The web app, RQ jobs and the scheduler all reach their collaborators through a Runtime. In embedded
+mode (no MONGODB_URI) the in-memory store exists only inside one process, so ``calsync dev`` builds
+one Runtime and installs it for every thread; a forked ``rq worker`` builds its own from the
+environment on first use. Both modes run the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from pathlib import Path
+
+import redis
+import requests
+from pymongo.database import Database
+
+from service import store
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, db: Database | None = None, redis_conn: redis.Redis | None = None):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._embedded_redis = None
+        if db is not None:
+            self.__dict__["db"] = db
+        if redis_conn is not None:
+            self.__dict__["redis"] = redis_conn
+
+    @cached_property
+    def db(self) -> Database:
+        with self._lock:
+            return store.connect(self.settings)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        with self._lock:
+            return redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=10)
+
+    @cached_property
+    def redis_url(self) -> str:
+        """REDIS_URL, or the unix socket of an embedded redis-server started for this process."""
+        if self.settings.redis_url:
+            return self.settings.redis_url
+        from service.embedded import start_embedded_redis
+
+        self._embedded_redis = start_embedded_redis(self.settings.path("redis"))
+        return self._embedded_redis.url
+
+    @cached_property
+    def http(self) -> requests.Session:
+        """The session for identity and Graph calls: our own trust store, not the environment's."""
+        return make_http_session(self.settings)
+
+    @cached_property
+    def mailer(self):
+        from service.mail import Mailer
+
+        return Mailer.from_settings(self.settings)
+
+    def close(self) -> None:
+        if "db" in self.__dict__ and not self.settings.embedded_mongo:
+            self.db.client.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+        if self._embedded_redis is not None:
+            self._embedded_redis.stop()
+            self._embedded_redis = None
+
+
+def make_http_session(settings: Settings) -> requests.Session:
+    """requests.Session that trusts the system CAs plus CALSYNC_CA_BUNDLE.
+
+    ``trust_env`` is off: a REQUESTS_CA_BUNDLE in the environment would otherwise silently replace
+    ``verify`` (requests issue #3829) and the emulator's certificate would be rejected.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["User-Agent"] = "calsync/0.1"
+    if settings.ca_bundle:
+        session.verify = combined_ca_bundle(settings)
+    return session
+
+
+def combined_ca_bundle(settings: Settings) -> str:
+    """Write system CAs + the extra bundle into one PEM (requests takes a single file)."""
+    extra = Path(settings.ca_bundle).read_text()
+    system = next((Path(p).read_text() for p in SYSTEM_CA_FILES if Path(p).is_file()), "")
+    if not system:
+        import certifi
+
+        system = Path(certifi.where()).read_text()
+    target = settings.path("ca-bundle.pem")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(system.rstrip() + "\n" + extra)
+    return str(target)
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def install(runtime: Runtime | None) -> None:
+    """Make ``runtime`` the one jobs in this process use (dev mode, tests)."""
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    """The installed Runtime, or one built from the environment (a forked rq worker's first job)."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Runtime(Settings.from_env())
+        return _current

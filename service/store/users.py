@@ -1,0 +1,86 @@
+"""Users: one document per connected Microsoft account, keyed by the Graph user id (oid)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.database import Database
+
+from service.store import utcnow
+
+CONNECTED = "connected"
+NEEDS_RECONNECT = "needs_reconnect"
+DISCONNECTED = "disconnected"
+
+INDEXES = {
+    "users": [
+        IndexModel([("email", ASCENDING)], name="email"),
+        IndexModel([("connection.status", ASCENDING)], name="connection_status"),
+    ],
+}
+
+
+def get(db: Database, user_id: str) -> dict | None:
+    return db.users.find_one({"_id": user_id})
+
+
+def by_email(db: Database, email: str) -> dict | None:
+    return db.users.find_one({"email": email.strip().lower()})
+
+
+def find(db: Database, email_or_id: str) -> dict | None:
+    """Look a user up by Graph id or by email (the API accepts either)."""
+    return get(db, email_or_id) or by_email(db, email_or_id)
+
+
+def upsert_from_graph(
+    db: Database, me: dict, tenant_id: str, home_account_id: str, now: datetime | None = None
+) -> dict:
+    """Create or refresh a user from Graph's /me; (re)connecting keeps identity, history and preferences."""
+    now = now or utcnow()
+    email = (me.get("mail") or me.get("userPrincipalName") or "").strip().lower()
+    return db.users.find_one_and_update(
+        {"_id": me["id"]},
+        {
+            "$set": {
+                "tenant_id": tenant_id,
+                "email": email,
+                "display_name": me.get("displayName") or email,
+                "connection": {"status": CONNECTED, "reason": None, "since": now,
+                               "home_account_id": home_account_id},
+                "updated_at": now,
+            },
+            "$setOnInsert": {
+                "created_at": now,
+                "time_zone": None,
+                "digest": {"enabled": True, "time": None, "send_empty": False},
+                "sync": {"error_count": 0},
+            },
+        },
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def set_connection_status(
+    db: Database, user_id: str, status: str, reason: str | None = None, now: datetime | None = None
+) -> dict | None:
+    """Record a connection state change; returns the document as it was before (None if unknown)."""
+    now = now or utcnow()
+    return db.users.find_one_and_update(
+        {"_id": user_id},
+        {"$set": {"connection.status": status, "connection.reason": reason, "connection.since": now,
+                  "updated_at": now}},
+    )
+
+
+def connected(db: Database, projection: dict | None = None) -> Iterator[dict]:
+    """Every user whose calendar we may read now."""
+    return db.users.find({"connection.status": CONNECTED}, projection)
+
+
+def update_fields(db: Database, user_id: str, fields: dict) -> None:
+    """Set dotted fields on one user (preferences, sync observability)."""
+    db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})

@@ -1,0 +1,1 @@
+"""RQ entry points, queues and the scheduler."""
