@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,8 @@ def start_embedded_redis(directory: Path) -> EmbeddedRedis:
          "--save", "", "--appendonly", "no", "--dir", str(directory), "--loglevel", "warning"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=False,
+        # PDEATHSIG fires when the creating *thread* exits, so only tie it to the main thread.
+        preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -65,6 +68,16 @@ def start_embedded_redis(directory: Path) -> EmbeddedRedis:
         time.sleep(0.02)
     process.kill()
     raise RuntimeError(f"embedded redis-server did not start (exit code {process.poll()})")
+
+
+def _die_with_parent() -> None:
+    """Linux: the embedded server gets SIGTERM when calsync dies, even by SIGKILL (no orphans)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _answers(sock: Path) -> bool:

@@ -26,6 +26,9 @@ DOMAIN_MODULES = (
     "service.store.people",
     "service.store.digests",
     "service.store.tenants",
+    "service.store.tokens",
+    "service.store.sync_state",
+    "service.store.ops",
 )
 
 EMBEDDED_WARNING = (

@@ -1,0 +1,1 @@
+"""Operator views: subscription health, users needing re-consent, queue health, metrics, and actions."""

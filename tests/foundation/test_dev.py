@@ -1,0 +1,56 @@
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MONGODB_URI", "REDIS_URL") and not k.startswith("CALSYNC_")}
+    env["CALSYNC_DATA_DIR"] = str(tmp_path / "var")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from service.cli import main; main()", "dev", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        ready = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ready is None:
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        children = children_of(process.pid)
+
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert ready is not None and ready.status_code == 200, output
+    assert ready.json()["checks"] == {"mongodb": "ok", "redis": "ok"}
+    assert process.returncode == 0, output
+    assert "NOTHING PERSISTS" in output  # the loud warning about the in-memory store
+    assert children, "the embedded redis-server should have been a child process"
+    time.sleep(0.2)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "orphaned child processes"
