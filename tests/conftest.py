@@ -31,7 +31,8 @@ OPS_TOKEN = "test-ops-token-0123456789abcdef"
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """127.0.0.1:6379 on a dedicated database if it answers, else an embedded redis-server. Never skips."""
     database = int(os.environ.get("CALSYNC_TEST_REDIS_DB", "9"))
-    url = f"redis://127.0.0.1:6379/{database}"
+    server = os.environ.get("CALSYNC_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
+    url = f"{server}/{database}"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
     except redis.RedisError:

@@ -1,0 +1,106 @@
+import threading
+
+import pytest
+import requests
+from flask import Flask, request
+from werkzeug.serving import make_server
+
+from service.graph import GraphClient, GraphError, Throttled, Unauthorized, retry_after_seconds
+
+
+@pytest.fixture
+def scripted():
+    """A loopback HTTP server answering with a scripted list of (status, headers, body)."""
+    app = Flask(__name__)
+    script, seen = [], []
+
+    @app.route("/v1.0/<path:path>", methods=["GET", "PATCH", "POST"])
+    def answer(path):
+        seen.append({"path": path, "auth": request.headers.get("Authorization")})
+        status, headers, body = script.pop(0)
+        return body, status, headers
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield script, seen, f"http://127.0.0.1:{server.server_port}/v1.0"
+    server.shutdown()
+
+
+def client_for(base_url, sleeps, tokens=None):
+    tokens = tokens if tokens is not None else []
+
+    def token(force_refresh=False):
+        tokens.append(force_refresh)
+        return f"token-{len(tokens)}"
+
+    session = requests.Session()
+    session.trust_env = False
+    return GraphClient(session, base_url, token, timeout=5, sleep=sleeps.append)
+
+
+def graph_error(code):
+    return {"error": {"code": code, "message": "m", "innerError": {"request-id": "r", "date": "d"}}}
+
+
+def test_throttled_requests_wait_the_fractional_retry_after_then_succeed(scripted):
+    script, seen, url = scripted
+    script += [(429, {"Retry-After": "0.25"}, graph_error("TooManyRequests")), (200, {}, {"id": "me"})]
+    sleeps = []
+
+    body = client_for(url, sleeps).get_json("me")
+
+    assert body == {"id": "me"}
+    assert sleeps == [0.25]
+    assert len(seen) == 2
+
+
+def test_a_long_retry_after_goes_back_to_the_job_instead_of_blocking(scripted):
+    script, _, url = scripted
+    script += [(503, {"Retry-After": "120"}, graph_error("serviceUnavailable"))]
+    sleeps = []
+
+    with pytest.raises(Throttled) as excinfo:
+        client_for(url, sleeps).get_json("me")
+
+    assert excinfo.value.retry_after == 120.0 and excinfo.value.status == 503
+    assert sleeps == []
+
+
+def test_401_refreshes_the_token_once_then_gives_up(scripted):
+    script, seen, url = scripted
+    script += [(401, {}, graph_error("InvalidAuthenticationToken"))] * 2
+    tokens = []
+
+    with pytest.raises(Unauthorized):
+        client_for(url, [], tokens).get_json("me")
+
+    assert tokens == [False, True]
+    assert [s["auth"] for s in seen] == ["Bearer token-1", "Bearer token-2"]
+
+
+def test_graph_error_bodies_become_codes_and_next_links_are_used_verbatim(scripted):
+    script, seen, url = scripted
+    script += [(410, {}, graph_error("syncStateNotFound"))]
+
+    with pytest.raises(GraphError) as excinfo:
+        client_for(url, []).get_json(f"{url}/me/calendarView/delta?$deltatoken=abc")
+
+    assert (excinfo.value.status, excinfo.value.code) == (410, "syncStateNotFound")
+    assert seen[0]["path"] == "me/calendarView/delta"
+
+
+def test_unreachable_graph_is_a_status_0_error_after_bounded_retries():
+    sleeps = []
+
+    with pytest.raises(GraphError) as excinfo:
+        client_for("http://127.0.0.1:1/v1.0", sleeps).get_json("me")
+
+    assert excinfo.value.status == 0
+    assert len(sleeps) == 3
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("2", 2.0), ("2.128", 2.128), ("0", 0.0), ("soon", None), (None, None),
+                                               ("nan", None), ("-3", 0.0)])
+def test_retry_after_parsing(raw, seconds):
+    assert retry_after_seconds(raw) == seconds
