@@ -391,19 +391,22 @@ class Identity:
 
     # ----- tenants and users --------------------------------------------------------------
 
-    def known_tenants(self) -> set[str]:
-        tenants = {str(u.get("tenant_id", "")).lower() for u in self.directory.users()}
+    def known_tenants(self) -> dict[str, str]:
+        """Tenant ids seen in the directory, keyed by their lower-case form."""
+        tenants = [str(u.get("tenant_id", "")) for u in self.directory.users()]
         extra = getattr(self.directory, "tenants", None)
         if callable(extra):
-            tenants.update(str(t.get("id", t) if isinstance(t, dict) else t).lower() for t in extra())
-        tenants.discard("")
-        return tenants
+            tenants.extend(str(t.get("id", "") if isinstance(t, dict) else t) for t in extra())
+        return {t.lower(): t for t in tenants if t}
 
     def resolve_tenant(self, tenant: str, *, redirectable: bool = False) -> str:
-        """`common`, `organizations` or a known tenant id (lower case); anything else is AADSTS90002."""
+        """`common`, `organizations` or a known tenant id (as the directory spells it); else AADSTS90002."""
         value = (tenant or "").lower()
-        if value in ANY_TENANT or value in self.known_tenants():
+        if value in ANY_TENANT:
             return value
+        known = self.known_tenants().get(value)
+        if known is not None:
+            return known
         raise OAuthError("invalid_tenant", 90002,
                          f"Tenant '{tenant[:64]}' not found. Check to make sure you have the correct tenant ID "
                          "and are signing into the correct cloud. Check with your subscription administrator, "
@@ -415,7 +418,7 @@ class Identity:
         users = self.directory.users()
         if tenant in ANY_TENANT:
             return users
-        return [u for u in users if str(u.get("tenant_id", "")).lower() == tenant]
+        return [u for u in users if str(u.get("tenant_id", "")).lower() == tenant.lower()]
 
     def lookup_user(self, user_ref: str | None) -> dict | None:
         """A directory user by id, mail or UPN."""
@@ -511,8 +514,8 @@ class Identity:
             raise OAuthError("invalid_request", 50034,
                              "The user account does not exist in the directory. To sign into this application, "
                              "the account must be added to the directory.")
-        tenant_id = str(user["tenant_id"]).lower()
-        if request.tenant not in ANY_TENANT and tenant_id != request.tenant:
+        tenant_id = str(user["tenant_id"])
+        if request.tenant not in ANY_TENANT and tenant_id.lower() != request.tenant.lower():
             raise OAuthError("invalid_request", 50020,
                              f"User account '{user.get('user_principal_name')}' from identity provider "
                              f"'https://sts.windows.net/{tenant_id}/' does not exist in tenant "
@@ -540,7 +543,7 @@ class Identity:
         with self._lock:
             self._user_consents.setdefault((user["id"], request.app.client_id), set()).update(granted)
             self._codes[code] = AuthCode(
-                client_id=request.app.client_id, user_id=user["id"], tenant_id=str(user["tenant_id"]).lower(),
+                client_id=request.app.client_id, user_id=user["id"], tenant_id=str(user["tenant_id"]),
                 redirect_uri=request.redirect_uri, scopes=scopes, granted=granted, nonce=request.nonce,
                 code_challenge=request.code_challenge, code_challenge_method=request.code_challenge_method,
                 issued=self.clock())
@@ -562,14 +565,14 @@ class Identity:
             raise OAuthError("consent_required", 65004,
                              "The resource owner or authorization server denied the request.")
         user = self._signing_in_user(request, user_ref)
-        tenant_id = str(user["tenant_id"]).lower()
+        tenant_id = str(user["tenant_id"])
         app = request.app
         if request.kind == "adminconsent" or (request.scopes and request.scopes.default):
             delegated, roles = set(app.scopes), set(app.roles)
         else:
             delegated, roles = set(request.scopes.resource if request.scopes else ()), set()
         with self._lock:
-            consent = self._tenant_consents.setdefault((tenant_id, app.client_id),
+            consent = self._tenant_consents.setdefault((tenant_id.lower(), app.client_id.lower()),
                                                        {"scopes": set(), "roles": set()})
             consent["scopes"].update(delegated)
             consent["roles"].update(roles)
@@ -583,7 +586,7 @@ class Identity:
     def tenant_consent(self, tenant_id: str, client_id: str) -> dict[str, list[str]] | None:
         """What an admin consented to tenant-wide for an app, or None."""
         with self._lock:
-            consent = self._tenant_consents.get((tenant_id.lower(), client_id))
+            consent = self._tenant_consents.get((tenant_id.lower(), client_id.lower()))
             return {k: sorted(v) for k, v in consent.items()} if consent else None
 
     def _drop_stale(self) -> None:
@@ -664,7 +667,7 @@ class Identity:
                                  "The provided authorization code or refresh token has expired due to "
                                  "inactivity. Send a new interactive authorization request for this user and "
                                  "resource.")
-            if tenant not in ANY_TENANT and tenant != record.tenant_id:
+            if tenant not in ANY_TENANT and tenant.lower() != record.tenant_id.lower():
                 raise OAuthError("invalid_grant", 50148,
                                  "The code was issued for a different tenant than the one in the request.")
             if redirect_uri != record.redirect_uri:
@@ -714,7 +717,7 @@ class Identity:
                                  f"The refresh token has expired due to inactivity. The token was issued on "
                                  f"{grant.issued.isoformat()} and was inactive for "
                                  f"{timedelta(seconds=self.refresh_token_seconds)}.")
-            if tenant not in ANY_TENANT and tenant != grant.tenant_id:
+            if tenant not in ANY_TENANT and tenant.lower() != grant.tenant_id.lower():
                 raise OAuthError("invalid_grant", 700003, "Device object was not found in the tenant.")
             consented = self._user_consents.get((grant.user_id, app.client_id), set())
             wanted = self._grant_for(app, scopes) if (scopes.resource or scopes.default) else grant.granted
@@ -744,7 +747,7 @@ class Identity:
                              "Client credential flows must have a scope value with /.default suffixed to the "
                              "resource identifier (application ID URI).")
         with self._lock:
-            consent = self._tenant_consents.get((tenant, app.client_id))
+            consent = self._tenant_consents.get((tenant.lower(), app.client_id.lower()))
             roles = sorted(consent["roles"]) if consent else []
         now = self._epoch()
         life = self.access_token_seconds
@@ -766,7 +769,7 @@ class Identity:
         now_dt = self.clock()
         now = int(now_dt.timestamp())
         life = self.access_token_seconds
-        tenant_id = str(user["tenant_id"]).lower()
+        tenant_id = str(user["tenant_id"])
         oid = str(user["id"])
         upn = user.get("user_principal_name") or user.get("mail") or ""
         name = user.get("display_name") or upn

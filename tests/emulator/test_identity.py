@@ -145,7 +145,7 @@ def server(tls) -> Iterator[Server]:
     app.register_blueprint(identity.blueprint())
     app.register_blueprint(identity.control_blueprint(), url_prefix="/_emulator/identity")
     httpd = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     srv = Server(f"https://127.0.0.1:{httpd.server_port}", identity, clock, ca, None, [])  # type: ignore[arg-type]
     srv.http = srv.session()
@@ -201,6 +201,8 @@ def test_discovery_documents_point_back_at_the_emulator(server):
     keys = server.http.get(f"{server.base}/common/discovery/keys", timeout=10).json()["keys"]
     assert keys == server.http.get(doc["jwks_uri"], timeout=10).json()["keys"]
     assert {"kty", "use", "kid", "n", "e", "x5c"} <= set(keys[0])
+    upper = server.http.get(f"{server.base}/{TENANT.upper()}/v2.0/.well-known/openid-configuration", timeout=10)
+    assert upper.json()["issuer"] == doc["issuer"]
     unknown = server.http.get(f"{server.base}/not-a-tenant/v2.0/.well-known/openid-configuration", timeout=10)
     assert_identity_error(unknown, 400, "invalid_tenant", 90002)
 
@@ -506,3 +508,45 @@ def test_registered_app_signs_in_with_its_own_redirect(server):
     grants = server.http.get(f"{server.base}/_emulator/identity/grants", params={"user_id": CAROL["id"]},
                              timeout=10).json()["value"]
     assert [g["client_id"] for g in grants] == ["app-two"] and "refresh_token" not in json.dumps(grants)
+
+
+def test_a_refresh_token_redeems_once_even_under_concurrency(server):
+    cache = msal.SerializableTokenCache()
+    signed_in(server, server.msal(cache=cache))
+    [rt] = refresh_tokens(cache)
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def redeem() -> None:
+        with requests.Session() as session:
+            session.trust_env, session.verify = False, server.ca
+            barrier.wait(5)
+            statuses.append(session.post(f"{server.base}/common/oauth2/v2.0/token", timeout=10, data={
+                "client_id": DEV_CLIENT_ID, "client_secret": DEV_CLIENT_SECRET, "grant_type": "refresh_token",
+                "refresh_token": rt, "scope": "Calendars.Read offline_access openid"}).status_code)
+
+    threads = [threading.Thread(target=redeem) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(statuses) == [200] + [400] * 7
+    assert len(server.identity.grants(ALICE["id"])) == 1
+
+
+def test_authorize_parameter_errors_redirect_with_state(server):
+    base = f"{server.base}/{TENANT}/oauth2/v2.0/authorize"
+    common = {"client_id": DEV_CLIENT_ID, "redirect_uri": REDIRECT, "response_type": "code", "state": "st"}
+    cases = [({}, "invalid_request", "AADSTS900144"),
+             ({"scope": "openid", "code_challenge": "a" * 43, "code_challenge_method": "S512"},
+              "invalid_request", "AADSTS501491"),
+             ({"scope": "openid", "code_challenge": "short"}, "invalid_request", "AADSTS501491"),
+             ({"scope": "https://other.example/Read"}, "invalid_resource", "AADSTS500011"),
+             ({"scope": "openid", "prompt": "none"}, "login_required", "AADSTS50058"),
+             ({"scope": "openid", "response_mode": "smoke-signal"}, "invalid_request", "AADSTS90043")]
+    for extra, error, code in cases:
+        response = server.http.get(base, params={**common, **extra}, allow_redirects=False, timeout=10)
+        assert response.status_code == 302, (extra, response.text)
+        params = query(response.headers["Location"])
+        assert (params["error"], params["state"]) == (error, "st"), extra
+        assert params["error_description"].startswith(code), extra
