@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
@@ -48,8 +48,11 @@ def upsert_from_graph(
                 "tenant_id": tenant_id,
                 "email": email,
                 "display_name": me.get("displayName") or email,
-                "connection": {"status": CONNECTED, "reason": None, "since": now,
-                               "home_account_id": home_account_id},
+                # Dotted fields: reconnecting keeps connection.reconnect_mail_sent_at (one mail per 24 h).
+                "connection.status": CONNECTED,
+                "connection.reason": None,
+                "connection.since": now,
+                "connection.home_account_id": home_account_id,
                 "updated_at": now,
             },
             "$setOnInsert": {
@@ -84,3 +87,59 @@ def connected(db: Database, projection: dict | None = None) -> Iterator[dict]:
 def update_fields(db: Database, user_id: str, fields: dict) -> None:
     """Set dotted fields on one user (preferences, sync observability)."""
     db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
+
+
+def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime | None = None) -> bool:
+    """Move a connected user to needs_reconnect; True only for the call that made the change."""
+    now = now or utcnow()
+    result = db.users.update_one(
+        {"_id": user_id, "connection.status": CONNECTED},
+        {"$set": {"connection.status": NEEDS_RECONNECT, "connection.reason": reason, "connection.since": now,
+                  "updated_at": now}},
+    )
+    return result.modified_count == 1
+
+
+def claim_reconnect_mail(db: Database, user_id: str, interval: timedelta, now: datetime | None = None) -> dict | None:
+    """Atomically take the right to send a reconnect mail (none sent within ``interval``).
+
+    Returns the user as it was before the claim, or None when a mail went out too recently or the user no
+    longer needs to reconnect.
+    """
+    now = now or utcnow()
+    return db.users.find_one_and_update(
+        {
+            "_id": user_id,
+            "connection.status": NEEDS_RECONNECT,
+            "$or": [
+                {"connection.reconnect_mail_sent_at": None},
+                {"connection.reconnect_mail_sent_at": {"$lte": now - interval}},
+            ],
+        },
+        {"$set": {"connection.reconnect_mail_sent_at": now}},
+    )
+
+
+def release_reconnect_mail(db: Database, user_id: str, claimed_at: datetime, previous: datetime | None) -> None:
+    """Undo a claim whose mail could not be sent, so a retry may send it."""
+    db.users.update_one(
+        {"_id": user_id, "connection.reconnect_mail_sent_at": claimed_at},
+        {"$set": {"connection.reconnect_mail_sent_at": previous}},
+    )
+
+
+def set_time_zone_if_unset(db: Database, user_id: str, time_zone: str) -> bool:
+    """Take the browser's IANA zone as the user's preference unless one is already recorded."""
+    result = db.users.update_one(
+        {"_id": user_id, "$or": [{"time_zone": None}, {"time_zone": {"$exists": False}}]},
+        {"$set": {"time_zone": time_zone, "time_zone_source": "browser", "updated_at": utcnow()}},
+    )
+    return result.modified_count == 1
+
+
+def purge_calendar_data(db: Database, user_id: str) -> dict[str, int]:
+    """Delete a disconnected user's stored events and sync cursor (the user document itself stays)."""
+    return {
+        "events": db.events.delete_many({"user_id": user_id}).deleted_count,
+        "sync_state": db.sync_state.delete_many({"_id": user_id}).deleted_count,
+    }

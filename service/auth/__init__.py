@@ -1,0 +1,1 @@
+"""Connecting calendars: MSAL sign-in, admin consent, encrypted token caches and reconnects."""

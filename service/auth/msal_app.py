@@ -1,0 +1,64 @@
+"""MSAL wiring: one ConfidentialClientApplication per use, bound to one user's token cache.
+
+MSAL's authority must be https. Microsoft's own hosts get the normal authority validation; any other
+host (the local emulator) is used with ``validate_authority=False, instance_discovery=False``, so MSAL
+reads ``<authority>/v2.0/.well-known/openid-configuration``. ``http_cache`` keeps that discovery
+document per process so building an app per call costs no extra round trip.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import msal
+
+from service.config import Settings
+from service.runtime import Runtime
+
+# Delegated Graph permissions. MSAL adds openid, profile and offline_access itself (and refuses them here).
+SCOPES = ("Calendars.Read", "User.Read")
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+MICROSOFT_HOSTS = (
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+)
+RECONNECT_ERRORS = frozenset({"invalid_grant", "interaction_required", "consent_required", "login_required"})
+
+_http_cache: dict = {}
+
+
+def is_microsoft_authority(settings: Settings) -> bool:
+    return (urlsplit(settings.authority_host).hostname or "").lower() in MICROSOFT_HOSTS
+
+
+def build_app(rt: Runtime, cache: msal.TokenCache | None = None) -> msal.ConfidentialClientApplication:
+    """A confidential client for the configured app, using ``cache`` (one user's) and our trusted session."""
+    settings = rt.settings
+    options: dict = {}
+    if not is_microsoft_authority(settings):
+        options = {"validate_authority": False, "instance_discovery": False}
+    return msal.ConfidentialClientApplication(
+        settings.client_id,
+        client_credential=settings.client_secret,
+        authority=settings.authority,
+        token_cache=cache,
+        http_client=rt.http,
+        timeout=settings.http_timeout,
+        http_cache=_http_cache,
+        **options,
+    )
+
+
+def redirect_uri(settings: Settings) -> str:
+    return f"{settings.public_url.rstrip('/')}/auth/callback"
+
+
+def admin_consent_redirect_uri(settings: Settings) -> str:
+    return f"{settings.public_url.rstrip('/')}/admin/consent/callback"
+
+
+def discovery_url(settings: Settings) -> str:
+    """Where MSAL (and our id-token check) read the authority's OpenID configuration."""
+    return f"{settings.authority}/v2.0/.well-known/openid-configuration"

@@ -1,0 +1,224 @@
+"""Connect, admin consent, status and disconnect pages.
+
+The MSAL auth-code flow dict holds the PKCE verifier, so it lives in Redis under a random one-time key
+(ten minutes); the signed cookie session carries only that key, the signed-in user id and the CSRF
+token, never a token. Consuming the key on the first callback makes a replayed callback fail.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import secrets
+from urllib.parse import urlencode
+
+import requests
+from flask import Blueprint, current_app, redirect, render_template, request, session
+
+from service.auth import csrf, lifecycle
+from service.auth.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
+from service.runtime import Runtime
+from service.store import tenants, users
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__, template_folder="templates")
+
+FLOW_SECONDS = 600
+FLOW_KEY = "calsync:auth-flow:{}"
+CONSENT_KEY = "calsync:admin-consent:{}"
+TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DENIED_ERRORS = ("access_denied", "consent_required")
+
+
+def _rt() -> Runtime:
+    return current_app.extensions["calsync"]
+
+
+@bp.context_processor
+def _template_helpers() -> dict:
+    return {"csrf_token": csrf.csrf_token, "scopes": SCOPES}
+
+
+@bp.after_request
+def _private(response):
+    """Auth pages are per user: never cached, never framed, and the callback URL never leaks as a Referer."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def _page_error(status: int, title: str, detail: str):
+    return render_template("auth/error.html", title=title, detail=detail, status=status), status
+
+
+def _signed_in_user() -> dict | None:
+    user_id = session.get("user_id")
+    if not isinstance(user_id, str):
+        return None
+    user = users.get(_rt().db, user_id)
+    if user is None:
+        session.pop("user_id", None)
+    return user
+
+
+# ----- connect ------------------------------------------------------------------------------------
+
+@bp.get("/connect")
+def connect_page():
+    """Explain what calsync reads, then offer the sign-in button."""
+    return render_template("auth/connect.html", user=_signed_in_user())
+
+
+@bp.post("/connect")
+def start_connect():
+    """Start MSAL's auth-code flow (PKCE, state, nonce) and send the browser to Microsoft's sign-in."""
+    if not csrf.valid(request.form.get(csrf.FIELD)):
+        return _page_error(400, "Please try again", "This form expired. Reload the connect page and try again.")
+    rt = _rt()
+    try:
+        flow = build_app(rt).initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings))
+    except (requests.RequestException, ValueError) as exc:
+        log.warning("connect: could not reach the identity platform (%s)", type(exc).__name__)
+        return _page_error(502, "Microsoft sign-in is unavailable", "Please try again in a minute.")
+    key = secrets.token_urlsafe(32)
+    record = {"flow": flow, "tz": request.form.get("tz", "")[:64]}
+    rt.redis.set(FLOW_KEY.format(key), json.dumps(record), ex=FLOW_SECONDS)
+    session["auth_flow"] = key
+    return redirect(flow["auth_uri"], 303)
+
+
+@bp.get("/auth/callback")
+def callback():
+    """Finish the sign-in; every bad input gets a friendly 400/403 page and stores nothing."""
+    record = _take_flow(session.pop("auth_flow", None))
+    if record is None:
+        return _page_error(400, "This sign-in link has expired",
+                           "It was already used or is too old. Start again from the connect page.")
+    flow, args = record["flow"], request.args.to_dict()
+    if not hmac.compare_digest(str(args.get("state", "")).encode(), str(flow.get("state", "")).encode()):
+        log.warning("connect: callback state does not match the flow")
+        return _page_error(400, "Sign-in could not be verified", "Please start again from the connect page.")
+    if args.get("error"):
+        return _identity_error(args)
+    if not args.get("code"):
+        return _page_error(400, "Sign-in did not complete", "Microsoft sent no authorization code. Please retry.")
+    try:
+        result = lifecycle.complete_sign_in(_rt(), flow, args, record.get("tz"))
+    except lifecycle.SignInFailed as exc:
+        return _page_error(exc.status, exc.title, exc.detail)
+    except requests.RequestException as exc:
+        log.warning("connect: identity platform unreachable during sign-in (%s)", type(exc).__name__)
+        return _page_error(502, "Microsoft sign-in is unavailable", "Please try again in a minute.")
+    session.clear()  # a fresh session for the signed-in user (no fixation)
+    session["user_id"] = result.user["_id"]
+    session.permanent = True
+    return render_template("auth/connected.html", user=result.user, first_time=result.first_time)
+
+
+def _take_flow(key: object) -> dict | None:
+    if not isinstance(key, str) or not key:
+        return None
+    raw = _rt().redis.getdel(FLOW_KEY.format(key))
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("flow"), dict) else None
+
+
+def _identity_error(args: dict[str, str]):
+    error = str(args.get("error"))[:64]
+    log.info("connect: the identity platform returned %s", error)
+    if error in DENIED_ERRORS:
+        return _page_error(403, "Calendar access was not granted",
+                           "Nothing was connected. If your organization requires it, ask an administrator to "
+                           "approve calsync first, then connect again.")
+    return _page_error(400, "Sign-in did not complete", f"Microsoft reported: {error}. Please try again.")
+
+
+# ----- status, sign-out, disconnect ----------------------------------------------------------------
+
+@bp.get("/connections/me")
+def status_page():
+    """The signed-in user's connection status (HTML, or JSON when asked for)."""
+    user = _signed_in_user()
+    wants_json = request.accept_mimetypes.best == "application/json"
+    if user is None:
+        if wants_json:
+            return {"error": "not signed in"}, 401
+        return render_template("auth/status.html", user=None), 401
+    connection = user.get("connection") or {}
+    if wants_json:
+        since = connection.get("since")
+        return {"user_id": user["_id"], "email": user.get("email"), "status": connection.get("status"),
+                "reason": connection.get("reason"), "since": since.isoformat() if since else None}
+    return render_template("auth/status.html", user=user, connection=connection)
+
+
+@bp.post("/connections/me/disconnect")
+def disconnect():
+    """Delete the subscription and tokens; ``purge=1`` also deletes the stored events."""
+    user = _signed_in_user()
+    if user is None:
+        return _page_error(401, "Not signed in", "Connect your calendar first.")
+    if not csrf.valid(request.form.get(csrf.FIELD)):
+        return _page_error(403, "Please try again", "This form expired. Reload the status page and try again.")
+    purge = request.form.get("purge", "0")
+    if purge not in ("0", "1"):
+        return _page_error(400, "Please try again", "Choose whether to keep or delete your stored events.")
+    done = lifecycle.disconnect(_rt(), user["_id"], purge == "1")
+    return render_template("auth/disconnected.html", user=users.get(_rt().db, user["_id"]), purged=purge == "1",
+                           done=done)
+
+
+@bp.post("/signout")
+def sign_out():
+    if csrf.valid(request.form.get(csrf.FIELD)):
+        session.clear()
+    return redirect("/connect", 303)
+
+
+# ----- admin consent --------------------------------------------------------------------------------
+
+@bp.get("/admin/consent")
+def admin_consent():
+    """Send an administrator to the v2 admin-consent endpoint for our delegated scopes."""
+    settings = _rt().settings
+    state = secrets.token_urlsafe(24)
+    _rt().redis.set(CONSENT_KEY.format(state), "1", ex=FLOW_SECONDS)
+    tenant = settings.tenant if settings.tenant.lower() not in ("common", "consumers") else "organizations"
+    query = urlencode({
+        "client_id": settings.client_id,
+        "scope": " ".join(f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES),
+        "redirect_uri": admin_consent_redirect_uri(settings),
+        "state": state,
+    })
+    return redirect(f"{settings.authority_host.rstrip('/')}/{tenant}/v2.0/adminconsent?{query}", 303)
+
+
+@bp.get("/admin/consent/callback")
+def admin_consent_callback():
+    """Record the consenting tenant, or show the error Microsoft returned."""
+    args = request.args
+    state = args.get("state", "")
+    if not state or len(state) > 128 or not _rt().redis.getdel(CONSENT_KEY.format(state)):
+        return _page_error(400, "This consent link has expired", "Start again from the admin consent link.")
+    if args.get("error"):
+        error = args.get("error", "")[:64]
+        description = args.get("error_description", "")[:300]
+        log.info("admin consent: the identity platform returned %s", error)
+        status = 403 if error in DENIED_ERRORS else 400
+        return _page_error(status, "Admin consent was not granted", f"Microsoft reported: {error}. {description}")
+    tenant_id = args.get("tenant", "")
+    if args.get("admin_consent", "").lower() != "true" or not TENANT_ID.match(tenant_id):
+        return _page_error(400, "Admin consent did not complete", "Microsoft's answer was incomplete.")
+    user = _signed_in_user()
+    record = tenants.record_consent(_rt().db, tenant_id.lower(), user.get("email") if user else None,
+                                    [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
+    log.info("admin consent recorded for tenant %s", tenant_id.lower())
+    return render_template("auth/admin_consented.html", tenant=record)

@@ -1,0 +1,156 @@
+"""Access tokens for workers: one encrypted MSAL cache per user, refreshed under a per-user Redis lock.
+
+``access_token(rt, user_id)`` is the only way jobs get a Graph token. It loads the user's cache *after*
+taking ``calsync:lock:token:{user_id}``, so when several workers refresh at once the later ones see the
+refresh token the first one already rotated in, and it writes the cache back only when MSAL changed it.
+A grant that is gone (``invalid_grant``, ``interaction_required``…) or a cache nobody can decrypt
+moves the user to ``needs_reconnect`` once, queues one reconnect mail, and raises ``ReconnectRequired``;
+later calls raise at once without touching MSAL, so a broken user never becomes a crash loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import msal
+from redis.exceptions import LockError
+
+from service.auth import crypto
+from service.auth.msal_app import RECONNECT_ERRORS, SCOPES, build_app
+from service.runtime import Runtime
+from service.store import tokens as token_store
+from service.store import users
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 30          # a refresh is one HTTP call with a 10 s timeout; a dead holder frees it after this
+LOCK_WAIT_SECONDS = 20
+EARLY_REFRESH_SECONDS = 300  # the per-client memo treats a token as stale this long before it expires
+
+
+class ReconnectRequired(Exception):  # noqa: N818 - named by the cross-module contract
+    """The user must sign in again; the connection is (now) marked needs_reconnect."""
+
+    def __init__(self, user_id: str, reason: str):
+        super().__init__(f"user must reconnect ({reason})")
+        self.user_id = user_id
+        self.reason = reason
+
+
+class TokenUnavailable(Exception):  # noqa: N818
+    """A transient failure (identity platform down, lock busy): retry the job later."""
+
+
+def access_token(rt: Runtime, user_id: str, force_refresh: bool = False) -> str:
+    """A valid Graph access token for ``user_id``; raises ReconnectRequired or TokenUnavailable."""
+    return _acquire(rt, user_id, force_refresh)["access_token"]
+
+
+def graph_for(rt: Runtime, user_id: str):
+    """A GraphClient acting as ``user_id`` (token fetched lazily, reused until close to expiry)."""
+    from service.graph import GraphClient
+
+    settings = rt.settings
+    return GraphClient(rt.http, settings.graph_url, token=TokenMemo(rt, user_id), timeout=settings.http_timeout)
+
+
+class TokenMemo:
+    """Token provider for one GraphClient: keeps the last token so each request does not reload the cache."""
+
+    def __init__(self, rt: Runtime, user_id: str, clock: Callable[[], float] = time.monotonic):
+        self.rt, self.user_id, self.clock = rt, user_id, clock
+        self._token: str | None = None
+        self._fresh_until = 0.0
+
+    def __call__(self, force_refresh: bool = False) -> str:
+        if force_refresh or self._token is None or self.clock() >= self._fresh_until:
+            result = _acquire(self.rt, self.user_id, force_refresh)
+            self._token = result["access_token"]
+            lifetime = int(result.get("expires_in") or 0)
+            self._fresh_until = self.clock() + max(lifetime - EARLY_REFRESH_SECONDS, 0)
+        return self._token
+
+
+def _acquire(rt: Runtime, user_id: str, force_refresh: bool) -> dict:
+    user = users.get(rt.db, user_id)
+    if user is None:
+        raise ReconnectRequired(user_id, "unknown user")
+    connection = user.get("connection") or {}
+    if connection.get("status") != users.CONNECTED:
+        raise ReconnectRequired(user_id, connection.get("reason") or connection.get("status") or "not connected")
+    with token_lock(rt, user_id):
+        cache = _load_cache(rt, user_id)  # read under the lock: another worker may just have refreshed
+        app = build_app(rt, cache)
+        account = _account(app, connection.get("home_account_id"), user_id)
+        if account is None:
+            _needs_reconnect(rt, user_id, "no_account")
+        result = app.acquire_token_silent_with_error(list(SCOPES), account, force_refresh=force_refresh)
+        save_cache(rt, user_id, cache)
+    if result and "access_token" in result:
+        return result
+    error = (result or {}).get("error") or "no_refresh_token"
+    if result is None or error in RECONNECT_ERRORS:
+        _needs_reconnect(rt, user_id, error)
+    log.warning("token refresh failed for user %s: %s", user_id, error)
+    raise TokenUnavailable(error)
+
+
+@contextmanager
+def token_lock(rt: Runtime, user_id: str):
+    lock = rt.redis.lock(f"calsync:lock:token:{user_id}", timeout=LOCK_SECONDS, blocking_timeout=LOCK_WAIT_SECONDS)
+    if not lock.acquire():
+        raise TokenUnavailable("token lock busy")
+    try:
+        yield
+    finally:
+        try:
+            lock.release()
+        except LockError:  # held past its expiry; someone else may own it now, which is fine
+            log.warning("token lock for user %s expired before release", user_id)
+
+
+def _load_cache(rt: Runtime, user_id: str) -> msal.SerializableTokenCache:
+    """The user's decrypted cache; an unreadable one means the user must reconnect (logged, not raised raw)."""
+    cache = msal.SerializableTokenCache()
+    blob = token_store.get_blob(rt.db, user_id)
+    if blob is None:
+        _needs_reconnect(rt, user_id, "no_token_cache")
+    try:
+        plaintext = crypto.decrypt(rt.settings, blob)
+        json.loads(plaintext)
+        cache.deserialize(plaintext)
+    except (crypto.CacheUnreadable, ValueError):
+        log.error("token cache for user %s is unreadable (tampered, or its key is no longer in CALSYNC_TOKEN_KEYS);"
+                  " marking the connection needs_reconnect", user_id)
+        _needs_reconnect(rt, user_id, "token_cache_unreadable")
+    return cache
+
+
+def save_cache(rt: Runtime, user_id: str, cache: msal.SerializableTokenCache) -> bool:
+    """Encrypt and store the cache if MSAL changed it; True if written."""
+    if not cache.has_state_changed:
+        return False
+    token_store.save_blob(rt.db, user_id, crypto.encrypt(rt.settings, cache.serialize()))
+    return True
+
+
+def _account(app: msal.ClientApplication, home_account_id: str | None, user_id: str) -> dict | None:
+    accounts = app.get_accounts()
+    for account in accounts:
+        if home_account_id and account.get("home_account_id") == home_account_id:
+            return account
+    return next((a for a in accounts if a.get("local_account_id") == user_id), None)
+
+
+def _needs_reconnect(rt: Runtime, user_id: str, reason: str):
+    """Mark the user, queue the reconnect mail on the transition, and raise ReconnectRequired."""
+    if users.mark_needs_reconnect(rt.db, user_id, reason):
+        log.warning("user %s must reconnect their calendar (%s)", user_id, reason)
+        from service.workers.queues import MAINTENANCE, enqueue
+
+        enqueue(rt.redis, MAINTENANCE, "service.auth.jobs.send_reconnect_mail", user_id)
+    raise ReconnectRequired(user_id, reason)
