@@ -1,0 +1,260 @@
+"""The control API under /_emulator: set up tenants, users and events, steer time and faults, read the logs.
+
+Every route needs ``Authorization: Bearer <control secret>``. Errors come back in Graph's shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+
+from flask import Blueprint, current_app, jsonify, request
+
+from emulator import events
+from emulator.errors import GraphError, bad_request, not_found
+from emulator.faults import parse_config
+
+LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+
+
+def _em():
+    return current_app.config["EMULATOR"]
+
+
+def _body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_request("The request body must be a JSON object.", "InvalidRequest")
+    return data
+
+
+def check_control_secret() -> None:
+    """Refuse any /_emulator request without the shared control secret."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    expected = _em().control_secret
+    if scheme.lower() != "bearer" or not hmac.compare_digest(secret.strip().encode(), expected.encode()):
+        raise GraphError(401, "InvalidAuthenticationToken", "The emulator control secret is missing or wrong.")
+
+
+def _number(data: dict, name: str, default: float | None = None, low: float = -1e9, high: float = 1e9) -> float:
+    value = data.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise bad_request(f"'{name}' must be a number between {low:g} and {high:g}.", "InvalidRequest")
+    return float(value)
+
+
+def create_control_blueprint() -> Blueprint:
+    bp = Blueprint("emulator_control", __name__, url_prefix="/_emulator")
+
+    @bp.get("/health")
+    def health():
+        return jsonify({"status": "ok", "now": events.graph_datetime(_em().clock())})
+
+    @bp.post("/reset")
+    def reset():
+        _em().reset()
+        return "", 204
+
+    # ------------------------------------------------------------ directory
+
+    @bp.post("/tenants")
+    def create_tenant():
+        return jsonify(_em().state.add_tenant(_body())), 201
+
+    @bp.get("/tenants")
+    def list_tenants():
+        return jsonify({"value": _em().state.tenants()})
+
+    @bp.post("/users")
+    def create_user():
+        return jsonify(_em().state.add_user(_body())), 201
+
+    @bp.get("/users")
+    def list_users():
+        return jsonify({"value": _em().state.users()})
+
+    @bp.get("/users/<user_id>")
+    def get_user(user_id: str):
+        return jsonify(_em().state.require_user(user_id))
+
+    @bp.post("/tokens")
+    def mint_token():
+        """A Graph access token for a user (delegated) or an app in a tenant, without an OAuth dance."""
+        return jsonify(_em().mint_token(_body())), 201
+
+    # ------------------------------------------------------------ events
+
+    @bp.post("/users/<user_id>/events")
+    def create_event(user_id: str):
+        item = _em().state.create_event(user_id, _body())
+        return jsonify(events.render(item, None, _em().base_url)), 201
+
+    @bp.post("/users/<user_id>/events/batch")
+    def create_events(user_id: str):
+        data = _body()
+        items = data.get("events")
+        if not isinstance(items, list) or not 1 <= len(items) <= 10_000:
+            raise bad_request("'events' must be a list of 1 to 10,000 events.", "InvalidRequest")
+        state = _em().state
+        for position, raw in enumerate(items):  # validate all before creating any
+            try:
+                events.parse_fields(raw, partial=False)
+            except GraphError as exc:
+                raise bad_request(f"events[{position}]: {exc.message}", exc.code) from None
+        created = [state.create_event(user_id, raw) for raw in items]
+        return jsonify({"value": [{"id": item.id, "iCalUId": item.ical_uid} for item in created]}), 201
+
+    @bp.patch("/users/<user_id>/events/<event_id>")
+    def update_event(user_id: str, event_id: str):
+        item, instance = _em().state.update_event(user_id, event_id, _body())
+        return jsonify(events.render(item, instance, _em().base_url))
+
+    @bp.delete("/users/<user_id>/events/<event_id>")
+    def delete_event(user_id: str, event_id: str):
+        _em().state.delete_event(user_id, event_id)
+        return "", 204
+
+    @bp.get("/users/<user_id>/events/<event_id>")
+    def get_event(user_id: str, event_id: str):
+        item, instance = _em().state.find(user_id, event_id)
+        return jsonify(events.render(item, instance, _em().base_url))
+
+    @bp.get("/users/<user_id>/calendar")
+    def truth(user_id: str):
+        """The user's full current calendar in the window, exactly as calendarView would expand it."""
+        start = events.parse_instant(request.args.get("start"), "start")
+        end = events.parse_instant(request.args.get("end"), "end")
+        found = _em().state.calendar(user_id, start, end)
+        return jsonify({"value": [events.render(i.item, i, _em().base_url) for i in found]})
+
+    @bp.post("/users/<user_id>/delta/invalidate")
+    def invalidate_delta(user_id: str):
+        data = request.get_json(silent=True) or {}
+        mode = data.get("mode", "gone") if isinstance(data, dict) else "gone"
+        _em().delta.invalidate(user_id, mode)
+        return "", 204
+
+    # ------------------------------------------------------------ clock and faults
+
+    @bp.get("/clock")
+    def get_clock():
+        em = _em()
+        return jsonify({"now": events.graph_datetime(em.clock()), "offset_seconds": em.clock.offset_seconds})
+
+    @bp.post("/clock/advance")
+    def advance_clock():
+        data = _body()
+        seconds = _number(data, "seconds", 0.0) + 60 * _number(data, "minutes", 0.0)
+        now = _em().clock.advance(seconds)
+        _em().subscriptions.sweep()
+        return jsonify({"now": events.graph_datetime(now), "offset_seconds": _em().clock.offset_seconds})
+
+    @bp.get("/faults")
+    def get_faults():
+        return jsonify(_em().faults.public())
+
+    @bp.put("/faults")
+    def set_faults():
+        _em().faults.set(parse_config(_body()))
+        return jsonify(_em().faults.public())
+
+    @bp.delete("/faults")
+    def clear_faults():
+        _em().faults.clear()
+        return "", 204
+
+    # ------------------------------------------------------------ subscriptions and deliveries
+
+    @bp.get("/subscriptions")
+    def list_subscriptions():
+        return jsonify({"value": _em().subscriptions.public_all()})
+
+    @bp.delete("/subscriptions/<sub_id>")
+    def remove_subscription(sub_id: str):
+        _em().subscriptions.remove(sub_id)
+        return "", 204
+
+    @bp.post("/subscriptions/<sub_id>/lifecycle")
+    def send_lifecycle(sub_id: str):
+        event = _body().get("lifecycleEvent")
+        if event not in LIFECYCLE_EVENTS:
+            raise bad_request(f"'lifecycleEvent' must be one of {', '.join(LIFECYCLE_EVENTS)}.", "InvalidRequest")
+        subs = _em().subscriptions
+        with subs.lock:
+            sub = subs.by_id.get(sub_id)
+        if sub is None:
+            raise not_found("The subscription does not exist.", "ResourceNotFound")
+        if event == "subscriptionRemoved":
+            subs.remove(sub_id)
+        elif not subs.lifecycle(sub, event):
+            raise bad_request("The subscription has no lifecycleNotificationUrl or is not active.", "InvalidRequest")
+        return "", 202
+
+    @bp.get("/deliveries")
+    def deliveries():
+        entries = _em().notifier.entries()
+        kind = request.args.get("kind")
+        if kind:
+            entries = [e for e in entries if e["kind"] == kind]
+        return jsonify({"value": entries, "busy": _em().notifier.busy()})
+
+    @bp.delete("/deliveries")
+    def clear_deliveries():
+        _em().notifier.clear()
+        return "", 204
+
+    @bp.post("/deliveries/wait-idle")
+    def wait_idle():
+        data = request.get_json(silent=True) or {}
+        timeout = _number(data if isinstance(data, dict) else {}, "timeout", 10.0, 0, 300)
+        idle = _em().notifier.wait_idle(timeout)
+        if not idle:
+            raise GraphError(408, "RequestTimeout", "Deliveries are still pending.")
+        return jsonify({"idle": True})
+
+    @bp.get("/requests")
+    def graph_requests():
+        return jsonify({"value": _em().requests_log()})
+
+    @bp.delete("/requests")
+    def clear_requests():
+        _em().clear_requests()
+        return "", 204
+
+    return bp
+
+
+def token_claims(em, data: dict) -> dict:
+    """Claims like the identity platform's for a user (delegated) or an app (client credentials) token."""
+    from emulator.identity import DEV_CLIENT_ID
+
+    client_id = data.get("client_id", DEV_CLIENT_ID)
+    lifetime = _number(data, "lifetime_seconds", 3599, 1, 86_400 * 2)
+    if not isinstance(client_id, str) or not client_id:
+        raise bad_request("'client_id' must be a string.", "InvalidRequest")
+    now = int(em.clock().timestamp())
+    base = {"aud": "https://graph.microsoft.com", "iat": now, "nbf": now, "exp": now + int(lifetime),
+            "appid": client_id, "azp": client_id, "appidacr": "1", "azpacr": "1", "ver": "1.0",
+            "uti": secrets.token_urlsafe(16), "app_displayname": "calsync"}
+    if data.get("user_id"):
+        user = em.state.require_user(str(data["user_id"]))
+        scopes = data.get("scopes", ["Calendars.Read", "User.Read"])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise bad_request("'scopes' must be a list of strings.", "InvalidRequest")
+        return base | {
+            "iss": f"https://sts.windows.net/{user['tenant_id']}/", "tid": user["tenant_id"], "oid": user["id"],
+            "sub": user["id"], "scp": " ".join(scopes), "idtyp": "user", "upn": user["user_principal_name"],
+            "unique_name": user["user_principal_name"], "name": user["display_name"],
+        }
+    tenant_id = data.get("tenant_id")
+    if not isinstance(tenant_id, str) or tenant_id.lower() not in {t["id"] for t in em.state.tenants()}:
+        raise bad_request("Give 'user_id' (delegated) or an existing 'tenant_id' (application).", "InvalidRequest")
+    roles = data.get("roles", ["Calendars.Read"])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise bad_request("'roles' must be a list of strings.", "InvalidRequest")
+    tenant_id = tenant_id.lower()
+    sp = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{tenant_id}:{client_id}"))
+    return base | {"iss": f"https://sts.windows.net/{tenant_id}/", "tid": tenant_id, "oid": sp, "sub": sp,
+                   "roles": roles, "idtyp": "app"}

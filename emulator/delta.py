@@ -1,0 +1,166 @@
+"""calendarView delta: rounds of pages, @odata.nextLink / @odata.deltaLink, and @removed entries.
+
+A delta token remembers the window and a snapshot (instance id -> changeKey) taken when its round began.
+The next round returns instances that are new or changed since that snapshot and ``@removed`` entries for
+those that left it, plus Graph's documented quirk: items changed or deleted *outside* the window also show
+up under ``@removed``. Tokens can be invalidated per user from the control API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from emulator import events
+from emulator.errors import GraphError, bad_request
+from emulator.state import State
+
+MAX_TOKENS = 50_000
+MAX_ROUNDS = 5_000
+
+
+@dataclass
+class DeltaToken:
+    user_id: str
+    start: dt.datetime
+    end: dt.datetime
+    snapshot: dict[str, str]  # instance id -> changeKey
+    items: set[str]  # stored item ids seen in the window
+    seq: int
+    epoch: int
+
+
+@dataclass
+class Round:
+    user_id: str
+    start: dt.datetime
+    end: dt.datetime
+    entries: list[dict]
+    delta_token: str
+    epoch: int
+    served: set[int] = field(default_factory=set)
+
+
+class DeltaEngine:
+    def __init__(self, state: State):
+        self.state = state
+        self._lock = threading.Lock()
+        self.tokens: OrderedDict[str, DeltaToken] = OrderedDict()
+        self.rounds: OrderedDict[str, Round] = OrderedDict()
+        self.epochs: dict[str, tuple[int, str]] = {}  # user -> (epoch, mode) after invalidation
+
+    def invalidate(self, user_id: str, mode: str = "gone") -> None:
+        """Make every token issued so far for ``user_id`` fail: 'gone' (410 + Location) or 'expired'."""
+        if mode not in ("gone", "expired"):
+            raise bad_request("'mode' must be 'gone' or 'expired'.", "InvalidRequest")
+        self.state.require_user(user_id)
+        with self._lock:
+            epoch, _ = self.epochs.get(user_id, (0, mode))
+            self.epochs[user_id] = (epoch + 1, mode)
+
+    def _epoch(self, user_id: str) -> int:
+        return self.epochs.get(user_id, (0, ""))[0]
+
+    def _check_epoch(self, user_id: str, epoch: int, link_base: str, start: dt.datetime, end: dt.datetime) -> None:
+        current, mode = self.epochs.get(user_id, (0, ""))
+        if epoch >= current:
+            return
+        if mode == "gone":
+            window = urlencode({"startDateTime": _iso(start), "endDateTime": _iso(end)})
+            raise GraphError(
+                410, "resyncRequired", "The delta token is no longer valid; the app must reset the sync state.",
+                {"Location": f"{link_base}?{window}&$deltatoken="},
+            )
+        raise GraphError(410, "SyncStateNotFound", "The sync state generation is not found. Please re-sync.")
+
+    def start_round(
+        self, user_id: str, start: dt.datetime, end: dt.datetime, base_url: str, out_tz: str | None
+    ) -> str:
+        """An initial (full) round for the window; returns the round id."""
+        return self._make_round(user_id, start, end, None, base_url, out_tz)
+
+    def continue_round(self, delta_token: str, base_url: str, out_tz: str | None, link_base: str) -> str:
+        """A round of changes since ``delta_token``; returns the round id."""
+        with self._lock:
+            token = self.tokens.get(delta_token)
+        if token is None:
+            raise bad_request("The delta token is malformed or unknown.", "SyncStateInvalid")
+        self._check_epoch(token.user_id, token.epoch, link_base, token.start, token.end)
+        return self._make_round(token.user_id, token.start, token.end, token, base_url, out_tz)
+
+    def _make_round(
+        self, user_id: str, start: dt.datetime, end: dt.datetime, since: DeltaToken | None, base_url: str,
+        out_tz: str | None,
+    ) -> str:
+        state = self.state
+        with state.lock:
+            current = state.calendar(user_id, start, end)
+            seq = state.seq
+            entries = []
+            snapshot = {inst.id: inst.change_key for inst in current}
+            items = {inst.item.id for inst in current}
+            for inst in current:
+                if since is None or since.snapshot.get(inst.id) != inst.change_key:
+                    entries.append(_entry(events.render(inst.item, inst, base_url, out_tz)))
+            if since is not None:
+                gone = [iid for iid in since.snapshot if iid not in snapshot]
+                entries.extend(_removed(iid) for iid in gone)
+                seen = set(since.snapshot) | set(snapshot)
+                for item in state.items[user_id].values():  # changed outside the window
+                    if item.seq > since.seq and item.id not in items and item.id not in seen:
+                        entries.append(_removed(item.id))
+                for item_id, deleted_seq in state.tombstones[user_id].items():
+                    if deleted_seq > since.seq and item_id not in since.items and item_id not in seen:
+                        entries.append(_removed(item_id))
+        token = DeltaToken(user_id, start, end, snapshot, items, seq, self._epoch(user_id))
+        token_id = secrets.token_urlsafe(24)
+        round_id = secrets.token_urlsafe(18)
+        with self._lock:
+            self.tokens[token_id] = token
+            self.rounds[round_id] = Round(user_id, start, end, entries, token_id, token.epoch)
+            while len(self.tokens) > MAX_TOKENS:
+                self.tokens.popitem(last=False)
+            while len(self.rounds) > MAX_ROUNDS:
+                self.rounds.popitem(last=False)
+        return round_id
+
+    def page(self, skiptoken: str, page_size: int, link_base: str) -> tuple[list[dict], str | None, str | None]:
+        """(entries, next skiptoken or None, delta token when this is the last page)."""
+        round_id, _, offset_text = skiptoken.rpartition(".")
+        with self._lock:
+            rnd = self.rounds.get(round_id)
+        if rnd is None or not offset_text.isdigit():
+            raise bad_request("The skip token is malformed or unknown.", "SyncStateInvalid")
+        self._check_epoch(rnd.user_id, rnd.epoch, link_base, rnd.start, rnd.end)
+        offset = int(offset_text)
+        chunk = rnd.entries[offset:offset + page_size]
+        end = offset + page_size
+        if end < len(rnd.entries):
+            return chunk, f"{round_id}.{end}", None
+        return chunk, None, rnd.delta_token
+
+    def round_user(self, skiptoken: str) -> str | None:
+        with self._lock:
+            rnd = self.rounds.get(skiptoken.rpartition(".")[0])
+        return rnd.user_id if rnd else None
+
+    def token_user(self, delta_token: str) -> str | None:
+        with self._lock:
+            token = self.tokens.get(delta_token)
+        return token.user_id if token else None
+
+
+def _entry(event: dict) -> dict:
+    return {"@odata.type": "#microsoft.graph.event"} | event
+
+
+def _removed(event_id: str) -> dict:
+    return {"@odata.type": "#microsoft.graph.event", "id": event_id, "@removed": {"reason": "deleted"}}
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

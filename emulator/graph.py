@@ -1,0 +1,320 @@
+"""The Graph v1.0 surface: users, events, calendarView delta and subscriptions, behind Bearer tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from emulator import events
+from emulator.errors import GraphError, bad_request, error_response
+from emulator.subscriptions import Caller
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 1000
+READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
+
+
+def _em():
+    return current_app.config["EMULATOR"]
+
+
+def _prefer() -> dict[str, str]:
+    """The Prefer header(s) as a dict (odata.maxpagesize, outlook.timezone, IdType…)."""
+    prefs: dict[str, str] = {}
+    for header in request.headers.getlist("Prefer"):
+        for part in header.split(","):
+            name, _, value = part.strip().partition("=")
+            if name:
+                prefs[name.strip().lower()] = value.strip().strip('"')
+    return prefs
+
+
+def _out_tz() -> str | None:
+    name = _prefer().get("outlook.timezone")
+    if not name:
+        return None
+    try:
+        events.zone(name)
+    except ValueError:
+        raise bad_request(f"The time zone '{name[:64]}' is not supported.", "ErrorTimeZoneNotSupported") from None
+    return name
+
+
+def authenticate() -> Caller:
+    """The caller of this request from its Bearer token; 401 InvalidAuthenticationToken otherwise."""
+    from emulator.identity import InvalidToken
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.",
+                         {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'})
+    try:
+        claims = _em().identity.verify_access_token(token.strip())
+    except InvalidToken as exc:
+        reason = str(exc) or "invalid token"
+        message = ("Lifetime validation failed, the token is expired." if "expired" in reason
+                   else f"Access token validation failure: {reason}.")
+        raise GraphError(401, "InvalidAuthenticationToken", message,
+                         {"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'}) from None
+    delegated = bool(claims.get("scp"))
+    app_id = claims.get("appid") or claims.get("azp") or ""
+    exp = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)
+    return Caller(claims, delegated, claims.get("oid") if delegated else None, str(claims.get("tid", "")),
+                  str(app_id), exp)
+
+
+def _has_permission(caller: Caller, wanted: set[str]) -> bool:
+    granted = set(str(caller.claims.get("scp", "")).split()) if caller.delegated else set(caller.claims.get("roles")
+                                                                                            or [])
+    return bool(granted & wanted)
+
+
+def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES) -> dict:
+    """The user whose data is asked for, if the caller may read it."""
+    state = _em().state
+    if user_ref is None:
+        if not caller.delegated:
+            raise bad_request("/me request is only valid with delegated authentication flow.", "BadRequest")
+        user = state.get_user(caller.user_id)
+    else:
+        user = state.get_user(user_ref) or state.find_user(user_ref)
+    if user is None or user["tenant_id"] != caller.tenant_id:
+        raise GraphError(404, "ErrorInvalidUser", f"The requested user '{(user_ref or 'me')[:100]}' is invalid.")
+    if (caller.delegated and user["id"] != caller.user_id) or not _has_permission(caller, wanted):
+        raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+    return user
+
+
+def _user_json(user: dict) -> dict:
+    return {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+        "businessPhones": [],
+        "displayName": user["display_name"],
+        "givenName": user.get("given_name"),
+        "jobTitle": user.get("job_title"),
+        "mail": user["mail"],
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": "en-US",
+        "surname": user.get("surname"),
+        "userPrincipalName": user["user_principal_name"],
+        "id": user["id"],
+    }
+
+
+def create_graph_blueprint() -> Blueprint:
+    bp = Blueprint("graph", __name__, url_prefix="/v1.0")
+
+    @bp.before_request
+    def _faults():
+        g.started = time.monotonic()
+        injected = _em().faults.for_request(request.path[len("/v1.0"):])
+        if injected is None:
+            return None
+        if injected.delay:
+            time.sleep(injected.delay)
+        if injected.status == 429:
+            headers = {"Retry-After": injected.retry_after or "1"}
+            return error_response(429, "TooManyRequests", "Too many requests.", headers)
+        if injected.status == 503:
+            headers = {"Retry-After": injected.retry_after} if injected.retry_after else {}
+            return error_response(503, "ServiceUnavailable", "Service unavailable.", headers)
+        if injected.status == 504:
+            return error_response(504, "GatewayTimeout", "The gateway did not receive a timely response.")
+        if injected.status in (500, 502):
+            return error_response(injected.status, "InternalServerError" if injected.status == 500 else "BadGateway",
+                                  "The service encountered an error.")
+        return None
+
+    @bp.after_request
+    def _log(response: Response):
+        _em().record_request(request.method, request.path, response.status_code)
+        return response
+
+    # ------------------------------------------------------------ users
+
+    @bp.get("/me")
+    @bp.get("/users/<user_ref>")
+    def get_user(user_ref: str | None = None):
+        caller = authenticate()
+        state = _em().state
+        user = state.get_user(caller.user_id) if user_ref is None and caller.delegated else None
+        if user_ref is None and not caller.delegated:
+            raise bad_request("/me request is only valid with delegated authentication flow.", "BadRequest")
+        if user_ref is not None:
+            user = state.get_user(user_ref) or state.find_user(user_ref)
+            if user is None or user["tenant_id"] != caller.tenant_id:
+                raise GraphError(404, "Request_ResourceNotFound",
+                                 f"Resource '{user_ref[:100]}' does not exist or one of its queried reference-property "
+                                 "objects are not present.")
+            if caller.delegated and user["id"] != caller.user_id:
+                raise GraphError(403, "Authorization_RequestDenied",
+                                 "Insufficient privileges to complete the operation.")
+        return jsonify(events.select(_user_json(user), _select_arg()) if _select_arg() else _user_json(user))
+
+    @bp.get("/me/mailboxSettings")
+    @bp.get("/users/<user_ref>/mailboxSettings")
+    def mailbox_settings(user_ref: str | None = None):
+        user = mailbox(authenticate(), user_ref, READ_SCOPES | {"MailboxSettings.Read", "User.Read"})
+        return jsonify({
+            "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/mailboxSettings",
+            "timeZone": events.windows_name(user["time_zone"]),
+            "dateFormat": "yyyy-MM-dd",
+            "timeFormat": "HH:mm",
+            "language": {"locale": "en-US", "displayName": "English (United States)"},
+            "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+                             "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
+                             "timeZone": {"name": events.windows_name(user["time_zone"])}},
+        })
+
+    # ------------------------------------------------------------ events
+
+    @bp.get("/me/events/<event_id>")
+    @bp.get("/users/<user_ref>/events/<event_id>")
+    def get_event(event_id: str, user_ref: str | None = None):
+        user = mailbox(authenticate(), user_ref)
+        out_tz = _out_tz()
+        item, instance = _em().state.find(user["id"], event_id)
+        event = events.render(item, instance, _em().base_url, out_tz)
+        context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
+        response = jsonify({"@odata.context": context} | events.select(event, _select_arg()))
+        if out_tz:
+            response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
+        return response
+
+    @bp.get("/me/calendarView/delta")
+    @bp.get("/me/calendarview/delta")
+    @bp.get("/users/<user_ref>/calendarView/delta")
+    @bp.get("/users/<user_ref>/calendarview/delta")
+    def calendar_view_delta(user_ref: str | None = None):
+        return _delta(authenticate(), user_ref)
+
+    @bp.get("/me/calendarView")
+    @bp.get("/me/calendarview")
+    @bp.get("/users/<user_ref>/calendarView")
+    @bp.get("/users/<user_ref>/calendarview")
+    def calendar_view(user_ref: str | None = None):
+        user = mailbox(authenticate(), user_ref)
+        start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
+        end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
+        out_tz = _out_tz()
+        skip = _int_arg("$skip", 0)
+        top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
+        found = _em().state.calendar(user["id"], start, end)
+        value = [events.select(events.render(i.item, i, _em().base_url, out_tz), _select_arg())
+                 for i in found[skip:skip + top]]
+        body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
+                      "value": value}
+        if skip + top < len(found):
+            args = request.args.to_dict() | {"$skip": str(skip + top), "$top": str(top)}
+            body["@odata.nextLink"] = request.base_url + "?" + "&".join(f"{k}={v}" for k, v in args.items())
+        return jsonify(body)
+
+    # ------------------------------------------------------------ subscriptions
+
+    @bp.post("/subscriptions")
+    def create_subscription():
+        caller = authenticate()
+        body = request.get_json(silent=True)
+        sub = _em().subscriptions.create(caller, body)
+        return jsonify(sub.public()), 201
+
+    @bp.get("/subscriptions")
+    def list_subscriptions():
+        caller = authenticate()
+        return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions",
+                        "value": [s.public() for s in _em().subscriptions.list(caller)]})
+
+    @bp.get("/subscriptions/<sub_id>")
+    def get_subscription(sub_id: str):
+        return jsonify(_em().subscriptions.get(authenticate(), sub_id).public())
+
+    @bp.patch("/subscriptions/<sub_id>")
+    def update_subscription(sub_id: str):
+        caller = authenticate()
+        sub = _em().subscriptions.update(caller, sub_id, request.get_json(silent=True))
+        return jsonify(sub.public())
+
+    @bp.delete("/subscriptions/<sub_id>")
+    def delete_subscription(sub_id: str):
+        _em().subscriptions.delete(authenticate(), sub_id)
+        return "", 204
+
+    @bp.post("/subscriptions/<sub_id>/reauthorize")
+    def reauthorize_subscription(sub_id: str):
+        _em().subscriptions.reauthorize(authenticate(), sub_id)
+        return "", 204
+
+    return bp
+
+
+def _select_arg() -> list[str] | None:
+    raw = request.args.get("$select")
+    return [s for s in raw.split(",") if s.strip()] if raw else None
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise bad_request(f"Invalid value '{raw[:20]}' for query parameter {name}.", "BadRequest")
+    return int(raw)
+
+
+def _page_size(value: int) -> int:
+    return max(1, min(value, MAX_PAGE_SIZE))
+
+
+def _delta(caller: Caller, user_ref: str | None):
+    em = _em()
+    prefix = "me" if user_ref is None else f"users/{user_ref}"
+    link_base = f"{em.base_url}/v1.0/{prefix}/calendarView/delta"
+    prefs = _prefer()
+    size_text = prefs.get("odata.maxpagesize", "")
+    page_size = _page_size(int(size_text)) if size_text.isdigit() else DEFAULT_PAGE_SIZE
+    out_tz = _out_tz()
+    skiptoken = request.args.get("$skiptoken")
+    deltatoken = request.args.get("$deltatoken")
+    if skiptoken:
+        owner = em.delta.round_user(skiptoken)
+        if owner is not None:
+            _check_owner(caller, user_ref, owner)
+        round_id = None
+    elif deltatoken:
+        owner = em.delta.token_user(deltatoken)
+        if owner is not None:
+            _check_owner(caller, user_ref, owner)
+        round_id = em.delta.continue_round(deltatoken, em.base_url, out_tz, link_base)
+    else:
+        user = mailbox(caller, user_ref)
+        start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
+        end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
+        if end <= start:
+            raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
+        round_id = em.delta.start_round(user["id"], start, end, em.base_url, out_tz)
+    entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base)
+    body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
+                  "value": entries}
+    if next_skip:
+        body["@odata.nextLink"] = f"{link_base}?$skiptoken={next_skip}"
+    else:
+        body["@odata.deltaLink"] = f"{link_base}?$deltatoken={new_delta}"
+    response = jsonify(body)
+    applied = []
+    if size_text.isdigit():
+        applied.append(f"odata.maxpagesize={page_size}")
+    if out_tz:
+        applied.append(f'outlook.timezone="{out_tz}"')
+    if applied:
+        response.headers["Preference-Applied"] = ", ".join(applied)
+    return response
+
+
+def _check_owner(caller: Caller, user_ref: str | None, owner: str) -> None:
+    user = mailbox(caller, user_ref)
+    if user["id"] != owner:
+        raise bad_request("The token does not belong to this calendar view.", "SyncStateInvalid")
