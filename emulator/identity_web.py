@@ -419,7 +419,15 @@ def complete_sign_in(identity: Identity, url: str, user_ref: str, accept: bool) 
 
 
 def control_blueprint(identity: Identity) -> Blueprint:
-    """Revoke grants, set token lifetimes, deny consent, register apps, complete sign-ins."""
+    """Revoke grants, set token lifetimes, deny consent, register apps, complete sign-ins.
+
+    POST /revoke {user_id, client_id?} -> {revoked}; GET|POST /lifetimes {access_token_seconds?,
+    refresh_token_seconds?, code_seconds?}; POST /deny-consent {user_id, error: access_denied |
+    consent_required | null}; GET|POST /apps {client_id, client_secret, redirect_uris, display_name?,
+    scopes?, roles?}; POST /sign-in {url, user_id, action: accept | cancel} -> {redirect_url, redirect_uri,
+    response_mode, params}; GET /grants?user_id=; GET /consents?tenant=&client_id=; POST /rotate-signing-key.
+    `user_id` may also be a mail address or UPN.
+    """
     bp = Blueprint("identity_control", __name__)
 
     @bp.errorhandler(ControlError)
@@ -491,8 +499,8 @@ def control_blueprint(identity: Identity) -> Blueprint:
         action = data.get("action", "accept")
         if action not in ("accept", "cancel"):
             raise ControlError("BadRequest", "'action' must be 'accept' or 'cancel'.")
-        return jsonify(complete_sign_in(identity, _text(data, "url"), _text(data, "user_id"),
-                                        action == "accept"))
+        user = known_user(data)
+        return jsonify(complete_sign_in(identity, _text(data, "url"), user["id"], action == "accept"))
 
     @bp.get("/grants")
     def grants() -> Response:

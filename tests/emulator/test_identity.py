@@ -491,6 +491,8 @@ def test_control_api_validates_input_with_graph_shaped_errors(server):
     assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "BadRequest"
     missing = server.control("/revoke", {"user_id": "nobody@nowhere.test"})
     assert missing.status_code == 404
+    url = f"{server.base}/common/adminconsent?client_id={DEV_CLIENT_ID}&redirect_uri={CONSENT_REDIRECT}"
+    assert server.control("/sign-in", {"url": url, "user_id": "ghost@nowhere.test"}).status_code == 404
 
 
 def test_registered_app_signs_in_with_its_own_redirect(server):
