@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import secrets
+import warnings
 from urllib.parse import urlencode
 
 import requests
@@ -79,7 +80,7 @@ def start_connect():
         return _page_error(400, "Please try again", "This form expired. Reload the connect page and try again.")
     rt = _rt()
     try:
-        flow = build_app(rt).initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings))
+        flow = _initiate_flow(rt)
     except (requests.RequestException, ValueError) as exc:
         log.warning("connect: could not reach the identity platform (%s)", type(exc).__name__)
         return _page_error(502, "Microsoft sign-in is unavailable", "Please try again in a minute.")
@@ -116,6 +117,20 @@ def callback():
     session["user_id"] = result.user["_id"]
     session.permanent = True
     return render_template("auth/connected.html", user=result.user, first_time=result.first_time)
+
+
+def _initiate_flow(rt: Runtime) -> dict:
+    """MSAL's flow dict, with the response in the query string.
+
+    MSAL recommends form_post, but the identity platform's POST back is cross-site, so the SameSite=Lax
+    session cookie that binds the flow to this browser would not come with it. The query mode's risk (the
+    code in a URL) is covered by PKCE (a leaked code is useless without the verifier kept in Redis), one-time
+    codes, and Referrer-Policy: no-referrer on our pages.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
+        return build_app(rt).initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings),
+                                                     response_mode="query")
 
 
 def _take_flow(key: object) -> dict | None:
