@@ -1,0 +1,102 @@
+"""Graph subscriptions: one document per user (unique ``user_id``), ``_id`` = Graph's subscription id.
+
+The webhook's hot path reads the owner and clientState from a Redis mirror (``service.subscriptions.cache``)
+and falls back to :func:`get` here; every write below is made by subscription jobs, never per notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.database import Database
+
+from service.store import utcnow
+
+ACTIVE = "active"
+FAILING = "failing"
+REMOVED = "removed"
+
+INDEXES = {
+    "subscriptions": [
+        IndexModel([("user_id", ASCENDING)], unique=True, name="user_id"),
+        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)], name="status_expires"),
+    ],
+}
+
+
+def get(db: Database, subscription_id: str) -> dict | None:
+    return db.subscriptions.find_one({"_id": subscription_id})
+
+
+def for_user(db: Database, user_id: str) -> dict | None:
+    return db.subscriptions.find_one({"user_id": user_id})
+
+
+def replace_for_user(db: Database, user_id: str, document: dict) -> dict | None:
+    """Store ``document`` as the user's one subscription; returns the one it replaced (or None)."""
+    previous = db.subscriptions.find_one_and_delete({"user_id": user_id})
+    db.subscriptions.insert_one({**document, "user_id": user_id})
+    return previous
+
+
+def delete(db: Database, subscription_id: str) -> None:
+    db.subscriptions.delete_one({"_id": subscription_id})
+
+
+def mark_renewed(db: Database, subscription_id: str, expires_at: datetime, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    db.subscriptions.update_one(
+        {"_id": subscription_id},
+        {"$set": {"expires_at": expires_at, "renewed_at": now, "status": ACTIVE, "failures": 0,
+                  "last_error": None, "next_attempt_at": None}},
+    )
+
+
+def mark_reauthorized(db: Database, subscription_id: str, now: datetime | None = None) -> None:
+    db.subscriptions.update_one(
+        {"_id": subscription_id},
+        {"$set": {"reauthorized_at": now or utcnow(), "status": ACTIVE, "last_error": None}},
+    )
+
+
+def mark_failure(db: Database, subscription_id: str, error: str, next_attempt_at: datetime) -> dict | None:
+    """Record a failed renew/reauthorize: status failing, a back-off time, and the error for operators."""
+    return db.subscriptions.find_one_and_update(
+        {"_id": subscription_id},
+        {"$set": {"status": FAILING, "last_error": error[:300], "next_attempt_at": next_attempt_at},
+         "$inc": {"failures": 1}},
+    )
+
+
+def mark_removed(db: Database, subscription_id: str, reason: str) -> None:
+    db.subscriptions.update_one({"_id": subscription_id}, {"$set": {"status": REMOVED, "last_error": reason[:300]}})
+
+
+def postpone(db: Database, subscription_id: str, until: datetime) -> None:
+    """Claim a subscription for a scheduled attempt so the next sweep does not pick it up again."""
+    db.subscriptions.update_one({"_id": subscription_id}, {"$set": {"next_attempt_at": until}})
+
+
+def due_for_renewal(db: Database, before: datetime, now: datetime, limit: int) -> Iterator[dict]:
+    """Live subscriptions expiring before ``before`` that are not backing off or already scheduled."""
+    return db.subscriptions.find(
+        {
+            "status": {"$in": [ACTIVE, FAILING]},
+            "expires_at": {"$lt": before},
+            "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": now}}],
+        },
+        sort=[("expires_at", ASCENDING)],
+        limit=limit,
+    )
+
+
+def touch_notification(db: Database, subscription_id: str, at: datetime) -> None:
+    db.subscriptions.update_one({"_id": subscription_id}, {"$max": {"last_notification_at": at}})
+
+
+def listing(db: Database, status: str | None = None) -> Iterator[dict]:
+    """Every subscription (optionally of one status), soonest expiry first: for operators."""
+    query = {"status": status} if status else {}
+    return db.subscriptions.find(query, sort=[("expires_at", ASCENDING)])

@@ -1,0 +1,1 @@
+"""Graph subscriptions: create, renew, reauthorize, recreate, delete; the renewal sweep."""

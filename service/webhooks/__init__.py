@@ -1,0 +1,1 @@
+"""The Graph webhook receiver: handshake, parse/verify notifications, enqueue; rich-notification crypto."""

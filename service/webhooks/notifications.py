@@ -1,0 +1,158 @@
+"""Pure parsing and verification of Graph change/lifecycle notification collections.
+
+No I/O here: the receiver passes in what it looked up. The owner of a notification always comes from
+our subscription record, never from the payload; clientState is compared in constant time (as
+SHA-256 digests, so the Redis mirror never holds the secret itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MAX_VALIDATION_TOKEN = 4096
+MAX_ITEMS = 5000
+MAX_ID = 256
+CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
+LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+
+# Drop reasons (also the suffix of calsync:stats:webhook:dropped:{reason}).
+UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+CLIENT_STATE = "client_state"
+MALFORMED_ITEM = "malformed_item"
+
+
+class BadPayload(ValueError):
+    """The body is not a notification collection; the message is safe to return (never echoes input)."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    subscription_id: str
+    client_state: str | None
+    tenant_id: str | None = None
+    change_type: str | None = None
+    lifecycle_event: str | None = None
+    resource: str | None = None
+    resource_id: str | None = None
+    encrypted: Mapping | None = None
+
+
+@dataclass(frozen=True)
+class Collection:
+    items: tuple[Notification, ...]
+    validation_tokens: tuple[str, ...] = ()
+    malformed: int = 0
+
+
+@dataclass(frozen=True)
+class SubscriptionRef:
+    """What the receiver needs of one subscription: its owner and the digest of its clientState."""
+
+    subscription_id: str
+    user_id: str
+    client_state_digest: bytes
+    rich: bool = False
+
+
+@dataclass
+class Verdict:
+    accepted: list[tuple[Notification, SubscriptionRef]] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+    @property
+    def users(self) -> list[str]:
+        """Distinct owners of the accepted notifications, in first-seen order."""
+        return list(dict.fromkeys(ref.user_id for _, ref in self.accepted))
+
+
+def client_state_digest(client_state: str) -> bytes:
+    return hashlib.sha256(client_state.encode()).digest()
+
+
+def validation_token(args: Mapping[str, str]) -> str | None:
+    """The URL-decoded ``validationToken`` query value, if this is a handshake; raise BadPayload if absurd."""
+    token = args.get("validationToken")
+    if token is None:
+        return None
+    if not token or len(token) > MAX_VALIDATION_TOKEN:
+        raise BadPayload("validationToken is empty or too long")
+    return token
+
+
+def parse_collection(body: bytes, *, lifecycle: bool = False) -> Collection:
+    """Parse ``{"value": [...], "validationTokens": [...]}``; per-item shape errors are counted, not fatal."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadPayload("body is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("value"), list):
+        raise BadPayload("body must be an object with a 'value' array")
+    raw_items = document["value"]
+    if len(raw_items) > MAX_ITEMS:
+        raise BadPayload("too many notifications in one request")
+    tokens = document.get("validationTokens")
+    if tokens is None:
+        tokens = []
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise BadPayload("'validationTokens' must be an array of strings")
+    items, malformed = [], 0
+    for raw in raw_items:
+        item = _parse_item(raw, lifecycle)
+        if item is None:
+            malformed += 1
+        else:
+            items.append(item)
+    return Collection(tuple(items), tuple(tokens), malformed)
+
+
+def _parse_item(raw: object, lifecycle: bool) -> Notification | None:
+    if not isinstance(raw, dict):
+        return None
+    subscription_id = raw.get("subscriptionId")
+    if not _short_text(subscription_id):
+        return None
+    client_state = raw.get("clientState")
+    if client_state is not None and not isinstance(client_state, str):
+        return None
+    tenant_id = raw.get("tenantId") if _short_text(raw.get("tenantId")) else None
+    if lifecycle:
+        event = raw.get("lifecycleEvent")
+        if event not in LIFECYCLE_EVENTS:
+            return None
+        return Notification(subscription_id, client_state, tenant_id, lifecycle_event=event)
+    change_type = raw.get("changeType")
+    if not isinstance(change_type, str) or change_type.lower() not in CHANGE_TYPES:
+        return None
+    resource = raw.get("resource") if isinstance(raw.get("resource"), str) else None
+    data = raw.get("resourceData")
+    resource_id = data.get("id") if isinstance(data, dict) and _short_text(data.get("id"), 2048) else None
+    encrypted = raw.get("encryptedContent")
+    if encrypted is not None and not isinstance(encrypted, dict):
+        return None
+    return Notification(subscription_id, client_state, tenant_id, change_type=change_type.lower(),
+                        resource=resource, resource_id=resource_id, encrypted=encrypted)
+
+
+def _short_text(value: object, limit: int = MAX_ID) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def verify(items: tuple[Notification, ...], refs: Mapping[str, SubscriptionRef]) -> Verdict:
+    """Keep items whose subscription we know and whose clientState matches it; count the rest by reason."""
+    verdict = Verdict()
+    for item in items:
+        ref = refs.get(item.subscription_id)
+        if ref is None:
+            verdict.dropped[UNKNOWN_SUBSCRIPTION] += 1
+            continue
+        received = client_state_digest(item.client_state or "")
+        if item.client_state is None or not hmac.compare_digest(received, ref.client_state_digest):
+            verdict.dropped[CLIENT_STATE] += 1
+            continue
+        verdict.accepted.append((item, ref))
+    return verdict

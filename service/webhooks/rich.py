@@ -1,0 +1,251 @@
+"""Rich notifications: our encryption certificate, validationTokens (JWT) checks, and decrypting resource data.
+
+Algorithm (Microsoft's "change notifications with resource data" page, checked against the .NET SDK's
+test vector): RSA-OAEP(SHA-1) unwraps a 32-byte key; HMAC-SHA256(key, ciphertext) must equal
+``dataSignature`` (compared in constant time) *before* anything is decrypted; AES-256-CBC with the
+key's first 16 bytes as IV and PKCS7 padding gives the resource JSON.
+
+A validation token must be RS256-signed by a key in the identity platform's JWKS, unexpired, for our
+client id, issued for the notification's tenant (either documented issuer form), by Graph's change
+notification publisher. Failures raise ``RichError`` with a short reason (a stats key), never the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
+
+log = logging.getLogger(__name__)
+
+PUBLISHER_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"  # Microsoft Graph Change Tracking
+JWKS_KEY = "calsync:rich:jwks"
+JWKS_REFRESH_GUARD = "calsync:rich:jwks:refetch"
+JWKS_TTL = 3600
+JWKS_REFETCH_EVERY = 60
+LEEWAY_SECONDS = 120
+MAX_ENCRYPTED_BYTES = 2_000_000
+
+
+class RichError(ValueError):
+    """A rich notification failed validation or decryption; ``reason`` is safe to log and count."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    certificate_b64: str       # base64 DER, as Graph's encryptionCertificate wants it
+    certificate_id: str        # our encryptionCertificateId: the SHA-1 thumbprint, upper-case hex
+    thumbprint: str
+    private_key: rsa.RSAPrivateKey
+
+
+# --- certificate -------------------------------------------------------------------------------
+
+def default_paths(settings) -> tuple[Path, Path]:
+    cert = Path(settings.rich_cert_path) if settings.rich_cert_path else settings.path("certs", "rich-cert.pem")
+    key = Path(settings.rich_key_path) if settings.rich_key_path else settings.path("certs", "rich-key.pem")
+    return cert, key
+
+
+def create_certificate(cert_path: Path, key_path: Path, days: int = 365,
+                       common_name: str = "calsync rich notifications") -> KeyPair:
+    """Write a self-signed RSA 2048 certificate and its private key (mode 0600)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    key_bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key_bytes)
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return _keypair(certificate, key)
+
+
+def load_keypair(settings) -> KeyPair:
+    """Our certificate and key from CALSYNC_RICH_CERT / CALSYNC_RICH_KEY (or the data directory)."""
+    cert_path, key_path = default_paths(settings)
+    return _load(str(cert_path), str(key_path), cert_path.stat().st_mtime_ns, key_path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _load(cert_path: str, key_path: str, _cert_mtime: int, _key_mtime: int) -> KeyPair:
+    certificate = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey) or not 2048 <= key.key_size <= 4096:
+        raise ValueError("the rich-notification key must be RSA with 2048 to 4096 bits")
+    if key.public_key().public_numbers() != certificate.public_key().public_numbers():
+        raise ValueError("the rich-notification certificate and key do not match")
+    return _keypair(certificate, key)
+
+
+def _keypair(certificate: x509.Certificate, key: rsa.RSAPrivateKey) -> KeyPair:
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    thumbprint = hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the documented thumbprint, not security
+    return KeyPair(base64.b64encode(der).decode(), thumbprint, thumbprint, key)
+
+
+# --- decryption ------------------------------------------------------------------------------
+
+def decrypt(encrypted: dict, keypair: KeyPair) -> dict:
+    """The resource JSON of one ``encryptedContent``; RichError if it is not ours, tampered or garbled."""
+    if not isinstance(encrypted, dict):
+        raise RichError("encrypted_shape")
+    certificate_id = encrypted.get("encryptionCertificateId")
+    thumbprint = encrypted.get("encryptionCertificateThumbprint")
+    if certificate_id != keypair.certificate_id and (
+            not isinstance(thumbprint, str) or thumbprint.upper() != keypair.thumbprint):
+        raise RichError("unknown_certificate")
+    data = _b64(encrypted.get("data"))
+    wrapped_key = _b64(encrypted.get("dataKey"))
+    signature = _b64(encrypted.get("dataSignature"))
+    try:
+        key = keypair.private_key.decrypt(wrapped_key, asym_padding.OAEP(
+            mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))  # noqa: S303
+    except ValueError:
+        raise RichError("data_key") from None
+    if len(key) != 32:
+        raise RichError("data_key")
+    expected = hmac.new(key, data, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        raise RichError("signature")
+    if not data or len(data) % 16:
+        raise RichError("ciphertext")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    padded = decryptor.update(data) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+        resource = json.loads(plain.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise RichError("plaintext") from None
+    if not isinstance(resource, dict):
+        raise RichError("plaintext")
+    return resource
+
+
+def _b64(value: object) -> bytes:
+    if not isinstance(value, str) or not value or len(value) > MAX_ENCRYPTED_BYTES:
+        raise RichError("encrypted_shape")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise RichError("encrypted_shape") from None
+
+
+# --- validation tokens -----------------------------------------------------------------------
+
+def validate_tokens(tokens: list[str], tenant_ids: set[str], jwks: dict, client_id: str,
+                    authority_host: str) -> None:
+    """Every token must be valid, and every tenant in the batch covered by one; else RichError."""
+    if not tokens:
+        raise RichError("no_validation_tokens")
+    covered = set()
+    for token in tokens:
+        covered.add(_validate_token(token, jwks, client_id, authority_host))
+    if not tenant_ids <= covered:
+        raise RichError("tenant_not_covered")
+
+
+def _validate_token(token: str, jwks: dict, client_id: str, authority_host: str) -> str:
+    if not isinstance(token, str) or len(token) > 16_384:
+        raise RichError("token_shape")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise RichError("token_shape") from None
+    if header.get("alg") != "RS256":
+        raise RichError("token_algorithm")
+    key = _signing_key(jwks, header.get("kid"))
+    options = {"require": ["exp", "iss", "aud"], "verify_iat": False}
+    try:
+        claims = jwt.decode(token, key, algorithms=["RS256"], audience=client_id, options=options,
+                            leeway=LEEWAY_SECONDS)
+    except jwt.ExpiredSignatureError:
+        raise RichError("token_expired") from None
+    except jwt.InvalidAudienceError:
+        raise RichError("token_audience") from None
+    except jwt.PyJWTError:
+        raise RichError("token_signature") from None
+    tenant = claims.get("tid")
+    if not isinstance(tenant, str) or claims["iss"] not in _issuers(tenant, authority_host):
+        raise RichError("token_issuer")
+    caller = claims.get("appid") if claims.get("ver") == "1.0" else claims.get("azp")
+    if caller != PUBLISHER_APP_ID:
+        raise RichError("token_publisher")
+    return tenant
+
+
+def _issuers(tenant: str, authority_host: str) -> set[str]:
+    return {f"https://sts.windows.net/{tenant}/", f"{authority_host.rstrip('/')}/{tenant}/v2.0",
+            f"https://login.microsoftonline.com/{tenant}/v2.0"}
+
+
+def _signing_key(jwks: dict, kid: object):
+    for candidate in jwks.get("keys") or []:
+        if isinstance(candidate, dict) and candidate.get("kid") == kid and candidate.get("kty") == "RSA":
+            try:
+                return jwt.PyJWK(candidate, algorithm="RS256").key
+            except jwt.PyJWTError:
+                break
+    raise RichError("token_unknown_key")
+
+
+def token_kids(tokens: list[str]) -> set[str]:
+    kids = set()
+    for token in tokens:
+        try:
+            kids.add(jwt.get_unverified_header(token).get("kid"))
+        except jwt.PyJWTError:
+            continue
+    return kids
+
+
+def jwks_url(settings) -> str:
+    return f"{settings.authority_host.rstrip('/')}/common/discovery/v2.0/keys"
+
+
+def fetch_jwks(rt, wanted_kids: set[str] = frozenset()) -> dict:
+    """The identity platform's signing keys: cached in Redis for an hour, refetched (at most once a minute)
+    when a token names a key we do not have (keys rotate daily)."""
+    cached = rt.redis.get(JWKS_KEY)
+    jwks = json.loads(cached) if cached else None
+    if jwks is not None:
+        known = {k.get("kid") for k in jwks.get("keys") or [] if isinstance(k, dict)}
+        if wanted_kids <= known or not rt.redis.set(JWKS_REFRESH_GUARD, 1, nx=True, ex=JWKS_REFETCH_EVERY):
+            return jwks
+    response = rt.http.get(jwks_url(rt.settings), timeout=rt.settings.http_timeout)
+    response.raise_for_status()
+    jwks = response.json()
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise RichError("jwks_shape")
+    rt.redis.set(JWKS_KEY, json.dumps(jwks), ex=JWKS_TTL)
+    return jwks

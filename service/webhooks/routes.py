@@ -1,0 +1,79 @@
+"""``/webhooks/graph`` and ``/webhooks/graph/lifecycle``: thin HTTP adapters around the receiver.
+
+Graph allows 3 seconds for a 2xx; we answer 202 as soon as the work is in Redis, 5xx when it cannot be
+queued (Graph redelivers), 413 above the size limit and 400 for anything that is not a notification
+collection. Bodies and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, request
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
+
+from service.webhooks import receiver
+from service.webhooks.notifications import BadPayload, parse_collection, validation_token
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+
+PLAIN_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "no-store",
+}
+
+
+@bp.route("/webhooks/graph", methods=["GET", "POST"])
+def changes() -> Response:
+    return _handle(receiver.receive_changes, lifecycle=False)
+
+
+@bp.route("/webhooks/graph/lifecycle", methods=["GET", "POST"])
+def lifecycle() -> Response:
+    return _handle(receiver.receive_lifecycle, lifecycle=True)
+
+
+def _handle(receive, *, lifecycle: bool) -> Response:
+    try:
+        token = validation_token(request.args)
+    except BadPayload as exc:
+        return _plain(str(exc), 400)
+    if token is not None:
+        return _plain(token, 200)  # the decoded token, as text/plain, and nothing else
+    if request.method != "POST":
+        return _plain("expected a validationToken or a POSTed notification collection", 400)
+    body = _read_body(current_app.extensions["calsync.settings"].max_notification_bytes)
+    if body is None:
+        return _plain("request body too large", 413)
+    try:
+        collection = parse_collection(body, lifecycle=lifecycle)
+    except BadPayload as exc:
+        log.info("rejected a webhook body (%d bytes): %s", len(body), exc)
+        return _plain(str(exc), 400)
+    try:
+        receive(current_app.extensions["calsync"], collection)
+    except (RedisError, PyMongoError) as exc:
+        log.error("could not queue %d notification(s), asking Graph to redeliver: %s",
+                  len(collection.items), type(exc).__name__)
+        return _plain("temporarily unable to accept notifications", 503, {"Retry-After": "5"})
+    return _plain("", 202)
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The request body, or None when it is (or claims to be) larger than ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = request.stream.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def _plain(text: str, status: int, extra: dict[str, str] | None = None) -> Response:
+    response = Response(text, status=status, mimetype="text/plain")
+    response.headers.update(PLAIN_HEADERS)
+    if extra:
+        response.headers.update(extra)
+    return response
