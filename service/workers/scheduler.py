@@ -35,8 +35,8 @@ class Periodic:
 
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("renewal-sweep", 300, "service.subscriptions.jobs.renewal_sweep", queues.MAINTENANCE),
-    Periodic("reconcile-sweep", 900, "service.workers.sync_jobs.reconcile_sweep", queues.MAINTENANCE),
-    Periodic("window-roll", 3600, "service.workers.sync_jobs.window_roll_sweep", queues.MAINTENANCE),
+    Periodic("reconcile-sweep", 900, "service.workers.jobs.reconcile_sweep", queues.MAINTENANCE),
+    Periodic("window-roll", 3600, "service.workers.jobs.window_roll_sweep", queues.MAINTENANCE),
     Periodic("digest-tick", 60, "service.digest.jobs.digest_tick", queues.DIGEST),
 )
 
