@@ -1,0 +1,76 @@
+"""``calsync people import FILE`` and ``calsync digest preview --user EMAIL``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(people)
+    cli.add_command(digest)
+
+
+@click.group(help="The people directory (names, emails, assessment results).")
+def people() -> None:
+    pass
+
+
+@people.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "json"]), default="auto", show_default=True)
+def import_people(file: Path, fmt: str) -> None:
+    """Create or update people from a CSV or JSON file; bad rows are listed with their reasons."""
+    from service.cli import runtime_from_env
+    from service.digest.people import InvalidPerson, detect_format, import_rows, read_rows
+
+    fmt = detect_format(file) if fmt == "auto" else fmt
+    try:
+        rows = list(read_rows(file.read_text(encoding="utf-8-sig"), fmt))
+    except (InvalidPerson, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{file.name}: {exc}") from None
+    rt = runtime_from_env()
+    stderr = click.get_text_stream("stderr")
+    with click.progressbar(length=len(rows), label=f"Importing {len(rows)} row(s)", file=stderr) as bar:
+        summary = import_rows(rt.db, rows, progress=bar.update)
+    click.echo(f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
+               f"rejected {len(summary.rejected)}")
+    for row, reason in summary.rejected:
+        click.echo(f"  row {row}: {reason}")
+    if summary.rejected and not (summary.created or summary.updated or summary.unchanged):
+        raise SystemExit(1)
+
+
+@click.group(help="Daily digest emails.")
+def digest() -> None:
+    pass
+
+
+@digest.command("preview")
+@click.option("--user", "user_key", required=True, help="The user's email (or Graph id).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Local date (YYYY-MM-DD); default: today in the user's time zone.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the HTML version to this file.")
+def preview(user_key: str, day, html_file: Path | None) -> None:
+    """Render a user's digest to the terminal (and an .html file) without sending it."""
+    from service.cli import runtime_from_env
+    from service.digest import schedule
+    from service.digest.render import render_html, render_text, subject
+    from service.digest.send import compose
+    from service.store import users as users_store
+    from service.store import utcnow
+
+    rt = runtime_from_env()
+    user = users_store.find(rt.db, user_key)
+    if user is None:
+        raise click.ClickException(f"no user {user_key!r}")
+    local_day: date = day.date() if day else utcnow().astimezone(schedule.user_zone(user)).date()
+    result = compose(rt, user, local_day)
+    click.echo(f"Subject: {subject(result)}\n")
+    click.echo(render_text(result))
+    if html_file:
+        html_file.write_text(render_html(result), encoding="utf-8")
+        click.echo(f"HTML written to {html_file}", err=True)

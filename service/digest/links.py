@@ -1,0 +1,66 @@
+"""Signed, expiring links in the digest: meeting dashboards, digest settings and unsubscribe."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import quote
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from service.config import Settings
+
+DASHBOARD_SALT = "calsync.meeting-dashboard"
+SETTINGS_SALT = "calsync.digest-settings"
+DASHBOARD_MAX_AGE = timedelta(days=14)
+SETTINGS_MAX_AGE = timedelta(days=90)
+
+
+def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
+
+
+def dashboard_token(settings: Settings, user_id: str, graph_id: str) -> str:
+    return _serializer(settings, DASHBOARD_SALT).dumps({"u": user_id, "g": graph_id})
+
+
+def read_dashboard_token(settings: Settings, token: str | None) -> tuple[str, str] | None:
+    """(user_id, graph_id) from a valid, unexpired dashboard token, else None."""
+    data = _load(settings, DASHBOARD_SALT, token, DASHBOARD_MAX_AGE)
+    if isinstance(data, dict) and isinstance(data.get("u"), str) and isinstance(data.get("g"), str):
+        return data["u"], data["g"]
+    return None
+
+
+def settings_token(settings: Settings, user_id: str) -> str:
+    return _serializer(settings, SETTINGS_SALT).dumps({"u": user_id})
+
+
+def read_settings_token(settings: Settings, token: str | None) -> str | None:
+    data = _load(settings, SETTINGS_SALT, token, SETTINGS_MAX_AGE)
+    return data["u"] if isinstance(data, dict) and isinstance(data.get("u"), str) else None
+
+
+def _load(settings: Settings, salt: str, token: str | None, max_age: timedelta):
+    if not token or len(token) > 2000:
+        return None
+    try:
+        return _serializer(settings, salt).loads(token, max_age=int(max_age.total_seconds()))
+    except BadData:
+        return None
+
+
+def base(settings: Settings) -> str:
+    return settings.public_url.rstrip("/")
+
+
+def dashboard_url(settings: Settings, event_key: str, user_id: str, graph_id: str) -> str:
+    token = dashboard_token(settings, user_id, graph_id)
+    return f"{base(settings)}/meetings/{quote(event_key, safe='')}?t={token}"
+
+
+def settings_url(settings: Settings, user_id: str) -> str:
+    return f"{base(settings)}/digest/settings?t={settings_token(settings, user_id)}"
+
+
+def unsubscribe_url(settings: Settings, user_id: str) -> str:
+    return f"{base(settings)}/digest/unsubscribe?t={settings_token(settings, user_id)}"

@@ -1,0 +1,64 @@
+"""Digest text and HTML (inline CSS, table layout, no external images), and the multipart message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formataddr
+from functools import cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from service.digest.build import Digest
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def clock(value: datetime) -> str:
+    return value.strftime("%H:%M")
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,
+    )
+    env.globals["clock"] = clock
+    return env
+
+
+def render_text(digest: Digest) -> str:
+    return environment().get_template("digest.txt").render(d=digest)
+
+
+def render_html(digest: Digest) -> str:
+    return environment().get_template("digest.html").render(d=digest)
+
+
+def subject(digest: Digest) -> str:
+    count = len(digest.meetings)
+    day = digest.local_date.strftime("%a %d %b")
+    if count == 0:
+        return f"Your day, {day}: no meetings"
+    return f"Your day, {day}: {count} meeting{'s' if count != 1 else ''}"
+
+
+def message(digest: Digest, sender: str, domain: str = "calsync") -> EmailMessage:
+    """The multipart/alternative email for a digest, with one-click unsubscribe headers."""
+    msg = EmailMessage()
+    msg["Subject"] = subject(digest)
+    msg["From"] = sender
+    msg["To"] = formataddr((digest.name, digest.email)) if digest.name != digest.email else digest.email
+    msg["Message-ID"] = f"<digest-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
+    if digest.unsubscribe_link:
+        msg["List-Unsubscribe"] = f"<{digest.unsubscribe_link}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(render_text(digest))
+    msg.add_alternative(render_html(digest), subtype="html")
+    return msg

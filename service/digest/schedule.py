@@ -1,0 +1,44 @@
+"""When a digest is due, and what a local day is in UTC: pure functions of (zone, clock time, now)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from service import timezones
+
+
+def parse_clock(value: str | None, default: str = "06:30") -> time:
+    """"HH:MM" as a time; anything malformed falls back to ``default``."""
+    for candidate in (value, default):
+        if isinstance(candidate, str):
+            hours, _, minutes = candidate.strip().partition(":")
+            if hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60:
+                return time(int(hours), int(minutes))
+    return time(6, 30)
+
+
+def user_zone(user: dict) -> ZoneInfo:
+    """The user's zone: their setting or the sync's inference (IANA or Windows), else UTC."""
+    return timezones.zone(user.get("time_zone") or user.get("graph_time_zone"))
+
+
+def send_time(user: dict, default: str) -> time:
+    return parse_clock(((user.get("digest") or {}).get("time")), default)
+
+
+def due_date(zone: ZoneInfo, send_at: time, now: datetime) -> date | None:
+    """The user's local date if their digest may go out at ``now`` (aware), else None.
+
+    Wall-clock comparison: on a spring-forward day a send time inside the gap is due from the first
+    instant after it, and on a fall-back day the repeated hour is harmless (the sent record blocks it).
+    """
+    local = now.astimezone(zone)
+    return local.date() if local.time().replace(tzinfo=None) >= send_at else None
+
+
+def day_bounds(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a local day as aware datetimes in ``zone`` (23 or 25 hours long on DST days)."""
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start, end
