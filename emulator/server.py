@@ -39,7 +39,8 @@ class ServerThread:
         host_part = f"[{host}]" if ":" in host else host
         self.base_url = f"https://{host_part}:{self.port}"
         emulator.base_url = self.base_url
-        self.thread = threading.Thread(target=self.server.serve_forever, name="emulator-http", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                       name="emulator-http", daemon=True)
 
     def start(self) -> ServerThread:
         self.emulator.start()
