@@ -192,7 +192,6 @@ class State:
             else:
                 item.deleted.add(instance.key)
                 item.exceptions.pop(instance.key, None)
-                item.touch(self.clock())
                 self._bump(item)
         self._notify(user_id, event_id, "deleted")
 
