@@ -108,6 +108,8 @@ def test_junk_items_are_counted_not_crashed_on(db):
 
 
 def test_local_wall_times_are_converted_to_utc():
-    start = events.parse_date_time_zone({"dateTime": "2026-07-01T09:00:00.0000000", "timeZone": "Pacific Standard Time"})
+    value = {"dateTime": "2026-07-01T09:00:00.0000000", "timeZone": "Pacific Standard Time"}
+
+    start = events.parse_date_time_zone(value)
 
     assert start == datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
