@@ -1,0 +1,46 @@
+"""``calsync sync USER``: run (or queue) one user's delta sync; ``calsync reconcile``: run the sweep now."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(sync_command)
+    cli.add_command(reconcile_command)
+
+
+@click.command("sync")
+@click.argument("user")
+@click.option("--full", is_flag=True, help="Forget the delta cursor first (full resync of the window).")
+@click.option("--queue", "queue_only", is_flag=True, help="Only ask a worker to do it (as a notification would).")
+def sync_command(user: str, full: bool, queue_only: bool) -> None:
+    """Sync USER (Graph id or email) now, in this process, and print what happened."""
+    from service.cli import runtime_from_env
+    from service.store import sync_state, users
+    from service.workers import jobs
+
+    rt = runtime_from_env()
+    found = users.find(rt.db, user)
+    if found is None:
+        raise click.ClickException("no such user")
+    if full:
+        sync_state.clear(rt.db, found["_id"])
+    if queue_only:
+        queued = jobs.request_sync(rt, found["_id"], "cli")
+        click.echo("queued" if queued else "a sync is already pending")
+        return
+    outcome = jobs.sync_user(found["_id"])
+    info = (users.get(rt.db, found["_id"]) or {}).get("sync") or {}
+    click.echo(f"{outcome}: last_result={info.get('last_result')} lag_seconds={info.get('lag_seconds')} "
+               f"error_count={info.get('error_count')}")
+
+
+@click.command("reconcile")
+def reconcile_command() -> None:
+    """Queue a delta sync for every user not synced for CALSYNC_RECONCILE_HOURS."""
+    from service.cli import runtime_from_env
+    from service.workers import jobs
+
+    runtime_from_env()
+    click.echo(f"{jobs.reconcile_sweep()} syncs requested")

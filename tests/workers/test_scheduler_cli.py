@@ -1,0 +1,65 @@
+"""The scheduler's periodic tasks and leadership, and the ``calsync sync`` command."""
+
+from __future__ import annotations
+
+import importlib
+
+from click.testing import CliRunner
+
+from service.workers import queues
+from service.workers.scheduler import PERIODIC, Scheduler
+from tests.workers.conftest import soon
+from tests.workers.truth import differences
+
+
+def test_the_scheduler_lists_renewal_digest_reconcile_and_window_roll():
+    assert {t.name for t in PERIODIC} == {"renewal-sweep", "digest-tick", "reconcile-sweep", "window-roll"}
+    for task in PERIODIC:
+        if task.func.startswith("service.workers."):
+            module, _, name = task.func.rpartition(".")
+            assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_only_one_of_two_schedulers_enqueues(redis_conn):
+    first, second = Scheduler(redis_conn, identity="a"), Scheduler(redis_conn, identity="b")
+
+    enqueued = first.tick(now=1_000_000.0) + second.tick(now=1_000_000.0)
+    again = first.tick(now=1_000_001.0) + second.tick(now=1_000_001.0)
+
+    assert sorted(enqueued) == sorted(t.name for t in PERIODIC) and again == []
+    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 3
+
+
+def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):
+    first, second = Scheduler(redis_conn, identity="a"), Scheduler(redis_conn, identity="b")
+    first.tick(now=2_000_000.0)
+    first.resign()
+
+    assert second.tick(now=2_000_030.0) == []
+    assert "digest-tick" in second.tick(now=2_000_061.0)
+
+
+def test_the_reconcile_job_enqueued_by_the_scheduler_runs(rt, connected, fake_graph, run_jobs, redis_conn):
+    user_id = connected("tom")
+    fake_graph.create(user_id, soon(1))
+    tasks = tuple(t for t in PERIODIC if t.name == "reconcile-sweep")
+
+    Scheduler(redis_conn, tasks=tasks, identity="x").tick()
+    run_jobs()
+
+    assert differences(rt, fake_graph, user_id) == []
+
+
+def test_calsync_sync_command_syncs_a_user_by_email(rt, connected, fake_graph, monkeypatch):
+    from service import cli as cli_module
+
+    user_id = connected("uma", "Uma@Contoso.example")
+    fake_graph.create(user_id, soon(1))
+    monkeypatch.setattr(cli_module, "runtime_from_env", lambda: rt)
+
+    result = CliRunner().invoke(cli_module.cli, ["sync", "uma@contoso.example"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: last_result=full:initial")
+    assert differences(rt, fake_graph, user_id) == []
+    assert CliRunner().invoke(cli_module.cli, ["sync", "nobody@x"]).exit_code == 1
