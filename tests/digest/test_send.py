@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.digest import jobs
+from service.digest.send import deliver
+from service.store import digests as digests_store
+from service.workers import queues
+from tests.digest.factories import add_event, add_people, add_user, attendee
+
+
+def _meeting(db, user_id, start, graph_id="m1", subject="Design review"):
+    return add_event(db, user_id, graph_id, start, start + timedelta(minutes=30), subject=subject,
+                     attendees=[attendee("ana@example.com"), attendee("room@example.com", type_="resource"),
+                                attendee("new.person@partner.example", "New Person")])
+
+
+def _parts(message):
+    return {part.get_content_type(): part.get_content() for part in message.walk() if not part.is_multipart()}
+
+
+def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox):
+    user = add_user(db, email="me@example.com", time_zone=None, graph_time_zone="Hawaiian Standard Time")
+    add_people(db)
+    _meeting(db, user["_id"], datetime(2026, 7, 1, 19, 0, tzinfo=UTC))  # 09:00 in Honolulu (UTC-10)
+
+    assert deliver(rt, user["_id"], "2026-07-01") == "sent"
+
+    [message] = smtp_inbox.messages
+    assert smtp_inbox.envelopes[0][1] == ["me@example.com"]
+    assert message["Subject"] == "Your day, Wed 01 Jul: 1 meeting"
+    assert message["Message-ID"] == "<digest-user-1-2026-07-01@calsync>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.get_content_type() == "multipart/alternative"
+    parts = _parts(message)
+    assert set(parts) == {"text/plain", "text/html"}
+    assert "09:00-09:30  Design review" in parts["text/plain"]
+    assert "Pacific/Honolulu" in parts["text/plain"]
+    assert "New Person <new.person@partner.example> (not in the people directory)" in parts["text/plain"]
+    assert "room@example.com" not in parts["text/plain"]
+    assert "Tip: " in parts["text/plain"]
+    assert f"{rt.settings.public_url}/meetings/" in parts["text/html"]
+    assert f"{rt.settings.public_url}/digest/unsubscribe?t=" in parts["text/html"]
+    assert digests_store.get(db, user["_id"], "2026-07-01")["status"] == "sent"
+
+
+def test_utc_plus_13_user_gets_their_local_date(rt, db, smtp_inbox):
+    user = add_user(db, time_zone="Pacific/Tongatapu")
+    add_people(db)
+    _meeting(db, user["_id"], datetime(2026, 7, 1, 20, 0, tzinfo=UTC))  # 09:00 on 2 July in Tonga
+
+    assert deliver(rt, user["_id"], "2026-07-01") == "skipped:no-meetings"
+    assert deliver(rt, user["_id"], "2026-07-02") == "sent"
+
+    [message] = smtp_inbox.messages
+    assert "09:00-09:30  Design review" in _parts(message)["text/plain"]
+
+
+def test_a_digest_is_sent_once_however_often_the_job_runs(rt, db, smtp_inbox):
+    user = add_user(db)
+    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+
+    outcomes = [deliver(rt, user["_id"], "2026-07-01") for _ in range(3)]
+
+    assert outcomes == ["sent", "already-handled", "already-handled"]
+    assert len(smtp_inbox.messages) == 1
+
+
+def test_failed_send_is_marked_failed_and_the_retry_sends(rt, db, smtp_inbox, make_settings):
+    from service.runtime import Runtime
+
+    user = add_user(db)
+    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    broken = Runtime(make_settings(smtp_url="smtp://127.0.0.1:9"), db=db, redis_conn=rt.redis)
+
+    with pytest.raises(OSError):
+        deliver(broken, user["_id"], "2026-07-01")
+    record = digests_store.get(db, user["_id"], "2026-07-01")
+    assert record["status"] == "failed" and record["error"] == "ConnectionRefusedError"
+
+    assert deliver(rt, user["_id"], "2026-07-01") == "sent"
+    assert digests_store.get(db, user["_id"], "2026-07-01")["attempts"] == 2
+    assert len(smtp_inbox.messages) == 1
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_over_only_when_stale(rt, db, smtp_inbox):
+    user = add_user(db)
+    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    claimed = datetime.now(UTC)
+    digests_store.claim(db, user["_id"], "2026-07-01", now=claimed)
+
+    assert deliver(rt, user["_id"], "2026-07-01", now=claimed + timedelta(minutes=5)) == "already-handled"
+    assert deliver(rt, user["_id"], "2026-07-01", now=claimed + timedelta(minutes=20)) == "sent"
+    assert len(smtp_inbox.messages) == 1
+
+
+def test_empty_days_send_nothing_unless_asked(rt, db, smtp_inbox):
+    quiet = add_user(db, user_id="quiet", email="quiet@example.com")
+    keen = add_user(db, user_id="keen", email="keen@example.com", digest={"send_empty": True})
+
+    assert deliver(rt, quiet["_id"], "2026-07-01") == "skipped:no-meetings"
+    assert deliver(rt, keen["_id"], "2026-07-01") == "sent"
+
+    [message] = smtp_inbox.messages
+    assert message["To"] == "Morgan Me <keen@example.com>"
+    assert "No meetings today" in _parts(message)["text/plain"]
+
+
+def test_disconnected_or_unsubscribed_users_get_nothing(rt, db, smtp_inbox):
+    add_user(db, user_id="gone", email="gone@example.com", status="needs_reconnect")
+    add_user(db, user_id="off", email="off@example.com", digest={"enabled": False})
+
+    assert deliver(rt, "gone", "2026-07-01") == "skipped:not-connected"
+    assert deliver(rt, "off", "2026-07-01") == "skipped:disabled"
+    assert deliver(rt, "nobody", "2026-07-01") == "skipped:unknown-user"
+    assert smtp_inbox.messages == []
+
+
+def test_tick_enqueues_due_users_once_and_the_worker_sends(rt, db, redis_conn, smtp_inbox, run_jobs):
+    now = datetime.now(UTC)
+    # Each user's zone is chosen so that their send time (06:30 default, or 00:00) has passed locally.
+    due = add_user(db, user_id="due", email="due@example.com", time_zone="UTC", digest={"time": "00:00"})
+    windows = add_user(db, user_id="win", email="win@example.com", time_zone=None,
+                       graph_time_zone="UTC", digest={"time": "00:00"})
+    add_user(db, user_id="later", email="later@example.com", time_zone="UTC", digest={"time": "23:59"})
+    add_user(db, user_id="off", email="off@example.com", digest={"enabled": False, "time": "00:00"})
+    today = now.date()
+    for user in (due, windows):
+        _meeting(db, user["_id"], datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12),
+                 graph_id=f"m-{user['_id']}")
+    if now.strftime("%H:%M") >= "23:59":
+        pytest.skip("the 'later' user becomes due in the last minute of the UTC day")
+
+    # Two schedulers ticking at once enqueue each digest once (unique job id), then the record blocks it.
+    assert jobs.tick(rt, now) == 2
+    assert jobs.tick(rt, now) == 0
+    queued = queues.get_queue(queues.DIGEST, redis_conn).job_ids
+    assert sorted(queued) == sorted(jobs.job_id(u, today.isoformat()) for u in ("due", "win"))
+    run_jobs()
+    assert jobs.tick(rt, now) == 0
+    run_jobs()
+
+    assert sorted(m["To"] for m in smtp_inbox.messages) == ["Morgan Me <due@example.com>",
+                                                           "Morgan Me <win@example.com>"]
+
+
+def test_tick_uses_the_graph_windows_zone(rt, db):
+    # 16:30 UTC is 06:30 in Honolulu (UTC-10): due there, not yet due in Tokyo's next-day sense.
+    add_user(db, user_id="hi", email="hi@example.com", time_zone=None, graph_time_zone="Hawaiian Standard Time")
+    add_user(db, user_id="ny", email="ny@example.com", time_zone="America/New_York")
+
+    due = jobs.due_users(rt, datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
+    not_yet = jobs.due_users(rt, datetime(2026, 7, 1, 16, 29, tzinfo=UTC))
+
+    assert sorted(due) == [("hi", "2026-07-01"), ("ny", "2026-07-01")]
+    assert not_yet == [("ny", "2026-07-01")]
+
+
+def test_job_ids_only_use_characters_rq_accepts():
+    assert jobs.job_id("a.b:c/d", "2026-07-01") == "digest-a_b_c_d-2026-07-01"
