@@ -12,8 +12,8 @@ from datetime import datetime
 import requests
 
 from service import runtime
-from service.store import as_utc, users
 from service.store import subscriptions as subscription_store
+from service.store import users, utcnow
 from service.webhooks import rich
 from service.webhooks.receiver import request_sync, stat_key
 
@@ -41,12 +41,11 @@ def apply_rich(user_id: str, items: list[dict], tokens: list[str]) -> str:
             doubtful += 1
         else:
             changes.append(change)
-    changes = [c for c in changes if not _older_than_stored(rt, user_id, c)]
     if changes:
         apply_changes = _apply_changes()
         if apply_changes is None:
             return _fallback(rt, user_id, "no_direct_apply", len(items))
-        apply_changes(rt.db, user_id, changes)
+        apply_changes(rt.db, user_id, changes, utcnow())  # it ignores versions older than the stored one
         rt.redis.incrby(stat_key("rich:applied"), len(changes))
     if doubtful:
         return _fallback(rt, user_id, "item", doubtful)
@@ -67,22 +66,6 @@ def _change_for(rt, item: dict, keypair: rich.KeyPair) -> dict | None:
     if not isinstance(event.get("id"), str) or event.get("type", "singleInstance") not in DIRECT_TYPES:
         return None  # a series master changes many occurrences: the delta sync expands them
     return event
-
-
-def _older_than_stored(rt, user_id: str, change: dict) -> bool:
-    """A late, reordered notification must not overwrite a newer stored version."""
-    if "@removed" in change or not isinstance(change.get("lastModifiedDateTime"), str):
-        return False
-    from service.store import events
-
-    stored = events.get(rt.db, user_id, change["id"])
-    if not stored or not stored.get("last_modified"):
-        return False
-    try:
-        incoming = as_utc(datetime.fromisoformat(change["lastModifiedDateTime"].replace("Z", "+00:00")))
-    except ValueError:
-        return False
-    return incoming < as_utc(stored["last_modified"])
 
 
 def _apply_changes():

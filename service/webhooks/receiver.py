@@ -104,20 +104,7 @@ def _record(rt, verdict: Verdict, accepted_name: str) -> None:
 
 
 def request_sync(rt, user_id: str, reason: str) -> bool:
-    """Ask for a sync of ``user_id`` through the sync worker's one entry point."""
-    try:
-        from service.workers.jobs import request_sync as sync_entry_point
-    except ImportError:  # the sync worker is not installed yet: follow the documented protocol directly
-        sync_entry_point = _request_sync_by_design
+    """Ask for a sync of ``user_id`` through the sync worker's one entry point (Redis only)."""
+    from service.workers.jobs import request_sync as sync_entry_point
+
     return sync_entry_point(rt, user_id, reason)
-
-
-def _request_sync_by_design(rt, user_id: str, reason: str) -> bool:
-    """docs/design.md's protocol: mark dirty, and queue sync_user unless one is already pending."""
-    pipe = rt.redis.pipeline()
-    pipe.set(f"calsync:dirty:{user_id}", reason)
-    pipe.set(f"calsync:sync-pending:{user_id}", 1, nx=True, ex=3600)
-    _, fresh = pipe.execute()
-    if fresh:
-        queues.enqueue(rt.redis, queues.SYNC, "service.workers.jobs.sync_user", user_id)
-    return bool(fresh)
