@@ -1,0 +1,172 @@
+"""Rich-notification crypto: our certificate, decryption with HMAC-before-decrypt, and validationToken checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import stat
+import time
+
+import jwt
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from service.cli import cli
+from service.webhooks import rich
+
+CLIENT_ID = "5b7c1e8a-2f4d-4c6b-9a1e-7d3f8b2c6e40"
+TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
+AUTHORITY = "https://login.microsoftonline.com"
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory) -> rich.KeyPair:
+    directory = tmp_path_factory.mktemp("certs")
+    return rich.create_certificate(directory / "cert.pem", directory / "key.pem")
+
+
+def encrypt(keypair: rich.KeyPair, resource: dict) -> dict:
+    """Encrypt as Graph documents it (independently of the code under test)."""
+    key = os.urandom(32)
+    public = keypair.private_key.public_key()
+    oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+    data_key = public.encrypt(key, oaep)
+    padder = padding.PKCS7(128).padder()
+    plain = padder.update(json.dumps(resource).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    data = encryptor.update(plain) + encryptor.finalize()
+    return {
+        "data": base64.b64encode(data).decode(),
+        "dataSignature": base64.b64encode(hmac.new(key, data, hashlib.sha256).digest()).decode(),
+        "dataKey": base64.b64encode(data_key).decode(),
+        "encryptionCertificateId": keypair.certificate_id,
+        "encryptionCertificateThumbprint": keypair.thumbprint,
+    }
+
+
+EVENT = {"@odata.type": "#microsoft.graph.event", "id": "AAMkAG1", "subject": "Planning",
+         "lastModifiedDateTime": "2026-11-25T10:00:00Z", "type": "singleInstance"}
+
+
+def test_decrypts_what_graph_encrypted(keypair):
+    assert rich.decrypt(encrypt(keypair, EVENT), keypair) == EVENT
+
+
+def flip(value: str, at: int = 5) -> str:
+    raw = bytearray(base64.b64decode(value))
+    raw[at] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize(("mutate", "reason"), [
+    (lambda e: {**e, "data": flip(e["data"])}, "signature"),
+    (lambda e: {**e, "dataSignature": flip(e["dataSignature"])}, "signature"),
+    (lambda e: {**e, "dataKey": flip(e["dataKey"])}, "data_key"),
+    (lambda e: {**e, "encryptionCertificateId": "other", "encryptionCertificateThumbprint": "00"},
+     "unknown_certificate"),
+    (lambda e: {**e, "data": "***not base64***"}, "encrypted_shape"),
+    (lambda e: {k: v for k, v in e.items() if k != "dataSignature"}, "encrypted_shape"),
+])
+def test_tampered_content_is_refused_before_decryption(keypair, mutate, reason):
+    with pytest.raises(rich.RichError) as refused:
+        rich.decrypt(mutate(encrypt(keypair, EVENT)), keypair)
+    assert refused.value.reason == reason
+
+
+def test_load_keypair_refuses_a_mismatched_key(tmp_path, make_settings):
+    one = rich.create_certificate(tmp_path / "a.pem", tmp_path / "a.key")
+    rich.create_certificate(tmp_path / "b.pem", tmp_path / "b.key")
+    settings = make_settings(rich_cert_path=str(tmp_path / "a.pem"), rich_key_path=str(tmp_path / "a.key"))
+    assert rich.load_keypair(settings).thumbprint == one.thumbprint
+    mismatched = settings.with_overrides(rich_key_path=str(tmp_path / "b.key"))
+    with pytest.raises(ValueError, match="do not match"):
+        rich.load_keypair(mismatched)
+
+
+def test_certs_create_writes_a_private_key_only_we_can_read(tmp_path):
+    runner = CliRunner()
+    env = {"CALSYNC_DATA_DIR": str(tmp_path)}
+    result = runner.invoke(cli, ["certs", "create"], env=env)
+    assert result.exit_code == 0, result.output
+    key = tmp_path / "certs" / "rich-key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "BEGIN CERTIFICATE" in (tmp_path / "certs" / "rich-cert.pem").read_text()
+    again = runner.invoke(cli, ["certs", "create"], env=env)
+    assert again.exit_code != 0 and "already exists" in again.output
+    assert runner.invoke(cli, ["certs", "create", "--force"], env=env).exit_code == 0
+
+
+# --- validation tokens ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def signing():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    return key, {"keys": [{**jwk, "kid": "k1", "use": "sig", "kty": "RSA"}]}
+
+
+def token(key, **overrides) -> str:
+    now = int(time.time())
+    claims = {"aud": CLIENT_ID, "iss": f"{AUTHORITY}/{TENANT}/v2.0", "iat": now, "nbf": now, "exp": now + 3600,
+              "azp": rich.PUBLISHER_APP_ID, "tid": TENANT, "ver": "2.0", **overrides}
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def validate(tokens, jwks, tenants=frozenset({TENANT})):
+    rich.validate_tokens(tokens, set(tenants), jwks, CLIENT_ID, AUTHORITY)
+
+
+def test_a_genuine_token_passes(signing):
+    key, jwks = signing
+    validate([token(key)], jwks)
+    v1 = token(key, iss=f"https://sts.windows.net/{TENANT}/", ver="1.0", azp=None, appid=rich.PUBLISHER_APP_ID)
+    validate([v1], jwks)
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"aud": "someone-else"}, "token_audience"),
+    ({"exp": int(time.time()) - 3600}, "token_expired"),
+    ({"azp": "00000000-0000-0000-0000-000000000000"}, "token_publisher"),
+    ({"iss": "https://login.microsoftonline.com/other-tenant/v2.0"}, "token_issuer"),
+    ({"iss": "https://evil.example/84bd8158-6d4d-4958-8b9f-9d6445542f95/v2.0"}, "token_issuer"),
+    ({"ver": "1.0"}, "token_publisher"),  # v1 tokens name the caller in appid
+])
+def test_tokens_with_wrong_claims_are_refused(signing, overrides, reason):
+    key, jwks = signing
+    with pytest.raises(rich.RichError) as refused:
+        validate([token(key, **overrides)], jwks)
+    assert refused.value.reason == reason
+
+
+def test_forged_signatures_and_algorithms_are_refused(signing):
+    key, jwks = signing
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(rich.RichError, match="token_signature"):
+        validate([token(forger)], jwks)
+    unsigned = jwt.encode({"aud": CLIENT_ID}, None, algorithm="none", headers={"kid": "k1"})
+    with pytest.raises(rich.RichError, match="token_algorithm"):
+        validate([unsigned], jwks)
+    hs = jwt.encode({"aud": CLIENT_ID}, "s" * 32, algorithm="HS256", headers={"kid": "k1"})
+    with pytest.raises(rich.RichError, match="token_algorithm"):
+        validate([hs], jwks)
+    other_kid = jwt.encode({"aud": CLIENT_ID}, key, algorithm="RS256", headers={"kid": "nope"})
+    with pytest.raises(rich.RichError, match="token_unknown_key"):
+        validate([other_kid], jwks)
+
+
+def test_every_tenant_in_the_batch_needs_a_valid_token(signing):
+    key, jwks = signing
+    with pytest.raises(rich.RichError, match="tenant_not_covered"):
+        validate([token(key)], jwks, {TENANT, "another-tenant"})
+    with pytest.raises(rich.RichError, match="no_validation_tokens"):
+        validate([], jwks)
+    with pytest.raises(rich.RichError, match="token_audience"):
+        validate([token(key), token(key, aud="x")], jwks)  # any bad token makes the batch suspicious
