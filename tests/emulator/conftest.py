@@ -87,7 +87,7 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver()
     server = make_server("127.0.0.1", 0, rec, threaded=True, request_handler=_Quiet)
     rec.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield rec
     server.shutdown()
