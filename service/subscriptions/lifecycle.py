@@ -102,25 +102,26 @@ def _create_locked(rt, user_id: str, now: datetime) -> dict:
     keypair = _keypair(rt.settings)
     client_state = secrets.token_urlsafe(48)  # 64 characters; Graph allows 128
     body = subscription_body(rt.settings, user_id, client_state, now, keypair)
+    previous = store.for_user(rt.db, user_id)
+    if previous:  # Graph refuses a second subscription on the same resource (409): the old one goes first
+        _delete_quietly(graph, previous["_id"])
     try:
-        created = graph.request("POST", "subscriptions", json=body).json()
+        created = _post_subscription(graph, body)
     except GraphError as exc:
-        if exc.status != 409:
-            _count(rt, "create_failed")
-            raise
-        _delete_conflicting(graph, body["resource"], rt.settings.notification_url)
-        created = graph.request("POST", "subscriptions", json=body).json()
+        _count(rt, "create_failed")
+        if previous:
+            store.mark_removed(rt.db, previous["_id"], f"replacement failed: {exc}")
+        raise
     document = {
         "_id": created["id"], "tenant_id": user.get("tenant_id"), "client_state": client_state,
         "resource": body["resource"], "expires_at": _parse_time(created.get("expirationDateTime"), body),
         "status": store.ACTIVE, "rich": bool(keypair), "created_at": now, "last_notification_at": None,
         "renewed_at": None, "reauthorized_at": None, "failures": 0, "last_error": None, "next_attempt_at": None,
     }
-    previous = store.replace_for_user(rt.db, user_id, document)
+    store.replace_for_user(rt.db, user_id, document)
     cache.remember(rt.redis, {**document, "user_id": user_id})
     if previous and previous["_id"] != document["_id"]:
         cache.forget(rt.redis, previous["_id"])
-        _delete_quietly(graph, previous["_id"])
     _count(rt, "created")
     log.info("created subscription %s for user %s (expires %s)", document["_id"], user_id, document["expires_at"])
     return {**document, "user_id": user_id}
@@ -274,13 +275,18 @@ def _delete_quietly(graph, subscription_id: str) -> None:
             log.warning("could not delete subscription %s at Graph (%s); it will expire", subscription_id, exc)
 
 
-def _delete_conflicting(graph, resource: str, notification_url: str) -> None:
-    """After a 409, delete our own subscriptions on the same resource so the create can be retried."""
+def _post_subscription(graph, body: dict) -> dict:
+    """POST /subscriptions; after a 409 (a leftover we lost track of) delete ours on that resource, retry once."""
+    try:
+        return graph.request("POST", "subscriptions", json=body).json()
+    except GraphError as exc:
+        if exc.status != 409:
+            raise
     listed = graph.get_json("subscriptions").get("value") or []
-    for existing in listed:
-        if (existing.get("resource") or "").lower() == resource.lower() and \
-                existing.get("notificationUrl") == notification_url:
+    for existing in listed:  # GET /subscriptions lists only this app's subscriptions
+        if (existing.get("resource") or "").lower() == body["resource"].lower():
             _delete_quietly(graph, existing["id"])
+    return graph.request("POST", "subscriptions", json=body).json()
 
 
 def _connected(rt, user_id: str) -> bool:
