@@ -51,7 +51,7 @@ class Notifier:
         clock: Callable,
         sign: Callable[[str, str], str] | None = None,
         on_missed: Callable[[str], None] | None = None,
-        is_active: Callable[[str], bool] | None = None,
+        is_active: Callable[[str, str], bool] | None = None,
         time_scale: float = 1.0,
         batch_window: float = 0.05,
         max_batch: int = 100,
@@ -67,7 +67,7 @@ class Notifier:
         self.clock = clock
         self.sign = sign
         self.on_missed = on_missed
-        self.is_active = is_active or (lambda _sid: True)
+        self.is_active = is_active or (lambda _sid, _kind: True)
         self.time_scale = time_scale
         self.batch_window = batch_window
         self.max_batch = max_batch
@@ -168,7 +168,7 @@ class Notifier:
                 self.cond.notify_all()
 
     def _attempt(self, batch: Batch) -> None:
-        batch.items = [p for p in batch.items if self.is_active(p.subscription_id)]
+        batch.items = [p for p in batch.items if self.is_active(p.subscription_id, batch.kind)]
         if not batch.items:
             return
         if batch.kind == "change" and not batch.held and batch.attempt == 0 and self.faults.roll("reorder_rate"):

@@ -339,11 +339,13 @@ class Subscriptions:
         if sub is not None:
             self.lifecycle(sub, "missed")
 
-    def is_active(self, sub_id: str) -> bool:
+    def is_active(self, sub_id: str, kind: str = "change") -> bool:
+        """Whether a queued notification of ``kind`` may still go out (lifecycle ones outlive removal)."""
         with self.lock:
             sub = self.by_id.get(sub_id)
             self._expire_if_due(sub)
-            return sub is not None and sub.status in ("active", "removed")
+            allowed = ("active", "removed") if kind == "lifecycle" else ("active",)
+            return sub is not None and sub.status in allowed
 
     def public_all(self) -> list[dict]:
         with self.lock:
@@ -422,11 +424,14 @@ class Subscriptions:
                     continue
                 expiry_key = f"expiry:{sub.expiration.isoformat()}"
                 token_key = f"token:{sub.token_exp.isoformat()}"
-                if sub.expiration - now <= self.reauth_margin and expiry_key not in sub.reauth_sent:
-                    sub.reauth_sent.add(expiry_key)
-                    due.append(sub)
-                elif sub.token_exp - now <= dt.timedelta(minutes=15) and token_key not in sub.reauth_sent:
-                    sub.reauth_sent.add(token_key)
+                expiring = sub.expiration - now <= self.reauth_margin and expiry_key not in sub.reauth_sent
+                token_expiring = (sub.token_exp - now <= dt.timedelta(minutes=15)
+                                  and token_key not in sub.reauth_sent)
+                if expiring or token_expiring:  # one challenge covers both reasons
+                    if sub.expiration - now <= self.reauth_margin:
+                        sub.reauth_sent.add(expiry_key)
+                    if sub.token_exp - now <= dt.timedelta(minutes=15):
+                        sub.reauth_sent.add(token_key)
                     due.append(sub)
         for sub in due:
             self.lifecycle(sub, "reauthorizationRequired")
