@@ -1,0 +1,138 @@
+"""Rich notifications end to end: the emulator encrypts with our certificate and signs validationTokens."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import threading
+
+import pytest
+import requests
+from rq import Queue
+from werkzeug.serving import make_server
+
+from service import create_app, runtime
+from service.runtime import Runtime
+from service.store import subscriptions as store
+from service.webhooks import rich
+from tests.conftest import Stack, _Deferred
+from tests.support.connect import connect_user, emulated_user
+
+
+@pytest.fixture
+def rich_stack(emulator, make_settings, db, redis_conn, run_jobs, tmp_path):
+    """Like the root ``stack`` fixture, with rich notifications switched on and a fresh certificate."""
+    cert, key = tmp_path / "rich-cert.pem", tmp_path / "rich-key.pem"
+    rich.create_certificate(cert, key)
+    holder = _Deferred()
+    server = make_server("127.0.0.1", 0, holder, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = make_settings(public_url=url, rich_notifications=True, rich_cert_path=str(cert),
+                             rich_key_path=str(key), **emulator.settings_overrides())
+    rt = Runtime(settings, db=db, redis_conn=redis_conn)
+    runtime.install(rt)
+    holder.app = create_app(runtime=rt)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Stack(settings, rt, holder.app, url, emulator, run_jobs)
+    server.shutdown()
+    thread.join(timeout=5)
+    runtime.install(None)
+
+
+@pytest.fixture
+def alice(rich_stack):
+    user_id = connect_user(rich_stack, emulated_user(rich_stack, mail="alice@contoso.com")["id"])
+    rich_stack.run_jobs()
+    rich_stack.emulator.control.clear_deliveries()
+    return user_id
+
+
+def event_body(subject: str) -> dict:
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=2)
+    return {"subject": subject, "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+
+
+def stats(stack, pattern: str) -> dict[str, int]:
+    return {k.decode(): int(stack.runtime.redis.get(k)) for k in stack.runtime.redis.keys(pattern)}
+
+
+def queued(stack, name: str = "sync") -> list[str]:
+    return [job.func_name for job in Queue(name, connection=stack.runtime.redis).jobs]
+
+
+def delivered_body(stack) -> dict:
+    stack.emulator.control.wait_idle(timeout=20)
+    (delivery,) = [d for d in stack.emulator.control.deliveries("change") if d["outcome"] == "delivered"]
+    return delivery["body"]
+
+
+def test_rich_subscription_is_created_with_our_certificate(rich_stack, alice):
+    document = store.for_user(rich_stack.runtime.db, alice)
+    assert document["rich"] is True
+    (remote,) = [s for s in rich_stack.emulator.control.subscriptions() if s["status"] == "active"]
+    assert remote["includeResourceData"] is True
+    assert "$select=" in remote["resource"]
+    keypair = rich.load_keypair(rich_stack.settings)
+    assert remote["encryptionCertificateId"] == keypair.certificate_id
+    assert remote["encryptionCertificate"] == keypair.certificate_b64
+
+
+def test_decrypted_events_are_stored_without_a_sync(rich_stack, alice):
+    control = rich_stack.emulator.control
+    control.create_event(alice, event_body("Rich planning"))
+    body = delivered_body(rich_stack)
+    assert body["validationTokens"] and body["value"][0]["encryptedContent"]
+    assert queued(rich_stack) == ["service.webhooks.jobs.apply_rich", "service.webhooks.jobs.record_notification"]
+    rich_stack.run_jobs()
+    stored = rich_stack.runtime.db.events.find_one({"user_id": alice, "subject": "Rich planning"})
+    assert stored is not None
+    assert stats(rich_stack, "calsync:stats:webhook:rich:*") == {"calsync:stats:webhook:rich:applied": 1}
+
+
+def replay(stack, body: dict) -> None:
+    response = requests.post(f"{stack.url}/webhooks/graph", json=body, timeout=5)
+    assert response.status_code == 202  # the sender never learns the validation outcome
+
+
+def test_tampered_data_is_refused_and_falls_back_to_a_sync(rich_stack, alice):
+    rich_stack.emulator.control.create_event(alice, event_body("Tamper me"))
+    body = copy.deepcopy(delivered_body(rich_stack))
+    rich_stack.runtime.redis.flushdb()  # forget the genuine delivery's jobs
+    encrypted = body["value"][0]["encryptedContent"]
+    raw = bytearray(base64.b64decode(encrypted["data"]))
+    raw[-1] ^= 0x01
+    encrypted["data"] = base64.b64encode(bytes(raw)).decode()
+    replay(rich_stack, body)
+    rich_stack.run_jobs()
+    assert stats(rich_stack, "calsync:stats:webhook:dropped:rich_*") == {
+        "calsync:stats:webhook:dropped:rich_signature": 1}
+    assert stats(rich_stack, "calsync:stats:webhook:rich:*") == {"calsync:stats:webhook:rich:fallback:item": 1}
+
+
+@pytest.mark.parametrize(("forge", "reason"), [
+    ("wrong_audience", "token_audience"),
+    ("forged_signature", "token_signature"),
+])
+def test_forged_or_wrong_audience_tokens_are_refused(rich_stack, alice, forge, reason):
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rich_stack.emulator.control.create_event(alice, event_body("Token check"))
+    body = copy.deepcopy(delivered_body(rich_stack))
+    rich_stack.runtime.redis.flushdb()
+    (token,) = body["validationTokens"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    header = jwt.get_unverified_header(token)
+    if forge == "wrong_audience":  # genuinely signed by the identity platform, but for Graph, not for us
+        body["validationTokens"] = [rich_stack.emulator.control.token(user_id=alice)]
+    else:
+        forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        body["validationTokens"] = [jwt.encode(claims, forger, algorithm="RS256", headers={"kid": header["kid"]})]
+    replay(rich_stack, body)
+    rich_stack.run_jobs()
+    assert stats(rich_stack, "calsync:stats:webhook:rich:fallback:*") == {
+        f"calsync:stats:webhook:rich:fallback:{reason}": 1}
+    assert "calsync:stats:webhook:rich:applied" not in stats(rich_stack, "calsync:stats:webhook:rich:*")
