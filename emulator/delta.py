@@ -42,6 +42,7 @@ class Round:
     entries: list[dict]
     delta_token: str
     epoch: int
+    page_size: int | None = None
     served: set[int] = field(default_factory=set)
 
 
@@ -128,8 +129,12 @@ class DeltaEngine:
                 self.rounds.popitem(last=False)
         return round_id
 
-    def page(self, skiptoken: str, page_size: int, link_base: str) -> tuple[list[dict], str | None, str | None]:
-        """(entries, next skiptoken or None, delta token when this is the last page)."""
+    def page(self, skiptoken: str, page_size: int | None, link_base: str, default_size: int = 10
+             ) -> tuple[list[dict], str | None, str | None]:
+        """(entries, next skiptoken or None, delta token when this is the last page).
+
+        A page size given on the round's first request sticks to the round unless a later request names another.
+        """
         round_id, _, offset_text = skiptoken.rpartition(".")
         with self._lock:
             rnd = self.rounds.get(round_id)
@@ -137,6 +142,9 @@ class DeltaEngine:
             raise bad_request("The skip token is malformed or unknown.", "SyncStateInvalid")
         self._check_epoch(rnd.user_id, rnd.epoch, link_base, rnd.start, rnd.end)
         offset = int(offset_text)
+        if page_size is not None and offset == 0:
+            rnd.page_size = page_size
+        page_size = page_size or rnd.page_size or default_size
         chunk = rnd.entries[offset:offset + page_size]
         end = offset + page_size
         if end < len(rnd.entries):

@@ -275,7 +275,7 @@ def _delta(caller: Caller, user_ref: str | None):
     link_base = f"{em.base_url}/v1.0/{prefix}/calendarView/delta"
     prefs = _prefer()
     size_text = prefs.get("odata.maxpagesize", "")
-    page_size = _page_size(int(size_text)) if size_text.isdigit() else DEFAULT_PAGE_SIZE
+    page_size = _page_size(int(size_text)) if size_text.isdigit() else None
     out_tz = _out_tz()
     skiptoken = request.args.get("$skiptoken")
     deltatoken = request.args.get("$deltatoken")
@@ -296,7 +296,8 @@ def _delta(caller: Caller, user_ref: str | None):
         if end <= start:
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
         round_id = em.delta.start_round(user["id"], start, end, em.base_url, out_tz)
-    entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base)
+    entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
+                                                  DEFAULT_PAGE_SIZE)
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                   "value": entries}
     if next_skip:

@@ -30,6 +30,8 @@ def test_paging_honours_maxpagesize_and_delta_link_only_on_last_page(world, emu)
     assert pages == 3 and len(entries) == 7
     assert "$deltatoken" in query(delta_link)
     assert all(e["@odata.type"] == "#microsoft.graph.event" and "body" in e for e in entries)
+    sticky = world.ada_graph.get(body["@odata.nextLink"]).json()  # no Prefer header on the next page
+    assert len(sticky["value"]) == 3
 
 
 def test_default_page_size_is_ten(world, emu):
