@@ -146,7 +146,7 @@ def create_control_blueprint() -> Blueprint:
     @bp.post("/clock/advance")
     def advance_clock():
         data = _body()
-        seconds = _number(data, "seconds", 0.0) + 60 * _number(data, "minutes", 0.0)
+        seconds = _number(data, "seconds", 0.0, -3e8, 3e8) + 60 * _number(data, "minutes", 0.0, -5e6, 5e6)
         now = _em().clock.advance(seconds)
         _em().subscriptions.sweep()
         return jsonify({"now": events.graph_datetime(now), "offset_seconds": _em().clock.offset_seconds})

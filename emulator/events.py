@@ -206,6 +206,8 @@ def _date_time_zone(data: dict, name: str) -> tuple[dt.datetime, str]:
     parsed = _parse_iso(value["dateTime"].strip())
     if parsed is None:
         raise bad_request(f"'{name}.dateTime' is not a valid date-time.", "ErrorInvalidProperty")
+    if not 1900 <= parsed.year <= 8999:
+        raise bad_request(f"'{name}.dateTime' must be between the years 1900 and 8999.", "ErrorInvalidProperty")
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(tz).replace(tzinfo=None)
     return parsed, tz_name

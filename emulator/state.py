@@ -200,6 +200,9 @@ class State:
         self.require_user(user_id)
         if end <= start:
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
+        if start.year < 1900 or end.year > 8999 or end - start > dt.timedelta(days=3660):
+            raise bad_request("The calendar window must lie within 1900..8999 and span at most ten years.",
+                              "ErrorInvalidParameter")
         with self.lock:
             found = [inst for item in self.items[user_id].values() for inst in events.instances(item, start, end)]
         found.sort(key=lambda inst: (inst.start_utc, inst.id))
