@@ -129,6 +129,7 @@ def _save_settings(rt, user: dict, form) -> str | None:
         fields["digest.time"] = parsed.strftime("%H:%M")
     if zone_name:
         fields["time_zone"] = iana
+        fields["time_zone_source"] = "user"  # the sync's inference leaves a chosen zone alone
     users_store.update_fields(rt.db, user["_id"], fields)
     log.info("digest settings changed for user %s", user["_id"])
     return None

@@ -93,6 +93,7 @@ def test_settings_page_changes_time_zone_and_send_time(client, rt, db, meeting):
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
     user = users_store.get(db, "user-1")
     assert user["digest"]["time"] == "07:45" and user["time_zone"] == "Asia/Tokyo"
+    assert user["time_zone_source"] == "user"
     assert bad.status_code == 400
     assert client.get("/digest/settings?t=forged").status_code == 403
 
