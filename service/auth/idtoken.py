@@ -100,12 +100,17 @@ def _load(rt: Runtime, url: str, refresh: bool) -> tuple[dict, dict]:
     if cached and not refresh and time.monotonic() - cached[0] < METADATA_TTL_SECONDS:
         return cached[1], cached[2]
     timeout = rt.settings.http_timeout
-    discovery = rt.http.get(url, timeout=timeout)
-    discovery.raise_for_status()
-    document = discovery.json()
-    jwks = rt.http.get(document["jwks_uri"], timeout=timeout)
-    jwks.raise_for_status()
-    keys = jwks.json()
+    try:
+        discovery = rt.http.get(url, timeout=timeout)
+        discovery.raise_for_status()
+        document = discovery.json()
+        jwks = rt.http.get(document["jwks_uri"], timeout=timeout)
+        jwks.raise_for_status()
+        keys = jwks.json()
+    except (ValueError, KeyError, TypeError):  # not JSON, or no jwks_uri: nothing to verify against
+        raise IdTokenInvalid("the authority's signing keys could not be read") from None
+    if not isinstance(keys, dict) or not isinstance(keys.get("keys"), list):
+        raise IdTokenInvalid("the authority's signing keys could not be read")
     with _lock:
         _metadata[url] = (time.monotonic(), document, keys)
     log.info("loaded the authority's signing keys (%d key(s))", len(keys.get("keys", [])))

@@ -115,3 +115,31 @@ def test_csrf_tokens_match_only_the_sessions_own(app):
         assert csrf.valid("") is False
         assert csrf.valid(None) is False
         assert csrf.valid(["list"]) is False
+
+
+def test_the_session_cookie_is_secure_when_calsync_is_served_over_https(make_settings, db, redis_conn):
+    from service import create_app
+
+    app = create_app(runtime=Runtime(make_settings(public_url="https://calsync.example"), db=db,
+                                     redis_conn=redis_conn))
+
+    response = app.test_client().get("/connect", base_url="https://calsync.example")
+
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_signing_out_needs_the_csrf_token_and_clears_the_session(client, rt):
+    users.upsert_from_graph(rt.db, ME, "tid", "home")
+    with client.session_transaction() as session:
+        session["user_id"] = ME["id"]
+        session["csrf"] = "x" * 43
+
+    forged = client.post("/signout", data={"csrf_token": "nope"})
+    still_in = client.get("/connections/me", headers={"Accept": "application/json"})
+    client.post("/signout", data={"csrf_token": "x" * 43})
+    signed_out = client.get("/connections/me", headers={"Accept": "application/json"})
+
+    assert forged.status_code == 303 and still_in.status_code == 200
+    assert still_in.get_json()["status"] == "connected"
+    assert signed_out.status_code == 401
