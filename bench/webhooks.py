@@ -176,7 +176,7 @@ def main() -> None:
     try:
         pairs = seed_subscriptions(redis_server.url, args.users)
         script = work / "post.lua"
-        lua_script(script, bodies(pairs, args.batch))
+        lua_script(script, bodies(pairs, args.batch, max(500, -(-args.users // args.batch))))
         env = {**os.environ, "REDIS_URL": redis_server.url, "CALSYNC_DATA_DIR": str(work / "var"),
                "CALSYNC_LOG_LEVEL": "WARNING"}
         results = {}
@@ -209,7 +209,8 @@ def main() -> None:
     bare, ours = results["bare"], results["calsync"]
     print(f"ratio calsync/bare: throughput {ours['rps'] / bare['rps']:.2f}x, p50 {ours['p50'] / bare['p50']:.2f}x, "
           f"p99 {ours['p99'] / bare['p99']:.2f}x")
-    print(f"notifications accepted by calsync: {accepted}; sync jobs queued (coalesced per mailbox): {queued}")
+    print(f"notifications accepted by calsync: {accepted}; jobs on the sync queue: {queued} "
+          f"(per mailbox one coalesced sync_user + one throttled record_notification)")
 
 
 if __name__ == "__main__":
