@@ -146,11 +146,21 @@ def _account(app: msal.ClientApplication, home_account_id: str | None, user_id: 
     return next((a for a in accounts if a.get("local_account_id") == user_id), None)
 
 
-def _needs_reconnect(rt: Runtime, user_id: str, reason: str):
-    """Mark the user, queue the reconnect mail on the transition, and raise ReconnectRequired."""
-    if users.mark_needs_reconnect(rt.db, user_id, reason):
-        log.warning("user %s must reconnect their calendar (%s)", user_id, reason)
-        from service.workers.queues import MAINTENANCE, enqueue
+def require_reconnect(rt: Runtime, user_id: str, reason: str) -> bool:
+    """Move a connected user to needs_reconnect and queue their reconnect mail; True if this call did it.
 
-        enqueue(rt.redis, MAINTENANCE, "service.auth.jobs.send_reconnect_mail", user_id)
+    For callers that learn the grant is unusable some other way (e.g. Graph answers 401 to a fresh token).
+    """
+    if not users.mark_needs_reconnect(rt.db, user_id, reason):
+        return False
+    log.warning("user %s must reconnect their calendar (%s)", user_id, reason)
+    from service.workers.queues import MAINTENANCE, enqueue
+
+    enqueue(rt.redis, MAINTENANCE, "service.auth.jobs.send_reconnect_mail", user_id)
+    return True
+
+
+def _needs_reconnect(rt: Runtime, user_id: str, reason: str):
+    """Mark the user (mail on the transition) and raise ReconnectRequired."""
+    require_reconnect(rt, user_id, reason)
     raise ReconnectRequired(user_id, reason)

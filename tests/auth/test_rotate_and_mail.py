@@ -143,3 +143,17 @@ def test_signing_out_needs_the_csrf_token_and_clears_the_session(client, rt):
     assert forged.status_code == 303 and still_in.status_code == 200
     assert still_in.get_json()["status"] == "connected"
     assert signed_out.status_code == 401
+
+
+def test_require_reconnect_marks_once_and_queues_one_mail(rt, smtp_inbox, run_jobs):
+    from service.auth.tokens import require_reconnect
+
+    users.upsert_from_graph(rt.db, ME, "tid", "home")
+
+    first = require_reconnect(rt, ME["id"], "Graph refused a fresh token")
+    second = require_reconnect(rt, ME["id"], "Graph refused a fresh token")
+    run_jobs()
+
+    assert (first, second) == (True, False)
+    assert users.get(rt.db, ME["id"])["connection"]["reason"] == "Graph refused a fresh token"
+    assert len(smtp_inbox.messages) == 1
