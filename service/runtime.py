@@ -9,6 +9,8 @@ environment on first use. Both modes run the same code.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import redis
 import requests
 from pymongo.database import Database
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from service import store
 from service.config import Settings
@@ -43,7 +47,11 @@ class Runtime:
     @cached_property
     def redis(self) -> redis.Redis:
         with self._lock:
-            return redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=10)
+            # One quick retry, no backoff: the webhook must answer 503 within Graph's 3 s, not after
+            # redis-py's default retry schedule.
+            return redis.Redis.from_url(
+                self.redis_url, socket_connect_timeout=2, socket_timeout=5, retry=Retry(NoBackoff(), 1)
+            )
 
     @cached_property
     def redis_url(self) -> str:
@@ -100,7 +108,11 @@ def combined_ca_bundle(settings: Settings) -> str:
         system = Path(certifi.where()).read_text()
     target = settings.path("ca-bundle.pem")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(system.rstrip() + "\n" + extra)
+    # Write then rename, so a concurrent reader never sees half a bundle.
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".ca-bundle-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(system.rstrip() + "\n" + extra)
+    os.replace(temporary, target)
     return str(target)
 
 
