@@ -160,3 +160,22 @@ def test_tick_uses_the_graph_windows_zone(rt, db):
 
 def test_job_ids_only_use_characters_rq_accepts():
     assert jobs.job_id("a.b:c/d", "2026-07-01") == "digest-a_b_c_d-2026-07-01"
+
+
+def test_two_schedulers_and_real_workers_send_one_digest_per_user(rt, db, redis_conn, smtp_inbox, run_jobs):
+    from service.workers.scheduler import PERIODIC, Scheduler
+
+    now = datetime.now(UTC)
+    user = add_user(db, time_zone="UTC", digest={"time": "00:00"})
+    _meeting(db, user["_id"], now.replace(hour=12, minute=0, second=0, microsecond=0))
+    tasks = tuple(t for t in PERIODIC if t.name == "digest-tick")
+    first, second = Scheduler(redis_conn, tasks, identity="a"), Scheduler(redis_conn, tasks, identity="b")
+
+    assert first.tick() == ["digest-tick"] and second.tick() == []
+    run_jobs()  # digest_tick, then send_digest
+    redis_conn.delete("calsync:scheduler:last:digest-tick")
+    first.tick()
+    run_jobs()
+
+    assert len(smtp_inbox.messages) == 1
+    assert digests_store.get(db, user["_id"], now.date().isoformat())["status"] == "sent"
