@@ -7,7 +7,7 @@ install:
 	$(PYTHON) -m pip install -q -e .
 
 demo: install
-	calsync dev
+	calsync demo
 
 test:
 	bash scripts/install-test-deps.sh

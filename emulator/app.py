@@ -112,7 +112,7 @@ class Emulator:
 
 def create_app(emulator: Emulator) -> Flask:
     """The Flask app: identity at the root, Graph under /v1.0, controls under /_emulator."""
-    app = Flask("emulator")
+    app = Flask(__name__)
     app.config["EMULATOR"] = emulator
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     install_error_handlers(app)

@@ -93,7 +93,15 @@ def due_for_renewal(db: Database, before: datetime, now: datetime, limit: int) -
 
 
 def touch_notification(db: Database, subscription_id: str, at: datetime) -> None:
-    db.subscriptions.update_one({"_id": subscription_id}, {"$max": {"last_notification_at": at}})
+    """Move last_notification_at forward only (late jobs never move it back).
+
+    A conditional $set rather than $max: the field starts as null, and mongomock's $max cannot compare
+    a datetime with null.
+    """
+    db.subscriptions.update_one(
+        {"_id": subscription_id, "$or": [{"last_notification_at": None}, {"last_notification_at": {"$lt": at}}]},
+        {"$set": {"last_notification_at": at}},
+    )
 
 
 def listing(db: Database, status: str | None = None) -> Iterator[dict]:

@@ -15,12 +15,12 @@ time: calsync checks the id token's exp/nbf against real time (with five minutes
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import requests
 
-CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+from service import demo
+from service.demo import browser_session  # noqa: F401 - re-exported for tests
 
 
 class ConnectFailed(AssertionError):
@@ -37,32 +37,17 @@ def emulated_user(stack, mail: str | None = None, tenant_id: str | None = None, 
     return control.create_user(mail=mail, tenant_id=tenant_id, **fields)
 
 
-def browser_session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
 def start_connect(stack, session: requests.Session, time_zone: str = "") -> str:
     """GET /connect then POST it; returns the authorize URL calsync redirected to."""
-    page = session.get(f"{stack.url}/connect", timeout=10)
-    match = CSRF_FIELD.search(page.text)
-    if page.status_code != 200 or match is None:
-        raise ConnectFailed(f"GET /connect answered {page.status_code} without a form")
-    started = session.post(f"{stack.url}/connect", data={"csrf_token": match.group(1), "tz": time_zone},
-                           allow_redirects=False, timeout=30)
-    if started.status_code != 303:
-        raise ConnectFailed(f"POST /connect answered {started.status_code}, expected a redirect")
-    return started.headers["Location"]
+    try:
+        return demo.start_connect(stack.url, session, time_zone)
+    except demo.DemoFailed as exc:
+        raise ConnectFailed(str(exc)) from None
 
 
 def sign_in_at_emulator(stack, authorize_url: str, emulated_user_id: str, accept: bool = True) -> str:
     """Complete the emulator's sign-in page as the user; returns the redirect URL (our callback)."""
-    done = stack.emulator.control.request(
-        "POST", "/identity/sign-in",
-        {"url": authorize_url, "user_id": emulated_user_id, "action": "accept" if accept else "cancel"},
-    )
-    return done["redirect_url"]
+    return demo.sign_in_at_emulator(stack.emulator.control, authorize_url, emulated_user_id, accept)
 
 
 def connect_session(stack, emulated_user_id: str, time_zone: str = "") -> tuple[str, requests.Session]:
