@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -198,21 +199,35 @@ class Stack:
 
 
 @pytest.fixture
-def stack(emulator, make_settings, db, redis_conn, run_jobs) -> Iterator[Stack]:
+def make_stack(emulator, make_settings, db, redis_conn, run_jobs):
+    """A context manager serving calsync on a real loopback port, wired to the emulator (settings overridable)."""
+
+    @contextlib.contextmanager
+    def serve(**overrides) -> Iterator[Stack]:
+        holder = _Deferred()
+        server = make_server("127.0.0.1", 0, holder, threaded=True)
+        url = f"http://127.0.0.1:{server.server_port}"
+        settings = make_settings(public_url=url, **emulator.settings_overrides(), **overrides)
+        rt = Runtime(settings, db=db, redis_conn=redis_conn)
+        runtime.install(rt)
+        holder.app = create_app(runtime=rt)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield Stack(settings, rt, holder.app, url, emulator, run_jobs)
+        finally:
+            server.shutdown()
+            thread.join(timeout=5)
+            runtime.install(None)
+
+    return serve
+
+
+@pytest.fixture
+def stack(make_stack) -> Iterator[Stack]:
     """calsync served on a real loopback port, wired to the emulator, with jobs run on demand."""
-    holder = _Deferred()
-    server = make_server("127.0.0.1", 0, holder, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    settings = make_settings(public_url=url, **emulator.settings_overrides())
-    rt = Runtime(settings, db=db, redis_conn=redis_conn)
-    runtime.install(rt)
-    holder.app = create_app(runtime=rt)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Stack(settings, rt, holder.app, url, emulator, run_jobs)
-    server.shutdown()
-    thread.join(timeout=5)
-    runtime.install(None)
+    with make_stack() as served:
+        yield served
 
 
 def _free_port() -> int:

@@ -144,16 +144,10 @@ def recreate(rt, user_id: str, reason: str, now: datetime | None = None) -> dict
 def renew(rt, subscription_id: str, now: datetime | None = None) -> str:
     """PATCH a subscription's expiry (which also reauthorizes it); 404 → recreate; failures back off."""
     now = now or utcnow()
-    document = store.get(rt.db, subscription_id)
-    if document is None or document.get("status") == store.REMOVED:
-        return GONE
-    user_id = document["user_id"]
-    with user_lock(rt, user_id):
-        document = store.get(rt.db, subscription_id)
-        if document is None:
-            return GONE
-        if not _connected(rt, user_id):
-            return SKIPPED
+    with _held(rt, subscription_id) as document:
+        if isinstance(document, str):
+            return document
+        user_id = document["user_id"]
         reauthorized_at = as_utc(document.get("reauthorized_at"))
         if reauthorized_at and now - reauthorized_at < QUIET_WINDOW:
             store.postpone(rt.db, subscription_id, reauthorized_at + QUIET_WINDOW)
@@ -175,16 +169,10 @@ def renew(rt, subscription_id: str, now: datetime | None = None) -> str:
 def reauthorize(rt, subscription_id: str, now: datetime | None = None) -> str:
     """POST /subscriptions/{id}/reauthorize (no expiry change); refused within 10 minutes of a PATCH."""
     now = now or utcnow()
-    document = store.get(rt.db, subscription_id)
-    if document is None or document.get("status") == store.REMOVED:
-        return GONE
-    user_id = document["user_id"]
-    with user_lock(rt, user_id):
-        document = store.get(rt.db, subscription_id)
-        if document is None:
-            return GONE
-        if not _connected(rt, user_id):
-            return SKIPPED
+    with _held(rt, subscription_id) as document:
+        if isinstance(document, str):
+            return document
+        user_id = document["user_id"]
         renewed_at = as_utc(document.get("renewed_at"))
         if renewed_at and now - renewed_at < QUIET_WINDOW:
             return SKIPPED  # the PATCH already reauthorized it
@@ -194,6 +182,23 @@ def reauthorize(rt, subscription_id: str, now: datetime | None = None) -> str:
             _count(rt, REAUTHORIZED)
             return REAUTHORIZED
     return _after_failure(rt, user_id, outcome)
+
+
+@contextmanager
+def _held(rt, subscription_id: str):
+    """The stored subscription, re-read under its owner's lock; or GONE / SKIPPED when there is nothing to do."""
+    document = store.get(rt.db, subscription_id)
+    if document is None or document.get("status") == store.REMOVED:
+        yield GONE
+        return
+    with user_lock(rt, document["user_id"]):
+        document = store.get(rt.db, subscription_id)
+        if document is None:
+            yield GONE
+        elif not _connected(rt, document["user_id"]):
+            yield SKIPPED
+        else:
+            yield document
 
 
 def on_reauthorization_required(rt, subscription_id: str, now: datetime | None = None) -> str:

@@ -5,40 +5,23 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import threading
 
 import pytest
 import requests
 from rq import Queue
-from werkzeug.serving import make_server
 
-from service import create_app, runtime
-from service.runtime import Runtime
 from service.store import subscriptions as store
 from service.webhooks import rich
-from tests.conftest import Stack, _Deferred
 from tests.support.connect import connect_user, emulated_user
 
 
 @pytest.fixture
-def rich_stack(emulator, make_settings, db, redis_conn, run_jobs, tmp_path):
+def rich_stack(make_stack, tmp_path):
     """Like the root ``stack`` fixture, with rich notifications switched on and a fresh certificate."""
     cert, key = tmp_path / "rich-cert.pem", tmp_path / "rich-key.pem"
     rich.create_certificate(cert, key)
-    holder = _Deferred()
-    server = make_server("127.0.0.1", 0, holder, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    settings = make_settings(public_url=url, rich_notifications=True, rich_cert_path=str(cert),
-                             rich_key_path=str(key), **emulator.settings_overrides())
-    rt = Runtime(settings, db=db, redis_conn=redis_conn)
-    runtime.install(rt)
-    holder.app = create_app(runtime=rt)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Stack(settings, rt, holder.app, url, emulator, run_jobs)
-    server.shutdown()
-    thread.join(timeout=5)
-    runtime.install(None)
+    with make_stack(rich_notifications=True, rich_cert_path=str(cert), rich_key_path=str(key)) as served:
+        yield served
 
 
 @pytest.fixture
