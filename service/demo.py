@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 import click
 import requests
 
+from service.store import events
+
 DEMO_ZONE = "America/New_York"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -154,7 +156,7 @@ class Demo:
             return 0, -1, False
         iso = "%Y-%m-%dT%H:%M:%SZ"
         truth = self.emulator.control.calendar(user_id, start.strftime(iso), end.strftime(iso))
-        stored = {e["graph_id"]: e.get("change_key") for e in self.rt.db.events.find({"user_id": user_id})}
+        stored = {e["graph_id"]: e.get("change_key") for e in events.for_user(self.rt.db, user_id)}
         expected = {e["id"]: e.get("changeKey") for e in truth if not e.get("isCancelled")}
         cancelled = {e["id"] for e in truth if e.get("isCancelled")}
         equal = {k: v for k, v in stored.items() if k not in cancelled} == expected
@@ -184,15 +186,14 @@ class Demo:
                                                           ["ben@contoso.com", "dev@contoso.com"]))
         planning = next(e for e in control.calendar(ana, *self._window()) if e["subject"] == "Customer call")
         control.update_event(ana, planning["id"], {"subject": "Customer call (moved)"})
-        wait_for("the changes to be stored", lambda: self.rt.db.events.find_one(
-            {"user_id": ana, "subject": "Customer call (moved)"}) and self.rt.db.events.find_one(
-            {"user_id": ana, "graph_id": created["id"]}))
+        moved = planning["id"]
+        wait_for("the changes to be stored", lambda: events.get(self.rt.db, ana, created["id"]) and (
+            events.get(self.rt.db, ana, moved) or {}).get("subject") == "Customer call (moved)")
         self.say(f"   stored {time.monotonic() - started:.2f}s after the change; "
                  f"webhook deliveries so far: {len(control.deliveries())}")
         stored, truth, equal = self.stored_matches_truth(ana)
         self.say(f"   Ana: {stored} stored vs {truth} in Graph — {'identical' if equal else 'DIFFERENT'}")
-        bodies = self.rt.db.events.count_documents({"$or": [{"body": {"$exists": True}},
-                                                             {"bodyPreview": {"$exists": True}}]})
+        bodies = events.count_holding(self.rt.db, ("body", "bodyPreview", "uniqueBody"))
         self.say(f"   stored documents holding an event body: {bodies}")
 
         self.say("4. Ana's daily digest (exactly once per local day; written to the dev mail sink)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from flask import Blueprint, current_app, request, session
 
 from service import timezones
@@ -13,6 +11,7 @@ from service.digest import links, schedule
 from service.digest.dashboard import build_dashboard
 from service.digest.render import environment
 from service.store import as_utc
+from service.store import events as events_store
 from service.store import users as users_store
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,7 @@ def _message(title: str, text: str, status: int):
 
 
 def _event_by_key(db, key: str) -> dict | None:
-    if len(key) > 200:
-        return None
-    try:
-        found = db.events.find_one({"_id": ObjectId(key)})
-    except (InvalidId, TypeError):
-        found = None
-    return found or db.events.find_one({"_id": key})
+    return events_store.by_key(db, key)
 
 
 def _attends(user: dict, event: dict) -> bool:
@@ -60,7 +53,7 @@ def _allowed_event(db, key: str) -> dict | None:
     signed = links.read_dashboard_token(_rt().settings, request.args.get("t"))
     if signed:
         user_id, graph_id = signed
-        event = db.events.find_one({"user_id": user_id, "graph_id": graph_id})
+        event = events_store.get(db, user_id, graph_id)
         return event if event is not None and str(event.get("_id")) == key else None
     user_id = session.get("user_id")
     user = users_store.get(db, user_id) if isinstance(user_id, str) else None

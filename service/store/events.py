@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -267,3 +269,22 @@ def in_window(db: Database, user_id: str, start: datetime, end: datetime) -> lis
     return list(
         db.events.find({"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}).sort("start", ASCENDING)
     )
+
+
+def by_key(db: Database, key: str) -> dict | None:
+    """An event by its stored ``_id`` (the key in dashboard URLs); None for anything malformed."""
+    if not isinstance(key, str) or len(key) > 200:
+        return None
+    try:
+        return db.events.find_one({"_id": ObjectId(key)})
+    except (InvalidId, TypeError):
+        return db.events.find_one({"_id": key})
+
+
+def for_user(db: Database, user_id: str) -> list[dict]:
+    return list(db.events.find({"user_id": user_id}))
+
+
+def count_holding(db: Database, fields: Iterable[str]) -> int:
+    """How many stored events hold any of ``fields`` (the proof that bodies never reach the store)."""
+    return db.events.count_documents({"$or": [{name: {"$exists": True}} for name in fields]})

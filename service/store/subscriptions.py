@@ -108,3 +108,7 @@ def listing(db: Database, status: str | None = None) -> Iterator[dict]:
     """Every subscription (optionally of one status), soonest expiry first: for operators."""
     query = {"status": status} if status else {}
     return db.subscriptions.find(query, sort=[("expires_at", ASCENDING)])
+
+
+def get_many(db: Database, subscription_ids: list[str]) -> Iterator[dict]:
+    return db.subscriptions.find({"_id": {"$in": subscription_ids}})

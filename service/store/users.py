@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -143,3 +143,9 @@ def purge_calendar_data(db: Database, user_id: str) -> dict[str, int]:
         "events": db.events.delete_many({"user_id": user_id}).deleted_count,
         "sync_state": db.sync_state.delete_many({"_id": user_id}).deleted_count,
     }
+
+
+def connection_statuses(db: Database, user_ids: Iterable[str]) -> dict[str, str | None]:
+    """user_id → connection status, for a batch of users."""
+    found = db.users.find({"_id": {"$in": list(set(user_ids))}}, {"connection.status": 1})
+    return {u["_id"]: (u.get("connection") or {}).get("status") for u in found}

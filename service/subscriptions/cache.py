@@ -67,7 +67,7 @@ def lookup(conn: Redis, db: Database, subscription_ids: list[str]) -> dict[str, 
 
 def _from_store(conn: Redis, db: Database, ids: list[str]) -> dict[str, SubscriptionRef]:
     found = {}
-    for document in db.subscriptions.find({"_id": {"$in": ids}}):
+    for document in store.get_many(db, ids):
         found[document["_id"]] = remember(conn, document)
     unknown = [i for i in ids if i not in found]
     if unknown:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from service import runtime
 from service.store import subscriptions as store
-from service.store import utcnow
+from service.store import users, utcnow
 from service.subscriptions import lifecycle
 from service.workers import queues
 
@@ -108,8 +108,7 @@ def plan_renewals(db, now: datetime, margin_minutes: int, rate: float = RENEWALS
     """Which due subscriptions to renew this sweep and when: at most ``rate`` per second per tenant."""
     plan = Plan()
     due = list(store.due_for_renewal(db, now + timedelta(minutes=margin_minutes), now, SWEEP_SCAN_LIMIT))
-    status = {u["_id"]: (u.get("connection") or {}).get("status")
-              for u in db.users.find({"_id": {"$in": list({d["user_id"] for d in due})}}, {"connection.status": 1})}
+    status = users.connection_statuses(db, (d["user_id"] for d in due))
     per_tenant: dict[str, int] = defaultdict(int)
     budget = int(rate * span)
     for document in due:  # soonest expiry first
