@@ -172,7 +172,7 @@ def _one_round(rt: Runtime, user_id: str, lock: SyncLock) -> str:
         raise   # RQ retries with back-off (SYNC_RETRY)
     now = utcnow()
     sync_state.record_success(rt.db, user_id, now, result.label, result.applied.lag_seconds)
-    if result.full or result.applied.upserted:
+    if result.full:   # daily at least (window roll); cheap enough there, not on every notification
         sync.infer_time_zone(rt, user_id)
     log.info("synced user %s: %s, %d pages, %d upserted, %d deleted, %d stale", user_id, result.label,
              result.pages, result.applied.upserted, result.applied.deleted + result.removed_missing,
