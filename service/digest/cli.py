@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def import_people(file: Path, fmt: str) -> None:
     except (InvalidPerson, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
     rt = runtime_from_env()
-    stderr = click.get_text_stream("stderr")
-    with click.progressbar(length=len(rows), label=f"Importing {len(rows)} row(s)", file=stderr) as bar:
+    # The bar goes to stderr so the summary on stdout stays clean for scripts.
+    with click.progressbar(length=len(rows), label=f"Importing {len(rows)} row(s)", file=sys.stderr) as bar:
         summary = import_rows(rt.db, rows, progress=bar.update)
     click.echo(f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
                f"rejected {len(summary.rejected)}")
