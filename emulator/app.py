@@ -124,9 +124,6 @@ def create_app(emulator: Emulator) -> Flask:
 
     app.register_blueprint(create_graph_blueprint())
     app.register_blueprint(create_control_blueprint())
-    try:
-        app.register_blueprint(emulator.identity.blueprint())
-        app.register_blueprint(emulator.identity.control_blueprint(), url_prefix="/_emulator/identity")
-    except ImportError:  # the identity web layer is built separately; Graph works without it
-        log.warning("emulator: identity endpoints are not available")
+    app.register_blueprint(emulator.identity.blueprint())
+    app.register_blueprint(emulator.identity.control_blueprint(), url_prefix="/_emulator/identity")
     return app

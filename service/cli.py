@@ -109,13 +109,7 @@ def emulator(port: int, host: str, directory: str) -> None:
 
 def _register_area_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and name.startswith(exc.name)):
-                raise
-            continue
-        module.register(cli)
+        importlib.import_module(name).register(cli)
 
 
 _register_area_commands()

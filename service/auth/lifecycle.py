@@ -108,14 +108,10 @@ def valid_time_zone(name: str | None) -> str | None:
 
 def start_syncing(rt: Runtime, user_id: str) -> None:
     """Ask for the initial backfill and the Graph subscription (both idempotent downstream)."""
+    from service.workers.jobs import request_sync
     from service.workers.queues import SUBSCRIPTIONS, enqueue
 
     enqueue(rt.redis, SUBSCRIPTIONS, "service.subscriptions.jobs.ensure_subscription", user_id)
-    try:
-        from service.workers.jobs import request_sync
-    except ImportError:
-        log.warning("service.workers.jobs.request_sync is not available; no initial sync requested")
-        return
     request_sync(rt, user_id, "connect")
 
 
@@ -132,11 +128,8 @@ def disconnect(rt: Runtime, user_id: str, purge: bool) -> dict:
 
 
 def _delete_subscription(rt: Runtime, user_id: str) -> bool:
-    try:
-        from service.subscriptions.lifecycle import delete_for_user
-    except ImportError:
-        log.warning("service.subscriptions.lifecycle is not available; no subscription deleted")
-        return False
+    from service.subscriptions.lifecycle import delete_for_user
+
     try:
         delete_for_user(rt, user_id)
     except Exception as exc:  # noqa: BLE001 - the user's disconnect must succeed; Graph drops the subscription

@@ -61,12 +61,7 @@ def declared_indexes() -> dict[str, list]:
     """Every index the domain modules declare, keyed by collection."""
     indexes: dict[str, list] = {}
     for name in DOMAIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+        module = importlib.import_module(name)
         for collection, models in getattr(module, "INDEXES", {}).items():
             indexes.setdefault(collection, []).extend(models)
     return indexes

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -20,6 +20,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from service import timezones
 from service.store import as_utc
 
 log = logging.getLogger(__name__)
@@ -82,15 +83,9 @@ def parse_graph_time(value: object) -> datetime | None:
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
 
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        from service.timezones import zone
-    except ImportError:  # the insights helper's module; plain IANA names still work without it
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return None
-    return zone(name)
+def _zone(name: str) -> ZoneInfo:
+    """Windows or IANA zone names (Graph sends either); unknown names read as UTC."""
+    return timezones.zone(name)
 
 
 def parse_date_time_zone(value: object) -> datetime | None:

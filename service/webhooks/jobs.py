@@ -12,8 +12,8 @@ from datetime import datetime
 import requests
 
 from service import runtime
+from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
-from service.store import users, utcnow
 from service.webhooks import rich
 from service.webhooks.receiver import request_sync, stat_key
 
@@ -42,10 +42,7 @@ def apply_rich(user_id: str, items: list[dict], tokens: list[str]) -> str:
         else:
             changes.append(change)
     if changes:
-        apply_changes = _apply_changes()
-        if apply_changes is None:
-            return _fallback(rt, user_id, "no_direct_apply", len(items))
-        apply_changes(rt.db, user_id, changes, utcnow())  # it ignores versions older than the stored one
+        events.apply_changes(rt.db, user_id, changes, utcnow())  # it ignores versions older than the stored one
         rt.redis.incrby(stat_key("rich:applied"), len(changes))
     if doubtful:
         return _fallback(rt, user_id, "item", doubtful)
@@ -66,14 +63,6 @@ def _change_for(rt, item: dict, keypair: rich.KeyPair) -> dict | None:
     if not isinstance(event.get("id"), str) or event.get("type", "singleInstance") not in DIRECT_TYPES:
         return None  # a series master changes many occurrences: the delta sync expands them
     return event
-
-
-def _apply_changes():
-    try:
-        from service.store.events import apply_changes
-    except ImportError:
-        return None
-    return apply_changes
 
 
 def _fallback(rt, user_id: str, reason: str, count: int) -> str:

@@ -16,10 +16,12 @@ from redis import Redis
 from rq import Retry, get_current_job
 
 from service import runtime
+from service.auth.tokens import ReconnectRequired, require_reconnect
 from service.graph import GraphError, Throttled, Unauthorized
 from service.runtime import Runtime
 from service.store import sync_state, users, utcnow
 from service.workers import queues, sync
+from service.workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +36,6 @@ DEFAULT_THROTTLE_SECONDS = 30.0
 MAX_ROUNDS = 5               # then requeue behind other users instead of monopolising a worker
 MAX_USER_ID = 200
 SYNC_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
-
-# Compare-and-set / compare-and-delete on the lock value (the owning job's id).
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
-
 
 def ping(value: str) -> str:
     """A no-op job used by health checks and the Procfile worker test."""
@@ -91,24 +78,11 @@ def _defer(rt: Runtime, user_id: str, delay: float, reason: str) -> None:
 
 # ------------------------------------------------------------------ the per-user lock
 
-class SyncLock:
+class SyncLock(Lease):
     """``calsync:lock:sync:{user}`` held by one job id; the same job re-run after a crash may take it back."""
 
     def __init__(self, connection: Redis, user_id: str, owner: str):
-        self.connection = connection
-        self.key = LOCK_KEY.format(user_id=user_id)
-        self.owner = owner
-
-    def acquire(self) -> bool:
-        if self.connection.set(self.key, self.owner, nx=True, px=LOCK_TTL_MS):
-            return True
-        return self.renew()   # held by an earlier attempt of this very job (killed mid-sync)
-
-    def renew(self) -> bool:
-        return bool(self.connection.eval(_RENEW, 1, self.key, self.owner, LOCK_TTL_MS))
-
-    def release(self) -> None:
-        self.connection.eval(_RELEASE, 1, self.key, self.owner)
+        super().__init__(connection, LOCK_KEY.format(user_id=user_id), owner, LOCK_TTL_MS)
 
 
 # ------------------------------------------------------------------ the jobs
@@ -155,11 +129,11 @@ def _one_round(rt: Runtime, user_id: str, lock: SyncLock) -> str:
         _defer(rt, user_id, delay, "throttled")
         log.info("sync of user %s throttled; again in %.1fs", user_id, delay)
         return "throttled"
-    except _reconnect_required():
+    except ReconnectRequired:
         sync_state.record_failure(rt.db, user_id, utcnow(), "needs_reconnect", "reconnect required")
         return "needs_reconnect"
     except Unauthorized:
-        users.set_connection_status(rt.db, user_id, users.NEEDS_RECONNECT, reason="Graph refused a fresh token")
+        require_reconnect(rt, user_id, "Graph refused a freshly refreshed token")  # also mails the user once
         sync_state.record_failure(rt.db, user_id, utcnow(), "needs_reconnect", "401 after token refresh")
         return "needs_reconnect"
     except sync.LockLost:
@@ -180,18 +154,6 @@ def _one_round(rt: Runtime, user_id: str, lock: SyncLock) -> str:
     return "ok"
 
 
-def _reconnect_required() -> type[Exception]:
-    try:
-        from service.auth.tokens import ReconnectRequired
-    except ImportError:
-        return _NeverRaised
-    return ReconnectRequired
-
-
-class _NeverRaised(Exception):
-    """Stands in for ReconnectRequired while the connect part is absent."""
-
-
 def _user_gone(rt: Runtime, user_id: str) -> bool:
     """Graph said 404: if /me is gone too, the account no longer exists → the disconnect flow."""
     try:
@@ -202,12 +164,9 @@ def _user_gone(rt: Runtime, user_id: str) -> bool:
     else:
         return False
     log.warning("Graph no longer knows user %s; disconnecting", user_id)
-    try:
-        from service.auth.lifecycle import disconnect
-    except ImportError:
-        pass
-    else:
-        disconnect(rt, user_id, purge=False)
+    from service.auth.lifecycle import disconnect  # here: the connect part imports this module's request_sync
+
+    disconnect(rt, user_id, purge=False)
     users.set_connection_status(rt.db, user_id, users.DISCONNECTED, reason="user not found in Microsoft Graph")
     sync_state.clear(rt.db, user_id)
     sync_state.record_failure(rt.db, user_id, utcnow(), "disconnected", "404 user not found")

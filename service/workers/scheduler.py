@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from service.workers import queues
+from service.workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +41,16 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("digest-tick", 60, "service.digest.jobs.digest_tick", queues.DIGEST),
 )
 
-# Atomically extend the lease only if we still hold it.
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-
 class Scheduler:
     def __init__(self, connection: Redis, tasks: tuple[Periodic, ...] = PERIODIC, identity: str | None = None):
         self.connection = connection
         self.tasks = tasks
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        self._renew = connection.register_script(_RENEW)
+        self.lease = Lease(connection, LEADER_KEY, self.identity, LEASE_SECONDS * 1000)
 
     def is_leader(self) -> bool:
         """Take or keep the lease; True if this scheduler may act now."""
-        if self._renew(keys=[LEADER_KEY], args=[self.identity, LEASE_SECONDS * 1000]):
-            return True
-        return bool(self.connection.set(LEADER_KEY, self.identity, nx=True, px=LEASE_SECONDS * 1000))
+        return self.lease.acquire()
 
     def tick(self, now: float | None = None) -> list[str]:
         """Enqueue every task that is due; returns their names. Does nothing unless leader."""
@@ -81,8 +71,7 @@ class Scheduler:
         return enqueued
 
     def resign(self) -> None:
-        if self.connection.get(LEADER_KEY) == self.identity.encode():
-            self.connection.delete(LEADER_KEY)
+        self.lease.release()
 
     def run(self, stop: threading.Event, interval: float = 5.0) -> None:
         """Tick until ``stop`` is set; Redis errors are logged and retried, never fatal."""
