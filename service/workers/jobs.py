@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 DIRTY_KEY = "calsync:dirty:{user_id}"
 PENDING_KEY = "calsync:sync-pending:{user_id}"
 LOCK_KEY = "calsync:lock:sync:{user_id}"
+RECHECK_KEY = "calsync:sync-recheck:{user_id}"
 DIRTY_TTL = 86_400
 PENDING_TTL = 3_600          # a lost job frees the guard after this; the reconcile sweep covers the rest
 LOCK_TTL_MS = 120_000        # renewed before every page; a SIGKILLed holder frees it after this
-LOCKED_RETRY_SECONDS = 5.0   # another worker is syncing this user: come back after it
+LOCKED_RETRY_SECONDS = 5.0   # another worker holds the user's lock: look again then, in case it died
 DEFAULT_THROTTLE_SECONDS = 30.0
 MAX_ROUNDS = 5               # then requeue behind other users instead of monopolising a worker
 MAX_USER_ID = 200
@@ -68,8 +69,12 @@ def request_sync(rt: Runtime, user_id: str, reason: str) -> bool:
 
 
 def _defer(rt: Runtime, user_id: str, delay: float, reason: str) -> None:
-    """Run this user's sync again in ``delay`` seconds without holding a worker meanwhile."""
+    """Run this user's sync again in ``delay`` seconds, and hold off new ones until then (throttling)."""
     rt.redis.set(PENDING_KEY.format(user_id=user_id), reason, ex=PENDING_TTL + int(delay))
+    _schedule(rt, user_id, delay)
+
+
+def _schedule(rt: Runtime, user_id: str, delay: float) -> None:
     queues.get_queue(queues.SYNC, rt.redis).enqueue_in(
         timedelta(seconds=delay), "service.workers.jobs.sync_user", user_id,
         retry=SYNC_RETRY, job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400,
@@ -94,12 +99,17 @@ def sync_user(user_id: str) -> str:
     rt.redis.delete(PENDING_KEY.format(user_id=user_id))
     lock = SyncLock(rt.redis, user_id, job.id if job else uuid.uuid4().hex)
     if not lock.acquire():
-        _defer(rt, user_id, LOCKED_RETRY_SECONDS + random.uniform(0, 2), "locked")  # noqa: S311 - jitter
-        return "deferred"
+        # The holder runs rounds while the user is dirty and looks again after releasing, so this request
+        # is covered without waiting. One delayed re-check per user covers a holder that died.
+        if rt.redis.set(RECHECK_KEY.format(user_id=user_id), 1, nx=True, ex=int(LOCKED_RETRY_SECONDS) + 5):
+            _schedule(rt, user_id, LOCKED_RETRY_SECONDS + random.uniform(0, 2))  # noqa: S311 - jitter
+        return "coalesced"
     try:
         return _sync_rounds(rt, user_id, lock)
     finally:
         lock.release()
+        if rt.redis.exists(DIRTY_KEY.format(user_id=user_id)):
+            request_sync(rt, user_id, "dirty-after-release")  # a notification landed after our last look
 
 
 def _sync_rounds(rt: Runtime, user_id: str, lock: SyncLock) -> str:

@@ -143,21 +143,49 @@ def test_a_request_during_a_running_sync_is_not_lost(rt, connected, fake_graph, 
     assert late and differences(rt, fake_graph, user_id) == []
 
 
-def test_a_user_locked_by_another_worker_is_deferred_not_interleaved(rt, connected, fake_graph, run_jobs,
-                                                                     redis_conn):
+def test_a_user_locked_by_another_worker_is_not_interleaved_and_is_rechecked_once(
+        rt, connected, fake_graph, run_jobs, redis_conn):
     user_id = connected("frank")
     fake_graph.create(user_id, soon(1))
-    redis_conn.set(f"calsync:lock:sync:{user_id}", "another-job", px=60_000)
+    redis_conn.set(f"calsync:lock:sync:{user_id}", "another-job", px=60_000)   # a holder that never finishes
 
     jobs.request_sync(rt, user_id, "connect")
     run_jobs()
+    jobs.request_sync(rt, user_id, "webhook")   # still enqueued at once: nothing blocks new requests
+    run_jobs()
 
     assert rt.db.events.count_documents({}) == 0 and fake_graph.delta_pages == 0
-    assert redis_conn.exists(f"calsync:sync-pending:{user_id}")
+    assert redis_conn.exists(f"calsync:dirty:{user_id}")
     redis_conn.delete(f"calsync:lock:sync:{user_id}")
-    assert make_due(redis_conn) == 1
+    assert make_due(redis_conn) == 1   # one delayed re-check, however many requests met the lock
     run_jobs()
     assert differences(rt, fake_graph, user_id) == []
+
+
+def test_a_notification_after_the_last_round_is_picked_up_when_the_holder_releases(
+        rt, connected, fake_graph, run_jobs, redis_conn, monkeypatch):
+    user_id = connected("fay")
+    fake_graph.create(user_id, soon(1))
+    real_rounds = jobs._sync_rounds
+    late, second = [], []
+
+    def rounds_then_a_notification_that_meets_the_lock(*args, **kwargs):
+        outcome = real_rounds(*args, **kwargs)
+        if not late:   # after the holder's last look at the dirty flag, before it releases the lock
+            late.append(fake_graph.create(user_id, soon(2)))
+            jobs.request_sync(rt, user_id, "webhook")
+            queues.get_queue(queues.SYNC, redis_conn).empty()   # that job is the one another worker runs now:
+            with monkeypatch.context() as m:                    # it meets the held lock and leaves it to us
+                m.setattr(jobs, "get_current_job", lambda: None)
+                second.append(jobs.sync_user(user_id))
+        return outcome
+
+    monkeypatch.setattr(jobs, "_sync_rounds", rounds_then_a_notification_that_meets_the_lock)
+    jobs.request_sync(rt, user_id, "connect")
+    run_jobs()
+
+    assert second == ["coalesced"]
+    assert late and differences(rt, fake_graph, user_id) == []
 
 
 def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, redis_conn):
