@@ -294,6 +294,15 @@ def _when(moment: datetime) -> str:
     return moment.strftime("%m/%d/%Y %H:%M:%S")
 
 
+def unknown_app(client_id: str, tenant: str, redirectable: bool = True) -> OAuthError:
+    """AADSTS700016, as Entra words it, for a client id no app registration has."""
+    return OAuthError("unauthorized_client", 700016,
+                      f"Application with identifier '{client_id[:64]}' was not found in the directory "
+                      f"'{tenant}'. This can happen if the application has not been installed by the "
+                      "administrator of the tenant or consented to by any user in the tenant. You may "
+                      "have sent your authentication request to the wrong tenant.", redirectable=redirectable)
+
+
 class Identity:
     """The emulated Microsoft identity platform: sign-in, consent, tokens, JWKS and test controls."""
 
@@ -436,11 +445,7 @@ class Identity:
             raise missing("client_id", redirectable=False)
         app = self.apps.get(client_id)
         if app is None:
-            raise OAuthError("unauthorized_client", 700016,
-                             f"Application with identifier '{client_id[:64]}' was not found in the directory "
-                             f"'{tenant}'. This can happen if the application has not been installed by the "
-                             "administrator of the tenant or consented to by any user in the tenant. You may "
-                             "have sent your authentication request to the wrong tenant.", redirectable=False)
+            raise unknown_app(client_id, tenant, redirectable=False)
         redirect_uri = params.get("redirect_uri") or ""
         if not app.accepts_redirect(redirect_uri):
             raise OAuthError("invalid_request", 50011,
@@ -604,11 +609,7 @@ class Identity:
             raise missing("client_id")
         app = self.apps.get(client_id)
         if app is None:
-            raise OAuthError("unauthorized_client", 700016,
-                             f"Application with identifier '{client_id[:64]}' was not found in the directory "
-                             f"'{tenant}'. This can happen if the application has not been installed by the "
-                             "administrator of the tenant or consented to by any user in the tenant. You may "
-                             "have sent your authentication request to the wrong tenant.")
+            raise unknown_app(client_id, tenant)
         if not secret:
             raise OAuthError("invalid_client", 7000218,
                              "The request body must contain the following parameter: 'client_assertion' or "
