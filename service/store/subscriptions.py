@@ -112,3 +112,7 @@ def listing(db: Database, status: str | None = None) -> Iterator[dict]:
 
 def get_many(db: Database, subscription_ids: list[str]) -> Iterator[dict]:
     return db.subscriptions.find({"_id": {"$in": subscription_ids}})
+
+
+def users_with_live_subscription(db: Database) -> set[str]:
+    return set(db.subscriptions.distinct("user_id", {"status": {"$in": [ACTIVE, FAILING]}}))

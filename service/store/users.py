@@ -149,3 +149,9 @@ def connection_statuses(db: Database, user_ids: Iterable[str]) -> dict[str, str 
     """user_id → connection status, for a batch of users."""
     found = db.users.find({"_id": {"$in": list(set(user_ids))}}, {"connection.status": 1})
     return {u["_id"]: (u.get("connection") or {}).get("status") for u in found}
+
+
+def connected_since_before(db: Database, cutoff: datetime) -> list[str]:
+    """Ids of users connected since before ``cutoff`` (settled: their connect-time jobs have run)."""
+    return [u["_id"] for u in db.users.find({"connection.status": CONNECTED, "connection.since": {"$lt": cutoff}},
+                                            {"_id": 1})]

@@ -24,6 +24,9 @@ RENEWALS_PER_SECOND_PER_TENANT = 10
 SWEEP_SPAN_SECONDS = 300            # the scheduler runs the sweep every 5 minutes
 CLAIM_GRACE = timedelta(minutes=15)  # a scheduled renewal that never ran is picked up again after this
 NOT_CONNECTED_RECHECK = timedelta(hours=1)
+REPAIR_AFTER = timedelta(minutes=10)      # leave a fresh connect's own ensure_subscription job alone
+REPAIR_GUARD = "calsync:subscription-repair:{user_id}"
+REPAIR_EVERY_SECONDS = 15 * 60            # at most one repair attempt per user in this time
 SWEEP_SCAN_LIMIT = 100_000
 
 
@@ -91,9 +94,27 @@ def renewal_sweep(now_iso: str | None = None) -> dict:
     for subscription_id in plan.not_connected:
         store.postpone(rt.db, subscription_id, now + NOT_CONNECTED_RECHECK)
     counts = {"scheduled": len(plan.scheduled), "not_connected": len(plan.not_connected),
-              "deferred": plan.deferred}
+              "deferred": plan.deferred, "repaired": repair_lost_subscriptions(rt, now)}
     log.info("renewal sweep: %s", counts)
     return counts
+
+
+def repair_lost_subscriptions(rt, now: datetime) -> int:
+    """Connected users left without a live subscription (recreation failed, or it was never made) get one.
+
+    Graph can drop a subscription and our recreation can fail too (Graph down, retries spent): without
+    this the user would silently stop syncing. One attempt per user every 15 minutes.
+    """
+    live = store.users_with_live_subscription(rt.db)
+    lost = [u for u in users.connected_since_before(rt.db, now - REPAIR_AFTER) if u not in live]
+    queued = 0
+    for user_id in lost:
+        if rt.redis.set(REPAIR_GUARD.format(user_id=user_id), 1, nx=True, ex=REPAIR_EVERY_SECONDS):
+            queues.enqueue(rt.redis, queues.SUBSCRIPTIONS, "service.subscriptions.jobs.ensure_subscription", user_id)
+            queued += 1
+    if queued:
+        log.warning("renewal sweep: %d connected user(s) had no live subscription; recreating", queued)
+    return queued
 
 
 class Plan:

@@ -143,6 +143,25 @@ def test_subscription_removed_recreates_and_resyncs(stack, connected):
     assert "After recreation" in stored_subjects(stack, connected)
 
 
+def test_a_subscription_whose_recreation_failed_is_repaired_by_the_sweep(stack, connected):
+    old = store.for_user(stack.runtime.db, connected)
+    stack.emulator.control.set_faults(rate_503=1.0, path_prefix="/subscriptions")   # Graph cannot create one now
+    stack.emulator.control.remove_subscription(old["_id"])
+    stack.emulator.control.wait_idle(timeout=20)
+    stack.run_jobs()
+    assert store.for_user(stack.runtime.db, connected)["status"] == "removed"
+    assert jobs.renewal_sweep()["repaired"] == 0   # a fresh connect is left to its own job
+
+    stack.emulator.control.clear_faults()
+    later = (dt.datetime.now(dt.UTC) + jobs.REPAIR_AFTER + dt.timedelta(minutes=1)).isoformat()
+    assert jobs.renewal_sweep(later)["repaired"] == 1
+    assert jobs.renewal_sweep(later)["repaired"] == 0   # one attempt per user per 15 minutes
+    stack.run_jobs()
+
+    new = store.for_user(stack.runtime.db, connected)
+    assert new["status"] == "active" and [s["id"] for s in active_at_emulator(stack)] == [new["_id"]]
+
+
 def test_reauthorization_required_renews_once_not_twice_within_ten_minutes(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
     control = stack.emulator.control
