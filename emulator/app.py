@@ -66,6 +66,7 @@ class Emulator:
         self.subscriptions = Subscriptions(self, self.notifier, self.session, handshake_timeout=handshake_timeout)
         self.notifier.on_missed = self.subscriptions.missed
         self.notifier.is_active = self.subscriptions.is_active
+        self.notifier.is_paused = self.subscriptions.is_paused
         self.state.listeners.append(self.subscriptions.on_change)
         self._requests: deque[dict] = deque(maxlen=50_000)
         self._requests_lock = threading.Lock()

@@ -4,6 +4,10 @@ Notifications published within ``batch_window`` seconds of each other for the sa
 changeNotificationCollection POST. A 2xx within ``timeout`` seconds is delivered; anything else is retried
 with exponential back-off (compressed by ``time_scale``) until ``give_up_after`` seconds, then dropped and
 reported with a ``missed`` lifecycle notification. Delivery faults (duplicate, reorder, drop) come from Faults.
+
+As Graph documents, change notifications for a subscription whose access token has expired are not sent
+but held (checked again every ``pause_poll`` seconds) until the app reauthorizes or renews it, and dropped,
+with ``missed``, after the same ``give_up_after``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Batch:
     attempt: int = 0
     first_try: float = 0.0
     held: bool = False
+    paused: bool = False
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -52,6 +57,8 @@ class Notifier:
         sign: Callable[[str, str], str] | None = None,
         on_missed: Callable[[str], None] | None = None,
         is_active: Callable[[str, str], bool] | None = None,
+        is_paused: Callable[[str], bool] | None = None,
+        pause_poll: float = 1.0,
         time_scale: float = 1.0,
         batch_window: float = 0.05,
         max_batch: int = 100,
@@ -68,6 +75,8 @@ class Notifier:
         self.sign = sign
         self.on_missed = on_missed
         self.is_active = is_active or (lambda _sid, _kind: True)
+        self.is_paused = is_paused or (lambda _sid: False)
+        self.pause_poll = pause_poll
         self.time_scale = time_scale
         self.batch_window = batch_window
         self.max_batch = max_batch
@@ -169,6 +178,12 @@ class Notifier:
 
     def _attempt(self, batch: Batch) -> None:
         batch.items = [p for p in batch.items if self.is_active(p.subscription_id, batch.kind)]
+        if batch.kind == "change":
+            paused = {sid for sid in {p.subscription_id for p in batch.items} if self.is_paused(sid)}
+            if paused:
+                self._hold(Batch(batch.url, batch.kind, [p for p in batch.items if p.subscription_id in paused],
+                                 attempt=batch.attempt, first_try=batch.first_try, paused=batch.paused))
+                batch.items = [p for p in batch.items if p.subscription_id not in paused]
         if not batch.items:
             return
         if batch.kind == "change" and not batch.held and batch.attempt == 0 and self.faults.roll("reorder_rate"):
@@ -196,6 +211,21 @@ class Notifier:
                     self.on_missed(sid)
             return
         self._schedule(batch, delay * self.time_scale)
+
+    def _hold(self, batch: Batch) -> None:
+        """Keep notifications of token-expired subscriptions until reauthorized; give up like failed ones."""
+        if time.monotonic() - batch.first_try > self.give_up_after * self.time_scale:
+            self._record(batch.url, batch.kind, batch.items, outcome="gave_up", status=None, latency=0.0,
+                         attempt=batch.attempt, body=None)
+            if self.on_missed:
+                for sid in {p.subscription_id for p in batch.items}:
+                    self.on_missed(sid)
+            return
+        if not batch.paused:
+            batch.paused = True
+            self._record(batch.url, batch.kind, batch.items, outcome="paused", status=None, latency=0.0,
+                         attempt=batch.attempt, body=None)
+        self._schedule(batch, self.pause_poll * self.time_scale)
 
     def _body(self, batch: Batch) -> dict:
         body: dict = {"value": [p.notification for p in batch.items]}

@@ -347,6 +347,12 @@ class Subscriptions:
             allowed = ("active", "removed") if kind == "lifecycle" else ("active",)
             return sub is not None and sub.status in allowed
 
+    def is_paused(self, sub_id: str) -> bool:
+        """Graph holds change notifications while the subscription's access token is expired ([WH])."""
+        with self.lock:
+            sub = self.by_id.get(sub_id)
+            return sub is not None and sub.status == "active" and sub.token_exp <= self.em.clock()
+
     def public_all(self) -> list[dict]:
         with self.lock:
             return [s.public() | {"status": s.status, "userId": s.user_id, "tenantId": s.tenant_id}

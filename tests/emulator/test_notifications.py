@@ -83,6 +83,38 @@ def test_giving_up_sends_missed(world, receiver, emu):
     assert missed and missed[0]["subscriptionId"] == sub["id"]
 
 
+def test_notifications_wait_while_the_subscription_token_is_expired_until_reauthorized(world, receiver, emu):
+    sub = subscribe(world, receiver)
+    emu.control.advance_clock(minutes=61)   # the token the subscription was made with has expired
+    emu.control.create_event(world.ada["id"], event_body("held", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
+    deadline = time.monotonic() + 10
+    while "paused" not in [e["outcome"] for e in emu.control.deliveries("change")] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+
+    assert receiver.notifications("/notify") == []   # held, not sent and not lost
+    fresh = world.graph(emu.control.token(user_id=world.ada["id"]))
+    assert fresh.post(f"/subscriptions/{sub['id']}/reauthorize").status_code == 204
+    emu.control.wait_idle()
+
+    (note,) = receiver.notifications("/notify")
+    assert note["subscriptionId"] == sub["id"] and note["changeType"] == "created"
+    assert [e["outcome"] for e in emu.control.deliveries("change")] == ["paused", "delivered"]
+
+
+def test_held_notifications_are_given_up_after_the_limit_with_missed(world, receiver, emu):
+    sub = subscribe(world, receiver)
+    emu.emulator.notifier.give_up_after = 60.0   # 60 s of simulated holding (60 ms at this time scale)
+    emu.control.advance_clock(minutes=61)
+    emu.control.create_event(world.ada["id"], event_body("held", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
+    emu.control.wait_idle()
+
+    assert [e["outcome"] for e in emu.control.deliveries("change")] == ["paused", "gave_up"]
+    assert receiver.notifications("/notify") == []
+    missed = [n for n in receiver.notifications("/lifecycle") if n["lifecycleEvent"] == "missed"]
+    assert missed and missed[0]["subscriptionId"] == sub["id"]
+
+
 def test_delivery_faults_duplicate_drop_reorder(world, receiver, emu):
     subscribe(world, receiver)
     uid = world.ada["id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 import requests
@@ -177,6 +178,25 @@ def test_reauthorization_required_renews_once_not_twice_within_ten_minutes(stack
     patches = [r for r in calls if r.get("method") == "PATCH"]
     reauths = [r for r in calls if r.get("path", "").endswith("/reauthorize")]
     assert len(patches) == 1 and not reauths
+
+
+def test_changes_held_by_graph_for_an_expired_token_arrive_after_we_reauthorize(stack, connected):
+    control = stack.emulator.control
+    control.advance_clock(minutes=61)   # the access token the subscription was made with has expired
+    control.create_event(connected, event_body("While the token was expired"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (
+            "paused" in [d["outcome"] for d in control.deliveries("change")]
+            and "delivered" in [d["outcome"] for d in control.deliveries("lifecycle")]):
+        time.sleep(0.05)
+
+    stack.run_jobs()   # reauthorizationRequired: we renew with a refreshed token, which resumes delivery
+    control.wait_idle(timeout=20)
+    stack.run_jobs()
+
+    assert "While the token was expired" in stored_subjects(stack, connected)
+    assert [d["outcome"] for d in control.deliveries("change")][-2:] == ["paused", "delivered"]
+    assert store.for_user(stack.runtime.db, connected)["renewed_at"] is not None
 
 
 def test_renewal_after_a_404_recreates_and_resyncs(stack, connected):
