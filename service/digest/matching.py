@@ -86,7 +86,7 @@ def match_attendees(event: dict, me: set[str], directory: Directory) -> list[Mat
         seen.add(email)
         if person is not None:
             seen.update(person.get("emails", []))
-        name = attendee.get("name") or (person or {}).get("name") or email
+        name = (person or {}).get("name") or attendee.get("name") or email  # the directory name is curated
         matches.append(Match(email, name, person, attendee.get("type") or "required", attendee.get("response")))
     return _dedupe_people(matches)
 

@@ -31,6 +31,16 @@ def test_attendees_match_case_insensitively_and_through_aliases(db):
     assert matches[1].type == "optional"
 
 
+def test_matched_attendees_go_by_their_directory_name_and_unmatched_by_their_calendar_name(db):
+    directory = _directory(db)
+    me = self_emails({"email": "me@example.com"}, directory)
+    event = _event([attendee("ana.alias@example.org", "ana.alias"), attendee("zed@elsewhere.example", "Zed Q")])
+
+    matches = match_attendees(event, me, directory)
+
+    assert [m.name for m in matches] == ["Ana", "Zed Q"]
+
+
 def test_rooms_and_the_user_under_any_alias_are_ignored_and_unmatched_are_kept(db):
     directory = _directory(db)
     me = self_emails({"email": "me@example.com"}, directory)
