@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from service import create_app
 from service.runtime import Runtime
-from service.workers.inprocess import drain_forever
+from service.workers.inprocess import InProcessWorker, scheduled_forever
 from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,19 @@ class DevServer:
         self.stop_event = threading.Event()
         self.with_scheduler = scheduler
         self.threads: list[threading.Thread] = []
+        self.worker: InProcessWorker | None = None
 
     def start(self) -> None:
         from service import store
 
         store.init_db(self.runtime.db)
         redis_conn = self.runtime.redis
-        parts = [("web", self.http.serve_forever), ("worker", lambda: drain_forever(redis_conn, self.stop_event))]
+        self.worker = InProcessWorker(redis_conn, self.stop_event)
+        parts = [
+            ("web", self.http.serve_forever),
+            ("worker", self.worker.run),
+            ("rq-scheduled", lambda: scheduled_forever(redis_conn, self.stop_event)),
+        ]
         if self.with_scheduler:
             parts.append(("scheduler", lambda: Scheduler(redis_conn).run(self.stop_event, interval=2.0)))
         for name, target in parts:
@@ -44,6 +50,8 @@ class DevServer:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.worker is not None:
+            self.worker.stop()
         self.http.shutdown()
         for thread in self.threads:
             thread.join(timeout=10)

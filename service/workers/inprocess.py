@@ -12,6 +12,7 @@ import threading
 
 from redis import Redis
 from rq import SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
 from service.workers import queues
@@ -32,12 +33,52 @@ def work_burst(connection: Redis, names: tuple[str, ...] = queues.ALL) -> bool:
     return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
 
 
-def drain_forever(connection: Redis, stop: threading.Event, idle_wait: float = 0.2) -> None:
-    """Keep working until ``stop`` is set: the embedded worker thread's loop."""
-    while not stop.is_set():
+def enqueue_due_scheduled(connection: Redis, names: tuple[str, ...] = queues.ALL) -> None:
+    """Move scheduled jobs whose time has come onto their queues (what ``rq worker --with-scheduler`` does)."""
+    scheduler = RQScheduler([queues.get_queue(name, connection) for name in names], connection=connection,
+                            logging_level="WARNING")
+    scheduler.acquire_locks()
+    if scheduler.acquired_locks:
         try:
-            if not work_burst(connection):
-                stop.wait(idle_wait)
-        except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
-            log.exception("in-process worker loop failed; retrying")
-            stop.wait(1.0)
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
+
+
+class InProcessWorker:
+    """The embedded worker thread: a registered, long-lived worker (operators see it) until stopped.
+
+    RQ's blocking dequeue cannot be interrupted, so the worker leaves after ``idle_seconds`` without work
+    and is started again; ``stop()`` also asks the running one to leave after its current job. Due
+    scheduled jobs are moved by ``scheduled_forever`` in its own thread, since a busy worker never
+    returns to do it.
+    """
+
+    def __init__(self, connection: Redis, stop: threading.Event, idle_seconds: int = 1):
+        self.connection = connection
+        self.stop_event = stop
+        self.idle_seconds = idle_seconds
+        self.current: ThreadWorker | None = None
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.current = ThreadWorker([queues.get_queue(n, self.connection) for n in queues.ALL],
+                                        connection=self.connection)
+            try:
+                self.current.work(burst=False, max_idle_time=self.idle_seconds, logging_level="WARNING")
+            except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
+                log.exception("in-process worker loop failed; retrying")
+                self.stop_event.wait(1.0)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.current is not None:
+            self.current._stop_requested = True  # RQ checks it between jobs
+
+
+def scheduled_forever(connection: Redis, stop: threading.Event, every: float = 1.0) -> None:
+    while not stop.wait(every):
+        try:
+            enqueue_due_scheduled(connection)
+        except Exception:  # same: keep going through Redis blips
+            log.exception("moving scheduled jobs failed; retrying")

@@ -2,9 +2,15 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
+from rq import Worker
+
 from service.workers import queues
+from service.workers.inprocess import InProcessWorker, scheduled_forever
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,3 +49,25 @@ def test_run_jobs_fixture_drains_every_queue(redis_conn, rt, run_jobs):
     run_jobs()
 
     assert all(redis_conn.get(f"calsync:ping:{name}") == b"pong" for name in queues.ALL)
+
+
+def test_the_embedded_worker_is_a_registered_worker_runs_scheduled_jobs_and_stops(redis_conn, rt):
+    stop = threading.Event()
+    worker = InProcessWorker(redis_conn, stop)
+    threads = [threading.Thread(target=worker.run), threading.Thread(target=scheduled_forever, args=(redis_conn, stop))]
+    for thread in threads:
+        thread.start()
+    maintenance = queues.get_queue(queues.MAINTENANCE, redis_conn)
+    maintenance.enqueue_in(timedelta(seconds=1), "service.workers.jobs.ping", "later")
+    deadline = time.monotonic() + 15
+    while redis_conn.get("calsync:ping:later") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    registered = len(Worker.all(connection=redis_conn))
+
+    worker.stop()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert redis_conn.get("calsync:ping:later") == b"pong"
+    assert registered == 1
+    assert not any(thread.is_alive() for thread in threads)
