@@ -1,7 +1,7 @@
 """What the webhook does with a parsed collection: look up, verify, queue. Redis only on this path.
 
 Per request: one pipelined Redis read for every subscription id in the batch (MongoDB only on a cache
-miss, read only), then per distinct owner one ``request_sync`` (a couple of Redis commands), then one
+miss, read only), then one pipelined ``request_syncs`` for all distinct owners, then one
 pipeline of counters. Nothing here calls Graph or writes MongoDB; the owner's ``last_notification_at``
 is written by a small job at most once a minute per user. Any RedisError propagates so the route
 answers 5xx and Graph redelivers.
@@ -39,8 +39,8 @@ def receive_changes(rt, collection: Collection) -> Verdict:
             rich[ref.user_id].append(_rich_item(item))
         else:
             plain_users.append(ref.user_id)
-    for user_id in dict.fromkeys(plain_users):
-        request_sync(rt, user_id, "notification")
+    if plain_users:
+        request_syncs(rt, list(dict.fromkeys(plain_users)), "notification")
     for user_id, items in rich.items():
         queues.enqueue(rt.redis, queues.SYNC, "service.webhooks.jobs.apply_rich", user_id, items,
                        list(collection.validation_tokens))
@@ -101,6 +101,13 @@ def _record(rt, verdict: Verdict, accepted_name: str) -> None:
                            user_id, subscription_id, now.isoformat())
     if verdict.dropped:
         log.warning("dropped notifications: %s", ", ".join(f"{r}={c}" for r, c in sorted(verdict.dropped.items())))
+
+
+def request_syncs(rt, user_ids: list[str], reason: str) -> list[str]:
+    """Ask for syncs of several users in one round trip, through the sync worker's entry point."""
+    from service.workers.jobs import request_syncs as sync_entry_point
+
+    return sync_entry_point(rt, user_ids, reason)
 
 
 def request_sync(rt, user_id: str, reason: str) -> bool:

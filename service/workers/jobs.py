@@ -52,20 +52,28 @@ def request_sync(rt: Runtime, user_id: str, reason: str) -> bool:
 
     Two Redis commands in one round trip, plus the enqueue when needed; no MongoDB.
     """
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
-        raise ValueError("user_id must be a short non-empty string")
+    return bool(request_syncs(rt, [user_id], reason))
+
+
+def request_syncs(rt: Runtime, user_ids: list[str], reason: str) -> list[str]:
+    """``request_sync`` for several users in one Redis round trip (a webhook batch); returns those enqueued."""
+    for user_id in user_ids:
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
+            raise ValueError("user_id must be a short non-empty string")
     pipe = rt.redis.pipeline(transaction=False)
-    pipe.set(DIRTY_KEY.format(user_id=user_id), reason[:40], ex=DIRTY_TTL)
-    pipe.set(PENDING_KEY.format(user_id=user_id), reason[:40], nx=True, ex=PENDING_TTL)
-    _, enqueue_now = pipe.execute()
-    if not enqueue_now:
-        return False
-    try:
-        queues.enqueue(rt.redis, queues.SYNC, "service.workers.jobs.sync_user", user_id, retry=SYNC_RETRY)
-    except BaseException:
-        rt.redis.delete(PENDING_KEY.format(user_id=user_id))   # let the next notification try again
-        raise
-    return True
+    for user_id in user_ids:
+        pipe.set(DIRTY_KEY.format(user_id=user_id), reason[:40], ex=DIRTY_TTL)
+        pipe.set(PENDING_KEY.format(user_id=user_id), reason[:40], nx=True, ex=PENDING_TTL)
+    replies = pipe.execute()
+    fresh = [user_id for user_id, pending_set in zip(user_ids, replies[1::2], strict=True) if pending_set]
+    for n, user_id in enumerate(fresh):
+        try:
+            queues.enqueue(rt.redis, queues.SYNC, "service.workers.jobs.sync_user", user_id, retry=SYNC_RETRY)
+        except BaseException:
+            # Let the next notification try again for every user not queued yet.
+            rt.redis.delete(*(PENDING_KEY.format(user_id=u) for u in fresh[n:]))
+            raise
+    return fresh
 
 
 def _defer(rt: Runtime, user_id: str, delay: float, reason: str) -> None:

@@ -117,6 +117,16 @@ def test_request_sync_coalesces_and_never_touches_mongodb(settings, redis_conn):
     assert redis_conn.get("calsync:dirty:u-1") == b"webhook"
 
 
+def test_request_syncs_marks_a_whole_batch_dirty_and_enqueues_only_users_without_a_pending_sync(rt, redis_conn):
+    jobs.request_sync(rt, "u-2", "webhook")
+
+    fresh = jobs.request_syncs(rt, ["u-1", "u-2", "u-3"], "notification")
+
+    assert fresh == ["u-1", "u-3"]
+    assert sorted(job.args[0] for job in queues.get_queue(queues.SYNC, redis_conn).jobs) == ["u-1", "u-2", "u-3"]
+    assert all(redis_conn.get(f"calsync:dirty:{u}") == b"notification" for u in ("u-1", "u-2", "u-3"))
+
+
 @pytest.mark.parametrize("bad", ["", None, 5, "x" * 500])
 def test_request_sync_refuses_junk_user_ids(rt, bad):
     with pytest.raises(ValueError):
