@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,16 @@ def test_cli_reports_bad_config_in_one_line_with_exit_code_2():
         "(the embedded store keeps nothing)"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_the_wsgi_entry_point_refuses_embedded_redis_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "calsync: REDIS_URL must be set to serve with gunicorn (for embedded mode run `calsync dev`)"
+    )
