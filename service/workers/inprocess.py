@@ -24,7 +24,7 @@ class ThreadWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
 
     def _install_signal_handlers(self) -> None:
-        """The main thread owns signals; the thread's owner stops us through ``drain``'s event."""
+        """The main thread owns signals; InProcessWorker.stop() asks us to stop instead."""
 
 
 def work_burst(connection: Redis, names: tuple[str, ...] = queues.ALL) -> bool:
