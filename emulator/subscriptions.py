@@ -41,6 +41,10 @@ class Caller:
     token_exp: dt.datetime
 
 
+TOKEN_CHALLENGE_WINDOW = dt.timedelta(minutes=15)
+HELD_DELIVERY_LIMIT = dt.timedelta(hours=4)
+
+
 @dataclass
 class Subscription:
     id: str
@@ -429,14 +433,18 @@ class Subscriptions:
                 if self._expire_if_due(sub):
                     continue
                 expiry_key = f"expiry:{sub.expiration.isoformat()}"
-                token_key = f"token:{sub.token_exp.isoformat()}"
+                token_left = sub.token_exp - now
+                # Graph challenges repeatedly while the token nears expiry ([LC]: "every 15 mins" in its
+                # last hour); here every 5 minutes from 15 minutes before expiry until held deliveries
+                # would be dropped (4 h after it).
+                token_key = f"token:{sub.token_exp.isoformat()}:{int(token_left.total_seconds() // 300)}"
+                token_due = -HELD_DELIVERY_LIMIT < token_left <= TOKEN_CHALLENGE_WINDOW
                 expiring = sub.expiration - now <= self.reauth_margin and expiry_key not in sub.reauth_sent
-                token_expiring = (sub.token_exp - now <= dt.timedelta(minutes=15)
-                                  and token_key not in sub.reauth_sent)
+                token_expiring = token_due and token_key not in sub.reauth_sent
                 if expiring or token_expiring:  # one challenge covers both reasons
                     if sub.expiration - now <= self.reauth_margin:
                         sub.reauth_sent.add(expiry_key)
-                    if sub.token_exp - now <= dt.timedelta(minutes=15):
+                    if token_due:
                         sub.reauth_sent.add(token_key)
                     due.append(sub)
         for sub in due:

@@ -141,7 +141,7 @@ def recreate(rt, user_id: str, reason: str, now: datetime | None = None) -> dict
     return document
 
 
-def renew(rt, subscription_id: str, now: datetime | None = None) -> str:
+def renew(rt, subscription_id: str, now: datetime | None = None, fresh_token: bool = False) -> str:
     """PATCH a subscription's expiry (which also reauthorizes it); 404 → recreate; failures back off."""
     now = now or utcnow()
     with _held(rt, subscription_id) as document:
@@ -154,7 +154,7 @@ def renew(rt, subscription_id: str, now: datetime | None = None) -> str:
             return POSTPONED
         minutes = rt.settings.rich_subscription_minutes if document.get("rich") else rt.settings.subscription_minutes
         wanted = now + timedelta(minutes=minutes)
-        outcome = _call(rt, document, now, "PATCH", f"subscriptions/{subscription_id}",
+        outcome = _call(rt, document, now, "PATCH", f"subscriptions/{subscription_id}", fresh_token=fresh_token,
                         json={"expirationDateTime": _graph_time(wanted)})
         if outcome is not None and not isinstance(outcome, str):
             expires_at = _parse_time(outcome.json().get("expirationDateTime") if outcome.content else None,
@@ -166,7 +166,7 @@ def renew(rt, subscription_id: str, now: datetime | None = None) -> str:
     return _after_failure(rt, user_id, outcome)
 
 
-def reauthorize(rt, subscription_id: str, now: datetime | None = None) -> str:
+def reauthorize(rt, subscription_id: str, now: datetime | None = None, fresh_token: bool = False) -> str:
     """POST /subscriptions/{id}/reauthorize (no expiry change); refused within 10 minutes of a PATCH."""
     now = now or utcnow()
     with _held(rt, subscription_id) as document:
@@ -176,7 +176,8 @@ def reauthorize(rt, subscription_id: str, now: datetime | None = None) -> str:
         renewed_at = as_utc(document.get("renewed_at"))
         if renewed_at and now - renewed_at < QUIET_WINDOW:
             return SKIPPED  # the PATCH already reauthorized it
-        outcome = _call(rt, document, now, "POST", f"subscriptions/{subscription_id}/reauthorize")
+        outcome = _call(rt, document, now, "POST", f"subscriptions/{subscription_id}/reauthorize",
+                        fresh_token=fresh_token)
         if outcome is not None and not isinstance(outcome, str):
             store.mark_reauthorized(rt.db, subscription_id, now)
             _count(rt, REAUTHORIZED)
@@ -212,16 +213,21 @@ def on_reauthorization_required(rt, subscription_id: str, now: datetime | None =
         return SKIPPED
     reauthorized_at = as_utc(document.get("reauthorized_at"))
     if reauthorized_at and now - reauthorized_at < QUIET_WINDOW:
-        return reauthorize(rt, subscription_id, now)
-    return renew(rt, subscription_id, now)
+        return reauthorize(rt, subscription_id, now, fresh_token=True)
+    return renew(rt, subscription_id, now, fresh_token=True)
 
 
-def _call(rt, document: dict, now: datetime, method: str, path: str, **kwargs):
+def _call(rt, document: dict, now: datetime, method: str, path: str, fresh_token: bool = False, **kwargs):
     """One Graph call for a stored subscription: the response, "gone" on 404, None after recording a failure."""
     from service.auth.tokens import ReconnectRequired, TokenUnavailable
 
     try:
-        return _graph(rt, document["user_id"]).request(method, path, **kwargs)
+        graph = _graph(rt, document["user_id"])
+        if fresh_token:
+            # Graph ties the subscription to the token it is handed: after a reauthorization challenge
+            # it must get one with a full lifetime, not a cached one about to expire.
+            graph.token(force_refresh=True)
+        return graph.request(method, path, **kwargs)
     except ReconnectRequired:
         return "reconnect"
     except GraphError as exc:

@@ -199,6 +199,23 @@ def test_changes_held_by_graph_for_an_expired_token_arrive_after_we_reauthorize(
     assert store.for_user(stack.runtime.db, connected)["renewed_at"] is not None
 
 
+def test_a_reauthorization_challenge_is_answered_with_a_fresh_token_so_deliveries_never_pause(stack, connected):
+    control = stack.emulator.control
+    control.advance_clock(minutes=46)   # the subscription's token has 14 minutes left: Graph challenges us
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "delivered" not in [d["outcome"] for d in control.deliveries("lifecycle")]:
+        time.sleep(0.05)
+    stack.run_jobs()   # we renew, handing Graph a freshly refreshed token rather than the cached one
+
+    control.advance_clock(minutes=20)   # past the first token's expiry
+    control.create_event(connected, event_body("After the first token expired"))
+    control.wait_idle(timeout=20)
+    stack.run_jobs()
+
+    assert "After the first token expired" in stored_subjects(stack, connected)
+    assert "paused" not in [d["outcome"] for d in control.deliveries("change")]
+
+
 def test_renewal_after_a_404_recreates_and_resyncs(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
     token = stack.emulator.control.token(user_id=connected)
