@@ -16,6 +16,7 @@ import time
 import jwt
 
 from service.auth.msal_app import discovery_url
+from service.jwks import rsa_key
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,9 @@ def _signing_key(rt: Runtime, kid: str):
     url = discovery_url(rt.settings)
     for refresh in (False, True):
         discovery, jwks = _load(rt, url, refresh)
-        for jwk in jwks.get("keys", []):
-            if jwk.get("kid") == kid and jwk.get("kty") == "RSA":
-                try:
-                    return discovery, jwt.PyJWK(jwk, algorithm="RS256").key
-                except jwt.PyJWTError:
-                    raise IdTokenInvalid("unusable signing key") from None
+        key = rsa_key(jwks, kid)
+        if key is not None:
+            return discovery, key
     raise IdTokenInvalid("unknown signing key")
 
 

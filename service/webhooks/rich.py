@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
+from service.jwks import rsa_key
+
 log = logging.getLogger(__name__)
 
 PUBLISHER_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"  # Microsoft Graph Change Tracking
@@ -210,13 +212,10 @@ def _issuers(tenant: str, authority_host: str) -> set[str]:
 
 
 def _signing_key(jwks: dict, kid: object):
-    for candidate in jwks.get("keys") or []:
-        if isinstance(candidate, dict) and candidate.get("kid") == kid and candidate.get("kty") == "RSA":
-            try:
-                return jwt.PyJWK(candidate, algorithm="RS256").key
-            except jwt.PyJWTError:
-                break
-    raise RichError("token_unknown_key")
+    key = rsa_key(jwks, kid)
+    if key is None:
+        raise RichError("token_unknown_key")
+    return key
 
 
 def token_kids(tokens: list[str]) -> set[str]:
