@@ -677,11 +677,7 @@ class Identity:
                                  "Authorization code.")
             if record.code_challenge:
                 verifier = form.get("code_verifier")
-                if not verifier:
-                    raise OAuthError("invalid_grant", 501481,
-                                     "The Code_Verifier does not match the code_challenge supplied in the "
-                                     "authorization request.")
-                if not pkce_matches(verifier, record.code_challenge, record.code_challenge_method):
+                if not verifier or not pkce_matches(verifier, record.code_challenge, record.code_challenge_method):
                     raise OAuthError("invalid_grant", 501481,
                                      "The Code_Verifier does not match the code_challenge supplied in the "
                                      "authorization request.")
