@@ -43,7 +43,7 @@ def ensure_subscription(user_id: str) -> str | None:
     except ReconnectRequired as exc:
         log.info("no subscription for user %s: %s", user_id, exc)
         return None
-    from service.webhooks.receiver import request_sync
+    from service.workers.jobs import request_sync
 
     request_sync(rt, user_id, "subscribed")  # changes between connect and the subscription's birth
     return document["_id"]
@@ -51,7 +51,8 @@ def ensure_subscription(user_id: str) -> str | None:
 
 def handle_lifecycle(subscription_id: str, lifecycle_event: str) -> str:
     """Do the documented recovery for one lifecycle notification (already verified by the receiver)."""
-    from service.webhooks.receiver import LIFECYCLE_PENDING, request_sync
+    from service.webhooks.receiver import LIFECYCLE_PENDING
+    from service.workers.jobs import request_sync
 
     rt = runtime.current()
     rt.redis.delete(LIFECYCLE_PENDING.format(subscription_id=subscription_id, event=lifecycle_event))

@@ -129,7 +129,7 @@ def _create_locked(rt, user_id: str, now: datetime) -> dict:
 
 def recreate(rt, user_id: str, reason: str, now: datetime | None = None) -> dict | None:
     """Replace a gone subscription and ask for a resync (changes in the gap were not notified)."""
-    from service.webhooks.receiver import request_sync
+    from service.workers.jobs import request_sync
 
     try:
         document = create(rt, user_id, now)

@@ -15,7 +15,8 @@ from service import runtime
 from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.webhooks import rich
-from service.webhooks.receiver import request_sync, stat_key
+from service.webhooks.receiver import stat_key
+from service.workers.jobs import request_sync
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from service.store import utcnow
 from service.subscriptions import cache
 from service.webhooks.notifications import MALFORMED_ITEM, Collection, Notification, Verdict, verify
 from service.workers import queues
+from service.workers.jobs import request_sync, request_syncs
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,3 @@ def _record(rt, verdict: Verdict, accepted_name: str) -> None:
                            user_id, subscription_id, now.isoformat())
     if verdict.dropped:
         log.warning("dropped notifications: %s", ", ".join(f"{r}={c}" for r, c in sorted(verdict.dropped.items())))
-
-
-def request_syncs(rt, user_ids: list[str], reason: str) -> list[str]:
-    """Ask for syncs of several users in one round trip, through the sync worker's entry point."""
-    from service.workers.jobs import request_syncs as sync_entry_point
-
-    return sync_entry_point(rt, user_ids, reason)
-
-
-def request_sync(rt, user_id: str, reason: str) -> bool:
-    """Ask for a sync of ``user_id`` through the sync worker's one entry point (Redis only)."""
-    from service.workers.jobs import request_sync as sync_entry_point
-
-    return sync_entry_point(rt, user_id, reason)
