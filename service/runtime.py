@@ -34,6 +34,8 @@ class Runtime:
         self.settings = settings
         self._lock = threading.Lock()
         self._embedded_redis = None
+        self._owns_db = db is None            # close only the clients this Runtime created
+        self._owns_redis = redis_conn is None
         if db is not None:
             self.__dict__["db"] = db
         if redis_conn is not None:
@@ -75,9 +77,9 @@ class Runtime:
         return Mailer.from_settings(self.settings)
 
     def close(self) -> None:
-        if "db" in self.__dict__ and not self.settings.embedded_mongo:
+        if self._owns_db and "db" in self.__dict__ and not self.settings.embedded_mongo:
             self.db.client.close()
-        if "redis" in self.__dict__:
+        if self._owns_redis and "redis" in self.__dict__:
             self.redis.close()
         if self._embedded_redis is not None:
             self._embedded_redis.stop()

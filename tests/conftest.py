@@ -1,18 +1,30 @@
-"""Shared fixtures: real Redis, real RQ workers, real loopback HTTP and SMTP, mongomock with real indexes."""
+"""Shared fixtures: real Redis, real RQ workers, real loopback HTTP and SMTP, and a MongoDB wire server.
+
+MongoDB backends (README, "Tests"): by default a SecantusDB server started for the session (a separate
+process reached over TCP, storage in a temporary directory); ``CALSYNC_TEST_MONGO=mongomock`` runs the same
+tests on the embedded in-memory store instead; ``CALSYNC_TEST_MONGODB_URI=mongodb://...`` on any real
+MongoDB. Each test gets a fresh database with the production indexes. Tests marked ``wire`` share the
+database with other processes (rq workers, gunicorn) and are deselected on mongomock.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-import mongomock
+import pymongo
 import pytest
 import redis
 from werkzeug.serving import make_server
@@ -53,13 +65,110 @@ def redis_conn(redis_url) -> Iterator[redis.Redis]:
     conn.close()
 
 
-# --- MongoDB (in-memory, with the production indexes) ---------------------------------------------
+# --- MongoDB: a wire server (SecantusDB or a real MongoDB), or mongomock ---------------------------
+
+MONGO_BACKEND = "mongomock" if os.environ.get("CALSYNC_TEST_MONGO") == "mongomock" else "wire"
+_database_names = itertools.count(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On mongomock, tests that share the database with other processes cannot run: deselect them."""
+    if MONGO_BACKEND != "mongomock":
+        return
+    wire_only = [item for item in items if item.get_closest_marker("wire")]
+    if wire_only:
+        config.hook.pytest_deselected(items=wire_only)
+        items[:] = [item for item in items if not item.get_closest_marker("wire")]
+
+
+@dataclass
+class MongoServer:
+    """A MongoDB wire server for the session: ``uri`` has no database; ``process`` is ours to stop."""
+
+    uri: str
+    process: subprocess.Popen | None = None
+
+    def database_uri(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+
+def start_secantus(directory: Path) -> MongoServer:
+    """SecantusDB on a free loopback port, as its own process (GPL, beta: never imported, only run)."""
+    binary = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+    port = _free_port()
+    with open(directory / "secantusd.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(port),
+             "--storage-path", str(directory / "data"), "--standalone", "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    uri = f"mongodb://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=200) as client:
+                client.admin.command("ping")
+            return MongoServer(uri, process)
+        except pymongo.errors.PyMongoError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"secantusd-py did not start; see {directory / 'secantusd.log'}") from None
+            time.sleep(0.05)
+
+
+def stop_server(server: MongoServer) -> None:
+    if server.process is None or server.process.poll() is not None:
+        return
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory) -> Iterator[MongoServer | None]:
+    """The session's wire server (None on mongomock): CALSYNC_TEST_MONGODB_URI, else a SecantusDB of our own."""
+    if MONGO_BACKEND == "mongomock":
+        yield None
+        return
+    given = os.environ.get("CALSYNC_TEST_MONGODB_URI")
+    if given:
+        yield MongoServer(given)
+        return
+    server = start_secantus(tmp_path_factory.mktemp("secantus"))
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
 
 @pytest.fixture
-def db():
-    database = mongomock.MongoClient(tz_aware=True)["calsync_test"]
+def mongodb_uri(mongo_server) -> Iterator[str | None]:
+    """A fresh database on the wire server for this test (None on mongomock); dropped afterwards."""
+    if mongo_server is None:
+        yield None
+        return
+    name = f"calsync_test_{os.getpid()}_{next(_database_names)}"
+    yield mongo_server.database_uri(name)
+    with pymongo.MongoClient(mongo_server.uri) as client:
+        client.drop_database(name)
+
+
+@pytest.fixture
+def db(mongodb_uri):
+    """The test's database with the production indexes: on the wire server, or a fresh mongomock."""
+    if mongodb_uri is None:
+        database = store.embedded_client()["calsync_test"]
+        store.init_db(database)
+        yield database
+        return
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
+    database = client.get_default_database()
     store.init_db(database)
-    return database
+    yield database
+    client.close()
 
 
 # --- SMTP --------------------------------------------------------------------------------------
@@ -108,9 +217,10 @@ def smtp_inbox(_smtp_server) -> Inbox:
 # --- Settings, runtime, app -------------------------------------------------------------------------
 
 @pytest.fixture
-def make_settings(tmp_path, redis_url, _smtp_server):
+def make_settings(tmp_path, redis_url, mongodb_uri, _smtp_server):
     def make(**overrides) -> Settings:
         base = Settings(
+            mongodb_uri=mongodb_uri,
             redis_url=redis_url,
             data_dir=str(tmp_path / "var"),
             smtp_url=_smtp_server.url,

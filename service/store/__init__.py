@@ -29,6 +29,7 @@ DOMAIN_MODULES = (
     "service.store.tokens",
     "service.store.sync_state",
     "service.store.ops",
+    "service.store.migrations",
 )
 
 EMBEDDED_WARNING = (
@@ -40,11 +41,8 @@ EMBEDDED_WARNING = (
 def connect(settings: Settings) -> Database:
     """Return the calsync database: real MongoDB if MONGODB_URI is set, else in-process mongomock."""
     if settings.embedded_mongo:
-        import mongomock
-
         log.warning(EMBEDDED_WARNING)
-        client = mongomock.MongoClient(tz_aware=True)
-        return client[settings.mongodb_db]
+        return embedded_client()[settings.mongodb_db]
     client = MongoClient(
         settings.mongodb_uri,
         tz_aware=True,
@@ -57,19 +55,35 @@ def connect(settings: Settings) -> Database:
     return db
 
 
-def declared_indexes() -> dict[str, list]:
-    """Every index the domain modules declare, keyed by collection."""
+def embedded_client():
+    """A mongomock client (the embedded store), able to run the bulk writes the store sends."""
+    import mongomock
+
+    from service.store import mongomock_compat
+
+    mongomock_compat.install()
+    return mongomock.MongoClient(tz_aware=True)
+
+
+def declared_indexes(attribute: str = "INDEXES") -> dict[str, list]:
+    """Every index the domain modules declare (or, with ``RETIRED_INDEXES``, once declared), by collection."""
     indexes: dict[str, list] = {}
     for name in DOMAIN_MODULES:
         module = importlib.import_module(name)
-        for collection, models in getattr(module, "INDEXES", {}).items():
+        for collection, models in getattr(module, attribute, {}).items():
             indexes.setdefault(collection, []).extend(models)
     return indexes
 
 
 def init_db(db: Database) -> dict[str, list[str]]:
-    """Create every declared index; safe to run again (create_indexes is idempotent)."""
+    """Create every declared index and drop the ones we retired; safe to run again."""
     created = {}
+    for collection, names in declared_indexes("RETIRED_INDEXES").items():
+        present = set(db[collection].index_information())
+        for name in names:
+            if name in present:
+                db[collection].drop_index(name)
+                log.info("dropped retired index %s.%s", collection, name)
     for collection, models in declared_indexes().items():
         created[collection] = db[collection].create_indexes(models) if models else []
     return created

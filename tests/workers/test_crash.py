@@ -1,4 +1,8 @@
-"""Crash safety: a real ``rq worker`` SIGKILLed mid-sync leaves the old cursor; the re-run converges."""
+"""Crash safety: a real ``rq worker`` SIGKILLed mid-sync leaves the old cursor; the re-run converges.
+
+The worker shares the test's database on the MongoDB wire server, so what it wrote before the SIGKILL is
+exactly what a production worker would have left behind.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from service.store import sync_state
 from service.workers import jobs, queues
-from tests.workers import durable_worker
 from tests.workers.conftest import soon
 from tests.workers.truth import differences
 
@@ -24,12 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))
 
 
-def start_worker(tmp_path, redis_url, fake_graph, db_file, *extra) -> subprocess.Popen:
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "CALSYNC_TEST_DB_FILE": str(db_file),
-           "CALSYNC_TEST_GRAPH_URL": f"{fake_graph.url}/v1.0", "CALSYNC_TEST_DATA_DIR": str(tmp_path / "var"),
-           "CALSYNC_TEST_HORSE_PID": str(tmp_path / "horse.pid")}
-    argv = [RQ, "worker", "--url", redis_url, "--burst", "-w", "tests.workers.durable_worker.DurableWorker",
-            *extra, queues.SYNC]
+def start_worker(tmp_path, settings, fake_graph, *extra) -> subprocess.Popen:
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "MONGODB_URI": settings.mongodb_uri,
+           "PYTHONPATH": str(ROOT), "CALSYNC_DATA_DIR": str(tmp_path / "var"),
+           "CALSYNC_TEST_GRAPH_URL": f"{fake_graph.url}/v1.0", "CALSYNC_TEST_HORSE_PID": str(tmp_path / "horse.pid")}
+    argv = [RQ, "worker", "--url", settings.redis_url, "--burst", "-w",
+            "tests.workers.fake_graph_worker.FakeGraphWorker", *extra, queues.SYNC]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -42,8 +44,9 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.wire
 def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
-        tmp_path, rt, connected, fake_graph, run_jobs, redis_conn, redis_url):
+        tmp_path, rt, connected, fake_graph, run_jobs, redis_conn):
     user_id = connected("crash")
     ids = [fake_graph.create(user_id, soon(d % 35, 9 + d % 8)) for d in range(40)]
     jobs.request_sync(rt, user_id, "connect")
@@ -53,12 +56,10 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
         fake_graph.update(user_id, event_id, subject=f"changed {n}") if n % 3 else fake_graph.delete(user_id, event_id)
     for d in range(60):
         fake_graph.create(user_id, soon(d % 30, 13))
-    db_file = tmp_path / "store.json"
-    durable_worker.dump(rt.db, db_file)
     fake_graph.page_delay, pages_before = 0.25, fake_graph.delta_pages
     jobs.request_sync(rt, user_id, "webhook")
 
-    worker = start_worker(tmp_path, redis_url, fake_graph, db_file)
+    worker = start_worker(tmp_path, rt.settings, fake_graph)
     wait_for(lambda: fake_graph.delta_pages >= pages_before + 4 and (tmp_path / "horse.pid").exists())
     horse = int((tmp_path / "horse.pid").read_text())
     os.kill(worker.pid, signal.SIGKILL)   # the worker first, so it cannot report its horse's death
@@ -66,10 +67,9 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     worker.wait(timeout=10)
     worker.stderr.close()
 
-    crashed = SimpleNamespace(db=durable_worker.load(db_file), settings=rt.settings)
-    assert sync_state.get(crashed.db, user_id)["delta_link"] == old_link      # no half-applied cursor
-    assert crashed.db.events.count_documents({"subject": {"$regex": "^changed"}}) > 0   # some pages applied
-    assert differences(crashed, fake_graph, user_id) != []
+    assert sync_state.get(rt.db, user_id)["delta_link"] == old_link      # no half-applied cursor
+    assert rt.db.events.count_documents({"subject": {"$regex": "^changed"}}) > 0   # some pages applied
+    assert differences(rt, fake_graph, user_id) != []
 
     queue = queues.get_queue(queues.SYNC, redis_conn)
     StartedJobRegistry(queue=queue).cleanup(timestamp=time.time() + 3600)      # RQ's abandoned-job handling
@@ -77,11 +77,10 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     (job_id,) = registry.get_job_ids()
     registry.schedule(queue.fetch_job(job_id), datetime.now(UTC) - timedelta(seconds=1))
     fake_graph.page_delay = 0
-    rerun = start_worker(tmp_path, redis_url, fake_graph, db_file, "--with-scheduler")
+    rerun = start_worker(tmp_path, rt.settings, fake_graph, "--with-scheduler")
     _, stderr = rerun.communicate(timeout=120)
 
     assert rerun.returncode == 0, stderr[-2000:]
     assert queue.fetch_job(job_id).get_status() == "finished"
-    final = SimpleNamespace(db=durable_worker.load(db_file), settings=rt.settings)
-    assert differences(final, fake_graph, user_id) == []
-    assert sync_state.get(final.db, user_id)["delta_link"] != old_link
+    assert differences(rt, fake_graph, user_id) == []
+    assert sync_state.get(rt.db, user_id)["delta_link"] != old_link

@@ -1,0 +1,30 @@
+"""An ``rq worker`` class for the crash-safety test: the real worker, with Graph routed to the loopback fake.
+
+The store is the test's own database on the MongoDB wire server (``MONGODB_URI``), shared with the test
+process as production workers share theirs. Used as ``rq worker -w tests.workers.fake_graph_worker.FakeGraphWorker``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import requests
+from rq import Worker
+
+from service.graph import GraphClient
+from service.workers import sync
+
+
+def _graph_client(rt, user_id: str) -> GraphClient:
+    session = requests.Session()
+    session.trust_env = False
+    return GraphClient(session, os.environ["CALSYNC_TEST_GRAPH_URL"],
+                       token=lambda force_refresh=False: f"tok-{user_id}", timeout=5)
+
+
+class FakeGraphWorker(Worker):
+    def perform_job(self, job, queue, execution) -> bool:
+        Path(os.environ["CALSYNC_TEST_HORSE_PID"]).write_text(str(os.getpid()))
+        sync.graph_client = _graph_client
+        return super().perform_job(job, queue, execution)
