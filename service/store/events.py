@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from service import timezones
 from service.store import as_utc
@@ -28,19 +28,25 @@ log = logging.getLogger(__name__)
 TOMBSTONE_DAYS = 3      # long enough to outlive any replay or delayed rich notification
 MAX_ID_LENGTH = 512     # Graph ids are ~150 characters; anything longer is not an id
 MAX_TEXT = 1_000        # subject and names are capped; Graph allows 255 for a subject
+DUPLICATE_KEY = 11000
+
+# Queries name the index they rely on (``hint``): a filter with fields beyond an index's keys must still
+# use it, and a missing index should fail loudly rather than turn into a collection scan.
+BY_USER_AND_ID = "user_graph_id"
+BY_USER_AND_START = "user_start"
 
 INDEXES = {
     "events": [
-        IndexModel([("user_id", ASCENDING), ("graph_id", ASCENDING)], unique=True, name="user_graph_id"),
-        IndexModel([("user_id", ASCENDING), ("start", ASCENDING)], name="user_start"),
-        IndexModel([("attendees.email", ASCENDING)], name="attendee_email"),
+        IndexModel([("user_id", ASCENDING), ("graph_id", ASCENDING)], unique=True, name=BY_USER_AND_ID),
+        IndexModel([("user_id", ASCENDING), ("start", ASCENDING)], name=BY_USER_AND_START),
     ],
     # What we deleted and the version it had, so a replayed older upsert cannot bring it back.
     "event_tombstones": [
-        IndexModel([("user_id", ASCENDING), ("graph_id", ASCENDING)], unique=True, name="user_graph_id"),
+        IndexModel([("user_id", ASCENDING), ("graph_id", ASCENDING)], unique=True, name=BY_USER_AND_ID),
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at"),
     ],
 }
+RETIRED_INDEXES = {"events": ["attendee_email"]}   # nothing queries attendees by email
 
 # Every field a stored event may have; tests scan stored documents against this set.
 STORED_FIELDS = frozenset({
@@ -162,64 +168,190 @@ def _graph_id(item: object) -> str | None:
 # ------------------------------------------------------------------ writes
 
 def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now: datetime) -> ApplyResult:
-    """Apply Graph event items in order: ``@removed`` deletes, anything else upserts if not older."""
+    """Apply Graph event items in order: ``@removed`` deletes, anything else upserts if not older.
+
+    A run of upserts costs a few round trips whatever its length (one read of the stored versions, one
+    ``insert_many``, one ``bulk_write``); a removal of an id waiting in the run flushes it first, so the
+    outcome is that of applying the items one by one. Safe against another process writing the same
+    events at the same time (see ``_flush``).
+    """
     result = ApplyResult()
-    items = [(item, _graph_id(item)) for item in graph_items]
-    tombstones = _tombstones(db, user_id, [graph_id for item, graph_id in items if graph_id])
-    for item, graph_id in items:
+    pending: dict[str, dict] = {}
+    for item in graph_items:
+        graph_id = _graph_id(item)
         if graph_id is None:
             result.invalid += 1
         elif "@removed" in item:
-            result.deleted += _delete(db, user_id, graph_id, now, tombstones)
+            if graph_id in pending:
+                _flush(db, user_id, pending, now, result)
+            result.deleted += _delete(db, user_id, graph_id, now)
         else:
             result.seen.add(graph_id)
-            _upsert(db, user_id, graph_id, to_document(item), now, tombstones, result)
+            doc = to_document(item)
+            kept = pending.get(graph_id)
+            if kept is not None and not _is_newer(doc, kept):
+                result.stale += 1   # the same event twice in one page: the newer one wins
+                continue
+            if kept is not None:
+                result.stale += 1
+            pending[graph_id] = doc
+    _flush(db, user_id, pending, now, result)
     return result
 
 
-def _tombstones(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, datetime | None]:
-    found = db.event_tombstones.find({"user_id": user_id, "graph_id": {"$in": graph_ids}})
+def _is_newer(doc: dict, stored: dict) -> bool:
+    """Whether ``doc`` is a later version than the stored event (an unversioned item always applies)."""
+    modified, current = doc.get("last_modified"), as_utc(stored.get("last_modified"))
+    if modified is None or current is None:
+        return True
+    return modified > current or (modified == current and doc.get("change_key") != stored.get("change_key"))
+
+
+class WriteConflict(Exception):  # noqa: N818 - a state, not a bug
+    """Other writers kept changing the same events; the job is retried rather than guessing."""
+
+
+def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, result: ApplyResult) -> None:
+    """Write the pending documents: read the stored versions once, then insert what is new and update what
+    is newer, each write conditional on the version read (compare-and-set).
+
+    Every filter is an equality on indexed fields, so each write is an index lookup on any server. Another
+    writer changing an event between our read and our write makes that write miss (an update matches
+    nothing, an insert meets a duplicate key); those events are read again and decided again. An insert
+    that raced a deletion is undone after checking the tombstones again (deletions write theirs first).
+    """
+    if not pending:
+        return
+    batch = dict(pending)
+    pending.clear()
+    deleted_versions = _tombstones(db, user_id, list(batch), now)
+    for graph_id in [g for g in batch if _buried(batch[g], deleted_versions.get(g, _ALIVE))]:
+        del batch[graph_id]
+        result.stale += 1   # a replay of a version we already deleted
+    applied: dict[str, dict] = {}
+    inserted: dict[str, dict] = {}
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        if not batch:
+            break
+        stored = {d["graph_id"]: d for d in db.events.find(
+            {"user_id": user_id, "graph_id": {"$in": list(batch)}}, VERSION_FIELDS).hint(BY_USER_AND_ID)}
+        new = [g for g in batch if g not in stored]
+        newer = [g for g in batch if g in stored and _is_newer(batch[g], stored[g])]
+        for graph_id in [g for g in batch if g in stored and g not in newer]:
+            del batch[graph_id]
+            result.stale += 1
+        done = _insert(db, user_id, {g: batch[g] for g in new}, now)
+        inserted.update({g: batch[g] for g in done})
+        done += _compare_and_set(db, user_id, {g: (batch[g], stored[g]) for g in newer}, now)
+        for graph_id in done:
+            applied[graph_id] = batch.pop(graph_id)
+    if batch:
+        raise WriteConflict(f"{len(batch)} event(s) of user {user_id} kept changing under us")
+    undone = _undo_buried_inserts(db, user_id, inserted, now)
+    result.stale += undone
+    result.upserted += len(applied) - undone
+    revived = [g for g in applied if g in deleted_versions]
+    if revived:
+        db.event_tombstones.delete_many({"user_id": user_id, "graph_id": {"$in": revived}})
+    for doc in applied.values():
+        if doc.get("last_modified") is not None:
+            lag = max((now - doc["last_modified"]).total_seconds(), 0.0)
+            result.lag_seconds = max(result.lag_seconds or 0.0, lag)
+
+
+MAX_WRITE_ATTEMPTS = 5
+VERSION_FIELDS = {"graph_id": 1, "last_modified": 1, "change_key": 1}
+
+
+def _insert(db: Database, user_id: str, docs: dict[str, dict], now: datetime) -> list[str]:
+    """Insert events not stored yet; returns the ids inserted (a duplicate key: someone else just did)."""
+    if not docs:
+        return []
+    ids = list(docs)
+    rows = [{**docs[g], "user_id": user_id, "graph_id": g, "stored_at": now} for g in ids]
+    try:
+        db.events.insert_many(rows, ordered=False)
+        return ids
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        failed = {e["index"] for e in errors}
+        return [g for n, g in enumerate(ids) if n not in failed]
+
+
+def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dict]], now: datetime) -> list[str]:
+    """Update each event only if it still has the version we read; returns the ids updated."""
+    if not docs:
+        return []
+    operations = [
+        UpdateOne({"user_id": user_id, "graph_id": g, "last_modified": stored.get("last_modified"),
+                   "change_key": stored.get("change_key")}, {"$set": {**doc, "stored_at": now}})
+        for g, (doc, stored) in docs.items()
+    ]
+    if db.events.bulk_write(operations, ordered=False).matched_count == len(operations):
+        return list(docs)
+    # Some missed: whatever now holds our version was written by us (or is identical); retry the rest.
+    now_stored = {d["graph_id"]: d for d in db.events.find(
+        {"user_id": user_id, "graph_id": {"$in": list(docs)}}, VERSION_FIELDS).hint(BY_USER_AND_ID)}
+    return [g for g, (doc, _) in docs.items() if g in now_stored and _same_version(doc, now_stored[g])]
+
+
+def _same_version(doc: dict, stored: dict) -> bool:
+    return doc.get("last_modified") == as_utc(stored.get("last_modified")) and \
+        doc.get("change_key") == stored.get("change_key")
+
+
+_ALIVE = object()   # no tombstone
+
+
+def _buried(doc: dict, deleted_version) -> bool:
+    """Whether a tombstone says this version (or a newer one) of the event was deleted.
+
+    A deleted event whose version we never knew blocks nothing, as before.
+    """
+    if deleted_version is _ALIVE or deleted_version is None:
+        return False
+    modified = doc.get("last_modified")
+    return modified is None or modified <= deleted_version
+
+
+def _tombstones(db: Database, user_id: str, graph_ids: list[str], now: datetime) -> dict[str, datetime | None]:
+    """graph_id → the version we deleted, for live tombstones (an expired one counts as gone even if the
+    TTL monitor has not removed it yet)."""
+    found = db.event_tombstones.find(
+        {"user_id": user_id, "graph_id": {"$in": graph_ids}, "expires_at": {"$gt": now}},
+        {"graph_id": 1, "last_modified": 1},
+    ).hint(BY_USER_AND_ID)
     return {t["graph_id"]: as_utc(t.get("last_modified")) for t in found}
 
 
-def _upsert(db: Database, user_id: str, graph_id: str, doc: dict, now: datetime,
-            tombstones: dict, result: ApplyResult) -> None:
-    modified = doc.get("last_modified")
-    deleted_version = tombstones.get(graph_id)
-    if deleted_version is not None and (modified is None or modified <= deleted_version):
-        result.stale += 1   # a replay of a version we already deleted
-        return
-    guard: dict = {"user_id": user_id, "graph_id": graph_id}
-    if modified is not None:
-        guard["$or"] = [
-            {"last_modified": {"$lt": modified}},
-            {"last_modified": None},
-            {"last_modified": modified, "change_key": {"$ne": doc.get("change_key")}},
-        ]
-    try:
-        db.events.update_one(guard, {"$set": {**doc, "stored_at": now}}, upsert=True)
-    except DuplicateKeyError:   # the guard failed on an existing document: ours is not newer
-        result.stale += 1
-        return
-    if graph_id in tombstones:
-        db.event_tombstones.delete_one({"user_id": user_id, "graph_id": graph_id})
-    result.upserted += 1
-    if modified is not None:
-        lag = max((now - modified).total_seconds(), 0.0)
-        result.lag_seconds = max(result.lag_seconds or 0.0, lag)
+def _undo_buried_inserts(db: Database, user_id: str, inserted: dict[str, dict], now: datetime) -> int:
+    """Delete what we just inserted if a deletion of that version landed meanwhile; returns how many."""
+    if not inserted:
+        return 0
+    undone = 0
+    for graph_id, deleted_version in _tombstones(db, user_id, list(inserted), now).items():
+        doc = inserted[graph_id]
+        if _buried(doc, deleted_version):
+            undone += db.events.delete_one(
+                {"user_id": user_id, "graph_id": graph_id, "last_modified": doc.get("last_modified")}
+            ).deleted_count
+    return undone
 
 
-def _delete(db: Database, user_id: str, graph_id: str, now: datetime, tombstones: dict) -> int:
-    removed = db.events.find_one_and_delete({"user_id": user_id, "graph_id": graph_id}, {"last_modified": 1})
-    if removed is not None:
-        last_modified = as_utc(removed.get("last_modified"))
-        tombstones[graph_id] = last_modified
-        db.event_tombstones.update_one(
-            {"user_id": user_id, "graph_id": graph_id},
-            {"$set": {"last_modified": last_modified, "expires_at": now + timedelta(days=TOMBSTONE_DAYS)}},
-            upsert=True,
-        )
-    return 1 if removed is not None else 0
+def _delete(db: Database, user_id: str, graph_id: str, now: datetime) -> int:
+    """Delete a stored event, writing its tombstone first so a concurrent older insert can see it."""
+    key = {"user_id": user_id, "graph_id": graph_id}
+    existing = db.events.find_one(key, {"last_modified": 1})
+    if existing is None:
+        return 0
+    last_modified = as_utc(existing.get("last_modified"))
+    db.event_tombstones.update_one(
+        key, {"$set": {"last_modified": last_modified, "expires_at": now + timedelta(days=TOMBSTONE_DAYS)}},
+        upsert=True,
+    )
+    return db.events.delete_one(key).deleted_count
 
 
 def delete_missing(db: Database, user_id: str, present: set[str], before: datetime) -> int:
@@ -227,6 +359,7 @@ def delete_missing(db: Database, user_id: str, present: set[str], before: dateti
     stale = [
         doc["graph_id"]
         for doc in db.events.find({"user_id": user_id, "stored_at": {"$lt": before}}, {"graph_id": 1})
+        .hint(BY_USER_AND_ID)
         if doc["graph_id"] not in present
     ]
     if stale:
@@ -247,7 +380,7 @@ def most_common_organizer_zone(db: Database, user_id: str, email: str) -> str | 
         {"$group": {"_id": "$start_tz", "count": {"$sum": 1}}},
         {"$sort": {"count": -1, "_id": 1}},
     ]
-    for row in db.events.aggregate(pipeline):
+    for row in db.events.aggregate(pipeline, hint=BY_USER_AND_ID):
         if row["_id"] and not row["_id"].lower().startswith("tzone://microsoft/custom"):
             return row["_id"]
     return None
@@ -261,9 +394,8 @@ def get(db: Database, user_id: str, graph_id: str) -> dict | None:
 
 def in_window(db: Database, user_id: str, start: datetime, end: datetime) -> list[dict]:
     """A user's events overlapping [start, end), earliest first."""
-    return list(
-        db.events.find({"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}).sort("start", ASCENDING)
-    )
+    query = {"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}
+    return list(db.events.find(query).sort("start", ASCENDING).hint(BY_USER_AND_START))
 
 
 def by_key(db: Database, key: str) -> dict | None:
@@ -277,7 +409,7 @@ def by_key(db: Database, key: str) -> dict | None:
 
 
 def for_user(db: Database, user_id: str) -> list[dict]:
-    return list(db.events.find({"user_id": user_id}))
+    return list(db.events.find({"user_id": user_id}).hint(BY_USER_AND_ID))
 
 
 def count_holding(db: Database, fields: Iterable[str]) -> int:
