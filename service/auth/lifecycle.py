@@ -11,6 +11,7 @@ import msal
 from service.auth import crypto, idtoken
 from service.auth.msal_app import SCOPES, build_app
 from service.auth.tokens import token_lock
+from service.digest import plan as digest_plan
 from service.runtime import Runtime
 from service.store import tokens as token_store
 from service.store import users
@@ -83,6 +84,7 @@ def _store_connection(rt, app, cache, claims: dict, me: dict, time_zone: str | N
     zone = valid_time_zone(time_zone)
     if zone and users.set_time_zone_if_unset(rt.db, user_id, zone):
         user = users.get(rt.db, user_id)
+    digest_plan.reschedule(rt.db, user_id, rt.settings.digest_default_time)
     log.info("user %s connected their calendar (%s)", user_id, "new" if first_time else "reconnect")
     start_syncing(rt, user_id)
     return Connected(user, first_time)
@@ -111,6 +113,7 @@ def start_syncing(rt: Runtime, user_id: str) -> None:
     from service.workers.jobs import request_sync
     from service.workers.queues import SUBSCRIPTIONS, enqueue
 
+    users.mark_subscription_missing(rt.db, user_id)  # until ensure_subscription has made one
     enqueue(rt.redis, SUBSCRIPTIONS, "service.subscriptions.jobs.ensure_subscription", user_id)
     request_sync(rt, user_id, "connect")
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from rq.exceptions import DuplicateJobError
 
 from service import runtime
-from service.digest import schedule
+from service.digest import plan
 from service.digest.send import deliver
 from service.runtime import Runtime
-from service.store import digests as digests_store
 from service.store import users as users_store
 from service.store import utcnow
 from service.workers import queues
@@ -20,7 +19,6 @@ from service.workers import queues
 log = logging.getLogger(__name__)
 
 BATCH = 500
-USER_FIELDS = {"_id": 1, "time_zone": 1, "graph_time_zone": 1, "digest": 1}
 
 
 def job_id(user_id: str, local_date: str) -> str:
@@ -29,25 +27,14 @@ def job_id(user_id: str, local_date: str) -> str:
 
 
 def due_users(rt: Runtime, now: datetime) -> list[tuple[str, str]]:
-    """(user_id, local_date) for connected users whose send time has passed today with no record yet."""
+    """Take every user whose digest instant has come: (user_id, local_date) to send, each moved on to its
+    following day. Reads only due users (the ``digest.next_at`` index), a batch at a time."""
     due: list[tuple[str, str]] = []
-    batch: list[tuple[str, str]] = []
-
-    def flush() -> None:
-        done = digests_store.recorded(rt.db, [u for u, _ in batch], [d for _, d in batch])
-        due.extend(pair for pair in batch if digests_store.record_id(*pair) not in done)
-        batch.clear()
-
-    for user in users_store.connected(rt.db, USER_FIELDS):
-        if not (user.get("digest") or {}).get("enabled", True):
-            continue
-        day = schedule.due_date(schedule.user_zone(user), schedule.send_time(user, rt.settings.digest_default_time),
-                                now)
-        if day is not None:
-            batch.append((user["_id"], day.isoformat()))
-        if len(batch) >= BATCH:
-            flush()
-    flush()
+    while batch := users_store.digests_due(rt.db, now, BATCH):
+        for user in batch:
+            day = plan.advance(rt.db, user, rt.settings.digest_default_time, now)
+            if day is not None:
+                due.append((user["_id"], day.isoformat()))
     return due
 
 

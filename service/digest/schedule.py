@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from service import timezones
@@ -42,3 +42,20 @@ def day_bounds(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
     return start, end
+
+
+def send_instant(zone: ZoneInfo, send_at: time, day: date) -> datetime:
+    """When a local day's digest goes out, in UTC. A send time inside a spring-forward gap reads with the
+    offset before the change (02:30 on the gap day is 03:30 after it); in a repeated hour, the first one."""
+    return datetime.combine(day, send_at, tzinfo=zone).astimezone(UTC)
+
+
+def next_send(zone: ZoneInfo, send_at: time, now: datetime, last_date: date | None) -> tuple[date, datetime]:
+    """The next local date to send (today, unless today's digest was already handled) and its UTC instant.
+
+    Today counts even when its send time has passed: a user who connects at noon gets today's digest now.
+    """
+    day = now.astimezone(zone).date()
+    if last_date is not None and last_date >= day:
+        day = last_date + timedelta(days=1)
+    return day, send_instant(zone, send_at, day)

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app, request, session
 
 from service import timezones
-from service.digest import links, schedule
+from service.digest import links, plan, schedule
 from service.digest.dashboard import build_dashboard
 from service.digest.render import environment
 from service.store import as_utc
@@ -124,6 +124,7 @@ def _save_settings(rt, user: dict, form) -> str | None:
         fields["time_zone"] = iana
         fields["time_zone_source"] = "user"  # the sync's inference leaves a chosen zone alone
     users_store.update_fields(rt.db, user["_id"], fields)
+    plan.reschedule(rt.db, user["_id"], rt.settings.digest_default_time)
     log.info("digest settings changed for user %s", user["_id"])
     return None
 
@@ -137,6 +138,7 @@ def digest_unsubscribe():
         return _message("Link expired", "Open the unsubscribe link from a recent digest, or sign in again.", 403)
     if request.method == "POST":
         users_store.update_fields(rt.db, user["_id"], {"digest.enabled": False})
+        plan.reschedule(rt.db, user["_id"], rt.settings.digest_default_time)
         log.info("user %s unsubscribed from the digest", user["_id"])
     return _page("unsubscribe.html", title="Unsubscribe", user=user, token=token, done=request.method == "POST",
                  settings_link=links.settings_url(rt.settings, user["_id"]))

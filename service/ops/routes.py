@@ -78,7 +78,7 @@ def _overview() -> dict:
         "counts": ops_store.counts(rt.db, now, EXPIRING_SOON),
         "subscriptions": ops_store.subscriptions_overview(rt.db),
         "needs_reconnect": ops_store.users_needing_reconnect(rt.db),
-        "unsubscribed": ops_store.users_without_subscription(rt.db),
+        "unsubscribed": users.missing_subscriptions(rt.db),
         "queues": queue_health.queue_health(rt.redis),
         "workers": queue_health.worker_count(rt.redis),
         "stats": queue_health.stats(rt.redis),

@@ -26,9 +26,9 @@ STALE_CLAIM = timedelta(minutes=15)
 INDEXES = {
     "digests_sent": [
         IndexModel([("user_id", ASCENDING), ("local_date", ASCENDING)], unique=True, name="user_local_date"),
-        IndexModel([("local_date", ASCENDING)], name="local_date"),
     ],
 }
+RETIRED_INDEXES = {"digests_sent": ["local_date"]}   # records are read by _id
 
 
 def record_id(user_id: str, local_date: str) -> str:

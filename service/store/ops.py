@@ -30,10 +30,6 @@ def users_needing_reconnect(db: Database) -> list[dict]:
     )
 
 
-def users_without_subscription(db: Database) -> list[dict]:
-    """Connected users that hold no subscription: notifications cannot reach us for them."""
-    subscribed = set(db.subscriptions.distinct("user_id"))
-    return [u for u in db.users.find({"connection.status": "connected"}, {"email": 1}) if u["_id"] not in subscribed]
 
 
 def counts(db: Database, now: datetime, soon: timedelta) -> dict[str, int]:

@@ -17,9 +17,9 @@ from service.store import utcnow
 INDEXES = {
     "people": [
         IndexModel([("emails", ASCENDING)], unique=True, name="emails_unique"),
-        IndexModel([("primary_email", ASCENDING)], name="primary_email"),
     ],
 }
+RETIRED_INDEXES = {"people": ["primary_email"]}   # people are looked up by any of their emails
 
 
 def get(db: Database, person_id: str) -> dict | None:

@@ -18,10 +18,13 @@ ACTIVE = "active"
 FAILING = "failing"
 REMOVED = "removed"
 
+BY_STATUS_AND_EXPIRY = "status_expires"
+
 INDEXES = {
     "subscriptions": [
         IndexModel([("user_id", ASCENDING)], unique=True, name="user_id"),
-        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)], name="status_expires"),
+        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)], name=BY_STATUS_AND_EXPIRY),
+        IndexModel([("expires_at", ASCENDING)], name="expires_at"),      # operators' listing, soonest first
     ],
 }
 
@@ -89,7 +92,7 @@ def due_for_renewal(db: Database, before: datetime, now: datetime, limit: int) -
         },
         sort=[("expires_at", ASCENDING)],
         limit=limit,
-    )
+    ).hint(BY_STATUS_AND_EXPIRY)
 
 
 def touch_notification(db: Database, subscription_id: str, at: datetime) -> None:
@@ -107,7 +110,7 @@ def touch_notification(db: Database, subscription_id: str, at: datetime) -> None
 def listing(db: Database, status: str | None = None) -> Iterator[dict]:
     """Every subscription (optionally of one status), soonest expiry first: for operators."""
     query = {"status": status} if status else {}
-    return db.subscriptions.find(query, sort=[("expires_at", ASCENDING)])
+    return db.subscriptions.find(query, sort=[("expires_at", ASCENDING)]).hint("expires_at")
 
 
 def get_many(db: Database, subscription_ids: list[str]) -> Iterator[dict]:
@@ -115,4 +118,5 @@ def get_many(db: Database, subscription_ids: list[str]) -> Iterator[dict]:
 
 
 def users_with_live_subscription(db: Database) -> set[str]:
+    """Owners of active or failing subscriptions (a one-time migration; sweeps use the user marker)."""
     return set(db.subscriptions.distinct("user_id", {"status": {"$in": [ACTIVE, FAILING]}}))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
-from service.store import as_utc
+from service.store import as_utc, users
 
-INDEXES: dict[str, list] = {"sync_state": []}   # keyed by _id only
+INDEXES = {"sync_state": [IndexModel([("window_start", ASCENDING)], name="window_start")]}  # the window roll
 
 
 def get(db: Database, user_id: str) -> dict | None:
@@ -39,9 +40,9 @@ def clear(db: Database, user_id: str) -> None:
     db.sync_state.delete_one({"_id": user_id})
 
 
-def window_starts(db: Database) -> dict[str, datetime | None]:
-    """user_id → the start of the window their cursor covers (for the daily window roll)."""
-    return {s["_id"]: as_utc(s.get("window_start")) for s in db.sync_state.find({}, {"window_start": 1})}
+def windows_starting_before(db: Database, start: datetime) -> list[str]:
+    """Ids of users whose synced window starts before ``start`` (due for the daily window roll)."""
+    return [s["_id"] for s in db.sync_state.find({"window_start": {"$lt": start}}, {"_id": 1})]
 
 
 # ------------------------------------------------------------------ observability on users.sync
@@ -66,9 +67,12 @@ def record_failure(db: Database, user_id: str, now: datetime, result: str, error
 
 
 def stale_users(db: Database, cutoff: datetime) -> list[str]:
-    """Connected users not synced since ``cutoff`` (Graph can drop notifications silently)."""
-    query = {
-        "connection.status": "connected",
-        "$or": [{"sync.last_sync_at": {"$lt": cutoff}}, {"sync.last_sync_at": None}],
-    }
-    return [u["_id"] for u in db.users.find(query, {"_id": 1})]
+    """Connected users not synced since ``cutoff`` (Graph can drop notifications silently).
+
+    Two ranges of the (connection.status, sync.last_sync_at) index: never synced, and synced before.
+    """
+    found = []
+    for last in (None, {"$lt": cutoff}):
+        query = {"connection.status": users.CONNECTED, "sync.last_sync_at": last}
+        found += [u["_id"] for u in db.users.find(query, {"_id": 1}).hint(users.BY_STATUS_AND_LAST_SYNC)]
+    return found

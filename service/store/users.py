@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -14,12 +14,21 @@ CONNECTED = "connected"
 NEEDS_RECONNECT = "needs_reconnect"
 DISCONNECTED = "disconnected"
 
+BY_STATUS_AND_LAST_SYNC = "status_last_sync"
+MISSING_SUBSCRIPTION = "subscription_missing_since"
+
 INDEXES = {
     "users": [
         IndexModel([("email", ASCENDING)], name="email"),
-        IndexModel([("connection.status", ASCENDING)], name="connection_status"),
+        # Connected users by last sync (the reconcile sweep); its prefix serves the status lookups.
+        IndexModel([("connection.status", ASCENDING), ("sync.last_sync_at", ASCENDING)],
+                   name=BY_STATUS_AND_LAST_SYNC),
+        IndexModel([("digest.next_at", ASCENDING)], name="digest_next_at"),     # the digest tick
+        # Only users waiting for a subscription carry the field: the repair sweep reads just those.
+        IndexModel([("subscription_missing_since", ASCENDING)], name=MISSING_SUBSCRIPTION, sparse=True),
     ],
 }
+RETIRED_INDEXES = {"users": ["connection_status"]}
 
 
 def get(db: Database, user_id: str) -> dict | None:
@@ -79,9 +88,9 @@ def set_connection_status(
     )
 
 
-def connected(db: Database, projection: dict | None = None) -> Iterator[dict]:
-    """Every user whose calendar we may read now."""
-    return db.users.find({"connection.status": CONNECTED}, projection)
+def connected_ids(db: Database) -> list[str]:
+    """Ids of every connected user (migrations only: sweeps read indexed subsets)."""
+    return [u["_id"] for u in db.users.find({"connection.status": CONNECTED}, {"_id": 1}).hint(BY_STATUS_AND_LAST_SYNC)]
 
 
 def update_fields(db: Database, user_id: str, fields: dict) -> None:
@@ -151,7 +160,59 @@ def connection_statuses(db: Database, user_ids: Iterable[str]) -> dict[str, str 
     return {u["_id"]: (u.get("connection") or {}).get("status") for u in found}
 
 
-def connected_since_before(db: Database, cutoff: datetime) -> list[str]:
-    """Ids of users connected since before ``cutoff`` (settled: their connect-time jobs have run)."""
-    return [u["_id"] for u in db.users.find({"connection.status": CONNECTED, "connection.since": {"$lt": cutoff}},
-                                            {"_id": 1})]
+def missing_subscriptions(db: Database) -> list[dict]:
+    """Connected users without a subscription, for operators (the marker set above, so no scan)."""
+    return list(db.users.find({"subscription_missing_since": {"$exists": True}, "connection.status": CONNECTED},
+                              {"email": 1, "subscription_missing_since": 1}).hint(MISSING_SUBSCRIPTION))
+
+
+# ------------------------------------------------------------------ digest schedule (service.digest.plan)
+
+def set_next_digest(db: Database, user_id: str, local_date, instant: datetime | None) -> None:
+    """Store the user's next digest (None, None: they get none until rescheduled)."""
+    db.users.update_one({"_id": user_id}, {"$set": {
+        "digest.next_date": local_date.isoformat() if local_date else None, "digest.next_at": instant}})
+
+
+def digests_due(db: Database, now: datetime, limit: int) -> list[dict]:
+    """Up to ``limit`` users whose next digest instant has come, earliest first (one index range)."""
+    return list(db.users.find({"digest.next_at": {"$lte": now}}, DIGEST_FIELDS).sort("digest.next_at", ASCENDING)
+                .limit(limit))
+
+
+DIGEST_FIELDS = {"_id": 1, "time_zone": 1, "graph_time_zone": 1, "digest": 1, "connection.status": 1}
+
+
+def advance_digest(db: Database, user_id: str, expected_at: datetime | None, handled_date: str | None,
+                   next_date, next_at: datetime | None) -> bool:
+    """Move a due user to their following digest if nobody else did since we read ``expected_at``."""
+    result = db.users.update_one(
+        {"_id": user_id, "digest.next_at": expected_at},
+        {"$set": {"digest.last_date": handled_date, "digest.next_date": next_date.isoformat() if next_date else None,
+                  "digest.next_at": next_at}},
+    )
+    return result.matched_count == 1
+
+
+def without_digest_schedule(db: Database) -> list[str]:
+    """Ids of users stored before digests were scheduled by instant (a one-time migration)."""
+    return [u["_id"] for u in db.users.find({"digest.next_at": {"$exists": False}}, {"_id": 1})]
+
+
+# ------------------------------------------------------------------ subscription repair marker
+
+def mark_subscription_missing(db: Database, user_id: str, since: datetime | None = None) -> None:
+    """The user should hold a subscription and does not (yet): the renewal sweep repairs it if it stays so."""
+    db.users.update_one({"_id": user_id, "subscription_missing_since": {"$exists": False}},
+                        {"$set": {"subscription_missing_since": since or utcnow()}})
+
+
+def clear_subscription_missing(db: Database, user_id: str) -> None:
+    db.users.update_one({"_id": user_id}, {"$unset": {"subscription_missing_since": ""}})
+
+
+def missing_subscription_since_before(db: Database, cutoff: datetime) -> list[str]:
+    """Connected users that have waited for a subscription since before ``cutoff``."""
+    found = db.users.find({"subscription_missing_since": {"$lt": cutoff}, "connection.status": CONNECTED},
+                          {"_id": 1}).hint(MISSING_SUBSCRIPTION)
+    return [u["_id"] for u in found]

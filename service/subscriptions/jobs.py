@@ -65,7 +65,7 @@ def handle_lifecycle(subscription_id: str, lifecycle_event: str) -> str:
         request_sync(rt, user_id, "missed")
         return "resync"
     if lifecycle_event == "subscriptionRemoved":
-        store.mark_removed(rt.db, subscription_id, "subscriptionRemoved lifecycle notification")
+        lifecycle.mark_removed(rt, document, "subscriptionRemoved lifecycle notification")
         return lifecycle.RECREATED if lifecycle.recreate(rt, user_id, "subscription-removed") else lifecycle.GONE
     if lifecycle_event == "reauthorizationRequired":
         return lifecycle.on_reauthorization_required(rt, subscription_id)
@@ -106,8 +106,7 @@ def repair_lost_subscriptions(rt, now: datetime) -> int:
     Graph can drop a subscription and our recreation can fail too (Graph down, retries spent): without
     this the user would silently stop syncing. One attempt per user every 15 minutes.
     """
-    live = store.users_with_live_subscription(rt.db)
-    lost = [u for u in users.connected_since_before(rt.db, now - REPAIR_AFTER) if u not in live]
+    lost = users.missing_subscription_since_before(rt.db, now - REPAIR_AFTER)
     queued = 0
     for user_id in lost:
         if rt.redis.set(REPAIR_GUARD.format(user_id=user_id), 1, nx=True, ex=REPAIR_EVERY_SECONDS):

@@ -111,6 +111,7 @@ def _create_locked(rt, user_id: str, now: datetime) -> dict:
         _count(rt, "create_failed")
         if previous:
             store.mark_removed(rt.db, previous["_id"], f"replacement failed: {exc}")
+        users.mark_subscription_missing(rt.db, user_id, now)
         raise
     document = {
         "_id": created["id"], "tenant_id": user.get("tenant_id"), "client_state": client_state,
@@ -119,6 +120,7 @@ def _create_locked(rt, user_id: str, now: datetime) -> dict:
         "renewed_at": None, "reauthorized_at": None, "failures": 0, "last_error": None, "next_attempt_at": None,
     }
     store.replace_for_user(rt.db, user_id, document)
+    users.clear_subscription_missing(rt.db, user_id)
     cache.remember(rt.redis, {**document, "user_id": user_id})
     if previous and previous["_id"] != document["_id"]:
         cache.forget(rt.redis, previous["_id"])
@@ -232,7 +234,7 @@ def _call(rt, document: dict, now: datetime, method: str, path: str, fresh_token
         return "reconnect"
     except GraphError as exc:
         if exc.status == 404:
-            store.mark_removed(rt.db, document["_id"], "Graph 404: subscription no longer exists")
+            mark_removed(rt, document, "Graph 404: subscription no longer exists")
             return "gone"
         wait = exc.retry_after if isinstance(exc, Throttled) and exc.retry_after else None
         _record_failure(rt, document, now, str(exc), wait)
@@ -240,6 +242,12 @@ def _call(rt, document: dict, now: datetime, method: str, path: str, fresh_token
     except TokenUnavailable as exc:
         _record_failure(rt, document, now, f"token unavailable: {type(exc).__name__}", None)
         return None
+
+
+def mark_removed(rt, document: dict, reason: str) -> None:
+    """Graph no longer holds this subscription: record it, and that its owner waits for a new one."""
+    store.mark_removed(rt.db, document["_id"], reason)
+    users.mark_subscription_missing(rt.db, document["user_id"])
 
 
 def _after_failure(rt, user_id: str, outcome) -> str:
@@ -267,6 +275,7 @@ def delete_for_user(rt, user_id: str) -> bool:
             return False
         cache.forget(rt.redis, document["_id"])
         store.delete(rt.db, document["_id"])
+        users.clear_subscription_missing(rt.db, user_id)
     from service.auth.tokens import ReconnectRequired, TokenUnavailable
 
     try:

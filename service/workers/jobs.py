@@ -193,23 +193,35 @@ def _user_gone(rt: Runtime, user_id: str) -> bool:
 
 # ------------------------------------------------------------------ sweeps (the scheduler enqueues these)
 
+SWEEP_BATCH = 500
+
+
 def reconcile_sweep() -> int:
     """Delta-sync users with no sync for ``reconcile_hours`` (Graph can drop notifications silently)."""
     rt = runtime.current()
     cutoff = utcnow() - timedelta(hours=rt.settings.reconcile_hours)
-    requested = sum(request_sync(rt, user_id, "reconcile") for user_id in sync_state.stale_users(rt.db, cutoff))
+    requested = _request_in_batches(rt, sync_state.stale_users(rt.db, cutoff), "reconcile")
     log.info("reconcile sweep requested %d syncs", requested)
     return requested
 
 
 def window_roll_sweep() -> int:
-    """Re-baseline users whose synced window no longer starts where today's does (daily roll)."""
+    """Re-baseline users whose synced window starts before today's (the daily roll)."""
     rt = runtime.current()
     today_start, _ = sync.window_for(rt.settings, utcnow())
-    starts = sync_state.window_starts(rt.db)
-    requested = 0
-    for user in users.connected(rt.db, {"_id": 1}):
-        if starts.get(user["_id"]) != today_start:
-            requested += request_sync(rt, user["_id"], "window-roll")
+    rolled = sync_state.windows_starting_before(rt.db, today_start)
+    connected = [user_id for batch in _batches(rolled)
+                 for user_id, status in users.connection_statuses(rt.db, batch).items() if status == users.CONNECTED]
+    requested = _request_in_batches(rt, connected, "window-roll")
     log.info("window roll requested %d syncs", requested)
     return requested
+
+
+def _batches(ids: list[str], size: int = SWEEP_BATCH):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _request_in_batches(rt: Runtime, user_ids: list[str], reason: str) -> int:
+    """Ask for syncs a batch per Redis round trip (ids were read first: no cursor stays open meanwhile)."""
+    return sum(len(request_syncs(rt, batch, reason)) for batch in _batches(user_ids))

@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta
 from urllib.parse import urlencode, urlsplit
 
 from service.config import Settings
+from service.digest import plan as digest_plan
 from service.graph import GraphClient, GraphError
 from service.runtime import Runtime
 from service.store import events as events_store
@@ -158,4 +159,5 @@ def infer_time_zone(rt: Runtime, user_id: str) -> str | None:
     if graph_zone is None or graph_zone == inferred_before:
         return None
     users.update_fields(rt.db, user_id, {"graph_time_zone": graph_zone, "time_zone": to_iana(graph_zone)})
+    digest_plan.reschedule(rt.db, user_id, rt.settings.digest_default_time)
     return graph_zone

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from service.digest import plan
 from service.digest.people import import_rows
 
 
 def add_user(db, user_id="user-1", email="me@example.com", time_zone="UTC", graph_time_zone=None,
-             digest=None, status="connected", name="Morgan Me"):
+             digest=None, status="connected", name="Morgan Me", planned_at=None):
+    """A stored user whose next digest is planned as of ``planned_at`` (default now), as connecting would."""
     now = datetime.now(UTC)
     doc = {"_id": user_id, "tenant_id": "tenant-1", "email": email, "display_name": name,
            "time_zone": time_zone, "graph_time_zone": graph_time_zone,
@@ -17,6 +19,7 @@ def add_user(db, user_id="user-1", email="me@example.com", time_zone="UTC", grap
            "sync": {"last_sync_at": now, "last_notification_at": None, "error_count": 0},
            "created_at": now, "updated_at": now}
     db.users.insert_one(doc)
+    plan.reschedule(db, user_id, "06:30", planned_at or now)
     return doc
 
 

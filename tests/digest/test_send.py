@@ -7,6 +7,7 @@ import pytest
 from service.digest import jobs
 from service.digest.send import deliver
 from service.store import digests as digests_store
+from service.store import users as users_store
 from service.workers import queues
 from tests.digest.factories import add_event, add_people, add_user, attendee
 
@@ -146,14 +147,17 @@ def test_tick_enqueues_due_users_once_and_the_worker_sends(rt, db, redis_conn, s
 
 def test_tick_uses_the_graph_windows_zone(rt, db):
     # 16:30 UTC is 06:30 in Honolulu (UTC-10): due there, not yet due in Tokyo's next-day sense.
-    add_user(db, user_id="hi", email="hi@example.com", time_zone=None, graph_time_zone="Hawaiian Standard Time")
-    add_user(db, user_id="ny", email="ny@example.com", time_zone="America/New_York")
+    morning = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)   # 02:00 in Honolulu, 08:00 in New York
+    add_user(db, user_id="hi", email="hi@example.com", time_zone=None, graph_time_zone="Hawaiian Standard Time",
+             planned_at=morning)
+    add_user(db, user_id="ny", email="ny@example.com", time_zone="America/New_York", planned_at=morning)
 
-    due = jobs.due_users(rt, datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
     not_yet = jobs.due_users(rt, datetime(2026, 7, 1, 16, 29, tzinfo=UTC))
+    due = jobs.due_users(rt, datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
 
-    assert sorted(due) == [("hi", "2026-07-01"), ("ny", "2026-07-01")]
     assert not_yet == [("ny", "2026-07-01")]
+    assert due == [("hi", "2026-07-01")]
+    assert users_store.get(db, "hi")["digest"]["next_at"] == datetime(2026, 7, 2, 16, 30, tzinfo=UTC)
 
 
 def test_job_ids_only_use_characters_rq_accepts():

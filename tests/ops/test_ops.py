@@ -17,7 +17,8 @@ def population(db):
          "sync": {"error_count": 2}},
         {"_id": "u-gone", "email": "gone@contoso.com",
          "connection": {"status": "needs_reconnect", "reason": "invalid_grant", "since": NOW}},
-        {"_id": "u-nosub", "email": "nosub@contoso.com", "connection": {"status": "connected"}},
+        {"_id": "u-nosub", "email": "nosub@contoso.com", "connection": {"status": "connected"},
+         "subscription_missing_since": NOW},   # connected; its subscription was never made
     ])
     db.subscriptions.insert_many([
         {"_id": "s-ok", "user_id": "u-ok", "status": "active", "expires_at": NOW + timedelta(days=6), "failures": 0},

@@ -1,0 +1,53 @@
+"""Data migrations, run once each by ``calsync init-db`` (the Procfile's release step).
+
+Each one is recorded in the ``migrations`` collection when it finishes, so a release scans the data
+only the first time; running it again (or two releases at once) repeats nothing harmful.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pymongo.database import Database
+
+from service.config import Settings
+from service.digest import plan
+from service.store import migrations as ledger
+from service.store import subscriptions, users
+
+log = logging.getLogger(__name__)
+
+
+def _digest_schedules(db: Database, settings: Settings) -> int:
+    """Users stored before digests were scheduled by instant get their ``digest.next_at``."""
+    return plan.backfill(db, settings.digest_default_time)
+
+
+def _subscription_markers(db: Database, settings: Settings) -> int:
+    """Connected users stored before the repair marker existed, and holding no live subscription, get it."""
+    live = subscriptions.users_with_live_subscription(db)
+    marked = 0
+    for user_id in users.connected_ids(db):
+        if user_id not in live:
+            users.mark_subscription_missing(db, user_id)
+            marked += 1
+    return marked
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[Database, Settings], int]], ...] = (
+    ("2026-12-digest-next-at", _digest_schedules),
+    ("2026-12-subscription-missing-since", _subscription_markers),
+)
+
+
+def run(db: Database, settings: Settings) -> dict[str, int]:
+    """Run every migration not yet recorded; returns how many documents each one changed."""
+    done = {}
+    for name, migrate in MIGRATIONS:
+        if ledger.done(db, name):
+            continue
+        done[name] = migrate(db, settings)
+        ledger.record(db, name, done[name])
+        log.info("migration %s changed %d document(s)", name, done[name])
+    return done

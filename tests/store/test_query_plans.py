@@ -1,0 +1,103 @@
+"""Every hot query the sweeps, the webhook and the sync send is answered by an index scan on a real server.
+
+The queries are the ones the code really sends: a command listener records them while each function
+runs, then the server is asked to ``explain`` each one. ``pytest -s`` prints the plans.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from service.digest import jobs as digest_jobs
+from service.store import events, people, sync_state, users, utcnow
+from service.store import subscriptions as subscription_store
+from service.subscriptions import jobs as subscription_jobs
+from service.workers import jobs as worker_jobs
+from tests.digest.factories import add_user
+
+READS = ("find", "count", "distinct", "aggregate")
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[dict] = []
+
+    def started(self, event) -> None:
+        if event.command_name in READS:
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
+
+
+def stages(plan: dict) -> list[tuple[str, str | None]]:
+    """(stage, index name) for every node of a winning plan."""
+    found = [(plan.get("stage"), plan.get("indexName"))]
+    for key in ("inputStage", "queryPlan"):
+        if isinstance(plan.get(key), dict):
+            found += stages(plan[key])
+    for child in plan.get("inputStages") or []:
+        found += stages(child)
+    return found
+
+
+def explain(db, command: dict) -> list[tuple[str, str | None]]:
+    body = {k: v for k, v in command.items() if not k.startswith("$") and k not in ("lsid", "cursor")}
+    result = db.command("explain", body, verbosity="queryPlanner")
+    return stages(result["queryPlanner"]["winningPlan"])
+
+
+@pytest.fixture
+def populated(db, rt, mongodb_uri):
+    now = utcnow()
+    for n in range(120):
+        add_user(db, user_id=f"u{n}", email=f"u{n}@contoso.com")
+        sync_state.save(db, f"u{n}", "https://graph/delta", now - timedelta(days=9), now, now)
+        subscription_store.replace_for_user(db, f"u{n}", {
+            "_id": f"s{n}", "tenant_id": "t", "client_state": "x", "status": "active",
+            "expires_at": now + timedelta(hours=n), "next_attempt_at": None, "failures": 0})
+    users.mark_subscription_missing(db, "u7", now - timedelta(hours=1))
+    people.create(db, {"emails": ["ana@contoso.com"], "primary_email": "ana@contoso.com"})
+    return now
+
+
+@pytest.mark.wire
+def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    db = client.get_default_database()
+    rt.__dict__["db"] = db          # the sweeps read through the runtime
+    now = populated
+    calls = {
+        "digest tick": lambda: digest_jobs.due_users(rt, now),
+        "reconcile sweep": worker_jobs.reconcile_sweep,
+        "window roll": worker_jobs.window_roll_sweep,
+        "renewal sweep": lambda: subscription_jobs.plan_renewals(db, now, 1_440),
+        "subscription repair": lambda: subscription_jobs.repair_lost_subscriptions(rt, now),
+        "webhook fallback": lambda: subscription_store.get_many(db, ["s1", "s2"]).to_list(),
+        "sync tombstones": lambda: events._tombstones(db, "u1", ["a", "b"], now),
+        "digest events": lambda: events.in_window(db, "u1", now, now + timedelta(days=1)),
+        "directory": lambda: people.by_emails(db, ["ana@contoso.com"]),
+    }
+    plans = []
+    for name, call in calls.items():
+        recorder.commands.clear()
+        call()
+        assert recorder.commands, f"{name} sent no query"
+        for command in recorder.commands:
+            plan = explain(db, command)
+            collection = command.get(next(iter(command)))
+            plans.append((name, collection, plan))
+    client.close()
+
+    for name, collection, plan in plans:
+        print(f"{name:22} {collection:14} " + " <- ".join(f"{s}({i})" if i else s for s, i in plan))
+    scans = [(name, collection) for name, collection, plan in plans if any(s == "COLLSCAN" for s, _ in plan)]
+    assert scans == []
