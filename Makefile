@@ -9,10 +9,12 @@ install:
 demo: install
 	calsync demo
 
+# The whole suite on a SecantusDB wire server, then the store, webhook and sync tests on mongomock too.
 test:
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q
+	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q tests/store tests/webhooks tests/workers
 
 lint:
 	$(PYTHON) -m ruff check .

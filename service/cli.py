@@ -54,23 +54,29 @@ def cli() -> None:
 
 @cli.command("init-db")
 def init_db_command() -> None:
-    """Create every MongoDB index (idempotent; the Procfile's release step)."""
-    from service import store
+    """Create every MongoDB index and run data migrations (idempotent; the Procfile's release step)."""
+    from service import migrations, store
 
     rt = runtime_from_env()
     created = store.init_db(rt.db)
     for collection, names in sorted(created.items()):
         click.echo(f"{collection}: {', '.join(names) or '-'}")
+    for name, changed in migrations.run(rt.db, rt.settings).items():
+        click.echo(f"migration {name}: {changed} document(s)")
 
 
 @cli.command()
 @click.option("--port", default=8000, show_default=True, help="Port for the web app.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-def dev(port: int, host: str) -> None:
-    """Run web, worker and scheduler together in this process on the embedded defaults."""
+@click.option("--workers", default=2, show_default=True, help="rq worker processes (with MONGODB_URI).")
+def dev(port: int, host: str, workers: int) -> None:
+    """Run web, worker and scheduler: the Procfile's processes with MONGODB_URI, else one process."""
     from service.devserver import DevServer
 
     rt = runtime_from_env()
+    if not rt.settings.embedded_mongo:
+        _dev_procfile(rt, host, port, workers)
+        return
     server = DevServer(rt, host=host, port=port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,6 +88,19 @@ def dev(port: int, host: str) -> None:
     finally:
         server.stop()
         rt.close()
+
+
+def _dev_procfile(rt, host: str, port: int, workers: int) -> None:
+    """The Procfile's processes sharing MONGODB_URI (and REDIS_URL, or an embedded redis-server)."""
+    from service import procfile
+
+    try:
+        code = procfile.run(rt.settings, rt.redis_url, host=host, port=port, workers=workers)
+    except procfile.ProcfileNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        rt.close()
+    sys.exit(code)
 
 
 @cli.command()

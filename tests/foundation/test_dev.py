@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,3 +55,59 @@ def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp
     assert children, "the embedded redis-server should have been a child process"
     time.sleep(0.2)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "orphaned child processes"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children_of(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+@pytest.mark.wire
+def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_stops_them_all(
+        tmp_path, mongodb_uri, redis_url):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
+    env.update(MONGODB_URI=mongodb_uri, REDIS_URL=redis_url, CALSYNC_DATA_DIR=str(tmp_path / "var"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from service.cli import main; main()", "dev", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        ready = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (ready is None or ready.status_code != 200):
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        time.sleep(1)   # every process has started
+        tree = descendants(process.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in tree
+                    if Path(f"/proc/{pid}/cmdline").exists()]
+
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert ready is not None and ready.status_code == 200, output
+    shells = [c.removeprefix("/bin/sh -c ") for c in commands if c.startswith("/bin/sh -c ")]
+    assert sorted(line.split()[0] for line in shells) == ["calsync", "gunicorn", "rq", "rq"], shells
+    assert sum("gunicorn" in c and "sh -c" not in c for c in commands) >= 2, commands   # master and workers
+    assert stopped_in < 10, output
+    time.sleep(0.5)
+    assert not [pid for pid in tree if running(pid)], "orphaned processes"

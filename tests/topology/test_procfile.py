@@ -1,0 +1,178 @@
+"""The Procfile topology, as deployed: release, gunicorn, two rq workers and the scheduler as separate
+processes on the MongoDB wire server, real Redis and the emulator.
+
+Two users connect through the real sign-in; 500 random single and recurring changes arrive as
+notifications with duplicates and reordering; one worker is SIGKILLed mid-sync (its whole process group,
+work horse included) and replaced, the scheduler is SIGKILLed and restarted, and Graph removes one
+subscription. After draining, each user's stored window equals the emulator's truth field by field, no
+stored document holds a body, each user got the day's digest exactly once, and stopping leaves no process.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+from rq import Worker
+
+from service.config import Settings
+from service.store import digests, events
+from service.workers import sync
+from tests.conftest import OPS_TOKEN, _free_port
+from tests.support.calendars import Calendar, expected, stored
+from tests.support.connect import connect_user, emulated_user
+from tests.support.topology import Topology
+
+OPERATIONS = 500
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(what: str, check, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CALSYNC_") and k not in ("MONGODB_URI", "REDIS_URL")}
+    return {**env,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),
+            "MONGODB_URI": mongodb_uri, "REDIS_URL": redis_url,
+            "CALSYNC_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
+            "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_SMTP_URL": smtp_inbox.url,
+            "CALSYNC_OPS_TOKEN": OPS_TOKEN, "CALSYNC_DATA_DIR": str(tmp_path / "var"),
+            "CALSYNC_DIGEST_TIME": "00:00",          # today's digest is due as soon as a user connects
+            "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+
+
+def differences(db, control, user_id: str, window) -> list[str]:
+    start, end = (w.strftime("%Y-%m-%dT%H:%M:%SZ") for w in window)
+    truth = {item["id"]: expected(item) for item in control.calendar(user_id, start, end)}
+    mine = {doc["graph_id"]: stored(doc) for doc in db.events.find({"user_id": user_id})}
+    problems = [f"missing {g[-8:]}" for g in truth.keys() - mine.keys()]
+    problems += [f"extra {g[-8:]}" for g in mine.keys() - truth.keys()]
+    problems += [f"differs {g[-8:]}" for g in truth.keys() & mine.keys() if truth[g] != mine[g]]
+    return problems
+
+
+def busy_sync_worker(topology: Topology, redis_conn, timeout: float = 20) -> tuple[str, bool]:
+    """The topology name of an rq worker running a sync job right now (else any worker), and whether busy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in Worker.all(connection=redis_conn):
+            job = worker.get_current_job()
+            if job is not None and job.func_name == "service.workers.jobs.sync_user":
+                for name in [n for n in topology.running if n.startswith("worker.")]:
+                    if worker.pid in topology.pids(name):
+                        return name, True
+        time.sleep(0.05)
+    return next(n for n in topology.running if n.startswith("worker.")), False
+
+
+@pytest.mark.slow
+@pytest.mark.wire
+def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_scheduler_and_a_removed_subscription(
+        tmp_path, emulator, mongodb_uri, redis_url, redis_conn, smtp_inbox, db):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "logs").mkdir()
+    topology = Topology(environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port), tmp_path / "logs")
+    control = emulator.control
+    stack = SimpleNamespace(url=url, emulator=emulator)
+    rng = random.Random(20261201)
+    try:
+        released = topology.release()
+        assert released.returncode == 0, released.stderr[-2000:]
+        assert "user_graph_id" in db.events.index_information()   # release created the indexes
+        for kind, index in (("web", 1), ("worker", 1), ("worker", 2), ("scheduler", 1)):
+            topology.start(kind, index)
+        wait_until("gunicorn", lambda: _ready(url), timeout=60)
+
+        people = [emulated_user(stack, mail=f"person{n}@contoso.com") for n in range(2)]
+        for person in people:
+            assert connect_user(stack, person["id"], "UTC") == person["id"]
+        wait_until("two subscriptions", lambda: len(active(control)) == 2, timeout=60)
+        window = sync.window_for(Settings(), datetime.now(UTC))
+        for person in people:
+            wait_until(f"backfill of {person['mail']}",
+                       lambda p=person: not differences(db, control, p["id"], window), timeout=60)
+
+        control.set_faults(duplicate_rate=0.15, reorder_rate=0.15, seed=11)
+        calendars = [Calendar(control, person, rng) for person in people]
+        killed, busy = None, False
+        for done in range(1, OPERATIONS + 1):
+            rng.choice(calendars).step()
+            if done == 150:
+                killed, busy = busy_sync_worker(topology, redis_conn)
+                topology.kill(killed)                       # SIGKILL: the worker and its work horse
+                topology.start("worker", 3)                 # the platform starts a replacement
+            if done == 220:
+                topology.kill("scheduler.1")
+                topology.start("scheduler", 2)
+            if done == 300:
+                owner = f"{people[1]['id']}/events"
+                removed = next(s for s in active(control) if s["resource"].endswith(owner))
+                control.remove_subscription(removed["id"])  # Graph drops it and says subscriptionRemoved
+        control.clear_faults()
+        control.wait_idle(timeout=60)
+        changed = time.monotonic()
+
+        # A SIGKILLed sync keeps its user's lock until it expires (two minutes): convergence may wait for it.
+        for person in people:
+            wait_until(f"{person['mail']} to converge",
+                       lambda p=person: not differences(db, control, p["id"], window), timeout=240, every=2)
+        wait_until("a new subscription for the removed one", lambda: {s["userId"] for s in active(control)} ==
+                   {p["id"] for p in people} and removed["id"] not in {s["id"] for s in active(control)}, timeout=60)
+        converged = time.monotonic() - changed
+        today = datetime.now(UTC).date().isoformat()
+        wait_until("both digests", lambda: len(smtp_inbox.messages) >= 2, timeout=120)
+        sent_at = time.time()
+        wait_until("another digest tick", lambda: float(redis_conn.get("calsync:scheduler:last:digest-tick") or 0)
+                   > sent_at, timeout=90)
+        time.sleep(3)   # the tick's jobs, if it had queued any, have run by now
+
+        print(f"topology: killed {killed} (mid-sync: {busy}); converged {converged:.1f}s after the last change; "
+              f"{len(db.events.find({}).to_list())} events stored; {len(smtp_inbox.messages)} digests")
+        assert killed is not None
+        assert sorted(parseaddr(m["To"])[1] for m in smtp_inbox.messages) == sorted(p["mail"] for p in people)
+        for person in people:
+            assert digests.get(db, person["id"], today)["status"] == "sent"
+            assert differences(db, control, person["id"], window) == []
+        documents = list(db.events.find({}))
+        assert len(documents) > 20
+        for doc in documents:
+            assert set(doc) <= events.STORED_FIELDS
+            assert "SECRET" not in repr(doc) and "Secret room" not in repr(doc)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{topology.tail()}") from None
+    finally:
+        leftovers = topology.stop()
+    assert leftovers == [], leftovers
+
+
+def active(control) -> list[dict]:
+    return [s for s in control.subscriptions() if s["status"] == "active"]
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
