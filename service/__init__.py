@@ -6,7 +6,6 @@ import importlib
 
 from flask import Flask
 
-from service import runtime as runtime_module
 from service.config import Settings
 from service.runtime import Runtime
 
@@ -28,7 +27,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """
     if runtime is None:
         runtime = Runtime(settings or Settings.from_env())
-        runtime_module.install(runtime)
     settings = runtime.settings
     app = Flask(__name__)
     secure = settings.public_url.startswith("https://")

@@ -5,7 +5,6 @@ Each area adds its own subcommands through a ``register(cli)`` function in its `
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -13,38 +12,19 @@ import threading
 
 import click
 
-from service.config import ConfigError, Settings
+from emulator.server import main as serve_emulator
+from service import demo, migrations, procfile, store
+from service.auth import cli as auth_cli
+from service.cli_context import runtime_from_env
+from service.devserver import DevServer
+from service.digest import cli as digest_cli
+from service.subscriptions import cli as subscriptions_cli
+from service.workers import cli as workers_cli
+from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-COMMAND_MODULES = (
-    "service.auth.cli",
-    "service.subscriptions.cli",
-    "service.workers.cli",
-    "service.digest.cli",
-    "service.demo",
-)
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a bad value ends the command with one line and exit code 2."""
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"calsync: configuration error: {exc}", err=True)
-        sys.exit(2)
-
-
-def runtime_from_env():
-    """A Runtime for this command, installed for the jobs it may run in-process."""
-    from service import runtime
-    from service.logs import configure
-
-    settings = load_settings()
-    configure(settings)
-    rt = runtime.Runtime(settings)
-    runtime.install(rt)
-    return rt
+AREAS = (auth_cli, subscriptions_cli, workers_cli, digest_cli, demo)
 
 
 @click.group(help="calsync: Microsoft 365 calendar sync and people insights.")
@@ -55,8 +35,6 @@ def cli() -> None:
 @cli.command("init-db")
 def init_db_command() -> None:
     """Create every MongoDB index and run data migrations (idempotent; the Procfile's release step)."""
-    from service import migrations, store
-
     rt = runtime_from_env()
     created = store.init_db(rt.db)
     for collection, names in sorted(created.items()):
@@ -71,8 +49,6 @@ def init_db_command() -> None:
 @click.option("--workers", default=2, show_default=True, help="rq worker processes (with MONGODB_URI).")
 def dev(port: int, host: str, workers: int) -> None:
     """Run web, worker and scheduler: the Procfile's processes with MONGODB_URI, else one process."""
-    from service.devserver import DevServer
-
     rt = runtime_from_env()
     if not rt.settings.embedded_mongo:
         _dev_procfile(rt, host, port, workers)
@@ -92,8 +68,6 @@ def dev(port: int, host: str, workers: int) -> None:
 
 def _dev_procfile(rt, host: str, port: int, workers: int) -> None:
     """The Procfile's processes sharing MONGODB_URI (and REDIS_URL, or an embedded redis-server)."""
-    from service import procfile
-
     try:
         code = procfile.run(rt.settings, rt.redis_url, host=host, port=port, workers=workers)
     except procfile.ProcfileNotFound as exc:
@@ -106,8 +80,6 @@ def _dev_procfile(rt, host: str, port: int, workers: int) -> None:
 @cli.command()
 def scheduler() -> None:
     """Run the periodic scheduler (exactly one acts, even if several run)."""
-    from service.workers.scheduler import Scheduler
-
     rt = runtime_from_env()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,17 +93,11 @@ def scheduler() -> None:
 @click.option("--directory", default="var/emulator", show_default=True, help="Where its CA and keys go.")
 def emulator(port: int, host: str, directory: str) -> None:
     """Serve the local Microsoft Graph + identity emulator over HTTPS."""
-    from emulator.server import main
-
-    main(port=port, host=host, directory=directory)
+    serve_emulator(port=port, host=host, directory=directory)
 
 
-def _register_area_commands() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(cli)
-
-
-_register_area_commands()
+for area in AREAS:
+    area.register(cli)
 
 
 def main() -> None:

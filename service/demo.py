@@ -8,6 +8,7 @@ the emulator's truth, the subscriptions operators see, and a daily digest writte
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -20,7 +21,15 @@ from zoneinfo import ZoneInfo
 import click
 import requests
 
-from service.store import events
+from emulator.testing import running_emulator
+from service.cli_context import load_settings
+from service.config import DEV_OPS_TOKEN
+from service.devserver import DevServer
+from service.digest.people import import_rows
+from service.digest.send import deliver
+from service.logs import configure
+from service.runtime import Runtime
+from service.store import events, sync_state
 
 DEMO_ZONE = "America/New_York"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -117,8 +126,6 @@ class Demo:
         click.echo(text)
 
     def seed(self) -> dict:
-        from service.digest.people import import_rows
-
         control = self.emulator.control
         tenant = control.create_tenant(display_name="Contoso")
         users = {}
@@ -148,8 +155,6 @@ class Demo:
 
     def stored_matches_truth(self, user_id: str) -> tuple[int, int, bool]:
         """(stored, truth, equal?) for the sync window, comparing ids and change keys."""
-        from service.store import sync_state
-
         state = sync_state.get(self.rt.db, user_id) or {}
         start, end = state.get("window_start"), state.get("window_end")
         if not start or not end:
@@ -197,10 +202,10 @@ class Demo:
         self.say(f"   stored documents holding an event body: {bodies}")
 
         self.say("4. Ana's daily digest (exactly once per local day; written to the dev mail sink)")
-        from service.digest.send import deliver
-
         local_date = datetime.now(ZoneInfo(DEMO_ZONE)).date().isoformat()
-        self.say(f"   {deliver(self.rt, ana, local_date)}; again: {deliver(self.rt, ana, local_date)}")
+        rt = self.rt
+        first, again = (deliver(rt.db, rt.settings, rt.mailer, ana, local_date) for _ in range(2))
+        self.say(f"   {first}; again: {again}")
         sink = self.rt.settings.path("mail")
         newest = max(sink.glob("*.eml"), default=None, key=lambda p: p.stat().st_mtime) if sink.exists() else None
         if newest:
@@ -222,13 +227,6 @@ class Demo:
 
 
 def run_demo(port: int, once: bool) -> None:
-    from emulator.testing import running_emulator
-    from service.cli import load_settings
-    from service.config import DEV_OPS_TOKEN
-    from service.devserver import DevServer
-    from service.logs import configure
-    from service.runtime import Runtime, install
-
     base = load_settings()
     if base.env == "prod":
         raise click.UsageError("calsync demo runs against the local emulator; it refuses CALSYNC_ENV=prod")
@@ -236,12 +234,9 @@ def run_demo(port: int, once: bool) -> None:
     with running_emulator(Path(base.data_dir) / "emulator", seed=7) as emu:
         settings = base.with_overrides(public_url=f"http://127.0.0.1:{port}", **emu.settings_overrides())
         configure(settings)
-        import logging
-
         for name in ("", "werkzeug"):  # the demo narrates; keep the log to problems
             logging.getLogger(name).setLevel(logging.WARNING)
         rt = Runtime(settings)
-        install(rt)
         server = DevServer(rt, port=port)
         server.start()
         url = f"http://127.0.0.1:{server.port}"

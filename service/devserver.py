@@ -1,4 +1,4 @@
-"""``calsync dev``: web, worker and scheduler as threads of one process sharing one Runtime.
+"""``calsync dev`` without MONGODB_URI: web, worker and scheduler as threads of one process sharing one Runtime.
 
 This is how the embedded in-memory MongoDB is shared: the Procfile runs the same three parts as
 separate processes when MONGODB_URI points at a real server.
@@ -11,8 +11,9 @@ import threading
 
 from werkzeug.serving import make_server
 
-from service import create_app
+from service import create_app, store
 from service.runtime import Runtime
+from service.workers import context
 from service.workers.inprocess import InProcessWorker, scheduled_forever
 from service.workers.scheduler import Scheduler
 
@@ -31,9 +32,8 @@ class DevServer:
         self.worker: InProcessWorker | None = None
 
     def start(self) -> None:
-        from service import store
-
         store.init_db(self.runtime.db)
+        context.install(self.runtime)  # the worker thread's jobs use this process's one Runtime
         redis_conn = self.runtime.redis
         self.worker = InProcessWorker(redis_conn, self.stop_event)
         parts = [

@@ -1,9 +1,10 @@
-"""Per-process clients (MongoDB, Redis, HTTP), built lazily from Settings, never at import.
+"""The composition root: one process's clients (MongoDB, Redis, HTTP, mail), built lazily from Settings.
 
-The web app, RQ jobs and the scheduler all reach their collaborators through a Runtime. In embedded
-mode (no MONGODB_URI) the in-memory store exists only inside one process, so ``calsync dev`` builds
-one Runtime and installs it for every thread; a forked ``rq worker`` builds its own from the
-environment on first use. Both modes run the same code.
+Only the adapters use a Runtime: the Flask app (``app.extensions["calsync"]``), the RQ entry points
+(``service.workers.jobs``, through ``service.workers.context``), the scheduler and the CLI. They take
+from it the collaborators each domain function needs and pass them explicitly; domain modules never
+import this one. In embedded mode (no MONGODB_URI) the in-memory store exists only inside one process,
+so ``calsync dev`` builds one Runtime and gives it to every thread.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+import certifi
 import redis
 import requests
 from pymongo.database import Database
@@ -23,6 +26,12 @@ from redis.retry import Retry
 
 from service import store
 from service.config import Settings
+from service.connections import Connections
+from service.embedded import start_embedded_redis
+from service.graph import GraphClient
+from service.identity.tokens import Tokens
+from service.mail import Mailer
+from service.subscriptions.lifecycle import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +39,9 @@ SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, db: Database | None = None, redis_conn: redis.Redis | None = None):
+    def __init__(self, settings: Settings, *, db: Database | None = None, redis_conn: redis.Redis | None = None,
+                 graph_for: Callable[[str], GraphClient] | None = None):
+        """``graph_for`` replaces how Graph is reached as a user (tests point it at a stand-in)."""
         self.settings = settings
         self._lock = threading.Lock()
         self._embedded_redis = None
@@ -40,6 +51,8 @@ class Runtime:
             self.__dict__["db"] = db
         if redis_conn is not None:
             self.__dict__["redis"] = redis_conn
+        if graph_for is not None:
+            self.__dict__["graph_for"] = graph_for
 
     @cached_property
     def db(self) -> Database:
@@ -60,8 +73,6 @@ class Runtime:
         """REDIS_URL, or the unix socket of an embedded redis-server started for this process."""
         if self.settings.redis_url:
             return self.settings.redis_url
-        from service.embedded import start_embedded_redis
-
         self._embedded_redis = start_embedded_redis(self.settings.path("redis"))
         return self._embedded_redis.url
 
@@ -71,10 +82,25 @@ class Runtime:
         return make_http_session(self.settings)
 
     @cached_property
-    def mailer(self):
-        from service.mail import Mailer
-
+    def mailer(self) -> Mailer:
         return Mailer.from_settings(self.settings)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        return Tokens(self.settings, self.db, self.redis, self.http)
+
+    @cached_property
+    def graph_for(self) -> Callable[[str], GraphClient]:
+        """A GraphClient acting as a given user."""
+        return self.tokens.graph
+
+    @cached_property
+    def subscriptions(self) -> Subscriptions:
+        return Subscriptions(self.settings, self.db, self.redis, self.graph_for)
+
+    @cached_property
+    def connections(self) -> Connections:
+        return Connections(self.settings, self.db, self.redis, self.tokens, self.subscriptions, self.mailer)
 
     def close(self) -> None:
         if self._owns_db and "db" in self.__dict__ and not self.settings.embedded_mongo:
@@ -105,8 +131,6 @@ def combined_ca_bundle(settings: Settings) -> str:
     extra = Path(settings.ca_bundle).read_text()
     system = next((Path(p).read_text() for p in SYSTEM_CA_FILES if Path(p).is_file()), "")
     if not system:
-        import certifi
-
         system = Path(certifi.where()).read_text()
     target = settings.path("ca-bundle.pem")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,22 +140,3 @@ def combined_ca_bundle(settings: Settings) -> str:
         handle.write(system.rstrip() + "\n" + extra)
     os.replace(temporary, target)
     return str(target)
-
-
-_current: Runtime | None = None
-_current_lock = threading.Lock()
-
-
-def install(runtime: Runtime | None) -> None:
-    """Make ``runtime`` the one jobs in this process use (dev mode, tests)."""
-    global _current
-    _current = runtime
-
-
-def current() -> Runtime:
-    """The installed Runtime, or one built from the environment (a forked rq worker's first job)."""
-    global _current
-    with _current_lock:
-        if _current is None:
-            _current = Runtime(Settings.from_env())
-        return _current

@@ -29,10 +29,11 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
-from service import create_app, runtime, store
+from service import create_app, store
 from service.config import Settings
 from service.embedded import start_embedded_redis
 from service.runtime import Runtime
+from service.workers import context
 from service.workers.inprocess import work_burst
 
 OPS_TOKEN = "test-ops-token-0123456789abcdef"
@@ -239,9 +240,9 @@ def settings(make_settings) -> Settings:
 @pytest.fixture
 def rt(settings, db, redis_conn) -> Iterator[Runtime]:
     rt = Runtime(settings, db=db, redis_conn=redis_conn)
-    runtime.install(rt)
+    context.install(rt)   # the jobs run_jobs executes use it, as a worker's would
     yield rt
-    runtime.install(None)
+    context.install(None)
 
 
 @pytest.fixture
@@ -319,7 +320,7 @@ def make_stack(emulator, make_settings, db, redis_conn, run_jobs):
         url = f"http://127.0.0.1:{server.server_port}"
         settings = make_settings(public_url=url, **emulator.settings_overrides(), **overrides)
         rt = Runtime(settings, db=db, redis_conn=redis_conn)
-        runtime.install(rt)
+        context.install(rt)
         holder.app = create_app(runtime=rt)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -328,7 +329,7 @@ def make_stack(emulator, make_settings, db, redis_conn, run_jobs):
         finally:
             server.shutdown()
             thread.join(timeout=5)
-            runtime.install(None)
+            context.install(None)
 
     return serve
 

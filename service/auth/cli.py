@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass
 
 import click
+from pymongo.database import Database
 
-from service.auth import crypto
-from service.runtime import Runtime
+from service.cli_context import runtime_from_env
+from service.config import Settings
+from service.identity import crypto
 from service.store import tokens as token_store
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ class RotationReport:
     unreadable: int = 0
 
 
-def rotate_all(rt: Runtime) -> RotationReport:
+def rotate_all(settings: Settings, db: Database) -> RotationReport:
     """Rewrite each cache under the first key, compare-and-swap, so live workers are never blocked.
 
     A cache rewritten by a worker meanwhile is already under the first key (workers encrypt with it), so
@@ -29,14 +31,14 @@ def rotate_all(rt: Runtime) -> RotationReport:
     needs_reconnect the next time a worker needs a token.
     """
     report = RotationReport()
-    for user_id, blob in token_store.iter_blobs(rt.db):
+    for user_id, blob in token_store.iter_blobs(db):
         try:
-            rotated = crypto.rotate(rt.settings, blob)
+            rotated = crypto.rotate(settings, blob)
         except crypto.CacheUnreadable:
             log.error("token cache of user %s cannot be decrypted with any configured key; left as is", user_id)
             report.unreadable += 1
             continue
-        if token_store.replace_blob(rt.db, user_id, blob, rotated):
+        if token_store.replace_blob(db, user_id, blob, rotated):
             report.rotated += 1
         else:
             report.changed_meanwhile += 1
@@ -51,10 +53,8 @@ def register(cli: click.Group) -> None:
         Zero-downtime rotation: 1) deploy with the new key first and the old keys after it; 2) run this;
         3) deploy without the old keys.
         """
-        from service.cli import runtime_from_env
-
         rt = runtime_from_env()
-        report = rotate_all(rt)
+        report = rotate_all(rt.settings, rt.db)
         click.echo(f"rotated: {report.rotated}  rewritten meanwhile: {report.changed_meanwhile}  "
                    f"unreadable: {report.unreadable}")
         if report.unreadable:

@@ -18,10 +18,11 @@ from urllib.parse import urlencode
 import requests
 from flask import Blueprint, current_app, redirect, render_template, request, session
 
-from service.auth import csrf, lifecycle
-from service.auth.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
+from service.auth import csrf, signin
+from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.runtime import Runtime
 from service.store import tenants, users
+from service.store.records import User
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, template_folder="templates")
@@ -55,7 +56,7 @@ def _page_error(status: int, title: str, detail: str):
     return render_template("auth/error.html", title=title, detail=detail, status=status), status
 
 
-def _signed_in_user() -> dict | None:
+def _signed_in_user() -> User | None:
     user_id = session.get("user_id")
     if not isinstance(user_id, str):
         return None
@@ -107,14 +108,14 @@ def callback():
     if not args.get("code"):
         return _page_error(400, "Sign-in did not complete", "Microsoft sent no authorization code. Please retry.")
     try:
-        result = lifecycle.complete_sign_in(_rt(), flow, args, record.get("tz"))
-    except lifecycle.SignInFailed as exc:
+        result = signin.complete_sign_in(_rt().connections, _rt().http, flow, args, record.get("tz"))
+    except signin.SignInFailed as exc:
         return _page_error(exc.status, exc.title, exc.detail)
     except requests.RequestException as exc:
         log.warning("connect: identity platform unreachable during sign-in (%s)", type(exc).__name__)
         return _page_error(502, "Microsoft sign-in is unavailable", "Please try again in a minute.")
     session.clear()  # a fresh session for the signed-in user (no fixation)
-    session["user_id"] = result.user["_id"]
+    session["user_id"] = result.user.id
     session.permanent = True
     return render_template("auth/connected.html", user=result.user, first_time=result.first_time)
 
@@ -129,8 +130,8 @@ def _initiate_flow(rt: Runtime) -> dict:
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
-        return build_app(rt).initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings),
-                                                     response_mode="query")
+        app = build_app(rt.settings, rt.http)
+        return app.initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings), response_mode="query")
 
 
 def _take_flow(key: object) -> dict | None:
@@ -167,11 +168,11 @@ def status_page():
         if wants_json:
             return {"error": "not signed in"}, 401
         return render_template("auth/status.html", user=None), 401
-    connection = user.get("connection") or {}
+    connection = user.connection
     if wants_json:
-        since = connection.get("since")
-        return {"user_id": user["_id"], "email": user.get("email"), "status": connection.get("status"),
-                "reason": connection.get("reason"), "since": since.isoformat() if since else None}
+        since = connection.since
+        return {"user_id": user.id, "email": user.email, "status": connection.status,
+                "reason": connection.reason, "since": since.isoformat() if since else None}
     return render_template("auth/status.html", user=user, connection=connection)
 
 
@@ -186,8 +187,8 @@ def disconnect():
     purge = request.form.get("purge", "0")
     if purge not in ("0", "1"):
         return _page_error(400, "Please try again", "Choose whether to keep or delete your stored events.")
-    done = lifecycle.disconnect(_rt(), user["_id"], purge == "1")
-    return render_template("auth/disconnected.html", user=users.get(_rt().db, user["_id"]), purged=purge == "1",
+    done = _rt().connections.disconnect(user.id, purge == "1")
+    return render_template("auth/disconnected.html", user=users.get(_rt().db, user.id), purged=purge == "1",
                            done=done)
 
 
@@ -233,7 +234,7 @@ def admin_consent_callback():
     if args.get("admin_consent", "").lower() != "true" or not TENANT_ID.match(tenant_id):
         return _page_error(400, "Admin consent did not complete", "Microsoft's answer was incomplete.")
     user = _signed_in_user()
-    record = tenants.record_consent(_rt().db, tenant_id.lower(), user.get("email") if user else None,
+    record = tenants.record_consent(_rt().db, tenant_id.lower(), user.email if user else None,
                                     [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
     log.info("admin consent recorded for tenant %s", tenant_id.lower())
     return render_template("auth/admin_consented.html", tenant=record)

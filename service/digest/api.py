@@ -14,13 +14,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
-from pymongo import ASCENDING
 
 from service.digest import people as people_io
 from service.digest.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
 from service.digest.matching import Directory, attendee_emails, is_resource
 from service.digest.people import styles
 from service.store import as_utc, utcnow
+from service.store import events as events_store
 from service.store import people as people_store
 from service.store import users as users_store
 
@@ -122,20 +122,18 @@ def get_user(key: str):
     user = _user_or_404(key)
     if user is None:
         return _not_found()
-    connection, sync, digest = user.get("connection") or {}, user.get("sync") or {}, user.get("digest") or {}
+    connection, sync, digest = user.connection, user.sync, user.digest
     return jsonify({
-        "id": user["_id"],
-        "email": user.get("email"),
-        "display_name": user.get("display_name"),
-        "connection": {"status": connection.get("status"), "reason": connection.get("reason"),
-                       "since": _iso(connection.get("since"))},
-        "time_zone": user.get("time_zone") or "UTC",
-        "graph_time_zone": user.get("graph_time_zone"),
-        "last_sync_at": _iso(sync.get("last_sync_at")),
-        "last_notification_at": _iso(sync.get("last_notification_at")),
-        "last_sync_result": sync.get("last_result"),
-        "digest": {"enabled": digest.get("enabled", True), "time": digest.get("time"),
-                   "send_empty": digest.get("send_empty", False)},
+        "id": user.id,
+        "email": user.email,
+        "display_name": user.display_name,
+        "connection": {"status": connection.status, "reason": connection.reason, "since": _iso(connection.since)},
+        "time_zone": user.time_zone or "UTC",
+        "graph_time_zone": user.graph_time_zone,
+        "last_sync_at": _iso(sync.last_sync_at),
+        "last_notification_at": _iso(sync.last_notification_at),
+        "last_sync_result": sync.last_result,
+        "digest": {"enabled": digest.enabled, "time": digest.time, "send_empty": digest.send_empty},
     })
 
 
@@ -184,12 +182,9 @@ def list_meetings(key: str):
     if end <= start or end - start > MAX_WINDOW:
         raise BadRequest("end must be after start, within 366 days")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    query: dict = {"user_id": user["_id"], "start": {"$lt": end}, "end": {"$gt": start}}
     cursor = _decode_cursor(2)
-    if cursor:
-        after = _parse_cursor_time(cursor[0])
-        query["$or"] = [{"start": {"$gt": after}}, {"start": after, "graph_id": {"$gt": cursor[1]}}]
-    events = list(_db().events.find(query).sort([("start", ASCENDING), ("graph_id", ASCENDING)]).limit(limit + 1))
+    after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
+    events = events_store.page_in_window(_db(), user.id, start, end, after, limit + 1)
     page, more = events[:limit], len(events) > limit
     directory = Directory.for_emails(_db(), attendee_emails(page))
     body = {"items": [_meeting_json(e, directory) for e in page], "start": _iso(start), "end": _iso(end),

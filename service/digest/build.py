@@ -13,6 +13,7 @@ from service.digest.matching import Directory, Match, match_attendees, self_emai
 from service.digest.people import style_label, styles
 from service.digest.tips import Tip, tips_for
 from service.store import as_utc
+from service.store.records import User
 
 
 @dataclass
@@ -85,7 +86,7 @@ def attendee_view(match: Match, my_styles: dict[str, str], seed: str) -> Attende
 
 
 def build_digest(
-    user: dict,
+    user: User,
     day: date,
     events: list[dict],
     directory: Directory,
@@ -95,7 +96,7 @@ def build_digest(
     """The digest for ``user`` on local ``day``: meetings in local time, attendees with tips."""
     zone = zone or schedule.user_zone(user)
     me = self_emails(user, directory)
-    my_styles = styles(directory.person(user.get("email")))
+    my_styles = styles(directory.person(user.email))
     meetings, all_day = [], []
     for event in sorted(events, key=lambda e: (as_utc(e["start"]), e.get("subject") or "")):
         if not shown(event, me) or not on_day(event, zone, day):
@@ -113,5 +114,4 @@ def build_digest(
             attendees=attendees,
         )
         (all_day if view.all_day else meetings).append(view)
-    return Digest(user["_id"], user.get("email") or "", user.get("display_name") or user.get("email") or "",
-                  day, zone.key, meetings, all_day, list(meet_most or [])[:3])
+    return Digest(user.id, user.email, user.name, day, zone.key, meetings, all_day, list(meet_most or [])[:3])

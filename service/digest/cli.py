@@ -8,6 +8,14 @@ from pathlib import Path
 
 import click
 
+from service.cli_context import runtime_from_env
+from service.digest import schedule
+from service.digest.people import InvalidPerson, detect_format, import_rows, read_rows
+from service.digest.render import render_html, render_text, subject
+from service.digest.send import compose
+from service.store import users as users_store
+from service.store import utcnow
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(people)
@@ -24,9 +32,6 @@ def people() -> None:
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "json"]), default="auto", show_default=True)
 def import_people(file: Path, fmt: str) -> None:
     """Create or update people from a CSV or JSON file; bad rows are listed with their reasons."""
-    from service.cli import runtime_from_env
-    from service.digest.people import InvalidPerson, detect_format, import_rows, read_rows
-
     fmt = detect_format(file) if fmt == "auto" else fmt
     try:
         rows = list(read_rows(file.read_text(encoding="utf-8-sig"), fmt))
@@ -57,19 +62,12 @@ def digest() -> None:
               help="Also write the HTML version to this file.")
 def preview(user_key: str, day, html_file: Path | None) -> None:
     """Render a user's digest to the terminal (and an .html file) without sending it."""
-    from service.cli import runtime_from_env
-    from service.digest import schedule
-    from service.digest.render import render_html, render_text, subject
-    from service.digest.send import compose
-    from service.store import users as users_store
-    from service.store import utcnow
-
     rt = runtime_from_env()
     user = users_store.find(rt.db, user_key)
     if user is None:
         raise click.ClickException(f"no user {user_key!r}")
     local_day: date = day.date() if day else utcnow().astimezone(schedule.user_zone(user)).date()
-    result = compose(rt, user, local_day)
+    result = compose(rt.db, rt.settings, user, local_day)
     click.echo(f"Subject: {subject(result)}\n")
     click.echo(render_text(result))
     if html_file:

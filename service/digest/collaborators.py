@@ -15,6 +15,7 @@ from pymongo.database import Database
 from service.digest.matching import Directory, attendee_emails, match_attendees, self_emails, user_response
 from service.store import as_utc, utcnow
 from service.store import events as events_store
+from service.store.records import User
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 365
@@ -65,11 +66,11 @@ def rank(events: Iterable[dict], me: set[str], directory: Directory, limit: int 
 
 
 def top_collaborators(
-    db: Database, user: dict, days: int = DEFAULT_DAYS, limit: int = 10, now: datetime | None = None
+    db: Database, user: User, days: int = DEFAULT_DAYS, limit: int = 10, now: datetime | None = None
 ) -> list[Collaborator]:
     """The user's top collaborators over the last ``days`` days, from stored events."""
     now = (now or utcnow()).astimezone(UTC)
     days = max(1, min(int(days), MAX_DAYS))
-    events = events_store.in_window(db, user["_id"], now - timedelta(days=days), now)
-    directory = Directory.for_emails(db, attendee_emails(events) | {user.get("email") or ""})
+    events = events_store.in_window(db, user.id, now - timedelta(days=days), now)
+    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     return rank(events, self_emails(user, directory), directory, limit)

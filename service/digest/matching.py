@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pymongo.database import Database
 
 from service.store import people as people_store
+from service.store.records import User
 
 RESOURCE_TYPES = {"resource", "room", "equipment"}
 
@@ -44,9 +45,9 @@ class Directory:
         return len(self._by_email)
 
 
-def self_emails(user: dict, directory: Directory) -> set[str]:
+def self_emails(user: User, directory: Directory) -> set[str]:
     """Every address that means "the user": their account email plus their directory aliases."""
-    email = (user.get("email") or "").lower()
+    email = user.email.lower()
     me = directory.person(email)
     return {email, *(me.get("emails", []) if me else [])} - {""}
 

@@ -15,23 +15,22 @@ from pymongo.database import Database
 from service.digest import schedule
 from service.store import users as users_store
 from service.store import utcnow
+from service.store.records import User
 
 
-def eligible(user: dict) -> bool:
+def eligible(user: User) -> bool:
     """Connected with the digest on: only then does the user have a next digest."""
-    connected = (user.get("connection") or {}).get("status") == users_store.CONNECTED
-    return connected and (user.get("digest") or {}).get("enabled", True)
+    return user.connected and user.digest.enabled
 
 
-def next_for(user: dict, default_time: str, now: datetime, last_date: date | None) -> tuple[date, datetime] | None:
+def next_for(user: User, default_time: str, now: datetime, last_date: date | None) -> tuple[date, datetime] | None:
     """(local date, UTC instant) of the user's next digest after ``last_date``, or None if they get none."""
     if not eligible(user):
         return None
     return schedule.next_send(schedule.user_zone(user), schedule.send_time(user, default_time), now, last_date)
 
 
-def last_date(user: dict) -> date | None:
-    raw = (user.get("digest") or {}).get("last_date")
+def _date(raw: str | None) -> date | None:
     try:
         return date.fromisoformat(raw) if isinstance(raw, str) else None
     except ValueError:
@@ -43,24 +42,19 @@ def reschedule(db: Database, user_id: str, default_time: str, now: datetime | No
     user = users_store.get(db, user_id)
     if user is None:
         return None
-    planned = next_for(user, default_time, now or utcnow(), last_date(user))
+    planned = next_for(user, default_time, now or utcnow(), _date(user.digest.last_date))
     users_store.set_next_digest(db, user_id, *(planned or (None, None)))
     return planned[1] if planned else None
 
 
-def advance(db: Database, user: dict, default_time: str, now: datetime) -> date | None:
+def advance(db: Database, user: User, default_time: str, now: datetime) -> date | None:
     """Take a due user's digest for the tick: move them to the following day (compare-and-set on the
     instant read, so two ticks cannot both take it). Returns the local date to send, or None when another
     tick took it, the user no longer gets digests (their schedule is cleared, so they stop being read), or
     that local day is over (the scheduler was down through it: yesterday's digest helps nobody)."""
-    digest = user.get("digest") or {}
-    try:
-        due_date = date.fromisoformat(digest.get("next_date") or "")
-    except ValueError:
-        due_date = None
+    due_date = _date(user.digest.next_date)
     following = next_for(user, default_time, now, due_date) if eligible(user) else None
-    due_at = digest.get("next_at")
-    taken = users_store.advance_digest(db, user["_id"], due_at, due_date.isoformat() if due_date else None,
+    taken = users_store.advance_digest(db, user.id, user.digest.next_at, due_date.isoformat() if due_date else None,
                                        *(following or (None, None)))
     if not taken or following is None or due_date is None:
         return None

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from service import timezones
+from service.store.records import User
 
 
 def parse_clock(value: str | None, default: str = "06:30") -> time:
@@ -18,23 +19,13 @@ def parse_clock(value: str | None, default: str = "06:30") -> time:
     return time(6, 30)
 
 
-def user_zone(user: dict) -> ZoneInfo:
+def user_zone(user: User) -> ZoneInfo:
     """The user's zone: their setting or the sync's inference (IANA or Windows), else UTC."""
-    return timezones.zone(user.get("time_zone") or user.get("graph_time_zone"))
+    return timezones.zone(user.time_zone or user.graph_time_zone)
 
 
-def send_time(user: dict, default: str) -> time:
-    return parse_clock(((user.get("digest") or {}).get("time")), default)
-
-
-def due_date(zone: ZoneInfo, send_at: time, now: datetime) -> date | None:
-    """The user's local date if their digest may go out at ``now`` (aware), else None.
-
-    Wall-clock comparison: on a spring-forward day a send time inside the gap is due from the first
-    instant after it, and on a fall-back day the repeated hour is harmless (the sent record blocks it).
-    """
-    local = now.astimezone(zone)
-    return local.date() if local.time().replace(tzinfo=None) >= send_at else None
+def send_time(user: User, default: str) -> time:
+    return parse_clock(user.digest.time, default)
 
 
 def day_bounds(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:

@@ -10,73 +10,77 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime, timedelta
 
+from pymongo.database import Database
+
+from service.config import Settings
 from service.digest import links, schedule
 from service.digest.build import Digest, build_digest
 from service.digest.collaborators import top_collaborators
 from service.digest.matching import Directory, attendee_emails
 from service.digest.render import message
-from service.runtime import Runtime
+from service.mail import Mailer
 from service.store import digests as digests_store
 from service.store import events as events_store
 from service.store import users as users_store
 from service.store import utcnow
+from service.store.records import User
 
 log = logging.getLogger(__name__)
 
 
-def compose(rt: Runtime, user: dict, day: date, now: datetime | None = None) -> Digest:
+def compose(db: Database, settings: Settings, user: User, day: date, now: datetime | None = None) -> Digest:
     """Build a user's digest for a local day from the stores, links included."""
     zone = schedule.user_zone(user)
     start, end = schedule.day_bounds(zone, day)
     # A day either side catches all-day events stored at another zone's midnight.
-    events = events_store.in_window(rt.db, user["_id"], (start - timedelta(days=1)).astimezone(UTC),
+    events = events_store.in_window(db, user.id, (start - timedelta(days=1)).astimezone(UTC),
                                     (end + timedelta(days=1)).astimezone(UTC))
-    directory = Directory.for_emails(rt.db, attendee_emails(events) | {user.get("email") or ""})
-    meet_most = top_collaborators(rt.db, user, limit=3, now=now)
+    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
+    meet_most = top_collaborators(db, user, limit=3, now=now)
     digest = build_digest(user, day, events, directory, meet_most, zone)
-    settings = rt.settings
     for meeting in digest.meetings + digest.all_day:
-        meeting.link = links.dashboard_url(settings, meeting.key, user["_id"], meeting.event_id)
-    digest.settings_link = links.settings_url(settings, user["_id"])
-    digest.unsubscribe_link = links.unsubscribe_url(settings, user["_id"])
+        meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
+    digest.settings_link = links.settings_url(settings, user.id)
+    digest.unsubscribe_link = links.unsubscribe_url(settings, user.id)
     return digest
 
 
-def skip_reason(user: dict | None) -> str | None:
+def skip_reason(user: User | None) -> str | None:
     if user is None:
         return "unknown-user"
-    if (user.get("connection") or {}).get("status") != users_store.CONNECTED:
+    if not user.connected:
         return "not-connected"
-    if not (user.get("digest") or {}).get("enabled", True):
+    if not user.digest.enabled:
         return "disabled"
-    if not user.get("email"):
+    if not user.email:
         return "no-email"
     return None
 
 
-def deliver(rt: Runtime, user_id: str, local_date: str, now: datetime | None = None) -> str:
+def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, local_date: str,
+            now: datetime | None = None) -> str:
     """Send the digest unless it was already handled; returns sent, skipped:<why> or already-handled."""
     day = date.fromisoformat(local_date)
-    user = users_store.get(rt.db, user_id)
-    claim = digests_store.claim(rt.db, user_id, local_date, now)
+    user = users_store.get(db, user_id)
+    claim = digests_store.claim(db, user_id, local_date, now)
     if claim is None:
         log.info("digest %s for user %s already handled", local_date, user_id)
         return "already-handled"
     reason = skip_reason(user)
     if reason:
-        digests_store.finish(rt.db, user_id, local_date, digests_store.SKIPPED, reason=reason)
+        digests_store.finish(db, user_id, local_date, digests_store.SKIPPED, reason=reason)
         return f"skipped:{reason}"
     try:
-        digest = compose(rt, user, day, now)
-        if digest.empty and not (user.get("digest") or {}).get("send_empty", False):
-            digests_store.finish(rt.db, user_id, local_date, digests_store.SKIPPED, reason="no-meetings")
+        digest = compose(db, settings, user, day, now)
+        if digest.empty and not user.digest.send_empty:
+            digests_store.finish(db, user_id, local_date, digests_store.SKIPPED, reason="no-meetings")
             return "skipped:no-meetings"
-        email = message(digest, rt.settings.mail_from)
-        rt.mailer.send(email)
+        email = message(digest, settings.mail_from)
+        mailer.send(email)
     except BaseException as exc:
-        digests_store.finish(rt.db, user_id, local_date, digests_store.FAILED, error=type(exc).__name__)
+        digests_store.finish(db, user_id, local_date, digests_store.FAILED, error=type(exc).__name__)
         raise
-    digests_store.finish(rt.db, user_id, local_date, digests_store.SENT, sent_at=utcnow(),
+    digests_store.finish(db, user_id, local_date, digests_store.SENT, sent_at=utcnow(),
                          message_id=email["Message-ID"], meetings=len(digest.meetings))
     log.info("digest %s sent to user %s (%d meetings)", local_date, user_id, len(digest.meetings))
     return "sent"

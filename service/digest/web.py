@@ -13,6 +13,7 @@ from service.digest.render import environment
 from service.store import as_utc
 from service.store import events as events_store
 from service.store import users as users_store
+from service.store.records import User
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,11 @@ def _event_by_key(db, key: str) -> dict | None:
     return events_store.by_key(db, key)
 
 
-def _attends(user: dict, event: dict) -> bool:
+def _attends(user: User, event: dict) -> bool:
     """The signed-in user owns this calendar entry or is one of its attendees."""
-    if event.get("user_id") == user["_id"]:
+    if event.get("user_id") == user.id:
         return True
-    email = (user.get("email") or "").lower()
+    email = user.email.lower()
     emails = {(a.get("email") or "").lower() for a in event.get("attendees") or []}
     emails.add(((event.get("organizer") or {}).get("email") or "").lower())
     return bool(email) and email in emails
@@ -70,8 +71,8 @@ def meeting_dashboard(key: str):
         return _message("Meeting not available",
                         "This link has expired or you are not signed in as one of the attendees.", 403)
     dash = build_dashboard(db, event)
-    owner = users_store.get(db, event.get("user_id")) or {}
-    zone = schedule.user_zone(owner)
+    owner = users_store.get(db, event.get("user_id"))
+    zone = schedule.user_zone(owner) if owner else timezones.zone(None)
     start, end = as_utc(event["start"]).astimezone(zone), as_utc(event["end"]).astimezone(zone)
     when = f"{start:%A %d %B %Y, %H:%M}–{end:%H:%M} ({zone.key})"
     return _page("meeting.html", title=event.get("subject") or "Meeting", dash=dash, when=when)
@@ -100,14 +101,14 @@ def digest_settings():
     if request.method == "POST":
         error = _save_settings(rt, user, request.form)
         saved = error is None
-        user = users_store.get(rt.db, user["_id"])
-    digest = user.get("digest") or {}
+        user = users_store.get(rt.db, user.id)
+    digest = user.digest
     send_at = schedule.send_time(user, rt.settings.digest_default_time).strftime("%H:%M")
     return _page("settings.html", 400 if error else 200, title="Digest settings", user=user, digest=digest,
                  token=token, send_time=send_at, zone=schedule.user_zone(user).key, saved=saved, error=error)
 
 
-def _save_settings(rt, user: dict, form) -> str | None:
+def _save_settings(rt, user: User, form) -> str | None:
     """Validate and store the settings form; returns an error message or None."""
     clock = (form.get("time") or "").strip()
     parsed = schedule.parse_clock(clock, "")
@@ -117,15 +118,13 @@ def _save_settings(rt, user: dict, form) -> str | None:
     iana = timezones.to_iana(zone_name) if zone_name else None
     if zone_name and iana == timezones.UTC_NAME and zone_name.upper() not in ("UTC", "GMT", "ETC/UTC"):
         return "Unknown time zone; use a name like Europe/Paris."
-    fields = {"digest.enabled": form.get("enabled") == "1", "digest.send_empty": form.get("send_empty") == "1"}
-    if clock:
-        fields["digest.time"] = parsed.strftime("%H:%M")
+    users_store.set_digest_preferences(rt.db, user.id, enabled=form.get("enabled") == "1",
+                                       send_empty=form.get("send_empty") == "1",
+                                       time=parsed.strftime("%H:%M") if clock else None)
     if zone_name:
-        fields["time_zone"] = iana
-        fields["time_zone_source"] = "user"  # the sync's inference leaves a chosen zone alone
-    users_store.update_fields(rt.db, user["_id"], fields)
-    plan.reschedule(rt.db, user["_id"], rt.settings.digest_default_time)
-    log.info("digest settings changed for user %s", user["_id"])
+        users_store.choose_time_zone(rt.db, user.id, iana)  # the sync's inference leaves a chosen zone alone
+    plan.reschedule(rt.db, user.id, rt.settings.digest_default_time)
+    log.info("digest settings changed for user %s", user.id)
     return None
 
 
@@ -137,10 +136,10 @@ def digest_unsubscribe():
     if user is None:
         return _message("Link expired", "Open the unsubscribe link from a recent digest, or sign in again.", 403)
     if request.method == "POST":
-        users_store.update_fields(rt.db, user["_id"], {"digest.enabled": False})
-        plan.reschedule(rt.db, user["_id"], rt.settings.digest_default_time)
-        log.info("user %s unsubscribed from the digest", user["_id"])
+        users_store.set_digest_preferences(rt.db, user.id, enabled=False)
+        plan.reschedule(rt.db, user.id, rt.settings.digest_default_time)
+        log.info("user %s unsubscribed from the digest", user.id)
     return _page("unsubscribe.html", title="Unsubscribe", user=user, token=token, done=request.method == "POST",
-                 settings_link=links.settings_url(rt.settings, user["_id"]))
+                 settings_link=links.settings_url(rt.settings, user.id))
 
 

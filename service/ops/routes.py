@@ -13,6 +13,7 @@ from service import store
 from service.ops import queues as queue_health
 from service.store import ops as ops_store
 from service.store import users
+from service.sync.requests import request_sync
 from service.workers import queues
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
@@ -77,7 +78,7 @@ def _overview() -> dict:
         "generated_at": now,
         "counts": ops_store.counts(rt.db, now, EXPIRING_SOON),
         "subscriptions": ops_store.subscriptions_overview(rt.db),
-        "needs_reconnect": ops_store.users_needing_reconnect(rt.db),
+        "needs_reconnect": users.needing_reconnect(rt.db),
         "unsubscribed": users.missing_subscriptions(rt.db),
         "queues": queue_health.queue_health(rt.redis),
         "workers": queue_health.worker_count(rt.redis),
@@ -112,13 +113,10 @@ def health_api():
         "counts": data["counts"],
         "subscriptions": subscriptions,
         "needs_reconnect": [
-            {"user_id": u["_id"], "email": u.get("email"), "reason": (u.get("connection") or {}).get("reason"),
-             "since": _iso((u.get("connection") or {}).get("since"))}
+            {"user_id": u.id, "email": u.email, "reason": u.connection.reason, "since": _iso(u.connection.since)}
             for u in data["needs_reconnect"]
         ],
-        "connected_without_subscription": [
-            {"user_id": u["_id"], "email": u.get("email")} for u in data["unsubscribed"]
-        ],
+        "connected_without_subscription": [{"user_id": u.id, "email": u.email} for u in data["unsubscribed"]],
         "queues": data["queues"],
         "workers": data["workers"],
         "stats": [{"name": name, "key": label, "value": value} for name, label, value in data["stats"]],
@@ -146,12 +144,10 @@ def metrics():
 @bp.post("/users/<user_id>/resync")
 @ops_required
 def resync_user(user_id: str):
-    from service.workers.jobs import request_sync
-
     rt = _runtime()
     if users.get(rt.db, user_id) is None:
         return {"error": "unknown user"}, 404
-    queued = request_sync(rt, user_id, "operator")
+    queued = request_sync(rt.redis, user_id, "operator")
     return _done({"user_id": user_id, "queued": queued})
 
 
@@ -161,7 +157,7 @@ def recreate_subscription(user_id: str):
     rt = _runtime()
     if users.get(rt.db, user_id) is None:
         return {"error": "unknown user"}, 404
-    job = queues.enqueue(rt.redis, queues.SUBSCRIPTIONS, "service.subscriptions.jobs.ensure_subscription", user_id)
+    job = queues.enqueue(rt.redis, queues.SUBSCRIPTIONS, queues.ENSURE_SUBSCRIPTION, user_id)
     return _done({"user_id": user_id, "job_id": job.id})
 
 

@@ -11,10 +11,12 @@ import importlib
 import logging
 from datetime import UTC, datetime
 
+import mongomock
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from service.config import Settings
+from service.store import mongomock_compat
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +57,8 @@ def connect(settings: Settings) -> Database:
     return db
 
 
-def embedded_client():
+def embedded_client() -> mongomock.MongoClient:
     """A mongomock client (the embedded store), able to run the bulk writes the store sends."""
-    import mongomock
-
-    from service.store import mongomock_compat
-
     mongomock_compat.install()
     return mongomock.MongoClient(tz_aware=True)
 

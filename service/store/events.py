@@ -398,6 +398,16 @@ def in_window(db: Database, user_id: str, start: datetime, end: datetime) -> lis
     return list(db.events.find(query).sort("start", ASCENDING).hint(BY_USER_AND_START))
 
 
+def page_in_window(db: Database, user_id: str, start: datetime, end: datetime,
+                   after: tuple[datetime, str] | None, limit: int) -> list[dict]:
+    """A page of a user's events overlapping [start, end), by (start, graph_id), after the key ``after``."""
+    query: dict = {"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}
+    if after:
+        query["$or"] = [{"start": {"$gt": after[0]}}, {"start": after[0], "graph_id": {"$gt": after[1]}}]
+    found = db.events.find(query).sort([("start", ASCENDING), ("graph_id", ASCENDING)]).hint(BY_USER_AND_START)
+    return list(found.limit(limit))
+
+
 def by_key(db: Database, key: str) -> dict | None:
     """An event by its stored ``_id`` (the key in dashboard URLs); None for anything malformed."""
     if not isinstance(key, str) or len(key) > 200:

@@ -24,12 +24,6 @@ def subscriptions_overview(db: Database, limit: int = 500) -> list[dict]:
     return rows
 
 
-def users_needing_reconnect(db: Database) -> list[dict]:
-    return list(
-        db.users.find({"connection.status": "needs_reconnect"}, {"email": 1, "display_name": 1, "connection": 1})
-    )
-
-
 
 
 def counts(db: Database, now: datetime, soon: timedelta) -> dict[str, int]:

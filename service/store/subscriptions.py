@@ -6,17 +6,19 @@ and falls back to :func:`get` here; every write below is made by subscription jo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
 from service.store import utcnow
+from service.store.records import LIVE_SUBSCRIPTION, Subscription, SubscriptionStatus
 
-ACTIVE = "active"
-FAILING = "failing"
-REMOVED = "removed"
+ACTIVE = SubscriptionStatus.ACTIVE.value
+FAILING = SubscriptionStatus.FAILING.value
+REMOVED = SubscriptionStatus.REMOVED.value
+LIVE = [str(status) for status in LIVE_SUBSCRIPTION]
 
 BY_STATUS_AND_EXPIRY = "status_expires"
 
@@ -29,19 +31,31 @@ INDEXES = {
 }
 
 
-def get(db: Database, subscription_id: str) -> dict | None:
-    return db.subscriptions.find_one({"_id": subscription_id})
+def _record(doc: dict | None) -> Subscription | None:
+    return Subscription.from_doc(doc) if doc else None
 
 
-def for_user(db: Database, user_id: str) -> dict | None:
-    return db.subscriptions.find_one({"user_id": user_id})
+def document(subscription: Subscription) -> dict:
+    """The stored shape of a subscription record."""
+    doc = asdict(subscription)
+    doc["_id"] = doc.pop("id")
+    doc["status"] = str(subscription.status)
+    return doc
 
 
-def replace_for_user(db: Database, user_id: str, document: dict) -> dict | None:
-    """Store ``document`` as the user's one subscription; returns the one it replaced (or None)."""
-    previous = db.subscriptions.find_one_and_delete({"user_id": user_id})
-    db.subscriptions.insert_one({**document, "user_id": user_id})
-    return previous
+def get(db: Database, subscription_id: str) -> Subscription | None:
+    return _record(db.subscriptions.find_one({"_id": subscription_id}))
+
+
+def for_user(db: Database, user_id: str) -> Subscription | None:
+    return _record(db.subscriptions.find_one({"user_id": user_id}))
+
+
+def replace_for_user(db: Database, subscription: Subscription) -> Subscription | None:
+    """Store ``subscription`` as its user's one subscription; returns the one it replaced (or None)."""
+    previous = db.subscriptions.find_one_and_delete({"user_id": subscription.user_id})
+    db.subscriptions.insert_one(document(subscription))
+    return _record(previous)
 
 
 def delete(db: Database, subscription_id: str) -> None:
@@ -64,9 +78,9 @@ def mark_reauthorized(db: Database, subscription_id: str, now: datetime | None =
     )
 
 
-def mark_failure(db: Database, subscription_id: str, error: str, next_attempt_at: datetime) -> dict | None:
+def mark_failure(db: Database, subscription_id: str, error: str, next_attempt_at: datetime) -> None:
     """Record a failed renew/reauthorize: status failing, a back-off time, and the error for operators."""
-    return db.subscriptions.find_one_and_update(
+    db.subscriptions.update_one(
         {"_id": subscription_id},
         {"$set": {"status": FAILING, "last_error": error[:300], "next_attempt_at": next_attempt_at},
          "$inc": {"failures": 1}},
@@ -82,41 +96,45 @@ def postpone(db: Database, subscription_id: str, until: datetime) -> None:
     db.subscriptions.update_one({"_id": subscription_id}, {"$set": {"next_attempt_at": until}})
 
 
-def due_for_renewal(db: Database, before: datetime, now: datetime, limit: int) -> Iterator[dict]:
+def due_for_renewal(db: Database, before: datetime, now: datetime, limit: int) -> list[Subscription]:
     """Live subscriptions expiring before ``before`` that are not backing off or already scheduled."""
-    return db.subscriptions.find(
+    found = db.subscriptions.find(
         {
-            "status": {"$in": [ACTIVE, FAILING]},
+            "status": {"$in": LIVE},
             "expires_at": {"$lt": before},
             "$or": [{"next_attempt_at": None}, {"next_attempt_at": {"$lte": now}}],
         },
         sort=[("expires_at", ASCENDING)],
         limit=limit,
     ).hint(BY_STATUS_AND_EXPIRY)
+    return [Subscription.from_doc(doc) for doc in found]
 
 
 def touch_notification(db: Database, subscription_id: str, at: datetime) -> None:
     """Move last_notification_at forward only (late jobs never move it back).
 
-    A conditional $set rather than $max: the field starts as null, and mongomock's $max cannot compare
-    a datetime with null.
+    A conditional $set rather than $max: the field starts as null, and mongomock's $max cannot compare a
+    datetime with null; ``$not $gte`` matches null and earlier times in one predicate.
     """
     db.subscriptions.update_one(
-        {"_id": subscription_id, "$or": [{"last_notification_at": None}, {"last_notification_at": {"$lt": at}}]},
+        {"_id": subscription_id, "last_notification_at": {"$not": {"$gte": at}}},
         {"$set": {"last_notification_at": at}},
     )
 
 
-def listing(db: Database, status: str | None = None) -> Iterator[dict]:
-    """Every subscription (optionally of one status), soonest expiry first: for operators."""
-    query = {"status": status} if status else {}
-    return db.subscriptions.find(query, sort=[("expires_at", ASCENDING)]).hint("expires_at")
+def listing(db: Database, status: str | None = None) -> list[Subscription]:
+    """Every subscription (optionally of one status), soonest expiry first: for the CLI."""
+    if status:
+        found = db.subscriptions.find({"status": status}, sort=[("expires_at", ASCENDING)]).hint(BY_STATUS_AND_EXPIRY)
+    else:
+        found = db.subscriptions.find({}, sort=[("expires_at", ASCENDING)]).hint("expires_at")
+    return [Subscription.from_doc(doc) for doc in found]
 
 
-def get_many(db: Database, subscription_ids: list[str]) -> Iterator[dict]:
-    return db.subscriptions.find({"_id": {"$in": subscription_ids}})
+def get_many(db: Database, subscription_ids: list[str]) -> list[Subscription]:
+    return [Subscription.from_doc(doc) for doc in db.subscriptions.find({"_id": {"$in": subscription_ids}})]
 
 
 def users_with_live_subscription(db: Database) -> set[str]:
     """Owners of active or failing subscriptions (a one-time migration; sweeps use the user marker)."""
-    return set(db.subscriptions.distinct("user_id", {"status": {"$in": [ACTIVE, FAILING]}}))
+    return set(db.subscriptions.distinct("user_id", {"status": {"$in": LIVE}}))

@@ -1,18 +1,23 @@
-"""Users: one document per connected Microsoft account, keyed by the Graph user id (oid)."""
+"""Users: one document per connected Microsoft account, keyed by the Graph user id (oid).
+
+Readers get :class:`~service.store.records.User` records; writers are named for what they change, so no
+caller needs to know the document's shape (docs/design.md has it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 
 from service.store import utcnow
+from service.store.records import ConnectionStatus, User
 
-CONNECTED = "connected"
-NEEDS_RECONNECT = "needs_reconnect"
-DISCONNECTED = "disconnected"
+CONNECTED = ConnectionStatus.CONNECTED.value
+NEEDS_RECONNECT = ConnectionStatus.NEEDS_RECONNECT.value
+DISCONNECTED = ConnectionStatus.DISCONNECTED.value
 
 BY_STATUS_AND_LAST_SYNC = "status_last_sync"
 MISSING_SUBSCRIPTION = "subscription_missing_since"
@@ -31,26 +36,30 @@ INDEXES = {
 RETIRED_INDEXES = {"users": ["connection_status"]}
 
 
-def get(db: Database, user_id: str) -> dict | None:
-    return db.users.find_one({"_id": user_id})
+def _record(doc: dict | None) -> User | None:
+    return User.from_doc(doc) if doc else None
 
 
-def by_email(db: Database, email: str) -> dict | None:
-    return db.users.find_one({"email": email.strip().lower()})
+def get(db: Database, user_id: str) -> User | None:
+    return _record(db.users.find_one({"_id": user_id})) if isinstance(user_id, str) else None
 
 
-def find(db: Database, email_or_id: str) -> dict | None:
+def by_email(db: Database, email: str) -> User | None:
+    return _record(db.users.find_one({"email": email.strip().lower()}))
+
+
+def find(db: Database, email_or_id: str) -> User | None:
     """Look a user up by Graph id or by email (the API accepts either)."""
     return get(db, email_or_id) or by_email(db, email_or_id)
 
 
 def upsert_from_graph(
     db: Database, me: dict, tenant_id: str, home_account_id: str, now: datetime | None = None
-) -> dict:
+) -> User:
     """Create or refresh a user from Graph's /me; (re)connecting keeps identity, history and preferences."""
     now = now or utcnow()
     email = (me.get("mail") or me.get("userPrincipalName") or "").strip().lower()
-    return db.users.find_one_and_update(
+    return User.from_doc(db.users.find_one_and_update(
         {"_id": me["id"]},
         {
             "$set": {
@@ -73,29 +82,19 @@ def upsert_from_graph(
         },
         upsert=True,
         return_document=ReturnDocument.AFTER,
-    )
+    ))
 
 
 def set_connection_status(
-    db: Database, user_id: str, status: str, reason: str | None = None, now: datetime | None = None
-) -> dict | None:
-    """Record a connection state change; returns the document as it was before (None if unknown)."""
+    db: Database, user_id: str, status: ConnectionStatus, reason: str | None = None, now: datetime | None = None
+) -> User | None:
+    """Record a connection state change; returns the user as they were before (None if unknown)."""
     now = now or utcnow()
-    return db.users.find_one_and_update(
+    return _record(db.users.find_one_and_update(
         {"_id": user_id},
-        {"$set": {"connection.status": status, "connection.reason": reason, "connection.since": now,
+        {"$set": {"connection.status": str(status), "connection.reason": reason, "connection.since": now,
                   "updated_at": now}},
-    )
-
-
-def connected_ids(db: Database) -> list[str]:
-    """Ids of every connected user (migrations only: sweeps read indexed subsets)."""
-    return [u["_id"] for u in db.users.find({"connection.status": CONNECTED}, {"_id": 1}).hint(BY_STATUS_AND_LAST_SYNC)]
-
-
-def update_fields(db: Database, user_id: str, fields: dict) -> None:
-    """Set dotted fields on one user (preferences, sync observability)."""
-    db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
+    ))
 
 
 def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime | None = None) -> bool:
@@ -109,14 +108,14 @@ def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime 
     return result.modified_count == 1
 
 
-def claim_reconnect_mail(db: Database, user_id: str, interval: timedelta, now: datetime | None = None) -> dict | None:
+def claim_reconnect_mail(db: Database, user_id: str, interval: timedelta, now: datetime | None = None) -> User | None:
     """Atomically take the right to send a reconnect mail (none sent within ``interval``).
 
-    Returns the user as it was before the claim, or None when a mail went out too recently or the user no
-    longer needs to reconnect.
+    Returns the user as they were before the claim, or None when a mail went out too recently or the user
+    no longer needs to reconnect.
     """
     now = now or utcnow()
-    return db.users.find_one_and_update(
+    return _record(db.users.find_one_and_update(
         {
             "_id": user_id,
             "connection.status": NEEDS_RECONNECT,
@@ -126,7 +125,7 @@ def claim_reconnect_mail(db: Database, user_id: str, interval: timedelta, now: d
             ],
         },
         {"$set": {"connection.reconnect_mail_sent_at": now}},
-    )
+    ))
 
 
 def release_reconnect_mail(db: Database, user_id: str, claimed_at: datetime, previous: datetime | None) -> None:
@@ -137,6 +136,8 @@ def release_reconnect_mail(db: Database, user_id: str, claimed_at: datetime, pre
     )
 
 
+# ------------------------------------------------------------------ preferences
+
 def set_time_zone_if_unset(db: Database, user_id: str, time_zone: str) -> bool:
     """Take the browser's IANA zone as the user's preference unless one is already recorded."""
     result = db.users.update_one(
@@ -146,45 +147,111 @@ def set_time_zone_if_unset(db: Database, user_id: str, time_zone: str) -> bool:
     return result.modified_count == 1
 
 
-def purge_calendar_data(db: Database, user_id: str) -> dict[str, int]:
-    """Delete a disconnected user's stored events and sync cursor (the user document itself stays)."""
-    return {
-        "events": db.events.delete_many({"user_id": user_id}).deleted_count,
-        "sync_state": db.sync_state.delete_many({"_id": user_id}).deleted_count,
-    }
+def choose_time_zone(db: Database, user_id: str, time_zone: str) -> None:
+    """The user picked a zone on the settings page: it wins over anything inferred later."""
+    db.users.update_one({"_id": user_id}, {"$set": {"time_zone": time_zone, "time_zone_source": "user",
+                                                    "updated_at": utcnow()}})
 
 
-def connection_statuses(db: Database, user_ids: Iterable[str]) -> dict[str, str | None]:
-    """user_id → connection status, for a batch of users."""
+def record_inferred_time_zone(db: Database, user_id: str, graph_zone: str, iana: str) -> None:
+    """The zone the user's own meetings use most (Graph's name) and its IANA name."""
+    db.users.update_one({"_id": user_id}, {"$set": {"graph_time_zone": graph_zone, "time_zone": iana,
+                                                    "updated_at": utcnow()}})
+
+
+def set_digest_preferences(db: Database, user_id: str, *, enabled: bool | None = None, time: str | None = None,
+                           send_empty: bool | None = None) -> None:
+    """Change whichever digest preferences are given."""
+    fields = {f"digest.{name}": value for name, value in
+              (("enabled", enabled), ("time", time), ("send_empty", send_empty)) if value is not None}
+    if fields:
+        db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
+
+
+# ------------------------------------------------------------------ sync observability (users.sync)
+
+def touch_notification(db: Database, user_id: str, at: datetime) -> None:
+    """A change notification for this user arrived at ``at``."""
+    db.users.update_one({"_id": user_id}, {"$set": {"sync.last_notification_at": at}})
+
+
+def record_sync_success(db: Database, user_id: str, now: datetime, result: str, lag_seconds: float | None) -> None:
+    """A sync round finished: last time, result, lag (event change → stored); consecutive errors reset."""
+    fields: dict = {"sync.last_sync_at": now, "sync.last_result": result, "sync.last_error": None,
+                    "sync.error_count": 0, "updated_at": now}
+    if lag_seconds is not None:
+        fields["sync.lag_seconds"] = round(lag_seconds, 3)
+    db.users.update_one({"_id": user_id}, {"$set": fields})
+
+
+def record_sync_failure(db: Database, user_id: str, now: datetime, result: str, error: str) -> None:
+    """A sync round failed or was postponed; ``error`` is a short code, never a body or token."""
+    db.users.update_one(
+        {"_id": user_id},
+        {"$set": {"sync.last_attempt_at": now, "sync.last_result": result, "sync.last_error": error[:200],
+                  "updated_at": now},
+         "$inc": {"sync.error_count": 1, "sync.errors_total": 1}},
+    )
+
+
+def stale(db: Database, cutoff: datetime) -> list[str]:
+    """Connected users not synced since ``cutoff`` (Graph can drop notifications silently).
+
+    Two ranges of the (connection.status, sync.last_sync_at) index: never synced, and synced before.
+    """
+    found = []
+    for last in (None, {"$lt": cutoff}):
+        query = {"connection.status": CONNECTED, "sync.last_sync_at": last}
+        found += [u["_id"] for u in db.users.find(query, {"_id": 1}).hint(BY_STATUS_AND_LAST_SYNC)]
+    return found
+
+
+# ------------------------------------------------------------------ batches
+
+def connected_ids(db: Database) -> list[str]:
+    """Ids of every connected user (migrations only: sweeps read indexed subsets)."""
+    query = {"connection.status": CONNECTED}
+    return [u["_id"] for u in db.users.find(query, {"_id": 1}).hint(BY_STATUS_AND_LAST_SYNC)]
+
+
+def connected_among(db: Database, user_ids: Iterable[str]) -> set[str]:
+    """Which of ``user_ids`` are connected (one query by _id)."""
     found = db.users.find({"_id": {"$in": list(set(user_ids))}}, {"connection.status": 1})
-    return {u["_id"]: (u.get("connection") or {}).get("status") for u in found}
+    return {u["_id"] for u in found if (u.get("connection") or {}).get("status") == CONNECTED}
 
 
-def missing_subscriptions(db: Database) -> list[dict]:
+def missing_subscriptions(db: Database) -> list[User]:
     """Connected users without a subscription, for operators (the marker set above, so no scan)."""
-    return list(db.users.find({"subscription_missing_since": {"$exists": True}, "connection.status": CONNECTED},
-                              {"email": 1, "subscription_missing_since": 1}).hint(MISSING_SUBSCRIPTION))
+    query = {"subscription_missing_since": {"$exists": True}, "connection.status": CONNECTED}
+    return [User.from_doc(u) for u in db.users.find(query, {"email": 1, "subscription_missing_since": 1})
+            .hint(MISSING_SUBSCRIPTION)]
+
+
+def needing_reconnect(db: Database) -> list[User]:
+    query = {"connection.status": NEEDS_RECONNECT}
+    return [User.from_doc(u) for u in db.users.find(query, {"email": 1, "display_name": 1, "connection": 1})
+            .hint(BY_STATUS_AND_LAST_SYNC)]
 
 
 # ------------------------------------------------------------------ digest schedule (service.digest.plan)
 
-def set_next_digest(db: Database, user_id: str, local_date, instant: datetime | None) -> None:
+def set_next_digest(db: Database, user_id: str, local_date: date | None, instant: datetime | None) -> None:
     """Store the user's next digest (None, None: they get none until rescheduled)."""
     db.users.update_one({"_id": user_id}, {"$set": {
         "digest.next_date": local_date.isoformat() if local_date else None, "digest.next_at": instant}})
 
 
-def digests_due(db: Database, now: datetime, limit: int) -> list[dict]:
+def digests_due(db: Database, now: datetime, limit: int) -> list[User]:
     """Up to ``limit`` users whose next digest instant has come, earliest first (one index range)."""
-    return list(db.users.find({"digest.next_at": {"$lte": now}}, DIGEST_FIELDS).sort("digest.next_at", ASCENDING)
-                .limit(limit))
+    found = db.users.find({"digest.next_at": {"$lte": now}}, DIGEST_FIELDS).sort("digest.next_at", ASCENDING)
+    return [User.from_doc(u) for u in found.limit(limit)]
 
 
 DIGEST_FIELDS = {"_id": 1, "time_zone": 1, "graph_time_zone": 1, "digest": 1, "connection.status": 1}
 
 
 def advance_digest(db: Database, user_id: str, expected_at: datetime | None, handled_date: str | None,
-                   next_date, next_at: datetime | None) -> bool:
+                   next_date: date | None, next_at: datetime | None) -> bool:
     """Move a due user to their following digest if nobody else did since we read ``expected_at``."""
     result = db.users.update_one(
         {"_id": user_id, "digest.next_at": expected_at},

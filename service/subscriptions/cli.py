@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from service.cli_context import load_settings, runtime_from_env
+from service.store import subscriptions as store
+from service.subscriptions import mirror
+from service.subscriptions.certificate import create_certificate, default_paths
+from service.workers import queues
 
 
 def register(cli: click.Group) -> None:
@@ -22,11 +30,6 @@ def certs() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing certificate and key.")
 def create_cert(cert_path: str | None, key_path: str | None, days: int, force: bool) -> None:
     """Write a self-signed RSA 2048 certificate and private key for rich notifications."""
-    from pathlib import Path
-
-    from service.cli import load_settings
-    from service.webhooks.rich import create_certificate, default_paths
-
     default_cert, default_key = default_paths(load_settings())
     cert = Path(cert_path) if cert_path else default_cert
     key = Path(key_path) if key_path else default_key
@@ -47,35 +50,24 @@ def subscriptions() -> None:
 @click.option("--status", type=click.Choice(["active", "failing", "removed"]), default=None)
 def list_subscriptions(status: str | None) -> None:
     """Every subscription, soonest expiry first, with failures and the last error."""
-    from service.cli import runtime_from_env
-    from service.store import subscriptions as store
-
     rt = runtime_from_env()
     for row in store.listing(rt.db, status):
-        expires = row.get("expires_at")
         click.echo("\t".join([
-            row["_id"], row["user_id"], row.get("status") or "-",
-            expires.isoformat() if expires else "-", str(row.get("failures") or 0),
-            "rich" if row.get("rich") else "basic", row.get("last_error") or "",
+            row.id, row.user_id, str(row.status), row.expires_at.isoformat() if row.expires_at else "-",
+            str(row.failures), "rich" if row.rich else "basic", row.last_error or "",
         ]))
 
 
 @subscriptions.command("sweep")
 def sweep() -> None:
     """Queue the renewal sweep now (a worker runs it)."""
-    from service.cli import runtime_from_env
-    from service.workers import queues
-
     rt = runtime_from_env()
-    job = queues.enqueue(rt.redis, queues.MAINTENANCE, "service.subscriptions.jobs.renewal_sweep", retry=None)
+    job = queues.enqueue(rt.redis, queues.MAINTENANCE, queues.RENEWAL_SWEEP, retry=None)
     click.echo(f"queued renewal sweep {job.id}")
 
 
 @subscriptions.command("mirror")
-def mirror() -> None:
+def rebuild_mirror() -> None:
     """Rebuild the Redis mirror the webhook reads (after Redis lost its data)."""
-    from service.cli import runtime_from_env
-    from service.subscriptions import cache
-
     rt = runtime_from_env()
-    click.echo(f"mirrored {cache.rebuild(rt.redis, rt.db)} subscriptions")
+    click.echo(f"mirrored {mirror.rebuild(rt.redis, rt.db)} subscriptions")

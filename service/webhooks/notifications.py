@@ -7,12 +7,13 @@ SHA-256 digests, so the Redis mirror never holds the secret itself).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from service.subscriptions.mirror import SubscriptionRef, client_state_digest
 
 MAX_VALIDATION_TOKEN = 4096
 MAX_ITEMS = 5000
@@ -49,16 +50,6 @@ class Collection:
     malformed: int = 0
 
 
-@dataclass(frozen=True)
-class SubscriptionRef:
-    """What the receiver needs of one subscription: its owner and the digest of its clientState."""
-
-    subscription_id: str
-    user_id: str
-    client_state_digest: bytes
-    rich: bool = False
-
-
 @dataclass
 class Verdict:
     accepted: list[tuple[Notification, SubscriptionRef]] = field(default_factory=list)
@@ -68,10 +59,6 @@ class Verdict:
     def users(self) -> list[str]:
         """Distinct owners of the accepted notifications, in first-seen order."""
         return list(dict.fromkeys(ref.user_id for _, ref in self.accepted))
-
-
-def client_state_digest(client_state: str) -> bytes:
-    return hashlib.sha256(client_state.encode()).digest()
 
 
 def validation_token(args: Mapping[str, str]) -> str | None:

@@ -12,28 +12,30 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from pymongo.database import Database
+from redis import Redis
+
 from service.store import utcnow
-from service.subscriptions import cache
+from service.subscriptions import mirror
+from service.subscriptions.lifecycle import LIFECYCLE_PENDING, LIFECYCLE_PENDING_TTL
+from service.sync.requests import request_sync, request_syncs
 from service.webhooks.notifications import MALFORMED_ITEM, Collection, Notification, Verdict, verify
 from service.workers import queues
-from service.workers.jobs import request_sync, request_syncs
 
 log = logging.getLogger(__name__)
 
 STATS = "calsync:stats:webhook:{name}"
 SEEN_KEY = "calsync:webhook:seen:{user_id}"
 SEEN_EVERY = 60
-LIFECYCLE_PENDING = "calsync:lifecycle-pending:{subscription_id}:{event}"
-LIFECYCLE_PENDING_TTL = 600
 
 
 def stat_key(name: str) -> str:
     return STATS.format(name=name)
 
 
-def receive_changes(rt, collection: Collection) -> Verdict:
+def receive_changes(redis: Redis, db: Database, collection: Collection) -> Verdict:
     """Verify a change-notification collection and queue the work; returns what was kept and dropped."""
-    verdict = _verified(rt, collection)
+    verdict = _verified(redis, db, collection)
     rich, plain_users = defaultdict(list), []
     for item, ref in verdict.accepted:
         if ref.rich and collection.validation_tokens and (item.encrypted or item.change_type == "deleted"):
@@ -41,36 +43,34 @@ def receive_changes(rt, collection: Collection) -> Verdict:
         else:
             plain_users.append(ref.user_id)
     if plain_users:
-        request_syncs(rt, list(dict.fromkeys(plain_users)), "notification")
+        request_syncs(redis, list(dict.fromkeys(plain_users)), "notification")
     for user_id, items in rich.items():
-        queues.enqueue(rt.redis, queues.SYNC, "service.webhooks.jobs.apply_rich", user_id, items,
-                       list(collection.validation_tokens))
-    _record(rt, verdict, "accepted")
+        queues.enqueue(redis, queues.SYNC, queues.APPLY_RICH, user_id, items, list(collection.validation_tokens))
+    _record(redis, verdict, "accepted")
     return verdict
 
 
-def receive_lifecycle(rt, collection: Collection) -> Verdict:
+def receive_lifecycle(redis: Redis, db: Database, collection: Collection) -> Verdict:
     """Verify lifecycle notifications; ``missed`` asks for a sync, the others queue one job per subscription."""
-    verdict = _verified(rt, collection)
+    verdict = _verified(redis, db, collection)
     queued = set()
     for item, ref in verdict.accepted:
         event = item.lifecycle_event
         if event == "missed":
-            request_sync(rt, ref.user_id, "missed")
+            request_sync(redis, ref.user_id, "missed")
             continue
         if (ref.subscription_id, event) in queued:
             continue
         queued.add((ref.subscription_id, event))
         guard = LIFECYCLE_PENDING.format(subscription_id=ref.subscription_id, event=event)
-        if rt.redis.set(guard, 1, nx=True, ex=LIFECYCLE_PENDING_TTL):
-            queues.enqueue(rt.redis, queues.SUBSCRIPTIONS, "service.subscriptions.jobs.handle_lifecycle",
-                           ref.subscription_id, event)
-    _record(rt, verdict, "lifecycle")
+        if redis.set(guard, 1, nx=True, ex=LIFECYCLE_PENDING_TTL):
+            queues.enqueue(redis, queues.SUBSCRIPTIONS, queues.HANDLE_LIFECYCLE, ref.subscription_id, event)
+    _record(redis, verdict, "lifecycle")
     return verdict
 
 
-def _verified(rt, collection: Collection) -> Verdict:
-    refs = cache.lookup(rt.redis, rt.db, [item.subscription_id for item in collection.items])
+def _verified(redis: Redis, db: Database, collection: Collection) -> Verdict:
+    refs = mirror.lookup(redis, db, [item.subscription_id for item in collection.items])
     verdict = verify(collection.items, refs)
     if collection.malformed:
         verdict.dropped[MALFORMED_ITEM] += collection.malformed
@@ -84,10 +84,10 @@ def _rich_item(item: Notification) -> dict:
             "encrypted": dict(item.encrypted) if item.encrypted else None}
 
 
-def _record(rt, verdict: Verdict, accepted_name: str) -> None:
+def _record(redis: Redis, verdict: Verdict, accepted_name: str) -> None:
     """Count accepted and dropped items, and stamp each owner's last notification (throttled)."""
     now = utcnow()
-    pipe = rt.redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=False)
     pipe.incrby(stat_key(accepted_name), len(verdict.accepted))
     for reason, count in verdict.dropped.items():
         pipe.incrby(stat_key(f"dropped:{reason}"), count)
@@ -98,7 +98,6 @@ def _record(rt, verdict: Verdict, accepted_name: str) -> None:
     fresh_flags = results[len(results) - len(users):]
     for (user_id, subscription_id), fresh in zip(users.items(), fresh_flags, strict=True):
         if fresh:
-            queues.enqueue(rt.redis, queues.SYNC, "service.webhooks.jobs.record_notification",
-                           user_id, subscription_id, now.isoformat())
+            queues.enqueue(redis, queues.SYNC, queues.RECORD_NOTIFICATION, user_id, subscription_id, now.isoformat())
     if verdict.dropped:
         log.warning("dropped notifications: %s", ", ".join(f"{r}={c}" for r, c in sorted(verdict.dropped.items())))

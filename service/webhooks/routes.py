@@ -55,7 +55,8 @@ def _handle(receive, *, lifecycle: bool) -> Response:
         log.info("rejected a webhook body (%d bytes): %s", len(body), exc)
         return _plain(str(exc), 400)
     try:
-        receive(current_app.extensions["calsync"], collection)
+        rt = current_app.extensions["calsync"]
+        receive(rt.redis, rt.db, collection)
     except (RedisError, PyMongoError) as exc:
         log.error("could not queue %d notification(s), asking Graph to redeliver: %s",
                   len(collection.items), type(exc).__name__)

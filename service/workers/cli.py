@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
+from service.cli_context import runtime_from_env
+from service.store import sync_state, users, utcnow
+from service.sync import requests, sweeps
+from service.workers import jobs
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(sync_command)
@@ -16,31 +21,24 @@ def register(cli: click.Group) -> None:
 @click.option("--queue", "queue_only", is_flag=True, help="Only ask a worker to do it (as a notification would).")
 def sync_command(user: str, full: bool, queue_only: bool) -> None:
     """Sync USER (Graph id or email) now, in this process, and print what happened."""
-    from service.cli import runtime_from_env
-    from service.store import sync_state, users
-    from service.workers import jobs
-
     rt = runtime_from_env()
     found = users.find(rt.db, user)
     if found is None:
         raise click.ClickException("no such user")
     if full:
-        sync_state.clear(rt.db, found["_id"])
+        sync_state.clear(rt.db, found.id)
     if queue_only:
-        queued = jobs.request_sync(rt, found["_id"], "cli")
+        queued = requests.request_sync(rt.redis, found.id, "cli")
         click.echo("queued" if queued else "a sync is already pending")
         return
-    outcome = jobs.sync_user(found["_id"])
-    info = (users.get(rt.db, found["_id"]) or {}).get("sync") or {}
-    click.echo(f"{outcome}: last_result={info.get('last_result')} lag_seconds={info.get('lag_seconds')} "
-               f"error_count={info.get('error_count')}")
+    outcome = jobs.sync_user(found.id)
+    info = users.get(rt.db, found.id).sync
+    click.echo(f"{outcome}: last_result={info.last_result} lag_seconds={info.lag_seconds} "
+               f"error_count={info.error_count}")
 
 
 @click.command("reconcile")
 def reconcile_command() -> None:
     """Queue a delta sync for every user not synced for CALSYNC_RECONCILE_HOURS."""
-    from service.cli import runtime_from_env
-    from service.workers import jobs
-
-    runtime_from_env()
-    click.echo(f"{jobs.reconcile_sweep()} syncs requested")
+    rt = runtime_from_env()
+    click.echo(f"{sweeps.reconcile(rt.db, rt.redis, rt.settings, utcnow())} syncs requested")

@@ -22,9 +22,25 @@ log = logging.getLogger(__name__)
 
 class ThreadWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
+    POLL_SECONDS = 1
 
     def _install_signal_handlers(self) -> None:
         """The main thread owns signals; InProcessWorker.stop() asks us to stop instead."""
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """Wait for a job in short polls so that a stop request is seen within a second.
+
+        RQ's own wait blocks until a job arrives and only a signal handler can interrupt it; a thread has
+        none. Returning None ends ``work()``, so this only does when asked to stop (or RQ's own
+        ``max_idle_time`` ran out, as in a burst).
+        """
+        if timeout is None or max_idle_time is not None:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(self.POLL_SECONDS, max_idle_time=self.POLL_SECONDS)
+            if result is not None:
+                return result
+        return None
 
 
 def work_burst(connection: Redis, names: tuple[str, ...] = queues.ALL) -> bool:
@@ -46,18 +62,15 @@ def enqueue_due_scheduled(connection: Redis, names: tuple[str, ...] = queues.ALL
 
 
 class InProcessWorker:
-    """The embedded worker thread: a registered, long-lived worker (operators see it) until stopped.
+    """The embedded worker thread: one registered, long-lived worker (operators see it) until stopped.
 
-    RQ's blocking dequeue cannot be interrupted, so the worker leaves after ``idle_seconds`` without work
-    and is started again; ``stop()`` also asks the running one to leave after its current job. Due
-    scheduled jobs are moved by ``scheduled_forever`` in its own thread, since a busy worker never
-    returns to do it.
+    ``stop()`` asks it to leave after its current job (seen within a second). Due scheduled jobs are
+    moved by ``scheduled_forever`` in its own thread, since a busy worker never returns to do it.
     """
 
-    def __init__(self, connection: Redis, stop: threading.Event, idle_seconds: int = 1):
+    def __init__(self, connection: Redis, stop: threading.Event):
         self.connection = connection
         self.stop_event = stop
-        self.idle_seconds = idle_seconds
         self.current: ThreadWorker | None = None
 
     def run(self) -> None:
@@ -65,7 +78,7 @@ class InProcessWorker:
             self.current = ThreadWorker([queues.get_queue(n, self.connection) for n in queues.ALL],
                                         connection=self.connection)
             try:
-                self.current.work(burst=False, max_idle_time=self.idle_seconds, logging_level="WARNING")
+                self.current.work(burst=False, logging_level="WARNING")
             except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
                 log.exception("in-process worker loop failed; retrying")
                 self.stop_event.wait(1.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job
@@ -17,6 +15,25 @@ ALL = (SYNC, SUBSCRIPTIONS, DIGEST, MAINTENANCE)
 
 DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
 
+# The RQ entry points (service/workers/jobs.py), named here so that domain code enqueues work without
+# importing the adapters that sit above it. tests/foundation/test_queues.py resolves every one.
+_JOBS = "service.workers.jobs."
+SYNC_USER = _JOBS + "sync_user"
+APPLY_RICH = _JOBS + "apply_rich"
+RECORD_NOTIFICATION = _JOBS + "record_notification"
+ENSURE_SUBSCRIPTION = _JOBS + "ensure_subscription"
+HANDLE_LIFECYCLE = _JOBS + "handle_lifecycle"
+RENEW_SUBSCRIPTION = _JOBS + "renew_subscription"
+RENEWAL_SWEEP = _JOBS + "renewal_sweep"
+RECONCILE_SWEEP = _JOBS + "reconcile_sweep"
+WINDOW_ROLL_SWEEP = _JOBS + "window_roll_sweep"
+DIGEST_TICK = _JOBS + "digest_tick"
+SEND_DIGEST = _JOBS + "send_digest"
+SEND_RECONNECT_MAIL = _JOBS + "send_reconnect_mail"
+PING = _JOBS + "ping"
+JOB_NAMES = (SYNC_USER, APPLY_RICH, RECORD_NOTIFICATION, ENSURE_SUBSCRIPTION, HANDLE_LIFECYCLE, RENEW_SUBSCRIPTION,
+             RENEWAL_SWEEP, RECONCILE_SWEEP, WINDOW_ROLL_SWEEP, DIGEST_TICK, SEND_DIGEST, SEND_RECONNECT_MAIL, PING)
+
 
 def get_queue(name: str, connection: Redis) -> Queue:
     if name not in ALL:
@@ -27,7 +44,7 @@ def get_queue(name: str, connection: Redis) -> Queue:
 def enqueue(
     connection: Redis,
     queue: str,
-    func: Callable | str,
+    func: str,
     *args,
     retry: Retry | None = DEFAULT_RETRY,
     job_timeout: int = 300,

@@ -1,7 +1,8 @@
 """The scheduler process: enqueues periodic jobs; exactly one acts even if several run.
 
-Leadership is a Redis lease (SET NX PX, renewed by the holder, taken over when it lapses). Each
-periodic task's last run is kept in Redis, so a new leader does not re-run what the old one just did.
+Leadership is the scheduler's lock (``service.locks``, owned by this scheduler's identity, kept alive on
+every tick, taken over when it lapses). Each periodic task's last run is kept in Redis, so a new leader
+does not re-run what the old one just did.
 RQ's own ``rq cron`` is not used because it has no lock: two of them enqueue everything twice.
 """
 
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from service import locks
 from service.workers import queues
-from service.workers.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +31,28 @@ LEASE_SECONDS = 30
 class Periodic:
     name: str
     every_seconds: int
-    func: str          # dotted path, so this module imports no domain code
+    func: str          # a job name from service.workers.queues
     queue: str
 
 
 PERIODIC: tuple[Periodic, ...] = (
-    Periodic("renewal-sweep", 300, "service.subscriptions.jobs.renewal_sweep", queues.MAINTENANCE),
-    Periodic("reconcile-sweep", 900, "service.workers.jobs.reconcile_sweep", queues.MAINTENANCE),
-    Periodic("window-roll", 3600, "service.workers.jobs.window_roll_sweep", queues.MAINTENANCE),
-    Periodic("digest-tick", 60, "service.digest.jobs.digest_tick", queues.DIGEST),
+    Periodic("renewal-sweep", 300, queues.RENEWAL_SWEEP, queues.MAINTENANCE),
+    Periodic("reconcile-sweep", 900, queues.RECONCILE_SWEEP, queues.MAINTENANCE),
+    Periodic("window-roll", 3600, queues.WINDOW_ROLL_SWEEP, queues.MAINTENANCE),
+    Periodic("digest-tick", 60, queues.DIGEST_TICK, queues.DIGEST),
 )
+
 
 class Scheduler:
     def __init__(self, connection: Redis, tasks: tuple[Periodic, ...] = PERIODIC, identity: str | None = None):
         self.connection = connection
         self.tasks = tasks
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        self.lease = Lease(connection, LEADER_KEY, self.identity, LEASE_SECONDS * 1000)
+        self.lock = locks.lock(connection, LEADER_KEY, LEASE_SECONDS, token=self.identity)
 
     def is_leader(self) -> bool:
-        """Take or keep the lease; True if this scheduler may act now."""
-        return self.lease.acquire()
+        """Take or keep the lock; True if this scheduler may act now."""
+        return locks.take(self.lock)
 
     def tick(self, now: float | None = None) -> list[str]:
         """Enqueue every task that is due; returns their names. Does nothing unless leader."""
@@ -71,7 +73,8 @@ class Scheduler:
         return enqueued
 
     def resign(self) -> None:
-        self.lease.release()
+        if self.lock.owned():
+            locks.release(self.lock)
 
     def run(self, stop: threading.Event, interval: float = 5.0) -> None:
         """Tick until ``stop`` is set; Redis errors are logged and retried, never fatal."""

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.auth import idtoken
+from service.identity import idtoken
 from service.store import tenants
 from tests.support.connect import browser_session, connect_session, emulated_user, sign_in_at_emulator
 
@@ -111,7 +111,8 @@ def signed(stack, **changes) -> str:
 
 
 def test_a_genuine_id_token_is_accepted(stack):
-    assert idtoken.validate(stack.runtime, signed(stack), NONCE)["oid"] == "6f1c2a9e-0000-4000-8000-000000000001"
+    claims = idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)
+    assert claims["oid"] == "6f1c2a9e-0000-4000-8000-000000000001"
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -125,7 +126,7 @@ def test_a_genuine_id_token_is_accepted(stack):
 ])
 def test_an_id_token_failing_a_check_is_rejected(stack, changes, reason):
     with pytest.raises(idtoken.IdTokenInvalid, match=reason):
-        idtoken.validate(stack.runtime, signed(stack, **changes), NONCE)
+        idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack, **changes), NONCE)
 
 
 def test_an_id_token_signed_by_another_key_is_rejected(stack):
@@ -134,18 +135,18 @@ def test_an_id_token_signed_by_another_key_is_rejected(stack):
     forged = jwt.encode(claims(stack), key, algorithm="RS256", headers={"kid": kid})
 
     with pytest.raises(idtoken.IdTokenInvalid):
-        idtoken.validate(stack.runtime, forged, NONCE)
+        idtoken.validate(stack.runtime.settings, stack.runtime.http, forged, NONCE)
 
 
 @pytest.mark.parametrize("raw", ["", "a.b", "not.a.jwt", None,
                                  jwt.encode({"x": 1}, "k" * 32, algorithm="HS256")])
 def test_malformed_or_unsigned_id_tokens_are_rejected(stack, raw):
     with pytest.raises(idtoken.IdTokenInvalid):
-        idtoken.validate(stack.runtime, raw, NONCE)
+        idtoken.validate(stack.runtime.settings, stack.runtime.http, raw, NONCE)
 
 
 def test_a_rotated_signing_key_is_fetched_once_and_accepted(stack):
-    idtoken.validate(stack.runtime, signed(stack), NONCE)  # caches the JWKS
+    idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)  # caches the JWKS
     stack.emulator.control.request("POST", "/identity/rotate-signing-key")
 
-    assert idtoken.validate(stack.runtime, signed(stack), NONCE)["tid"]
+    assert idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)["tid"]

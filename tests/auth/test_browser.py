@@ -34,8 +34,8 @@ def test_a_user_connects_their_calendar_in_a_real_browser(stack, page):
 
     assert page.get_by_role("heading", level=1).inner_text() == "Your calendar is connected"
     user = users.get(stack.runtime.db, alice["id"])
-    assert user["connection"]["status"] == users.CONNECTED
-    assert user["time_zone"] == "America/Los_Angeles"  # the browser's zone, sent with the connect form
+    assert user.connection.status == users.CONNECTED
+    assert user.time_zone == "America/Los_Angeles"  # the browser's zone, sent with the connect form
     cookie = next(c for c in page.context.cookies() if c["name"] == "calsync_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Lax"
 
@@ -45,7 +45,7 @@ def test_a_user_connects_their_calendar_in_a_real_browser(stack, page):
     page.get_by_role("button", name="Disconnect").click()
 
     assert page.get_by_role("heading", level=1).inner_text() == "Your calendar is disconnected"
-    assert users.get(stack.runtime.db, alice["id"])["connection"]["status"] == users.DISCONNECTED
+    assert users.get(stack.runtime.db, alice["id"]).connection.status == users.DISCONNECTED
 
 
 @pytest.mark.browser

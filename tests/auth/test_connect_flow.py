@@ -5,9 +5,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from service.auth import crypto
+from service.identity import crypto
 from service.store import users
-from service.workers.queues import SUBSCRIPTIONS, get_queue
+from service.workers.queues import ENSURE_SUBSCRIPTION, SUBSCRIPTIONS, get_queue
 from tests.support.connect import (
     browser_session,
     connect_session,
@@ -52,14 +52,13 @@ def test_connecting_stores_the_user_an_encrypted_cache_and_queues_the_first_sync
 
     user = users.get(stack.runtime.db, user_id)
     assert user_id == alice["id"]
-    assert user["tenant_id"] == alice["tenant_id"]
-    assert (user["email"], user["display_name"], user["time_zone"]) == (
-        "alice@contoso.com", "Alice Liddell", "Europe/Paris")
-    assert user["connection"]["status"] == users.CONNECTED
-    assert user["connection"]["home_account_id"] == f"{alice['id']}.{alice['tenant_id']}"
+    assert user.tenant_id == alice["tenant_id"]
+    assert (user.email, user.display_name, user.time_zone) == ("alice@contoso.com", "Alice Liddell", "Europe/Paris")
+    assert user.connection.status == users.CONNECTED
+    assert user.connection.home_account_id == f"{alice['id']}.{alice['tenant_id']}"
+    assert user.digest.next_at is not None   # the first digest is planned
     queued = get_queue(SUBSCRIPTIONS, stack.runtime.redis).jobs
-    assert [(j.func_name, j.args) for j in queued] == [("service.subscriptions.jobs.ensure_subscription",
-                                                        (user_id,))]
+    assert [(j.func_name, j.args) for j in queued] == [(ENSURE_SUBSCRIPTION, (user_id,))]
     assert list(stack.runtime.redis.scan_iter("calsync:auth-flow:*")) == []  # the PKCE flow is one-time
     status = session.get(f"{stack.url}/connections/me", timeout=10)
     assert status.status_code == 200 and "Connected" in status.text and "alice@contoso.com" in status.text
@@ -164,7 +163,7 @@ def test_a_bogus_browser_time_zone_is_ignored(stack):
 
     user_id = connect_user(stack, alice["id"], time_zone="../../etc/passwd")
 
-    assert users.get(stack.runtime.db, user_id)["time_zone"] is None
+    assert users.get(stack.runtime.db, user_id).time_zone is None
 
 
 def test_status_is_401_for_a_visitor_who_is_not_signed_in(stack):

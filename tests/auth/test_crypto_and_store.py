@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 
-from service.auth import crypto
 from service.config import Settings
-from service.store import tenants, users, utcnow
+from service.identity import crypto
+from service.store import events, sync_state, tenants, users, utcnow
 from service.store import tokens as token_store
 
 OLD_KEY = Fernet.generate_key().decode()
@@ -85,9 +85,9 @@ def test_only_the_first_failure_moves_a_connected_user_to_needs_reconnect(db):
 
     user = users.get(db, ME["id"])
     assert (first, second) == (True, False)
-    assert user["connection"]["status"] == users.NEEDS_RECONNECT
-    assert user["connection"]["reason"] == "invalid_grant"
-    assert user["connection"]["since"] is not None
+    assert user.connection.status == users.NEEDS_RECONNECT
+    assert user.connection.reason == "invalid_grant"
+    assert user.connection.since is not None
 
 
 def test_a_disconnected_user_is_not_flipped_to_needs_reconnect(db):
@@ -95,7 +95,7 @@ def test_a_disconnected_user_is_not_flipped_to_needs_reconnect(db):
     users.set_connection_status(db, ME["id"], users.DISCONNECTED)
 
     assert users.mark_needs_reconnect(db, ME["id"], "invalid_grant") is False
-    assert users.get(db, ME["id"])["connection"]["status"] == users.DISCONNECTED
+    assert users.get(db, ME["id"]).connection.status == users.DISCONNECTED
 
 
 def test_the_reconnect_mail_can_be_claimed_once_per_24_hours_and_survives_a_reconnect(db):
@@ -126,17 +126,18 @@ def test_a_released_claim_lets_a_retry_send_the_mail(db):
 
 def test_reconnecting_keeps_identity_history_and_preferences(db):
     first = users.upsert_from_graph(db, ME, "tid", "home")
-    users.update_fields(db, ME["id"], {"digest.time": "07:15", "time_zone": "Europe/London"})
+    users.set_digest_preferences(db, ME["id"], time="07:15")
+    users.choose_time_zone(db, ME["id"], "Europe/London")
     users.set_connection_status(db, ME["id"], users.DISCONNECTED)
 
     again = users.upsert_from_graph(db, {**ME, "displayName": "Ada King"}, "tid", "home")
 
-    assert again["created_at"] == first["created_at"]
-    assert again["digest"]["time"] == "07:15"
-    assert again["time_zone"] == "Europe/London"
-    assert again["display_name"] == "Ada King"
-    assert again["email"] == "ada@contoso.com"
-    assert again["connection"]["status"] == users.CONNECTED
+    assert again.created_at == first.created_at
+    assert again.digest.time == "07:15"
+    assert again.time_zone == "Europe/London"
+    assert again.display_name == "Ada King"
+    assert again.email == "ada@contoso.com"
+    assert again.connection.status == users.CONNECTED
 
 
 def test_the_browser_time_zone_only_fills_an_empty_preference(db):
@@ -144,15 +145,17 @@ def test_the_browser_time_zone_only_fills_an_empty_preference(db):
 
     assert users.set_time_zone_if_unset(db, ME["id"], "Europe/Paris") is True
     assert users.set_time_zone_if_unset(db, ME["id"], "Asia/Tokyo") is False
-    assert users.get(db, ME["id"])["time_zone"] == "Europe/Paris"
+    assert users.get(db, ME["id"]).time_zone == "Europe/Paris"
 
 
-def test_purging_deletes_only_that_users_events_and_cursor(db):
+def test_deleting_a_users_events_takes_their_tombstones_too(db):
     db.events.insert_many([{"user_id": "a", "graph_id": "1"}, {"user_id": "a", "graph_id": "2"},
                            {"user_id": "b", "graph_id": "1"}])
+    db.event_tombstones.insert_many([{"user_id": "a", "graph_id": "3"}, {"user_id": "b", "graph_id": "4"}])
     db.sync_state.insert_one({"_id": "a", "delta_link": "x"})
 
-    removed = users.purge_calendar_data(db, "a")
+    removed = events.delete_for_user(db, "a")
 
-    assert removed == {"events": 2, "sync_state": 1}
-    assert db.events.count_documents({}) == 1
+    assert removed == 2 and sync_state.clear(db, "a") == 1
+    assert [(e["user_id"], e["graph_id"]) for e in db.events.find({}, {"_id": 0})] == [("b", "1")]
+    assert [t["user_id"] for t in db.event_tombstones.find({})] == ["b"]

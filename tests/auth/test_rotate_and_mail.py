@@ -6,10 +6,13 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from service import runtime
-from service.auth import crypto, csrf
+from service import create_app
+from service.auth import cli as auth_cli
+from service.auth import csrf
 from service.auth.cli import rotate_all
-from service.auth.jobs import send_reconnect_mail
+from service.cli import cli
+from service.identity import crypto
+from service.identity.tokens import require_reconnect
 from service.runtime import Runtime
 from service.store import tokens as token_store
 from service.store import users
@@ -33,7 +36,7 @@ def test_rotation_rewrites_every_cache_under_the_first_key(old_rt, both_rt, make
     for n in range(3):
         token_store.save_blob(old_rt.db, f"user-{n}", crypto.encrypt(old_rt.settings, f'{{"n": {n}}}'))
 
-    report = rotate_all(both_rt)
+    report = rotate_all(both_rt.settings, both_rt.db)
 
     new_only = make_settings(token_keys=(NEW_KEY,))
     assert (report.rotated, report.unreadable) == (3, 0)
@@ -46,17 +49,15 @@ def test_rotation_counts_and_logs_unreadable_caches_without_stopping(both_rt, ca
     token_store.save_blob(both_rt.db, "bad", "gAAAAAtampered")
 
     with caplog.at_level(logging.ERROR):
-        report = rotate_all(both_rt)
+        report = rotate_all(both_rt.settings, both_rt.db)
 
     assert (report.rotated, report.unreadable) == (1, 1)
     assert "user bad cannot be decrypted" in caplog.text
 
 
 def test_the_rotate_keys_command_reports_and_fails_when_something_is_unreadable(both_rt, monkeypatch):
-    from service.cli import cli
-
     token_store.save_blob(both_rt.db, "good", crypto.encrypt(both_rt.settings, "{}"))
-    monkeypatch.setattr("service.cli.runtime_from_env", lambda: both_rt)
+    monkeypatch.setattr(auth_cli, "runtime_from_env", lambda: both_rt)
 
     ok = CliRunner().invoke(cli, ["rotate-keys"])
     token_store.save_blob(both_rt.db, "bad", "garbage")
@@ -70,7 +71,7 @@ def test_the_reconnect_mail_goes_out_once_with_the_connect_link(rt, smtp_inbox):
     users.upsert_from_graph(rt.db, ME, "tid", "home")
     users.mark_needs_reconnect(rt.db, ME["id"], "invalid_grant")
 
-    sent = [send_reconnect_mail(ME["id"]), send_reconnect_mail(ME["id"])]
+    sent = [rt.connections.send_reconnect_mail(ME["id"]), rt.connections.send_reconnect_mail(ME["id"])]
 
     assert sent == [True, False]
     assert len(smtp_inbox.messages) == 1
@@ -82,26 +83,19 @@ def test_the_reconnect_mail_goes_out_once_with_the_connect_link(rt, smtp_inbox):
 def test_no_reconnect_mail_for_a_user_who_is_connected(rt, smtp_inbox):
     users.upsert_from_graph(rt.db, ME, "tid", "home")
 
-    assert send_reconnect_mail(ME["id"]) is False
+    assert rt.connections.send_reconnect_mail(ME["id"]) is False
     assert smtp_inbox.messages == []
 
 
 def test_a_failed_send_gives_the_claim_back_for_the_retry(make_settings, db, redis_conn, smtp_inbox):
     broken = Runtime(make_settings(smtp_url="smtp://127.0.0.1:1", http_timeout=2), db=db, redis_conn=redis_conn)
-    runtime.install(broken)
-    try:
-        users.upsert_from_graph(db, ME, "tid", "home")
-        users.mark_needs_reconnect(db, ME["id"], "invalid_grant")
-        with pytest.raises(OSError):
-            send_reconnect_mail(ME["id"])
-    finally:
-        runtime.install(None)
+    users.upsert_from_graph(db, ME, "tid", "home")
+    users.mark_needs_reconnect(db, ME["id"], "invalid_grant")
+    with pytest.raises(OSError):
+        broken.connections.send_reconnect_mail(ME["id"])
+
     working = Runtime(make_settings(), db=db, redis_conn=redis_conn)
-    runtime.install(working)
-    try:
-        assert send_reconnect_mail(ME["id"]) is True
-    finally:
-        runtime.install(None)
+    assert working.connections.send_reconnect_mail(ME["id"]) is True
     assert len(smtp_inbox.messages) == 1
 
 
@@ -118,8 +112,6 @@ def test_csrf_tokens_match_only_the_sessions_own(app):
 
 
 def test_the_session_cookie_is_secure_when_calsync_is_served_over_https(make_settings, db, redis_conn):
-    from service import create_app
-
     app = create_app(runtime=Runtime(make_settings(public_url="https://calsync.example"), db=db,
                                      redis_conn=redis_conn))
 
@@ -146,14 +138,12 @@ def test_signing_out_needs_the_csrf_token_and_clears_the_session(client, rt):
 
 
 def test_require_reconnect_marks_once_and_queues_one_mail(rt, smtp_inbox, run_jobs):
-    from service.auth.tokens import require_reconnect
-
     users.upsert_from_graph(rt.db, ME, "tid", "home")
 
-    first = require_reconnect(rt, ME["id"], "Graph refused a fresh token")
-    second = require_reconnect(rt, ME["id"], "Graph refused a fresh token")
+    first = require_reconnect(rt.db, rt.redis, ME["id"], "Graph refused a fresh token")
+    second = require_reconnect(rt.db, rt.redis, ME["id"], "Graph refused a fresh token")
     run_jobs()
 
     assert (first, second) == (True, False)
-    assert users.get(rt.db, ME["id"])["connection"]["reason"] == "Graph refused a fresh token"
+    assert users.get(rt.db, ME["id"]).connection.reason == "Graph refused a fresh token"
     assert len(smtp_inbox.messages) == 1

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 
-from service.auth import crypto
-from service.auth.tokens import ReconnectRequired, access_token, graph_for
+from service.auth.cli import rotate_all
+from service.identity import crypto
+from service.identity.tokens import ReconnectRequired
 from service.runtime import Runtime
 from service.store import users
+from service.workers import jobs as worker_jobs
 from service.workers.inprocess import work_burst
 from service.workers.queues import MAINTENANCE, get_queue
 from tests.support.connect import connect_session, connect_user, emulated_user
@@ -40,8 +42,8 @@ def test_a_cached_token_is_served_without_rewriting_the_cache(stack):
     user_id = connect_user(stack, alice["id"])
     before = stack.runtime.db.token_caches.find_one({"_id": user_id})
 
-    token = access_token(stack.runtime, user_id)
-    again = access_token(stack.runtime, user_id)
+    token = stack.runtime.tokens.access_token(user_id)
+    again = stack.runtime.tokens.access_token(user_id)
 
     after = stack.runtime.db.token_caches.find_one({"_id": user_id})
     assert token == again
@@ -54,10 +56,10 @@ def test_an_expiring_access_token_is_refreshed_and_the_new_cache_stored(stack):
     user_id = connect_user(stack, alice["id"])
     first_blob = blob_of(stack, user_id)
 
-    token = access_token(stack.runtime, user_id)
+    token = stack.runtime.tokens.access_token(user_id)
 
     assert blob_of(stack, user_id) != first_blob
-    me = graph_for(stack.runtime, user_id).get_json("/me")
+    me = stack.runtime.tokens.graph(user_id).get_json("/me")
     assert me["id"] == alice["id"] and token
     grants = stack.emulator.control.request("GET", "/identity/grants", params={"user_id": alice["id"]})["value"]
     assert len(grants) == 1  # the refresh token rotated: one live grant, not two
@@ -74,7 +76,7 @@ def test_workers_refreshing_the_same_user_at_once_all_get_a_token(stack):
     def worker():
         rt = Runtime(stack.settings, db=stack.runtime.db, redis_conn=stack.runtime.redis)
         try:
-            results.append(access_token(rt, user_id))
+            results.append(rt.tokens.access_token(user_id))
         except Exception as exc:  # collected for the assertion below
             errors.append(exc)
 
@@ -86,7 +88,7 @@ def test_workers_refreshing_the_same_user_at_once_all_get_a_token(stack):
 
     assert errors == []
     assert len(results) == 6
-    assert users.get(stack.runtime.db, user_id)["connection"]["status"] == users.CONNECTED
+    assert users.get(stack.runtime.db, user_id).connection.status == users.CONNECTED
 
 
 def test_a_revoked_grant_marks_needs_reconnect_and_mails_the_user_once(stack, smtp_inbox):
@@ -95,16 +97,16 @@ def test_a_revoked_grant_marks_needs_reconnect_and_mails_the_user_once(stack, sm
     assert revoke(stack, alice["id"]) == 1
 
     with pytest.raises(ReconnectRequired) as first:
-        access_token(stack.runtime, user_id, force_refresh=True)
+        stack.runtime.tokens.access_token(user_id, force_refresh=True)
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id, force_refresh=True)  # no second refresh, no second mail
+        stack.runtime.tokens.access_token(user_id, force_refresh=True)  # no second refresh, no second mail
     send_mail_jobs(stack)
     send_mail_jobs(stack)
 
-    connection = users.get(stack.runtime.db, user_id)["connection"]
+    connection = users.get(stack.runtime.db, user_id).connection
     assert first.value.reason == "invalid_grant"
-    assert (connection["status"], connection["reason"]) == (users.NEEDS_RECONNECT, "invalid_grant")
-    assert connection["since"] is not None
+    assert (connection.status, connection.reason) == (users.NEEDS_RECONNECT, "invalid_grant")
+    assert connection.since is not None
     assert len(smtp_inbox.messages) == 1
     assert smtp_inbox.messages[0]["To"] == "alice@contoso.com"
     assert f"{stack.url}/connect" in smtp_inbox.messages[0].get_content()
@@ -113,33 +115,33 @@ def test_a_revoked_grant_marks_needs_reconnect_and_mails_the_user_once(stack, sm
 def test_reconnecting_restores_the_user_and_a_second_loss_within_a_day_sends_no_second_mail(stack, smtp_inbox):
     alice = emulated_user(stack, mail="alice@contoso.com")
     user_id = connect_user(stack, alice["id"])
-    created_at = users.get(stack.runtime.db, user_id)["created_at"]
+    created_at = users.get(stack.runtime.db, user_id).created_at
     stack.runtime.db.events.insert_one({"user_id": user_id, "graph_id": "kept", "subject": "1:1"})
     revoke(stack, alice["id"])
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id, force_refresh=True)
+        stack.runtime.tokens.access_token(user_id, force_refresh=True)
     send_mail_jobs(stack)
 
     page = connect_session(stack, alice["id"])[1].get(f"{stack.url}/connect", timeout=10)
     restored = users.get(stack.runtime.db, user_id)
-    token = access_token(stack.runtime, user_id, force_refresh=True)
+    token = stack.runtime.tokens.access_token(user_id, force_refresh=True)
     revoke(stack, alice["id"])
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id, force_refresh=True)
+        stack.runtime.tokens.access_token(user_id, force_refresh=True)
     send_mail_jobs(stack)
 
     assert page.status_code == 200
-    assert restored["connection"]["status"] == users.CONNECTED and token
-    assert restored["created_at"] == created_at
+    assert restored.connection.status == users.CONNECTED and token
+    assert restored.created_at == created_at
     assert stack.runtime.db.events.count_documents({"user_id": user_id}) == 1
     assert len(smtp_inbox.messages) == 1  # the second loss came within 24 h of the first mail
 
     stack.runtime.db.users.update_one({"_id": user_id}, {"$set": {
-        "connection.reconnect_mail_sent_at": restored["connection"]["reconnect_mail_sent_at"] - timedelta(hours=25)}})
+        "connection.reconnect_mail_sent_at": restored.connection.reconnect_mail_sent_at - timedelta(hours=25)}})
     connect_user(stack, alice["id"])
     revoke(stack, alice["id"])
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id, force_refresh=True)
+        stack.runtime.tokens.access_token(user_id, force_refresh=True)
     send_mail_jobs(stack)
 
     assert len(smtp_inbox.messages) == 2
@@ -152,13 +154,13 @@ def test_a_tampered_cache_is_logged_and_marks_needs_reconnect_instead_of_crashin
     stack.runtime.db.token_caches.update_one({"_id": user_id}, {"$set": {"blob": blob[:60] + "x" + blob[61:]}})
 
     with caplog.at_level(logging.ERROR), pytest.raises(ReconnectRequired) as raised:
-        access_token(stack.runtime, user_id)
+        stack.runtime.tokens.access_token(user_id)
     caplog.clear()
     with caplog.at_level(logging.ERROR), pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id)  # the next job gives up at once, quietly
+        stack.runtime.tokens.access_token(user_id)  # the next job gives up at once, quietly
 
     assert raised.value.reason == "token_cache_unreadable"
-    assert users.get(stack.runtime.db, user_id)["connection"]["status"] == users.NEEDS_RECONNECT
+    assert users.get(stack.runtime.db, user_id).connection.status == users.NEEDS_RECONNECT
     assert caplog.text == ""
     assert len(get_queue(MAINTENANCE, stack.runtime.redis).jobs) == 1  # one reconnect mail queued
 
@@ -170,11 +172,11 @@ def test_a_cache_under_an_unknown_key_is_logged_and_marks_needs_reconnect(stack,
                         db=stack.runtime.db, redis_conn=stack.runtime.redis)
 
     with caplog.at_level(logging.ERROR), pytest.raises(ReconnectRequired):
-        access_token(other_key, user_id)
+        other_key.tokens.access_token(user_id)
 
     assert "unreadable" in caplog.text and "CALSYNC_TOKEN_KEYS" in caplog.text
     assert blob_of(stack, user_id) not in caplog.text
-    assert users.get(stack.runtime.db, user_id)["connection"]["status"] == users.NEEDS_RECONNECT
+    assert users.get(stack.runtime.db, user_id).connection.status == users.NEEDS_RECONNECT
 
 
 def test_a_cache_that_decrypts_to_garbage_also_means_reconnect(stack):
@@ -184,7 +186,7 @@ def test_a_cache_that_decrypts_to_garbage_also_means_reconnect(stack):
         {"_id": user_id}, {"$set": {"blob": crypto.encrypt(stack.settings, "not json")}})
 
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id)
+        stack.runtime.tokens.access_token(user_id)
 
 
 def test_rotated_keys_keep_workers_running(stack):
@@ -194,14 +196,12 @@ def test_rotated_keys_keep_workers_running(stack):
     rotated_settings = stack.settings.with_overrides(token_keys=(new_key, *stack.settings.token_keys))
     rotated = Runtime(rotated_settings, db=stack.runtime.db, redis_conn=stack.runtime.redis)
 
-    from service.auth.cli import rotate_all
-
-    report = rotate_all(rotated)
+    report = rotate_all(rotated.settings, rotated.db)
     new_only = Runtime(stack.settings.with_overrides(token_keys=(new_key,)), db=stack.runtime.db,
                        redis_conn=stack.runtime.redis)
 
     assert report.rotated == 1
-    assert access_token(new_only, user_id, force_refresh=True)
+    assert new_only.tokens.access_token(user_id, force_refresh=True)
 
 
 def test_disconnecting_needs_the_csrf_token(stack):
@@ -211,7 +211,7 @@ def test_disconnecting_needs_the_csrf_token(stack):
     response = session.post(f"{stack.url}/connections/me/disconnect", data={"purge": "1"}, timeout=10)
 
     assert response.status_code == 403
-    assert users.get(stack.runtime.db, user_id)["connection"]["status"] == users.CONNECTED
+    assert users.get(stack.runtime.db, user_id).connection.status == users.CONNECTED
 
 
 @pytest.mark.parametrize("purge, events_left", [("0", 1), ("1", 0)])
@@ -226,20 +226,18 @@ def test_disconnecting_deletes_tokens_and_keeps_or_purges_events(stack, purge, e
                             timeout=30)
 
     assert response.status_code == 200 and "disconnected" in response.text
-    assert users.get(stack.runtime.db, user_id)["connection"]["status"] == users.DISCONNECTED
+    assert users.get(stack.runtime.db, user_id).connection.status == users.DISCONNECTED
     assert stack.runtime.db.token_caches.count_documents({"_id": user_id}) == 0
     assert stack.runtime.db.events.count_documents({"user_id": user_id}) == events_left
     with pytest.raises(ReconnectRequired):
-        access_token(stack.runtime, user_id)
+        stack.runtime.tokens.access_token(user_id)
 
 
 def test_disconnecting_deletes_the_graph_subscription(stack):
-    pytest.importorskip("service.subscriptions.jobs")
     alice = emulated_user(stack)
     user_id, session = connect_session(stack, alice["id"])
-    from service.subscriptions.jobs import ensure_subscription
 
-    ensure_subscription(user_id)
+    worker_jobs.ensure_subscription(user_id)
     assert [s["status"] for s in stack.emulator.control.subscriptions()] != ["deleted"]
     page = session.get(f"{stack.url}/connections/me", timeout=10).text
     token = page.split('name="csrf_token" value="')[1].split('"')[0]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from service.digest import plan
 from service.digest.people import import_rows
+from service.store import users
 
 
 def add_user(db, user_id="user-1", email="me@example.com", time_zone="UTC", graph_time_zone=None,
@@ -20,7 +21,7 @@ def add_user(db, user_id="user-1", email="me@example.com", time_zone="UTC", grap
            "created_at": now, "updated_at": now}
     db.users.insert_one(doc)
     plan.reschedule(db, user_id, "06:30", planned_at or now)
-    return doc
+    return users.get(db, user_id)
 
 
 def attendee(email, name=None, type_="required", response="accepted"):

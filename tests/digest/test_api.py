@@ -16,7 +16,7 @@ def seeded(db):
     add_people(db)
     for i in range(5):
         start = START + timedelta(hours=9 + i)
-        add_event(db, user["_id"], f"g{i}", start, start + timedelta(minutes=30), subject=f"Meeting {i}",
+        add_event(db, user.id, f"g{i}", start, start + timedelta(minutes=30), subject=f"Meeting {i}",
                   attendees=[attendee("ANA@example.com"), attendee("room@example.com", type_="resource"),
                              attendee("x@partner.example")])
     return user
@@ -35,7 +35,7 @@ def test_api_requires_the_bearer_token(client, headers, path):
 
 def test_user_by_email_or_graph_id(client, ops_headers, seeded):
     by_email = client.get("/api/users/ME@example.com", headers=ops_headers).get_json()
-    by_id = client.get(f"/api/users/{seeded['_id']}", headers=ops_headers).get_json()
+    by_id = client.get(f"/api/users/{seeded.id}", headers=ops_headers).get_json()
 
     assert by_email == by_id
     assert by_email["connection"]["status"] == "connected"
@@ -86,7 +86,7 @@ def test_bad_meeting_queries_are_400(client, ops_headers, seeded, query):
 
 def test_collaborators(client, ops_headers, seeded, db):
     now = datetime.now(UTC)
-    add_event(db, seeded["_id"], "recent", now - timedelta(days=2), now - timedelta(days=2, hours=-1),
+    add_event(db, seeded.id, "recent", now - timedelta(days=2), now - timedelta(days=2, hours=-1),
               attendees=[attendee("ben@example.com")])
 
     body = client.get("/api/users/me@example.com/collaborators?days=30", headers=ops_headers).get_json()

@@ -8,6 +8,8 @@ from werkzeug.serving import make_server
 
 from service import create_app
 from service.digest import links
+from service.runtime import Runtime
+from tests.conftest import _Deferred
 from tests.digest.factories import add_event, add_people, add_user, attendee
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -17,22 +19,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture
 def served(make_settings, db, redis_conn):
     """calsync on a real loopback port (public_url points at it, so digest links resolve)."""
-    from service import runtime as runtime_module
-    from service.runtime import Runtime
-    from tests.conftest import _Deferred
-
     holder = _Deferred()
     server = make_server("127.0.0.1", 0, holder, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     rt = Runtime(make_settings(public_url=url), db=db, redis_conn=redis_conn)
-    runtime_module.install(rt)
     holder.app = create_app(runtime=rt)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield rt
     server.shutdown()
     thread.join(timeout=5)
-    runtime_module.install(None)
 
 
 @pytest.mark.browser
@@ -42,9 +38,9 @@ def test_dashboard_renders_its_chart_in_headless_chromium(served, db, tmp_path):
     user = add_user(db, time_zone="America/Los_Angeles")
     add_people(db)
     start = datetime(2026, 7, 1, 17, 0, tzinfo=UTC)
-    event = add_event(db, user["_id"], "g-1", start, start + timedelta(hours=1), subject="Roadmap",
+    event = add_event(db, user.id, "g-1", start, start + timedelta(hours=1), subject="Roadmap",
                       attendees=[attendee("ana@example.com"), attendee("ben@example.com"), attendee("cy@example.com")])
-    url = links.dashboard_url(served.settings, str(event["_id"]), user["_id"], "g-1")
+    url = links.dashboard_url(served.settings, str(event["_id"]), user.id, "g-1")
     shot = tmp_path / "dashboard.png"
 
     with sync_playwright() as p:

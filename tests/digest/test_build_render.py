@@ -13,7 +13,7 @@ DAY = date(2026, 3, 8)  # spring-forward day in New York
 
 
 def _digest(db, events, user):
-    directory = Directory.for_emails(db, attendee_emails(events) | {user["email"]})
+    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     return build_digest(user, DAY, events, directory, [Collaborator("ana@example.com", "Ana", "x", 2.0, 3, 90)])
 
 
@@ -22,20 +22,20 @@ def test_digest_lists_the_local_day_in_local_time_skipping_cancelled_and_decline
     add_people(db)
     ny = lambda h, m=0: datetime(2026, 3, 8, h, m, tzinfo=UTC) + timedelta(hours=4)  # noqa: E731 (EDT)
     events = [
-        add_event(db, user["_id"], "late", ny(16), ny(17), subject="Planning",
+        add_event(db, user.id, "late", ny(16), ny(17), subject="Planning",
                   attendees=[attendee("ana@example.com"), attendee("stranger@partner.example", "Sam")]),
-        add_event(db, user["_id"], "early", datetime(2026, 3, 8, 6, 0, tzinfo=UTC),  # 01:00 EST
+        add_event(db, user.id, "early", datetime(2026, 3, 8, 6, 0, tzinfo=UTC),  # 01:00 EST
                   datetime(2026, 3, 8, 6, 30, tzinfo=UTC), subject="Early call",
                   attendees=[attendee("cy@example.com")]),
-        add_event(db, user["_id"], "cancelled", ny(9), ny(10), subject="Gone", is_cancelled=True),
-        add_event(db, user["_id"], "declined", ny(11), ny(12), subject="Nope",
+        add_event(db, user.id, "cancelled", ny(9), ny(10), subject="Gone", is_cancelled=True),
+        add_event(db, user.id, "declined", ny(11), ny(12), subject="Nope",
                   attendees=[attendee("me@example.com", response="declined"), attendee("ben@example.com")]),
-        add_event(db, user["_id"], "holiday", datetime(2026, 3, 8, 5, 0, tzinfo=UTC),
+        add_event(db, user.id, "holiday", datetime(2026, 3, 8, 5, 0, tzinfo=UTC),
                   datetime(2026, 3, 9, 4, 0, tzinfo=UTC), subject="Offsite", is_all_day=True,
                   start_tz="Eastern Standard Time"),
-        add_event(db, user["_id"], "tomorrow", datetime(2026, 3, 9, 4, 30, tzinfo=UTC),  # 00:30 EDT next day
+        add_event(db, user.id, "tomorrow", datetime(2026, 3, 9, 4, 30, tzinfo=UTC),  # 00:30 EDT next day
                   datetime(2026, 3, 9, 5, 0, tzinfo=UTC), subject="Tomorrow"),
-        add_event(db, user["_id"], "yesterday", datetime(2026, 3, 8, 4, 0, tzinfo=UTC),  # 23:00 EST the 7th
+        add_event(db, user.id, "yesterday", datetime(2026, 3, 8, 4, 0, tzinfo=UTC),  # 23:00 EST the 7th
                   datetime(2026, 3, 8, 4, 59, tzinfo=UTC), subject="Yesterday"),
     ]
 
@@ -58,7 +58,7 @@ def test_rendered_digest_has_text_and_self_contained_html(db):
     user = add_user(db, time_zone="America/New_York")
     add_people(db)
     start = datetime(2026, 3, 8, 14, 0, tzinfo=UTC)
-    event = add_event(db, user["_id"], "e1", start, start + timedelta(minutes=45),
+    event = add_event(db, user.id, "e1", start, start + timedelta(minutes=45),
                       subject="Budget <review> & plan", attendees=[attendee("ben@example.com")])
     digest = _digest(db, [event], user)
     digest.meetings[0].link = "https://calsync.example/meetings/abc?t=tok"

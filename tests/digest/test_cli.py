@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.cli import cli
+from service.digest import cli as digest_cli
 from service.store import people as people_store
 from tests.digest.factories import add_event, add_people, add_user, attendee
 
@@ -14,9 +15,7 @@ from tests.digest.factories import add_event, add_people, add_user, attendee
 @pytest.fixture
 def runner(rt, monkeypatch):
     """The CLI wired to the test's Runtime instead of one built from the environment."""
-    import service.cli
-
-    monkeypatch.setattr(service.cli, "runtime_from_env", lambda: rt)
+    monkeypatch.setattr(digest_cli, "runtime_from_env", lambda: rt)
     return CliRunner()
 
 
@@ -53,7 +52,7 @@ def test_digest_preview_prints_text_and_writes_html_without_sending(runner, db, 
     user = add_user(db, time_zone="Asia/Kolkata")
     add_people(db)
     start = datetime(2026, 7, 1, 4, 30, tzinfo=UTC)  # 10:00 IST
-    add_event(db, user["_id"], "g-1", start, start + timedelta(hours=1), subject="Hiring sync",
+    add_event(db, user.id, "g-1", start, start + timedelta(hours=1), subject="Hiring sync",
               attendees=[attendee("ben@example.com")])
     html = tmp_path / "digest.html"
 

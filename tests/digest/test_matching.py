@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from service.digest.matching import Directory, match_attendees, self_emails, user_response
+from service.store.records import User
 from tests.digest.factories import PEOPLE, add_people, attendee
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -20,7 +21,7 @@ def _directory(db):
 
 def test_attendees_match_case_insensitively_and_through_aliases(db):
     directory = _directory(db)
-    me = self_emails({"email": "me@example.com"}, directory)
+    me = self_emails(User(id="me", email="me@example.com"), directory)
     event = _event([attendee("ANA.Alias@Example.ORG", "Ana A"), {"name": "Ben", "email": "Ben@Example.COM",
                                                                    "type": "optional", "response": "tentative"}])
 
@@ -33,7 +34,7 @@ def test_attendees_match_case_insensitively_and_through_aliases(db):
 
 def test_matched_attendees_go_by_their_directory_name_and_unmatched_by_their_calendar_name(db):
     directory = _directory(db)
-    me = self_emails({"email": "me@example.com"}, directory)
+    me = self_emails(User(id="me", email="me@example.com"), directory)
     event = _event([attendee("ana.alias@example.org", "ana.alias"), attendee("zed@elsewhere.example", "Zed Q")])
 
     matches = match_attendees(event, me, directory)
@@ -43,7 +44,7 @@ def test_matched_attendees_go_by_their_directory_name_and_unmatched_by_their_cal
 
 def test_rooms_and_the_user_under_any_alias_are_ignored_and_unmatched_are_kept(db):
     directory = _directory(db)
-    me = self_emails({"email": "me@example.com"}, directory)
+    me = self_emails(User(id="me", email="me@example.com"), directory)
     event = _event([
         attendee("me@example.com"),
         attendee("Morgan@OLD.example.com"),
@@ -59,7 +60,7 @@ def test_rooms_and_the_user_under_any_alias_are_ignored_and_unmatched_are_kept(d
 
 def test_one_person_listed_under_two_aliases_appears_once_and_organizer_counts(db):
     directory = _directory(db)
-    me = self_emails({"email": "me@example.com"}, directory)
+    me = self_emails(User(id="me", email="me@example.com"), directory)
     event = _event([attendee("ana@example.com"), attendee("ana.alias@example.org")],
                    organizer={"name": "Cy", "email": "CY@example.com"})
 

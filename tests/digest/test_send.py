@@ -4,12 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.digest import jobs
-from service.digest.send import deliver
+from service.digest import jobs, send
 from service.store import digests as digests_store
 from service.store import users as users_store
 from service.workers import queues
 from tests.digest.factories import add_event, add_people, add_user, attendee
+
+
+def deliver(rt, user_id: str, local_date: str, now=None) -> str:
+    return send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, now)
 
 
 def _meeting(db, user_id, start, graph_id="m1", subject="Design review"):
@@ -25,9 +28,9 @@ def _parts(message):
 def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox):
     user = add_user(db, email="me@example.com", time_zone=None, graph_time_zone="Hawaiian Standard Time")
     add_people(db)
-    _meeting(db, user["_id"], datetime(2026, 7, 1, 19, 0, tzinfo=UTC))  # 09:00 in Honolulu (UTC-10)
+    _meeting(db, user.id, datetime(2026, 7, 1, 19, 0, tzinfo=UTC))  # 09:00 in Honolulu (UTC-10)
 
-    assert deliver(rt, user["_id"], "2026-07-01") == "sent"
+    assert deliver(rt, user.id, "2026-07-01") == "sent"
 
     [message] = smtp_inbox.messages
     assert smtp_inbox.envelopes[0][1] == ["me@example.com"]
@@ -44,16 +47,16 @@ def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox)
     assert "Tip: " in parts["text/plain"]
     assert f"{rt.settings.public_url}/meetings/" in parts["text/html"]
     assert f"{rt.settings.public_url}/digest/unsubscribe?t=" in parts["text/html"]
-    assert digests_store.get(db, user["_id"], "2026-07-01")["status"] == "sent"
+    assert digests_store.get(db, user.id, "2026-07-01")["status"] == "sent"
 
 
 def test_utc_plus_13_user_gets_their_local_date(rt, db, smtp_inbox):
     user = add_user(db, time_zone="Pacific/Tongatapu")
     add_people(db)
-    _meeting(db, user["_id"], datetime(2026, 7, 1, 20, 0, tzinfo=UTC))  # 09:00 on 2 July in Tonga
+    _meeting(db, user.id, datetime(2026, 7, 1, 20, 0, tzinfo=UTC))  # 09:00 on 2 July in Tonga
 
-    assert deliver(rt, user["_id"], "2026-07-01") == "skipped:no-meetings"
-    assert deliver(rt, user["_id"], "2026-07-02") == "sent"
+    assert deliver(rt, user.id, "2026-07-01") == "skipped:no-meetings"
+    assert deliver(rt, user.id, "2026-07-02") == "sent"
 
     [message] = smtp_inbox.messages
     assert "09:00-09:30  Design review" in _parts(message)["text/plain"]
@@ -61,9 +64,9 @@ def test_utc_plus_13_user_gets_their_local_date(rt, db, smtp_inbox):
 
 def test_a_digest_is_sent_once_however_often_the_job_runs(rt, db, smtp_inbox):
     user = add_user(db)
-    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    _meeting(db, user.id, datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
 
-    outcomes = [deliver(rt, user["_id"], "2026-07-01") for _ in range(3)]
+    outcomes = [deliver(rt, user.id, "2026-07-01") for _ in range(3)]
 
     assert outcomes == ["sent", "already-handled", "already-handled"]
     assert len(smtp_inbox.messages) == 1
@@ -73,27 +76,27 @@ def test_failed_send_is_marked_failed_and_the_retry_sends(rt, db, smtp_inbox, ma
     from service.runtime import Runtime
 
     user = add_user(db)
-    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    _meeting(db, user.id, datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
     broken = Runtime(make_settings(smtp_url="smtp://127.0.0.1:9"), db=db, redis_conn=rt.redis)
 
     with pytest.raises(OSError):
-        deliver(broken, user["_id"], "2026-07-01")
-    record = digests_store.get(db, user["_id"], "2026-07-01")
+        deliver(broken, user.id, "2026-07-01")
+    record = digests_store.get(db, user.id, "2026-07-01")
     assert record["status"] == "failed" and record["error"] == "ConnectionRefusedError"
 
-    assert deliver(rt, user["_id"], "2026-07-01") == "sent"
-    assert digests_store.get(db, user["_id"], "2026-07-01")["attempts"] == 2
+    assert deliver(rt, user.id, "2026-07-01") == "sent"
+    assert digests_store.get(db, user.id, "2026-07-01")["attempts"] == 2
     assert len(smtp_inbox.messages) == 1
 
 
 def test_a_claim_left_by_a_dead_worker_is_taken_over_only_when_stale(rt, db, smtp_inbox):
     user = add_user(db)
-    _meeting(db, user["_id"], datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
+    _meeting(db, user.id, datetime(2026, 7, 1, 9, 0, tzinfo=UTC))
     claimed = datetime.now(UTC)
-    digests_store.claim(db, user["_id"], "2026-07-01", now=claimed)
+    digests_store.claim(db, user.id, "2026-07-01", now=claimed)
 
-    assert deliver(rt, user["_id"], "2026-07-01", now=claimed + timedelta(minutes=5)) == "already-handled"
-    assert deliver(rt, user["_id"], "2026-07-01", now=claimed + timedelta(minutes=20)) == "sent"
+    assert deliver(rt, user.id, "2026-07-01", now=claimed + timedelta(minutes=5)) == "already-handled"
+    assert deliver(rt, user.id, "2026-07-01", now=claimed + timedelta(minutes=20)) == "sent"
     assert len(smtp_inbox.messages) == 1
 
 
@@ -101,8 +104,8 @@ def test_empty_days_send_nothing_unless_asked(rt, db, smtp_inbox):
     quiet = add_user(db, user_id="quiet", email="quiet@example.com")
     keen = add_user(db, user_id="keen", email="keen@example.com", digest={"send_empty": True})
 
-    assert deliver(rt, quiet["_id"], "2026-07-01") == "skipped:no-meetings"
-    assert deliver(rt, keen["_id"], "2026-07-01") == "sent"
+    assert deliver(rt, quiet.id, "2026-07-01") == "skipped:no-meetings"
+    assert deliver(rt, keen.id, "2026-07-01") == "sent"
 
     [message] = smtp_inbox.messages
     assert message["To"] == "Morgan Me <keen@example.com>"
@@ -129,16 +132,16 @@ def test_tick_enqueues_due_users_once_and_the_worker_sends(rt, db, redis_conn, s
     add_user(db, user_id="off", email="off@example.com", digest={"enabled": False, "time": "00:00"})
     today = now.date()
     for user in (due, windows):
-        _meeting(db, user["_id"], datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12),
-                 graph_id=f"m-{user['_id']}")
+        _meeting(db, user.id, datetime.combine(today, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12),
+                 graph_id=f"m-{user.id}")
 
     # Two schedulers ticking at once enqueue each digest once (unique job id), then the record blocks it.
-    assert jobs.tick(rt, now) == 2
-    assert jobs.tick(rt, now) == 0
+    assert jobs.tick(rt.db, rt.redis, rt.settings, now) == 2
+    assert jobs.tick(rt.db, rt.redis, rt.settings, now) == 0
     queued = queues.get_queue(queues.DIGEST, redis_conn).job_ids
     assert sorted(queued) == sorted(jobs.job_id(u, today.isoformat()) for u in ("due", "win"))
     run_jobs()
-    assert jobs.tick(rt, now) == 0
+    assert jobs.tick(rt.db, rt.redis, rt.settings, now) == 0
     run_jobs()
 
     assert sorted(m["To"] for m in smtp_inbox.messages) == ["Morgan Me <due@example.com>",
@@ -152,12 +155,12 @@ def test_tick_uses_the_graph_windows_zone(rt, db):
              planned_at=morning)
     add_user(db, user_id="ny", email="ny@example.com", time_zone="America/New_York", planned_at=morning)
 
-    not_yet = jobs.due_users(rt, datetime(2026, 7, 1, 16, 29, tzinfo=UTC))
-    due = jobs.due_users(rt, datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
+    not_yet = jobs.due_users(rt.db, rt.settings, datetime(2026, 7, 1, 16, 29, tzinfo=UTC))
+    due = jobs.due_users(rt.db, rt.settings, datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
 
     assert not_yet == [("ny", "2026-07-01")]
     assert due == [("hi", "2026-07-01")]
-    assert users_store.get(db, "hi")["digest"]["next_at"] == datetime(2026, 7, 2, 16, 30, tzinfo=UTC)
+    assert users_store.get(db, "hi").digest.next_at == datetime(2026, 7, 2, 16, 30, tzinfo=UTC)
 
 
 def test_job_ids_only_use_characters_rq_accepts():
@@ -169,7 +172,7 @@ def test_two_schedulers_and_real_workers_send_one_digest_per_user(rt, db, redis_
 
     now = datetime.now(UTC)
     user = add_user(db, time_zone="UTC", digest={"time": "00:00"})
-    _meeting(db, user["_id"], now.replace(hour=12, minute=0, second=0, microsecond=0))
+    _meeting(db, user.id, now.replace(hour=12, minute=0, second=0, microsecond=0))
     tasks = tuple(t for t in PERIODIC if t.name == "digest-tick")
     first, second = Scheduler(redis_conn, tasks, identity="a"), Scheduler(redis_conn, tasks, identity="b")
 
@@ -180,4 +183,4 @@ def test_two_schedulers_and_real_workers_send_one_digest_per_user(rt, db, redis_
     run_jobs()
 
     assert len(smtp_inbox.messages) == 1
-    assert digests_store.get(db, user["_id"], now.date().isoformat())["status"] == "sent"
+    assert digests_store.get(db, user.id, now.date().isoformat())["status"] == "sent"

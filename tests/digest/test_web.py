@@ -19,7 +19,7 @@ def meeting(db):
     add_user(db, user_id="user-ben", email="ben@example.com", name="Ben")
     add_user(db, user_id="user-out", email="outsider@example.com", name="Out")
     add_people(db)
-    return add_event(db, user["_id"], "g-1", START, START + timedelta(hours=1), subject="Pricing <decision>",
+    return add_event(db, user.id, "g-1", START, START + timedelta(hours=1), subject="Pricing <decision>",
                      attendees=[attendee("me@example.com"), attendee("ana@example.com"),
                                 attendee("ben@example.com"), attendee("cy@example.com"),
                                 attendee("room@example.com", type_="resource"), attendee("x@partner.example")])
@@ -92,8 +92,8 @@ def test_settings_page_changes_time_zone_and_send_time(client, rt, db, meeting):
     assert page.status_code == 200 and 'value="06:30"' in page.get_data(as_text=True)
     assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
     user = users_store.get(db, "user-1")
-    assert user["digest"]["time"] == "07:45" and user["time_zone"] == "Asia/Tokyo"
-    assert user["time_zone_source"] == "user"
+    assert user.digest.time == "07:45" and user.time_zone == "Asia/Tokyo"
+    assert user.time_zone_source == "user"
     assert bad.status_code == 400
     assert client.get("/digest/settings?t=forged").status_code == 403
 
@@ -102,9 +102,9 @@ def test_one_click_unsubscribe(client, rt, db, meeting):
     token = links.settings_token(rt.settings, "user-1")
 
     confirm = client.get(f"/digest/unsubscribe?t={token}")
-    assert users_store.get(db, "user-1")["digest"]["enabled"] is True
+    assert users_store.get(db, "user-1").digest.enabled is True
     done = client.post(f"/digest/unsubscribe?t={token}", data={"List-Unsubscribe": "One-Click"})
 
     assert confirm.status_code == 200 and done.status_code == 200
-    assert users_store.get(db, "user-1")["digest"]["enabled"] is False
+    assert users_store.get(db, "user-1").digest.enabled is False
     assert client.post("/digest/unsubscribe?t=bad").status_code == 403

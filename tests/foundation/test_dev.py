@@ -1,3 +1,4 @@
+import contextlib
 import os
 import signal
 import socket
@@ -101,8 +102,10 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
         output, _ = process.communicate(timeout=30)
         stopped_in = time.monotonic() - started
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:   # never leave a worker behind to steal other tests' jobs
+            for pid in [*descendants(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     assert ready is not None and ready.status_code == 200, output
     shells = [c.removeprefix("/bin/sh -c ") for c in commands if c.startswith("/bin/sh -c ")]

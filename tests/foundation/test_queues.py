@@ -1,3 +1,4 @@
+import importlib
 import os
 import shlex
 import subprocess
@@ -23,12 +24,25 @@ def procfile_command(name: str) -> str:
     raise AssertionError(f"no {name} line in the Procfile")
 
 
-def test_queue_order_is_the_priority_order():
-    assert queues.ALL == ("sync", "subscriptions", "digest", "maintenance")
+def test_a_worker_drains_the_queues_in_priority_order(redis_conn, rt, run_jobs):
+    enqueued = [queues.enqueue(redis_conn, name, queues.PING, name) for name in reversed(queues.ALL)]
+
+    run_jobs()
+
+    for job in enqueued:
+        job.refresh()
+    finished = [job.args[0] for job in sorted(enqueued, key=lambda j: j.ended_at)]
+    assert finished == ["sync", "subscriptions", "digest", "maintenance"]
+
+
+def test_every_job_name_domain_code_enqueues_is_a_real_entry_point():
+    for name in queues.JOB_NAMES:
+        module, _, function = name.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), function)), name
 
 
 def test_procfile_worker_line_runs_a_queued_job_in_a_real_rq_worker(redis_conn, redis_url):
-    job = queues.enqueue(redis_conn, queues.MAINTENANCE, "service.workers.jobs.ping", "procfile")
+    job = queues.enqueue(redis_conn, queues.MAINTENANCE, queues.PING, "procfile")
     argv = shlex.split(procfile_command("worker").replace('"$REDIS_URL"', redis_url)) + ["--burst"]
     argv[0] = str(Path(sys.executable).with_name("rq"))
 

@@ -85,7 +85,7 @@ def test_recreate_subscription_enqueues_the_job_and_unknown_users_are_404(client
 
     assert response.status_code == 202
     job = queues.get_queue(queues.SUBSCRIPTIONS, redis_conn).jobs[0]
-    assert job.func_name == "service.subscriptions.jobs.ensure_subscription" and job.args == ("u-nosub",)
+    assert job.func_name == queues.ENSURE_SUBSCRIPTION and job.args == ("u-nosub",)
     assert client.post("/ops/users/nobody/subscription", headers=ops_headers).status_code == 404
 
 

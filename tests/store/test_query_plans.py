@@ -15,8 +15,9 @@ from pymongo import monitoring
 from service.digest import jobs as digest_jobs
 from service.store import events, people, sync_state, users, utcnow
 from service.store import subscriptions as subscription_store
-from service.subscriptions import jobs as subscription_jobs
-from service.workers import jobs as worker_jobs
+from service.store.records import Subscription
+from service.subscriptions import sweep as subscription_jobs
+from service.sync import sweeps
 from tests.digest.factories import add_user
 
 READS = ("find", "count", "distinct", "aggregate")
@@ -60,9 +61,8 @@ def populated(db, rt, mongodb_uri):
     for n in range(120):
         add_user(db, user_id=f"u{n}", email=f"u{n}@contoso.com")
         sync_state.save(db, f"u{n}", "https://graph/delta", now - timedelta(days=9), now, now)
-        subscription_store.replace_for_user(db, f"u{n}", {
-            "_id": f"s{n}", "tenant_id": "t", "client_state": "x", "status": "active",
-            "expires_at": now + timedelta(hours=n), "next_attempt_at": None, "failures": 0})
+        subscription_store.replace_for_user(db, Subscription(id=f"s{n}", user_id=f"u{n}", tenant_id="t",
+                                                             client_state="x", expires_at=now + timedelta(hours=n)))
     users.mark_subscription_missing(db, "u7", now - timedelta(hours=1))
     people.create(db, {"emails": ["ana@contoso.com"], "primary_email": "ana@contoso.com"})
     return now
@@ -73,15 +73,14 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
     recorder = Recorder()
     client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
     db = client.get_default_database()
-    rt.__dict__["db"] = db          # the sweeps read through the runtime
     now = populated
     calls = {
-        "digest tick": lambda: digest_jobs.due_users(rt, now),
-        "reconcile sweep": worker_jobs.reconcile_sweep,
-        "window roll": worker_jobs.window_roll_sweep,
+        "digest tick": lambda: digest_jobs.due_users(db, rt.settings, now),
+        "reconcile sweep": lambda: sweeps.reconcile(db, rt.redis, rt.settings, now),
+        "window roll": lambda: sweeps.window_roll(db, rt.redis, rt.settings, now),
         "renewal sweep": lambda: subscription_jobs.plan_renewals(db, now, 1_440),
-        "subscription repair": lambda: subscription_jobs.repair_lost_subscriptions(rt, now),
-        "webhook fallback": lambda: subscription_store.get_many(db, ["s1", "s2"]).to_list(),
+        "subscription repair": lambda: subscription_jobs.repair_lost_subscriptions(db, rt.redis, now),
+        "webhook fallback": lambda: subscription_store.get_many(db, ["s1", "s2"]),
         "sync tombstones": lambda: events._tombstones(db, "u1", ["a", "b"], now),
         "digest events": lambda: events.in_window(db, "u1", now, now + timedelta(days=1)),
         "directory": lambda: people.by_emails(db, ["ana@contoso.com"]),

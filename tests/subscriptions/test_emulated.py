@@ -8,13 +8,17 @@ import time
 
 import pytest
 import requests
+from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from service.graph import GraphError
 from service.runtime import Runtime
 from service.store import subscriptions as store
-from service.subscriptions import cache, jobs, lifecycle
+from service.subscriptions import mirror as cache
+from service.subscriptions import sweep as jobs
+from service.subscriptions.lifecycle import Outcome
+from service.workers import jobs as worker_jobs
 from tests.support.connect import connect_user, emulated_user
 
 
@@ -48,26 +52,26 @@ def stored_subjects(stack, user_id: str) -> set[str]:
 
 def test_connect_creates_one_validated_subscription(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
-    assert document["status"] == "active" and not document["rich"]
+    assert document.status == "active" and not document.rich
     (remote,) = active_at_emulator(stack)
-    assert remote["id"] == document["_id"]
+    assert remote["id"] == document.id
     assert remote["notificationUrl"] == f"{stack.url}/webhooks/graph"
     assert remote["lifecycleNotificationUrl"] == f"{stack.url}/webhooks/graph/lifecycle"
     assert remote["changeType"] == "created,updated,deleted"
-    assert remote["clientState"] == document["client_state"] and len(document["client_state"]) <= 128
+    assert remote["clientState"] == document.client_state and len(document.client_state) <= 128
     validations = [d for d in stack.emulator.control.deliveries() if d.get("kind") == "validation"]
     assert validations and all(d["outcome"] == "ok" for d in validations)
-    assert stack.runtime.redis.hget(cache.key(document["_id"]), "u") == connected.encode()
+    assert stack.runtime.redis.hget(cache.key(document.id), "u") == connected.encode()
 
 
 def test_creating_again_replaces_and_never_duplicates(stack, connected):
     first = store.for_user(stack.runtime.db, connected)
-    jobs.ensure_subscription(connected)
+    worker_jobs.ensure_subscription(connected)
     second = store.for_user(stack.runtime.db, connected)
-    assert second["_id"] != first["_id"] and second["client_state"] != first["client_state"]
-    assert [s["id"] for s in active_at_emulator(stack)] == [second["_id"]]
+    assert second.id != first.id and second.client_state != first.client_state
+    assert [s["id"] for s in active_at_emulator(stack)] == [second.id]
     assert stack.runtime.db.subscriptions.count_documents({"user_id": connected}) == 1
-    assert not stack.runtime.redis.exists(cache.key(first["_id"]))
+    assert not stack.runtime.redis.exists(cache.key(first.id))
 
 
 def test_an_endpoint_that_echoes_wrongly_fails_creation(stack, connected):
@@ -82,10 +86,10 @@ def test_an_endpoint_that_echoes_wrongly_fails_creation(stack, connected):
         settings = stack.settings.with_overrides(public_url=f"http://127.0.0.1:{server.server_port}")
         rt = Runtime(settings, db=stack.runtime.db, redis_conn=stack.runtime.redis)
         with pytest.raises(GraphError) as failed:
-            lifecycle.create(rt, connected)
+            rt.subscriptions.create(connected)
         assert failed.value.status == 400
         kept = store.for_user(stack.runtime.db, connected)  # Graph allows one per resource: the old one went first
-        assert kept["_id"] == before["_id"] and kept["status"] == "removed" and "400" in kept["last_error"]
+        assert kept.id == before.id and kept.status == "removed" and "400" in kept.last_error
         assert not active_at_emulator(stack)
     finally:
         server.shutdown()
@@ -110,8 +114,8 @@ def test_notifications_reach_the_store_through_one_sync(stack, connected):
 
 def test_a_forged_client_state_is_dropped(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
-    forged = {"value": [{"subscriptionId": document["_id"], "clientState": "guessed", "changeType": "created",
-                         "tenantId": document["tenant_id"], "resource": "Users/x/Events/y",
+    forged = {"value": [{"subscriptionId": document.id, "clientState": "guessed", "changeType": "created",
+                         "tenantId": document.tenant_id, "resource": "Users/x/Events/y",
                          "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z"}]}
     response = requests.post(f"{stack.url}/webhooks/graph", json=forged, timeout=5)
     assert response.status_code == 202
@@ -124,7 +128,7 @@ def test_missed_resyncs(stack, connected):
     stack.emulator.control.wait_idle(timeout=20)
     stack.runtime.db.events.delete_many({})  # pretend the notification never reached us
     document = store.for_user(stack.runtime.db, connected)
-    stack.emulator.control.send_lifecycle(document["_id"], "missed")
+    stack.emulator.control.send_lifecycle(document.id, "missed")
     stack.emulator.control.wait_idle(timeout=20)
     stack.run_jobs()
     assert "Quiet change" in stored_subjects(stack, connected)
@@ -132,12 +136,12 @@ def test_missed_resyncs(stack, connected):
 
 def test_subscription_removed_recreates_and_resyncs(stack, connected):
     old = store.for_user(stack.runtime.db, connected)
-    stack.emulator.control.remove_subscription(old["_id"])
+    stack.emulator.control.remove_subscription(old.id)
     stack.emulator.control.wait_idle(timeout=20)
     stack.run_jobs()
     new = store.for_user(stack.runtime.db, connected)
-    assert new["_id"] != old["_id"] and new["status"] == "active"
-    assert [s["id"] for s in active_at_emulator(stack)] == [new["_id"]]
+    assert new.id != old.id and new.status == "active"
+    assert [s["id"] for s in active_at_emulator(stack)] == [new.id]
     stack.emulator.control.create_event(connected, event_body("After recreation"))
     stack.emulator.control.wait_idle(timeout=20)
     stack.run_jobs()
@@ -147,31 +151,31 @@ def test_subscription_removed_recreates_and_resyncs(stack, connected):
 def test_a_subscription_whose_recreation_failed_is_repaired_by_the_sweep(stack, connected):
     old = store.for_user(stack.runtime.db, connected)
     stack.emulator.control.set_faults(rate_503=1.0, path_prefix="/subscriptions")   # Graph cannot create one now
-    stack.emulator.control.remove_subscription(old["_id"])
+    stack.emulator.control.remove_subscription(old.id)
     stack.emulator.control.wait_idle(timeout=20)
     stack.run_jobs()
-    assert store.for_user(stack.runtime.db, connected)["status"] == "removed"
-    assert jobs.renewal_sweep()["repaired"] == 0   # a fresh connect is left to its own job
+    assert store.for_user(stack.runtime.db, connected).status == "removed"
+    assert worker_jobs.renewal_sweep()["repaired"] == 0   # a fresh connect is left to its own job
 
     stack.emulator.control.clear_faults()
     later = (dt.datetime.now(dt.UTC) + jobs.REPAIR_AFTER + dt.timedelta(minutes=1)).isoformat()
-    assert jobs.renewal_sweep(later)["repaired"] == 1
-    assert jobs.renewal_sweep(later)["repaired"] == 0   # one attempt per user per 15 minutes
+    assert worker_jobs.renewal_sweep(later)["repaired"] == 1
+    assert worker_jobs.renewal_sweep(later)["repaired"] == 0   # one attempt per user per 15 minutes
     stack.run_jobs()
 
     new = store.for_user(stack.runtime.db, connected)
-    assert new["status"] == "active" and [s["id"] for s in active_at_emulator(stack)] == [new["_id"]]
+    assert new.status == "active" and [s["id"] for s in active_at_emulator(stack)] == [new.id]
 
 
 def test_reauthorization_required_renews_once_not_twice_within_ten_minutes(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
     control = stack.emulator.control
-    control.send_lifecycle(document["_id"], "reauthorizationRequired")
+    control.send_lifecycle(document.id, "reauthorizationRequired")
     control.wait_idle(timeout=20)
     stack.run_jobs()
     renewed = store.for_user(stack.runtime.db, connected)
-    assert renewed["renewed_at"] is not None and renewed["reauthorized_at"] is None
-    control.send_lifecycle(document["_id"], "reauthorizationRequired")
+    assert renewed.renewed_at is not None and renewed.reauthorized_at is None
+    control.send_lifecycle(document.id, "reauthorizationRequired")
     control.wait_idle(timeout=20)
     stack.run_jobs()
     calls = [r for r in control.graph_requests() if "/subscriptions/" in r.get("path", "")]
@@ -196,7 +200,7 @@ def test_changes_held_by_graph_for_an_expired_token_arrive_after_we_reauthorize(
 
     assert "While the token was expired" in stored_subjects(stack, connected)
     assert [d["outcome"] for d in control.deliveries("change")][-2:] == ["paused", "delivered"]
-    assert store.for_user(stack.runtime.db, connected)["renewed_at"] is not None
+    assert store.for_user(stack.runtime.db, connected).renewed_at is not None
 
 
 def test_a_reauthorization_challenge_is_answered_with_a_fresh_token_so_deliveries_never_pause(stack, connected):
@@ -219,56 +223,54 @@ def test_a_reauthorization_challenge_is_answered_with_a_fresh_token_so_deliverie
 def test_renewal_after_a_404_recreates_and_resyncs(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
     token = stack.emulator.control.token(user_id=connected)
-    gone = requests.delete(f"{stack.emulator.graph_url}/subscriptions/{document['_id']}",
+    gone = requests.delete(f"{stack.emulator.graph_url}/subscriptions/{document.id}",
                            headers={"Authorization": f"Bearer {token}"}, verify=stack.emulator.ca_bundle, timeout=10)
     assert gone.status_code == 204
-    assert lifecycle.renew(stack.runtime, document["_id"]) == lifecycle.RECREATED
+    assert stack.runtime.subscriptions.renew(document.id) == Outcome.RECREATED
     new = store.for_user(stack.runtime.db, connected)
-    assert new["_id"] != document["_id"]
-    assert [s["id"] for s in active_at_emulator(stack)] == [new["_id"]]
+    assert new.id != document.id
+    assert [s["id"] for s in active_at_emulator(stack)] == [new.id]
     assert any(j.func_name.endswith("sync_user") for j in _queued(stack, "sync"))
 
 
 def test_renewal_sweep_renews_due_subscriptions_and_skips_disconnected_users(stack, connected):
     db = stack.runtime.db
     document = store.for_user(db, connected)
-    db.subscriptions.update_one({"_id": document["_id"]},
+    db.subscriptions.update_one({"_id": document.id},
                                 {"$set": {"expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)}})
-    counts = jobs.renewal_sweep()
+    counts = worker_jobs.renewal_sweep()
     assert counts["scheduled"] == 1
-    assert jobs.renewal_sweep()["scheduled"] == 0  # claimed: the next sweep does not schedule it again
+    assert worker_jobs.renewal_sweep()["scheduled"] == 0  # claimed: the next sweep does not schedule it again
     stack.run_jobs()
     renewed = store.for_user(db, connected)
-    assert renewed["expires_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
-    assert renewed["next_attempt_at"] is None and renewed["failures"] == 0
+    assert renewed.expires_at > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+    assert renewed.next_attempt_at is None and renewed.failures == 0
 
 
 def test_renewal_failures_back_off_and_are_visible(stack, connected):
     db = stack.runtime.db
     document = store.for_user(db, connected)
     stack.emulator.control.set_faults(script=[{"status": 500}], path_prefix="/subscriptions")
-    outcome = lifecycle.renew(stack.runtime, document["_id"])
+    outcome = stack.runtime.subscriptions.renew(document.id)
     stack.emulator.control.clear_faults()
-    assert outcome == lifecycle.FAILED
+    assert outcome == Outcome.FAILED
     failing = store.for_user(db, connected)
-    assert failing["status"] == "failing" and failing["failures"] == 1 and "500" in failing["last_error"]
-    assert failing["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)
-    db.subscriptions.update_one({"_id": document["_id"]},
+    assert failing.status == "failing" and failing.failures == 1 and "500" in failing.last_error
+    assert failing.next_attempt_at > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=4)
+    db.subscriptions.update_one({"_id": document.id},
                                 {"$set": {"expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)}})
-    assert jobs.renewal_sweep()["scheduled"] == 0  # backing off
+    assert worker_jobs.renewal_sweep()["scheduled"] == 0  # backing off
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
-    assert jobs.renewal_sweep(later.isoformat())["scheduled"] == 1
+    assert worker_jobs.renewal_sweep(later.isoformat())["scheduled"] == 1
 
 
 def test_disconnect_deletes_the_subscription(stack, connected):
     document = store.for_user(stack.runtime.db, connected)
-    assert lifecycle.delete_for_user(stack.runtime, connected) is True
+    assert stack.runtime.subscriptions.delete_for_user(connected) is True
     assert store.for_user(stack.runtime.db, connected) is None
     assert not active_at_emulator(stack)
-    assert not stack.runtime.redis.exists(cache.key(document["_id"]))
+    assert not stack.runtime.redis.exists(cache.key(document.id))
 
 
 def _queued(stack, name: str):
-    from rq import Queue
-
     return Queue(name, connection=stack.runtime.redis).jobs

@@ -8,7 +8,9 @@ from rq.registry import ScheduledJobRegistry
 
 from service.store import subscriptions as store
 from service.store import utcnow
-from service.subscriptions import jobs
+from service.store.records import Subscription
+from service.subscriptions import sweep as jobs
+from service.workers import jobs as worker_jobs
 
 
 def seed(db, count: int, tenant: str, status: str = "connected", minutes: int = 60, prefix: str = "s"):
@@ -16,9 +18,8 @@ def seed(db, count: int, tenant: str, status: str = "connected", minutes: int = 
     for i in range(count):
         user_id = f"{prefix}-{tenant}-{i}"
         db.users.insert_one({"_id": user_id, "connection": {"status": status}})
-        store.replace_for_user(db, user_id, {
-            "_id": f"{user_id}-sub", "tenant_id": tenant, "client_state": "x", "status": "active",
-            "expires_at": now + timedelta(minutes=minutes + i), "next_attempt_at": None, "failures": 0})
+        store.replace_for_user(db, Subscription(id=f"{user_id}-sub", user_id=user_id, tenant_id=tenant,
+                                                client_state="x", expires_at=now + timedelta(minutes=minutes + i)))
 
 
 def test_plan_spreads_each_tenant_under_the_rate_and_defers_the_rest(db):
@@ -47,10 +48,10 @@ def test_default_rate_stays_far_below_graphs_limit():
 def test_sweep_schedules_jobs_in_the_future_and_claims_them(rt, db, redis_conn):
     seed(db, 12, "t1")
     seed(db, 2, "t1", status="disconnected", prefix="off")
-    counts = jobs.renewal_sweep()
+    counts = worker_jobs.renewal_sweep()
     assert counts == {"scheduled": 12, "not_connected": 2, "deferred": 0, "repaired": 0}
     scheduled = ScheduledJobRegistry("subscriptions", connection=redis_conn).get_job_ids()
     assert len(scheduled) == 11  # the first one is queued now, the rest spread over the next second
-    assert jobs.renewal_sweep() == {"scheduled": 0, "not_connected": 0, "deferred": 0, "repaired": 0}
-    claimed = store.get(db, "s-t1-5-sub")["next_attempt_at"]
+    assert worker_jobs.renewal_sweep() == {"scheduled": 0, "not_connected": 0, "deferred": 0, "repaired": 0}
+    claimed = store.get(db, "s-t1-5-sub").next_attempt_at
     assert claimed > utcnow() + jobs.CLAIM_GRACE - timedelta(seconds=5)

@@ -25,7 +25,7 @@ from rq import Worker
 
 from service.config import Settings
 from service.store import digests, events
-from service.workers import sync
+from service.sync import rounds
 from tests.conftest import OPS_TOKEN, _free_port
 from tests.support.calendars import Calendar, expected, stored
 from tests.support.connect import connect_user, emulated_user
@@ -107,7 +107,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         for person in people:
             assert connect_user(stack, person["id"], "UTC") == person["id"]
         wait_until("two subscriptions", lambda: len(active(control)) == 2, timeout=60)
-        window = sync.window_for(Settings(), datetime.now(UTC))
+        window = rounds.window_for(Settings(), datetime.now(UTC))
         for person in people:
             wait_until(f"backfill of {person['mail']}",
                        lambda p=person: not differences(db, control, p["id"], window), timeout=60)

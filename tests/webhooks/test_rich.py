@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from service.cli import cli
+from service.subscriptions import certificate
 from service.webhooks import rich
 
 CLIENT_ID = "5b7c1e8a-2f4d-4c6b-9a1e-7d3f8b2c6e40"
@@ -27,12 +28,12 @@ AUTHORITY = "https://login.microsoftonline.com"
 
 
 @pytest.fixture(scope="module")
-def keypair(tmp_path_factory) -> rich.KeyPair:
+def keypair(tmp_path_factory) -> certificate.KeyPair:
     directory = tmp_path_factory.mktemp("certs")
-    return rich.create_certificate(directory / "cert.pem", directory / "key.pem")
+    return certificate.create_certificate(directory / "cert.pem", directory / "key.pem")
 
 
-def encrypt(keypair: rich.KeyPair, resource: dict) -> dict:
+def encrypt(keypair: certificate.KeyPair, resource: dict) -> dict:
     """Encrypt as Graph documents it (independently of the code under test)."""
     key = os.urandom(32)
     public = keypair.private_key.public_key()
@@ -81,13 +82,13 @@ def test_tampered_content_is_refused_before_decryption(keypair, mutate, reason):
 
 
 def test_load_keypair_refuses_a_mismatched_key(tmp_path, make_settings):
-    one = rich.create_certificate(tmp_path / "a.pem", tmp_path / "a.key")
-    rich.create_certificate(tmp_path / "b.pem", tmp_path / "b.key")
+    one = certificate.create_certificate(tmp_path / "a.pem", tmp_path / "a.key")
+    certificate.create_certificate(tmp_path / "b.pem", tmp_path / "b.key")
     settings = make_settings(rich_cert_path=str(tmp_path / "a.pem"), rich_key_path=str(tmp_path / "a.key"))
-    assert rich.load_keypair(settings).thumbprint == one.thumbprint
+    assert certificate.load_keypair(settings).thumbprint == one.thumbprint
     mismatched = settings.with_overrides(rich_key_path=str(tmp_path / "b.key"))
     with pytest.raises(ValueError, match="do not match"):
-        rich.load_keypair(mismatched)
+        certificate.load_keypair(mismatched)
 
 
 def test_certs_create_writes_a_private_key_only_we_can_read(tmp_path):

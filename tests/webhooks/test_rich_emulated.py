@@ -11,7 +11,8 @@ import requests
 from rq import Queue
 
 from service.store import subscriptions as store
-from service.webhooks import rich
+from service.subscriptions import certificate
+from service.workers import queues
 from tests.support.connect import connect_user, emulated_user
 
 
@@ -19,7 +20,7 @@ from tests.support.connect import connect_user, emulated_user
 def rich_stack(make_stack, tmp_path):
     """Like the root ``stack`` fixture, with rich notifications switched on and a fresh certificate."""
     cert, key = tmp_path / "rich-cert.pem", tmp_path / "rich-key.pem"
-    rich.create_certificate(cert, key)
+    certificate.create_certificate(cert, key)
     with make_stack(rich_notifications=True, rich_cert_path=str(cert), rich_key_path=str(key)) as served:
         yield served
 
@@ -53,12 +54,12 @@ def delivered_body(stack) -> dict:
 
 
 def test_rich_subscription_is_created_with_our_certificate(rich_stack, alice):
-    document = store.for_user(rich_stack.runtime.db, alice)
-    assert document["rich"] is True
+    subscription = store.for_user(rich_stack.runtime.db, alice)
+    assert subscription.rich is True
     (remote,) = [s for s in rich_stack.emulator.control.subscriptions() if s["status"] == "active"]
     assert remote["includeResourceData"] is True
     assert "$select=" in remote["resource"]
-    keypair = rich.load_keypair(rich_stack.settings)
+    keypair = certificate.load_keypair(rich_stack.settings)
     assert remote["encryptionCertificateId"] == keypair.certificate_id
     assert remote["encryptionCertificate"] == keypair.certificate_b64
 
@@ -68,7 +69,7 @@ def test_decrypted_events_are_stored_without_a_sync(rich_stack, alice):
     control.create_event(alice, event_body("Rich planning"))
     body = delivered_body(rich_stack)
     assert body["validationTokens"] and body["value"][0]["encryptedContent"]
-    assert queued(rich_stack) == ["service.webhooks.jobs.apply_rich", "service.webhooks.jobs.record_notification"]
+    assert queued(rich_stack) == [queues.APPLY_RICH, queues.RECORD_NOTIFICATION]
     rich_stack.run_jobs()
     stored = rich_stack.runtime.db.events.find_one({"user_id": alice, "subject": "Rich planning"})
     assert stored is not None

@@ -16,18 +16,20 @@ from service import create_app
 from service.runtime import Runtime
 from service.store import subscriptions as store
 from service.store import users, utcnow
-from service.subscriptions import cache
-from service.webhooks import jobs as webhook_jobs
+from service.store.records import Subscription
+from service.subscriptions import mirror as cache
+from service.workers import jobs as worker_jobs
+from service.workers import queues
 
 SUB_A, SUB_B = "11111111-aaaa-4aaa-8aaa-000000000001", "22222222-bbbb-4bbb-8bbb-000000000002"
 STATE_A, STATE_B = "state-a-" + "x" * 40, "state-b-" + "y" * 40
 
 
-def subscribe(db, subscription_id: str, user_id: str, client_state: str, **extra) -> dict:
-    document = {"_id": subscription_id, "client_state": client_state, "tenant_id": "t1", "resource": "r",
-                "expires_at": utcnow() + timedelta(days=3), "status": "active", "rich": False, **extra}
-    store.replace_for_user(db, user_id, document)
-    return {**document, "user_id": user_id}
+def subscribe(db, subscription_id: str, user_id: str, client_state: str, **extra) -> Subscription:
+    subscription = Subscription(id=subscription_id, user_id=user_id, client_state=client_state, tenant_id="t1",
+                                resource="r", expires_at=utcnow() + timedelta(days=3), **extra)
+    store.replace_for_user(db, subscription)
+    return subscription
 
 
 def change(subscription_id: str, client_state: str | None, event_id: str = "AAMk1", change_type: str = "updated"):
@@ -99,14 +101,14 @@ def test_a_burst_for_one_mailbox_becomes_one_sync(client, redis_conn, two_users)
     batch = [change(SUB_A, STATE_A, f"e{i}") for i in range(5)] + [change(SUB_A, STATE_A, "e1")]
     assert post(client, batch).status_code == 202
     assert post(client, list(reversed(batch))).status_code == 202  # redelivered, reordered
-    assert sync_jobs(redis_conn).count(("service.workers.jobs.sync_user", ("user-a",))) == 1
+    assert sync_jobs(redis_conn).count((queues.SYNC_USER, ("user-a",))) == 1
     assert redis_conn.get("calsync:dirty:user-a") is not None
     assert int(redis_conn.get("calsync:stats:webhook:accepted")) == 12
 
 
 def test_a_batch_across_mailboxes_queues_one_sync_each(client, redis_conn, two_users):
     assert post(client, [change(SUB_A, STATE_A), change(SUB_B, STATE_B), change(SUB_A, STATE_A)]).status_code == 202
-    syncs = [args for name, args in sync_jobs(redis_conn) if name == "service.workers.jobs.sync_user"]
+    syncs = [args for name, args in sync_jobs(redis_conn) if name == queues.SYNC_USER]
     assert sorted(syncs) == [("user-a",), ("user-b",)]
 
 
@@ -127,7 +129,7 @@ def test_lookups_are_served_from_redis_after_the_first_miss(client, redis_conn, 
     db.subscriptions.delete_many({})  # MongoDB no longer consulted for this id
     redis_conn.delete("calsync:sync-pending:user-a")
     assert post(client, [change(SUB_A, STATE_A)]).status_code == 202
-    assert sync_jobs(redis_conn).count(("service.workers.jobs.sync_user", ("user-a",))) == 2
+    assert sync_jobs(redis_conn).count((queues.SYNC_USER, ("user-a",))) == 2
 
 
 def test_unknown_ids_are_remembered_briefly(client, redis_conn, db):
@@ -142,12 +144,12 @@ def test_last_notification_is_stamped_off_the_request_path_once_a_minute(client,
     post(client, [change(SUB_A, STATE_A)])
     post(client, [change(SUB_A, STATE_A)])
     stamps = [job for job in Queue("sync", connection=redis_conn).jobs
-              if job.func_name == "service.webhooks.jobs.record_notification"]
+              if job.func_name == queues.RECORD_NOTIFICATION]
     assert len(stamps) == 1
     assert db.users.find_one({"_id": "user-a"})["sync"] == {}  # nothing written by the request itself
-    webhook_jobs.record_notification(*stamps[0].args)
+    worker_jobs.record_notification(*stamps[0].args)
     assert db.users.find_one({"_id": "user-a"})["sync"]["last_notification_at"] is not None
-    assert store.get(db, SUB_A)["last_notification_at"] is not None
+    assert store.get(db, SUB_A).last_notification_at is not None
 
 
 def test_redis_down_is_a_5xx_so_graph_redelivers(make_settings, db):
@@ -177,12 +179,12 @@ def test_lifecycle_events_queue_one_job_per_subscription_and_event(client, redis
     assert post(client, items[:1], "/webhooks/graph/lifecycle").status_code == 202  # still pending: no second job
     jobs = [(job.func_name, job.args) for job in Queue("subscriptions", connection=redis_conn).jobs]
     assert sorted(jobs) == [
-        ("service.subscriptions.jobs.handle_lifecycle", (SUB_A, "reauthorizationRequired")),
-        ("service.subscriptions.jobs.handle_lifecycle", (SUB_B, "subscriptionRemoved")),
+        (queues.HANDLE_LIFECYCLE, (SUB_A, "reauthorizationRequired")),
+        (queues.HANDLE_LIFECYCLE, (SUB_B, "subscriptionRemoved")),
     ]
     assert int(redis_conn.get("calsync:stats:webhook:dropped:client_state")) == 1
 
 
 def test_missed_asks_for_a_sync_directly(client, redis_conn, two_users):
     assert post(client, [lifecycle_item(SUB_A, STATE_A, "missed")], "/webhooks/graph/lifecycle").status_code == 202
-    assert ("service.workers.jobs.sync_user", ("user-a",)) in sync_jobs(redis_conn)
+    assert (queues.SYNC_USER, ("user-a",)) in sync_jobs(redis_conn)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from service.graph import GraphClient
+from service.runtime import Runtime
 from service.store import users
-from service.workers import sync
+from service.workers import context
 from tests.workers.fakegraph import running_fake_graph
 
 
@@ -27,20 +30,34 @@ def fake_client(fake, user_id: str, sleep=None) -> GraphClient:
                        timeout=5, **({"sleep": sleep} if sleep else {}))
 
 
-@pytest.fixture
-def graph_for_fake(fake_graph, monkeypatch):
-    """Route sync's GraphClient construction to the fake Graph."""
-    monkeypatch.setattr(sync, "graph_client", lambda rt, user_id: fake_client(fake_graph, user_id))
-    return fake_graph
+@dataclass
+class GraphRoute:
+    """How the runtime reaches Graph as a user; a test may swap ``factory`` (a waiting or refusing client)."""
+
+    factory: Callable[[str], GraphClient]
 
 
 @pytest.fixture
-def connected(rt, graph_for_fake):
+def graph_route(fake_graph) -> GraphRoute:
+    return GraphRoute(lambda user_id: fake_client(fake_graph, user_id))
+
+
+@pytest.fixture
+def rt(settings, db, redis_conn, graph_route):
+    """The sync tests' runtime: Graph is the loopback fake, through ``graph_route``."""
+    runtime = Runtime(settings, db=db, redis_conn=redis_conn, graph_for=lambda user_id: graph_route.factory(user_id))
+    context.install(runtime)
+    yield runtime
+    context.install(None)
+
+
+@pytest.fixture
+def connected(rt, fake_graph):
     """connected(user_id) → a user known to the fake Graph and connected in our store."""
 
     def make(user_id: str = "user-1", mail: str | None = None) -> str:
         mail = mail or f"{user_id}@contoso.example"
-        graph_for_fake.add_user(user_id, mail)
+        fake_graph.add_user(user_id, mail)
         users.upsert_from_graph(rt.db, {"id": user_id, "mail": mail, "displayName": user_id}, "tenant-1", "home")
         return user_id
 

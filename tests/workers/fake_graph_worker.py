@@ -1,4 +1,4 @@
-"""An ``rq worker`` class for the crash-safety test: the real worker, with Graph routed to the loopback fake.
+"""An ``rq worker`` class for the crash-safety test: calsync's worker, with Graph routed to the loopback fake.
 
 The store is the test's own database on the MongoDB wire server (``MONGODB_URI``), shared with the test
 process as production workers share theirs. Used as ``rq worker -w tests.workers.fake_graph_worker.FakeGraphWorker``.
@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 
 import requests
-from rq import Worker
 
 from service.graph import GraphClient
-from service.workers import sync
+from service.workers import context
+from service.workers.worker import Worker
 
 
-def _graph_client(rt, user_id: str) -> GraphClient:
+def _graph_client(user_id: str) -> GraphClient:
     session = requests.Session()
     session.trust_env = False
     return GraphClient(session, os.environ["CALSYNC_TEST_GRAPH_URL"],
@@ -24,7 +24,10 @@ def _graph_client(rt, user_id: str) -> GraphClient:
 
 
 class FakeGraphWorker(Worker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        context.current().__dict__["graph_for"] = _graph_client   # what Runtime(graph_for=...) sets
+
     def perform_job(self, job, queue, execution) -> bool:
         Path(os.environ["CALSYNC_TEST_HORSE_PID"]).write_text(str(os.getpid()))
-        sync.graph_client = _graph_client
         return super().perform_job(job, queue, execution)

@@ -17,7 +17,8 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from service.store import events
-from service.workers import queues, sync
+from service.sync import rounds
+from service.workers import queues
 from tests.support.calendars import Calendar, expected, stored
 from tests.support.connect import connect_user, emulated_user
 
@@ -66,7 +67,7 @@ def test_random_changes_with_mangled_notifications_and_429s_converge(stack):
     control.wait_idle(timeout=30)
     drain(stack)
 
-    window = sync.window_for(stack.settings, datetime.now(UTC))
+    window = rounds.window_for(stack.settings, datetime.now(UTC))
     start, end = (w.strftime("%Y-%m-%dT%H:%M:%SZ") for w in window)
     total = 0
     for calendar in calendars:

@@ -18,7 +18,8 @@ import pytest
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from service.store import sync_state
-from service.workers import jobs, queues
+from service.sync import requests
+from service.workers import queues
 from tests.workers.conftest import soon
 from tests.workers.truth import differences
 
@@ -49,7 +50,7 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
         tmp_path, rt, connected, fake_graph, run_jobs, redis_conn):
     user_id = connected("crash")
     ids = [fake_graph.create(user_id, soon(d % 35, 9 + d % 8)) for d in range(40)]
-    jobs.request_sync(rt, user_id, "connect")
+    requests.request_sync(rt.redis, user_id, "connect")
     run_jobs()
     old_link = sync_state.get(rt.db, user_id)["delta_link"]
     for n, event_id in enumerate(ids):
@@ -57,7 +58,7 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     for d in range(60):
         fake_graph.create(user_id, soon(d % 30, 13))
     fake_graph.page_delay, pages_before = 0.25, fake_graph.delta_pages
-    jobs.request_sync(rt, user_id, "webhook")
+    requests.request_sync(rt.redis, user_id, "webhook")
 
     worker = start_worker(tmp_path, rt.settings, fake_graph)
     wait_for(lambda: fake_graph.delta_pages >= pages_before + 4 and (tmp_path / "horse.pid").exists())

@@ -6,18 +6,20 @@ import importlib
 
 from click.testing import CliRunner
 
+from service import cli as cli_module
+from service.workers import cli as workers_cli
 from service.workers import queues
 from service.workers.scheduler import PERIODIC, Scheduler
 from tests.workers.conftest import soon
 from tests.workers.truth import differences
 
 
-def test_the_scheduler_lists_renewal_digest_reconcile_and_window_roll():
+def test_the_scheduler_runs_renewal_digest_reconcile_and_window_roll_as_real_jobs():
     assert {t.name for t in PERIODIC} == {"renewal-sweep", "digest-tick", "reconcile-sweep", "window-roll"}
     for task in PERIODIC:
-        if task.func.startswith("service.workers."):
-            module, _, name = task.func.rpartition(".")
-            assert callable(getattr(importlib.import_module(module), name))
+        module, _, name = task.func.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), task.func
+        assert task.queue in queues.ALL
 
 
 def test_only_one_of_two_schedulers_enqueues(redis_conn):
@@ -51,11 +53,9 @@ def test_the_reconcile_job_enqueued_by_the_scheduler_runs(rt, connected, fake_gr
 
 
 def test_calsync_sync_command_syncs_a_user_by_email(rt, connected, fake_graph, monkeypatch):
-    from service import cli as cli_module
-
     user_id = connected("uma", "Uma@Contoso.example")
     fake_graph.create(user_id, soon(1))
-    monkeypatch.setattr(cli_module, "runtime_from_env", lambda: rt)
+    monkeypatch.setattr(workers_cli, "runtime_from_env", lambda: rt)
 
     result = CliRunner().invoke(cli_module.cli, ["sync", "uma@contoso.example"])
 

@@ -7,16 +7,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from service import runtime
-from service.runtime import Runtime
+from service import locks
+from service.graph import GraphClient, GraphError
 from service.store import sync_state, users
-from service.workers import jobs, queues, sync
+from service.sync import requests, rounds, runner
+from service.workers import context, jobs, queues
 from tests.workers.conftest import fake_client, soon
 from tests.workers.truth import differences, no_secret_anywhere
 
 
-def user_doc(rt, user_id):
-    return users.get(rt.db, user_id)
+def sync_info(rt, user_id):
+    return users.get(rt.db, user_id).sync
+
+
+def request(rt, user_id: str, reason: str = "webhook") -> bool:
+    return requests.request_sync(rt.redis, user_id, reason)
 
 
 def make_due(redis_conn) -> int:
@@ -35,7 +40,7 @@ def test_backfill_stores_the_window_field_by_field_without_bodies(rt, connected,
         fake_graph.create(user_id, soon(day))
     fake_graph.create_series(user_id, soon(3), count=4)
 
-    assert jobs.request_sync(rt, user_id, "connect") is True
+    assert request(rt, user_id, "connect") is True
     run_jobs()
 
     assert differences(rt, fake_graph, user_id) == []
@@ -43,16 +48,16 @@ def test_backfill_stores_the_window_field_by_field_without_bodies(rt, connected,
     assert rt.db.events.count_documents({"user_id": user_id}) > 20
     state = sync_state.get(rt.db, user_id)
     assert "$deltatoken" in state["delta_link"]
-    sync_info = user_doc(rt, user_id)["sync"]
-    assert sync_info["last_result"] == "full:initial" and sync_info["error_count"] == 0
-    assert sync_info["lag_seconds"] >= 0 and sync_info["last_sync_at"]
+    info = sync_info(rt, user_id)
+    assert info.last_result == "full:initial" and info.error_count == 0
+    assert info.lag_seconds >= 0 and info.last_sync_at
 
 
 def test_incremental_round_applies_creates_updates_and_removals(rt, connected, fake_graph, run_jobs):
     user_id = connected("bob")
     ids = [fake_graph.create(user_id, soon(d)) for d in range(5)]
     series = fake_graph.create_series(user_id, soon(1, 15), count=3)
-    jobs.request_sync(rt, user_id, "connect")
+    request(rt, user_id, "connect")
     run_jobs()
 
     fake_graph.update(user_id, ids[0], subject="renamed", move_minutes=90)
@@ -62,35 +67,35 @@ def test_incremental_round_applies_creates_updates_and_removals(rt, connected, f
     fake_graph.delete(user_id, series[2])
     fake_graph.update(user_id, ids[2], start=soon(90), end=soon(90, 11))   # moved out of the window
     fake_graph.create(user_id, soon(2))
-    jobs.request_sync(rt, user_id, "webhook")
+    request(rt, user_id, "webhook")
     run_jobs()
 
     assert differences(rt, fake_graph, user_id) == []
-    assert user_doc(rt, user_id)["sync"]["last_result"] == "delta"
+    assert sync_info(rt, user_id).last_result == "delta"
 
 
 def test_rejected_delta_token_triggers_a_full_resync_that_drops_vanished_events(rt, connected, fake_graph, run_jobs):
     user_id = connected("carol")
     for d in range(4):
         fake_graph.create(user_id, soon(d))
-    jobs.request_sync(rt, user_id, "connect")
+    request(rt, user_id, "connect")
     run_jobs()
     rt.db.events.insert_one({"user_id": user_id, "graph_id": "ghost", "subject": "gone",
                              "stored_at": datetime.now(UTC) - timedelta(days=1)})
     fake_graph.reject_delta_tokens = 1
     fake_graph.create(user_id, soon(5))
 
-    jobs.request_sync(rt, user_id, "webhook")
+    request(rt, user_id, "webhook")
     run_jobs()
 
     assert differences(rt, fake_graph, user_id) == []
-    assert user_doc(rt, user_id)["sync"]["last_result"] == "full:token-rejected"
+    assert sync_info(rt, user_id).last_result == "full:token-rejected"
 
 
 def test_window_roll_sweep_rebaselines_users_whose_window_moved(rt, connected, fake_graph, run_jobs):
     user_id = connected("dave")
     fake_graph.create(user_id, soon(1))
-    jobs.request_sync(rt, user_id, "connect")
+    request(rt, user_id, "connect")
     run_jobs()
     assert jobs.window_roll_sweep() == 0   # already on today's window
     rt.db.sync_state.update_one({"_id": user_id}, {"$set": {"window_start": datetime(2020, 1, 1, tzinfo=UTC)}})
@@ -98,19 +103,12 @@ def test_window_roll_sweep_rebaselines_users_whose_window_moved(rt, connected, f
     assert jobs.window_roll_sweep() == 1
     run_jobs()
 
-    assert user_doc(rt, user_id)["sync"]["last_result"] == "full:window-roll"
-    assert sync_state.get(rt.db, user_id)["window_start"] == sync.window_for(rt.settings, datetime.now(UTC))[0]
+    assert sync_info(rt, user_id).last_result == "full:window-roll"
+    assert sync_state.get(rt.db, user_id)["window_start"] == rounds.window_for(rt.settings, datetime.now(UTC))[0]
 
 
-def test_request_sync_coalesces_and_never_touches_mongodb(settings, redis_conn):
-    class NoMongo(Runtime):
-        @property
-        def db(self):
-            raise AssertionError("request_sync must not read MongoDB")
-
-    rt = NoMongo(settings, redis_conn=redis_conn)
-
-    enqueued = [jobs.request_sync(rt, "u-1", "webhook") for _ in range(100)]
+def test_request_sync_coalesces_in_redis(redis_conn):
+    enqueued = [requests.request_sync(redis_conn, "u-1", "webhook") for _ in range(100)]
 
     assert enqueued.count(True) == 1
     assert queues.get_queue(queues.SYNC, redis_conn).count == 1
@@ -118,9 +116,9 @@ def test_request_sync_coalesces_and_never_touches_mongodb(settings, redis_conn):
 
 
 def test_request_syncs_marks_a_whole_batch_dirty_and_enqueues_only_users_without_a_pending_sync(rt, redis_conn):
-    jobs.request_sync(rt, "u-2", "webhook")
+    request(rt, "u-2", "webhook")
 
-    fresh = jobs.request_syncs(rt, ["u-1", "u-2", "u-3"], "notification")
+    fresh = requests.request_syncs(redis_conn, ["u-1", "u-2", "u-3"], "notification")
 
     assert fresh == ["u-1", "u-3"]
     assert sorted(job.args[0] for job in queues.get_queue(queues.SYNC, redis_conn).jobs) == ["u-1", "u-2", "u-3"]
@@ -128,26 +126,26 @@ def test_request_syncs_marks_a_whole_batch_dirty_and_enqueues_only_users_without
 
 
 @pytest.mark.parametrize("bad", ["", None, 5, "x" * 500])
-def test_request_sync_refuses_junk_user_ids(rt, bad):
+def test_request_sync_refuses_junk_user_ids(redis_conn, bad):
     with pytest.raises(ValueError):
-        jobs.request_sync(rt, bad, "webhook")
+        requests.request_sync(redis_conn, bad, "webhook")
 
 
 def test_a_request_during_a_running_sync_is_not_lost(rt, connected, fake_graph, run_jobs, monkeypatch):
     user_id = connected("erin")
     fake_graph.create(user_id, soon(1))
-    real_round = sync.run_round
+    real_round = rounds.run_round
     late = []
 
     def round_with_a_notification_mid_way(*args, **kwargs):
         result = real_round(*args, **kwargs)
         if not late:   # a change and its notification land while the first round is finishing
             late.append(fake_graph.create(user_id, soon(2)))
-            jobs.request_sync(rt, user_id, "webhook")
+            request(rt, user_id, "webhook")
         return result
 
-    monkeypatch.setattr(sync, "run_round", round_with_a_notification_mid_way)
-    jobs.request_sync(rt, user_id, "connect")
+    monkeypatch.setattr(rounds, "run_round", round_with_a_notification_mid_way)
+    request(rt, user_id, "connect")
     run_jobs()
 
     assert late and differences(rt, fake_graph, user_id) == []
@@ -159,9 +157,9 @@ def test_a_user_locked_by_another_worker_is_not_interleaved_and_is_rechecked_onc
     fake_graph.create(user_id, soon(1))
     redis_conn.set(f"calsync:lock:sync:{user_id}", "another-job", px=60_000)   # a holder that never finishes
 
-    jobs.request_sync(rt, user_id, "connect")
+    request(rt, user_id, "connect")
     run_jobs()
-    jobs.request_sync(rt, user_id, "webhook")   # still enqueued at once: nothing blocks new requests
+    request(rt, user_id, "webhook")   # still enqueued at once: nothing blocks new requests
     run_jobs()
 
     assert rt.db.events.count_documents({}) == 0 and fake_graph.delta_pages == 0
@@ -176,22 +174,22 @@ def test_a_notification_after_the_last_round_is_picked_up_when_the_holder_releas
         rt, connected, fake_graph, run_jobs, redis_conn, monkeypatch):
     user_id = connected("fay")
     fake_graph.create(user_id, soon(1))
-    real_rounds = jobs._sync_rounds
+    real_rounds = runner._rounds
     late, second = [], []
 
     def rounds_then_a_notification_that_meets_the_lock(*args, **kwargs):
         outcome = real_rounds(*args, **kwargs)
         if not late:   # after the holder's last look at the dirty flag, before it releases the lock
             late.append(fake_graph.create(user_id, soon(2)))
-            jobs.request_sync(rt, user_id, "webhook")
+            request(rt, user_id, "webhook")
             queues.get_queue(queues.SYNC, redis_conn).empty()   # that job is the one another worker runs now:
             with monkeypatch.context() as m:                    # it meets the held lock and leaves it to us
-                m.setattr(jobs, "get_current_job", lambda: None)
+                m.setattr(jobs, "get_current_job", lambda: None)   # (another job: not the holder's id)
                 second.append(jobs.sync_user(user_id))
         return outcome
 
-    monkeypatch.setattr(jobs, "_sync_rounds", rounds_then_a_notification_that_meets_the_lock)
-    jobs.request_sync(rt, user_id, "connect")
+    monkeypatch.setattr(runner, "_rounds", rounds_then_a_notification_that_meets_the_lock)
+    request(rt, user_id, "connect")
     run_jobs()
 
     assert second == ["coalesced"]
@@ -202,18 +200,18 @@ def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, r
     user_id = connected("gina")
     for d in range(25):
         fake_graph.create(user_id, soon(d % 30))
-    lock = jobs.SyncLock(redis_conn, user_id, "me")
-    assert lock.acquire()
+    lock = locks.lock(redis_conn, runner.LOCK_KEY.format(user_id=user_id), 60, token="me")
+    assert locks.take(lock)
     pages = []
 
-    def renew():
+    def keep():
         pages.append(1)
         if len(pages) == 2:
-            redis_conn.set(lock.key, "someone-else")   # our lock expired and another worker took it
-        return lock.renew()
+            redis_conn.set(lock.name, "someone-else")   # our lock expired and another worker took it
+        locks.keep(lock)
 
-    with pytest.raises(sync.LockLost):
-        sync.run_round(rt, user_id, fake_client(fake_graph, user_id), renew=renew)
+    with pytest.raises(locks.LockLost):
+        rounds.run_round(rt.db, rt.settings, user_id, fake_client(fake_graph, user_id), keep=keep)
 
     assert sync_state.get(rt.db, user_id) is None
     assert 0 < rt.db.events.count_documents({}) < 25
@@ -223,14 +221,14 @@ def test_throttling_reschedules_without_blocking_other_users(rt, connected, fake
     slow, fast = connected("hank"), connected("ivy")
     fake_graph.create(slow, soon(1))
     fake_graph.create(fast, soon(1))
-    jobs.request_sync(rt, slow, "connect")
+    request(rt, slow, "connect")
     fake_graph.failures.extend([(429, "7.5")])   # longer than the client waits inline
 
-    jobs.request_sync(rt, fast, "connect")
+    request(rt, fast, "connect")
     run_jobs()
 
     assert differences(rt, fake_graph, fast) == []
-    assert user_doc(rt, slow)["sync"]["last_result"] == "throttled"
+    assert sync_info(rt, slow).last_result == "throttled"
     registry = ScheduledJobRegistry(queue=queues.get_queue(queues.SYNC, redis_conn))
     (job_id,) = registry.get_job_ids()
     delay = registry.get_scheduled_time(job_id) - datetime.now(UTC)
@@ -238,14 +236,14 @@ def test_throttling_reschedules_without_blocking_other_users(rt, connected, fake
     make_due(redis_conn)
     run_jobs()
     assert differences(rt, fake_graph, slow) == []
-    assert user_doc(rt, slow)["sync"]["error_count"] == 0
+    assert sync_info(rt, slow).error_count == 0
 
 
-def test_short_fractional_retry_after_is_waited_inline(rt, connected, fake_graph, monkeypatch):
+def test_short_fractional_retry_after_is_waited_inline(rt, connected, fake_graph, graph_route):
     user_id = connected("jack")
     fake_graph.create(user_id, soon(1))
     waits = []
-    monkeypatch.setattr(sync, "graph_client", lambda rt, uid: fake_client(fake_graph, uid, sleep=waits.append))
+    graph_route.factory = lambda uid: fake_client(fake_graph, uid, sleep=waits.append)
     fake_graph.failures.extend([(429, "0.25"), (503, "1.5"), (504, None)])
 
     assert jobs.sync_user(user_id) == "ok"
@@ -254,7 +252,7 @@ def test_short_fractional_retry_after_is_waited_inline(rt, connected, fake_graph
     assert differences(rt, fake_graph, user_id) == []
 
 
-def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, connected, fake_graph, monkeypatch):
+def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, connected, fake_graph, graph_route):
     user_id = connected("kate")
     refreshed = []
 
@@ -262,14 +260,14 @@ def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, connec
         refreshed.append(force_refresh)
         return "tok-revoked"
 
-    monkeypatch.setattr(sync, "graph_client", lambda rt, uid: fake_client(fake_graph, uid).__class__(
-        fake_client(fake_graph, uid).session, f"{fake_graph.url}/v1.0", token=token, timeout=5))
+    graph_route.factory = lambda uid: GraphClient(fake_client(fake_graph, uid).session, f"{fake_graph.url}/v1.0",
+                                                  token=token, timeout=5)
 
     assert jobs.sync_user(user_id) == "needs_reconnect"
 
     assert refreshed == [False, True]
-    doc = user_doc(rt, user_id)
-    assert doc["connection"]["status"] == users.NEEDS_RECONNECT and doc["sync"]["error_count"] == 1
+    user = users.get(rt.db, user_id)
+    assert user.connection.status == users.NEEDS_RECONNECT and user.sync.error_count == 1
 
 
 def test_a_user_gone_from_graph_is_disconnected(rt, connected, fake_graph):
@@ -278,19 +276,19 @@ def test_a_user_gone_from_graph_is_disconnected(rt, connected, fake_graph):
 
     assert jobs.sync_user(user_id) == "disconnected"
 
-    assert user_doc(rt, user_id)["connection"]["status"] == users.DISCONNECTED
+    assert users.get(rt.db, user_id).connection.status == users.DISCONNECTED
 
 
 def test_other_graph_errors_propagate_to_rq_and_are_counted(rt, connected, fake_graph):
     user_id = connected("mia")
     fake_graph.failures.append((500, None))
 
-    with pytest.raises(sync.GraphError):
+    with pytest.raises(GraphError):
         jobs.sync_user(user_id)
 
-    sync_info = user_doc(rt, user_id)["sync"]
-    assert sync_info["last_result"] == "error" and sync_info["error_count"] == 1
-    assert sync_info["last_error"] == "500 ServiceUnavailable"
+    info = sync_info(rt, user_id)
+    assert info.last_result == "error" and info.error_count == 1
+    assert info.last_error == "500 ServiceUnavailable"
 
 
 def test_graph_still_unavailable_after_inline_retries_is_rescheduled(rt, connected, fake_graph, redis_conn):
@@ -320,24 +318,25 @@ def test_time_zone_is_inferred_from_meetings_the_user_organizes(rt, connected, f
 
     jobs.sync_user(user_id)
 
-    doc = user_doc(rt, user_id)
-    assert doc["graph_time_zone"] == "W. Europe Standard Time" and doc["time_zone"] == "Europe/Berlin"
+    user = users.get(rt.db, user_id)
+    assert user.graph_time_zone == "W. Europe Standard Time" and user.time_zone == "Europe/Berlin"
+    assert user.digest.next_at is not None   # the digest was planned again in the new zone
 
 
 def test_an_explicit_time_zone_is_not_overwritten(rt, connected, fake_graph):
     user_id = connected("pete")
-    users.update_fields(rt.db, user_id, {"time_zone": "Asia/Kolkata"})
+    users.choose_time_zone(rt.db, user_id, "Asia/Kolkata")
     fake_graph.create(user_id, soon(1), tz="W. Europe Standard Time")
 
     jobs.sync_user(user_id)
 
-    assert user_doc(rt, user_id)["time_zone"] == "Asia/Kolkata"
+    assert users.get(rt.db, user_id).time_zone == "Asia/Kolkata"
 
 
 def test_reconcile_sweep_syncs_only_users_quiet_for_too_long(rt, connected, fake_graph, redis_conn):
     quiet, recent, never = connected("quinn"), connected("rose"), connected("sam")
-    users.update_fields(rt.db, quiet, {"sync.last_sync_at": datetime.now(UTC) - timedelta(hours=7)})
-    users.update_fields(rt.db, recent, {"sync.last_sync_at": datetime.now(UTC) - timedelta(minutes=5)})
+    users.record_sync_success(rt.db, quiet, datetime.now(UTC) - timedelta(hours=7), "delta", None)
+    users.record_sync_success(rt.db, recent, datetime.now(UTC) - timedelta(minutes=5), "delta", None)
 
     assert jobs.reconcile_sweep() == 2
 
@@ -345,5 +344,8 @@ def test_reconcile_sweep_syncs_only_users_quiet_for_too_long(rt, connected, fake
     assert not redis_conn.exists(f"calsync:sync-pending:{recent}")
 
 
-def test_runtime_is_the_installed_one(rt):
-    assert runtime.current() is rt
+def test_a_job_in_a_process_without_a_runtime_fails_saying_how_to_start_workers(rt):
+    context.install(None)
+
+    with pytest.raises(context.NoRuntime, match="rq worker -w service.workers.worker.Worker"):
+        jobs.sync_user("anyone")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.store import as_utc, events
-from service.workers import sync
+from service.sync import rounds
 
 FIELDS = ("subject", "start", "end", "start_tz", "end_tz", "is_all_day", "organizer", "attendees", "is_cancelled",
           "show_as", "is_online_meeting", "type", "series_master_id", "ical_uid", "last_modified", "change_key")
@@ -29,7 +29,7 @@ def expected(e: dict) -> dict:
 
 def differences(rt, fake, user_id: str) -> list[str]:
     """Every way the stored window differs from the truth (empty when they agree); also checks stripping."""
-    start, end = sync.window_for(rt.settings, datetime.now(tz=start_tz()))
+    start, end = rounds.window_for(rt.settings, datetime.now(tz=start_tz()))
     with fake.lock:
         truth = {e["id"]: expected(e) for e in fake.users[user_id].events.values()
                  if e["start"] < end and e["end"] > start}

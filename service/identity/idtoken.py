@@ -14,10 +14,11 @@ import threading
 import time
 
 import jwt
+import requests
 
-from service.auth.msal_app import discovery_url
-from service.jwks import rsa_key
-from service.runtime import Runtime
+from service.config import Settings
+from service.identity.jwks import rsa_key
+from service.identity.msal_app import discovery_url
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def nonce_hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode("ascii")).hexdigest()
 
 
-def validate(rt: Runtime, raw: str, nonce: str, now: float | None = None) -> dict:
+def validate(settings: Settings, http: requests.Session, raw: str, nonce: str, now: float | None = None) -> dict:
     """Return the verified claims of ``raw`` or raise IdTokenInvalid."""
     if not isinstance(raw, str) or raw.count(".") != 2:
         raise IdTokenInvalid("malformed id token")
@@ -47,8 +48,8 @@ def validate(rt: Runtime, raw: str, nonce: str, now: float | None = None) -> dic
         raise IdTokenInvalid("malformed id token header") from None
     if header.get("alg") != "RS256":
         raise IdTokenInvalid("unexpected signing algorithm")
-    discovery, key = _signing_key(rt, str(header.get("kid") or ""))
-    claims = _decode(raw, key, rt.settings.client_id, now)
+    discovery, key = _signing_key(settings, http, str(header.get("kid") or ""))
+    claims = _decode(raw, key, settings.client_id, now)
     tenant_id = str(claims.get("tid") or "")
     expected_issuer = str(discovery.get("issuer") or "").replace("{tenantid}", tenant_id)
     if not tenant_id or claims.get("iss") != expected_issuer:
@@ -81,28 +82,28 @@ def _decode(raw: str, key, client_id: str, now: float | None) -> dict:
     return claims
 
 
-def _signing_key(rt: Runtime, kid: str):
+def _signing_key(settings: Settings, http: requests.Session, kid: str):
     """The JWKS key for ``kid``; an unknown kid triggers one refetch (keys rotate)."""
-    url = discovery_url(rt.settings)
+    url = discovery_url(settings)
     for refresh in (False, True):
-        discovery, jwks = _load(rt, url, refresh)
+        discovery, jwks = _load(settings, http, url, refresh)
         key = rsa_key(jwks, kid)
         if key is not None:
             return discovery, key
     raise IdTokenInvalid("unknown signing key")
 
 
-def _load(rt: Runtime, url: str, refresh: bool) -> tuple[dict, dict]:
+def _load(settings: Settings, http: requests.Session, url: str, refresh: bool) -> tuple[dict, dict]:
     with _lock:
         cached = _metadata.get(url)
     if cached and not refresh and time.monotonic() - cached[0] < METADATA_TTL_SECONDS:
         return cached[1], cached[2]
-    timeout = rt.settings.http_timeout
+    timeout = settings.http_timeout
     try:
-        discovery = rt.http.get(url, timeout=timeout)
+        discovery = http.get(url, timeout=timeout)
         discovery.raise_for_status()
         document = discovery.json()
-        jwks = rt.http.get(document["jwks_uri"], timeout=timeout)
+        jwks = http.get(document["jwks_uri"], timeout=timeout)
         jwks.raise_for_status()
         keys = jwks.json()
     except (ValueError, KeyError, TypeError):  # not JSON, or no jwks_uri: nothing to verify against

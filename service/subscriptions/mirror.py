@@ -7,15 +7,17 @@ are remembered briefly so a flood of forged ids does not become a flood of Mongo
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pymongo.database import Database
 from redis import Redis
 
-from service.store import as_utc, utcnow
 from service.store import subscriptions as store
-from service.webhooks.notifications import SubscriptionRef, client_state_digest
+from service.store import utcnow
+from service.store.records import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +26,29 @@ UNKNOWN_TTL = 60
 AFTER_EXPIRY = timedelta(days=1)  # late deliveries for an expired subscription still find their owner
 
 
+@dataclass(frozen=True)
+class SubscriptionRef:
+    """What the webhook needs of one subscription: its owner and the digest of its clientState."""
+
+    subscription_id: str
+    user_id: str
+    client_state_digest: bytes
+    rich: bool = False
+
+
+def client_state_digest(client_state: str) -> bytes:
+    """SHA-256 of a clientState: the mirror never holds the secret itself."""
+    return hashlib.sha256(client_state.encode()).digest()
+
+
 def key(subscription_id: str) -> str:
     return KEY.format(id=subscription_id)
 
 
-def remember(conn: Redis, document: dict) -> SubscriptionRef:
-    """Mirror one stored subscription document into Redis until a day after it expires."""
-    ref = _ref_from(document)
-    expires_at = as_utc(document.get("expires_at")) or utcnow()
+def remember(conn: Redis, subscription: Subscription) -> SubscriptionRef:
+    """Mirror one stored subscription into Redis until a day after it expires."""
+    ref = _ref_from(subscription)
+    expires_at = subscription.expires_at or utcnow()
     ttl = max(int((expires_at + AFTER_EXPIRY - utcnow()).total_seconds()), UNKNOWN_TTL)
     pipe = conn.pipeline()
     pipe.hset(key(ref.subscription_id), mapping={
@@ -67,8 +84,8 @@ def lookup(conn: Redis, db: Database, subscription_ids: list[str]) -> dict[str, 
 
 def _from_store(conn: Redis, db: Database, ids: list[str]) -> dict[str, SubscriptionRef]:
     found = {}
-    for document in store.get_many(db, ids):
-        found[document["_id"]] = remember(conn, document)
+    for subscription in store.get_many(db, ids):
+        found[subscription.id] = remember(conn, subscription)
     unknown = [i for i in ids if i not in found]
     if unknown:
         pipe = conn.pipeline(transaction=False)
@@ -79,18 +96,16 @@ def _from_store(conn: Redis, db: Database, ids: list[str]) -> dict[str, Subscrip
     return found
 
 
-def _ref_from(document: dict) -> SubscriptionRef:
-    return SubscriptionRef(
-        document["_id"], document["user_id"], client_state_digest(document["client_state"]),
-        bool(document.get("rich")),
-    )
+def _ref_from(subscription: Subscription) -> SubscriptionRef:
+    return SubscriptionRef(subscription.id, subscription.user_id, client_state_digest(subscription.client_state),
+                           subscription.rich)
 
 
 def rebuild(conn: Redis, db: Database) -> int:
     """Re-mirror every stored subscription (after a Redis flush); returns how many."""
     count = 0
-    for document in store.listing(db):
-        remember(conn, document)
+    for subscription in store.listing(db):
+        remember(conn, subscription)
         count += 1
     log.info("mirrored %d subscriptions into Redis", count)
     return count

@@ -5,7 +5,8 @@ when the window rolled forward, or when Graph rejects the token), applies each p
 (``service.store.events.apply_changes``: stripping, order guard, ``@removed``), and stores the new
 delta link only after the last page. A crash mid-round therefore replays from the old cursor, which is
 harmless because upserts are idempotent and order-guarded. The caller holds the per-user lock and passes
-``renew`` so that a round that lost its lock stops before applying another page.
+``keep`` (``service.locks.keep`` of that lock), so a round that lost its lock raises ``LockLost`` before
+applying another page.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from urllib.parse import urlencode, urlsplit
 
+from pymongo.database import Database
+
 from service.config import Settings
-from service.digest import plan as digest_plan
 from service.graph import GraphClient, GraphError
-from service.runtime import Runtime
 from service.store import events as events_store
 from service.store import sync_state, users, utcnow
+from service.timezones import to_iana
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,6 @@ PAGE_SIZE = 50
 MAX_PAGES = 5_000                   # a runaway nextLink chain is a bug, not a calendar
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateNotFound", "ResyncRequired"})
 PREFER = 'odata.maxpagesize={size}, outlook.timezone="UTC"'
-
-
-class LockLost(Exception):
-    """Another worker owns this user's sync now; stop before applying anything more."""
 
 
 class BadGraphResponse(GraphError):
@@ -68,29 +66,22 @@ def baseline_reason(state: dict | None, window: tuple[datetime, datetime]) -> st
     return None
 
 
-def graph_client(rt: Runtime, user_id: str) -> GraphClient:
-    """A GraphClient with the user's token provider (the connect part owns tokens)."""
-    from service.auth.tokens import graph_for
-
-    return graph_for(rt, user_id)
-
-
-def run_round(rt: Runtime, user_id: str, graph: GraphClient, *, renew: Callable[[], bool] | None = None,
-              now: datetime | None = None) -> RoundResult:
+def run_round(db: Database, settings: Settings, user_id: str, graph: GraphClient, *,
+              keep: Callable[[], None] | None = None, now: datetime | None = None) -> RoundResult:
     """One delta round for a user; a rejected delta token turns into a full resync (nothing lost)."""
     now = now or utcnow()
-    window = window_for(rt.settings, now)
-    state = sync_state.get(rt.db, user_id)
+    window = window_for(settings, now)
+    state = sync_state.get(db, user_id)
     reason = baseline_reason(state, window)
     if reason is None:
         try:
-            return _round(rt, user_id, graph, window, state["delta_link"], None, renew, state.get("baseline_at"))
+            return _round(db, user_id, graph, window, state["delta_link"], None, keep, state.get("baseline_at"))
         except GraphError as exc:
             if not token_rejected(exc):
                 raise
             log.info("delta token for user %s rejected (%s %s); full resync", user_id, exc.status, exc.code)
             reason = "token-rejected"
-    return _round(rt, user_id, graph, window, initial_url(window), reason, renew, now)
+    return _round(db, user_id, graph, window, initial_url(window), reason, keep, now)
 
 
 def token_rejected(exc: GraphError) -> bool:
@@ -102,8 +93,8 @@ def initial_url(window: tuple[datetime, datetime]) -> str:
     return f"{DELTA_PATH}?{urlencode({'startDateTime': start, 'endDateTime': end})}"
 
 
-def _round(rt: Runtime, user_id: str, graph: GraphClient, window: tuple[datetime, datetime], url: str,
-           full_reason: str | None, renew: Callable[[], bool] | None, baseline_at: datetime | None) -> RoundResult:
+def _round(db: Database, user_id: str, graph: GraphClient, window: tuple[datetime, datetime], url: str,
+           full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None) -> RoundResult:
     result = RoundResult(full=full_reason is not None, reason=full_reason or "delta")
     started = utcnow()
     headers = {"Prefer": PREFER.format(size=PAGE_SIZE)}
@@ -112,16 +103,16 @@ def _round(rt: Runtime, user_id: str, graph: GraphClient, window: tuple[datetime
             raise BadGraphResponse(0, "tooManyPages")
         page = graph.get_json(url, headers=headers)
         items, next_link, delta_link = _page_parts(page, graph.base_url)
-        if renew is not None and not renew():
-            raise LockLost(user_id)
-        result.applied.add(events_store.apply_changes(rt.db, user_id, items, utcnow()))
+        if keep is not None:
+            keep()
+        result.applied.add(events_store.apply_changes(db, user_id, items, utcnow()))
         result.pages += 1
         if delta_link is not None:
             break
         url = next_link
     if result.full:
-        result.removed_missing = events_store.delete_missing(rt.db, user_id, result.applied.seen, started)
-    sync_state.save(rt.db, user_id, delta_link, window[0], window[1], baseline_at)
+        result.removed_missing = events_store.delete_missing(db, user_id, result.applied.seen, started)
+    sync_state.save(db, user_id, delta_link, window[0], window[1], baseline_at)
     return result
 
 
@@ -145,19 +136,19 @@ def _origin(url: str) -> tuple[str, str]:
 
 # ------------------------------------------------------------------ after a round
 
-def infer_time_zone(rt: Runtime, user_id: str) -> str | None:
-    """Set graph_time_zone/time_zone from the user's own meetings unless they chose a zone themselves."""
-    user = users.get(rt.db, user_id)
-    if not user or not user.get("email") or user.get("time_zone_source") == "user":
-        return None
-    from service.timezones import to_iana
+def infer_time_zone(db: Database, user_id: str) -> str | None:
+    """Set graph_time_zone/time_zone from the user's own meetings unless they chose a zone themselves.
 
-    current, inferred_before = user.get("time_zone"), user.get("graph_time_zone")
+    Returns the zone recorded, or None when nothing changed.
+    """
+    user = users.get(db, user_id)
+    if not user or not user.email or user.time_zone_source == "user":
+        return None
+    current, inferred_before = user.time_zone, user.graph_time_zone
     if current and (not inferred_before or current != to_iana(inferred_before)):
         return None   # a zone set in calsync's settings wins over anything inferred
-    graph_zone = events_store.most_common_organizer_zone(rt.db, user_id, user["email"])
+    graph_zone = events_store.most_common_organizer_zone(db, user_id, user.email)
     if graph_zone is None or graph_zone == inferred_before:
         return None
-    users.update_fields(rt.db, user_id, {"graph_time_zone": graph_zone, "time_zone": to_iana(graph_zone)})
-    digest_plan.reschedule(rt.db, user_id, rt.settings.digest_default_time)
+    users.record_inferred_time_zone(db, user_id, graph_zone, to_iana(graph_zone))
     return graph_zone

@@ -11,9 +11,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import msal
+import requests
 
 from service.config import Settings
-from service.runtime import Runtime
 
 # Delegated Graph permissions. MSAL adds openid, profile and offline_access itself (and refuses them here).
 SCOPES = ("Calendars.Read", "User.Read")
@@ -33,9 +33,9 @@ def is_microsoft_authority(settings: Settings) -> bool:
     return (urlsplit(settings.authority_host).hostname or "").lower() in MICROSOFT_HOSTS
 
 
-def build_app(rt: Runtime, cache: msal.TokenCache | None = None) -> msal.ConfidentialClientApplication:
+def build_app(settings: Settings, http: requests.Session,
+              cache: msal.TokenCache | None = None) -> msal.ConfidentialClientApplication:
     """A confidential client for the configured app, using ``cache`` (one user's) and our trusted session."""
-    settings = rt.settings
     options: dict = {}
     if not is_microsoft_authority(settings):
         options = {"validate_authority": False, "instance_discovery": False}
@@ -44,7 +44,7 @@ def build_app(rt: Runtime, cache: msal.TokenCache | None = None) -> msal.Confide
         client_credential=settings.client_secret,
         authority=settings.authority,
         token_cache=cache,
-        http_client=rt.http,
+        http_client=http,
         timeout=settings.http_timeout,
         http_cache=_http_cache,
         **options,

@@ -1,0 +1,147 @@
+"""A user's connection, above the parts it drives: connect, disconnect, a deleted account, reconnect mail.
+
+Connecting stores the tokens and the user, plans their digest and asks for the subscription and the
+first sync; disconnecting deletes the Graph subscription first, then the tokens (and, if asked, the
+stored calendar data). This module sits above subscriptions, sync and the digest; nothing below it
+imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msal
+from pymongo.database import Database
+from redis import Redis
+
+from service.config import Settings
+from service.digest import plan as digest_plan
+from service.identity import crypto
+from service.identity.tokens import Tokens
+from service.mail import Mailer
+from service.store import events, sync_state, users, utcnow
+from service.store import tokens as token_store
+from service.store.records import ConnectionStatus, User
+from service.subscriptions.lifecycle import Subscriptions
+from service.sync.requests import request_sync
+from service.workers import queues
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MAIL_INTERVAL = timedelta(hours=24)
+
+
+@dataclass
+class Connected:
+    user: User
+    first_time: bool
+
+
+@dataclass
+class Connections:
+    settings: Settings
+    db: Database
+    redis: Redis
+    tokens: Tokens
+    subscriptions: Subscriptions
+    mailer: Mailer
+
+    def connect(self, user_id: str, me: dict, tenant_id: str, home_account_id: str,
+                cache: msal.SerializableTokenCache, time_zone: str | None) -> Connected:
+        """Store a verified sign-in (tokens first: a connected user always has a cache), then start syncing."""
+        first_time = users.get(self.db, user_id) is None
+        with self.tokens.locked(user_id):
+            token_store.save_blob(self.db, user_id, crypto.encrypt(self.settings, cache.serialize()))
+            users.upsert_from_graph(self.db, me, tenant_id, home_account_id)
+        zone = valid_time_zone(time_zone)
+        if zone:
+            users.set_time_zone_if_unset(self.db, user_id, zone)
+        digest_plan.reschedule(self.db, user_id, self.settings.digest_default_time)
+        log.info("user %s connected their calendar (%s)", user_id, "new" if first_time else "reconnect")
+        self.start_syncing(user_id)
+        return Connected(users.get(self.db, user_id), first_time)
+
+    def start_syncing(self, user_id: str) -> None:
+        """Ask for the Graph subscription and the initial backfill (both idempotent downstream)."""
+        users.mark_subscription_missing(self.db, user_id)  # until ensure_subscription has made one
+        queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.ENSURE_SUBSCRIPTION, user_id)
+        request_sync(self.redis, user_id, "connect")
+
+    def disconnect(self, user_id: str, purge: bool, reason: str = "disconnected by the user") -> dict:
+        """Delete the Graph subscription, then the tokens; keep or purge the stored events. Returns what was done."""
+        done = {"subscription_deleted": self._delete_subscription(user_id)}
+        with self.tokens.locked(user_id):  # a refresh in flight must not write the cache back after we delete it
+            users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason=reason)
+            done["tokens_deleted"] = token_store.delete(self.db, user_id)
+        if purge:
+            done["events"] = events.delete_for_user(self.db, user_id)
+            done["sync_state"] = sync_state.clear(self.db, user_id)
+        log.info("user %s disconnected (purge=%s)", user_id, purge)
+        return done
+
+    def user_gone(self, user_id: str) -> None:
+        """Graph no longer knows the user (the account was deleted): disconnect them, keeping their data."""
+        log.warning("Graph no longer knows user %s; disconnecting", user_id)
+        self.disconnect(user_id, purge=False, reason="user not found in Microsoft Graph")
+        sync_state.clear(self.db, user_id)
+        users.record_sync_failure(self.db, user_id, utcnow(), "disconnected", "404 user not found")
+
+    def send_reconnect_mail(self, user_id: str, now: datetime | None = None) -> bool:
+        """Email a user who must reconnect a link to /connect, at most once per 24 h; True if a mail went out."""
+        now = now or utcnow()
+        before = users.claim_reconnect_mail(self.db, user_id, RECONNECT_MAIL_INTERVAL, now)
+        if before is None:
+            log.info("no reconnect mail for user %s (sent within 24 h, or no longer needed)", user_id)
+            return False
+        if not before.email:
+            log.warning("user %s must reconnect but has no email address", user_id)
+            return False
+        try:
+            self.mailer.send(reconnect_message(self.settings.public_url, before))
+        except BaseException:
+            # Give the claim back so RQ's retry can send it; the error itself propagates to RQ.
+            users.release_reconnect_mail(self.db, user_id, now, before.connection.reconnect_mail_sent_at)
+            raise
+        return True
+
+    def _delete_subscription(self, user_id: str) -> bool:
+        try:
+            self.subscriptions.delete_for_user(user_id)
+        except Exception as exc:  # noqa: BLE001 - the user's disconnect must succeed; Graph drops the subscription
+            # by itself within days, and without tokens nothing renews it.
+            log.warning("could not delete the Graph subscription of user %s (%s)", user_id, type(exc).__name__)
+            return False
+        return True
+
+
+def reconnect_message(public_url: str, user: User) -> EmailMessage:
+    """The plain-text reconnect mail: what stopped, why it matters, the one link to fix it."""
+    link = f"{public_url.rstrip('/')}/connect"
+    message = EmailMessage()
+    message["To"] = user.email
+    message["Subject"] = "calsync: please reconnect your calendar"
+    message.set_content(
+        f"Hello {user.name},\n\n"
+        "calsync can no longer read your Microsoft 365 calendar: Microsoft asked for you to sign in again\n"
+        "(your password may have changed, or access was revoked). Until you reconnect, your meetings are\n"
+        "not kept up to date and your daily digest may be incomplete.\n\n"
+        f"Reconnect here (it takes a few seconds): {link}\n\n"
+        "Your settings and history are kept. If you did not expect this, you can ignore this mail;\n"
+        "we will not send another reminder for 24 hours.\n"
+    )
+    return message
+
+
+def valid_time_zone(name: str | None) -> str | None:
+    """An IANA zone name the browser reported, if it is one we know; anything else is ignored."""
+    if not name or not isinstance(name, str) or len(name) > 64 or ".." in name or name.startswith("/"):
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name

@@ -1,0 +1,1 @@
+"""The identity platform: MSAL apps, encrypted token caches, access tokens and id-token checks."""

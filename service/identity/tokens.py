@@ -1,0 +1,168 @@
+"""Access tokens for workers: one encrypted MSAL cache per user, refreshed under a per-user Redis lock.
+
+``Tokens.access_token(user_id)`` is the only way jobs get a Graph token. It loads the user's cache
+*after* taking ``calsync:lock:token:{user_id}``, so when several workers refresh at once the later ones
+see the refresh token the first one already rotated in, and it writes the cache back only when MSAL
+changed it. A grant that is gone (``invalid_grant``, ``interaction_required``…) or a cache nobody can
+decrypt moves the user to ``needs_reconnect`` once, queues one reconnect mail, and raises
+``ReconnectRequired``; later calls raise at once without touching MSAL, so a broken user never becomes a
+crash loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import msal
+import requests
+from pymongo.database import Database
+from redis import Redis
+
+from service import locks
+from service.config import Settings
+from service.graph import GraphClient
+from service.identity import crypto
+from service.identity.msal_app import RECONNECT_ERRORS, SCOPES, build_app
+from service.store import tokens as token_store
+from service.store import users
+from service.workers import queues
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "calsync:lock:token:{user_id}"
+LOCK_SECONDS = 30          # a refresh is one HTTP call with a 10 s timeout; a dead holder frees it after this
+LOCK_WAIT_SECONDS = 20
+EARLY_REFRESH_SECONDS = 300  # the per-client memo treats a token as stale this long before it expires
+
+
+class ReconnectRequired(Exception):  # noqa: N818 - named by the cross-module contract
+    """The user must sign in again; the connection is (now) marked needs_reconnect."""
+
+    def __init__(self, user_id: str, reason: str):
+        super().__init__(f"user must reconnect ({reason})")
+        self.user_id = user_id
+        self.reason = reason
+
+
+class TokenUnavailable(Exception):  # noqa: N818
+    """A transient failure (identity platform down, lock busy): retry the job later."""
+
+
+@dataclass
+class Tokens:
+    """Graph access tokens for connected users, from their encrypted MSAL caches."""
+
+    settings: Settings
+    db: Database
+    redis: Redis
+    http: requests.Session
+
+    def access_token(self, user_id: str, force_refresh: bool = False) -> str:
+        """A valid Graph access token for ``user_id``; raises ReconnectRequired or TokenUnavailable."""
+        return self._acquire(user_id, force_refresh)["access_token"]
+
+    def graph(self, user_id: str) -> GraphClient:
+        """A GraphClient acting as ``user_id`` (token fetched lazily, reused until close to expiry)."""
+        return GraphClient(self.http, self.settings.graph_url, token=TokenMemo(self, user_id),
+                           timeout=self.settings.http_timeout)
+
+    @contextmanager
+    def locked(self, user_id: str) -> Iterator[None]:
+        """Hold the user's token lock (a refresh, storing a new cache, deleting it); TokenUnavailable if busy."""
+        try:
+            with locks.held(self.redis, LOCK_KEY.format(user_id=user_id), LOCK_SECONDS, wait=LOCK_WAIT_SECONDS):
+                yield
+        except locks.LockBusy:
+            raise TokenUnavailable("token lock busy") from None
+
+    def _acquire(self, user_id: str, force_refresh: bool) -> dict:
+        user = users.get(self.db, user_id)
+        if user is None:
+            raise ReconnectRequired(user_id, "unknown user")
+        if not user.connected:
+            raise ReconnectRequired(user_id, user.connection.reason or user.connection.status or "not connected")
+        with self.locked(user_id):
+            cache = self._load_cache(user_id)  # read under the lock: another worker may just have refreshed
+            app = build_app(self.settings, self.http, cache)
+            account = _account(app, user.connection.home_account_id, user_id)
+            if account is None:
+                self._needs_reconnect(user_id, "no_account")
+            result = app.acquire_token_silent_with_error(list(SCOPES), account, force_refresh=force_refresh)
+            self.save_cache(user_id, cache)
+        if result and "access_token" in result:
+            return result
+        error = (result or {}).get("error") or "no_refresh_token"
+        if result is None or error in RECONNECT_ERRORS:
+            self._needs_reconnect(user_id, error)
+        log.warning("token refresh failed for user %s: %s", user_id, error)
+        raise TokenUnavailable(error)
+
+    def _load_cache(self, user_id: str) -> msal.SerializableTokenCache:
+        """The user's decrypted cache; an unreadable one means the user must reconnect (logged, not raised raw)."""
+        cache = msal.SerializableTokenCache()
+        blob = token_store.get_blob(self.db, user_id)
+        if blob is None:
+            self._needs_reconnect(user_id, "no_token_cache")
+        try:
+            plaintext = crypto.decrypt(self.settings, blob)
+            json.loads(plaintext)
+            cache.deserialize(plaintext)
+        except (crypto.CacheUnreadable, ValueError):
+            log.error("token cache for user %s is unreadable (tampered, or its key is no longer in "
+                      "CALSYNC_TOKEN_KEYS); marking the connection needs_reconnect", user_id)
+            self._needs_reconnect(user_id, "token_cache_unreadable")
+        return cache
+
+    def save_cache(self, user_id: str, cache: msal.SerializableTokenCache) -> bool:
+        """Encrypt and store the cache if MSAL changed it; True if written."""
+        if not cache.has_state_changed:
+            return False
+        token_store.save_blob(self.db, user_id, crypto.encrypt(self.settings, cache.serialize()))
+        return True
+
+    def _needs_reconnect(self, user_id: str, reason: str):
+        """Mark the user (mail on the transition) and raise ReconnectRequired."""
+        require_reconnect(self.db, self.redis, user_id, reason)
+        raise ReconnectRequired(user_id, reason)
+
+
+class TokenMemo:
+    """Token provider for one GraphClient: keeps the last token so each request does not reload the cache."""
+
+    def __init__(self, tokens: Tokens, user_id: str, clock: Callable[[], float] = time.monotonic):
+        self.tokens, self.user_id, self.clock = tokens, user_id, clock
+        self._token: str | None = None
+        self._fresh_until = 0.0
+
+    def __call__(self, force_refresh: bool = False) -> str:
+        if force_refresh or self._token is None or self.clock() >= self._fresh_until:
+            result = self.tokens._acquire(self.user_id, force_refresh)
+            self._token = result["access_token"]
+            lifetime = int(result.get("expires_in") or 0)
+            self._fresh_until = self.clock() + max(lifetime - EARLY_REFRESH_SECONDS, 0)
+        return self._token
+
+
+def _account(app: msal.ClientApplication, home_account_id: str | None, user_id: str) -> dict | None:
+    accounts = app.get_accounts()
+    for account in accounts:
+        if home_account_id and account.get("home_account_id") == home_account_id:
+            return account
+    return next((a for a in accounts if a.get("local_account_id") == user_id), None)
+
+
+def require_reconnect(db: Database, redis: Redis, user_id: str, reason: str) -> bool:
+    """Move a connected user to needs_reconnect and queue their reconnect mail; True if this call did it.
+
+    Also for callers that learn the grant is unusable some other way (Graph answers 401 to a fresh token).
+    """
+    if not users.mark_needs_reconnect(db, user_id, reason):
+        return False
+    log.warning("user %s must reconnect their calendar (%s)", user_id, reason)
+    queues.enqueue(redis, queues.MAINTENANCE, queues.SEND_RECONNECT_MAIL, user_id)
+    return True

@@ -1,0 +1,151 @@
+"""Typed records at the store boundary, and the status names, in one place.
+
+Stores return these instead of raw documents, so callers ask ``user.connected`` rather than digging in
+``user["connection"]["status"]``; the document shapes are docs/design.md's and the stores' business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from service.store import as_utc
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "connected"
+    NEEDS_RECONNECT = "needs_reconnect"
+    DISCONNECTED = "disconnected"
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    FAILING = "failing"
+    REMOVED = "removed"
+
+
+LIVE_SUBSCRIPTION = (SubscriptionStatus.ACTIVE, SubscriptionStatus.FAILING)
+
+
+@dataclass(frozen=True)
+class Connection:
+    status: ConnectionStatus | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    home_account_id: str | None = None
+    reconnect_mail_sent_at: datetime | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> Connection:
+        doc = doc or {}
+        status = doc.get("status")
+        return cls(ConnectionStatus(status) if status in ConnectionStatus._value2member_map_ else None,
+                   doc.get("reason"), as_utc(doc.get("since")), doc.get("home_account_id"),
+                   as_utc(doc.get("reconnect_mail_sent_at")))
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    enabled: bool = True
+    time: str | None = None           # "HH:MM"; None: the deployment's default
+    send_empty: bool = False
+    next_at: datetime | None = None   # when the next one goes out (service.digest.plan)
+    next_date: str | None = None
+    last_date: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> DigestSettings:
+        doc = doc or {}
+        return cls(doc.get("enabled", True) is not False, doc.get("time"), bool(doc.get("send_empty", False)),
+                   as_utc(doc.get("next_at")), doc.get("next_date"), doc.get("last_date"))
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    last_notification_at: datetime | None = None
+    last_sync_at: datetime | None = None
+    last_result: str | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    lag_seconds: float | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> SyncInfo:
+        doc = doc or {}
+        return cls(as_utc(doc.get("last_notification_at")), as_utc(doc.get("last_sync_at")), doc.get("last_result"),
+                   doc.get("last_error"), int(doc.get("error_count") or 0), doc.get("lag_seconds"))
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str = ""
+    display_name: str = ""
+    tenant_id: str | None = None
+    time_zone: str | None = None          # IANA, chosen or inferred
+    graph_time_zone: str | None = None    # what Graph said (often a Windows name)
+    time_zone_source: str | None = None   # "user" when chosen on the settings page, "browser" at connect
+    connection: Connection = field(default_factory=Connection)
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    sync: SyncInfo = field(default_factory=SyncInfo)
+    subscription_missing_since: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether we may read this user's calendar now."""
+        return self.connection.status == ConnectionStatus.CONNECTED
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.email
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> User:
+        return cls(
+            id=doc["_id"], email=doc.get("email") or "", display_name=doc.get("display_name") or "",
+            tenant_id=doc.get("tenant_id"), time_zone=doc.get("time_zone"), graph_time_zone=doc.get("graph_time_zone"),
+            time_zone_source=doc.get("time_zone_source"), connection=Connection.from_doc(doc.get("connection")),
+            digest=DigestSettings.from_doc(doc.get("digest")), sync=SyncInfo.from_doc(doc.get("sync")),
+            subscription_missing_since=as_utc(doc.get("subscription_missing_since")),
+            created_at=as_utc(doc.get("created_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    user_id: str
+    client_state: str = field(default="", repr=False)
+    tenant_id: str | None = None
+    resource: str = ""
+    expires_at: datetime | None = None
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
+    rich: bool = False
+    created_at: datetime | None = None
+    last_notification_at: datetime | None = None
+    renewed_at: datetime | None = None
+    reauthorized_at: datetime | None = None
+    failures: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_SUBSCRIPTION
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> Subscription:
+        status = doc.get("status")
+        return cls(
+            id=doc["_id"], user_id=doc["user_id"], client_state=doc.get("client_state") or "",
+            tenant_id=doc.get("tenant_id"), resource=doc.get("resource") or "",
+            expires_at=as_utc(doc.get("expires_at")),
+            status=SubscriptionStatus(status) if status in SubscriptionStatus._value2member_map_
+            else SubscriptionStatus.ACTIVE,
+            rich=bool(doc.get("rich")), created_at=as_utc(doc.get("created_at")),
+            last_notification_at=as_utc(doc.get("last_notification_at")), renewed_at=as_utc(doc.get("renewed_at")),
+            reauthorized_at=as_utc(doc.get("reauthorized_at")), failures=int(doc.get("failures") or 0),
+            last_error=doc.get("last_error"), next_attempt_at=as_utc(doc.get("next_attempt_at")),
+        )

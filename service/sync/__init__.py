@@ -1,0 +1,1 @@
+"""Delta sync of calendars into MongoDB: sync requests (coalesced in Redis), rounds, and the sweeps."""

@@ -1,0 +1,76 @@
+"""Asking for a sync: the one way anything (webhook, lifecycle, connect, sweeps) gets a user synced.
+
+Requests are coalesced in Redis: ``request_syncs`` marks each user dirty and enqueues a sync only for
+users with none pending. The sync job clears ``pending`` as it starts and loops while ``dirty`` was set
+again during its round, so a notification that arrives mid-sync is never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from redis import Redis
+from rq import Retry
+
+from service.workers import queues
+
+DIRTY_KEY = "calsync:dirty:{user_id}"
+PENDING_KEY = "calsync:sync-pending:{user_id}"
+DIRTY_TTL = 86_400
+PENDING_TTL = 3_600          # a lost job frees the guard after this; the reconcile sweep covers the rest
+MAX_USER_ID = 200
+SYNC_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
+
+
+def request_sync(redis: Redis, user_id: str, reason: str) -> bool:
+    """Mark the user dirty and enqueue one sync unless one is pending; True if a job was enqueued."""
+    return bool(request_syncs(redis, [user_id], reason))
+
+
+def request_syncs(redis: Redis, user_ids: list[str], reason: str) -> list[str]:
+    """``request_sync`` for several users in one Redis round trip (a webhook batch); returns those enqueued."""
+    for user_id in user_ids:
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
+            raise ValueError("user_id must be a short non-empty string")
+    pipe = redis.pipeline(transaction=False)
+    for user_id in user_ids:
+        pipe.set(DIRTY_KEY.format(user_id=user_id), reason[:40], ex=DIRTY_TTL)
+        pipe.set(PENDING_KEY.format(user_id=user_id), reason[:40], nx=True, ex=PENDING_TTL)
+    replies = pipe.execute()
+    fresh = [user_id for user_id, pending_set in zip(user_ids, replies[1::2], strict=True) if pending_set]
+    for n, user_id in enumerate(fresh):
+        try:
+            queues.enqueue(redis, queues.SYNC, queues.SYNC_USER, user_id, retry=SYNC_RETRY)
+        except BaseException:
+            # Let the next notification try again for every user not queued yet.
+            redis.delete(*(PENDING_KEY.format(user_id=u) for u in fresh[n:]))
+            raise
+    return fresh
+
+
+def schedule_sync(redis: Redis, user_id: str, delay: float) -> None:
+    """Run this user's sync in ``delay`` seconds (RQ's scheduler moves it onto the queue)."""
+    queues.get_queue(queues.SYNC, redis).enqueue_in(
+        timedelta(seconds=delay), queues.SYNC_USER, user_id,
+        retry=SYNC_RETRY, job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400,
+    )
+
+
+def defer_sync(redis: Redis, user_id: str, delay: float, reason: str) -> None:
+    """Run the sync again in ``delay`` seconds and hold off new ones until then (throttling)."""
+    redis.set(PENDING_KEY.format(user_id=user_id), reason, ex=PENDING_TTL + int(delay))
+    schedule_sync(redis, user_id, delay)
+
+
+def take_dirty(redis: Redis, user_id: str) -> None:
+    """A round is starting: what was asked for so far is covered by it."""
+    redis.delete(DIRTY_KEY.format(user_id=user_id))
+
+
+def is_dirty(redis: Redis, user_id: str) -> bool:
+    return bool(redis.exists(DIRTY_KEY.format(user_id=user_id)))
+
+
+def clear_pending(redis: Redis, user_id: str) -> None:
+    """The queued sync is running: the next request may queue another."""
+    redis.delete(PENDING_KEY.format(user_id=user_id))
