@@ -105,7 +105,7 @@ class Emulator:
             self._requests.clear()
 
     def reset(self) -> None:
-        """Forget faults and logs (tenants, users, events and subscriptions stay)."""
+        """Forget faults and logs (tenants, users, calendars, events and subscriptions stay)."""
         self.faults.clear()
         self.notifier.clear()
         self.clear_requests()

@@ -11,7 +11,8 @@ import uuid
 
 from flask import Blueprint, current_app, jsonify, request
 
-from emulator import events
+from emulator import calendars, events
+from emulator.calendars import Calendar
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.faults import parse_config
 
@@ -43,6 +44,16 @@ def _number(data: dict, name: str, default: float | None = None, low: float = -1
     if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
         raise bad_request(f"'{name}' must be a number between {low:g} and {high:g}.", "InvalidRequest")
     return float(value)
+
+
+def _calendar_json(calendar: Calendar) -> dict:
+    """Graph's calendar JSON plus who lists it, who owns it and, for a shared copy, the owner's calendar id."""
+    state = _em().state
+    owner = state.require_user(calendar.owner_id or calendar.user_id)
+    tenant_id = state.require_user(calendar.user_id)["tenant_id"]
+    return calendars.render(calendar, owner, tenant_id) | {
+        "userId": calendar.user_id, "ownerUserId": owner["id"], "sourceCalendarId": calendar.source_id,
+    }
 
 
 def create_control_blueprint() -> Blueprint:
@@ -84,6 +95,26 @@ def create_control_blueprint() -> Blueprint:
         """A Graph access token for a user (delegated) or an app in a tenant, without an OAuth dance."""
         return jsonify(_em().mint_token(_body())), 201
 
+    # ------------------------------------------------------------ calendars
+
+    @bp.post("/users/<user_id>/calendars")
+    def create_calendar(user_id: str):
+        """A new calendar; with owner_user_id, one that user owns and shares with this one (or calendar_id)."""
+        return jsonify(_calendar_json(_em().state.create_calendar(user_id, _body()))), 201
+
+    @bp.get("/users/<user_id>/calendars")
+    def list_calendars(user_id: str):
+        return jsonify({"value": [_calendar_json(c) for c in _em().state.calendars_of(user_id)]})
+
+    @bp.patch("/users/<user_id>/calendars/<calendar_id>")
+    def rename_calendar(user_id: str, calendar_id: str):
+        return jsonify(_calendar_json(_em().state.rename_calendar(user_id, calendar_id, _body())))
+
+    @bp.delete("/users/<user_id>/calendars/<calendar_id>")
+    def delete_calendar(user_id: str, calendar_id: str):
+        _em().state.delete_calendar(user_id, calendar_id)
+        return "", 204
+
     # ------------------------------------------------------------ events
 
     @bp.post("/users/<user_id>/events")
@@ -101,6 +132,7 @@ def create_control_blueprint() -> Blueprint:
         for position, raw in enumerate(items):  # validate all before creating any
             try:
                 events.parse_fields(raw, partial=False)
+                state.event_calendar(user_id, raw)
             except GraphError as exc:
                 raise bad_request(f"events[{position}]: {exc.message}", exc.code) from None
         created = [state.create_event(user_id, raw) for raw in items]
@@ -123,10 +155,10 @@ def create_control_blueprint() -> Blueprint:
 
     @bp.get("/users/<user_id>/calendar")
     def truth(user_id: str):
-        """The user's full current calendar in the window, exactly as calendarView would expand it."""
+        """A calendar's full current view in the window (the default calendar's unless calendar_id names one)."""
         start = events.parse_instant(request.args.get("start"), "start")
         end = events.parse_instant(request.args.get("end"), "end")
-        found = _em().state.calendar(user_id, start, end)
+        found = _em().state.calendar(user_id, start, end, request.args.get("calendar_id"))
         return jsonify({"value": [events.render(i.item, i, _em().base_url) for i in found]})
 
     @bp.post("/users/<user_id>/delta/invalidate")

@@ -1,9 +1,11 @@
-"""calendarView delta: rounds of pages, @odata.nextLink / @odata.deltaLink, and @removed entries.
+"""calendarView delta: rounds of pages, @odata.nextLink / @odata.deltaLink, and @removed entries, per calendar.
 
 A delta token remembers the window and a snapshot (instance id -> changeKey) taken when its round began.
 The next round returns instances that are new or changed since that snapshot and ``@removed`` entries for
 those that left it, plus Graph's documented quirk: items changed or deleted *outside* the window also show
-up under ``@removed``. Tokens can be invalidated per user from the control API.
+up under ``@removed``. Tokens and rounds belong to one (user, calendar): each calendar of a mailbox is tracked on
+its own, as Graph documents. A round or token whose calendar was deleted answers 404 ErrorItemNotFound. Tokens can
+be invalidated per user from the control API.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ MAX_ROUNDS = 5_000
 @dataclass
 class DeltaToken:
     user_id: str
+    calendar_id: str  # the entry in user_id's calendar list
     start: dt.datetime
     end: dt.datetime
     snapshot: dict[str, str]  # instance id -> changeKey
@@ -37,6 +40,7 @@ class DeltaToken:
 @dataclass
 class Round:
     user_id: str
+    calendar_id: str
     start: dt.datetime
     end: dt.datetime
     entries: list[dict]
@@ -79,10 +83,10 @@ class DeltaEngine:
         raise GraphError(410, "SyncStateNotFound", "The sync state generation is not found. Please re-sync.")
 
     def start_round(
-        self, user_id: str, start: dt.datetime, end: dt.datetime, base_url: str, out_tz: str | None
+        self, user_id: str, calendar_id: str, start: dt.datetime, end: dt.datetime, base_url: str, out_tz: str | None
     ) -> str:
-        """An initial (full) round for the window; returns the round id."""
-        return self._make_round(user_id, start, end, None, base_url, out_tz)
+        """An initial (full) round of one calendar for the window; returns the round id."""
+        return self._make_round(user_id, calendar_id, start, end, None, base_url, out_tz)
 
     def continue_round(self, delta_token: str, base_url: str, out_tz: str | None, link_base: str) -> str:
         """A round of changes since ``delta_token``; returns the round id."""
@@ -91,15 +95,16 @@ class DeltaEngine:
         if token is None:
             raise bad_request("The delta token is malformed or unknown.", "SyncStateInvalid")
         self._check_epoch(token.user_id, token.epoch, link_base, token.start, token.end)
-        return self._make_round(token.user_id, token.start, token.end, token, base_url, out_tz)
+        return self._make_round(token.user_id, token.calendar_id, token.start, token.end, token, base_url, out_tz)
 
     def _make_round(
-        self, user_id: str, start: dt.datetime, end: dt.datetime, since: DeltaToken | None, base_url: str,
-        out_tz: str | None,
+        self, user_id: str, calendar_id: str, start: dt.datetime, end: dt.datetime, since: DeltaToken | None,
+        base_url: str, out_tz: str | None,
     ) -> str:
         state = self.state
         with state.lock:
-            current = state.calendar(user_id, start, end)
+            source = state.source(state.get_calendar(user_id, calendar_id))
+            current = state.calendar(user_id, start, end, calendar_id)
             seq = state.seq
             entries = []
             snapshot = {inst.id: inst.change_key for inst in current}
@@ -111,18 +116,18 @@ class DeltaEngine:
                 gone = [iid for iid in since.snapshot if iid not in snapshot]
                 entries.extend(_removed(iid) for iid in gone)
                 seen = set(since.snapshot) | set(snapshot)
-                for item in state.items[user_id].values():  # changed outside the window
+                for item in state.calendar_items(source):  # changed outside the window
                     if item.seq > since.seq and item.id not in items and item.id not in seen:
                         entries.append(_removed(item.id))
-                for item_id, deleted_seq in state.tombstones[user_id].items():
+                for item_id, deleted_seq in state.calendar_tombstones(source).items():
                     if deleted_seq > since.seq and item_id not in since.items and item_id not in seen:
                         entries.append(_removed(item_id))
-        token = DeltaToken(user_id, start, end, snapshot, items, seq, self._epoch(user_id))
+        token = DeltaToken(user_id, calendar_id, start, end, snapshot, items, seq, self._epoch(user_id))
         token_id = secrets.token_urlsafe(24)
         round_id = secrets.token_urlsafe(18)
         with self._lock:
             self.tokens[token_id] = token
-            self.rounds[round_id] = Round(user_id, start, end, entries, token_id, token.epoch)
+            self.rounds[round_id] = Round(user_id, calendar_id, start, end, entries, token_id, token.epoch)
             while len(self.tokens) > MAX_TOKENS:
                 self.tokens.popitem(last=False)
             while len(self.rounds) > MAX_ROUNDS:
@@ -140,6 +145,7 @@ class DeltaEngine:
             rnd = self.rounds.get(round_id)
         if rnd is None or not offset_text.isdigit():
             raise bad_request("The skip token is malformed or unknown.", "SyncStateInvalid")
+        self.state.source(self.state.get_calendar(rnd.user_id, rnd.calendar_id))  # 404 once the calendar is gone
         self._check_epoch(rnd.user_id, rnd.epoch, link_base, rnd.start, rnd.end)
         offset = int(offset_text)
         if page_size is not None and offset == 0:
@@ -151,15 +157,17 @@ class DeltaEngine:
             return chunk, f"{round_id}.{end}", None
         return chunk, None, rnd.delta_token
 
-    def round_user(self, skiptoken: str) -> str | None:
+    def round_owner(self, skiptoken: str) -> tuple[str, str] | None:
+        """(user, calendar) a round's skip token belongs to, if known."""
         with self._lock:
             rnd = self.rounds.get(skiptoken.rpartition(".")[0])
-        return rnd.user_id if rnd else None
+        return (rnd.user_id, rnd.calendar_id) if rnd else None
 
-    def token_user(self, delta_token: str) -> str | None:
+    def token_owner(self, delta_token: str) -> tuple[str, str] | None:
+        """(user, calendar) a delta token belongs to, if known."""
         with self._lock:
             token = self.tokens.get(delta_token)
-        return token.user_id if token else None
+        return (token.user_id, token.calendar_id) if token else None
 
 
 def _entry(event: dict) -> dict:

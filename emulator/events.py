@@ -141,6 +141,7 @@ class Item:
     exceptions: dict[str, dict] = field(default_factory=dict)  # key -> overrides (+ _modified, _change_key)
     deleted: set[str] = field(default_factory=set)  # keys of deleted occurrences
     seq: int = 0  # the state's change counter when this item last changed
+    calendar_id: str = ""  # the owner's calendar holding the item
 
     def touch(self, now: dt.datetime) -> None:
         self.last_modified = now
@@ -372,8 +373,8 @@ def parse_fields(data: Any, *, partial: bool, allow_recurrence: bool = True) -> 
     return out
 
 
-def new_item(user: dict, fields: dict, now: dt.datetime) -> Item:
-    """A stored item built from validated fields, organized by ``user`` unless the input names someone else."""
+def new_item(user: dict, fields: dict, now: dt.datetime, calendar_id: str = "") -> Item:
+    """A stored item in ``calendar_id`` from validated fields, organized by ``user`` unless they name someone else."""
     me = {"emailAddress": {"name": user["display_name"], "address": user["mail"]}}
     organizer = fields.get("organizer", me)
     is_organizer = organizer["emailAddress"]["address"].lower() == user["mail"].lower()
@@ -392,7 +393,7 @@ def new_item(user: dict, fields: dict, now: dt.datetime) -> Item:
         online_meeting_provider=fields["online_meeting_provider"], importance=fields["importance"],
         sensitivity=fields["sensitivity"], categories=fields["categories"], recurrence=recurrence,
         ical_uid=new_ical_uid(), created=now, last_modified=now, change_key=new_change_key(),
-        is_organizer=is_organizer, response=response,
+        is_organizer=is_organizer, response=response, calendar_id=calendar_id,
     )
 
 

@@ -1,19 +1,23 @@
-"""The Graph v1.0 surface: users, events, calendarView delta and subscriptions, behind Bearer tokens."""
+"""The Graph v1.0 surface: users, calendars, events, calendarView delta and subscriptions, behind Bearer tokens."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from emulator import events
+from emulator import calendars, events
+from emulator.calendars import Calendar
 from emulator.errors import GraphError, bad_request, error_response
+from emulator.state import item_not_found
 from emulator.subscriptions import Caller
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
+SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
 
 
 def _em():
@@ -72,8 +76,12 @@ def _has_permission(caller: Caller, wanted: set[str]) -> bool:
     return bool(granted & wanted)
 
 
-def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES) -> dict:
-    """The user whose data is asked for, if the caller may read it."""
+def _access_denied() -> GraphError:
+    return GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+
+
+def _path_user(caller: Caller, user_ref: str | None) -> dict:
+    """The user a /me or /users/{id} path names, in the caller's tenant; 404 ErrorInvalidUser otherwise."""
     state = _em().state
     if user_ref is None:
         if not caller.delegated:
@@ -83,9 +91,43 @@ def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES
         user = state.get_user(user_ref) or state.find_user(user_ref)
     if user is None or user["tenant_id"] != caller.tenant_id:
         raise GraphError(404, "ErrorInvalidUser", f"The requested user '{(user_ref or 'me')[:100]}' is invalid.")
-    if (caller.delegated and user["id"] != caller.user_id) or not _has_permission(caller, wanted):
-        raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
     return user
+
+
+def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES) -> dict:
+    """The user whose data is asked for, if the caller may read it."""
+    user = _path_user(caller, user_ref)
+    if (caller.delegated and user["id"] != caller.user_id) or not _has_permission(caller, wanted):
+        raise _access_denied()
+    return user
+
+
+def calendar_access(caller: Caller, user_ref: str | None, calendar_id: str | None = None) -> tuple[dict, Calendar]:
+    """The mailbox and the calendar list entry a path names (the default calendar without an id), if readable.
+
+    A user's own list, shared copies included, needs Calendars.Read; another user's calendar, read directly from
+    the owner's mailbox, needs a share and Calendars.Read.Shared (or ReadWrite.Shared), as Graph documents.
+    """
+    state = _em().state
+    user = _path_user(caller, user_ref)
+    if not caller.delegated or user["id"] == caller.user_id:
+        user = mailbox(caller, user_ref)
+        return user, state.get_calendar(user["id"], calendar_id)
+    try:
+        calendar = state.get_calendar(user["id"], calendar_id)
+    except GraphError:
+        raise _access_denied() from None
+    if calendar.shared or not state.shared_with(calendar, caller.user_id) or not _has_permission(caller,
+                                                                                                   SHARED_SCOPES):
+        raise _access_denied()
+    return user, calendar
+
+
+def _calendar_json(calendar: Calendar, caller: Caller) -> dict:
+    state = _em().state
+    owner = state.require_user(calendar.owner_id or calendar.user_id)
+    tenant_id = state.require_user(calendar.user_id)["tenant_id"]
+    return calendars.render(calendar, owner, tenant_id, caller.user_id if caller.delegated else None)
 
 
 def _user_json(user: dict) -> dict:
@@ -170,14 +212,53 @@ def create_graph_blueprint() -> Blueprint:
                              "timeZone": {"name": events.windows_name(user["time_zone"])}},
         })
 
+    # ------------------------------------------------------------ calendars
+
+    @bp.get("/me/calendars")
+    @bp.get("/users/<user_ref>/calendars")
+    def list_calendars(user_ref: str | None = None):
+        caller = authenticate()
+        user = mailbox(caller, user_ref)
+        listed = _em().state.calendars_of(user["id"])
+        skip = _int_arg("$skip", 0)
+        top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
+        body: dict = {
+            "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/calendars",
+            "value": [events.select(_calendar_json(c, caller), _select_arg()) for c in listed[skip:skip + top]],
+        }
+        if skip + top < len(listed):
+            body["@odata.nextLink"] = _next_link(skip + top, top)
+        return jsonify(body)
+
+    @bp.get("/me/calendar")
+    @bp.get("/users/<user_ref>/calendar")
+    @bp.get("/me/calendars/<calendar_id>")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>")
+    def get_calendar(user_ref: str | None = None, calendar_id: str | None = None):
+        caller = authenticate()
+        user, calendar = calendar_access(caller, user_ref, calendar_id)
+        context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/calendars/$entity"
+        return jsonify({"@odata.context": context} | events.select(_calendar_json(calendar, caller), _select_arg()))
+
     # ------------------------------------------------------------ events
 
     @bp.get("/me/events/<event_id>")
     @bp.get("/users/<user_ref>/events/<event_id>")
-    def get_event(event_id: str, user_ref: str | None = None):
-        user = mailbox(authenticate(), user_ref)
+    @bp.get("/me/calendars/<calendar_id>/events/<event_id>")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/events/<event_id>")
+    def get_event(event_id: str, user_ref: str | None = None, calendar_id: str | None = None):
+        caller = authenticate()
+        state = _em().state
+        if calendar_id is None:
+            user = mailbox(caller, user_ref)
+            item, instance = state.find_visible(user["id"], event_id)
+        else:
+            user, calendar = calendar_access(caller, user_ref, calendar_id)
+            source = state.source(calendar)
+            item, instance = state.find(source.user_id, event_id)
+            if item.calendar_id != source.id:
+                raise item_not_found()
         out_tz = _out_tz()
-        item, instance = _em().state.find(user["id"], event_id)
         event = events.render(item, instance, _em().base_url, out_tz)
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
         response = jsonify({"@odata.context": context} | events.select(event, _select_arg()))
@@ -189,28 +270,35 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/me/calendarview/delta")
     @bp.get("/users/<user_ref>/calendarView/delta")
     @bp.get("/users/<user_ref>/calendarview/delta")
-    def calendar_view_delta(user_ref: str | None = None):
-        return _delta(authenticate(), user_ref)
+    @bp.get("/me/calendars/<calendar_id>/calendarView/delta")
+    @bp.get("/me/calendars/<calendar_id>/calendarview/delta")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView/delta")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview/delta")
+    def calendar_view_delta(user_ref: str | None = None, calendar_id: str | None = None):
+        return _delta(authenticate(), user_ref, calendar_id)
 
     @bp.get("/me/calendarView")
     @bp.get("/me/calendarview")
     @bp.get("/users/<user_ref>/calendarView")
     @bp.get("/users/<user_ref>/calendarview")
-    def calendar_view(user_ref: str | None = None):
-        user = mailbox(authenticate(), user_ref)
+    @bp.get("/me/calendars/<calendar_id>/calendarView")
+    @bp.get("/me/calendars/<calendar_id>/calendarview")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview")
+    def calendar_view(user_ref: str | None = None, calendar_id: str | None = None):
+        user, calendar = calendar_access(authenticate(), user_ref, calendar_id)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         out_tz = _out_tz()
         skip = _int_arg("$skip", 0)
         top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
-        found = _em().state.calendar(user["id"], start, end)
+        found = _em().state.calendar(user["id"], start, end, calendar.id)
         value = [events.select(events.render(i.item, i, _em().base_url, out_tz), _select_arg())
                  for i in found[skip:skip + top]]
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                       "value": value}
         if skip + top < len(found):
-            args = request.args.to_dict() | {"$skip": str(skip + top), "$top": str(top)}
-            body["@odata.nextLink"] = request.base_url + "?" + "&".join(f"{k}={v}" for k, v in args.items())
+            body["@odata.nextLink"] = _next_link(skip + top, top)
         return jsonify(body)
 
     # ------------------------------------------------------------ subscriptions
@@ -269,33 +357,38 @@ def _page_size(value: int) -> int:
     return max(1, min(value, MAX_PAGE_SIZE))
 
 
-def _delta(caller: Caller, user_ref: str | None):
+def _next_link(skip: int, top: int) -> str:
+    """This request's URL for the page at ``skip`` (client-side paging with $top/$skip, as Outlook lists do)."""
+    args = request.args.to_dict() | {"$skip": str(skip), "$top": str(top)}
+    return request.base_url + "?" + urlencode(args, safe="$:")
+
+
+def _delta(caller: Caller, user_ref: str | None, calendar_id: str | None):
     em = _em()
     prefix = "me" if user_ref is None else f"users/{user_ref}"
+    if calendar_id is not None:
+        prefix += f"/calendars/{quote(calendar_id, safe='=-_')}"
     link_base = f"{em.base_url}/v1.0/{prefix}/calendarView/delta"
+    user, calendar = calendar_access(caller, user_ref, calendar_id)  # 404 once the calendar is gone
     prefs = _prefer()
     size_text = prefs.get("odata.maxpagesize", "")
     page_size = _page_size(int(size_text)) if size_text.isdigit() else None
     out_tz = _out_tz()
     skiptoken = request.args.get("$skiptoken")
     deltatoken = request.args.get("$deltatoken")
+    here = (user["id"], calendar.id)
     if skiptoken:
-        owner = em.delta.round_user(skiptoken)
-        if owner is not None:
-            _check_owner(caller, user_ref, owner)
+        _check_owner(em.delta.round_owner(skiptoken), here)
         round_id = None
     elif deltatoken:
-        owner = em.delta.token_user(deltatoken)
-        if owner is not None:
-            _check_owner(caller, user_ref, owner)
+        _check_owner(em.delta.token_owner(deltatoken), here)
         round_id = em.delta.continue_round(deltatoken, em.base_url, out_tz, link_base)
     else:
-        user = mailbox(caller, user_ref)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         if end <= start:
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
-        round_id = em.delta.start_round(user["id"], start, end, em.base_url, out_tz)
+        round_id = em.delta.start_round(user["id"], calendar.id, start, end, em.base_url, out_tz)
     entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
                                                   DEFAULT_PAGE_SIZE)
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
@@ -315,7 +408,7 @@ def _delta(caller: Caller, user_ref: str | None):
     return response
 
 
-def _check_owner(caller: Caller, user_ref: str | None, owner: str) -> None:
-    user = mailbox(caller, user_ref)
-    if user["id"] != owner:
+def _check_owner(owner: tuple[str, str] | None, here: tuple[str, str]) -> None:
+    """A known state token must belong to this (mailbox, calendar); unknown ones fail in the delta engine."""
+    if owner is not None and owner != here:
         raise bad_request("The token does not belong to this calendar view.", "SyncStateInvalid")

@@ -1,4 +1,4 @@
-"""The emulated tenants, users and calendars, held in memory behind one lock."""
+"""The emulated tenants, users, their calendars and calendar items, held in memory behind one lock."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 
 from emulator import events
+from emulator.calendars import Calendar, new_calendar_id, parse_color, parse_name
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.events import Instance, Item
 from emulator.zones import zone
@@ -29,8 +30,9 @@ class State:
         self.lock = threading.RLock()
         self._tenants: dict[str, dict] = {}
         self.users_by_id: dict[str, dict] = {}
-        self.items: dict[str, dict[str, Item]] = {}
-        self.tombstones: dict[str, dict[str, int]] = {}  # user -> item id -> seq of deletion
+        self.calendars: dict[str, dict[str, Calendar]] = {}  # user -> calendar id -> calendar (own and copies)
+        self.items: dict[str, dict[str, Item]] = {}  # owner -> item id -> item, whichever calendar holds it
+        self.tombstones: dict[str, dict[str, tuple[int, str]]] = {}  # owner -> item id -> (seq of deletion, calendar)
         self.seq = 0
         self.listeners: list[Listener] = []
 
@@ -117,6 +119,8 @@ class State:
                 "job_title": data.get("job_title") if isinstance(data.get("job_title"), str) else None,
             }
             self.users_by_id[user_id] = user
+            default = Calendar(new_calendar_id(), user_id, "Calendar", events.new_change_key(), is_default=True)
+            self.calendars[user_id] = {default.id: default}
             self.items[user_id] = {}
             self.tombstones[user_id] = {}
             return dict(user)
@@ -126,6 +130,119 @@ class State:
         if user is None:
             raise not_found(f"The requested user '{user_id}' is invalid.", "ErrorInvalidUser")
         return user
+
+    # ------------------------------------------------------------ calendars
+
+    def calendars_of(self, user_id: str) -> list[Calendar]:
+        """The user's calendar list: own calendars (the default first), then copies others shared with them."""
+        self.require_user(user_id)
+        with self.lock:
+            listed = list(self.calendars[user_id].values())
+        return sorted(listed, key=lambda c: (c.shared, not c.is_default))
+
+    def get_calendar(self, user_id: str, calendar_id: str | None = None) -> Calendar:
+        """One entry of the user's calendar list (the default when ``calendar_id`` is None); 404 if unknown."""
+        self.require_user(user_id)
+        with self.lock:
+            listed = self.calendars[user_id]
+            if calendar_id is None:
+                return next(c for c in listed.values() if c.is_default)
+            calendar = listed.get(calendar_id) if isinstance(calendar_id, str) else None
+        if calendar is None:
+            raise item_not_found()
+        return calendar
+
+    def source(self, calendar: Calendar) -> Calendar:
+        """The calendar holding what a list entry shows: itself, or the owner's calendar for a shared copy."""
+        if not calendar.shared:
+            return calendar
+        with self.lock:
+            found = self.calendars.get(calendar.owner_id or "", {}).get(calendar.source_id or "")
+        if found is None:
+            raise item_not_found()
+        return found
+
+    def shared_with(self, calendar: Calendar, user_id: str) -> bool:
+        """Whether ``user_id`` lists a copy of the own calendar ``calendar``."""
+        with self.lock:
+            return any(c.source_id == calendar.id and c.owner_id == calendar.user_id
+                       for c in self.calendars.get(user_id, {}).values())
+
+    def _check_unique(self, user_id: str, name: str, keep: str | None = None) -> None:
+        for calendar in self.calendars[user_id].values():
+            if not calendar.shared and calendar.id != keep and calendar.name.lower() == name.lower():
+                raise GraphError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+
+    def create_calendar(self, user_id: str, data: dict) -> Calendar:
+        """A new own calendar, or (with ``owner_user_id``) a copy of a calendar another user shares with this one."""
+        if not isinstance(data, dict):
+            raise bad_request("The request body must be a JSON object.", "InvalidRequest")
+        self.require_user(user_id)
+        color = parse_color(data)
+        owner_ref = data.get("owner_user_id")
+        with self.lock:
+            if owner_ref is None:
+                name = parse_name(data)
+                self._check_unique(user_id, name)
+                calendar = Calendar(new_calendar_id(), user_id, name, events.new_change_key(), color=color)
+                self.calendars[user_id][calendar.id] = calendar
+                return calendar
+            return self._share(user_id, owner_ref, data, color)
+
+    def _share(self, user_id: str, owner_ref: object, data: dict, color: str) -> Calendar:
+        owner = self.get_user(owner_ref) if isinstance(owner_ref, str) else None
+        if owner is None or owner["id"] == user_id:
+            raise bad_request("'owner_user_id' must name another existing user.", "InvalidRequest")
+        source_id = data.get("calendar_id")
+        if source_id is None:
+            name = parse_name(data)
+            self._check_unique(owner["id"], name)
+            source = Calendar(new_calendar_id(), owner["id"], name, events.new_change_key(), color=color)
+            self.calendars[owner["id"]][source.id] = source
+        else:
+            source = self.calendars[owner["id"]].get(source_id) if isinstance(source_id, str) else None
+            if source is None or source.shared:
+                raise bad_request("'calendar_id' must name one of the owner's own calendars.", "InvalidRequest")
+            if self.shared_with(source, user_id):
+                raise GraphError(409, "ErrorFolderExists", "This calendar is already shared with the user.")
+            name = parse_name(data, required=False) or (owner["display_name"] if source.is_default else source.name)
+        copy = Calendar(new_calendar_id(), user_id, name, events.new_change_key(), color=source.color,
+                        owner_id=owner["id"], source_id=source.id)
+        self.calendars[user_id][copy.id] = copy
+        return copy
+
+    def rename_calendar(self, user_id: str, calendar_id: str, data: dict) -> Calendar:
+        """Rename a calendar list entry (a new changeKey); a shared copy's name is the recipient's own."""
+        name = parse_name(data)
+        with self.lock:
+            calendar = self.get_calendar(user_id, calendar_id)
+            if not calendar.shared:
+                self._check_unique(user_id, name, keep=calendar.id)
+            calendar.rename(name)
+            return calendar
+
+    def delete_calendar(self, user_id: str, calendar_id: str) -> None:
+        """Delete an own calendar with its events (notifying ``deleted``), or drop a shared copy from the list."""
+        with self.lock:
+            calendar = self.get_calendar(user_id, calendar_id)
+            if calendar.is_default:
+                raise bad_request("The default calendar cannot be deleted.", "ErrorInvalidRequest")
+            del self.calendars[user_id][calendar.id]
+            gone = [] if calendar.shared else self._drop_calendar(calendar)
+        for item_id in gone:
+            self._notify(user_id, item_id, "deleted")
+
+    def _drop_calendar(self, calendar: Calendar) -> list[str]:
+        owner = calendar.user_id
+        gone = [item.id for item in self.items[owner].values() if item.calendar_id == calendar.id]
+        for item_id in gone:
+            del self.items[owner][item_id]
+            self.seq += 1
+            self.tombstones[owner][item_id] = (self.seq, calendar.id)
+        for listed in self.calendars.values():
+            for copy in [c for c in listed.values() if c.source_id == calendar.id and c.owner_id == owner]:
+                del listed[copy.id]
+        return gone
 
     # ------------------------------------------------------------ calendar items
 
@@ -137,30 +254,61 @@ class State:
         for listener in list(self.listeners):
             listener(user_id, event_id, change_type)
 
+    def event_calendar(self, user_id: str, data: object) -> Calendar:
+        """The calendar that holds a new event: ``calendar_id`` of the input (the default when absent)."""
+        calendar_id = data.get("calendar_id") if isinstance(data, dict) else None
+        if calendar_id is not None and not isinstance(calendar_id, str):
+            raise bad_request("'calendar_id' must be a string.", "InvalidRequest")
+        return self.source(self.get_calendar(user_id, calendar_id))
+
     def create_event(self, user_id: str, data: dict) -> Item:
-        user = self.require_user(user_id)
+        """Create an event in the user's default calendar or the one ``calendar_id`` names (a shared copy's owner's)."""
+        self.require_user(user_id)
         fields = events.parse_fields(data, partial=False)
         with self.lock:
-            item = events.new_item(user, fields, self.clock())
+            calendar = self.event_calendar(user_id, data)
+            owner = self.users_by_id[calendar.user_id]
+            item = events.new_item(owner, fields, self.clock(), calendar.id)
             self._bump(item)
-            self.items[user_id][item.id] = item
-        self._notify(user_id, item.id, "created")
+            self.items[owner["id"]][item.id] = item
+        self._notify(owner["id"], item.id, "created")
         return item
 
+    @staticmethod
+    def _find_in(items: dict[str, Item], event_id: str,
+                 calendar_id: str | None = None) -> tuple[Item, Instance | None] | None:
+        parsed = events.parse_occurrence_id(event_id)
+        item = items.get(event_id) or (items.get(parsed[0]) if parsed else None)
+        if item is None or (calendar_id is not None and item.calendar_id != calendar_id):
+            return None
+        if item.id == event_id:
+            return item, None
+        if parsed and events.is_occurrence_of(item, parsed[1]):
+            return item, events.occurrence(item, parsed[1])
+        return None
+
     def find(self, user_id: str, event_id: str) -> tuple[Item, Instance | None]:
-        """The stored item for an id, and the resolved instance when the id names an occurrence."""
+        """The stored item for an id in the user's mailbox, and the resolved instance when it names an occurrence."""
         self.require_user(user_id)
         with self.lock:
-            calendar = self.items[user_id]
-            if event_id in calendar:
-                item = calendar[event_id]
-                return item, None
-            parsed = events.parse_occurrence_id(event_id)
-            if parsed and parsed[0] in calendar:
-                item = calendar[parsed[0]]
-                if events.is_occurrence_of(item, parsed[1]):
-                    return item, events.occurrence(item, parsed[1])
-        raise item_not_found()
+            found = self._find_in(self.items[user_id], event_id)
+        if found is None:
+            raise item_not_found()
+        return found
+
+    def find_visible(self, user_id: str, event_id: str) -> tuple[Item, Instance | None]:
+        """Like ``find``, also looking in the calendars others share with the user."""
+        self.require_user(user_id)
+        with self.lock:
+            found = self._find_in(self.items[user_id], event_id)
+            for copy in self.calendars[user_id].values():
+                if found is not None:
+                    break
+                if copy.shared:
+                    found = self._find_in(self.items.get(copy.owner_id or "", {}), event_id, copy.source_id)
+        if found is None:
+            raise item_not_found()
+        return found
 
     def update_event(self, user_id: str, event_id: str, data: dict) -> tuple[Item, Instance | None]:
         """Update a single event, a whole series, or one occurrence (which becomes an exception)."""
@@ -188,22 +336,33 @@ class State:
             if instance is None:
                 del self.items[user_id][item.id]
                 self.seq += 1
-                self.tombstones[user_id][item.id] = self.seq
+                self.tombstones[user_id][item.id] = (self.seq, item.calendar_id)
             else:
                 item.deleted.add(instance.key)
                 item.exceptions.pop(instance.key, None)
                 self._bump(item)
         self._notify(user_id, event_id, "deleted")
 
-    def calendar(self, user_id: str, start: dt.datetime, end: dt.datetime) -> list[Instance]:
-        """The user's calendarView in the window: singles, occurrences and exceptions, by start time."""
-        self.require_user(user_id)
+    def calendar_items(self, calendar: Calendar) -> list[Item]:
+        """The stored items of an own calendar (call under the lock)."""
+        return [item for item in self.items[calendar.user_id].values() if item.calendar_id == calendar.id]
+
+    def calendar_tombstones(self, calendar: Calendar) -> dict[str, int]:
+        """Item id -> seq of deletion for items deleted from an own calendar (call under the lock)."""
+        return {item_id: seq for item_id, (seq, calendar_id) in self.tombstones[calendar.user_id].items()
+                if calendar_id == calendar.id}
+
+    def calendar(self, user_id: str, start: dt.datetime, end: dt.datetime,
+                 calendar_id: str | None = None) -> list[Instance]:
+        """A calendar's view in the window (the default calendar's unless named): singles, occurrences, exceptions."""
+        listing = self.get_calendar(user_id, calendar_id)
         if end <= start:
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
         if start.year < 1900 or end.year > 8999 or end - start > dt.timedelta(days=3660):
             raise bad_request("The calendar window must lie within 1900..8999 and span at most ten years.",
                               "ErrorInvalidParameter")
         with self.lock:
-            found = [inst for item in self.items[user_id].values() for inst in events.instances(item, start, end)]
+            source = self.source(listing)
+            found = [inst for item in self.calendar_items(source) for inst in events.instances(item, start, end)]
         found.sort(key=lambda inst: (inst.start_utc, inst.id))
         return found

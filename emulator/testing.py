@@ -57,12 +57,30 @@ class ControlClient:
         body = {k: v for k, v in {"user_id": user_id, "tenant_id": tenant_id, **fields}.items() if v is not None}
         return self.request("POST", "/tokens", body)["access_token"]
 
-    # events
-    def create_event(self, user_id: str, event: dict) -> dict:
-        return self.request("POST", f"/users/{user_id}/events", event)
+    # calendars
+    def create_calendar(self, user_id: str, name: str | None, owner_user_id: str | None = None,
+                        **fields: Any) -> dict:
+        """A new calendar of the user's, or one ``owner_user_id`` owns and shares with them (its copy is returned)."""
+        body = {k: v for k, v in {"name": name, "owner_user_id": owner_user_id, **fields}.items() if v is not None}
+        return self.request("POST", f"/users/{user_id}/calendars", body)
 
-    def create_events(self, user_id: str, events: list[dict]) -> list[dict]:
-        return self.request("POST", f"/users/{user_id}/events/batch", {"events": events})["value"]
+    def rename_calendar(self, user_id: str, calendar_id: str, name: str) -> dict:
+        return self.request("PATCH", f"/users/{user_id}/calendars/{calendar_id}", {"name": name})
+
+    def delete_calendar(self, user_id: str, calendar_id: str) -> None:
+        self.request("DELETE", f"/users/{user_id}/calendars/{calendar_id}")
+
+    def calendars(self, user_id: str) -> list[dict]:
+        return self.request("GET", f"/users/{user_id}/calendars")["value"]
+
+    # events
+    def create_event(self, user_id: str, event: dict, calendar_id: str | None = None) -> dict:
+        body = event | {"calendar_id": calendar_id} if calendar_id else event
+        return self.request("POST", f"/users/{user_id}/events", body)
+
+    def create_events(self, user_id: str, events: list[dict], calendar_id: str | None = None) -> list[dict]:
+        bodies = [e | {"calendar_id": calendar_id} for e in events] if calendar_id else events
+        return self.request("POST", f"/users/{user_id}/events/batch", {"events": bodies})["value"]
 
     def update_event(self, user_id: str, event_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"/users/{user_id}/events/{event_id}", changes)
@@ -70,9 +88,10 @@ class ControlClient:
     def delete_event(self, user_id: str, event_id: str) -> None:
         self.request("DELETE", f"/users/{user_id}/events/{event_id}")
 
-    def calendar(self, user_id: str, start: str, end: str) -> list[dict]:
-        """The truth: the user's full calendar in the window, expanded as calendarView would return it."""
-        return self.request("GET", f"/users/{user_id}/calendar", params={"start": start, "end": end})["value"]
+    def calendar(self, user_id: str, start: str, end: str, calendar_id: str | None = None) -> list[dict]:
+        """The truth: a calendar's full view in the window (the default calendar's unless named), as calendarView."""
+        params = {"start": start, "end": end} | ({"calendar_id": calendar_id} if calendar_id else {})
+        return self.request("GET", f"/users/{user_id}/calendar", params=params)["value"]
 
     def invalidate_delta(self, user_id: str, mode: str = "gone") -> None:
         self.request("POST", f"/users/{user_id}/delta/invalidate", {"mode": mode})
