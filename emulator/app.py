@@ -15,6 +15,7 @@ from emulator.delta import DeltaEngine
 from emulator.errors import install_error_handlers
 from emulator.faults import Faults
 from emulator.graph import create_graph_blueprint
+from emulator.limits import MailboxLimits
 from emulator.notify import Notifier
 from emulator.rich import validation_claims
 from emulator.state import State
@@ -53,6 +54,7 @@ class Emulator:
             identity = Identity(self.clock, self.state, apps)
         self.identity = identity
         self.faults = Faults(seed)
+        self.limits = MailboxLimits(self.clock)
         self.delta = DeltaEngine(self.state)
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment must not apply
@@ -105,8 +107,9 @@ class Emulator:
             self._requests.clear()
 
     def reset(self) -> None:
-        """Forget faults and logs (tenants, users, calendars, events and subscriptions stay)."""
+        """Forget faults, limit settings and logs (tenants, users, calendars, events and subscriptions stay)."""
         self.faults.clear()
+        self.limits.reset()
         self.notifier.clear()
         self.clear_requests()
 

@@ -15,6 +15,7 @@ from emulator import calendars, events
 from emulator.calendars import Calendar
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.faults import parse_config
+from emulator.limits import parse_limits
 
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 
@@ -195,6 +196,21 @@ def create_control_blueprint() -> Blueprint:
     @bp.delete("/faults")
     def clear_faults():
         _em().faults.clear()
+        return "", 204
+
+    @bp.get("/limits")
+    def get_limits():
+        return jsonify(_em().limits.public())
+
+    @bp.put("/limits")
+    def set_limits():
+        """Outlook's per-app, per-mailbox limits (absent: Outlook's values; null: lifted); statistics start afresh."""
+        _em().limits.configure(parse_limits(_body()))
+        return jsonify(_em().limits.public())
+
+    @bp.delete("/limits")
+    def reset_limits():
+        _em().limits.reset()
         return "", 204
 
     # ------------------------------------------------------------ subscriptions and deliveries

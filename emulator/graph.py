@@ -1,8 +1,13 @@
-"""The Graph v1.0 surface: users, calendars, events, calendarView delta and subscriptions, behind Bearer tokens."""
+"""The Graph v1.0 surface: users, calendars, events, calendarView delta and subscriptions, behind Bearer tokens.
+
+Requests that address a mailbox (anything below /me/ or /users/{id}/) pass Outlook's per-app, per-mailbox limits
+first (emulator/limits.py); /me and /users/{id} themselves are directory reads, outside them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from urllib.parse import quote, urlencode
 
@@ -18,6 +23,7 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
 SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
+MAILBOX_PATH = re.compile(r"^/v1\.0/(?:(me)|users/([^/]+))/.")
 
 
 def _em():
@@ -47,9 +53,11 @@ def _out_tz() -> str | None:
 
 
 def authenticate() -> Caller:
-    """The caller of this request from its Bearer token; 401 InvalidAuthenticationToken otherwise."""
+    """The caller of this request from its Bearer token (verified once per request); 401 otherwise."""
     from emulator.identity import InvalidToken
 
+    if "caller" in g:
+        return g.caller
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -66,8 +74,9 @@ def authenticate() -> Caller:
     delegated = bool(claims.get("scp"))
     app_id = claims.get("appid") or claims.get("azp") or ""
     exp = dt.datetime.fromtimestamp(int(claims.get("exp", 0)), dt.UTC)
-    return Caller(claims, delegated, claims.get("oid") if delegated else None, str(claims.get("tid", "")),
-                  str(app_id), exp)
+    g.caller = Caller(claims, delegated, claims.get("oid") if delegated else None, str(claims.get("tid", "")),
+                      str(app_id), exp)
+    return g.caller
 
 
 def _has_permission(caller: Caller, wanted: set[str]) -> bool:
@@ -130,6 +139,25 @@ def _calendar_json(calendar: Calendar, caller: Caller) -> dict:
     return calendars.render(calendar, owner, tenant_id, caller.user_id if caller.delegated else None)
 
 
+def _admit() -> None:
+    """Hold a slot of the per-app, per-mailbox limits for a request that addresses a mailbox (429 when over)."""
+    match = MAILBOX_PATH.match(request.path)
+    if not match:
+        return
+    try:
+        caller = authenticate()
+    except GraphError:
+        return  # the route answers 401
+    state = _em().state
+    if match.group(1):
+        user = state.get_user(caller.user_id) if caller.delegated else None
+    else:
+        user = state.get_user(match.group(2)) or state.find_user(match.group(2))
+    if user is None or user["tenant_id"] != caller.tenant_id:
+        return  # the route answers 400 or 404
+    g.mailbox_slot = _em().limits.acquire(caller.app_id, user["id"])
+
+
 def _user_json(user: dict) -> dict:
     return {
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -151,8 +179,9 @@ def create_graph_blueprint() -> Blueprint:
     bp = Blueprint("graph", __name__, url_prefix="/v1.0")
 
     @bp.before_request
-    def _faults():
+    def _limits_and_faults():
         g.started = time.monotonic()
+        _admit()
         injected = _em().faults.for_request(request.path[len("/v1.0"):])
         if injected is None:
             return None
@@ -175,6 +204,12 @@ def create_graph_blueprint() -> Blueprint:
     def _log(response: Response):
         _em().record_request(request.method, request.path, response.status_code)
         return response
+
+    @bp.teardown_request
+    def _release(_exc: BaseException | None):
+        slot = g.pop("mailbox_slot", None)
+        if slot is not None:
+            _em().limits.release(slot)
 
     # ------------------------------------------------------------ users
 

@@ -106,6 +106,18 @@ class ControlClient:
     def clear_faults(self) -> None:
         self.request("DELETE", "/faults")
 
+    # mailbox limits
+    def set_limits(self, **config: Any) -> dict:
+        """mailbox_concurrency, mailbox_requests_per_10_minutes (absent: Outlook's 4 and 10,000; None lifts)."""
+        return self.request("PUT", "/limits", config)
+
+    def limits(self) -> dict:
+        """The limits, throttled counts by reason, and per (app, mailbox) peak concurrency and requests."""
+        return self.request("GET", "/limits")
+
+    def reset_limits(self) -> None:
+        self.request("DELETE", "/limits")
+
     # subscriptions and deliveries
     def subscriptions(self) -> list[dict]:
         return self.request("GET", "/subscriptions")["value"]
