@@ -2,7 +2,9 @@
 
 Every call has a timeout. 429/503/504 honour ``Retry-After`` (fractional seconds too) for short waits
 in the call itself; a longer wait raises ``Throttled`` so the job can be rescheduled instead of holding a
-worker (other users' jobs keep flowing). A 401 refreshes the token once. Graph's error bodies become
+worker (other users' jobs keep flowing). With a ``MailboxGate`` every request holds one of the mailbox's
+four slots (Outlook's concurrency limit, across all workers) and a 429 pauses the whole mailbox for its
+``Retry-After``. A 401 refreshes the token once. Graph's error bodies become
 ``GraphError`` with the documented ``code``; callers branch on status and code, never on the message.
 """
 
@@ -12,11 +14,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urljoin
 
 import requests
+
+from service.mailbox import MailboxBusy, MailboxGate
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class GraphClient:
     max_inline_wait: float = 5.0          # longer Retry-After values go back to the job layer
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     requests_made: int = 0                # observability: Graph calls this client sent
+    gate: MailboxGate | None = None       # Outlook's per-mailbox limits, shared by every worker
+    mailbox: str = ""                     # whose mailbox the requests read (the signed-in user)
 
     def url(self, path_or_url: str) -> str:
         """Absolute Graph URL; nextLink/deltaLink values are used exactly as Graph returned them."""
@@ -71,8 +78,11 @@ class GraphClient:
         for attempt in range(1, self.max_attempts + 1):
             headers["Authorization"] = f"Bearer {self.token(force_refresh=refreshed)}"
             try:
-                self.requests_made += 1
-                response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                with self._slot():
+                    self.requests_made += 1
+                    response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            except MailboxBusy as exc:
+                raise Throttled(429, "MailboxBusy", str(exc), retry_after=exc.retry_after) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == self.max_attempts:
                     raise GraphError(0, "unreachable", type(exc).__name__) from None
@@ -89,12 +99,17 @@ class GraphClient:
             if response.status_code not in RETRYABLE:
                 raise error
             wait = error.retry_after
+            if response.status_code == 429 and self.gate is not None:
+                self.gate.pause(self.mailbox, wait if wait is not None else 2.0 ** attempt)
             if attempt == self.max_attempts or (wait is not None and wait > self.max_inline_wait):
                 raise Throttled(error.status, error.code, error.message, retry_after=wait)
             if response.status_code == 503:
                 self.session.close()  # Graph advises a new connection for each retry after a 503
             self._backoff(attempt, wait)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
+
+    def _slot(self):
+        return self.gate.slot(self.mailbox) if self.gate is not None else nullcontext()
 
     def get_json(self, path_or_url: str, **kwargs) -> dict:
         return self.request("GET", path_or_url, **kwargs).json()

@@ -28,6 +28,7 @@ from service.config import Settings
 from service.graph import GraphClient
 from service.identity import crypto
 from service.identity.msal_app import RECONNECT_ERRORS, SCOPES, build_app
+from service.mailbox import MailboxGate
 from service.store import tokens as token_store
 from service.store import users
 from service.workers import queues
@@ -62,6 +63,9 @@ class Tokens:
     redis: Redis
     http: requests.Session
 
+    def __post_init__(self) -> None:
+        self.mailboxes = MailboxGate(self.redis)   # Outlook's per-mailbox limits, across every worker
+
     def access_token(self, user_id: str, force_refresh: bool = False) -> str:
         """A valid Graph access token for ``user_id``; raises ReconnectRequired or TokenUnavailable."""
         return self._acquire(user_id, force_refresh)["access_token"]
@@ -69,7 +73,7 @@ class Tokens:
     def graph(self, user_id: str) -> GraphClient:
         """A GraphClient acting as ``user_id`` (token fetched lazily, reused until close to expiry)."""
         return GraphClient(self.http, self.settings.graph_url, token=TokenMemo(self, user_id),
-                           timeout=self.settings.http_timeout)
+                           timeout=self.settings.http_timeout, gate=self.mailboxes, mailbox=user_id)
 
     @contextmanager
     def locked(self, user_id: str) -> Iterator[None]:
