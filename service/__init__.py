@@ -17,6 +17,7 @@ BLUEPRINTS = (
     "service.digest.web",
     "service.digest.api",
     "service.ops.routes",
+    "service.ops.data",
 )
 
 

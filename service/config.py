@@ -56,6 +56,7 @@ class Settings:
     sync_days_back: int = 7
     sync_days_ahead: int = 35
     reconcile_hours: int = 6
+    retention_days: int = 90            # events that ended longer ago are purged daily
     rich_notifications: bool = False
     rich_cert_path: str | None = None
     rich_key_path: str | None = None
@@ -118,11 +119,15 @@ class Settings:
             sync_days_back=env.number("CALSYNC_SYNC_DAYS_BACK", 7, int, low=0),
             sync_days_ahead=env.number("CALSYNC_SYNC_DAYS_AHEAD", 35, int),
             reconcile_hours=env.number("CALSYNC_RECONCILE_HOURS", 6, int),
+            retention_days=env.number("CALSYNC_RETENTION_DAYS", 90, int),
             rich_notifications=env.flag("CALSYNC_RICH_NOTIFICATIONS"),
             rich_cert_path=env.text("CALSYNC_RICH_CERT", None),
             rich_key_path=env.text("CALSYNC_RICH_KEY", None),
             digest_default_time=env.clock("CALSYNC_DIGEST_TIME", "06:30"),
         )
+        if settings.retention_days <= settings.sync_days_back:
+            raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "
+                              "store again what retention removes)")
         if settings.env == "prod":
             _check_prod(settings)
         return settings

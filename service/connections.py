@@ -1,9 +1,11 @@
-"""A user's connection, above the parts it drives: connect, disconnect, a deleted account, reconnect mail.
+"""A user's connection, above the parts it drives: connect, disconnect, deleting everything we hold, a
+deleted account, reconnect mail.
 
 Connecting stores the tokens and the user, plans their digest and asks for the subscription and the
 first sync; disconnecting deletes the Graph subscription first, then the tokens (and, if asked, the
-stored calendar data). This module sits above subscriptions, sync and the digest; nothing below it
-imports it.
+stored calendar data). Deleting all of a user's data does that and then purges every record of them
+while holding their sync lock, so no sync or rich notification writes anything back. This module sits
+above subscriptions, sync and the digest; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -18,21 +20,26 @@ import msal
 from pymongo.database import Database
 from redis import Redis
 
+from service import locks
 from service.config import Settings
 from service.digest import plan as digest_plan
 from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
-from service.store import events, sync_state, users, utcnow
+from service.store import calendars, digests, events, exclusions, users, utcnow
 from service.store import tokens as token_store
 from service.store.records import ConnectionStatus, User
 from service.subscriptions.lifecycle import Subscriptions
+from service.sync import requests as sync_requests
 from service.sync.requests import request_sync
+from service.sync.runner import LOCK_KEY as SYNC_LOCK_KEY
+from service.sync.runner import LOCK_SECONDS as SYNC_LOCK_SECONDS
 from service.workers import queues
 
 log = logging.getLogger(__name__)
 
 RECONNECT_MAIL_INTERVAL = timedelta(hours=24)
+PURGE_WAIT_SECONDS = 15       # for a running sync to stop at its next page; then a job finishes the purge
 
 
 @dataclass
@@ -79,15 +86,46 @@ class Connections:
             done["tokens_deleted"] = token_store.delete(self.db, user_id)
         if purge:
             done["events"] = events.delete_for_user(self.db, user_id)
-            done["sync_state"] = sync_state.clear(self.db, user_id)
+            done["calendars"] = calendars.delete_for_user(self.db, user_id)
         log.info("user %s disconnected (purge=%s)", user_id, purge)
+        return done
+
+    def delete_all_data(self, user_id: str) -> dict:
+        """Delete everything calsync holds about the user: the Graph subscription first, then the tokens,
+        then (under the sync lock) events, calendars, exclusions, digest records and the user record. The
+        people-directory entry belongs to the organization and stays. Returns what was done; ``pending``
+        means a sync still held the lock and a job finishes the purge once it has stopped."""
+        sync_requests.mark_deleting(self.redis, user_id)   # syncs stop before their next write
+        users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
+        done: dict = {"subscription_deleted": self._delete_subscription(user_id)}
+        with self.tokens.locked(user_id):
+            done["tokens_deleted"] = token_store.delete(self.db, user_id)
+        try:
+            done |= self.purge(user_id, wait=PURGE_WAIT_SECONDS)
+        except locks.LockBusy:
+            queues.enqueue(self.redis, queues.MAINTENANCE, queues.PURGE_USER_DATA, user_id)
+            done["pending"] = True
+        log.info("user %s: all data deletion %s", user_id, "queued" if done.get("pending") else "done")
+        return done
+
+    def purge(self, user_id: str, wait: float = SYNC_LOCK_SECONDS + 10) -> dict:
+        """Remove every stored record of the user while holding their sync lock (LockBusy if a sync keeps it)."""
+        with locks.held(self.redis, SYNC_LOCK_KEY.format(user_id=user_id), SYNC_LOCK_SECONDS, wait=wait):
+            self._delete_subscription(user_id)      # one created meanwhile (a connect racing the deletion)
+            token_store.delete(self.db, user_id)
+            done = {"events": events.delete_for_user(self.db, user_id),
+                    "calendars": calendars.delete_for_user(self.db, user_id),
+                    "exclusions": exclusions.delete_for_user(self.db, user_id),
+                    "digests": digests.delete_for_user(self.db, user_id),
+                    "user": users.delete(self.db, user_id)}
+        sync_requests.deletion_done(self.redis, user_id)
         return done
 
     def user_gone(self, user_id: str) -> None:
         """Graph no longer knows the user (the account was deleted): disconnect them, keeping their data."""
         log.warning("Graph no longer knows user %s; disconnecting", user_id)
         self.disconnect(user_id, purge=False, reason="user not found in Microsoft Graph")
-        sync_state.clear(self.db, user_id)
+        calendars.clear_cursor(self.db, user_id)
         users.record_sync_failure(self.db, user_id, utcnow(), "disconnected", "404 user not found")
 
     def send_reconnect_mail(self, user_id: str, now: datetime | None = None) -> bool:

@@ -29,7 +29,7 @@ from service.digest.people import import_rows
 from service.digest.send import deliver
 from service.logs import configure
 from service.runtime import Runtime
-from service.store import events, sync_state
+from service.store import calendars, events
 
 DEMO_ZONE = "America/New_York"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -154,13 +154,13 @@ class Demo:
         return users
 
     def stored_matches_truth(self, user_id: str) -> tuple[int, int, bool]:
-        """(stored, truth, equal?) for the sync window, comparing ids and change keys."""
-        state = sync_state.get(self.rt.db, user_id) or {}
-        start, end = state.get("window_start"), state.get("window_end")
-        if not start or not end:
+        """(stored, truth, equal?) over the windows of the user's calendars, comparing ids and change keys."""
+        read = [c for c in calendars.enabled_for_user(self.rt.db, user_id) if c.window_start and c.window_end]
+        if not read:
             return 0, -1, False
         iso = "%Y-%m-%dT%H:%M:%SZ"
-        truth = self.emulator.control.calendar(user_id, start.strftime(iso), end.strftime(iso))
+        truth = [e for c in read for e in self.emulator.control.calendar(
+            user_id, c.window_start.strftime(iso), c.window_end.strftime(iso), calendar_id=c.calendar_id)]
         stored = {e["graph_id"]: e.get("change_key") for e in events.for_user(self.rt.db, user_id)}
         expected = {e["id"]: e.get("changeKey") for e in truth if not e.get("isCancelled")}
         cancelled = {e["id"] for e in truth if e.get("isCancelled")}

@@ -14,7 +14,7 @@ from pymongo.database import Database
 from service.config import Settings
 from service.digest import plan
 from service.store import migrations as ledger
-from service.store import subscriptions, users
+from service.store import calendars, subscriptions, users
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,15 @@ def _subscription_markers(db: Database, settings: Settings) -> int:
     return marked
 
 
+def _per_calendar_cursors(db: Database, settings: Settings) -> int:
+    """Delta cursors moved from the user to each of their calendars."""
+    return calendars.retire_user_cursors(db)
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Database, Settings], int]], ...] = (
     ("2026-12-digest-next-at", _digest_schedules),
     ("2026-12-subscription-missing-since", _subscription_markers),
+    ("2026-12-per-calendar-cursors", _per_calendar_cursors),
 )
 
 

@@ -16,8 +16,9 @@ import warnings
 from urllib.parse import urlencode
 
 import requests
-from flask import Blueprint, current_app, redirect, render_template, request, session
+from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
+from service import mydata
 from service.auth import csrf, signin
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.runtime import Runtime
@@ -173,7 +174,8 @@ def status_page():
         since = connection.since
         return {"user_id": user.id, "email": user.email, "status": connection.status,
                 "reason": connection.reason, "since": since.isoformat() if since else None}
-    return render_template("auth/status.html", user=user, connection=connection)
+    return render_template("auth/status.html", user=user, connection=connection,
+                           retention_days=_rt().settings.retention_days)
 
 
 @bp.post("/connections/me/disconnect")
@@ -190,6 +192,35 @@ def disconnect():
     done = _rt().connections.disconnect(user.id, purge == "1")
     return render_template("auth/disconnected.html", user=users.get(_rt().db, user.id), purged=purge == "1",
                            done=done)
+
+
+@bp.get("/connections/me/data")
+def export_data():
+    """Everything calsync holds about the signed-in user, as a JSON download (streamed)."""
+    user = _signed_in_user()
+    if user is None:
+        return _page_error(401, "Not signed in", "Connect your calendar first.")
+    chunks = mydata.export(_rt().db, user.id)
+    if chunks is None:
+        return _page_error(404, "Nothing to export", "calsync holds no data about you.")
+    log.info("user %s downloaded their data", user.id)
+    return Response(chunks, mimetype="application/json", headers={
+        "Content-Disposition": 'attachment; filename="calsync-my-data.json"', "Cache-Control": "no-store"})
+
+
+@bp.post("/connections/me/delete")
+def delete_data():
+    """Delete everything calsync holds about the signed-in user (the typed confirmation guards a slip)."""
+    user = _signed_in_user()
+    if user is None:
+        return _page_error(401, "Not signed in", "Connect your calendar first.")
+    if not csrf.valid(request.form.get(csrf.FIELD)):
+        return _page_error(403, "Please try again", "This form expired. Reload the status page and try again.")
+    if (request.form.get("confirm") or "").strip().upper() != "DELETE":
+        return _page_error(400, "Nothing was deleted", "Type DELETE in the box to confirm.")
+    done = _rt().connections.delete_all_data(user.id)
+    session.clear()
+    return render_template("auth/deleted.html", email=user.email, pending=bool(done.get("pending")))
 
 
 @bp.post("/signout")

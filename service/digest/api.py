@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service.digest import meetings
 from service.digest import people as people_io
 from service.digest.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
 from service.digest.matching import Directory, attendee_emails, is_resource
 from service.digest.people import styles
 from service.store import as_utc, utcnow
-from service.store import events as events_store
 from service.store import people as people_store
 from service.store import users as users_store
 
@@ -155,7 +155,8 @@ def _meeting_json(event: dict, directory: Directory) -> dict:
     organizer = event.get("organizer") or {}
     return {
         "id": event.get("graph_id"),
-        "subject": event.get("subject"),
+        "subject": meetings.subject_of(event),
+        "is_private": meetings.is_private(event),
         "start": _iso(event.get("start")),
         "end": _iso(event.get("end")),
         "is_all_day": bool(event.get("is_all_day")),
@@ -184,12 +185,10 @@ def list_meetings(key: str):
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     cursor = _decode_cursor(2)
     after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
-    events = events_store.page_in_window(_db(), user.id, start, end, after, limit + 1)
-    page, more = events[:limit], len(events) > limit
+    page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
     directory = Directory.for_emails(_db(), attendee_emails(page))
     body = {"items": [_meeting_json(e, directory) for e in page], "start": _iso(start), "end": _iso(end),
-            "next_cursor": _encode_cursor([as_utc(page[-1]["start"]).isoformat(), page[-1]["graph_id"]])
-            if more else None}
+            "next_cursor": _encode_cursor([next_key[0].isoformat(), next_key[1]]) if next_key else None}
     return jsonify(body)
 
 

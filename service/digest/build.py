@@ -10,6 +10,7 @@ from service import timezones
 from service.digest import schedule
 from service.digest.collaborators import Collaborator
 from service.digest.matching import Directory, Match, match_attendees, self_emails, user_response
+from service.digest.meetings import subject_of
 from service.digest.people import style_label, styles
 from service.digest.tips import Tip, tips_for
 from service.store import as_utc
@@ -36,6 +37,7 @@ class MeetingView:
     online: bool
     attendees: list[AttendeeView]
     link: str | None = None      # the dashboard URL, filled in by the sender
+    exclude_link: str | None = None   # where the user keeps it out of insights, filled in by the sender
 
 
 @dataclass
@@ -106,7 +108,7 @@ def build_digest(
         view = MeetingView(
             event_id=event.get("graph_id") or "",
             key=str(event.get("_id") or event.get("graph_id") or ""),
-            subject=(event.get("subject") or "(no subject)").strip()[:200],
+            subject=subject_of(event),
             start=as_utc(event["start"]).astimezone(zone),
             end=as_utc(event["end"]).astimezone(zone),
             all_day=bool(event.get("is_all_day")),

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.database import Database
 
+from service.digest import meetings
 from service.digest.matching import Directory, attendee_emails, match_attendees, self_emails, user_response
 from service.store import as_utc, utcnow
-from service.store import events as events_store
 from service.store.records import User
 
 DEFAULT_DAYS = 30
@@ -71,6 +71,6 @@ def top_collaborators(
     """The user's top collaborators over the last ``days`` days, from stored events."""
     now = (now or utcnow()).astimezone(UTC)
     days = max(1, min(int(days), MAX_DAYS))
-    events = events_store.in_window(db, user.id, now - timedelta(days=days), now)
+    events = meetings.in_window(db, user.id, now - timedelta(days=days), now)
     directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     return rank(events, self_emails(user, directory), directory, limit)

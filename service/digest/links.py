@@ -58,6 +58,12 @@ def dashboard_url(settings: Settings, event_key: str, user_id: str, graph_id: st
     return f"{base(settings)}/meetings/{quote(event_key, safe='')}?t={token}"
 
 
+def exclude_url(settings: Settings, event_key: str, user_id: str, graph_id: str) -> str:
+    """Where the user keeps a meeting (or its series) out of insights; the page asks before doing it."""
+    token = dashboard_token(settings, user_id, graph_id)
+    return f"{base(settings)}/meetings/{quote(event_key, safe='')}/exclude?t={token}"
+
+
 def settings_url(settings: Settings, user_id: str) -> str:
     return f"{base(settings)}/digest/settings?t={settings_token(settings, user_id)}"
 

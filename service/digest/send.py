@@ -13,14 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from pymongo.database import Database
 
 from service.config import Settings
-from service.digest import links, schedule
+from service.digest import links, meetings, schedule
 from service.digest.build import Digest, build_digest
 from service.digest.collaborators import top_collaborators
 from service.digest.matching import Directory, attendee_emails
 from service.digest.render import message
 from service.mail import Mailer
 from service.store import digests as digests_store
-from service.store import events as events_store
 from service.store import users as users_store
 from service.store import utcnow
 from service.store.records import User
@@ -33,13 +32,14 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
     zone = schedule.user_zone(user)
     start, end = schedule.day_bounds(zone, day)
     # A day either side catches all-day events stored at another zone's midnight.
-    events = events_store.in_window(db, user.id, (start - timedelta(days=1)).astimezone(UTC),
-                                    (end + timedelta(days=1)).astimezone(UTC))
+    events = meetings.in_window(db, user.id, (start - timedelta(days=1)).astimezone(UTC),
+                                (end + timedelta(days=1)).astimezone(UTC))
     directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     meet_most = top_collaborators(db, user, limit=3, now=now)
     digest = build_digest(user, day, events, directory, meet_most, zone)
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
+        meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)
     digest.settings_link = links.settings_url(settings, user.id)
     digest.unsubscribe_link = links.unsubscribe_url(settings, user.id)
     return digest

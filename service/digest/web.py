@@ -1,19 +1,26 @@
-"""Web pages: meeting dashboards (signed link or signed-in attendee) and digest settings/unsubscribe."""
+"""Web pages: meeting dashboards (signed link or signed-in attendee) with the owner's exclusion controls,
+and the user's settings (digest, calendars) and unsubscribe.
+
+State changes are POSTs that carry a signed token for the user (the dashboard token, or the settings token);
+a third-party page cannot obtain one, so the token is also the CSRF defence, as for the settings form.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, request, session
+from flask import Blueprint, current_app, redirect, request, session
 
 from service import timezones
-from service.digest import links, plan, schedule
+from service.digest import links, meetings, plan, schedule
 from service.digest.dashboard import build_dashboard
 from service.digest.render import environment
-from service.store import as_utc
+from service.store import as_utc, exclusions
+from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users as users_store
 from service.store.records import User
+from service.sync.requests import request_sync
 
 log = logging.getLogger(__name__)
 
@@ -49,33 +56,84 @@ def _attends(user: User, event: dict) -> bool:
     return bool(email) and email in emails
 
 
-def _allowed_event(db, key: str) -> dict | None:
-    """The event if the request carries a valid link for it or comes from an attending signed-in user."""
-    signed = links.read_dashboard_token(_rt().settings, request.args.get("t"))
+def _allowed_event(db, key: str) -> tuple[dict | None, bool]:
+    """(event, is_owner): the event if the request carries a valid link for it or comes from an attending
+    signed-in user; ``is_owner`` when it is the calendar owner asking (only they may exclude it)."""
+    signed = links.read_dashboard_token(_rt().settings, request.values.get("t"))
     if signed:
         user_id, graph_id = signed
         event = events_store.get(db, user_id, graph_id)
-        return event if event is not None and str(event.get("_id")) == key else None
+        return (event, True) if event is not None and str(event.get("_id")) == key else (None, False)
     user_id = session.get("user_id")
     user = users_store.get(db, user_id) if isinstance(user_id, str) else None
     event = _event_by_key(db, key) if user else None
-    return event if event is not None and _attends(user, event) else None
+    if event is None or not _attends(user, event):
+        return None, False
+    return event, event.get("user_id") == user.id
+
+
+def _exclusion_state(db, event: dict) -> dict:
+    """Whether the meeting (any copy of it) or its series is excluded by its owner."""
+    excluded = exclusions.for_user(db, event["user_id"])
+    copies = events_store.by_ical_uids(db, event["user_id"], [event["ical_uid"]]) if event.get("ical_uid") else []
+    same = [c for c in copies if meetings.meeting_key(c) == meetings.meeting_key(event)] or [event]
+    return {"meeting": any((c.get("ical_uid") or c.get("graph_id")) in excluded.meetings for c in same),
+            "series": any((c.get("series_master_id") or "") in excluded.series for c in same),
+            "has_series": bool(event.get("series_master_id"))}
+
+
+def _when(db, event: dict) -> str:
+    owner = users_store.get(db, event.get("user_id"))
+    zone = schedule.user_zone(owner) if owner else timezones.zone(None)
+    start, end = as_utc(event["start"]).astimezone(zone), as_utc(event["end"]).astimezone(zone)
+    return f"{start:%A %d %B %Y, %H:%M}–{end:%H:%M} ({zone.key})"
+
+
+NOT_AVAILABLE = ("Meeting not available",
+                 "This link has expired or you are not signed in as one of the attendees.")
 
 
 @bp.get("/meetings/<key>")
 def meeting_dashboard(key: str):
     """The dashboard of one meeting: attendees, their styles, the style-mix chart and group notes."""
     db = _rt().db
-    event = _allowed_event(db, key)
+    event, is_owner = _allowed_event(db, key)
     if event is None:
-        return _message("Meeting not available",
-                        "This link has expired or you are not signed in as one of the attendees.", 403)
-    dash = build_dashboard(db, event)
-    owner = users_store.get(db, event.get("user_id"))
-    zone = schedule.user_zone(owner) if owner else timezones.zone(None)
-    start, end = as_utc(event["start"]).astimezone(zone), as_utc(event["end"]).astimezone(zone)
-    when = f"{start:%A %d %B %Y, %H:%M}–{end:%H:%M} ({zone.key})"
-    return _page("meeting.html", title=event.get("subject") or "Meeting", dash=dash, when=when)
+        return _message(*NOT_AVAILABLE, 403)
+    state = _exclusion_state(db, event)
+    excluded = state["meeting"] or state["series"]
+    if excluded and not is_owner:
+        return _message(*NOT_AVAILABLE, 403)   # its owner keeps it out of insights
+    dash = None if excluded else build_dashboard(db, event)
+    token = links.dashboard_token(_rt().settings, event["user_id"], event["graph_id"]) if is_owner else None
+    return _page("meeting.html", title=meetings.subject_of(event), subject=meetings.subject_of(event), dash=dash,
+                 event=event, when=_when(db, event), owner=is_owner, token=token, state=state, key=key)
+
+
+@bp.route("/meetings/<key>/exclude", methods=["GET", "POST"])
+def exclude_meeting(key: str):
+    """The owner keeps a meeting, or its whole series, out of insights (GET asks, POST does; and undoes)."""
+    db = _rt().db
+    event, is_owner = _allowed_event(db, key)
+    if event is None or not is_owner:
+        return _message(*NOT_AVAILABLE, 403)
+    token = links.dashboard_token(_rt().settings, event["user_id"], event["graph_id"])
+    if request.method == "GET":
+        return _page("exclude.html", title="Keep out of insights", subject=meetings.subject_of(event),
+                     when=_when(db, event), token=token, state=_exclusion_state(db, event), key=key)
+    if links.read_dashboard_token(_rt().settings, request.form.get("t")) is None:
+        return _message("Please try again", "This form expired. Open the meeting again and retry.", 403)
+    kind, action = request.form.get("kind"), request.form.get("action")
+    target = {exclusions.MEETING: event.get("ical_uid") or event.get("graph_id"),
+              exclusions.SERIES: event.get("series_master_id")}.get(kind)
+    if action not in ("exclude", "include") or not target:
+        return _message("Please try again", "Choose this meeting or its series.", 400)
+    if action == "exclude":
+        exclusions.add(db, event["user_id"], kind, target)
+    else:
+        exclusions.remove(db, event["user_id"], kind, target)
+    log.info("user %s %sd a %s from insights", event["user_id"], action, kind)
+    return redirect(f"/meetings/{key}?t={token}", 303)
 
 
 def _settings_user(db):
@@ -102,10 +160,36 @@ def digest_settings():
         error = _save_settings(rt, user, request.form)
         saved = error is None
         user = users_store.get(rt.db, user.id)
-    digest = user.digest
+    return _settings_page(rt, user, token, saved=saved, error=error)
+
+
+def _settings_page(rt, user: User, token: str, *, saved: bool = False, error: str | None = None,
+                   calendars_saved: bool = False):
     send_at = schedule.send_time(user, rt.settings.digest_default_time).strftime("%H:%M")
-    return _page("settings.html", 400 if error else 200, title="Digest settings", user=user, digest=digest,
-                 token=token, send_time=send_at, zone=schedule.user_zone(user).key, saved=saved, error=error)
+    return _page("settings.html", 400 if error else 200, title="Settings", user=user, digest=user.digest,
+                 token=token, send_time=send_at, zone=schedule.user_zone(user).key, saved=saved, error=error,
+                 calendars=calendar_store.for_user(rt.db, user.id), calendars_saved=calendars_saved)
+
+
+@bp.post("/digest/settings/calendars")
+def calendar_settings():
+    """Turn calendars on and off: a calendar turned off has its meetings deleted, one turned on is read."""
+    rt = _rt()
+    user, token = _settings_user(rt.db)
+    if user is None:
+        return _message("Link expired", "Open the settings link from a recent digest, or sign in again.", 403)
+    wanted = set(request.form.getlist("calendar"))
+    changed = []
+    for calendar in calendar_store.for_user(rt.db, user.id):
+        enabled = calendar.key in wanted
+        if enabled != calendar.enabled and calendar_store.set_enabled(rt.db, user.id, calendar.calendar_id, enabled):
+            changed.append(calendar)
+            if not enabled:
+                events_store.delete_for_calendar(rt.db, user.id, calendar.calendar_id)
+    if changed:
+        request_sync(rt.redis, user.id, "calendars-changed")   # reads those turned on, re-deletes those turned off
+        log.info("user %s turned %d calendar(s) on or off", user.id, len(changed))
+    return _settings_page(rt, users_store.get(rt.db, user.id), token, calendars_saved=True)
 
 
 def _save_settings(rt, user: User, form) -> str | None:

@@ -29,7 +29,8 @@ DOMAIN_MODULES = (
     "service.store.digests",
     "service.store.tenants",
     "service.store.tokens",
-    "service.store.sync_state",
+    "service.store.calendars",
+    "service.store.exclusions",
     "service.store.ops",
     "service.store.migrations",
 )

@@ -65,6 +65,16 @@ def claim(db: Database, user_id: str, local_date: str, now: datetime | None = No
     )
 
 
+def for_user(db: Database, user_id: str) -> list[dict]:
+    """The user's digest records, oldest first (one per day: a year of them is small)."""
+    found = db.digests_sent.find({"user_id": user_id}, {"_id": 0, "user_id": 0}).sort("local_date", ASCENDING)
+    return list(found.hint("user_local_date"))
+
+
+def delete_for_user(db: Database, user_id: str) -> int:
+    return db.digests_sent.delete_many({"user_id": user_id}).deleted_count
+
+
 def finish(db: Database, user_id: str, local_date: str, status: str, **fields) -> None:
     """Record the outcome of a claimed digest (sent, skipped or failed)."""
     db.digests_sent.update_one(

@@ -9,7 +9,7 @@ query functions at the bottom.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -34,11 +34,15 @@ DUPLICATE_KEY = 11000
 # use it, and a missing index should fail loudly rather than turn into a collection scan.
 BY_USER_AND_ID = "user_graph_id"
 BY_USER_AND_START = "user_start"
+BY_USER_AND_ICAL_UID = "user_ical_uid"
+BY_END = "end"
 
 INDEXES = {
     "events": [
         IndexModel([("user_id", ASCENDING), ("graph_id", ASCENDING)], unique=True, name=BY_USER_AND_ID),
         IndexModel([("user_id", ASCENDING), ("start", ASCENDING)], name=BY_USER_AND_START),
+        IndexModel([("user_id", ASCENDING), ("ical_uid", ASCENDING)], name=BY_USER_AND_ICAL_UID),  # duplicates
+        IndexModel([("end", ASCENDING)], name=BY_END),   # retention
     ],
     # What we deleted and the version it had, so a replayed older upsert cannot bring it back.
     "event_tombstones": [
@@ -50,10 +54,12 @@ RETIRED_INDEXES = {"events": ["attendee_email"]}   # nothing queries attendees b
 
 # Every field a stored event may have; tests scan stored documents against this set.
 STORED_FIELDS = frozenset({
-    "_id", "user_id", "graph_id", "subject", "start", "end", "start_tz", "end_tz", "is_all_day", "organizer",
-    "attendees", "is_cancelled", "show_as", "is_online_meeting", "type", "series_master_id", "ical_uid",
-    "last_modified", "change_key", "stored_at",
+    "_id", "user_id", "graph_id", "calendar_id", "subject", "sensitivity", "start", "end", "start_tz", "end_tz",
+    "is_all_day", "organizer", "attendees", "is_cancelled", "show_as", "is_online_meeting", "type",
+    "series_master_id", "ical_uid", "last_modified", "change_key", "stored_at",
 })
+# Meetings the user marked private: stored without their subject, shown as "Private meeting".
+PRIVATE = frozenset({"private", "confidential"})
 
 
 @dataclass
@@ -142,10 +148,13 @@ def to_document(item: dict) -> dict:
         "showAs": ("show_as", _text), "isOnlineMeeting": ("is_online_meeting", _bool), "type": ("type", _text),
         "seriesMasterId": ("series_master_id", _text), "iCalUId": ("ical_uid", _text),
         "changeKey": ("change_key", _text), "lastModifiedDateTime": ("last_modified", parse_graph_time),
+        "sensitivity": ("sensitivity", _text),
     }
     for source, (target, convert) in simple.items():
         if source in item:
             doc[target] = convert(item[source])
+    if doc.get("sensitivity") in PRIVATE and "subject" in doc:
+        doc["subject"] = None   # a private meeting's subject never reaches the store
     for edge in ("start", "end"):
         if edge in item:
             doc[edge] = parse_date_time_zone(item[edge])
@@ -167,7 +176,8 @@ def _graph_id(item: object) -> str | None:
 
 # ------------------------------------------------------------------ writes
 
-def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now: datetime) -> ApplyResult:
+def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now: datetime,
+                  calendar_id: str | None = None) -> ApplyResult:
     """Apply Graph event items in order: ``@removed`` deletes, anything else upserts if not older.
 
     A run of upserts costs a few round trips whatever its length (one read of the stored versions, one
@@ -188,6 +198,8 @@ def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now
         else:
             result.seen.add(graph_id)
             doc = to_document(item)
+            if calendar_id is not None:
+                doc["calendar_id"] = calendar_id
             kept = pending.get(graph_id)
             if kept is not None and not _is_newer(doc, kept):
                 result.stale += 1   # the same event twice in one page: the newer one wins
@@ -260,7 +272,7 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
 
 
 MAX_WRITE_ATTEMPTS = 5
-VERSION_FIELDS = {"graph_id": 1, "last_modified": 1, "change_key": 1}
+VERSION_FIELDS = {"graph_id": 1, "last_modified": 1, "change_key": 1, "sensitivity": 1}
 
 
 def _insert(db: Database, user_id: str, docs: dict[str, dict], now: datetime) -> list[str]:
@@ -286,7 +298,7 @@ def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dic
         return []
     operations = [
         UpdateOne({"user_id": user_id, "graph_id": g, "last_modified": stored.get("last_modified"),
-                   "change_key": stored.get("change_key")}, {"$set": {**doc, "stored_at": now}})
+                   "change_key": stored.get("change_key")}, {"$set": {**_kept_private(doc, stored), "stored_at": now}})
         for g, (doc, stored) in docs.items()
     ]
     if db.events.bulk_write(operations, ordered=False).matched_count == len(operations):
@@ -295,6 +307,13 @@ def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dic
     now_stored = {d["graph_id"]: d for d in db.events.find(
         {"user_id": user_id, "graph_id": {"$in": list(docs)}}, VERSION_FIELDS).hint(BY_USER_AND_ID)}
     return [g for g, (doc, _) in docs.items() if g in now_stored and _same_version(doc, now_stored[g])]
+
+
+def _kept_private(doc: dict, stored: dict) -> dict:
+    """A partial update of a stored private meeting does not bring its subject back."""
+    if "sensitivity" not in doc and stored.get("sensitivity") in PRIVATE and "subject" in doc:
+        return {**doc, "subject": None}
+    return doc
 
 
 def _same_version(doc: dict, stored: dict) -> bool:
@@ -354,17 +373,50 @@ def _delete(db: Database, user_id: str, graph_id: str, now: datetime) -> int:
     return db.events.delete_one(key).deleted_count
 
 
-def delete_missing(db: Database, user_id: str, present: set[str], before: datetime) -> int:
-    """After a full resync: delete the user's events Graph no longer lists (stored before the resync began)."""
+def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[str], before: datetime, *,
+                   orphans: bool = False) -> int:
+    """After a full resync of a calendar: delete its events Graph no longer lists (stored before it began).
+    With ``orphans`` (the default calendar), events stored without a calendar count as this one's."""
+    calendars = {"$in": [calendar_id, None]} if orphans else calendar_id
     stale = [
         doc["graph_id"]
-        for doc in db.events.find({"user_id": user_id, "stored_at": {"$lt": before}}, {"graph_id": 1})
-        .hint(BY_USER_AND_ID)
+        for doc in db.events.find({"user_id": user_id, "calendar_id": calendars, "stored_at": {"$lt": before}},
+                                  {"graph_id": 1}).hint(BY_USER_AND_ID)
         if doc["graph_id"] not in present
     ]
     if stale:
         db.events.delete_many({"user_id": user_id, "graph_id": {"$in": stale}})
     return len(stale)
+
+
+def calendars_of(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, str | None]:
+    """{graph id: calendar id} of the given events that are stored (None for an event of no known calendar)."""
+    if not graph_ids:
+        return {}
+    found = db.events.find({"user_id": user_id, "graph_id": {"$in": graph_ids}}, {"graph_id": 1, "calendar_id": 1})
+    return {doc["graph_id"]: doc.get("calendar_id") for doc in found.hint(BY_USER_AND_ID)}
+
+
+def delete_for_calendar(db: Database, user_id: str, calendar_id: str) -> int:
+    """Forget the events of one calendar (it was deleted in Outlook, or the user turned it off)."""
+    return db.events.delete_many({"user_id": user_id, "calendar_id": calendar_id}).deleted_count
+
+
+def adopt_orphans(db: Database, user_id: str, calendar_id: str) -> int:
+    """Events stored before calsync knew calendars belong to the default one."""
+    return db.events.update_many({"user_id": user_id, "calendar_id": {"$exists": False}},
+                                 {"$set": {"calendar_id": calendar_id}}).modified_count
+
+
+def delete_ended_before(db: Database, cutoff: datetime, batch: int = 1_000) -> int:
+    """Retention: forget every event that ended before ``cutoff``, a batch of ids (from the ``end`` index)
+    at a time, so one run never holds a long delete."""
+    removed = 0
+    while True:
+        ids = [d["_id"] for d in db.events.find({"end": {"$lt": cutoff}}, {"_id": 1}).hint(BY_END).limit(batch)]
+        if not ids:
+            return removed
+        removed += db.events.delete_many({"_id": {"$in": ids}}).deleted_count
 
 
 def delete_for_user(db: Database, user_id: str) -> int:
@@ -408,6 +460,14 @@ def page_in_window(db: Database, user_id: str, start: datetime, end: datetime,
     return list(found.limit(limit))
 
 
+def by_ical_uids(db: Database, user_id: str, ical_uids: Iterable[str]) -> list[dict]:
+    """Every stored copy of the given meetings (one per calendar they appear in)."""
+    wanted = sorted(set(ical_uids))
+    if not wanted:
+        return []
+    return list(db.events.find({"user_id": user_id, "ical_uid": {"$in": wanted}}).hint(BY_USER_AND_ICAL_UID))
+
+
 def by_key(db: Database, key: str) -> dict | None:
     """An event by its stored ``_id`` (the key in dashboard URLs); None for anything malformed."""
     if not isinstance(key, str) or len(key) > 200:
@@ -416,6 +476,13 @@ def by_key(db: Database, key: str) -> dict | None:
         return db.events.find_one({"_id": ObjectId(key)})
     except (InvalidId, TypeError):
         return db.events.find_one({"_id": key})
+
+
+def iterate_for_user(db: Database, user_id: str, batch: int) -> Iterator[dict]:
+    """Every stored event of a user, in Graph id order, fetched ``batch`` at a time by one server cursor
+    (one range query per batch costs a scan each on some servers; a cursor's getMore does not)."""
+    found = db.events.find({"user_id": user_id}, {"_id": 0, "user_id": 0}).hint(BY_USER_AND_ID)
+    yield from found.batch_size(batch)
 
 
 def for_user(db: Database, user_id: str) -> list[dict]:

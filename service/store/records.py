@@ -69,12 +69,14 @@ class SyncInfo:
     last_error: str | None = None
     error_count: int = 0
     lag_seconds: float | None = None
+    calendars_refreshed_at: datetime | None = None
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> SyncInfo:
         doc = doc or {}
         return cls(as_utc(doc.get("last_notification_at")), as_utc(doc.get("last_sync_at")), doc.get("last_result"),
-                   doc.get("last_error"), int(doc.get("error_count") or 0), doc.get("lag_seconds"))
+                   doc.get("last_error"), int(doc.get("error_count") or 0), doc.get("lag_seconds"),
+                   as_utc(doc.get("calendars_refreshed_at")))
 
 
 @dataclass(frozen=True)
@@ -148,4 +150,40 @@ class Subscription:
             last_notification_at=as_utc(doc.get("last_notification_at")), renewed_at=as_utc(doc.get("renewed_at")),
             reauthorized_at=as_utc(doc.get("reauthorized_at")), failures=int(doc.get("failures") or 0),
             last_error=doc.get("last_error"), next_attempt_at=as_utc(doc.get("next_attempt_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """One of a user's calendars, with its own delta cursor and window."""
+
+    user_id: str
+    calendar_id: str
+    name: str = ""
+    owner_email: str | None = None
+    is_default: bool = False
+    is_own: bool = True                 # owned by the user (not shared with them by someone else)
+    enabled: bool = True
+    enabled_by: str = "default"         # "default" (own on, shared off) or "user" (chosen on the settings page)
+    delta_link: str | None = field(default=None, repr=False)
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    baseline_at: datetime | None = None
+    last_sync_at: datetime | None = None
+    last_result: str | None = None
+    last_error: str | None = None
+    purge_pending: bool = False         # turned off: its events are deleted (again) by the next sync
+    key: str = ""                       # the stored document's id (settings forms name calendars by it)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> Calendar:
+        return cls(
+            user_id=doc["user_id"], calendar_id=doc["calendar_id"], name=doc.get("name") or "",
+            owner_email=doc.get("owner_email"), is_default=bool(doc.get("is_default")),
+            is_own=doc.get("is_own", True) is not False, enabled=doc.get("enabled", True) is not False,
+            enabled_by=doc.get("enabled_by") or "default", delta_link=doc.get("delta_link"),
+            window_start=as_utc(doc.get("window_start")), window_end=as_utc(doc.get("window_end")),
+            baseline_at=as_utc(doc.get("baseline_at")), last_sync_at=as_utc(doc.get("last_sync_at")),
+            last_result=doc.get("last_result"), last_error=doc.get("last_error"),
+            purge_pending=bool(doc.get("purge_pending")), key=str(doc.get("_id", "")),
         )

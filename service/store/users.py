@@ -85,6 +85,11 @@ def upsert_from_graph(
     ))
 
 
+def delete(db: Database, user_id: str) -> bool:
+    """Forget the user record itself (the last step of deleting everything we hold about them)."""
+    return db.users.delete_one({"_id": user_id}).deleted_count == 1
+
+
 def set_connection_status(
     db: Database, user_id: str, status: ConnectionStatus, reason: str | None = None, now: datetime | None = None
 ) -> User | None:
@@ -169,6 +174,11 @@ def set_digest_preferences(db: Database, user_id: str, *, enabled: bool | None =
 
 
 # ------------------------------------------------------------------ sync observability (users.sync)
+
+def record_calendars_refreshed(db: Database, user_id: str, at: datetime) -> None:
+    """When the user's calendar list was last read from Graph (it is read again after a while)."""
+    db.users.update_one({"_id": user_id}, {"$set": {"sync.calendars_refreshed_at": at}})
+
 
 def touch_notification(db: Database, user_id: str, at: datetime) -> None:
     """A change notification for this user arrived at ``at``."""

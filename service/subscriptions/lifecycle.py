@@ -47,7 +47,7 @@ CHANGE_TYPES = "created,updated,deleted"
 # The fields the sync stores; rich notifications carry only these (Graph requires $select for them).
 RICH_SELECT = (
     "subject,start,end,originalStartTimeZone,originalEndTimeZone,isAllDay,organizer,attendees,isCancelled,"
-    "showAs,isOnlineMeeting,type,seriesMasterId,iCalUId,lastModifiedDateTime,changeKey"
+    "showAs,isOnlineMeeting,type,seriesMasterId,iCalUId,lastModifiedDateTime,changeKey,sensitivity"
 )
 
 

@@ -15,6 +15,8 @@ from rq import Retry
 from service.workers import queues
 
 DIRTY_KEY = "calsync:dirty:{user_id}"
+DELETING_KEY = "calsync:deleting:{user_id}"     # set while a user's data is being deleted: no sync writes
+DELETING_TTL = 3_600
 PENDING_KEY = "calsync:sync-pending:{user_id}"
 DIRTY_TTL = 86_400
 PENDING_TTL = 3_600          # a lost job frees the guard after this; the reconcile sweep covers the rest
@@ -46,6 +48,20 @@ def request_syncs(redis: Redis, user_ids: list[str], reason: str) -> list[str]:
             redis.delete(*(PENDING_KEY.format(user_id=u) for u in fresh[n:]))
             raise
     return fresh
+
+
+def mark_deleting(redis: Redis, user_id: str) -> None:
+    """A deletion of everything we hold about the user has begun: syncs stop before their next write."""
+    redis.set(DELETING_KEY.format(user_id=user_id), 1, ex=DELETING_TTL)
+
+
+def is_deleting(redis: Redis, user_id: str) -> bool:
+    return bool(redis.exists(DELETING_KEY.format(user_id=user_id)))
+
+
+def deletion_done(redis: Redis, user_id: str) -> None:
+    redis.delete(DELETING_KEY.format(user_id=user_id), DIRTY_KEY.format(user_id=user_id),
+                 PENDING_KEY.format(user_id=user_id))
 
 
 def schedule_sync(redis: Redis, user_id: str, delay: float) -> None:

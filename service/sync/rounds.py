@@ -1,7 +1,9 @@
-"""Delta sync of one user's calendar window into MongoDB.
+"""Delta sync of one calendar's window into MongoDB, and the user's list of calendars.
 
-A round follows ``calendarView/delta`` from the stored delta link (or from scratch when there is none,
-when the window rolled forward, or when Graph rejects the token), applies each page as it arrives
+Graph tracks each calendar separately ("to track the changes in multiple calendars, you need to track each
+calendar individually", delta-query-events), so every calendar has its own cursor and window. A round
+follows ``users/{id}/calendars/{cid}/calendarView/delta`` from its stored delta link (or from scratch when
+there is none, when the window rolled forward, or when Graph rejects the token), applies each page as it arrives
 (``service.store.events.apply_changes``: stripping, order guard, ``@removed``), and stores the new
 delta link only after the last page. A crash mid-round therefore replays from the old cursor, which is
 harmless because upserts are idempotent and order-guarded. The caller holds the per-user lock and passes
@@ -15,19 +17,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from pymongo.database import Database
 
 from service.config import Settings
 from service.graph import GraphClient, GraphError
+from service.store import calendars as calendar_store
 from service.store import events as events_store
-from service.store import sync_state, users, utcnow
+from service.store import users, utcnow
+from service.store.records import Calendar
 from service.timezones import to_iana
 
 log = logging.getLogger(__name__)
 
-DELTA_PATH = "me/calendarView/delta"
+DELTA_PATH = "users/{user_id}/calendars/{calendar_id}/calendarView/delta"
+CALENDARS_PATH = "users/{user_id}/calendars"
 PAGE_SIZE = 50
 MAX_PAGES = 5_000                   # a runaway nextLink chain is a bug, not a calendar
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateNotFound", "ResyncRequired"})
@@ -57,43 +62,45 @@ def window_for(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
     return today - timedelta(days=settings.sync_days_back), today + timedelta(days=settings.sync_days_ahead + 1)
 
 
-def baseline_reason(state: dict | None, window: tuple[datetime, datetime]) -> str | None:
+def baseline_reason(calendar: Calendar, window: tuple[datetime, datetime]) -> str | None:
     """Why this round must start from scratch, or None when the stored delta link can be used."""
-    if not state or not state.get("delta_link"):
+    if not calendar.delta_link:
         return "initial"
-    if (state.get("window_start"), state.get("window_end")) != window:
+    if (calendar.window_start, calendar.window_end) != window:
         return "window-roll"
     return None
 
 
-def run_round(db: Database, settings: Settings, user_id: str, graph: GraphClient, *,
+def run_round(db: Database, settings: Settings, calendar: Calendar, graph: GraphClient, *,
               keep: Callable[[], None] | None = None, now: datetime | None = None) -> RoundResult:
-    """One delta round for a user; a rejected delta token turns into a full resync (nothing lost)."""
+    """One delta round for one calendar; a rejected delta token turns into a full resync (nothing lost)."""
     now = now or utcnow()
     window = window_for(settings, now)
-    state = sync_state.get(db, user_id)
-    reason = baseline_reason(state, window)
+    reason = baseline_reason(calendar, window)
     if reason is None:
         try:
-            return _round(db, user_id, graph, window, state["delta_link"], None, keep, state.get("baseline_at"))
+            return _round(db, calendar, graph, window, calendar.delta_link, None, keep, calendar.baseline_at)
         except GraphError as exc:
             if not token_rejected(exc):
                 raise
-            log.info("delta token for user %s rejected (%s %s); full resync", user_id, exc.status, exc.code)
+            log.info("delta token for a calendar of user %s rejected (%s %s); full resync", calendar.user_id,
+                     exc.status, exc.code)
             reason = "token-rejected"
-    return _round(db, user_id, graph, window, initial_url(window), reason, keep, now)
+    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now)
 
 
 def token_rejected(exc: GraphError) -> bool:
     return exc.status == 410 or exc.code in RESYNC_CODES
 
 
-def initial_url(window: tuple[datetime, datetime]) -> str:
+def initial_url(calendar: Calendar, window: tuple[datetime, datetime]) -> str:
     start, end = (w.strftime("%Y-%m-%dT%H:%M:%S") + "Z" for w in window)
-    return f"{DELTA_PATH}?{urlencode({'startDateTime': start, 'endDateTime': end})}"
+    path = DELTA_PATH.format(user_id=quote(calendar.user_id, safe=""),
+                             calendar_id=quote(calendar.calendar_id, safe=""))
+    return f"{path}?{urlencode({'startDateTime': start, 'endDateTime': end})}"
 
 
-def _round(db: Database, user_id: str, graph: GraphClient, window: tuple[datetime, datetime], url: str,
+def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[datetime, datetime], url: str,
            full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None) -> RoundResult:
     result = RoundResult(full=full_reason is not None, reason=full_reason or "delta")
     started = utcnow()
@@ -105,14 +112,18 @@ def _round(db: Database, user_id: str, graph: GraphClient, window: tuple[datetim
         items, next_link, delta_link = _page_parts(page, graph.base_url)
         if keep is not None:
             keep()
-        result.applied.add(events_store.apply_changes(db, user_id, items, utcnow()))
+        applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id)
+        result.applied.add(applied)
         result.pages += 1
         if delta_link is not None:
             break
         url = next_link
     if result.full:
-        result.removed_missing = events_store.delete_missing(db, user_id, result.applied.seen, started)
-    sync_state.save(db, user_id, delta_link, window[0], window[1], baseline_at)
+        result.removed_missing = events_store.delete_missing(db, calendar.user_id, calendar.calendar_id,
+                                                             result.applied.seen, started,
+                                                             orphans=calendar.is_default)
+    calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, delta_link, window[0], window[1],
+                               baseline_at)
     return result
 
 
@@ -132,6 +143,56 @@ def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | No
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
+
+
+# ------------------------------------------------------------------ the user's calendars
+
+@dataclass
+class CalendarChanges:
+    added: list[Calendar] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)     # Graph calendar ids no longer listed
+
+
+def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email: str,
+                      now: datetime | None = None) -> CalendarChanges:
+    """List the user's calendars (every page), record them, and forget the ones Outlook no longer has
+    (with their events). Calendars shared with the user by someone else are recorded but not read until the
+    user turns them on."""
+    now = now or utcnow()
+    listed, url, pages = [], CALENDARS_PATH.format(user_id=quote(user_id, safe="")), 0
+    while url is not None:
+        page = graph.get_json(url)
+        if not isinstance(page, dict) or not isinstance(page.get("value"), list) or pages >= MAX_PAGES:
+            raise BadGraphResponse(0, "malformedCalendarList")
+        listed += [entry for raw in page["value"] if (entry := _calendar_entry(raw, user_email))]
+        next_link = page.get("@odata.nextLink")
+        if isinstance(next_link, str) and _origin(next_link) != _origin(graph.base_url):
+            raise BadGraphResponse(0, "foreignLink")
+        url, pages = (next_link if isinstance(next_link, str) else None), pages + 1
+    first_listing = not calendar_store.for_user(db, user_id)
+    changes = CalendarChanges(added=calendar_store.upsert_listed(db, user_id, listed, now))
+    present = {entry["calendar_id"] for entry in listed}
+    for calendar in calendar_store.for_user(db, user_id):
+        if calendar.calendar_id not in present:
+            events_store.delete_for_calendar(db, user_id, calendar.calendar_id)
+            calendar_store.remove(db, user_id, calendar.calendar_id)
+            changes.removed.append(calendar.calendar_id)
+    default = next((c for c in calendar_store.for_user(db, user_id) if c.is_default), None)
+    if first_listing and default is not None:
+        events_store.adopt_orphans(db, user_id, default.calendar_id)   # stored before calendars were known
+    users.record_calendars_refreshed(db, user_id, now)
+    return changes
+
+
+def _calendar_entry(raw: object, user_email: str) -> dict | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not 0 < len(raw["id"]) <= 512:
+        return None
+    owner = raw.get("owner") if isinstance(raw.get("owner"), dict) else {}
+    owner_email = owner.get("address").strip().lower() if isinstance(owner.get("address"), str) else None
+    is_default = raw.get("isDefaultCalendar") is True
+    name = raw.get("name") if isinstance(raw.get("name"), str) else ""
+    return {"calendar_id": raw["id"], "name": name[:200], "owner_email": owner_email, "is_default": is_default,
+            "is_own": is_default or owner_email in (None, user_email.lower())}
 
 
 # ------------------------------------------------------------------ after a round

@@ -1,5 +1,8 @@
-"""One user's sync job: take the per-user lock, run delta rounds while the user is dirty, and map Graph's
-failure modes onto what the user and the queue need.
+"""One user's sync job: take the per-user lock, run a delta round over each calendar the user reads while
+the user is dirty, and map Graph's failure modes onto what the user and the queue need.
+
+A change notification names an event but not its calendar (one subscription on ``users/{id}/events`` covers
+the whole mailbox), so a round visits every enabled calendar; unchanged ones cost one delta page each.
 
 The lock (``calsync:lock:sync:{user}``) is owned by the job id, so the same job run again after a crash
 takes it back at once. A job that meets a lock held by another job returns at once: the holder re-checks
@@ -12,6 +15,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from pymongo.database import Database
@@ -21,7 +25,10 @@ from service import locks
 from service.config import Settings
 from service.graph import GraphClient, GraphError, Throttled, Unauthorized
 from service.identity.tokens import ReconnectRequired, require_reconnect
+from service.store import calendars as calendar_store
+from service.store import events as events_store
 from service.store import users, utcnow
+from service.store.records import Calendar, User
 from service.sync import requests, rounds
 
 log = logging.getLogger(__name__)
@@ -32,6 +39,8 @@ LOCK_SECONDS = 120           # kept alive before every page; a SIGKILLed holder 
 LOCKED_RETRY_SECONDS = 5.0   # another job holds the user's lock: look again then, in case it died
 DEFAULT_THROTTLE_SECONDS = 30.0
 MAX_ROUNDS = 5               # then requeue behind other users instead of monopolising a worker
+CALENDARS_REFRESH = timedelta(hours=6)   # calendars added or removed in Outlook are noticed within this
+CALENDAR_GONE = frozenset({"ErrorItemNotFound", "ItemNotFound", "itemNotFound", "ErrorInvalidIdMalformed"})
 
 
 class Outcome(StrEnum):
@@ -76,9 +85,9 @@ def _rounds(db: Database, redis: Redis, settings: Settings, graph_for: Callable[
     for _ in range(MAX_ROUNDS):
         user = users.get(db, user_id)
         requests.take_dirty(redis, user_id)
-        if user is None or not user.connected:
+        if user is None or not user.connected or requests.is_deleting(redis, user_id):
             return Report(Outcome.SKIPPED)
-        report = _one_round(db, redis, settings, graph_for, user_id, lock)
+        report = _one_round(db, redis, settings, graph_for, user, lock)
         if report.outcome != Outcome.OK or not requests.is_dirty(redis, user_id):
             return report
     requests.request_sync(redis, user_id, "still-dirty")
@@ -86,11 +95,19 @@ def _rounds(db: Database, redis: Redis, settings: Settings, graph_for: Callable[
 
 
 def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callable[[str], GraphClient],
-               user_id: str, lock) -> Report:
-    """One delta round with Graph's failure modes mapped to what the user and the queue need."""
+               user: User, lock) -> Report:
+    """One round over every calendar the user has turned on, with Graph's failure modes mapped to what the
+    user and the queue need."""
+    user_id = user.id
     graph = graph_for(user_id)
+    keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
     try:
-        result = rounds.run_round(db, settings, user_id, graph, keep=lambda: locks.keep(lock))
+        keep()
+        _purge_turned_off(db, user_id)
+        if _list_calendars_first(db, settings, user):
+            rounds.refresh_calendars(db, graph, user_id, user.email)
+        results = [_calendar_round(db, settings, graph, calendar, keep)
+                   for calendar in calendar_store.enabled_for_user(db, user_id)]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
@@ -105,6 +122,9 @@ def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callab
         require_reconnect(db, redis, user_id, "Graph refused a freshly refreshed token")  # mails the user once
         users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "401 after token refresh")
         return Report(Outcome.NEEDS_RECONNECT)
+    except DataDeleted:
+        log.info("sync of user %s stopped: their data is being deleted", user_id)
+        return Report(Outcome.SKIPPED)
     except locks.LockLost:
         log.warning("sync of user %s lost its lock mid-round; the new holder continues", user_id)
         return Report(Outcome.LOCK_LOST)
@@ -113,16 +133,69 @@ def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callab
             raise UserGone(user_id) from None
         users.record_sync_failure(db, user_id, utcnow(), "error", f"{exc.status} {exc.code}".strip())
         raise   # RQ retries with back-off (requests.SYNC_RETRY)
-    users.record_sync_success(db, user_id, utcnow(), result.label, result.applied.lag_seconds)
-    zone = rounds.infer_time_zone(db, user_id) if result.full else None  # daily at least (window roll)
-    log.info("synced user %s: %s, %d pages, %d upserted, %d deleted, %d stale", user_id, result.label,
-             result.pages, result.applied.upserted, result.applied.deleted + result.removed_missing,
-             result.applied.stale)
+    done = [r for r in results if r is not None]
+    label = "delta" if all(not r.full for r in done) else next(r.label for r in done if r.full)
+    lag = max((r.applied.lag_seconds for r in done if r.applied.lag_seconds is not None), default=None)
+    users.record_sync_success(db, user_id, utcnow(), label, lag)
+    zone = rounds.infer_time_zone(db, user_id) if any(r.full for r in done) else None  # daily at least
+    log.info("synced user %s: %s, %d calendar(s), %d pages, %d upserted, %d deleted, %d stale", user_id, label,
+             len(done), sum(r.pages for r in done), sum(r.applied.upserted for r in done),
+             sum(r.applied.deleted + r.removed_missing for r in done), sum(r.applied.stale for r in done))
     return Report(Outcome.OK, zone)
 
 
+class DataDeleted(locks.LockLost):
+    """The user's data is being deleted: the round stops before writing another page."""
+
+
+def _keep(redis: Redis, lock, user_id: str) -> None:
+    if requests.is_deleting(redis, user_id):
+        raise DataDeleted(user_id)
+    locks.keep(lock)
+
+
+def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calendar: Calendar,
+                    keep: Callable[[], None]) -> rounds.RoundResult | None:
+    """One calendar's round; a calendar Outlook deleted meanwhile (404) or one we may not read (403) is
+    recorded and left out of this round, never the whole user's."""
+    try:
+        result = rounds.run_round(db, settings, calendar, graph, keep=keep)
+    except GraphError as exc:
+        if exc.status == 404 and exc.code in CALENDAR_GONE:
+            log.info("a calendar of user %s is gone from Graph; refreshing the list", calendar.user_id)
+            user = users.get(db, calendar.user_id)
+            rounds.refresh_calendars(db, graph, calendar.user_id, user.email if user else "")
+            return None
+        if exc.status == 403:
+            calendar_store.record_result(db, calendar.user_id, calendar.calendar_id, utcnow(), "error",
+                                         f"{exc.status} {exc.code}".strip())
+            return None
+        raise
+    calendar_store.record_result(db, calendar.user_id, calendar.calendar_id, utcnow(), result.label)
+    return result
+
+
+def _purge_turned_off(db: Database, user_id: str) -> None:
+    """Delete the events of calendars the user turned off (again: a round may have written some since)."""
+    for calendar in calendar_store.for_user(db, user_id):
+        if calendar.purge_pending and not calendar.enabled:
+            events_store.delete_for_calendar(db, user_id, calendar.calendar_id)
+            calendar_store.purged(db, user_id, calendar.calendar_id)
+
+
+def _list_calendars_first(db: Database, settings: Settings, user: User) -> bool:
+    """Read the calendar list when none is known, when the last read is older than the refresh interval,
+    and before any calendar starts from scratch (connect, window roll, a resync asked for)."""
+    refreshed = user.sync.calendars_refreshed_at
+    if refreshed is None or utcnow() - refreshed > CALENDARS_REFRESH:
+        return True
+    known = calendar_store.for_user(db, user.id)
+    window = rounds.window_for(settings, utcnow())
+    return not known or any(rounds.baseline_reason(c, window) for c in known if c.enabled)
+
+
 def _gone(graph: GraphClient) -> bool:
-    """Graph said 404 to the calendar: is /me gone too (the account no longer exists)?"""
+    """Graph said 404: is /me gone too (the account no longer exists)?"""
     try:
         graph.get_json("me")
     except GraphError as exc:

@@ -2,6 +2,11 @@
 
 The receiver answers 202 before any of this runs, as Microsoft advises for rich notifications (the
 sender learns nothing about validation). Whatever fails here falls back to a sync of the user.
+
+A notification does not say which of the user's calendars an event is in, so a rich one updates or deletes
+only events already stored (their calendar is known); a new event is left to the delta sync, which knows.
+The job holds the user's sync lock while it writes, so it never races a sync or a deletion of the user's
+data; when a sync holds it, that sync (asked to run again) picks the change up instead.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ import requests
 from pymongo.database import Database
 from redis import Redis
 
+from service import locks
 from service.config import Settings
 from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.subscriptions.certificate import KeyPair, load_keypair
 from service.sync.requests import request_sync
+from service.sync.runner import LOCK_KEY
 from service.webhooks import rich
 from service.webhooks.receiver import stat_key
 
 log = logging.getLogger(__name__)
 
 DIRECT_TYPES = frozenset({"singleInstance", "occurrence", "exception"})
+LOCK_SECONDS = 30
+LOCK_WAIT_SECONDS = 2.0     # a sync holding the lock will see the change itself
 
 
 def apply_rich(db: Database, redis: Redis, settings: Settings, http: requests.Session, user_id: str,
@@ -38,6 +47,17 @@ def apply_rich(db: Database, redis: Redis, settings: Settings, http: requests.Se
         return _fallback(redis, user_id, exc.reason, len(items))
     except (OSError, ValueError, requests.RequestException) as exc:  # no key file, JWKS unreachable or garbled
         return _fallback(redis, user_id, f"unavailable_{type(exc).__name__}", len(items))
+    try:
+        with locks.held(redis, LOCK_KEY.format(user_id=user_id), LOCK_SECONDS, wait=LOCK_WAIT_SECONDS):
+            return _apply(db, redis, user_id, items, keypair)
+    except locks.LockBusy:
+        return _fallback(redis, user_id, "sync_running", len(items))
+
+
+def _apply(db: Database, redis: Redis, user_id: str, items: list[dict], keypair: KeyPair) -> str:
+    user = users.get(db, user_id)
+    if user is None or not user.connected:
+        return "skipped"     # disconnected or deleted meanwhile: nothing may be written for them
     changes, doubtful = [], 0
     for item in items:
         change = _change_for(redis, item, keypair)
@@ -45,9 +65,18 @@ def apply_rich(db: Database, redis: Redis, settings: Settings, http: requests.Se
             doubtful += 1
         else:
             changes.append(change)
-    if changes:
-        events.apply_changes(db, user_id, changes, utcnow())  # it ignores versions older than the stored one
-        redis.incrby(stat_key("rich:applied"), len(changes))
+    known = events.calendars_of(db, user_id, [c["id"] for c in changes if "@removed" not in c])
+    by_calendar: dict[str | None, list[dict]] = {}
+    for change in changes:
+        if "@removed" in change or change["id"] in known:
+            by_calendar.setdefault(known.get(change["id"]), []).append(change)
+        else:
+            doubtful += 1    # new to us: only the delta sync knows its calendar
+    for calendar_id, batch in by_calendar.items():  # apply_changes ignores versions older than the stored one
+        events.apply_changes(db, user_id, batch, utcnow(), calendar_id)
+    applied = sum(len(batch) for batch in by_calendar.values())
+    if applied:
+        redis.incrby(stat_key("rich:applied"), applied)
     if doubtful:
         return _fallback(redis, user_id, "item", doubtful)
     return "applied"

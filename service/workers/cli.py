@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from service.cli_context import runtime_from_env
-from service.store import sync_state, users, utcnow
+from service.store import calendars, users, utcnow
 from service.sync import requests, sweeps
 from service.workers import jobs
 
@@ -17,7 +17,7 @@ def register(cli: click.Group) -> None:
 
 @click.command("sync")
 @click.argument("user")
-@click.option("--full", is_flag=True, help="Forget the delta cursor first (full resync of the window).")
+@click.option("--full", is_flag=True, help="Forget every calendar's delta cursor first (full resync of the window).")
 @click.option("--queue", "queue_only", is_flag=True, help="Only ask a worker to do it (as a notification would).")
 def sync_command(user: str, full: bool, queue_only: bool) -> None:
     """Sync USER (Graph id or email) now, in this process, and print what happened."""
@@ -26,7 +26,7 @@ def sync_command(user: str, full: bool, queue_only: bool) -> None:
     if found is None:
         raise click.ClickException("no such user")
     if full:
-        sync_state.clear(rt.db, found.id)
+        calendars.clear_cursor(rt.db, found.id)
     if queue_only:
         queued = requests.request_sync(rt.redis, found.id, "cli")
         click.echo("queued" if queued else "a sync is already pending")

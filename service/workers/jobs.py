@@ -58,6 +58,18 @@ def window_roll_sweep() -> int:
     return sweeps.window_roll(rt.db, rt.redis, rt.settings, utcnow())
 
 
+def calendar_poll_sweep() -> int:
+    """Calendars the mailbox subscription may not cover (shared copies, secondary ones) are read anyway."""
+    rt = context.current()
+    return sweeps.polled_calendars(rt.db, rt.redis, utcnow())
+
+
+def retention_sweep() -> int:
+    """Daily: forget events that ended more than CALSYNC_RETENTION_DAYS ago."""
+    rt = context.current()
+    return sweeps.retention(rt.db, rt.settings, utcnow())
+
+
 # ------------------------------------------------------------------ behind the webhook
 
 def apply_rich(user_id: str, items: list[dict], tokens: list[str]) -> str:
@@ -92,6 +104,11 @@ def renewal_sweep(now_iso: str | None = None) -> dict:
 
 
 # ------------------------------------------------------------------ connections and digests
+
+def purge_user_data(user_id: str) -> dict:
+    """Finish deleting a user's data once the sync that held their lock has stopped."""
+    return context.current().connections.purge(user_id)
+
 
 def send_reconnect_mail(user_id: str) -> bool:
     return context.current().connections.send_reconnect_mail(user_id)

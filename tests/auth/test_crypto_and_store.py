@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet
 
 from service.config import Settings
 from service.identity import crypto
-from service.store import events, sync_state, tenants, users, utcnow
+from service.store import events, tenants, users, utcnow
 from service.store import tokens as token_store
 
 OLD_KEY = Fernet.generate_key().decode()
@@ -152,10 +152,9 @@ def test_deleting_a_users_events_takes_their_tombstones_too(db):
     db.events.insert_many([{"user_id": "a", "graph_id": "1"}, {"user_id": "a", "graph_id": "2"},
                            {"user_id": "b", "graph_id": "1"}])
     db.event_tombstones.insert_many([{"user_id": "a", "graph_id": "3"}, {"user_id": "b", "graph_id": "4"}])
-    db.sync_state.insert_one({"_id": "a", "delta_link": "x"})
 
     removed = events.delete_for_user(db, "a")
 
-    assert removed == 2 and sync_state.clear(db, "a") == 1
+    assert removed == 2
     assert [(e["user_id"], e["graph_id"]) for e in db.events.find({}, {"_id": 0})] == [("b", "1")]
     assert [t["user_id"] for t in db.event_tombstones.find({})] == ["b"]

@@ -29,13 +29,15 @@ def attendee(email, name=None, type_="required", response="accepted"):
 
 
 def add_event(db, user_id, graph_id, start, end, subject="Meeting", attendees=(), organizer=None,
-              is_all_day=False, is_cancelled=False, start_tz="UTC", online=False):
+              is_all_day=False, is_cancelled=False, start_tz="UTC", online=False, **extra):
+    """A stored event; ``extra`` sets or overrides any stored field (calendar_id, ical_uid, sensitivity…)."""
     doc = {"user_id": user_id, "graph_id": graph_id, "subject": subject, "start": start.astimezone(UTC),
            "end": end.astimezone(UTC), "start_tz": start_tz, "end_tz": start_tz, "is_all_day": is_all_day,
            "organizer": organizer or {"name": "Morgan Me", "email": "me@example.com"},
            "attendees": list(attendees), "is_cancelled": is_cancelled, "show_as": "busy",
            "is_online_meeting": online, "type": "singleInstance", "series_master_id": None,
-           "ical_uid": f"uid-{graph_id}", "last_modified": start, "change_key": "ck", "stored_at": start}
+           "ical_uid": f"uid-{graph_id}", "last_modified": start, "change_key": "ck", "stored_at": start,
+           **extra}
     db.events.insert_one(doc)
     return doc
 

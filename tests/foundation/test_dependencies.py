@@ -12,8 +12,8 @@ SERVICE = ROOT / "service"
 # Lowest first; a module may import its own layer and those before it. The adapters (anything not
 # listed) may import everything.
 LAYERS = (
-    ("base", ("service.config", "service.timezones", "service.graph", "service.mail", "service.locks",
-              "service.embedded", "service.logs", "service.store")),
+    ("base", ("service.config", "service.timezones", "service.graph", "service.mailbox", "service.mail",
+              "service.locks", "service.embedded", "service.logs", "service.store")),
     ("queue names", ("service.workers.queues",)),
     ("identity", ("service.identity",)),
     ("sync", ("service.sync",)),
@@ -23,9 +23,9 @@ LAYERS = (
                   "service.webhooks.apply")),
     ("insights", ("service.digest.people", "service.digest.matching", "service.digest.tips", "service.digest.schedule",
                   "service.digest.plan", "service.digest.build", "service.digest.render", "service.digest.links",
-                  "service.digest.collaborators", "service.digest.dashboard", "service.digest.send",
-                  "service.digest.jobs")),
-    ("connections", ("service.connections",)),
+                  "service.digest.meetings", "service.digest.collaborators", "service.digest.dashboard",
+                  "service.digest.send", "service.digest.jobs")),
+    ("connections", ("service.connections", "service.mydata")),
 )
 ADAPTERS = len(LAYERS)
 

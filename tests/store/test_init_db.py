@@ -29,11 +29,14 @@ def test_migrations_schedule_digests_and_mark_users_without_a_subscription_once(
                              "connection": {"status": "connected", "since": now},
                              "digest": {"enabled": True, "time": None}})
     db.subscriptions.insert_one({"_id": "s1", "user_id": "old-with-sub", "status": "active", "expires_at": now})
+    db.sync_state.insert_one({"_id": "old-with-sub", "delta_link": "https://graph/delta?$deltatoken=old"})
 
     first = migrations.run(db, settings)
     again = migrations.run(db, settings)
 
-    assert first == {"2026-12-digest-next-at": 2, "2026-12-subscription-missing-since": 1}
+    assert first == {"2026-12-digest-next-at": 2, "2026-12-subscription-missing-since": 1,
+                     "2026-12-per-calendar-cursors": 1}
+    assert "sync_state" not in db.list_collection_names()
     assert again == {}
     assert all(u["digest"]["next_at"] is not None for u in db.users.find())
     later = datetime.now(UTC) + timedelta(seconds=1)   # stores keep milliseconds (mongomock rounds them)

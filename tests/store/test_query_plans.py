@@ -13,7 +13,7 @@ import pytest
 from pymongo import monitoring
 
 from service.digest import jobs as digest_jobs
-from service.store import events, people, sync_state, users, utcnow
+from service.store import calendars, events, people, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.store.records import Subscription
 from service.subscriptions import sweep as subscription_jobs
@@ -60,7 +60,9 @@ def populated(db, rt, mongodb_uri):
     now = utcnow()
     for n in range(120):
         add_user(db, user_id=f"u{n}", email=f"u{n}@contoso.com")
-        sync_state.save(db, f"u{n}", "https://graph/delta", now - timedelta(days=9), now, now)
+        calendars.upsert_listed(db, f"u{n}", [{"calendar_id": f"c{n}", "name": "Calendar", "owner_email": None,
+                                              "is_default": True, "is_own": True}], now)
+        calendars.save_cursor(db, f"u{n}", f"c{n}", "https://graph/delta", now - timedelta(days=9), now, now)
         subscription_store.replace_for_user(db, Subscription(id=f"s{n}", user_id=f"u{n}", tenant_id="t",
                                                              client_state="x", expires_at=now + timedelta(hours=n)))
     users.mark_subscription_missing(db, "u7", now - timedelta(hours=1))
@@ -84,6 +86,7 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
         "sync tombstones": lambda: events._tombstones(db, "u1", ["a", "b"], now),
         "digest events": lambda: events.in_window(db, "u1", now, now + timedelta(days=1)),
         "directory": lambda: people.by_emails(db, ["ana@contoso.com"]),
+        "user's calendars": lambda: calendars.for_user(db, "u1"),
     }
     plans = []
     for name, call in calls.items():

@@ -64,16 +64,27 @@ def test_rich_subscription_is_created_with_our_certificate(rich_stack, alice):
     assert remote["encryptionCertificate"] == keypair.certificate_b64
 
 
-def test_decrypted_events_are_stored_without_a_sync(rich_stack, alice):
+def test_a_change_to_a_stored_event_is_applied_from_the_notification_without_a_sync(rich_stack, alice):
     control = rich_stack.emulator.control
-    control.create_event(alice, event_body("Rich planning"))
+    created = control.create_event(alice, event_body("Rich planning"))
+    delivered_body(rich_stack)
+    rich_stack.run_jobs()   # new to us: its calendar is unknown, so the delta sync stores it
+    assert stats(rich_stack, "calsync:stats:webhook:rich:*") == {"calsync:stats:webhook:rich:fallback:item": 1}
+    assert rich_stack.runtime.db.events.find_one({"user_id": alice, "subject": "Rich planning"})["calendar_id"]
+    rich_stack.runtime.redis.delete(*rich_stack.runtime.redis.keys("calsync:stats:webhook:rich:*"))
+    control.clear_deliveries()
+    graph_calls = len(control.graph_requests())
+
+    control.update_event(alice, created["id"], {"subject": "Rich planning (moved)"})
     body = delivered_body(rich_stack)
     assert body["validationTokens"] and body["value"][0]["encryptedContent"]
-    assert queued(rich_stack) == [queues.APPLY_RICH, queues.RECORD_NOTIFICATION]
+    assert queued(rich_stack)[0] == queues.APPLY_RICH and queues.SYNC_USER not in queued(rich_stack)
     rich_stack.run_jobs()
-    stored = rich_stack.runtime.db.events.find_one({"user_id": alice, "subject": "Rich planning"})
-    assert stored is not None
+
+    stored = rich_stack.runtime.db.events.find_one({"user_id": alice, "graph_id": created["id"]})
+    assert stored["subject"] == "Rich planning (moved)" and stored["calendar_id"]
     assert stats(rich_stack, "calsync:stats:webhook:rich:*") == {"calsync:stats:webhook:rich:applied": 1}
+    assert [r for r in control.graph_requests()[graph_calls:] if "calendarView" in r.get("path", "")] == []
 
 
 def replay(stack, body: dict) -> None:

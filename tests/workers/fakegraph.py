@@ -1,4 +1,5 @@
-"""A small Microsoft Graph stand-in for the sync tests and bench: ``/me`` and ``/me/calendarView/delta``.
+"""A small Microsoft Graph stand-in for the sync tests and bench: ``/me``, ``users/{id}/calendars`` (one
+default calendar each) and that calendar's ``calendarView/delta``.
 
 Served over real HTTP on loopback. It keeps each user's truth (events with bodies, locations and
 everything else a real delta page carries, so stripping is exercised), a change log for delta tokens,
@@ -71,7 +72,7 @@ class FakeGraph:
 
     def create(self, user_id: str, start: datetime, minutes: int = 30, *, subject: str | None = None,
                organizer: str | None = None, tz: str = "Pacific Standard Time", attendees: int = 2,
-               series: tuple[str, str] | None = None) -> str:
+               series: tuple[str, str] | None = None, sensitivity: str = "normal") -> str:
         """Create a single instance (or an occurrence of ``series`` = (master id, ical prefix))."""
         with self.lock:
             user = self.users[user_id]
@@ -90,7 +91,7 @@ class FakeGraph:
                 "ical_uid": (series[1] if series else "040000008200E00074C5B7101A82E008") + uuid.uuid4().hex,
                 "last_modified": now, "change_key": uuid.uuid4().hex[:16],
                 "body": f"SECRET BODY of {event_id[-6:]}: dial-in 555-0100, password hunter2",
-                "location": "Room 42, the secret building",
+                "location": "Room 42, the secret building", "sensitivity": sensitivity,
             }
             self._log(user, event_id)
             return event_id
@@ -141,7 +142,7 @@ class FakeGraph:
             "originalStartTimeZone": e["tz"], "originalEndTimeZone": e["tz"], "iCalUId": e["ical_uid"],
             "reminderMinutesBeforeStart": 15, "isReminderOn": True, "hasAttachments": True,
             "subject": e["subject"], "bodyPreview": e["body"][:40], "importance": "normal",
-            "sensitivity": "private", "isAllDay": e["is_all_day"], "isCancelled": e["is_cancelled"],
+            "sensitivity": e["sensitivity"], "isAllDay": e["is_all_day"], "isCancelled": e["is_cancelled"],
             "isOrganizer": e["organizer"][1] == user.mail, "responseRequested": True,
             "seriesMasterId": e["series_master_id"], "showAs": e["show_as"], "type": e["type"],
             "webLink": f"https://outlook.office365.com/owa/?itemid={e['id']}",
@@ -188,9 +189,21 @@ class FakeGraph:
             user = self.users[user_id]
             return Response(json.dumps({"id": user.id, "mail": user.mail, "displayName": user.name}),
                             content_type="application/json")
-        if request.path == "/v1.0/me/calendarView/delta":
+        if request.path == f"/v1.0/users/{user_id}/calendars":
+            return Response(json.dumps({"value": [{"id": calendar_id(user_id), "name": "Calendar",
+                                                   "isDefaultCalendar": True, "canEdit": True,
+                                                   "owner": {"name": self.users[user_id].name,
+                                                             "address": self.users[user_id].mail}}]}),
+                            content_type="application/json")
+        if request.path == self._delta_path(user_id):
             return self._delta(request, user_id)
+        if re.fullmatch(r"/v1\.0/users/[^/]+/calendars/[^/]+/calendarView/delta", request.path):
+            return self._error(404, "ErrorItemNotFound")
         return self._error(404, "ResourceNotFound")
+
+    @staticmethod
+    def _delta_path(user_id: str) -> str:
+        return f"/v1.0/users/{user_id}/calendars/{calendar_id(user_id)}/calendarView/delta"
 
     def _delta(self, request: Request, user_id: str) -> Response:
         args = request.args
@@ -235,7 +248,7 @@ class FakeGraph:
             elif state["since"] > 0:
                 value.append({"@odata.type": "#microsoft.graph.event", "id": event_id,
                               "@removed": {"reason": "deleted"}})
-        base = f"{self.url}/v1.0/me/calendarView/delta"
+        base = f"{self.url}{self._delta_path(user.id)}"
         if state["off"] + size < len(ids):
             token = _encode(state | {"off": state["off"] + size})
             return {"value": value, "@odata.nextLink": f"{base}?$skiptoken={token}"}
@@ -250,6 +263,11 @@ class FakeGraph:
     def _error(status: int, code: str, headers: dict | None = None) -> Response:
         body = {"error": {"code": code, "message": "fake graph says no", "innerError": {"request-id": "x"}}}
         return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+
+def calendar_id(user_id: str) -> str:
+    """Each fake user has one calendar, their default one."""
+    return f"AAMkCAL-{user_id}"
 
 
 def _encode(state: dict) -> str:

@@ -57,7 +57,7 @@ def test_random_changes_with_mangled_notifications_and_429s_converge(stack):
         rng.choice(calendars).step()
         if done == OPERATIONS // 2:     # a burst of throttling on the delta endpoint
             control.set_faults(duplicate_rate=0.15, reorder_rate=0.15, drop_rate=0.05, rate_429=0.5,
-                               retry_after="0.3", path_prefix="/me/calendarView", seed=8)
+                               retry_after="0.3", path_prefix="/users/", seed=8)
         if done == OPERATIONS // 2 + OPERATIONS // 5:
             control.set_faults(duplicate_rate=0.15, reorder_rate=0.15, drop_rate=0.05, seed=9)
         if done % 100 == 0:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from service.store import sync_state
+from service.store import calendars
 from service.sync import requests
 from service.workers import queues
 from tests.workers.conftest import soon
@@ -52,7 +52,7 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     ids = [fake_graph.create(user_id, soon(d % 35, 9 + d % 8)) for d in range(40)]
     requests.request_sync(rt.redis, user_id, "connect")
     run_jobs()
-    old_link = sync_state.get(rt.db, user_id)["delta_link"]
+    old_link = calendars.for_user(rt.db, user_id)[0].delta_link
     for n, event_id in enumerate(ids):
         fake_graph.update(user_id, event_id, subject=f"changed {n}") if n % 3 else fake_graph.delete(user_id, event_id)
     for d in range(60):
@@ -68,7 +68,7 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     worker.wait(timeout=10)
     worker.stderr.close()
 
-    assert sync_state.get(rt.db, user_id)["delta_link"] == old_link      # no half-applied cursor
+    assert calendars.for_user(rt.db, user_id)[0].delta_link == old_link      # no half-applied cursor
     assert rt.db.events.count_documents({"subject": {"$regex": "^changed"}}) > 0   # some pages applied
     assert differences(rt, fake_graph, user_id) != []
 
@@ -84,4 +84,4 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     assert rerun.returncode == 0, stderr[-2000:]
     assert queue.fetch_job(job_id).get_status() == "finished"
     assert differences(rt, fake_graph, user_id) == []
-    assert sync_state.get(rt.db, user_id)["delta_link"] != old_link
+    assert calendars.for_user(rt.db, user_id)[0].delta_link != old_link

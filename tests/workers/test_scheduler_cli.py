@@ -14,8 +14,9 @@ from tests.workers.conftest import soon
 from tests.workers.truth import differences
 
 
-def test_the_scheduler_runs_renewal_digest_reconcile_and_window_roll_as_real_jobs():
-    assert {t.name for t in PERIODIC} == {"renewal-sweep", "digest-tick", "reconcile-sweep", "window-roll"}
+def test_the_scheduler_runs_every_sweep_as_real_jobs():
+    assert {t.name for t in PERIODIC} == {"renewal-sweep", "digest-tick", "reconcile-sweep", "window-roll",
+                                          "retention", "calendar-poll"}
     for task in PERIODIC:
         module, _, name = task.func.rpartition(".")
         assert callable(getattr(importlib.import_module(module), name)), task.func
@@ -29,7 +30,7 @@ def test_only_one_of_two_schedulers_enqueues(redis_conn):
     again = first.tick(now=1_000_001.0) + second.tick(now=1_000_001.0)
 
     assert sorted(enqueued) == sorted(t.name for t in PERIODIC) and again == []
-    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 3
+    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 5
 
 
 def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):

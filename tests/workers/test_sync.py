@@ -9,7 +9,7 @@ from rq.registry import ScheduledJobRegistry
 
 from service import locks
 from service.graph import GraphClient, GraphError
-from service.store import sync_state, users
+from service.store import calendars, users
 from service.sync import requests, rounds, runner
 from service.workers import context, jobs, queues
 from tests.workers.conftest import fake_client, soon
@@ -46,8 +46,8 @@ def test_backfill_stores_the_window_field_by_field_without_bodies(rt, connected,
     assert differences(rt, fake_graph, user_id) == []
     assert no_secret_anywhere(rt)
     assert rt.db.events.count_documents({"user_id": user_id}) > 20
-    state = sync_state.get(rt.db, user_id)
-    assert "$deltatoken" in state["delta_link"]
+    (calendar,) = calendars.for_user(rt.db, user_id)
+    assert calendar.is_default and calendar.enabled and "$deltatoken" in calendar.delta_link
     info = sync_info(rt, user_id)
     assert info.last_result == "full:initial" and info.error_count == 0
     assert info.lag_seconds >= 0 and info.last_sync_at
@@ -98,13 +98,13 @@ def test_window_roll_sweep_rebaselines_users_whose_window_moved(rt, connected, f
     request(rt, user_id, "connect")
     run_jobs()
     assert jobs.window_roll_sweep() == 0   # already on today's window
-    rt.db.sync_state.update_one({"_id": user_id}, {"$set": {"window_start": datetime(2020, 1, 1, tzinfo=UTC)}})
+    rt.db.calendars.update_one({"user_id": user_id}, {"$set": {"window_start": datetime(2020, 1, 1, tzinfo=UTC)}})
 
     assert jobs.window_roll_sweep() == 1
     run_jobs()
 
     assert sync_info(rt, user_id).last_result == "full:window-roll"
-    assert sync_state.get(rt.db, user_id)["window_start"] == rounds.window_for(rt.settings, datetime.now(UTC))[0]
+    assert calendars.for_user(rt.db, user_id)[0].window_start == rounds.window_for(rt.settings, datetime.now(UTC))[0]
 
 
 def test_request_sync_coalesces_in_redis(redis_conn):
@@ -210,10 +210,14 @@ def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, r
             redis_conn.set(lock.name, "someone-else")   # our lock expired and another worker took it
         locks.keep(lock)
 
+    graph = fake_client(fake_graph, user_id)
+    user = users.get(rt.db, user_id)
+    rounds.refresh_calendars(rt.db, graph, user_id, user.email)
+    (calendar,) = calendars.for_user(rt.db, user_id)
     with pytest.raises(locks.LockLost):
-        rounds.run_round(rt.db, rt.settings, user_id, fake_client(fake_graph, user_id), keep=keep)
+        rounds.run_round(rt.db, rt.settings, calendar, graph, keep=keep)
 
-    assert sync_state.get(rt.db, user_id) is None
+    assert all(c.delta_link is None for c in calendars.for_user(rt.db, user_id))
     assert 0 < rt.db.events.count_documents({}) < 25
 
 
@@ -349,3 +353,20 @@ def test_a_job_in_a_process_without_a_runtime_fails_saying_how_to_start_workers(
 
     with pytest.raises(context.NoRuntime, match="rq worker -w service.workers.worker.Worker"):
         jobs.sync_user("anyone")
+
+
+def test_events_stored_before_calendars_were_known_are_filed_under_the_default_calendar(rt, connected, fake_graph,
+                                                                                         run_jobs):
+    user_id = connected("olga")
+    kept = fake_graph.create(user_id, soon(2))
+    before = datetime.now(UTC) - timedelta(days=1)
+    rt.db.events.insert_many([{"user_id": user_id, "graph_id": kept, "subject": "old copy", "stored_at": before},
+                              {"user_id": user_id, "graph_id": "vanished", "subject": "gone", "stored_at": before}])
+
+    request(rt, user_id, "connect")
+    run_jobs()
+
+    (calendar,) = calendars.for_user(rt.db, user_id)
+    assert {e["graph_id"]: e.get("calendar_id") for e in rt.db.events.find({"user_id": user_id})} == \
+        {kept: calendar.calendar_id}
+    assert differences(rt, fake_graph, user_id) == []

@@ -1,0 +1,74 @@
+"""Meetings a user keeps out of insights (``exclusions``): one meeting, or every occurrence of a series.
+
+``{_id, user_id, kind: "meeting" | "series", key, created_at}``, unique on (user_id, kind, key). A meeting
+is named by its ``iCalUId`` (the same on every calendar it appears in, so excluding it once excludes all its
+copies), a series by its ``seriesMasterId``. Nothing about the meeting itself is kept here: a private
+meeting excluded stays private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from service.store import utcnow
+
+MEETING = "meeting"
+SERIES = "series"
+KINDS = (MEETING, SERIES)
+BY_USER = "user_kind_key"
+
+INDEXES = {
+    "exclusions": [IndexModel([("user_id", ASCENDING), ("kind", ASCENDING), ("key", ASCENDING)], unique=True,
+                              name=BY_USER)],
+}
+
+
+@dataclass(frozen=True)
+class Excluded:
+    meetings: frozenset[str] = field(default_factory=frozenset)   # iCalUIds
+    series: frozenset[str] = field(default_factory=frozenset)     # seriesMasterIds
+
+    def __bool__(self) -> bool:
+        return bool(self.meetings or self.series)
+
+    def covers(self, event: dict) -> bool:
+        return ((event.get("ical_uid") or event.get("graph_id")) in self.meetings
+                or (event.get("series_master_id") or event.get("graph_id")) in self.series)
+
+
+def add(db: Database, user_id: str, kind: str, key: str, now: datetime | None = None) -> bool:
+    """Exclude; True if it was not excluded before."""
+    if kind not in KINDS or not key:
+        raise ValueError("unknown exclusion")
+    try:
+        db.exclusions.insert_one({"user_id": user_id, "kind": kind, "key": key, "created_at": now or utcnow()})
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def remove(db: Database, user_id: str, kind: str, key: str) -> bool:
+    """Undo an exclusion; True if there was one."""
+    return db.exclusions.delete_one({"user_id": user_id, "kind": kind, "key": key}).deleted_count == 1
+
+
+def for_user(db: Database, user_id: str) -> Excluded:
+    found: dict[str, set[str]] = {MEETING: set(), SERIES: set()}
+    for doc in db.exclusions.find({"user_id": user_id}, {"kind": 1, "key": 1}).hint(BY_USER):
+        found.setdefault(doc["kind"], set()).add(doc["key"])
+    return Excluded(frozenset(found[MEETING]), frozenset(found[SERIES]))
+
+
+def listed(db: Database, user_id: str) -> list[dict]:
+    """Every exclusion of the user, newest first (for their data export and settings)."""
+    found = db.exclusions.find({"user_id": user_id}, {"_id": 0, "user_id": 0}).hint(BY_USER)
+    return sorted(found, key=lambda d: d["created_at"], reverse=True)
+
+
+def delete_for_user(db: Database, user_id: str) -> int:
+    return db.exclusions.delete_many({"user_id": user_id}).deleted_count
