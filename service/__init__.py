@@ -6,6 +6,7 @@ import importlib
 
 from flask import Flask
 
+from service import csrf
 from service.config import Settings
 from service.runtime import Runtime
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.extensions["calsync"] = runtime
     app.extensions["calsync.settings"] = settings
+    csrf.init_app(app)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
     return app

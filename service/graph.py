@@ -20,6 +20,7 @@ from typing import Protocol
 from urllib.parse import urljoin
 
 import requests
+import requests.adapters
 
 from service.mailbox import MailboxBusy, MailboxGate
 
@@ -75,12 +76,14 @@ class GraphClient:
         url = self.url(path_or_url)
         headers = dict(kwargs.pop("headers", None) or {})
         refreshed = False
+        new_connection = False
         for attempt in range(1, self.max_attempts + 1):
             headers["Authorization"] = f"Bearer {self.token(force_refresh=refreshed)}"
             try:
                 with self._slot():
                     self.requests_made += 1
-                    response = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                    send = self._send_on_new_connection if new_connection else self.session.request
+                    response = send(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except MailboxBusy as exc:
                 raise Throttled(429, "MailboxBusy", str(exc), retry_after=exc.retry_after) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -103,13 +106,28 @@ class GraphClient:
                 self.gate.pause(self.mailbox, wait if wait is not None else 2.0 ** attempt)
             if attempt == self.max_attempts or (wait is not None and wait > self.max_inline_wait):
                 raise Throttled(error.status, error.code, error.message, retry_after=wait)
-            if response.status_code == 503:
-                self.session.close()  # Graph advises a new connection for each retry after a 503
+            new_connection = response.status_code == 503  # Graph advises a new connection for a retry after a 503
             self._backoff(attempt, wait)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
 
     def _slot(self):
         return self.gate.slot(self.mailbox) if self.gate is not None else nullcontext()
+
+    def _send_on_new_connection(self, method: str, url: str, *, timeout: float, **kwargs) -> requests.Response:
+        """One request over a connection of its own, leaving the shared session's pool to the other threads.
+
+        The session prepares it (headers, verify, proxies as configured); only the transport is a one-off
+        adapter, closed once the body has been read.
+        """
+        prepared = self.session.prepare_request(requests.Request(method, url, **kwargs))
+        settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1)
+        try:
+            response = adapter.send(prepared, timeout=timeout, **settings)
+            response.content  # noqa: B018 - read the body before the connection goes
+            return response
+        finally:
+            adapter.close()
 
     def get_json(self, path_or_url: str, **kwargs) -> dict:
         return self.request("GET", path_or_url, **kwargs).json()

@@ -13,8 +13,8 @@ from pymongo.database import Database
 
 from service.config import Settings
 from service.digest import plan
-from service.store import migrations as ledger
 from service.store import calendars, subscriptions, users
+from service.store import migrations as ledger
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from service.config import Settings
 from service.connections import Connections
 from service.embedded import start_embedded_redis
 from service.graph import GraphClient
+from service.identity.idtoken import IdTokens
+from service.identity.jwks import KeySets
 from service.identity.tokens import Tokens
 from service.mail import Mailer
 from service.subscriptions.lifecycle import Subscriptions
@@ -82,6 +85,20 @@ class Runtime:
         return make_http_session(self.settings)
 
     @cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same trust as ``http``, for clients that fetch with urllib (PyJWT's PyJWKClient)."""
+        return make_ssl_context(self.settings)
+
+    @cached_property
+    def signing_keys(self) -> KeySets:
+        """The identity platform's signing keys, cached for the process (id tokens, rich notifications)."""
+        return KeySets(self.ssl_context, self.settings.http_timeout)
+
+    @cached_property
+    def id_tokens(self) -> IdTokens:
+        return IdTokens(self.settings, self.http, self.signing_keys)
+
+    @cached_property
     def mailer(self) -> Mailer:
         return Mailer.from_settings(self.settings)
 
@@ -124,6 +141,14 @@ def make_http_session(settings: Settings) -> requests.Session:
     if settings.ca_bundle:
         session.verify = combined_ca_bundle(settings)
     return session
+
+
+def make_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """What ``make_http_session`` trusts, as an SSLContext: certifi's CAs (requests' own), or the system CAs
+    plus CALSYNC_CA_BUNDLE."""
+    if settings.ca_bundle:
+        return ssl.create_default_context(cafile=combined_ca_bundle(settings))
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def combined_ca_bundle(settings: Settings) -> str:

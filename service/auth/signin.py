@@ -27,8 +27,8 @@ class SignInFailed(Exception):  # noqa: N818
         self.status, self.title, self.detail = status, title, detail
 
 
-def complete_sign_in(connections: Connections, http: requests.Session, flow: dict, auth_response: dict[str, str],
-                     time_zone: str | None) -> Connected:
+def complete_sign_in(connections: Connections, http: requests.Session, id_tokens: idtoken.IdTokens, flow: dict,
+                     auth_response: dict[str, str], time_zone: str | None) -> Connected:
     """Redeem the code, verify the id token, read /me, store tokens and the user, queue the first sync."""
     settings = connections.settings
     cache = msal.SerializableTokenCache()
@@ -43,7 +43,7 @@ def complete_sign_in(connections: Connections, http: requests.Session, flow: dic
         raise SignInFailed(400, "Sign-in did not complete",
                            "Microsoft did not accept this sign-in (it may have expired or been used already).")
     try:
-        claims = idtoken.validate(settings, http, result.get("id_token"), flow["nonce"])
+        claims = id_tokens.validate(result.get("id_token"), flow["nonce"])
     except idtoken.IdTokenInvalid as exc:
         log.warning("sign-in: id token rejected: %s", exc)
         raise SignInFailed(400, "Sign-in could not be verified", RETRY_CONNECT) from None

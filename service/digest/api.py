@@ -6,15 +6,14 @@ Event bodies are never stored, so never returned.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 
+from service import cursors
+from service.csrf import csrf
 from service.digest import meetings
 from service.digest import people as people_io
 from service.digest.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
@@ -27,6 +26,7 @@ from service.store import users as users_store
 log = logging.getLogger(__name__)
 
 bp = Blueprint("digest_api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # bearer-token calls from other services, never a browser session
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -89,21 +89,14 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def _encode_cursor(data: list) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
 def _decode_cursor(expected_len: int) -> list | None:
     raw = request.args.get("cursor")
     if not raw:
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
-        raise BadRequest("cursor is not valid") from None
-    if not isinstance(data, list) or len(data) != expected_len or not all(isinstance(x, str) for x in data):
-        raise BadRequest("cursor is not valid")
-    return data
+        return cursors.decode(raw, expected_len)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _user_or_404(key: str) -> dict | None:
@@ -188,7 +181,7 @@ def list_meetings(key: str):
     page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
     directory = Directory.for_emails(_db(), attendee_emails(page))
     body = {"items": [_meeting_json(e, directory) for e in page], "start": _iso(start), "end": _iso(end),
-            "next_cursor": _encode_cursor([next_key[0].isoformat(), next_key[1]]) if next_key else None}
+            "next_cursor": cursors.encode([next_key[0].isoformat(), next_key[1]]) if next_key else None}
     return jsonify(body)
 
 
@@ -223,7 +216,7 @@ def list_people():
     found = people_store.page(_db(), cursor[0] if cursor else None, limit + 1)
     page = found[:limit]
     return jsonify({"items": [_person_json(p) for p in page],
-                    "next_cursor": _encode_cursor([page[-1]["_id"]]) if len(found) > limit else None})
+                    "next_cursor": cursors.encode([page[-1]["_id"]]) if len(found) > limit else None})
 
 
 @bp.get("/people/<key>")

@@ -12,6 +12,7 @@ import logging
 from flask import Blueprint, current_app, redirect, request, session
 
 from service import timezones
+from service.csrf import csrf
 from service.digest import links, meetings, plan, schedule
 from service.digest.dashboard import build_dashboard
 from service.digest.render import environment
@@ -111,6 +112,7 @@ def meeting_dashboard(key: str):
 
 
 @bp.route("/meetings/<key>/exclude", methods=["GET", "POST"])
+@csrf.exempt  # authorised by the signed dashboard token ``t`` the form carries
 def exclude_meeting(key: str):
     """The owner keeps a meeting, or its whole series, out of insights (GET asks, POST does; and undoes)."""
     db = _rt().db
@@ -137,10 +139,14 @@ def exclude_meeting(key: str):
 
 
 def _settings_user(db):
-    """(user, token) for the settings pages: from the signed link, else the signed-in user."""
+    """(user, token) for the settings pages: from the signed link, else (to show a page) the signed-in user.
+
+    A change (POST) needs the link token ``t``: it is what stops a forged cross-site form, in place of a
+    CSRF token (the pages put one in their forms, for the signed-in user too).
+    """
     token = request.values.get("t")
     user_id = links.read_settings_token(_rt().settings, token)
-    if user_id is None and isinstance(session.get("user_id"), str):
+    if user_id is None and request.method == "GET" and isinstance(session.get("user_id"), str):
         user_id = session["user_id"]
         token = links.settings_token(_rt().settings, user_id)
     user = users_store.get(db, user_id) if user_id else None
@@ -148,6 +154,7 @@ def _settings_user(db):
 
 
 @bp.route("/digest/settings", methods=["GET", "POST"])
+@csrf.exempt  # authorised by the signed link token (see _settings_user)
 def digest_settings():
     """View and change when (and whether) the daily digest is sent."""
     rt = _rt()
@@ -172,6 +179,7 @@ def _settings_page(rt, user: User, token: str, *, saved: bool = False, error: st
 
 
 @bp.post("/digest/settings/calendars")
+@csrf.exempt  # authorised by the signed link token (see _settings_user)
 def calendar_settings():
     """Turn calendars on and off: a calendar turned off has its meetings deleted, one turned on is read."""
     rt = _rt()
@@ -213,6 +221,7 @@ def _save_settings(rt, user: User, form) -> str | None:
 
 
 @bp.route("/digest/unsubscribe", methods=["GET", "POST"])
+@csrf.exempt  # RFC 8058 one-click: the mail provider POSTs the link, with no session and no form token
 def digest_unsubscribe():
     """Confirm (GET) and unsubscribe (POST, including RFC 8058 one-click) from the daily digest."""
     rt = _rt()

@@ -10,6 +10,7 @@ import logging
 from flask import Blueprint, Response, current_app
 
 from service import mydata
+from service.csrf import csrf
 from service.ops.routes import ops_required
 from service.store import as_utc, users
 from service.store import calendars as calendar_store
@@ -17,6 +18,7 @@ from service.store import calendars as calendar_store
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops_data", __name__, url_prefix="/ops/api/users")
+csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
 
 
 def _rt():

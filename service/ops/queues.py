@@ -39,13 +39,8 @@ def requeue_failed(connection: Redis, name: str) -> int:
 
 
 def stats(connection: Redis) -> list[tuple[str, str | None, int]]:
-    """Counters kept under ``calsync:stats:*`` as (name, label, value): strings have no label, hashes one per field."""
-    result = []
-    for key in connection.scan_iter(match="calsync:stats:*", count=500):
-        name = key.decode().removeprefix("calsync:stats:")
-        kind = connection.type(key)
-        if kind == b"string":
-            result.append((name, None, int(connection.get(key) or 0)))
-        elif kind == b"hash":
-            result.extend((name, field.decode(), int(value)) for field, value in connection.hgetall(key).items())
-    return sorted(result, key=lambda row: (row[0], row[1] or ""))
+    """The counters kept under ``calsync:stats:*`` (plain INCR strings) as (name, label, value); label is None."""
+    keys = sorted(connection.scan_iter(match="calsync:stats:*", count=500))
+    values = connection.mget(keys) if keys else []
+    return [(key.decode().removeprefix("calsync:stats:"), None, int(value or 0))
+            for key, value in zip(keys, values, strict=True)]

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import hmac
-import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
-from service import store
+from service import cursors, store
+from service.csrf import CSRFError, csrf
 from service.ops import queues as queue_health
 from service.store import ops as ops_store
 from service.store import users
+from service.store.records import SubscriptionStatus
 from service.sync.requests import request_sync
 from service.workers import queues
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
+csrf.exempt(bp)  # the same URLs serve bearer-token scripts; session requests are checked in ops_required
 
 EXPIRING_SOON = timedelta(hours=24)
+PAGE_SIZE = 50             # rows of the subscriptions table per page
+HEALTH_PAGE_SIZE = 500     # /ops/api/health lists the first 500, as it always has
+MAX_PAGE = 500
+MAX_SEARCH = 320           # an email address's longest
+STATUSES = tuple(str(status) for status in SubscriptionStatus)
 
 
 def _runtime():
@@ -38,10 +45,7 @@ def ops_required(view):
         if header.startswith("Bearer ") and _token_ok(header[7:]):
             return view(*args, **kwargs)
         if session.get("ops"):
-            if request.method == "POST" and not hmac.compare_digest(
-                request.form.get("csrf", ""), session.get("ops_csrf", "")
-            ):
-                abort(403)
+            csrf.protect()  # a browser sends the session cookie by itself, so a POST needs the form's token
             return view(*args, **kwargs)
         if request.accept_mimetypes.accept_html and request.method == "GET":
             return redirect(url_for("ops.login"))
@@ -50,14 +54,20 @@ def ops_required(view):
     return wrapper
 
 
+@bp.errorhandler(CSRFError)
+def _form_expired(exc: CSRFError):
+    current_app.logger.info("ops form refused: %s", exc.description)
+    return {"error": "this form expired; reload the page"}, 403
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
     if request.method == "POST":
+        csrf.protect()  # no signing a browser in as the operator from another site
         if _token_ok(request.form.get("token", "")):
             session.clear()
             session["ops"] = True
-            session["ops_csrf"] = secrets.token_urlsafe(24)
             return redirect(url_for("ops.dashboard"))
         current_app.logger.warning("ops login refused from %s", request.remote_addr)
         error = "That token is not right."
@@ -66,8 +76,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    csrf.protect()
     session.pop("ops", None)
-    session.pop("ops_csrf", None)
     return redirect(url_for("ops.login"))
 
 
@@ -77,7 +87,6 @@ def _overview() -> dict:
     return {
         "generated_at": now,
         "counts": ops_store.counts(rt.db, now, EXPIRING_SOON),
-        "subscriptions": ops_store.subscriptions_overview(rt.db),
         "needs_reconnect": users.needing_reconnect(rt.db),
         "unsubscribed": users.missing_subscriptions(rt.db),
         "queues": queue_health.queue_health(rt.redis),
@@ -86,32 +95,99 @@ def _overview() -> dict:
     }
 
 
+class BadListing(ValueError):
+    """A listing query (cursor, limit, status) that cannot be answered; the message is safe to show."""
+
+
+@bp.errorhandler(BadListing)
+def _bad_listing(exc: BadListing):
+    return {"error": str(exc)}, 400
+
+
+def _listing(args, default_limit: int) -> dict:
+    """The subscriptions table for ``q`` (a search), or the page at ``cursor``, of ``status``, ``limit`` rows."""
+    limit = _whole_number(args.get("limit"), default_limit, MAX_PAGE)
+    status = args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadListing(f"status must be one of {', '.join(STATUSES)}")
+    text = (args.get("q") or "").strip()[:MAX_SEARCH]
+    db = _runtime().db
+    if text:
+        rows, truncated = ops_store.search_subscriptions(db, text, limit, status)
+        return {"rows": rows, "q": text, "status": status, "limit": limit, "truncated": truncated,
+                "next_cursor": None, "previous_cursor": None}
+    after = before = None
+    if args.get("cursor"):
+        direction, key = _read_cursor(args["cursor"])
+        after, before = (key, None) if direction == "after" else (None, key)
+    page = ops_store.subscriptions_page(db, limit, status, after=after, before=before)
+    return {"rows": page.rows, "q": "", "status": status, "limit": limit, "truncated": False,
+            "next_cursor": _cursor("after", page.next_key), "previous_cursor": _cursor("before", page.previous_key)}
+
+
+def _cursor(direction: str, key: ops_store.Key | None) -> str | None:
+    return cursors.encode([direction, key[0].isoformat(), key[1]]) if key else None
+
+
+def _read_cursor(raw: str) -> tuple[str, ops_store.Key]:
+    try:
+        direction, at, subscription_id = cursors.decode(raw, 3)
+        expires_at = datetime.fromisoformat(at)
+    except ValueError:
+        raise BadListing("cursor is not valid") from None
+    if direction not in ("after", "before") or expires_at.tzinfo is None:
+        raise BadListing("cursor is not valid")
+    return direction, (expires_at, subscription_id)
+
+
+def _whole_number(raw: str | None, default: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise BadListing(f"limit must be a whole number between 1 and {high}")
+    return int(raw)
+
+
+def _subscription_json(row: dict) -> dict:
+    return {
+        "id": row["_id"], "user_id": row.get("user_id"), "user_email": row.get("user_email"),
+        "status": row.get("status"), "connection_status": row.get("connection_status"),
+        "expires_at": _iso(row.get("expires_at")), "last_notification_at": _iso(row.get("last_notification_at")),
+        "renewed_at": _iso(row.get("renewed_at")), "failures": row.get("failures", 0),
+        "last_error": row.get("last_error"), "next_attempt_at": _iso(row.get("next_attempt_at")),
+    }
+
+
 @bp.get("/")
 @ops_required
 def dashboard():
     data = _overview()
-    return render_template("ops/dashboard.html", soon=data["generated_at"] + EXPIRING_SOON,
-                           csrf=session.get("ops_csrf", ""), **data)
+    listing = _listing(request.args, PAGE_SIZE)
+    return render_template("ops/dashboard.html", soon=data["generated_at"] + EXPIRING_SOON, listing=listing,
+                           statuses=STATUSES, **data)
+
+
+@bp.get("/api/subscriptions")
+@ops_required
+def subscriptions_api():
+    """Subscriptions soonest expiry first, a page at a time (``cursor``, ``limit``), or a search (``q``: a
+    subscription id, a user id, or the start of an email), optionally of one ``status``."""
+    listing = _listing(request.args, PAGE_SIZE)
+    return {"subscriptions": [_subscription_json(row) for row in listing["rows"]], "limit": listing["limit"],
+            "next_cursor": listing["next_cursor"], "previous_cursor": listing["previous_cursor"],
+            "truncated": listing["truncated"]}
 
 
 @bp.get("/api/health")
 @ops_required
 def health_api():
     data = _overview()
-    subscriptions = [
-        {
-            "id": row["_id"], "user_id": row.get("user_id"), "user_email": row.get("user_email"),
-            "status": row.get("status"), "connection_status": row.get("connection_status"),
-            "expires_at": _iso(row.get("expires_at")), "last_notification_at": _iso(row.get("last_notification_at")),
-            "renewed_at": _iso(row.get("renewed_at")), "failures": row.get("failures", 0),
-            "last_error": row.get("last_error"), "next_attempt_at": _iso(row.get("next_attempt_at")),
-        }
-        for row in data["subscriptions"]
-    ]
+    first = _listing({}, HEALTH_PAGE_SIZE)
     return {
         "generated_at": _iso(data["generated_at"]),
         "counts": data["counts"],
-        "subscriptions": subscriptions,
+        "subscriptions": [_subscription_json(row) for row in first["rows"]],
+        "subscriptions_next_cursor": first["next_cursor"],  # the rest: /ops/api/subscriptions?cursor=...
         "needs_reconnect": [
             {"user_id": u.id, "email": u.email, "reason": u.connection.reason, "since": _iso(u.connection.since)}
             for u in data["needs_reconnect"]
@@ -171,7 +247,7 @@ def requeue_failed(name: str):
 
 def _done(body: dict):
     """JSON for API callers; back to the dashboard for the browser form."""
-    if request.form.get("csrf"):
+    if request.form.get("csrf_token"):
         return redirect(url_for("ops.dashboard"))
     return body, 202
 

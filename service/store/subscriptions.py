@@ -20,15 +20,19 @@ FAILING = SubscriptionStatus.FAILING.value
 REMOVED = SubscriptionStatus.REMOVED.value
 LIVE = [str(status) for status in LIVE_SUBSCRIPTION]
 
-BY_STATUS_AND_EXPIRY = "status_expires"
+BY_USER = "user_id"
+# Both end in _id, so a page by (expires_at, _id) is read in index order: no sort, whatever the count.
+BY_STATUS_AND_EXPIRY = "status_expires_id"       # the renewal sweep; operators' listing of one status
+BY_EXPIRY = "expires_at_id"                      # operators' listing, soonest expiry first
 
 INDEXES = {
     "subscriptions": [
-        IndexModel([("user_id", ASCENDING)], unique=True, name="user_id"),
-        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)], name=BY_STATUS_AND_EXPIRY),
-        IndexModel([("expires_at", ASCENDING)], name="expires_at"),      # operators' listing, soonest first
+        IndexModel([("user_id", ASCENDING)], unique=True, name=BY_USER),
+        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING), ("_id", ASCENDING)], name=BY_STATUS_AND_EXPIRY),
+        IndexModel([("expires_at", ASCENDING), ("_id", ASCENDING)], name=BY_EXPIRY),
     ],
 }
+RETIRED_INDEXES = {"subscriptions": ["status_expires", "expires_at"]}   # the same, without _id
 
 
 def _record(doc: dict | None) -> Subscription | None:
@@ -127,7 +131,7 @@ def listing(db: Database, status: str | None = None) -> list[Subscription]:
     if status:
         found = db.subscriptions.find({"status": status}, sort=[("expires_at", ASCENDING)]).hint(BY_STATUS_AND_EXPIRY)
     else:
-        found = db.subscriptions.find({}, sort=[("expires_at", ASCENDING)]).hint("expires_at")
+        found = db.subscriptions.find({}, sort=[("expires_at", ASCENDING)]).hint(BY_EXPIRY)
     return [Subscription.from_doc(doc) for doc in found]
 
 

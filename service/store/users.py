@@ -19,12 +19,13 @@ CONNECTED = ConnectionStatus.CONNECTED.value
 NEEDS_RECONNECT = ConnectionStatus.NEEDS_RECONNECT.value
 DISCONNECTED = ConnectionStatus.DISCONNECTED.value
 
+BY_EMAIL = "email"
 BY_STATUS_AND_LAST_SYNC = "status_last_sync"
 MISSING_SUBSCRIPTION = "subscription_missing_since"
 
 INDEXES = {
     "users": [
-        IndexModel([("email", ASCENDING)], name="email"),
+        IndexModel([("email", ASCENDING)], name=BY_EMAIL),
         # Connected users by last sync (the reconcile sweep); its prefix serves the status lookups.
         IndexModel([("connection.status", ASCENDING), ("sync.last_sync_at", ASCENDING)],
                    name=BY_STATUS_AND_LAST_SYNC),
@@ -38,6 +39,18 @@ RETIRED_INDEXES = {"users": ["connection_status"]}
 
 def _record(doc: dict | None) -> User | None:
     return User.from_doc(doc) if doc else None
+
+
+def ids_with_email_prefix(db: Database, prefix: str, limit: int) -> list[str]:
+    """Ids of up to ``limit`` users whose (lower-cased) email starts with ``prefix``: a range of the email index."""
+    prefix = prefix.strip().lower()
+    if not prefix:
+        return []
+    bounds = {"$gte": prefix}
+    if ord(prefix[-1]) < 0x10FFFF:
+        bounds["$lt"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string past every one with the prefix
+    found = db.users.find({"email": bounds}, {"_id": 1}).sort("email", ASCENDING).hint(BY_EMAIL).limit(limit)
+    return [user["_id"] for user in found]
 
 
 def get(db: Database, user_id: str) -> User | None:

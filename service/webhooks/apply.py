@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-import requests
 from pymongo.database import Database
 from redis import Redis
 
 from service import locks
 from service.config import Settings
+from service.identity.jwks import SigningKeys
 from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.subscriptions.certificate import KeyPair, load_keypair
@@ -35,17 +35,17 @@ LOCK_SECONDS = 30
 LOCK_WAIT_SECONDS = 2.0     # a sync holding the lock will see the change itself
 
 
-def apply_rich(db: Database, redis: Redis, settings: Settings, http: requests.Session, user_id: str,
+def apply_rich(db: Database, redis: Redis, settings: Settings, keys: SigningKeys, user_id: str,
                items: list[dict], tokens: list[str]) -> str:
-    """Validate the batch's tokens, decrypt each event and store it; fall back to a sync on any doubt."""
+    """Validate the batch's tokens (signed by ``keys``), decrypt each event and store it; fall back to a sync on
+    any doubt."""
     try:
         keypair = load_keypair(settings)
-        jwks = rich.fetch_jwks(redis, http, settings, rich.token_kids(tokens))
         tenants = {item["tenant_id"] for item in items if item.get("tenant_id")}
-        rich.validate_tokens(tokens, tenants, jwks, settings.client_id, settings.authority_host)
-    except rich.RichError as exc:
+        rich.validate_tokens(tokens, tenants, keys, settings.client_id, settings.authority_host)
+    except rich.RichError as exc:  # including signing keys that could not be fetched ("unavailable_...")
         return _fallback(redis, user_id, exc.reason, len(items))
-    except (OSError, ValueError, requests.RequestException) as exc:  # no key file, JWKS unreachable or garbled
+    except (OSError, ValueError) as exc:  # no certificate or key file, or a mismatched pair
         return _fallback(redis, user_id, f"unavailable_{type(exc).__name__}", len(items))
     try:
         with locks.held(redis, LOCK_KEY.format(user_id=user_id), LOCK_SECONDS, wait=LOCK_WAIT_SECONDS):

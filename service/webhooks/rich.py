@@ -24,16 +24,12 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from service.identity.jwks import rsa_key
+from service.identity.jwks import SigningKeys, SigningKeysUnavailable, UnknownSigningKey
 from service.subscriptions.certificate import KeyPair
 
 log = logging.getLogger(__name__)
 
 PUBLISHER_APP_ID = "0bf30f3b-4a52-48df-9a82-234910c4a086"  # Microsoft Graph Change Tracking
-JWKS_KEY = "calsync:rich:jwks"
-JWKS_REFRESH_GUARD = "calsync:rich:jwks:refetch"
-JWKS_TTL = 3600
-JWKS_REFETCH_EVERY = 60
 LEEWAY_SECONDS = 120
 MAX_ENCRYPTED_BYTES = 2_000_000
 
@@ -96,19 +92,19 @@ def _b64(value: object) -> bytes:
 
 # --- validation tokens -----------------------------------------------------------------------
 
-def validate_tokens(tokens: list[str], tenant_ids: set[str], jwks: dict, client_id: str,
+def validate_tokens(tokens: list[str], tenant_ids: set[str], keys: SigningKeys, client_id: str,
                     authority_host: str) -> None:
     """Every token must be valid, and every tenant in the batch covered by one; else RichError."""
     if not tokens:
         raise RichError("no_validation_tokens")
     covered = set()
     for token in tokens:
-        covered.add(_validate_token(token, jwks, client_id, authority_host))
+        covered.add(_validate_token(token, keys, client_id, authority_host))
     if not tenant_ids <= covered:
         raise RichError("tenant_not_covered")
 
 
-def _validate_token(token: str, jwks: dict, client_id: str, authority_host: str) -> str:
+def _validate_token(token: str, keys: SigningKeys, client_id: str, authority_host: str) -> str:
     if not isinstance(token, str) or len(token) > 16_384:
         raise RichError("token_shape")
     try:
@@ -117,7 +113,7 @@ def _validate_token(token: str, jwks: dict, client_id: str, authority_host: str)
         raise RichError("token_shape") from None
     if header.get("alg") != "RS256":
         raise RichError("token_algorithm")
-    key = _signing_key(jwks, header.get("kid"))
+    key = _signing_key(keys, header.get("kid"))
     options = {"require": ["exp", "iss", "aud"], "verify_iat": False}
     try:
         claims = jwt.decode(token, key, algorithms=["RS256"], audience=client_id, options=options,
@@ -142,40 +138,15 @@ def _issuers(tenant: str, authority_host: str) -> set[str]:
             f"https://login.microsoftonline.com/{tenant}/v2.0"}
 
 
-def _signing_key(jwks: dict, kid: object):
-    key = rsa_key(jwks, kid)
-    if key is None:
-        raise RichError("token_unknown_key")
-    return key
-
-
-def token_kids(tokens: list[str]) -> set[str]:
-    kids = set()
-    for token in tokens:
-        try:
-            kids.add(jwt.get_unverified_header(token).get("kid"))
-        except jwt.PyJWTError:
-            continue
-    return kids
+def _signing_key(keys: SigningKeys, kid: object):
+    try:
+        return keys.rsa_key(kid)
+    except UnknownSigningKey:
+        raise RichError("token_unknown_key") from None
+    except SigningKeysUnavailable:
+        raise RichError("unavailable_signing_keys") from None
 
 
 def jwks_url(settings) -> str:
+    """Where Microsoft publishes the keys that sign validation tokens (its "validate tokens" page)."""
     return f"{settings.authority_host.rstrip('/')}/common/discovery/v2.0/keys"
-
-
-def fetch_jwks(redis, http, settings, wanted_kids: set[str] = frozenset()) -> dict:
-    """The identity platform's signing keys: cached in Redis for an hour, refetched (at most once a minute)
-    when a token names a key we do not have (keys rotate daily)."""
-    cached = redis.get(JWKS_KEY)
-    jwks = json.loads(cached) if cached else None
-    if jwks is not None:
-        known = {k.get("kid") for k in jwks.get("keys") or [] if isinstance(k, dict)}
-        if wanted_kids <= known or not redis.set(JWKS_REFRESH_GUARD, 1, nx=True, ex=JWKS_REFETCH_EVERY):
-            return jwks
-    response = http.get(jwks_url(settings), timeout=settings.http_timeout)
-    response.raise_for_status()
-    jwks = response.json()
-    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise RichError("jwks_shape")
-    redis.set(JWKS_KEY, json.dumps(jwks), ex=JWKS_TTL)
-    return jwks

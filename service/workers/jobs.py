@@ -19,7 +19,7 @@ from service.digest import send as digest_send
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import runner, sweeps
-from service.webhooks import apply
+from service.webhooks import apply, rich
 from service.workers import context
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ def retention_sweep() -> int:
 
 def apply_rich(user_id: str, items: list[dict], tokens: list[str]) -> str:
     rt = context.current()
-    return apply.apply_rich(rt.db, rt.redis, rt.settings, rt.http, user_id, items, tokens)
+    keys = rt.signing_keys.at(rich.jwks_url(rt.settings))
+    return apply.apply_rich(rt.db, rt.redis, rt.settings, keys, user_id, items, tokens)
 
 
 def record_notification(user_id: str, subscription_id: str, at_iso: str) -> None:

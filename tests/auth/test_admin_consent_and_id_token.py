@@ -1,13 +1,16 @@
 """Admin consent against the emulator, and the id-token checks MSAL no longer does for us."""
 
+import ssl
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import certifi
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.identity import idtoken
+from service.identity.jwks import KeySets
 from service.store import tenants
 from tests.support.connect import browser_session, connect_session, emulated_user, sign_in_at_emulator
 
@@ -111,7 +114,7 @@ def signed(stack, **changes) -> str:
 
 
 def test_a_genuine_id_token_is_accepted(stack):
-    claims = idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)
+    claims = stack.runtime.id_tokens.validate(signed(stack), NONCE)
     assert claims["oid"] == "6f1c2a9e-0000-4000-8000-000000000001"
 
 
@@ -126,7 +129,7 @@ def test_a_genuine_id_token_is_accepted(stack):
 ])
 def test_an_id_token_failing_a_check_is_rejected(stack, changes, reason):
     with pytest.raises(idtoken.IdTokenInvalid, match=reason):
-        idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack, **changes), NONCE)
+        stack.runtime.id_tokens.validate(signed(stack, **changes), NONCE)
 
 
 def test_an_id_token_signed_by_another_key_is_rejected(stack):
@@ -135,18 +138,36 @@ def test_an_id_token_signed_by_another_key_is_rejected(stack):
     forged = jwt.encode(claims(stack), key, algorithm="RS256", headers={"kid": kid})
 
     with pytest.raises(idtoken.IdTokenInvalid):
-        idtoken.validate(stack.runtime.settings, stack.runtime.http, forged, NONCE)
+        stack.runtime.id_tokens.validate(forged, NONCE)
 
 
 @pytest.mark.parametrize("raw", ["", "a.b", "not.a.jwt", None,
                                  jwt.encode({"x": 1}, "k" * 32, algorithm="HS256")])
 def test_malformed_or_unsigned_id_tokens_are_rejected(stack, raw):
     with pytest.raises(idtoken.IdTokenInvalid):
-        idtoken.validate(stack.runtime.settings, stack.runtime.http, raw, NONCE)
+        stack.runtime.id_tokens.validate(raw, NONCE)
 
 
-def test_a_rotated_signing_key_is_fetched_once_and_accepted(stack):
-    idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)  # caches the JWKS
+def id_tokens_with(stack, ssl_context=None, cooldown: float = 30) -> idtoken.IdTokens:
+    """An IdTokens like the runtime's, with its own key cache."""
+    keys = KeySets(ssl_context or stack.runtime.ssl_context, timeout=5, cooldown=cooldown)
+    return idtoken.IdTokens(stack.runtime.settings, stack.runtime.http, keys)
+
+
+def test_a_rotated_signing_key_is_fetched_once_the_refetch_cooldown_allows(stack):
+    id_tokens = id_tokens_with(stack, cooldown=0.5)
+    id_tokens.validate(signed(stack), NONCE)  # caches the key set
     stack.emulator.control.request("POST", "/identity/rotate-signing-key")
 
-    assert idtoken.validate(stack.runtime.settings, stack.runtime.http, signed(stack), NONCE)["tid"]
+    with pytest.raises(idtoken.IdTokenInvalid, match="unknown signing key"):
+        id_tokens.validate(signed(stack), NONCE)  # a kid we do not hold, but the keys were fetched just now
+    time.sleep(0.6)
+
+    assert id_tokens.validate(signed(stack), NONCE)["tid"]
+
+
+def test_signing_keys_that_cannot_be_fetched_reject_the_token_instead_of_failing(stack):
+    untrusting = ssl.create_default_context(cafile=certifi.where())  # no emulator CA: the fetch fails TLS
+
+    with pytest.raises(idtoken.IdTokenInvalid, match="signing keys could not be read"):
+        id_tokens_with(stack, untrusting).validate(signed(stack), NONCE)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from rq import Worker
+
+from service.config import DEV_OPS_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,23 +27,38 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MONGODB_URI", "REDIS_URL") and not k.startswith("CALSYNC_")}
-    env["CALSYNC_DATA_DIR"] = str(tmp_path / "var")
-    process = subprocess.Popen(
+def start_dev(env: dict[str, str], port: int) -> subprocess.Popen:
+    """``calsync dev`` from this worktree's code, its output collected."""
+    return subprocess.Popen(
         [sys.executable, "-c", "from service.cli import main; main()", "dev", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def wait_ready(port: int, seconds: float) -> requests.Response | None:
+    """The first 200 from /readyz within ``seconds`` (else the last answer, or None if nothing answered)."""
+    ready, deadline = None, time.monotonic() + seconds
+    while time.monotonic() < deadline and (ready is None or ready.status_code != 200):
+        try:
+            ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
+            time.sleep(0.2)
+    return ready
+
+
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a fresh machine: no MongoDB, no Redis, no calsync settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MONGODB_URI", "REDIS_URL") and not k.startswith("CALSYNC_")}
+    env["CALSYNC_DATA_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    process = start_dev(embedded_env(tmp_path), port)
     try:
-        ready = None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and ready is None:
-            try:
-                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        ready = wait_ready(port, 30)
         children = children_of(process.pid)
 
         process.send_signal(signal.SIGINT)
@@ -80,18 +98,9 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
     env.update(MONGODB_URI=mongodb_uri, REDIS_URL=redis_url, CALSYNC_DATA_DIR=str(tmp_path / "var"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from service.cli import main; main()", "dev", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    process = start_dev(env, port)
     try:
-        ready = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (ready is None or ready.status_code != 200):
-            try:
-                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        ready = wait_ready(port, 60)
         time.sleep(1)   # every process has started
         tree = descendants(process.pid)
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in tree
@@ -114,3 +123,29 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
     assert stopped_in < 10, output
     time.sleep(0.5)
     assert not [pid for pid in tree if running(pid)], "orphaned processes"
+
+
+def test_the_embedded_worker_shows_as_one_live_worker_for_seconds_on_end(tmp_path, redis_url, redis_conn):
+    port = free_port()
+    env = {**embedded_env(tmp_path), "REDIS_URL": redis_url}  # in-process mode, on the test's Redis
+    process = start_dev(env, port)
+    seen, names = [], set()
+    try:
+        ready = wait_ready(port, 30)
+        for _ in range(12):  # six seconds: a worker that re-registered when idle would show as several
+            health = requests.get(f"http://127.0.0.1:{port}/ops/api/health", timeout=5,
+                                  headers={"Authorization": f"Bearer {DEV_OPS_TOKEN}"})
+            seen.append(health.json()["workers"])
+            names |= {worker.name for worker in Worker.all(connection=redis_conn)}
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+    assert ready is not None and ready.status_code == 200, output
+    assert seen == [1] * 12
+    assert len(names) == 1, names
+    assert Worker.all(connection=redis_conn) == []  # it left the registry when stopped

@@ -1,3 +1,4 @@
+import json
 import threading
 
 import pytest
@@ -6,6 +7,7 @@ from flask import Flask, request
 from werkzeug.serving import make_server
 
 from service.graph import GraphClient, GraphError, Throttled, Unauthorized, retry_after_seconds
+from tests.support.loopback import serving
 
 
 @pytest.fixture
@@ -104,3 +106,65 @@ def test_unreachable_graph_is_a_status_0_error_after_bounded_retries():
                                                ("nan", None), ("-3", 0.0)])
 def test_retry_after_parsing(raw, seconds):
     assert retry_after_seconds(raw) == seconds
+
+
+@pytest.fixture
+def keep_alive():
+    """A keep-alive loopback server recording which client port sent each request (the client's pool)."""
+    seen, answers = [], {"flaky": [503]}
+
+    def answer(path: str, client_port: int) -> tuple[int, dict[str, str], bytes]:
+        name = path.rsplit("/", 1)[-1]
+        seen.append((name, client_port))
+        status = answers[name].pop(0) if answers.get(name) else 200
+        return status, {"Retry-After": "0"}, json.dumps({"name": name}).encode()
+
+    with serving(answer) as base_url:
+        yield seen, f"{base_url}/v1.0"
+
+
+def test_a_503_retry_takes_a_new_connection_without_closing_the_pool_other_threads_use(keep_alive):
+    seen, url = keep_alive
+    session = requests.Session()
+    session.trust_env = False
+    others = 3
+    warm = threading.Barrier(others + 1)
+
+    def warm_up():
+        with session.get(f"{url}/warm", stream=True, timeout=5) as response:
+            warm.wait(5)  # every thread holds its connection at once, so the pool ends up with four
+            response.content  # noqa: B018
+
+    threads = [threading.Thread(target=warm_up) for _ in range(others)]
+    for thread in threads:
+        thread.start()
+    warm_up()
+    for thread in threads:
+        thread.join()
+    pooled = {port for _, port in seen}
+
+    results, go, done = [], threading.Event(), threading.Barrier(others + 1)
+
+    def other_thread():
+        go.wait(5)
+        client = GraphClient(session, url, lambda force_refresh=False: "t", timeout=5)
+        results.extend(client.get_json("other")["name"] for _ in range(3))
+        done.wait(5)
+
+    def while_backing_off(seconds):
+        go.set()       # the other threads send while this one waits to retry after its 503
+        done.wait(5)
+
+    threads = [threading.Thread(target=other_thread) for _ in range(others)]
+    for thread in threads:
+        thread.start()
+    flaky = GraphClient(session, url, lambda force_refresh=False: "t", timeout=5, sleep=while_backing_off)
+    body = flaky.get_json("flaky")
+    for thread in threads:
+        thread.join()
+
+    (first, _), (retry, retry_port) = [(n, p) for n, p in seen if n == "flaky"]
+    assert body == {"name": "flaky"} and results == ["other"] * 3 * others
+    assert {port for name, port in seen if name == "other"} <= pooled  # nobody lost a pooled connection
+    assert retry_port not in pooled  # the retry after the 503 came on a connection of its own
+    session.close()

@@ -1,4 +1,4 @@
-import importlib
+import inspect
 import os
 import shlex
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rq import Worker
 
-from service.workers import queues
+from service.workers import jobs, queues
 from service.workers.inprocess import InProcessWorker, scheduled_forever
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,9 +36,13 @@ def test_a_worker_drains_the_queues_in_priority_order(redis_conn, rt, run_jobs):
 
 
 def test_every_job_name_domain_code_enqueues_is_a_real_entry_point():
-    for name in queues.JOB_NAMES:
-        module, _, function = name.rpartition(".")
-        assert callable(getattr(importlib.import_module(module), function)), name
+    named = {value for key, value in vars(queues).items()
+             if key.isupper() and not key.startswith("_") and isinstance(value, str) and value.startswith("service.")}
+    entry_points = {f"{jobs.__name__}.{name}" for name, value in vars(jobs).items()
+                    if inspect.isfunction(value) and value.__module__ == jobs.__name__ and not name.startswith("_")}
+
+    assert named == set(queues.JOB_NAMES)  # every constant is listed, so none escapes this check
+    assert named == entry_points           # and each names a function of the entry-point module, and back
 
 
 def test_procfile_worker_line_runs_a_queued_job_in_a_real_rq_worker(redis_conn, redis_url):

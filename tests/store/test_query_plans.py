@@ -6,6 +6,7 @@ runs, then the server is asked to ``explain`` each one. ``pytest -s`` prints the
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pymongo
@@ -13,7 +14,7 @@ import pytest
 from pymongo import monitoring
 
 from service.digest import jobs as digest_jobs
-from service.store import calendars, events, people, users, utcnow
+from service.store import calendars, events, init_db, ops, people, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.store.records import Subscription
 from service.subscriptions import sweep as subscription_jobs
@@ -103,3 +104,69 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
         print(f"{name:22} {collection:14} " + " <- ".join(f"{s}({i})" if i else s for s, i in plan))
     scans = [(name, collection) for name, collection, plan in plans if any(s == "COLLSCAN" for s, _ in plan)]
     assert scans == []
+
+
+SUBSCRIPTIONS = 100_000
+
+
+@pytest.fixture
+def many_subscriptions(db):
+    """100,000 subscriptions, three to an expiry, and users for the first 1,000 (all a search can reach).
+
+    Written before their indexes are built (a bulk build is the quicker way on the wire server), then
+    ``init_db`` builds the production indexes, as a deployment's release step would.
+    """
+    now = utcnow().replace(microsecond=0)
+    db.subscriptions.drop_indexes()
+    for start in range(0, SUBSCRIPTIONS, 10_000):
+        db.subscriptions.insert_many([
+            {"_id": f"s{n:06d}", "user_id": f"u{n:06d}", "tenant_id": "t", "client_state": "x", "resource": "r",
+             "status": ("active", "failing", "removed")[n % 3], "expires_at": now + timedelta(minutes=n // 3)}
+            for n in range(start, start + 10_000)], ordered=False)
+    db.users.insert_many([{"_id": f"u{n:06d}", "email": f"user{n:06d}@contoso.com",
+                           "connection": {"status": "connected"}} for n in range(1_000)], ordered=False)
+    started = time.monotonic()
+    init_db(db)
+    print(f"index build: {time.monotonic() - started:.1f}s")
+    return now
+
+
+@pytest.mark.wire
+@pytest.mark.slow
+def test_the_subscriptions_table_pages_and_searches_through_indexes_among_100k(many_subscriptions, mongodb_uri):
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    db = client.get_default_database()
+    now = many_subscriptions
+    middle = (now + timedelta(minutes=20_000), "s060001")   # a key with rows of the same expiry on both sides
+    calls = {
+        "first page": lambda: ops.subscriptions_page(db, 50),
+        "page after": lambda: ops.subscriptions_page(db, 50, after=middle),
+        "page before": lambda: ops.subscriptions_page(db, 50, before=middle),
+        "page of a status": lambda: ops.subscriptions_page(db, 50, status="failing", after=middle),
+        "search email": lambda: ops.search_subscriptions(db, "user000123@contoso.com", 50),
+        "search email start": lambda: ops.search_subscriptions(db, "user0001", 50),
+        "search ids": lambda: ops.search_subscriptions(db, "s099997", 50, status="active"),
+    }
+    answers, plans = {}, []
+    for name, call in calls.items():
+        recorder.commands.clear()
+        started = time.monotonic()
+        answers[name] = call()
+        print(f"{name}: {time.monotonic() - started:.2f}s")
+        for command in recorder.commands:
+            plans.append((name, command.get(next(iter(command))), command.get("hint"), explain(db, command)))
+    client.close()
+
+    for name, collection, _, plan in plans:
+        print(f"{name:20} {collection:14} " + " <- ".join(f"{s}({i})" if i else s for s, i in plan))
+    assert [row["_id"] for row in answers["page after"].rows[:3]] == ["s060002", "s060003", "s060004"]
+    assert [row["_id"] for row in answers["page before"].rows[-2:]] == ["s059999", "s060000"]
+    assert {row["status"] for row in answers["page of a status"].rows} == {"failing"}
+    assert [row["_id"] for row in answers["search email"][0]] == ["s000123"]
+    assert len(answers["search email start"][0]) == 50 and answers["search email start"][1] is True
+    assert answers["search ids"][0] == []   # s099997 is failing
+    scans = [(name, collection) for name, collection, _, plan in plans if any(s == "COLLSCAN" for s, _ in plan)]
+    unindexed = [(name, collection) for name, collection, _, plan in plans if not any(s == "IXSCAN" for s, _ in plan)]
+    unhinted = [(name, hint) for name, _, hint, plan in plans if hint and ("IXSCAN", hint) not in plan]
+    assert scans == [] and unindexed == [] and unhinted == []

@@ -19,6 +19,7 @@ from service.subscriptions import mirror as cache
 from service.subscriptions import sweep as jobs
 from service.subscriptions.lifecycle import Outcome
 from service.workers import jobs as worker_jobs
+from service.workers import queues
 from tests.support.connect import connect_user, emulated_user
 
 
@@ -123,14 +124,22 @@ def test_a_forged_client_state_is_dropped(stack, connected):
     assert not _queued(stack, "sync")
 
 
-def test_missed_resyncs(stack, connected):
-    stack.emulator.control.create_event(connected, event_body("Quiet change"))
-    stack.emulator.control.wait_idle(timeout=20)
-    stack.runtime.db.events.delete_many({})  # pretend the notification never reached us
-    document = store.for_user(stack.runtime.db, connected)
-    stack.emulator.control.send_lifecycle(document.id, "missed")
-    stack.emulator.control.wait_idle(timeout=20)
+def test_a_change_whose_notification_was_dropped_arrives_through_missed(stack, connected):
+    control = stack.emulator.control
+    control.clear_deliveries()
+    control.set_faults(drop_rate=1.0)  # Graph drops the change notification, then sends `missed`
+
+    control.create_event(connected, event_body("Quiet change"))
+    control.wait_idle(timeout=20)
+    control.clear_faults()
+    waiting = Queue("sync", connection=stack.runtime.redis).jobs
+    asked = [job.args for job in waiting if job.func_name == queues.SYNC_USER]
     stack.run_jobs()
+
+    assert [d["outcome"] for d in control.deliveries("change")] == ["dropped"]
+    assert [(d["outcome"], d["body"]["value"][0]["lifecycleEvent"]) for d in control.deliveries("lifecycle")] == [
+        ("delivered", "missed")]
+    assert asked == [(connected,)]  # the one sync asked for, and `missed` asked for it
     assert "Quiet change" in stored_subjects(stack, connected)
 
 

@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from service.cli import cli
+from service.identity.jwks import SigningKeys
 from service.subscriptions import certificate
 from service.webhooks import rich
+from tests.support.jwks import rsa_jwk, serving_jwks
 
 CLIENT_ID = "5b7c1e8a-2f4d-4c6b-9a1e-7d3f8b2c6e40"
 TENANT = "84bd8158-6d4d-4958-8b9f-9d6445542f95"
@@ -108,9 +110,10 @@ def test_certs_create_writes_a_private_key_only_we_can_read(tmp_path):
 
 @pytest.fixture(scope="module")
 def signing():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    return key, {"keys": [{**jwk, "kid": "k1", "use": "sig", "kty": "RSA"}]}
+    """The identity platform's key "k1", published at a loopback JWKS endpoint."""
+    key, jwk = rsa_jwk("k1")
+    with serving_jwks({"keys": [jwk]}) as endpoint:
+        yield key, SigningKeys(endpoint.url, None, timeout=5)
 
 
 def token(key, **overrides) -> str:
@@ -121,15 +124,15 @@ def token(key, **overrides) -> str:
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
 
-def validate(tokens, jwks, tenants=frozenset({TENANT})):
-    rich.validate_tokens(tokens, set(tenants), jwks, CLIENT_ID, AUTHORITY)
+def validate(tokens, keys, tenants=frozenset({TENANT})):
+    rich.validate_tokens(tokens, set(tenants), keys, CLIENT_ID, AUTHORITY)
 
 
 def test_a_genuine_token_passes(signing):
-    key, jwks = signing
-    validate([token(key)], jwks)
+    key, keys = signing
+    validate([token(key)], keys)
     v1 = token(key, iss=f"https://sts.windows.net/{TENANT}/", ver="1.0", azp=None, appid=rich.PUBLISHER_APP_ID)
-    validate([v1], jwks)
+    validate([v1], keys)
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [
@@ -141,33 +144,59 @@ def test_a_genuine_token_passes(signing):
     ({"ver": "1.0"}, "token_publisher"),  # v1 tokens name the caller in appid
 ])
 def test_tokens_with_wrong_claims_are_refused(signing, overrides, reason):
-    key, jwks = signing
+    key, keys = signing
     with pytest.raises(rich.RichError) as refused:
-        validate([token(key, **overrides)], jwks)
+        validate([token(key, **overrides)], keys)
     assert refused.value.reason == reason
 
 
 def test_forged_signatures_and_algorithms_are_refused(signing):
-    key, jwks = signing
+    key, keys = signing
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with pytest.raises(rich.RichError, match="token_signature"):
-        validate([token(forger)], jwks)
+        validate([token(forger)], keys)
     unsigned = jwt.encode({"aud": CLIENT_ID}, None, algorithm="none", headers={"kid": "k1"})
     with pytest.raises(rich.RichError, match="token_algorithm"):
-        validate([unsigned], jwks)
+        validate([unsigned], keys)
     hs = jwt.encode({"aud": CLIENT_ID}, "s" * 32, algorithm="HS256", headers={"kid": "k1"})
     with pytest.raises(rich.RichError, match="token_algorithm"):
-        validate([hs], jwks)
+        validate([hs], keys)
     other_kid = jwt.encode({"aud": CLIENT_ID}, key, algorithm="RS256", headers={"kid": "nope"})
     with pytest.raises(rich.RichError, match="token_unknown_key"):
-        validate([other_kid], jwks)
+        validate([other_kid], keys)
 
 
 def test_every_tenant_in_the_batch_needs_a_valid_token(signing):
-    key, jwks = signing
+    key, keys = signing
     with pytest.raises(rich.RichError, match="tenant_not_covered"):
-        validate([token(key)], jwks, {TENANT, "another-tenant"})
+        validate([token(key)], keys, {TENANT, "another-tenant"})
     with pytest.raises(rich.RichError, match="no_validation_tokens"):
-        validate([], jwks)
+        validate([], keys)
     with pytest.raises(rich.RichError, match="token_audience"):
-        validate([token(key), token(key, aud="x")], jwks)  # any bad token makes the batch suspicious
+        validate([token(key), token(key, aud="x")], keys)  # any bad token makes the batch suspicious
+
+
+def test_a_token_from_a_rotated_key_is_accepted_once_the_keys_are_refetched():
+    old, old_jwk = rsa_jwk("k1")
+    new, new_jwk = rsa_jwk("k2")
+    with serving_jwks({"keys": [old_jwk]}) as endpoint:
+        keys = SigningKeys(endpoint.url, None, timeout=5, cooldown=0)
+        validate([token(old)], keys)
+        endpoint.jwks["keys"].append(new_jwk)
+
+        validate([jwt.encode(jwt.decode(token(old), options={"verify_signature": False}), new, algorithm="RS256",
+                             headers={"kid": "k2"})], keys)
+
+    assert len(endpoint.fetches) == 2
+
+
+def test_signing_keys_that_cannot_be_fetched_are_a_reason_not_an_exception(signing):
+    key, _ = signing
+    with serving_jwks({"keys": []}) as endpoint:
+        endpoint.status = 503
+        keys = SigningKeys(endpoint.url, None, timeout=5)
+
+        with pytest.raises(rich.RichError) as refused:
+            validate([token(key)], keys)
+
+    assert refused.value.reason == "unavailable_signing_keys"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from click.testing import CliRunner
 
 from service import cli as cli_module
@@ -14,13 +12,16 @@ from tests.workers.conftest import soon
 from tests.workers.truth import differences
 
 
-def test_the_scheduler_runs_every_sweep_as_real_jobs():
-    assert {t.name for t in PERIODIC} == {"renewal-sweep", "digest-tick", "reconcile-sweep", "window-roll",
-                                          "retention", "calendar-poll"}
-    for task in PERIODIC:
-        module, _, name = task.func.rpartition(".")
-        assert callable(getattr(importlib.import_module(module), name)), task.func
-        assert task.queue in queues.ALL
+def test_the_scheduler_runs_every_sweep_as_real_jobs(rt, redis_conn, run_jobs):
+    enqueued = Scheduler(redis_conn, identity="x").tick()
+    jobs = [job for name in queues.ALL for job in queues.get_queue(name, redis_conn).jobs]
+
+    run_jobs()
+
+    assert sorted(enqueued) == ["calendar-poll", "digest-tick", "reconcile-sweep", "renewal-sweep", "retention",
+                                "window-roll"]
+    assert sorted(job.func_name for job in jobs) == sorted(task.func for task in PERIODIC)
+    assert [job.get_status(refresh=True) for job in jobs] == ["finished"] * len(PERIODIC)
 
 
 def test_only_one_of_two_schedulers_enqueues(redis_conn):
