@@ -32,7 +32,7 @@ def shown_between(db: Database, user_id: str, first: date, last: date) -> dict[s
 
 def record(db: Database, user_id: str, day: date, tips: list[str]) -> None:
     """What the user is shown on ``day`` (the same day asked again shows, and records, the same)."""
-    expires = datetime.combine(day, time(0), tzinfo=UTC) + KEEP
+    expires = max(datetime.combine(day, time(0), tzinfo=UTC), utcnow()) + KEEP   # by the server's clock
     db.coaching_shown.update_one({"_id": f"{user_id}:{day.isoformat()}"},
                                  {"$set": {"user_id": user_id, "date": day.isoformat(), "tips": tips,
                                            "updated_at": utcnow(), "expires_at": expires}}, upsert=True)

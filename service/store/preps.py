@@ -58,7 +58,8 @@ def claim(db: Database, user_id: str, meeting: str, start: datetime, now: dateti
     now = now or utcnow()
     start = as_utc(start)
     document = {"_id": record_id(user_id, meeting, start), "user_id": user_id, "meeting": meeting, "start": start,
-                "status": SENDING, "attempts": 1, "claimed_at": now, "expires_at": start + KEEP}
+                "status": SENDING, "attempts": 1, "claimed_at": now,
+                "expires_at": max(start, utcnow()) + KEEP}   # the server's clock decides a TTL, not ``now``
     try:
         db.preps_sent.insert_one(document)
         return document
