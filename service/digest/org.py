@@ -18,7 +18,9 @@ DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-
 
 
 def domain_of(email: str | None) -> str:
-    return (email or "").strip().lower().rpartition("@")[2]
+    """The domain of an address ("" when it has none)."""
+    local, at, domain = (email or "").strip().lower().rpartition("@")
+    return domain if at and local else ""
 
 
 def clean_domain(value: str) -> str | None:
