@@ -41,7 +41,8 @@ def test_preps_follow_meetings_moved_cancelled_and_declined_in_outlook(stack, sm
 
     assert prep.tick(db, redis, now) == 4                    # all four are due: 40 minutes ahead, lead 60
     later = start + timedelta(hours=3)
-    control.update_event(ana["id"], created["Moved"], {"start": _when(later), "end": _when(later + timedelta(minutes=30))})
+    control.update_event(ana["id"], created["Moved"],
+                         {"start": _when(later), "end": _when(later + timedelta(minutes=30))})
     control.update_event(ana["id"], created["Cancelled"], {"isCancelled": True})
     control.update_event(ana["id"], created["Declined"], {"responseStatus": {"response": "declined"}})
     control.wait_idle(timeout=20)
