@@ -14,7 +14,7 @@ def parse_clock(value: str | None, default: str = "06:30") -> time:
     for candidate in (value, default):
         if isinstance(candidate, str):
             hours, _, minutes = candidate.strip().partition(":")
-            if hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60:
+            if hours.isdecimal() and minutes.isdecimal() and int(hours) < 24 and int(minutes) < 60:
                 return time(int(hours), int(minutes))
     return time(6, 30)
 

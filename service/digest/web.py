@@ -211,7 +211,7 @@ PREP_CHOICES = ((PrepMeetings.ALL, "All meetings"), (PrepMeetings.ONE_ON_ONE, "O
 
 def _whole(raw: str | None, low: int, high: int) -> int | None:
     text = (raw or "").strip()
-    return int(text) if text.isdigit() and low <= int(text) <= high else None
+    return int(text) if text.isdecimal() and low <= int(text) <= high else None
 
 
 def _prep_form(form) -> tuple[dict, str | None]:

@@ -134,3 +134,18 @@ def test_meetings_page_through_with_attendees_marked_internal_or_external(client
     assert {(a["email"], a["external"]) for m in seen for a in m["attendees"]} == {
         ("ana@example.com", False), ("ana.alias@example.org", False), ("guest@partner.example", True),
         ("room@example.com", False)}
+
+
+@pytest.mark.parametrize("query", ["limit=%C2%B2", "date=%C2%B2026-01-01", "limit=%C2%B9%C2%B2"])
+def test_digits_that_are_not_decimal_are_a_400_not_a_500(client, ops_headers, me, query):
+    assert client.get(f"/api/users/me@example.com/coaching?{query}", headers=ops_headers).status_code == 400
+
+
+def test_the_settings_form_refuses_superscript_digits(client, rt, me):
+    from service.digest import links
+
+    token = links.settings_token(rt.settings, me.id)
+    answers = [client.post("/digest/settings", data={"t": token, "enabled": "1", **form}).status_code
+               for form in ({"time": "²:30"}, {"prep_minutes": "²"}, {"days": ["²"]}, {"prep_min_size": "³"})]
+
+    assert answers == [400] * 4
