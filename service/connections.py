@@ -96,8 +96,9 @@ class Connections:
         people-directory entry belongs to the organization and stays. Returns what was done; ``pending``
         means a sync still held the lock and a job finishes the purge once it has stopped."""
         sync_requests.mark_deleting(self.redis, user_id)   # syncs stop before their next write
-        users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
+        # The subscription goes while the user is still connected: its DELETE at Graph needs their token.
         done: dict = {"subscription_deleted": self._delete_subscription(user_id)}
+        users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
         with self.tokens.locked(user_id):
             done["tokens_deleted"] = token_store.delete(self.db, user_id)
         try:
