@@ -26,7 +26,7 @@ from service.digest import plan as digest_plan
 from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
-from service.store import calendars, digests, events, exclusions, users, utcnow
+from service.store import calendars, coaching, digests, events, exclusions, preps, users, utcnow
 from service.store import tokens as token_store
 from service.store.records import ConnectionStatus, User
 from service.subscriptions.lifecycle import Subscriptions
@@ -118,6 +118,8 @@ class Connections:
                     "calendars": calendars.delete_for_user(self.db, user_id),
                     "exclusions": exclusions.delete_for_user(self.db, user_id),
                     "digests": digests.delete_for_user(self.db, user_id),
+                    "preps": preps.delete_for_user(self.db, user_id),
+                    "coaching": coaching.delete_for_user(self.db, user_id),
                     "user": users.delete(self.db, user_id)}
         sync_requests.deletion_done(self.redis, user_id)
         return done

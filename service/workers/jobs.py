@@ -15,6 +15,7 @@ from rq import get_current_job
 
 from service.digest import jobs as digests
 from service.digest import plan as digest_plan
+from service.digest import prep
 from service.digest import send as digest_send
 from service.store import utcnow
 from service.subscriptions import sweep
@@ -125,3 +126,15 @@ def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = context.current()
     return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date)
+
+
+def prep_tick() -> int:
+    """Scheduler entry point (every minute): the meeting preps due now become send_prep jobs."""
+    rt = context.current()
+    return prep.tick(rt.db, rt.redis, utcnow())
+
+
+def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
+    """Send one meeting's prep mail; safe to retry or run twice."""
+    rt = context.current()
+    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso)

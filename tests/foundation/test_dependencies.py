@@ -23,8 +23,9 @@ LAYERS = (
                   "service.webhooks.apply")),
     ("insights", ("service.digest.people", "service.digest.matching", "service.digest.tips", "service.digest.schedule",
                   "service.digest.plan", "service.digest.build", "service.digest.render", "service.digest.links",
-                  "service.digest.meetings", "service.digest.collaborators", "service.digest.dashboard",
-                  "service.digest.send", "service.digest.jobs")),
+                  "service.digest.meetings", "service.digest.org", "service.digest.collaborators",
+                  "service.digest.dashboard", "service.digest.coaching", "service.digest.send", "service.digest.jobs",
+                  "service.digest.prep")),
     ("connections", ("service.connections", "service.mydata")),
 )
 ADAPTERS = len(LAYERS)

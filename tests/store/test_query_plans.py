@@ -15,12 +15,13 @@ import pytest
 from pymongo import monitoring
 
 from service.digest import jobs as digest_jobs
+from service.digest import prep
 from service.store import calendars, events, init_db, ops, people, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.store.records import Subscription
 from service.subscriptions import sweep as subscription_jobs
 from service.sync import sweeps
-from tests.digest.factories import add_user
+from tests.digest.factories import add_event, add_user, attendee
 
 READS = ("find", "count", "distinct", "aggregate")
 
@@ -69,6 +70,10 @@ def populated(db, rt, mongodb_uri):
                                                              client_state="x", expires_at=now + timedelta(hours=n)))
     users.mark_subscription_missing(db, "u7", now - timedelta(hours=1))
     people.create(db, {"emails": ["ana@contoso.com"], "primary_email": "ana@contoso.com"})
+    for n in range(0, 120, 4):   # meetings every few minutes over the next two hours, and long ago
+        for start in (now + timedelta(minutes=n), now - timedelta(days=n + 1)):
+            add_event(db, f"u{n}", f"e{n}-{start:%j}", start, start + timedelta(minutes=30),
+                      attendees=[attendee("ana@contoso.com")])
     return now
 
 
@@ -80,6 +85,7 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
     now = populated
     calls = {
         "digest tick": lambda: digest_jobs.due_users(db, rt.settings, now),
+        "prep tick": lambda: prep.due_preps(db, now + timedelta(minutes=30)),
         "reconcile sweep": lambda: sweeps.reconcile(db, rt.redis, rt.settings, now),
         "window roll": lambda: sweeps.window_roll(db, rt.redis, rt.settings, now),
         "renewal sweep": lambda: subscription_jobs.plan_renewals(db, now, 1_440),
@@ -174,3 +180,28 @@ def test_the_subscriptions_table_pages_and_searches_through_indexes_at_scale(man
     unindexed = [(name, collection) for name, collection, _, plan in plans if not any(s == "IXSCAN" for s, _ in plan)]
     unhinted = [(name, hint) for name, _, hint, plan in plans if hint and ("IXSCAN", hint) not in plan]
     assert scans == [] and unindexed == [] and unhinted == []
+
+
+@pytest.mark.wire
+def test_the_prep_tick_reads_only_the_meetings_starting_soon(db, mongodb_uri):
+    """Its cost follows the meetings starting within the longest lead time, not all users or all events."""
+    now = utcnow().replace(microsecond=0)
+    rows = [{"user_id": f"u{n % 50}", "graph_id": f"e{n}", "start": now + timedelta(minutes=n * 7),
+             "end": now + timedelta(minutes=n * 7 + 30), "is_all_day": False, "is_cancelled": False,
+             "attendees": []} for n in range(-2_000, 2_000)]
+    db.events.insert_many(rows)
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    soon = events.starting_between(client.get_default_database(), now, now + prep.LONGEST_LEAD)
+    [command] = [c for c in recorder.commands if c.get("find") == "events"]
+    body = {k: v for k, v in command.items() if not k.startswith("$") and k not in ("lsid", "cursor")}
+    stats = client.get_default_database().command("explain", body, verbosity="executionStats")
+    client.close()
+
+    plan = stages(stats["queryPlanner"]["winningPlan"])
+    print("prep tick events", plan, {k: stats.get("executionStats", {}).get(k) for k in
+                                     ("nReturned", "totalKeysExamined", "totalDocsExamined")})
+    assert len(soon) == 8 and ("IXSCAN", "start") in plan and not any(s == "COLLSCAN" for s, _ in plan)
+    execution = stats.get("executionStats")
+    if execution:   # a server that reports execution statistics: only the range was read, of 4,000 events
+        assert execution["totalDocsExamined"] <= 10 and execution["totalKeysExamined"] <= 10
