@@ -16,11 +16,12 @@ from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
 from service.workers import queues
+from service.workers.observe import ObservedJobs
 
 log = logging.getLogger(__name__)
 
 
-class ThreadWorker(SimpleWorker):
+class ThreadWorker(ObservedJobs, SimpleWorker):
     death_penalty_class = TimerDeathPenalty
     POLL_SECONDS = 1
 
