@@ -50,6 +50,7 @@ def multiprocess_dir() -> str | None:
 disable_created_metrics()  # no *_created series: multiprocess mode has none either, so both look alike
 if multiprocess_dir():
     # Before the first metric is built: the value class decides which file a sample goes to.
+    Path(multiprocess_dir()).mkdir(parents=True, exist_ok=True)
     values.ValueClass = values.MultiProcessValue(_process_identifier)
 
 

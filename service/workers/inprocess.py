@@ -21,12 +21,22 @@ from service.workers.observe import ObservedJobs
 log = logging.getLogger(__name__)
 
 
+class StopRequested(Exception):  # noqa: N818 - a request, not an error
+    """The worker was asked to stop while RQ was waiting (or retrying Redis)."""
+
+
 class ThreadWorker(ObservedJobs, SimpleWorker):
     death_penalty_class = TimerDeathPenalty
     POLL_SECONDS = 1
 
     def _install_signal_handlers(self) -> None:
         """The main thread owns signals; InProcessWorker.stop() asks us to stop instead."""
+
+    def heartbeat(self, *args, **kwargs):
+        """RQ retries a lost Redis forever inside its wait; once asked to stop, leave instead."""
+        if self._stop_requested and getattr(self, "_waiting", False):
+            raise StopRequested
+        return super().heartbeat(*args, **kwargs)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """Wait for a job in short polls so that a stop request is seen within a second.
@@ -38,7 +48,11 @@ class ThreadWorker(ObservedJobs, SimpleWorker):
         if timeout is None or max_idle_time is not None:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
-            result = super().dequeue_job_and_maintain_ttl(self.POLL_SECONDS, max_idle_time=self.POLL_SECONDS)
+            self._waiting = True   # only between jobs may heartbeat() end the wait (see heartbeat)
+            try:
+                result = super().dequeue_job_and_maintain_ttl(self.POLL_SECONDS, max_idle_time=self.POLL_SECONDS)
+            finally:
+                self._waiting = False
             if result is not None:
                 return result
         return None
@@ -80,6 +94,8 @@ class InProcessWorker:
                                         connection=self.connection)
             try:
                 self.current.work(burst=False, logging_level="WARNING")
+            except StopRequested:
+                return
             except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
                 log.exception("in-process worker loop failed; retrying")
                 self.stop_event.wait(1.0)
