@@ -22,6 +22,7 @@ from service.config import SECRET_FIELDS, Settings
 
 REDACTED = "[redacted]"
 FIELDS = ("request_id", "job_id", "queue", "user_id", "subscription_id")
+LIBRARY_LOGGERS = ("rq.worker", "rq.scheduler")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # JWTs (access and id tokens, validation tokens) and bearer credentials, whatever their origin.
@@ -139,3 +140,6 @@ def configure(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    for name in LIBRARY_LOGGERS:   # rq gives its loggers their own plain handlers: ours apply to them too
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

@@ -18,6 +18,12 @@ CONTEXT_ARGUMENTS = ("user_id", "subscription_id")
 
 
 class ObservedJobs:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # RQ's own lines would name each job with its arguments (emails, rich notifications' validation
+        # tokens): the job id and function are enough.
+        self.log_job_description = False
+
     def perform_job(self, job, queue, execution) -> bool:
         started = time.monotonic()
         with logs.bound(job_id=job.id, queue=queue.name, **_known_ids(job)):
