@@ -122,9 +122,8 @@ class JsonLineFormatter(_Redacting, JsonFormatter):
 def formatter(settings: Settings) -> logging.Formatter:
     secrets = secret_values(settings)
     if settings.log_format == "json":
-        fmt = JsonLineFormatter("{asctime}{levelname}{name}{message}", style="{",
-                                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                                json_ensure_ascii=False)
+        fmt = JsonLineFormatter("{levelname}{name}{message}", style="{", timestamp="time",   # ISO 8601, UTC
+                                rename_fields={"levelname": "level", "name": "logger"}, json_ensure_ascii=False)
     else:
         fmt = TextFormatter(TEXT_FORMAT)
     fmt.secrets = secrets

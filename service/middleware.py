@@ -55,7 +55,9 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _begin():
         given = request.headers.get(REQUEST_ID, "")
         g.request_id = given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
-        user_id = (request.view_args or {}).get("user_id") or session.get("user_id")
+        # Graph's webhooks carry no session: their hot path does not open one.
+        user_id = (request.view_args or {}).get("user_id") or (
+            session.get("user_id") if request.blueprint != "webhooks" else None)
         logs.bind(request_id=g.request_id, user_id=user_id if isinstance(user_id, str) else None)
         g.observed = True
         g.started = time.monotonic()
