@@ -12,6 +12,7 @@ import threading
 
 from redis import Redis
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
@@ -19,10 +20,6 @@ from service.workers import queues
 from service.workers.observe import ObservedJobs
 
 log = logging.getLogger(__name__)
-
-
-class StopRequested(Exception):  # noqa: N818 - a request, not an error
-    """The worker was asked to stop while RQ was waiting (or retrying Redis)."""
 
 
 class ThreadWorker(ObservedJobs, SimpleWorker):
@@ -33,7 +30,8 @@ class ThreadWorker(ObservedJobs, SimpleWorker):
         """The main thread owns signals; InProcessWorker.stop() asks us to stop instead."""
 
     def heartbeat(self, *args, **kwargs):
-        """RQ retries a lost Redis forever inside its wait; once asked to stop, leave instead."""
+        """RQ retries a lost Redis forever inside its wait; once asked to stop, leave instead (RQ's own
+        StopRequested ends ``work()`` quietly)."""
         if self._stop_requested and getattr(self, "_waiting", False):
             raise StopRequested
         return super().heartbeat(*args, **kwargs)
@@ -94,9 +92,10 @@ class InProcessWorker:
                                         connection=self.connection)
             try:
                 self.current.work(burst=False, logging_level="WARNING")
-            except StopRequested:
-                return
-            except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
+            except Exception as exc:  # a Redis blip must not end the dev worker; RQ already recorded job failures
+                if self.stop_event.is_set():
+                    log.info("in-process worker stopped (%s while leaving)", type(exc).__name__)
+                    return
                 log.exception("in-process worker loop failed; retrying")
                 self.stop_event.wait(1.0)
 
