@@ -1,20 +1,17 @@
-"""WSGI entry point: gunicorn wsgi:app"""
+"""WSGI entry point: gunicorn wsgi:app
 
-import sys
+A setting that stops the web process exits with gunicorn's boot-error code (3), so gunicorn stops instead
+of restarting the worker forever (service/serving.py).
+"""
 
 from service import create_app
-from service.config import ConfigError, Settings
+from service.config import ConfigError
 from service.logs import configure
+from service.serving import refuse_to_start, web_settings
 
 try:
-    _settings = Settings.from_env()
+    _settings = web_settings()
 except ConfigError as exc:
-    print(f"calsync: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
-if _settings.embedded_redis:
-    # Each gunicorn worker would start its own Redis, and the webhooks would queue work no worker sees.
-    print("calsync: REDIS_URL must be set to serve with gunicorn (for embedded mode run `calsync dev`)",
-          file=sys.stderr)
-    raise SystemExit(2)
+    refuse_to_start(exc)
 configure(_settings)
 app = create_app(_settings)

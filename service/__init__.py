@@ -6,7 +6,7 @@ import importlib
 
 from flask import Flask
 
-from service import csrf
+from service import csrf, middleware
 from service.config import Settings
 from service.runtime import Runtime
 
@@ -19,6 +19,7 @@ BLUEPRINTS = (
     "service.digest.api",
     "service.ops.routes",
     "service.ops.data",
+    "service.ops.metrics",
 )
 
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["calsync"] = runtime
     app.extensions["calsync.settings"] = settings
     csrf.init_app(app)
+    middleware.init_app(app, settings)
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
     return app

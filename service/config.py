@@ -22,6 +22,8 @@ DEV_SECRET_KEY = "calsync-dev-session-key"  # noqa: S105
 DEV_OPS_TOKEN = "calsync-dev-ops-token"  # noqa: S105
 
 SMTP_SCHEMES = ("smtp", "smtps", "smtp+starttls")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,9 @@ class Settings:
     rich_cert_path: str | None = None
     rich_key_path: str | None = None
     digest_default_time: str = "06:30"
+    log_format: str = "text"            # or "json": one JSON object a line (the default in prod)
+    log_level: str = "INFO"
+    proxy_hops: int = 0                 # proxies in front whose X-Forwarded-For/-Proto are believed
 
     @property
     def embedded_mongo(self) -> bool:
@@ -124,6 +129,10 @@ class Settings:
             rich_cert_path=env.text("CALSYNC_RICH_CERT", None),
             rich_key_path=env.text("CALSYNC_RICH_KEY", None),
             digest_default_time=env.clock("CALSYNC_DIGEST_TIME", "06:30"),
+            log_format=env.choice("CALSYNC_LOG_FORMAT", LOG_FORMATS,
+                                  "json" if env.raw("CALSYNC_ENV") == "prod" else "text"),
+            log_level=env.choice("CALSYNC_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            proxy_hops=env.number("CALSYNC_PROXY_HOPS", 0, int, low=0, high=5),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "
@@ -174,8 +183,9 @@ class _Reader:
         value = self.raw(name)
         return default if value is None else value
 
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
         value = self.raw(name) or default
+        value = value.upper() if upper else value
         if value not in allowed:
             raise ConfigError(f"{name}: must be one of {', '.join(allowed)}")
         return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from werkzeug.serving import make_server
 
@@ -48,11 +49,17 @@ class DevServer:
             thread.start()
             self.threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, within: float = 8.0) -> None:
+        """Stop every part, waiting ``within`` seconds in all (a job still running is left to its daemon thread)."""
         self.stop_event.set()
         if self.worker is not None:
             self.worker.stop()
         self.http.shutdown()
+        deadline = time.monotonic() + within
         for thread in self.threads:
-            thread.join(timeout=10)
-        log.info("calsync dev stopped")
+            thread.join(timeout=max(deadline - time.monotonic(), 0.1))
+        left = [thread.name for thread in self.threads if thread.is_alive()]
+        if left:
+            log.warning("calsync dev stopped with %s still running", ", ".join(left))
+        else:
+            log.info("calsync dev stopped")

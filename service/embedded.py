@@ -54,6 +54,9 @@ def start_embedded_redis(directory: Path) -> EmbeddedRedis:
          "--save", "", "--appendonly", "no", "--dir", str(directory), "--loglevel", "warning"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own session: a Ctrl-C or SIGTERM sent to our process group must not stop it under the workers
+        # still using it; we stop it ourselves, last (EmbeddedRedis.stop).
+        start_new_session=True,
         # PDEATHSIG fires when the creating *thread* exits, so only tie it to the main thread.
         preexec_fn=_die_with_parent if threading.current_thread() is threading.main_thread() else None,
     )

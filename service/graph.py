@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import requests
 import requests.adapters
 
+from service import metrics
 from service.mailbox import MailboxBusy, MailboxGate
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,18 @@ class GraphClient:
         refreshed = False
         new_connection = False
         for attempt in range(1, self.max_attempts + 1):
+            response = None
             headers["Authorization"] = f"Bearer {self.token(force_refresh=refreshed)}"
             try:
                 with self._slot():
                     self.requests_made += 1
                     send = self._send_on_new_connection if new_connection else self.session.request
-                    response = send(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                    started = time.monotonic()
+                    try:
+                        response = send(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                    finally:
+                        status = str(response.status_code) if response is not None else "error"
+                        metrics.GRAPH_SECONDS.labels(method, status).observe(time.monotonic() - started)
             except MailboxBusy as exc:
                 raise Throttled(429, "MailboxBusy", str(exc), retry_after=exc.retry_after) from None
             except (requests.ConnectionError, requests.Timeout) as exc:

@@ -7,8 +7,10 @@ from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
-from service import cursors, store
+from service import cursors, health, store
 from service.csrf import CSRFError, csrf
 from service.ops import queues as queue_health
 from service.store import ops as ops_store
@@ -82,17 +84,32 @@ def logout():
 
 
 def _overview() -> dict:
+    """The dashboard's figures; a dependency that does not answer is named in ``failed`` and its parts
+    are left empty (None), so operators see what is down instead of an error page."""
     rt = _runtime()
     now = store.utcnow()
-    return {
-        "generated_at": now,
-        "counts": ops_store.counts(rt.db, now, EXPIRING_SOON),
-        "needs_reconnect": users.needing_reconnect(rt.db),
-        "unsubscribed": users.missing_subscriptions(rt.db),
-        "queues": queue_health.queue_health(rt.redis),
-        "workers": queue_health.worker_count(rt.redis),
-        "stats": queue_health.stats(rt.redis),
-    }
+    checks = health.probe(rt)
+    data = {"generated_at": now, "dependencies": checks, "counts": None, "needs_reconnect": [],
+            "unsubscribed": [], "queues": [], "workers": None, "stats": []}
+    if checks["mongodb"] == "ok":
+        try:
+            data.update(counts=ops_store.counts(rt.db, now, EXPIRING_SOON),
+                        needs_reconnect=users.needing_reconnect(rt.db), unsubscribed=users.missing_subscriptions(rt.db))
+        except PyMongoError as exc:
+            checks["mongodb"] = _failed("MongoDB", exc)
+    if checks["redis"] == "ok":
+        try:
+            data.update(queues=queue_health.queue_health(rt.redis), workers=queue_health.worker_count(rt.redis),
+                        stats=queue_health.stats(rt.redis))
+        except RedisError as exc:
+            checks["redis"] = _failed("Redis", exc)
+    data["failed"] = sorted(name for name, state in checks.items() if state != "ok")
+    return data
+
+
+def _failed(name: str, exc: Exception) -> str:
+    current_app.logger.warning("ops: %s failed while reading the overview (%s)", name, type(exc).__name__)
+    return "unreachable"
 
 
 class BadListing(ValueError):
@@ -162,7 +179,7 @@ def _subscription_json(row: dict) -> dict:
 @ops_required
 def dashboard():
     data = _overview()
-    listing = _listing(request.args, PAGE_SIZE)
+    listing = _listing(request.args, PAGE_SIZE) if "mongodb" not in data["failed"] else None
     return render_template("ops/dashboard.html", soon=data["generated_at"] + EXPIRING_SOON, listing=listing,
                            statuses=STATUSES, **data)
 
@@ -181,13 +198,17 @@ def subscriptions_api():
 @bp.get("/api/health")
 @ops_required
 def health_api():
+    """Everything the dashboard shows, as JSON; 503 (with the same body) naming what is down, if anything."""
     data = _overview()
-    first = _listing({}, HEALTH_PAGE_SIZE)
-    return {
+    first = _listing({}, HEALTH_PAGE_SIZE) if "mongodb" not in data["failed"] else None
+    body = {
         "generated_at": _iso(data["generated_at"]),
+        "status": "degraded" if data["failed"] else "ok",
+        "dependencies": data["dependencies"],
+        "failed": data["failed"],
         "counts": data["counts"],
-        "subscriptions": [_subscription_json(row) for row in first["rows"]],
-        "subscriptions_next_cursor": first["next_cursor"],  # the rest: /ops/api/subscriptions?cursor=...
+        "subscriptions": [_subscription_json(row) for row in first["rows"]] if first else None,
+        "subscriptions_next_cursor": first["next_cursor"] if first else None,  # /ops/api/subscriptions?cursor=
         "needs_reconnect": [
             {"user_id": u.id, "email": u.email, "reason": u.connection.reason, "since": _iso(u.connection.since)}
             for u in data["needs_reconnect"]
@@ -197,24 +218,7 @@ def health_api():
         "workers": data["workers"],
         "stats": [{"name": name, "key": label, "value": value} for name, label, value in data["stats"]],
     }
-
-
-@bp.get("/metrics")
-@ops_required
-def metrics():
-    """Prometheus text exposition of the same figures."""
-    data = _overview()
-    lines = []
-    for name, value in data["counts"].items():
-        lines.append(f"calsync_{name} {value}")
-    for row in data["queues"]:
-        for state in ("queued", "started", "scheduled", "deferred", "failed"):
-            lines.append(f'calsync_queue_jobs{{queue="{row["queue"]}",state="{state}"}} {row[state]}')
-    lines.append(f"calsync_workers {data['workers']}")
-    for name, label, value in data["stats"]:
-        metric = "calsync_" + "".join(c if c.isalnum() else "_" for c in name)
-        lines.append(f'{metric}{{key="{_label(label)}"}} {value}' if label else f"{metric} {value}")
-    return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4"}
+    return (body, 503, {"Retry-After": "5"}) if data["failed"] else body
 
 
 @bp.post("/users/<user_id>/resync")
@@ -250,10 +254,6 @@ def _done(body: dict):
     if request.form.get("csrf_token"):
         return redirect(url_for("ops.dashboard"))
     return body, 202
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
 def _iso(value):

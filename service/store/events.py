@@ -20,7 +20,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from service import timezones
+from service import metrics, timezones
 from service.store import as_utc
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,7 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
         if doc.get("last_modified") is not None:
             lag = max((now - doc["last_modified"]).total_seconds(), 0.0)
             result.lag_seconds = max(result.lag_seconds or 0.0, lag)
+            metrics.STORED_LAG.observe(lag)
 
 
 MAX_WRITE_ATTEMPTS = 5

@@ -19,6 +19,7 @@ from pymongo.database import Database
 from service.store import as_utc
 from service.store import subscriptions as subscription_store
 from service.store import users as user_store
+from service.store.records import ConnectionStatus, SubscriptionStatus
 
 INDEXES: dict = {}
 
@@ -88,6 +89,22 @@ def _attach_owners(db: Database, rows: list[dict]) -> None:
         owner = owners.get(row.get("user_id"), {})
         row["user_email"] = owner.get("email")
         row["connection_status"] = (owner.get("connection") or {}).get("status")
+
+
+def gauge_counts(db: Database, now: datetime, soon: timedelta) -> dict[str, dict[str, int] | int]:
+    """The metrics scrape's counts, each answered from an index or the collection's metadata (no scan)."""
+    return {
+        "users": {str(status): db.users.count_documents({"connection.status": str(status)},
+                                                       hint=user_store.BY_STATUS_AND_LAST_SYNC)
+                  for status in ConnectionStatus},
+        "subscriptions": {str(status): db.subscriptions.count_documents(
+            {"status": str(status)}, hint=subscription_store.BY_STATUS_AND_EXPIRY) for status in SubscriptionStatus},
+        "subscriptions_expiring_soon": db.subscriptions.count_documents(
+            {"expires_at": {"$lt": now + soon}}, hint=subscription_store.BY_EXPIRY),
+        "subscriptions_expired": db.subscriptions.count_documents(
+            {"expires_at": {"$lt": now}}, hint=subscription_store.BY_EXPIRY),
+        "events_stored": db.events.estimated_document_count(),
+    }
 
 
 def counts(db: Database, now: datetime, soon: timedelta) -> dict[str, int]:

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks
+from service import locks, metrics
 from service.config import Settings
 from service.graph import GraphClient, GraphError, Throttled
 from service.identity.tokens import ReconnectRequired, TokenUnavailable
@@ -323,6 +323,7 @@ class Subscriptions:
                     subscription.id, subscription.user_id, error, subscription.failures + 1, delay)
 
     def _count(self, name: str) -> None:
+        metrics.SUBSCRIPTION_OPERATIONS.labels(str(name)).inc()
         self.redis.incr(STATS.format(name=str(name)))
 
 

@@ -8,11 +8,13 @@ collection. Bodies and tokens are never logged.
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, Response, current_app, request
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
+from service import metrics
 from service.csrf import csrf
 from service.webhooks import receiver
 from service.webhooks.notifications import BadPayload, parse_collection, validation_token
@@ -40,6 +42,14 @@ def lifecycle() -> Response:
 
 
 def _handle(receive, *, lifecycle: bool) -> Response:
+    route = "lifecycle" if lifecycle else "changes"
+    started = time.monotonic()
+    response = _answer(receive, lifecycle=lifecycle, route=route)
+    metrics.WEBHOOK_SECONDS.labels(route, str(response.status_code)).observe(time.monotonic() - started)
+    return response
+
+
+def _answer(receive, *, lifecycle: bool, route: str) -> Response:
     try:
         token = validation_token(request.args)
     except BadPayload as exc:
@@ -58,11 +68,15 @@ def _handle(receive, *, lifecycle: bool) -> Response:
         return _plain(str(exc), 400)
     try:
         rt = current_app.extensions["calsync"]
-        receive(rt.redis, rt.db, collection)
+        verdict = receive(rt.redis, rt.db, collection)
     except (RedisError, PyMongoError) as exc:
         log.error("could not queue %d notification(s), asking Graph to redeliver: %s",
                   len(collection.items), type(exc).__name__)
         return _plain("temporarily unable to accept notifications", 503, {"Retry-After": "5"})
+    metrics.WEBHOOK_NOTIFICATIONS.labels(route, "accepted").inc(len(verdict.accepted))
+    for reason, count in verdict.dropped.items():
+        metrics.WEBHOOK_NOTIFICATIONS.labels(route, "dropped").inc(count)
+        metrics.WEBHOOK_DROPPED.labels(route, reason).inc(count)
     return _plain("", 202)
 
 

@@ -12,20 +12,29 @@ import threading
 
 from redis import Redis
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
 from service.workers import queues
+from service.workers.observe import ObservedJobs
 
 log = logging.getLogger(__name__)
 
 
-class ThreadWorker(SimpleWorker):
+class ThreadWorker(ObservedJobs, SimpleWorker):
     death_penalty_class = TimerDeathPenalty
     POLL_SECONDS = 1
 
     def _install_signal_handlers(self) -> None:
         """The main thread owns signals; InProcessWorker.stop() asks us to stop instead."""
+
+    def heartbeat(self, *args, **kwargs):
+        """RQ retries a lost Redis forever inside its wait; once asked to stop, leave instead (RQ's own
+        StopRequested ends ``work()`` quietly)."""
+        if self._stop_requested and getattr(self, "_waiting", False):
+            raise StopRequested
+        return super().heartbeat(*args, **kwargs)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """Wait for a job in short polls so that a stop request is seen within a second.
@@ -37,7 +46,11 @@ class ThreadWorker(SimpleWorker):
         if timeout is None or max_idle_time is not None:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
-            result = super().dequeue_job_and_maintain_ttl(self.POLL_SECONDS, max_idle_time=self.POLL_SECONDS)
+            self._waiting = True   # only between jobs may heartbeat() end the wait (see heartbeat)
+            try:
+                result = super().dequeue_job_and_maintain_ttl(self.POLL_SECONDS, max_idle_time=self.POLL_SECONDS)
+            finally:
+                self._waiting = False
             if result is not None:
                 return result
         return None
@@ -79,7 +92,10 @@ class InProcessWorker:
                                         connection=self.connection)
             try:
                 self.current.work(burst=False, logging_level="WARNING")
-            except Exception:  # a Redis blip must not end the dev worker; RQ already recorded job failures
+            except Exception as exc:  # a Redis blip must not end the dev worker; RQ already recorded job failures
+                if self.stop_event.is_set():
+                    log.info("in-process worker stopped (%s while leaving)", type(exc).__name__)
+                    return
                 log.exception("in-process worker loop failed; retrying")
                 self.stop_event.wait(1.0)
 

@@ -2,22 +2,26 @@
 
 It reads the settings when it starts (a bad one stops it with one line and exit code 2, as every calsync
 process does) and installs the process's Runtime for the jobs it runs. Clients are built lazily, so each
-forked work horse opens its own MongoDB and Redis connections.
+forked work horse opens its own MongoDB and Redis connections. Each job runs with its ids in the log
+context and its metrics recorded in the work horse (``service.workers.observe``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rq import Worker as RQWorker
 
+from service import metrics
 from service.config import ConfigError, Settings
 from service.logs import configure
 from service.runtime import Runtime
 from service.workers import context
+from service.workers.observe import ObservedJobs
 
 
-class Worker(RQWorker):
+class Worker(ObservedJobs, RQWorker):
     def __init__(self, *args, **kwargs):
         try:
             settings = Settings.from_env()
@@ -27,3 +31,7 @@ class Worker(RQWorker):
         configure(settings)
         context.install(Runtime(settings))
         super().__init__(*args, **kwargs)
+
+    def main_work_horse(self, job, queue):
+        metrics.entered_work_horse(os.getppid())  # this worker's horses share one metrics file
+        return super().main_work_horse(job, queue)

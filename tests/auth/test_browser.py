@@ -16,7 +16,13 @@ def page():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, timezone_id="America/Los_Angeles")
-        yield context.new_page()
+        violations = []   # every Content-Security-Policy violation on any page of the flow
+        context.expose_binding("cspViolation", lambda _source, text: violations.append(text))
+        context.add_init_script("document.addEventListener('securitypolicyviolation', e => window.cspViolation("
+                                "e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + location.pathname))")
+        page = context.new_page()
+        page.csp_violations = violations
+        yield page
         context.close()
         browser.close()
 
@@ -46,6 +52,7 @@ def test_a_user_connects_their_calendar_in_a_real_browser(stack, page):
 
     assert page.get_by_role("heading", level=1).inner_text() == "Your calendar is disconnected"
     assert users.get(stack.runtime.db, alice["id"]).connection.status == users.DISCONNECTED
+    assert page.csp_violations == []   # connect, Microsoft's redirect (form-action), callback, status, disconnect
 
 
 @pytest.mark.browser

@@ -115,7 +115,8 @@ def test_the_wsgi_entry_point_refuses_embedded_redis_with_one_line():
         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
     )
 
-    assert result.returncode == 2
+    assert result.returncode == 3   # gunicorn's boot error: it stops instead of restarting the worker
     assert result.stderr.strip() == (
-        "calsync: REDIS_URL must be set to serve with gunicorn (for embedded mode run `calsync dev`)"
+        "calsync: configuration error: REDIS_URL: must be set to serve with gunicorn "
+        "(for embedded mode run `calsync dev`)"
     )

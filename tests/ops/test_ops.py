@@ -2,6 +2,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.workers import queues
 
@@ -70,15 +71,39 @@ def test_queue_health_counts_failed_jobs_and_requeues_them(client, ops_headers, 
     assert {q["queue"]: (q["failed"], q["queued"]) for q in after}["digest"] == (0, 1)
 
 
-def test_metrics_are_prometheus_text(client, ops_headers, population, redis_conn):
+def scrape(client, ops_headers, path="/ops/metrics") -> dict:
+    """Every sample of a scrape as {(name, sorted labels): value}, parsed by prometheus-client's own parser."""
+    response = client.get(path, headers=ops_headers)
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True)) for s in family.samples}
+
+
+def test_metrics_are_prometheus_text_with_help_types_and_labels(client, ops_headers, population, redis_conn):
+    dropped = (("reason", "client_state"), ("route", "changes"))
+    before = scrape(client, ops_headers).get(("calsync_webhook_dropped_notifications_total", dropped), 0)
     forged = {"subscriptionId": "s-ok", "clientState": "forged", "changeType": "updated", "resource": "r"}
     client.post("/webhooks/graph", json={"value": [forged] * 4})  # the webhook counts what it drops
 
     text = client.get("/ops/metrics", headers=ops_headers).get_data(as_text=True)
+    samples = scrape(client, ops_headers, "/metrics")
 
-    assert "calsync_subscriptions_expired 1\n" in text
-    assert 'calsync_queue_jobs{queue="sync",state="failed"} 0' in text
-    assert "calsync_webhook_dropped_client_state 4\n" in text
+    assert "# HELP calsync_webhook_dropped_notifications_total " in text
+    assert "# TYPE calsync_webhook_dropped_notifications_total counter" in text
+    assert "# TYPE calsync_webhook_handling_seconds histogram" in text
+    assert samples[("calsync_webhook_dropped_notifications_total", dropped)] == before + 4
+    assert samples[("calsync_subscriptions_expired", ())] == 1
+    assert samples[("calsync_subscriptions", (("status", "failing"),))] == 1
+    assert samples[("calsync_users", (("status", "needs_reconnect"),))] == 1
+    assert samples[("calsync_queue_jobs", (("queue", "sync"), ("state", "failed")))] == 0
+    assert samples[("calsync_dependency_up", (("dependency", "redis"),))] == 1
+    assert not [name for name, _ in samples if name.startswith("calsync_webhook_dropped_client")]  # a label now
+
+
+def test_metrics_need_the_ops_token_on_both_paths(client):
+    for path in ("/metrics", "/ops/metrics"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
 def test_recreate_subscription_enqueues_the_job_and_unknown_users_are_404(client, ops_headers, population, redis_conn):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service import procfile
+from service import metrics, procfile
 
 
 @dataclass
@@ -34,6 +34,9 @@ class Topology:
 
     def __post_init__(self) -> None:
         self.commands = procfile.processes(self.root / "Procfile")
+        # The processes' metrics meet here (prometheus-client's multiprocess mode), fresh for each topology.
+        self.env.setdefault(metrics.MULTIPROC_ENV, str(self.log_dir / "prometheus"))
+        self.metrics_dir = metrics.reset_multiprocess_dir(self.env[metrics.MULTIPROC_ENV])
 
     def release(self, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(self.commands["release"], shell=True, env=self.env, cwd=self.root,  # noqa: S602

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
 from service.config import Settings
@@ -163,11 +164,33 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         for doc in documents:
             assert set(doc) <= events.STORED_FIELDS
             assert "SECRET" not in repr(doc) and "Secret room" not in repr(doc)
+        # One scrape adds up every process: syncs run in the workers' horses, notifications the web took.
+        scraped = scrape(url)
+        assert scraped.get(("calsync_jobs_total", "sync_user", "finished"), 0) > 0, scraped
+        assert scraped[("calsync_webhook_notifications_total", "accepted")] > 0
+        assert scraped[("calsync_graph_request_duration_seconds_count",)] > 0
+        assert scraped[("calsync_notification_to_stored_seconds_count",)] > 0
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{topology.tail()}") from None
     finally:
         leftovers = topology.stop()
     assert leftovers == [], leftovers
+
+
+def scrape(url: str) -> dict:
+    """/metrics summed by name and the labels that matter here (function and status, or result)."""
+    text = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {OPS_TOKEN}"}, timeout=10).text
+    totals: dict = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "calsync_jobs_total":
+                key = (sample.name, sample.labels["function"], sample.labels["status"])
+            elif sample.name == "calsync_webhook_notifications_total":
+                key = (sample.name, sample.labels["result"])
+            else:
+                key = (sample.name,)
+            totals[key] = totals.get(key, 0) + sample.value
+    return totals
 
 
 def active(control) -> list[dict]:

@@ -1,0 +1,118 @@
+"""Metrics across processes, as deployed: gunicorn with two workers and a real rq worker whose job runs in a
+forked work horse, all writing to one PROMETHEUS_MULTIPROC_DIR; a scrape of either gunicorn worker adds up
+every process's samples, and an exited gunicorn worker's live gauge is dropped (mark_process_dead)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.workers import jobs, queues
+from tests.conftest import OPS_TOKEN, _free_port
+from tests.support.topology import _group_members, _signal_group, _wait_for_groups
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK = (("endpoint", "webhooks.changes"), ("method", "GET"), ("status", "200"))
+PING = (("function", "ping"), ("queue", "maintenance"), ("status", "finished"))
+
+
+def environment(tmp_path: Path, redis_url: str, metrics_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_") and k not in ("MONGODB_URI",)}
+    return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "CALSYNC_OPS_TOKEN": OPS_TOKEN,
+            "CALSYNC_DATA_DIR": str(tmp_path / "var"), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+
+def samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def per_file(metrics_dir: Path, metric: str, labels: tuple) -> dict[str, float]:
+    """The value of one sample in each process's file (file name → value), read as the collector reads them."""
+    found = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+            _, name, labelled, _ = json.loads(key)
+            if name == metric and tuple(sorted(labelled.items())) == labels:
+                found[path.stem.removeprefix("counter_")] = value
+    return found
+
+
+def gunicorn_workers(master: int) -> list[int]:
+    path = Path(f"/proc/{master}/task/{master}/children")
+    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_work_horse(tmp_path, redis_url, redis_conn):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    env = environment(tmp_path, redis_url, metrics_dir)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    queues.get_queue(queues.MAINTENANCE, redis_conn).enqueue(jobs.ping, "horse")
+    web = subprocess.Popen(["gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+                            "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        worker = subprocess.run(["rq", "worker", "-w", "service.workers.worker.Worker", "--url", redis_url,
+                                 "--burst", queues.MAINTENANCE], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        _wait_for(lambda: _answers(f"{base}/healthz"), 30)
+        with ThreadPoolExecutor(8) as pool:   # enough concurrent requests that both workers serve some
+            deadline = time.monotonic() + 30
+            while len(per_file(metrics_dir, "calsync_http_requests_total", WEBHOOK)) < 2:
+                assert time.monotonic() < deadline, "one gunicorn worker served every request"
+                list(pool.map(lambda _: requests.get(f"{base}/webhooks/graph?validationToken=x", timeout=5),
+                              range(40)))
+        by_process = per_file(metrics_dir, "calsync_http_requests_total", WEBHOOK)
+        scraped = samples(requests.get(f"{base}/metrics", headers=headers, timeout=10).text)
+
+        victim = gunicorn_workers(web.pid)[0]
+        os.kill(victim, signal.SIGTERM)   # gunicorn replaces it; its child_exit hook marks it dead
+        _wait_for(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), 15)
+        after = samples(requests.get(f"{base}/ops/metrics", headers=headers, timeout=10).text)
+    finally:
+        _signal_group(web.pid, signal.SIGTERM)
+        left = _wait_for_groups([web.pid], 10)
+        _signal_group(web.pid, signal.SIGKILL)
+        web.wait(timeout=10)
+
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    assert redis_conn.get("calsync:ping:horse") == b"pong"
+    assert len(by_process) >= 2 and all(value > 0 for value in by_process.values()), by_process
+    assert scraped[("calsync_http_requests_total", WEBHOOK)] == sum(by_process.values())
+    assert scraped[("calsync_jobs_total", PING)] == 1                   # recorded in the work horse...
+    horse_files = per_file(metrics_dir, "calsync_jobs_total", PING)
+    assert list(horse_files) and all(name.startswith("horse") for name in horse_files), horse_files  # its file
+    assert ("calsync_workers", ()) in scraped                              # and the gauges of this scrape
+    assert ("calsync_queue_jobs", (("queue", "sync"), ("state", "queued"))) in scraped
+    assert after[("calsync_http_requests_total", WEBHOOK)] >= sum(by_process.values())   # its counters stay
+    assert left == [] and _group_members(web.pid) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_for(check, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
