@@ -1,0 +1,5 @@
+from bench.common import Part
+
+
+def run(ctx):
+    return Part("p3_freshness", "todo")
