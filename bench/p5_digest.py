@@ -96,7 +96,7 @@ def run_chunk(args: tuple[int, int, int, int, bool]) -> tuple[int, int, float]:
 
 def run(ctx) -> Part:
     part = Part("P5", "digests built + rendered vs rendering precomputed digests")
-    users = 300 if ctx.figures.get("smoke") else 2_000 if ctx.quick else 10_000
+    users = 250 if ctx.figures.get("smoke") else 1_000 if ctx.quick else 10_000
     workers = min(2, os.cpu_count() or 1)
     chunk, meetings, directory = 250, 6, 5_000
     results = {}
