@@ -46,14 +46,18 @@ def main() -> int:
             wait_port(port)
             target = f"http://127.0.0.1:{port}/webhooks/graph"
             wrk(target, script, 1, 16)
-            worker = children(master.pid)[0]
-            raw = work / "profile.txt"
-            print(f"sampling gunicorn worker {worker} (master {master.pid}) for {args.seconds}s", file=sys.stderr)
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(worker), "--duration", str(args.seconds),
-                                    "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            workers = children(master.pid)       # gunicorn's workers (and any helper process it forks)
+            raws = [work / f"profile-{pid}.txt" for pid in workers]
+            print(f"sampling gunicorn processes {workers} (master {master.pid}) for {args.seconds}s", file=sys.stderr)
+            spies = [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(args.seconds),
+                                       "--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for pid, raw in zip(workers, raws, strict=True)]
             wrk(target, script, args.seconds + 1, 16)
-            spy.wait(timeout=60)
+            for spy in spies:
+                spy.wait(timeout=60)
+        raw = work / "profile.txt"
+        raw.write_text("".join(r.read_text() for r in raws if r.exists()))
         report(raw, args.top)
     finally:
         conn.flushdb()
