@@ -124,7 +124,7 @@ def run(ctx) -> Part:
 
             with PeakRSS(groups, label) as sampler, ThreadPoolExecutor(max_workers=4) as pool:
                 total = int(rate * seconds)
-                load_began = time.monotonic()
+                load_began, load_began_wall = time.monotonic(), datetime.now(UTC)
                 futures = []
                 for n in range(total):
                     delay = load_began + n / rate - time.monotonic()
@@ -137,6 +137,7 @@ def run(ctx) -> Part:
                 lags = _wait_stored(db, created, timeout=60 if ctx.quick else 120)
             ctx.memory.update(sampler.peak)
             missing = len(created) - len(lags)
+            jobs = _sync_job_times(conn, load_began_wall)
         finally:
             leftovers = topology.stop()
     conn.flushdb()
@@ -147,6 +148,10 @@ def run(ctx) -> Part:
     part.add(f"freshness p99 at {offered:.0f} changes/s", round(p99 * 1000), "ms", round(upsert_p99, 2),
              "one raw upsert (p99)", "<= 1000 ms", p99 <= 1.0)
     part.add("changes never stored (within the wait)", missing, "count", target="0", met=missing == 0)
+    if jobs["count"]:
+        part.add("sync_user jobs run during the load", jobs["count"], "jobs", len(created), "changes")
+        part.add("sync_user job run time p50 / p99", round(jobs["run_p50"]), "ms", round(jobs["run_p99"]), "p99")
+        part.add("sync_user queue wait p50 / p99", round(jobs["wait_p50"]), "ms", round(jobs["wait_p99"]), "p99")
     part.add("wire server raw upsert rate (1 client)", round(upsert_rate), "upserts/s", rate, "changes/s offered")
     part.add(f"{user_count} users connected, subscribed, backfilled in", round(connected, 1), "s")
     part.add("processes left after stopping the topology", len(leftovers), "count", target="0",
@@ -154,6 +159,29 @@ def run(ctx) -> Part:
     part.notes.append(f"{int(rate * seconds)} creates over {seconds}s via the control API (4 client threads); "
                       f"emulator batch window 50 ms; 2 rq workers (fork per job), gunicorn 2x4, 1 scheduler")
     return part
+
+
+def _sync_job_times(conn: redis.Redis, since: datetime) -> dict:
+    """Run time and queue wait of the sync_user jobs that finished since ``since`` (RQ keeps their records)."""
+    from rq.job import Job
+    from rq.registry import FinishedJobRegistry
+
+    from service.workers import queues
+
+    registry = FinishedJobRegistry(queues.SYNC, connection=conn)
+    runs, waits = [], []
+    for job in Job.fetch_many(registry.get_job_ids(), connection=conn):
+        if job is None or job.func_name != queues.SYNC_USER or not job.started_at or not job.ended_at:
+            continue
+        started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
+        if started < since:
+            continue
+        enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=UTC)
+        ended = job.ended_at if job.ended_at.tzinfo else job.ended_at.replace(tzinfo=UTC)
+        runs.append((ended - started).total_seconds() * 1000)
+        waits.append((started - enqueued).total_seconds() * 1000)
+    return {"count": len(runs), "run_p50": percentile(runs, 50), "run_p99": percentile(runs, 99),
+            "wait_p50": percentile(waits, 50), "wait_p99": percentile(waits, 99)}
 
 
 def _wait_stored(db, created, timeout: float) -> list[float]:
