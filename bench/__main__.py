@@ -197,8 +197,9 @@ def memory_part(ctx: Context) -> Part:
         if name.startswith("baseline"):
             continue
         limit = limits.get(name)
-        part.add(f"peak RSS, {name}", round(value, 1), "MB", ctx.memory.get("baseline: bare Flask worker"),
-                 "bare Flask gunicorn worker" if name.startswith("web") else "", f"<= {limit:.0f} MB" if limit else "",
+        web = name.startswith("web")
+        part.add(f"peak RSS, {name}", round(value, 1), "MB", ctx.memory.get("baseline: bare Flask worker") if web
+                 else None, "bare Flask gunicorn worker" if web else "", f"<= {limit:.0f} MB" if limit else "",
                  value <= limit if limit else None)
     if not ctx.memory:
         part.notes.append("P1/P3 did not run: no memory figures")

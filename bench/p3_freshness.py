@@ -2,7 +2,8 @@
 
 The Procfile's own lines (release; gunicorn; two ``rq worker`` processes; ``calsync scheduler``, which
 also runs the dispatcher) as separate processes over the SecantusDB wire server and this run's Redis,
-the emulator over HTTPS on loopback delivering real change notifications. Users connect through the real
+the emulator (``calsync emulator``, its own process) over HTTPS on loopback delivering real change
+notifications. Users connect through the real
 sign-in flow; then events are created in their calendars at a fixed rate (the control API, two client
 threads), and each event's ``stored_at`` in MongoDB minus its ``lastModifiedDateTime`` in the emulator is
 its freshness. Baseline, same run: the wire server's raw upsert rate and latency from one client (what a
@@ -11,7 +12,10 @@ single write costs there, before any of calsync's work). Also samples the proces
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +26,8 @@ import pymongo
 import redis
 import requests
 
-from bench.common import Part, PeakRSS, cmdline, free_port, percentile, python_env
-from emulator.testing import running_emulator
+from bench.common import Part, PeakRSS, Processes, cmdline, free_port, percentile, python_env
+from bench.servers import start_emulator
 from service import demo
 from tests.support.topology import Topology
 
@@ -78,12 +82,14 @@ def run(ctx) -> Part:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     (ctx.work / "p3-logs").mkdir(exist_ok=True)
-    with running_emulator(ctx.work / "emulator") as emulator:
+    with Processes(ctx.work) as procs:
+        emulator = start_emulator(procs, ctx.work / "emulator", python_env())
         env = python_env({
             "MONGODB_URI": mongodb_uri, "REDIS_URL": ctx.redis_url, "CALSYNC_PUBLIC_URL": url,
             "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
             "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_DATA_DIR": str(ctx.work / "p3-var"),
-            "CALSYNC_LOG_LEVEL": "WARNING", "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
+            "CALSYNC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "PORT": str(port),
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
         topology = Topology(env, ctx.work / "p3-logs")
         control = emulator.control
         try:
@@ -125,6 +131,7 @@ def run(ctx) -> Part:
             with PeakRSS(groups, label) as sampler, ThreadPoolExecutor(max_workers=4) as pool:
                 total = int(rate * seconds)
                 load_began, load_began_wall = time.monotonic(), datetime.now(UTC)
+                spy = _profile_worker(topology, seconds) if os.environ.get("BENCH_PYSPY") else None
                 futures = []
                 for n in range(total):
                     delay = load_began + n / rate - time.monotonic()
@@ -134,12 +141,16 @@ def run(ctx) -> Part:
                 for future in futures:
                     future.result()
                 offered = total / (time.monotonic() - load_began)
+                if spy is not None:
+                    spy.wait(timeout=60)
                 lags = _wait_stored(db, created, timeout=60 if ctx.quick else 120)
             ctx.memory.update(sampler.peak)
             missing = len(created) - len(lags)
             jobs = _sync_job_times(conn, load_began_wall)
         finally:
             leftovers = topology.stop()
+            if os.environ.get("BENCH_KEEP_LOGS"):
+                shutil.copytree(ctx.work / "p3-logs", os.environ["BENCH_KEEP_LOGS"], dirs_exist_ok=True)
     conn.flushdb()
     conn.close()
     p50, p99 = percentile(lags, 50), percentile(lags, 99)
@@ -159,6 +170,14 @@ def run(ctx) -> Part:
     part.notes.append(f"{int(rate * seconds)} creates over {seconds}s via the control API (4 client threads); "
                       f"emulator batch window 50 ms; 2 rq workers (fork per job), gunicorn 2x4, 1 scheduler")
     return part
+
+
+def _profile_worker(topology, seconds: float):
+    """py-spy on the first rq worker and its work horses (BENCH_PYSPY=file: raw stacks go there)."""
+    pid = next(p for p in topology.pids("worker.1") if label(p) == "job worker (P3 load)")
+    argv = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "100",
+            "--format", "raw", "--output", os.environ["BENCH_PYSPY"], "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _sync_job_times(conn: redis.Redis, since: datetime) -> dict:

@@ -50,3 +50,39 @@ def start_secantus(directory: Path) -> Mongo:
                 process.kill()
                 raise RuntimeError(f"secantusd-py did not start; see {directory / 'secantusd.log'}") from None
             time.sleep(0.05)
+
+
+@dataclass
+class EmulatorProcess:
+    """``calsync emulator`` as its own process (as Graph is: its work never competes with the bench's GIL)."""
+
+    base_url: str
+    ca_bundle: str
+    control: object
+
+    @property
+    def graph_url(self) -> str:
+        return self.base_url + "/v1.0"
+
+    @property
+    def authority_host(self) -> str:
+        return self.base_url
+
+
+def start_emulator(procs, directory: Path, env: dict) -> EmulatorProcess:
+    from emulator.app import DEFAULT_CONTROL_SECRET
+    from emulator.testing import ControlClient
+
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    procs.start("emulator", [sys.executable, "-c", "from service.cli import main; main()", "emulator", "--port",
+                             str(port), "--directory", str(directory)], env)
+    from bench.common import wait_port
+
+    wait_port(port, timeout=60)
+    ca = directory / "ca.pem"
+    deadline = time.monotonic() + 30
+    while not ca.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = f"https://127.0.0.1:{port}"
+    return EmulatorProcess(base, str(ca), ControlClient(base, DEFAULT_CONTROL_SECRET, str(ca)))
