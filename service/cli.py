@@ -19,6 +19,7 @@ from service.cli_context import runtime_from_env
 from service.devserver import DevServer
 from service.digest import cli as digest_cli
 from service.subscriptions import cli as subscriptions_cli
+from service.sync import dispatch
 from service.workers import cli as workers_cli
 from service.workers.scheduler import Scheduler
 
@@ -79,12 +80,15 @@ def _dev_procfile(rt, host: str, port: int, workers: int) -> None:
 
 @cli.command()
 def scheduler() -> None:
-    """Run the periodic scheduler (exactly one acts, even if several run)."""
+    """Run the periodic scheduler (exactly one acts, even if several run) and a sync request dispatcher."""
     rt = runtime_from_env()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    dispatcher = threading.Thread(target=dispatch.run, args=(rt.redis, stop), name="calsync-dispatcher", daemon=True)
+    dispatcher.start()
     Scheduler(rt.redis).run(stop)
+    dispatcher.join(timeout=5)
 
 
 @cli.command()

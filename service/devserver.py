@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from service import create_app, store
 from service.runtime import Runtime
+from service.sync import dispatch
 from service.workers import context
 from service.workers.inprocess import InProcessWorker, scheduled_forever
 from service.workers.scheduler import Scheduler
@@ -41,6 +42,7 @@ class DevServer:
             ("web", self.http.serve_forever),
             ("worker", self.worker.run),
             ("rq-scheduled", lambda: scheduled_forever(redis_conn, self.stop_event)),
+            ("dispatcher", lambda: dispatch.run(redis_conn, self.stop_event)),
         ]
         if self.with_scheduler:
             parts.append(("scheduler", lambda: Scheduler(redis_conn).run(self.stop_event, interval=2.0)))

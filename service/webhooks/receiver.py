@@ -1,10 +1,14 @@
 """What the webhook does with a parsed collection: look up, verify, queue. Redis only on this path.
 
-Per request: one pipelined Redis read for every subscription id in the batch (MongoDB only on a cache
-miss, read only), then one pipelined ``request_syncs`` for all distinct owners, then one
-pipeline of counters. Nothing here calls Graph or writes MongoDB; the owner's ``last_notification_at``
-is written by a small job at most once a minute per user. Any RedisError propagates so the route
-answers 5xx and Graph redelivers.
+Change notifications take one Redis round trip per request (``receive_changes``): a server-side script
+(``CHANGES_SCRIPT``) looks up every subscription in the mirror, compares the clientState digests, marks
+each owner dirty, sets the pending guard and, only for owners with no sync pending, appends a request to
+the dispatcher's stream (``service.sync.dispatch``); it also throttles the "last notification" stamp and
+counts what was kept and dropped. When it returns, the request is in Redis and the route answers 202; no
+RQ job is built on the request path (the dispatcher does that). A subscription missing from the mirror
+falls back to MongoDB (read only, refilling the mirror), then a second run of the script. Rich items and
+lifecycle notifications are rare and keep the plain pipelined path. Nothing here calls Graph or writes
+MongoDB. Any RedisError propagates so the route answers 5xx and Graph redelivers.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ from redis import Redis
 from service.store import utcnow
 from service.subscriptions import mirror
 from service.subscriptions.lifecycle import LIFECYCLE_PENDING, LIFECYCLE_PENDING_TTL
-from service.sync.requests import request_sync, request_syncs
-from service.webhooks.notifications import MALFORMED_ITEM, Collection, Notification, Verdict, verify
+from service.subscriptions.mirror import SubscriptionRef, client_state_digest
+from service.sync import dispatch
+from service.sync.requests import DIRTY_KEY, DIRTY_TTL, PENDING_KEY, PENDING_TTL, request_sync
+from service.webhooks.notifications import (
+    CLIENT_STATE,
+    MALFORMED_ITEM,
+    UNKNOWN_SUBSCRIPTION,
+    Collection,
+    Notification,
+    Verdict,
+    verify,
+)
 from service.workers import queues
 
 log = logging.getLogger(__name__)
@@ -33,21 +47,115 @@ def stat_key(name: str) -> str:
     return STATS.format(name=name)
 
 
+CHANGES_SCRIPT = """
+local now, reason, final = ARGV[1], ARGV[2], ARGV[3] == '1'
+local dirty_ttl, pending_ttl, seen_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local malformed, n = tonumber(ARGV[7]), tonumber(ARGV[8])
+local out, synced, seen = {}, {}, {}
+local accepted, unknown, bad_state = 0, 0, 0
+for i = 0, n - 1 do
+  local sub, digest, may_rich = ARGV[9 + 3 * i], ARGV[10 + 3 * i], ARGV[11 + 3 * i]
+  local rec = redis.call('HMGET', SUB_PREFIX .. sub, 'u', 'c', 'r')
+  local user = rec[1]
+  if not user and not final then
+    out[#out + 1] = 'm'
+  elseif not user or user == '' then
+    unknown = unknown + 1
+    out[#out + 1] = 'x'
+  elseif digest == '' or digest ~= rec[2] then
+    bad_state = bad_state + 1
+    out[#out + 1] = 'c'
+  else
+    accepted = accepted + 1
+    if rec[3] == '1' and may_rich == '1' then
+      out[#out + 1] = 'r'
+    else
+      out[#out + 1] = rec[3] == '1' and 'p' or 'a'
+      if not synced[user] then
+        synced[user] = true
+        redis.call('SET', DIRTY_PREFIX .. user, reason, 'EX', dirty_ttl)
+        if redis.call('SET', PENDING_PREFIX .. user, reason, 'NX', 'EX', pending_ttl) then
+          redis.call('XADD', STREAM, '*', 'k', 'sync', 'u', user)
+        end
+      end
+    end
+    if not seen[user] then
+      seen[user] = true
+      if redis.call('SET', SEEN_PREFIX .. user, now, 'NX', 'EX', seen_ttl) then
+        redis.call('XADD', STREAM, '*', 'k', 'seen', 'u', user, 's', sub, 'at', now)
+      end
+    end
+  end
+  out[#out + 1] = user or ''
+end
+redis.call('INCRBY', STATS_PREFIX .. 'accepted', accepted)
+if unknown > 0 then redis.call('INCRBY', STATS_PREFIX .. 'dropped:UNKNOWN', unknown) end
+if bad_state > 0 then redis.call('INCRBY', STATS_PREFIX .. 'dropped:CLIENT_STATE', bad_state) end
+if malformed > 0 then redis.call('INCRBY', STATS_PREFIX .. 'dropped:MALFORMED', malformed) end
+return out
+"""
+for _name, _value in (("SUB_PREFIX", mirror.key("")), ("DIRTY_PREFIX", DIRTY_KEY.format(user_id="")),
+                      ("PENDING_PREFIX", PENDING_KEY.format(user_id="")), ("SEEN_PREFIX", SEEN_KEY.format(user_id="")),
+                      ("STATS_PREFIX", STATS.format(name="")), ("STREAM", dispatch.STREAM)):
+    CHANGES_SCRIPT = CHANGES_SCRIPT.replace(_name, repr(_value))
+for _name, _value in (("UNKNOWN", UNKNOWN_SUBSCRIPTION), ("CLIENT_STATE", CLIENT_STATE), ("MALFORMED", MALFORMED_ITEM)):
+    CHANGES_SCRIPT = CHANGES_SCRIPT.replace(f":{_name}'", f":{_value}'")
+_script = None   # redis-py's Script: EVALSHA, loading the script again after a Redis restart (NOSCRIPT)
+
+
 def receive_changes(redis: Redis, db: Database, collection: Collection) -> Verdict:
-    """Verify a change-notification collection and queue the work; returns what was kept and dropped."""
-    verdict = _verified(redis, db, collection)
-    rich, plain_users = defaultdict(list), []
-    for item, ref in verdict.accepted:
-        if ref.rich and collection.validation_tokens and (item.encrypted or item.change_type == "deleted"):
-            rich[ref.user_id].append(_rich_item(item))
+    """Verify a change-notification collection and queue the work in one Redis round trip (a second one
+    and a MongoDB read only for subscriptions missing from the mirror); returns what was kept and dropped."""
+    items = collection.items
+    codes = _run_changes(redis, items, collection, malformed=collection.malformed, final=False)
+    missed = [n for n, (code, _) in enumerate(codes) if code == "m"]
+    if missed:
+        mirror.lookup(redis, db, [items[n].subscription_id for n in missed])   # refills the mirror from MongoDB
+        again = _run_changes(redis, tuple(items[n] for n in missed), collection, malformed=0, final=True)
+        for n, result in zip(missed, again, strict=True):
+            codes[n] = result
+    verdict = Verdict()
+    rich = defaultdict(list)
+    for item, (code, user_id) in zip(items, codes, strict=True):
+        if code == "x":
+            verdict.dropped[UNKNOWN_SUBSCRIPTION] += 1
+        elif code == "c":
+            verdict.dropped[CLIENT_STATE] += 1
         else:
-            plain_users.append(ref.user_id)
-    if plain_users:
-        request_syncs(redis, list(dict.fromkeys(plain_users)), "notification")
-    for user_id, items in rich.items():
-        queues.enqueue(redis, queues.SYNC, queues.APPLY_RICH, user_id, items, list(collection.validation_tokens))
-    _record(redis, verdict, "accepted")
+            ref = SubscriptionRef(item.subscription_id, user_id, client_state_digest(item.client_state or ""),
+                                  code in ("r", "p"))
+            verdict.accepted.append((item, ref))
+            if code == "r":
+                rich[user_id].append(_rich_item(item))
+    if collection.malformed:
+        verdict.dropped[MALFORMED_ITEM] += collection.malformed
+    for user_id, rich_items in rich.items():
+        queues.enqueue(redis, queues.SYNC, queues.APPLY_RICH, user_id, rich_items, list(collection.validation_tokens))
+    if verdict.dropped:
+        log.warning("dropped notifications: %s", ", ".join(f"{r}={c}" for r, c in sorted(verdict.dropped.items())))
     return verdict
+
+
+def _run_changes(redis: Redis, items: tuple[Notification, ...], collection: Collection, *, malformed: int,
+                 final: bool) -> list[tuple[str, str]]:
+    """Run ``CHANGES_SCRIPT`` over ``items``: per item (code, owner); codes a/p accepted (plain path), r accepted
+    (rich path), x unknown subscription, c wrong clientState, m not in the mirror (only when not ``final``)."""
+    global _script
+    if _script is None:
+        _script = redis.register_script(CHANGES_SCRIPT)
+    args: list = [utcnow().isoformat(), "notification", "1" if final else "0", DIRTY_TTL, PENDING_TTL, SEEN_EVERY,
+                  malformed, len(items)]
+    rich_possible = bool(collection.validation_tokens)
+    for item in items:
+        may_rich = rich_possible and (item.encrypted is not None or item.change_type == "deleted")
+        digest = client_state_digest(item.client_state) if item.client_state is not None else b""
+        args += [item.subscription_id, digest, "1" if may_rich else "0"]
+    reply = _script(args=args, client=redis)
+    return [(_text(reply[k]), _text(reply[k + 1])) for k in range(0, len(reply), 2)]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def receive_lifecycle(redis: Redis, db: Database, collection: Collection) -> Verdict:

@@ -16,6 +16,7 @@ from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
+from service.sync import dispatch
 from service.workers import queues
 from service.workers.observe import ObservedJobs
 
@@ -57,7 +58,10 @@ class ThreadWorker(ObservedJobs, SimpleWorker):
 
 
 def work_burst(connection: Redis, names: tuple[str, ...] = queues.ALL) -> bool:
-    """Run every job that is queued (or scheduled and due) now; True if any ran."""
+    """Run every job that is queued (or scheduled and due) now, after moving the webhook's waiting sync
+    requests onto their queue (what the dispatcher does); True if any ran."""
+    if queues.SYNC in names:
+        dispatch.drain(connection)
     worker = ThreadWorker([queues.get_queue(name, connection) for name in names], connection=connection)
     return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
 

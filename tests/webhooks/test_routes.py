@@ -18,6 +18,7 @@ from service.store import subscriptions as store
 from service.store import users, utcnow
 from service.store.records import Subscription
 from service.subscriptions import mirror as cache
+from service.sync import dispatch
 from service.workers import jobs as worker_jobs
 from service.workers import queues
 
@@ -47,6 +48,8 @@ def post(client, items, path="/webhooks/graph"):
 
 
 def sync_jobs(conn) -> list[tuple[str, tuple]]:
+    """The sync queue's jobs once the dispatcher has moved the webhook's requests onto it."""
+    dispatch.drain(conn)
     return [(job.func_name, job.args) for job in Queue("sync", connection=conn).jobs]
 
 
@@ -126,6 +129,7 @@ def test_lookups_are_served_from_redis_after_the_first_miss(client, redis_conn, 
     assert post(client, [change(SUB_A, STATE_A)]).status_code == 202
     assert redis_conn.hget(cache.key(SUB_A), "u") == b"user-a"
     assert redis_conn.hget(cache.key(SUB_A), "c") != STATE_A.encode()  # only a digest is mirrored
+    assert sync_jobs(redis_conn).count((queues.SYNC_USER, ("user-a",))) == 1
     db.subscriptions.delete_many({})  # MongoDB no longer consulted for this id
     redis_conn.delete("calsync:sync-pending:user-a")
     assert post(client, [change(SUB_A, STATE_A)]).status_code == 202
@@ -143,6 +147,7 @@ def test_last_notification_is_stamped_off_the_request_path_once_a_minute(client,
     db.users.insert_one({"_id": "user-a", "connection": {"status": users.CONNECTED}, "sync": {}})
     post(client, [change(SUB_A, STATE_A)])
     post(client, [change(SUB_A, STATE_A)])
+    dispatch.drain(redis_conn)
     stamps = [job for job in Queue("sync", connection=redis_conn).jobs
               if job.func_name == queues.RECORD_NOTIFICATION]
     assert len(stamps) == 1

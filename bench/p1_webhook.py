@@ -1,0 +1,144 @@
+"""P1: the webhook's acknowledgement against a bare Flask 202 view, both under the Procfile's gunicorn line.
+
+wrk (a separate process) POSTs realistic notification collections (valid clientState, subscriptions
+mirrored in Redis, distinct mailboxes): first as fast as it can (throughput), then paced at about 1,000
+notifications/s (latency at the target rate). The bare app runs first, then calsync, in the same run.
+Also samples the peak RSS of the gunicorn workers (P6) and checks that every acknowledged notification
+left its mark in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+
+from bench.common import Part, PeakRSS, Processes, free_port, python_env, wait_port, wrk, wrk_post_script
+from service import procfile
+from service.store import utcnow
+from service.subscriptions import mirror
+from service.sync import dispatch
+from service.sync import requests as sync_requests
+
+
+def gunicorn_argv(app_spec: str, port: int) -> list[str]:
+    """The Procfile's web line with another app and a loopback port (access log to the process's log)."""
+    argv = shlex.split(procfile.processes(procfile.find_procfile())["web"])
+    return [*argv[:-1], "--bind", f"127.0.0.1:{port}", app_spec]
+
+
+def seed(conn: redis.Redis, users: int) -> list[tuple[str, str]]:
+    pairs = []
+    for i in range(users):
+        subscription_id = f"{i:08d}-0000-4000-8000-{i:012d}"
+        state = f"client-state-{i:06d}-" + "q" * 40
+        mirror.remember(conn, _Sub(subscription_id, f"user-{i:06d}", state))
+        pairs.append((subscription_id, state))
+    return pairs
+
+
+class _Sub:
+    def __init__(self, id: str, user_id: str, client_state: str):  # noqa: A002 - the record's field name
+        self.id, self.user_id, self.client_state, self.rich = id, user_id, client_state, False
+        self.expires_at = utcnow() + timedelta(days=3)
+
+
+def bodies(pairs: list[tuple[str, str]], count: int) -> list[str]:
+    out = []
+    for n in range(count):
+        subscription_id, state = pairs[n % len(pairs)]
+        event_id = f"AAMkAGI2{n:06d}"
+        out.append(json.dumps({"value": [{
+            "subscriptionId": subscription_id, "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z",
+            "changeType": "updated", "clientState": state, "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+            "resource": f"Users/user/Events/{event_id}",
+            "resourceData": {"@odata.type": "#Microsoft.Graph.Event", "@odata.id": f"Users/user/Events/{event_id}",
+                             "@odata.etag": 'W/"DwAAABYAAAA"', "id": event_id}}]}))
+    return out
+
+
+def run(ctx) -> Part:
+    part = Part("P1", "webhook ack vs bare Flask 202 (Procfile gunicorn line, wrk)")
+    seconds = 1 if ctx.figures.get("smoke") else 3 if ctx.quick else 15
+    users = 1000
+    conn = redis.Redis.from_url(ctx.redis_url)
+    conn.flushdb()
+    pairs = seed(conn, users)
+    script, paced = ctx.work / "post.lua", ctx.work / "paced.lua"
+    payloads = bodies(pairs, users)
+    wrk_post_script(script, payloads)
+    connections_paced = 50
+    wrk_post_script(paced, payloads, paced_rps_per_conn=1000 / connections_paced)
+    env = python_env({"REDIS_URL": ctx.redis_url, "MONGODB_URI": ctx.mongodb_uri(),
+                      "CALSYNC_DATA_DIR": str(ctx.work / "var"), "CALSYNC_LOG_LEVEL": "WARNING"})
+    results = {}
+    with Processes(ctx.work) as procs:
+        for name, spec in (("bare", "bench.bare:app"), ("calsync", "wsgi:app")):
+            port = free_port()
+            process = procs.start(f"p1-{name}", gunicorn_argv(spec, port), env)
+            wait_port(port)
+            url = f"http://127.0.0.1:{port}/webhooks/graph"
+            _wait_answers(url, payloads[0])
+            wrk(url, script, 1, 16)     # warm-up: imports, connections, the first requests
+            master = process.pid
+            sampler = PeakRSS([master], lambda pid, master=master: "worker" if _parent(pid) == master else None)
+            with sampler:
+                saturated = wrk(url, script, seconds, 16)
+                at_rate = wrk(url, paced, seconds, connections_paced)
+            results[name] = (saturated, at_rate, sampler.peak.get("worker", 0.0))
+            procs.stop(f"p1-{name}")
+    (bare_max, bare_paced, bare_rss), (ours_max, ours_paced, ours_rss) = results["bare"], results["calsync"]
+    part.add("throughput, saturated (16 connections)", ours_max["rps"], "req/s", bare_max["rps"], "bare 202",
+             ">= 0.6x bare", ours_max["rps"] >= 0.6 * bare_max["rps"])
+    part.add("p50 latency, saturated", ours_max["p50"], "ms", bare_max["p50"], "bare 202")
+    part.add("p99 latency, saturated", ours_max["p99"], "ms", bare_max["p99"], "bare 202")
+    part.add("offered ~1000/s: achieved", ours_paced["rps"], "req/s", bare_paced["rps"], "bare 202")
+    part.add("p99 latency at ~1000/s", ours_paced["p99"], "ms", bare_paced["p99"], "bare 202", "<= 50 ms",
+             ours_paced["p99"] <= 50)
+    non2xx = ours_max["non2xx"] + ours_paced["non2xx"]
+    part.add("non-2xx answers (calsync)", non2xx, "count", target="0", met=non2xx == 0)
+    accepted = int(conn.get("calsync:stats:webhook:accepted") or 0)
+    answered = ours_max["requests"] + ours_paced["requests"]
+    dirty = sum(1 for _ in conn.scan_iter(sync_requests.DIRTY_KEY.format(user_id="*"), count=1000))
+    part.add("notifications counted in Redis / wrk's completed 202s", accepted, "count", answered, "wrk 202s",
+             ">= 1.0x", accepted >= answered - non2xx)
+    waiting = sum(1 for _, fields in conn.xrange(dispatch.STREAM) if fields.get(b"k") == b"sync")
+    part.add("users marked dirty", dirty, "count", waiting, "sync requests waiting in the stream", "= 1.0x",
+             dirty == waiting and dirty > 0)
+    ctx.memory["web worker (P1 load)"] = ours_rss
+    ctx.memory["baseline: bare Flask worker"] = bare_rss
+    part.notes.append(f"wrk 4 (closed loop: latency under coordinated omission is understated); paced run: "
+                      f"{connections_paced} connections each waiting {1000 * connections_paced / 1000:.0f} ms "
+                      f"between requests; {users} mailboxes, 1 notification per POST; {seconds}s per run")
+    conn.flushdb()
+    conn.close()
+    return part
+
+
+def _wait_answers(url: str, body: str, timeout: float = 60) -> None:
+    """Until both gunicorn workers answer (the port opens before they have imported the app)."""
+    import requests
+
+    deadline, answered = time.monotonic() + timeout, 0
+    while answered < 8:
+        try:
+            answer = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
+            if answer.status_code == 202:
+                answered += 1
+                continue
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer 202 within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -1,0 +1,53 @@
+"""A tiny run of the benchmark command end to end: every part it can run here produces its rows, the JSON is
+written, and nothing it started is left running. No timing is asserted (the figures are bench/RESULTS.md's)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _our_processes() -> set[int]:
+    """gunicorn / rq / redis-server / secantusd processes now running (to check the run leaves none)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "calsync-bench-" in line or "bench.bare:app" in line:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by scripts/install-test-deps.sh")
+def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
+    out = tmp_path / "results.json"
+    before = _our_processes()
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P1,P2,P4,P5,P6", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["mode"] == "smoke"
+    assert results["machine"]["cores"] and "load average" in results["machine"]["uptime"]
+    parts = {part["key"]: part for part in results["parts"]}
+    assert set(parts) == {"P1", "P2", "P4", "P5", "P6"}
+    for part in parts.values():
+        assert part["rows"], part["key"]
+    p1 = {row["name"]: row for row in parts["P1"]["rows"]}
+    assert p1["non-2xx answers (calsync)"]["value"] == 0
+    assert p1["users marked dirty"]["value"] == p1["users marked dirty"]["baseline"]   # every ack is in Redis
+    assert all(row["baseline"] for row in parts["P1"]["rows"] if row["unit"] in ("req/s", "ms"))
+    p2 = {row["name"]: row for row in parts["P2"]["rows"]}
+    assert p2["events differing from Graph after draining"]["value"] == 0
+    assert any(row["name"].endswith("subscriptions that expired") and row["value"] == 0 for row in parts["P4"]["rows"])
+    assert "P1" in done.stdout and "ratio" in done.stdout
+    assert _our_processes() <= before
