@@ -19,6 +19,7 @@ BLUEPRINTS = (
     "service.digest.api",
     "service.ops.routes",
     "service.ops.data",
+    "service.ops.outbound",
 )
 
 

@@ -61,6 +61,8 @@ class Settings:
     rich_cert_path: str | None = None
     rich_key_path: str | None = None
     digest_default_time: str = "06:30"
+    outbound_timeout: float = 10.0      # outbound webhooks: a 2xx within this is a delivery
+    outbound_allow_private: bool = False  # let webhook endpoints resolve to loopback/private addresses
 
     @property
     def embedded_mongo(self) -> bool:
@@ -124,6 +126,8 @@ class Settings:
             rich_cert_path=env.text("CALSYNC_RICH_CERT", None),
             rich_key_path=env.text("CALSYNC_RICH_KEY", None),
             digest_default_time=env.clock("CALSYNC_DIGEST_TIME", "06:30"),
+            outbound_timeout=env.number("CALSYNC_OUTBOUND_TIMEOUT", 10.0, float, high=60),
+            outbound_allow_private=env.flag("CALSYNC_OUTBOUND_ALLOW_PRIVATE"),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "

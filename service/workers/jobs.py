@@ -16,6 +16,7 @@ from rq import get_current_job
 from service.digest import jobs as digests
 from service.digest import plan as digest_plan
 from service.digest import send as digest_send
+from service.outbound import delivery as outbound_delivery
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import runner, sweeps
@@ -124,4 +125,18 @@ def digest_tick() -> int:
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = context.current()
-    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date)
+    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
+
+
+# ------------------------------------------------------------------ outbound webhooks
+
+def deliver_webhook(delivery_id: str) -> str:
+    """One attempt at one outbound delivery; its retries are scheduled by the attempt itself, not RQ's."""
+    rt = context.current()
+    return outbound_delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, delivery_id)
+
+
+def outbox_sweep() -> dict:
+    """Scheduler entry point (every minute): late deliveries queued again, endpoints failing 3 days paused."""
+    rt = context.current()
+    return outbound_delivery.sweep(rt.db, rt.redis)

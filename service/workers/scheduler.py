@@ -42,6 +42,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("digest-tick", 60, queues.DIGEST_TICK, queues.DIGEST),
     Periodic("retention", 86_400, queues.RETENTION_SWEEP, queues.MAINTENANCE),
     Periodic("calendar-poll", 300, queues.CALENDAR_POLL_SWEEP, queues.MAINTENANCE),
+    Periodic("outbox-sweep", 60, queues.OUTBOX_SWEEP, queues.OUTBOUND),
 )
 
 
