@@ -1,0 +1,106 @@
+"""The four events, from where they happen: a real connect through the emulator, a disconnect, a token that
+must be renewed, a deletion of all of a user's data, a digest sent, and meeting prep."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from standardwebhooks import Webhook
+
+from service.digest import send
+from service.identity.tokens import require_reconnect
+from service.outbound import endpoints, outbox
+from service.store import utcnow
+from tests.digest.factories import add_event, add_user, attendee
+from tests.support.connect import connect_user, emulated_user
+
+
+def payloads(receiver, secret, count):
+    got = receiver.wait_for(count)
+    assert len(got) == count, [json.loads(r.body)["type"] for r in got]
+    return [Webhook(secret).verify(r.body, r.headers) for r in got]
+
+
+def test_connecting_through_the_emulator_sends_connected_then_the_first_rounds_meetings(make_stack, receiver):
+    with make_stack(outbound_allow_private=True, outbound_timeout=1.0) as stack:
+        created = endpoints.register(stack.runtime.db, stack.settings, receiver.url, None)
+        alice = emulated_user(stack, mail="alice@contoso.com")
+        start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=15, minute=0, second=0, microsecond=0)
+        made = [stack.emulator.control.create_event(alice["id"], {
+            "subject": f"Private plans {n}", "body": {"contentType": "text", "content": "secret body"},
+            "start": {"dateTime": (start + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + timedelta(hours=n, minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC"}}) for n in range(2)]
+
+        user_id = connect_user(stack, alice["id"])
+        stack.run_jobs()
+        stack.run_jobs()
+
+        received = payloads(receiver, created.secret, 2)
+    by_type = {p["type"]: p for p in received}
+    assert by_type["connection.status_changed"]["data"] | {"since": None} == {
+        "status": "connected", "previous_status": None, "reason": "connected", "since": None}
+    changed = by_type["meetings.changed"]
+    assert changed["user_id"] == user_id and changed["data"]["updated"] == [] and changed["data"]["deleted"] == []
+    assert sorted(changed["data"]["created"]) == sorted(e["id"] for e in made)
+    assert by_type["connection.status_changed"]["sequence"] < changed["sequence"]
+    raw = " ".join(r.body for r in receiver.requests)
+    assert "Private plans" not in raw and "secret body" not in raw and "access_token" not in raw
+
+
+def test_disconnect_reconnect_required_and_deleting_everything_are_status_changes(rt, endpoint, receiver, run_jobs):
+    _, secret = endpoint
+    user = add_user(rt.db, email="kim@example.com")
+    add_event(rt.db, user.id, "m1", utcnow(), utcnow() + timedelta(minutes=30))
+    outbox.meetings_changed(rt.db, rt.redis, user.id, _changes(created={"m1"}))
+
+    require_reconnect(rt.db, rt.redis, user.id, "invalid_grant")
+    require_reconnect(rt.db, rt.redis, user.id, "invalid_grant")       # already: nothing new
+    rt.connections.disconnect(user.id, purge=False)
+    rt.connections.disconnect(user.id, purge=False)                    # already: nothing new
+    rt.connections.delete_all_data(user.id)
+    run_jobs()
+
+    got = payloads(receiver, secret, 3)      # the meetings.changed still queued went with the user's data
+    statuses = [(p["data"]["previous_status"], p["data"]["status"], p["data"]["reason"]) for p in got]
+    assert statuses == [("connected", "needs_reconnect", "invalid_grant"),
+                        ("needs_reconnect", "disconnected", "disconnected by the user"),
+                        ("disconnected", "disconnected", "data_deleted")]
+    assert [p["sequence"] for p in got] == [2, 3, 4]
+    kept = {e["type"] for e in rt.db.outbound_events.find({"user_id": user.id})}
+    assert kept == {"connection.status_changed"}      # the purge kept only the status changes
+
+
+def test_a_sent_digest_is_an_event_with_its_date_and_count(rt, endpoint, receiver, run_jobs, smtp_inbox):
+    _, secret = endpoint
+    user = add_user(rt.db, email="me@example.com", time_zone="UTC")
+    add_event(rt.db, user.id, "m1", datetime(2026, 7, 1, 9, tzinfo=UTC), datetime(2026, 7, 1, 10, tzinfo=UTC),
+              subject="Design review", attendees=[attendee("ana@example.com")])
+
+    assert send.deliver(rt.db, rt.settings, rt.mailer, user.id, "2026-07-01", redis=rt.redis) == "sent"
+    assert send.deliver(rt.db, rt.settings, rt.mailer, user.id, "2026-07-01", redis=rt.redis) == "already-handled"
+    run_jobs()
+
+    (digest,) = payloads(receiver, secret, 1)
+    assert digest["type"] == "digest.sent" and digest["data"]["local_date"] == "2026-07-01"
+    assert digest["data"]["meetings"] == 1 and "Design review" not in json.dumps(digest)
+
+
+def test_meeting_prep_due_delivers_a_minimal_signed_payload(rt, endpoint, receiver, run_jobs):
+    _, secret = endpoint
+    start = datetime(2026, 7, 1, 15, tzinfo=UTC)
+
+    outbox.prep_due(rt.db, rt.redis, "user-1", "AAMkAGI2", start, ["ana@example.com"],
+                    prep_at=start - timedelta(minutes=30))
+    run_jobs()
+
+    (prep,) = payloads(receiver, secret, 1)
+    assert prep["data"] == {"meeting_id": "AAMkAGI2", "start": "2026-07-01T15:00:00Z",
+                            "prep_at": "2026-07-01T14:30:00Z", "matched_attendees": ["ana@example.com"]}
+
+
+def _changes(**sets):
+    from service.store.events import MeetingChanges
+
+    return MeetingChanges(**{name: set(ids) for name, ids in sets.items()})
