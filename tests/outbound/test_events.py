@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from rq import Queue
 from standardwebhooks import Webhook
 
 from service.digest import send
 from service.identity.tokens import require_reconnect
 from service.outbound import endpoints, outbox
 from service.store import utcnow
+from service.store.events import MeetingChanges
+from service.subscriptions import certificate
+from service.workers import queues
 from tests.digest.factories import add_event, add_user, attendee
 from tests.support.connect import connect_user, emulated_user
 
@@ -101,6 +105,33 @@ def test_meeting_prep_due_delivers_a_minimal_signed_payload(rt, endpoint, receiv
 
 
 def _changes(**sets):
-    from service.store.events import MeetingChanges
-
     return MeetingChanges(**{name: set(ids) for name, ids in sets.items()})
+
+
+def test_a_rich_notification_applied_without_a_sync_is_a_meetings_changed_too(make_stack, receiver, tmp_path):
+    cert, key = tmp_path / "rich-cert.pem", tmp_path / "rich-key.pem"
+    certificate.create_certificate(cert, key)
+    with make_stack(rich_notifications=True, rich_cert_path=str(cert), rich_key_path=str(key),
+                    outbound_allow_private=True, outbound_timeout=1.0) as stack:
+        control = stack.emulator.control
+        user_id = connect_user(stack, emulated_user(stack, mail="alice@contoso.com")["id"])
+        stack.run_jobs()
+        event = control.create_event(user_id, _event_body("Rich planning"))
+        control.wait_idle(timeout=20)
+        stack.run_jobs()                     # new to us: the delta sync stores it
+        created = endpoints.register(stack.runtime.db, stack.settings, receiver.url, ["meetings.changed"])
+        control.clear_deliveries()
+
+        control.update_event(user_id, event["id"], {"subject": "Rich planning (moved)"})
+        control.wait_idle(timeout=20)
+        assert [j.func_name for j in Queue(queues.SYNC, connection=stack.runtime.redis).jobs] == [queues.APPLY_RICH]
+        stack.run_jobs()
+
+        (data,) = [p["data"] for p in payloads(receiver, created.secret, 1)]
+    assert data == {"created": [], "updated": [event["id"]], "deleted": [], "truncated": False}
+
+
+def _event_body(subject: str) -> dict:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+    return {"subject": subject, "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
