@@ -16,6 +16,7 @@ BLUEPRINTS = (
     "service.auth.routes",
     "service.webhooks.routes",
     "service.digest.web",
+    "service.openapi",
     "service.digest.api",
     "service.ops.routes",
     "service.ops.data",
