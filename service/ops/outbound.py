@@ -194,6 +194,12 @@ def _after(endpoint_id: str, body: dict | None = None):
 
 # ------------------------------------------------------------------ pages
 
+@bp.app_context_processor
+def _paused_endpoints():
+    """``outbound_paused()`` for the /ops dashboard: the paused endpoints, read only when a page asks."""
+    return {"outbound_paused": lambda: [e for e in store.endpoints(_rt().db) if e.status == store.PAUSED]}
+
+
 @bp.get("/webhooks")
 @ops_required
 def page():

@@ -124,6 +124,21 @@ def replay_range(db: Database, redis: Redis, endpoint: store.Endpoint, start: da
     return queued
 
 
+def rotate_keys(db: Database, settings: Settings) -> tuple[int, int]:
+    """``calsync rotate-keys`` for endpoint secrets: each re-encrypted under the first token key; returns
+    (rotated, unreadable). An unreadable one is left as is (its deliveries fail until the secret is rotated)."""
+    rotated = unreadable = 0
+    for endpoint in store.endpoints(db):
+        for secret in endpoint.secrets:
+            try:
+                fresh = crypto.rotate(settings, secret.ciphertext)
+            except crypto.CacheUnreadable:
+                unreadable += 1
+                continue
+            rotated += store.replace_secret(db, endpoint.id, secret.ciphertext, fresh)
+    return rotated, unreadable
+
+
 def describe(db: Database, endpoint: store.Endpoint, attempts: int = 0) -> dict:
     """The endpoint as operators see it (never its secrets); ``attempts`` newest entries of its log."""
     body = {

@@ -130,6 +130,13 @@ def rotate_secret(db: Database, endpoint_id: str, ciphertext: str, now: datetime
     return db.outbound_endpoints.update_one({"_id": endpoint_id}, {"$set": {"secrets": secrets}}).matched_count == 1
 
 
+def replace_secret(db: Database, endpoint_id: str, old: str, new: str) -> bool:
+    """Swap one stored ciphertext for another (key rotation); False if it changed meanwhile."""
+    result = db.outbound_endpoints.update_one({"_id": endpoint_id, "secrets.ciphertext": old},
+                                              {"$set": {"secrets.$.ciphertext": new}})
+    return result.modified_count == 1
+
+
 def delete_endpoint(db: Database, endpoint_id: str) -> bool:
     db.outbound_deliveries.delete_many({"endpoint_id": endpoint_id})
     return db.outbound_endpoints.delete_one({"_id": endpoint_id}).deleted_count == 1

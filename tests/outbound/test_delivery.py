@@ -4,8 +4,13 @@ back-off, giving up, pausing, replays, and receivers that misbehave."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
@@ -14,6 +19,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from service.outbound import delivery, outbox
 from service.store import outbound as store
 from service.store import utcnow
+from tests.foundation.test_queues import ROOT, procfile_command
 
 
 def emit(rt, user_id="user-1", **data):
@@ -258,3 +264,22 @@ def test_a_claimed_delivery_is_not_sent_twice(rt, endpoint, receiver):
     second = store.claim(rt.db, row["_id"], utcnow(), timedelta(seconds=30))
 
     assert first is not None and second is None
+
+
+@pytest.mark.wire
+def test_the_procfile_worker_process_delivers_from_the_outbox(rt, endpoint, receiver, redis_url, mongodb_uri):
+    """The Procfile's own worker line, as a separate process sharing MongoDB and Redis, attempts the delivery."""
+    _, secret = endpoint
+    event_id = emit(rt)
+    argv = shlex.split(procfile_command("worker").replace('"$REDIS_URL"', redis_url)) + ["--burst"]
+    argv[0] = str(Path(sys.executable).with_name("rq"))
+    env = {**os.environ, "REDIS_URL": redis_url, "MONGODB_URI": mongodb_uri, "CALSYNC_OUTBOUND_ALLOW_PRIVATE": "1",
+           "CALSYNC_DATA_DIR": rt.settings.data_dir}
+
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    (got,) = receiver.wait_for(1)
+    assert Webhook(secret).verify(got.body, got.headers)["id"] == event_id
+    assert only_delivery(rt)["status"] == "delivered"
+    assert secret not in result.stdout + result.stderr

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
+from standardwebhooks import Webhook
 
 from service import cli as cli_module
 from service import create_app
+from service.identity import crypto
 from service.outbound import delivery, http, outbox
+from service.outbound import endpoints as outbound_endpoints
 from service.runtime import Runtime
 from service.store import outbound as store
 from service.store import utcnow
@@ -138,6 +142,7 @@ def test_the_ops_pages_show_endpoints_attempts_and_paused_ones(client, ops_heade
     assert "Attempts" in detail.get_data(as_text=True) and "Replay range" in detail.get_data(as_text=True)
     assert secret not in listing.get_data(as_text=True) + detail.get_data(as_text=True)
     assert "/ops/webhooks" in dashboard.get_data(as_text=True)
+    assert "Outbound webhooks paused" in dashboard.get_data(as_text=True)
 
 
 def test_the_calsync_webhooks_command(rt, receiver, monkeypatch):
@@ -163,3 +168,19 @@ def test_the_calsync_webhooks_command(rt, receiver, monkeypatch):
     assert replayed.exit_code == 0 and "0 delivery(ies) queued" in replayed.output
     assert refused.exit_code == 1 and "http:// or https://" in refused.output
     assert removed.exit_code == 0 and missing.exit_code == 1
+
+
+def test_rotate_keys_re_encrypts_endpoint_secrets_so_old_keys_can_go(rt, make_settings, receiver, run_jobs):
+    created = outbound_endpoints.register(rt.db, rt.settings, receiver.url, ["digest.sent"])
+    new_key = Fernet.generate_key().decode()
+    both = make_settings(token_keys=(new_key, *rt.settings.token_keys), outbound_allow_private=True)
+    only_new = make_settings(token_keys=(new_key,), outbound_allow_private=True)
+
+    assert outbound_endpoints.rotate_keys(rt.db, both) == (1, 0)
+    (secret,) = store.get_endpoint(rt.db, created.endpoint.id).secrets
+    assert crypto.decrypt(only_new, secret.ciphertext) == created.secret
+    outbox.digest_sent(rt.db, rt.redis, "u1", "2026-07-01", utcnow(), 2)
+    row = rt.db.outbound_deliveries.find_one({})
+    assert delivery.attempt(rt.db, rt.redis, only_new, rt.ssl_context, row["_id"]) == "delivered"
+    (got,) = receiver.wait_for(1)
+    assert Webhook(created.secret).verify(got.body, got.headers)["type"] == "digest.sent"
