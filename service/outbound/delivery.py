@@ -3,8 +3,11 @@ and decide what comes next.
 
 A 2xx within the timeout is success. Anything else is retried with exponential back-off and jitter
 (about 30 s, 1 min, 2 min, … capped at 4 h) until 24 h after the delivery was created or replayed, then
-given up (``failed``; operators can replay it). An endpoint that has failed every attempt for 3 days is
-paused and shown to operators. Secrets and URLs never reach the logs: they name endpoint and delivery ids.
+given up (``failed``; operators can replay it). While an endpoint is failing, its other deliveries wait
+for the same back-off (the endpoint's ``hold_until``) and one at a time probes it, so a receiver that is
+down or times out costs one attempt per back-off, not one per event. An endpoint that has failed every
+attempt for 3 days is paused and shown to operators. Secrets and URLs never reach the logs: they name
+endpoint and delivery ids.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 4 * 3600
+MAX_HOLD_SECONDS = 1800     # a failing endpoint is probed at least every 30 min, so its recovery is seen
 PAUSE_AFTER = timedelta(days=3)
 LEASE_MARGIN_SECONDS = 20
 SWEEP_GRACE = timedelta(seconds=30)   # scheduled retries normally run on time; the sweep takes the late ones
@@ -59,12 +63,16 @@ def attempt(db: Database, redis: Redis, settings: Settings, context: ssl.SSLCont
     if now >= as_utc(delivery["retry_until"]):
         store.expire(db, delivery_id, "gave up: not delivered within 24 h", now)
         return "expired"
+    if endpoint.failing_since is not None and not store.take_probe(db, endpoint.id, now, lease):
+        return _hold(db, redis, delivery_id, endpoint, now)
     answer = _send(settings, context, endpoint, event, now)
-    _record(db, endpoint, delivery, answer, now)
+    hold = None if answer.ok else now + timedelta(
+        seconds=min(backoff(endpoint.consecutive_failures + 1), MAX_HOLD_SECONDS))
+    _record(db, endpoint, delivery, answer, now, hold)
     if answer.ok:
         store.finish_attempt(db, delivery_id, store.DELIVERED, answer.status, None, now, None)
         return "delivered"
-    next_at = now + timedelta(seconds=backoff(delivery["attempts"] + 1))
+    next_at = max(now + timedelta(seconds=backoff(delivery["attempts"] + 1)), hold)
     if next_at >= as_utc(delivery["retry_until"]):
         store.finish_attempt(db, delivery_id, store.FAILED, answer.status, answer.error, now, None)
         log.warning("outbound delivery %s to endpoint %s given up after %d attempts", delivery_id, endpoint.id,
@@ -91,11 +99,23 @@ def _send(settings: Settings, context: ssl.SSLContext, endpoint: store.Endpoint,
     return http.post(parts, address, headers, event["body"].encode("utf-8"), settings.outbound_timeout, context)
 
 
-def _record(db: Database, endpoint: store.Endpoint, delivery: dict, answer: http.Answer, now: datetime) -> None:
+def _hold(db: Database, redis: Redis, delivery_id: str, endpoint: store.Endpoint, now: datetime) -> str:
+    """The endpoint is failing and another delivery is probing it (or its hold is not over): wait for the hold,
+    without counting an attempt, instead of spending a worker on a receiver that is down."""
+    current = store.get_endpoint(db, endpoint.id)
+    until = max(as_utc(current.hold_until) if current and current.hold_until else now, now)
+    until += timedelta(seconds=random.uniform(1, 5))  # noqa: S311 - spread the held ones
+    store.release(db, delivery_id, until)
+    outbox.schedule(redis, delivery_id, until)
+    return "held"
+
+
+def _record(db: Database, endpoint: store.Endpoint, delivery: dict, answer: http.Answer, now: datetime,
+            hold: datetime | None) -> None:
     store.record_attempt(db, endpoint.id, {
         "at": now, "delivery_id": delivery["_id"], "event_id": delivery["event_id"], "type": delivery["type"],
         "attempt": delivery["attempts"] + 1, "status": answer.status, "duration_ms": answer.duration_ms,
-        "error": answer.error, "ok": answer.ok}, answer.ok, now)
+        "error": answer.error, "ok": answer.ok}, answer.ok, now, hold)
     if not answer.ok:
         log.info("outbound delivery %s to endpoint %s failed: %s", delivery["_id"], endpoint.id, answer.error)
 

@@ -68,6 +68,8 @@ class Endpoint:
     paused_at: datetime | None
     last_success_at: datetime | None
     attempts: tuple[dict, ...]
+    consecutive_failures: int = 0
+    hold_until: datetime | None = None     # while failing: no attempt before this but the one probe
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> Endpoint | None:
@@ -78,7 +80,8 @@ class Endpoint:
         return cls(doc["_id"], doc["url"], tuple(doc.get("event_types", [])), doc.get("description") or "",
                    doc.get("status", ACTIVE), secrets, as_utc(doc["created_at"]), as_utc(doc.get("failing_since")),
                    doc.get("paused_reason"), as_utc(doc.get("paused_at")), as_utc(doc.get("last_success_at")),
-                   tuple(doc.get("attempts", [])))
+                   tuple(doc.get("attempts", [])), int(doc.get("consecutive_failures") or 0),
+                   as_utc(doc.get("hold_until")))
 
     def live_secrets(self, now: datetime) -> list[Secret]:
         """The secrets that sign now: the current one first, a rotated one until it expires."""
@@ -115,7 +118,7 @@ def set_endpoint_status(db: Database, endpoint_id: str, status: str, reason: str
     changes = {"status": status, "paused_reason": reason if status == PAUSED else None,
                "paused_at": now if status == PAUSED else None}
     if status == ACTIVE:
-        changes["failing_since"] = None     # a resumed endpoint gets three fresh days
+        changes |= {"failing_since": None, "hold_until": None, "consecutive_failures": 0}  # three fresh days
     return db.outbound_endpoints.update_one({"_id": endpoint_id}, {"$set": changes}).matched_count == 1
 
 
@@ -142,14 +145,30 @@ def delete_endpoint(db: Database, endpoint_id: str) -> bool:
     return db.outbound_endpoints.delete_one({"_id": endpoint_id}).deleted_count == 1
 
 
-def record_attempt(db: Database, endpoint_id: str, attempt: dict, ok: bool, now: datetime) -> None:
-    """Append to the endpoint's attempt log (the last ATTEMPT_LOG_SIZE kept) and track how long it has failed."""
+def record_attempt(db: Database, endpoint_id: str, attempt: dict, ok: bool, now: datetime,
+                   hold_until: datetime | None = None) -> None:
+    """Append to the endpoint's attempt log (the last ATTEMPT_LOG_SIZE kept) and track how long it has failed:
+    a success clears it all; a failure counts, holds other deliveries until ``hold_until``, and starts
+    ``failing_since`` if it was not failing."""
     update: dict = {"$push": {"attempts": {"$each": [attempt], "$slice": -ATTEMPT_LOG_SIZE}}}
     if ok:
-        update["$set"] = {"failing_since": None, "last_success_at": now}
+        update["$set"] = {"failing_since": None, "last_success_at": now, "consecutive_failures": 0,
+                          "hold_until": None}
+    else:
+        update["$set"] = {"hold_until": hold_until}
+        update["$inc"] = {"consecutive_failures": 1}
     db.outbound_endpoints.update_one({"_id": endpoint_id}, update)
     if not ok:
         db.outbound_endpoints.update_one({"_id": endpoint_id, "failing_since": None}, {"$set": {"failing_since": now}})
+
+
+def take_probe(db: Database, endpoint_id: str, now: datetime, lease: timedelta) -> bool:
+    """A failing endpoint is tried by one delivery at a time once its hold is over (a circuit breaker's
+    half-open state); True if this caller may attempt now."""
+    result = db.outbound_endpoints.update_one(
+        {"_id": endpoint_id, "$or": [{"hold_until": None}, {"hold_until": {"$lte": now}}]},
+        {"$set": {"hold_until": now + lease}})
+    return result.modified_count == 1
 
 
 def pause_if_failing_since(db: Database, endpoint_id: str, cutoff: datetime, reason: str, now: datetime) -> bool:

@@ -200,9 +200,8 @@ def test_a_slow_receiver_times_out_and_an_enormous_answer_is_not_read(rt, endpoi
     slow = attempt(rt)
     slow_seconds = time.monotonic() - started
     receiver.delay, receiver.huge_body = 0.0, 50_000_000
-    rt.db.outbound_deliveries.update_one({}, {"$set": {"next_attempt_at": utcnow()}})
     started = time.monotonic()
-    huge = attempt(rt)
+    huge = attempt(rt, now=only_delivery(rt)["next_attempt_at"])
     huge_seconds = time.monotonic() - started
 
     assert slow == "failed" and slow_seconds < 2.5
@@ -283,3 +282,27 @@ def test_the_procfile_worker_process_delivers_from_the_outbox(rt, endpoint, rece
     assert Webhook(secret).verify(got.body, got.headers)["id"] == event_id
     assert only_delivery(rt)["status"] == "delivered"
     assert secret not in result.stdout + result.stderr
+
+
+def test_while_an_endpoint_is_failing_one_delivery_probes_it_and_the_others_wait(rt, endpoint, receiver):
+    endpoint_id, _ = endpoint
+    receiver.delay = 3.0                                      # times out (1 s here)
+    for n in range(5):
+        emit(rt, user_id=f"u{n}")
+    rows = list(rt.db.outbound_deliveries.find({}).sort("created_at", 1))
+    now = utcnow()
+
+    first = delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, rows[0]["_id"], now)
+    others = [delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, r["_id"], now) for r in rows[1:]]
+    hold = store.get_endpoint(rt.db, endpoint_id).hold_until
+    held_attempts = [r["attempts"] for r in rt.db.outbound_deliveries.find({"_id": {"$ne": rows[0]["_id"]}})]
+    receiver.delay = 0.0
+    probe_at = max(r["next_attempt_at"] for r in rt.db.outbound_deliveries.find({}))
+    probe = delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, rows[1]["_id"], probe_at)
+    rest = [delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, r["_id"], probe_at) for r in rows[2:]]
+
+    assert first == "failed" and others == ["held"] * 4
+    assert len(receiver.requests) == 5                        # one timed-out attempt, then the four after recovery
+    assert 20 <= (hold - now).total_seconds() <= 40 and held_attempts == [0] * 4      # waiting is no attempt
+    assert probe == "delivered" and rest == ["delivered"] * 3
+    assert store.get_endpoint(rt.db, endpoint_id).hold_until is None
