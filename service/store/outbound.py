@@ -8,6 +8,7 @@ twice, or a job and the sweep at once, send it once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -207,6 +208,13 @@ def events_between(db: Database, types: tuple[str, ...], start: datetime, end: d
     found = db.outbound_events.find({"created_at": {"$gte": start, "$lt": end}, "type": {"$in": list(types)}},
                                     {"body": 0}).sort("created_at", ASCENDING).hint(BY_CREATED)
     return list(found.limit(limit))
+
+
+def events_for_user(db: Database, user_id: str) -> list[dict]:
+    """The events about a user still in the outbox (their data export): id, type, sequence, time, payload."""
+    found = db.outbound_events.find({"user_id": user_id}).sort("sequence", ASCENDING).hint("user_sequence")
+    return [{"id": e["_id"], "type": e["type"], "sequence": e["sequence"], "created_at": e["created_at"],
+             "data": json.loads(e["body"]).get("data")} for e in found]
 
 
 def delete_events_for_user(db: Database, user_id: str, keep_types: tuple[str, ...] = ()) -> int:

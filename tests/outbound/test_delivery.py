@@ -4,6 +4,7 @@ back-off, giving up, pausing, replays, and receivers that misbehave."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -306,3 +307,20 @@ def test_while_an_endpoint_is_failing_one_delivery_probes_it_and_the_others_wait
     assert 20 <= (hold - now).total_seconds() <= 40 and held_attempts == [0] * 4      # waiting is no attempt
     assert probe == "delivered" and rest == ["delivered"] * 3
     assert store.get_endpoint(rt.db, endpoint_id).hold_until is None
+
+
+def test_secrets_never_reach_the_logs(rt, client, ops_headers, receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    created = client.post("/ops/api/webhooks", headers=ops_headers, json={"url": receiver.url}).get_json()
+    endpoint_id = created["endpoint"]["id"]
+    rotated = client.post(f"/ops/api/webhooks/{endpoint_id}/rotate-secret", headers=ops_headers).get_json()
+    receiver.statuses = [500]
+    emit(rt)
+    first = attempt(rt)
+    second = attempt(rt, now=only_delivery(rt)["next_attempt_at"])
+
+    assert (first, second) == ("failed:500", "delivered")
+    for secret in (created["secret"], rotated["secret"]):
+        assert secret[len("whsec_"):] not in caplog.text
+    signatures = [r.headers["webhook-signature"] for r in receiver.requests]
+    assert not any(part.split(",")[1] in caplog.text for value in signatures for part in value.split(" "))

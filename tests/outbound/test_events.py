@@ -135,3 +135,13 @@ def _event_body(subject: str) -> dict:
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
     return {"subject": subject, "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
             "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+
+
+def test_a_users_data_export_lists_the_webhook_events_about_them(rt, endpoint, client, ops_headers):
+    user = add_user(rt.db, email="kim@example.com")
+    outbox.digest_sent(rt.db, rt.redis, user.id, "2026-07-01", utcnow(), 2)
+
+    export = client.get(f"/ops/api/users/{user.id}/export", headers=ops_headers)
+
+    (event,) = json.loads(export.get_data(as_text=True))["webhook_events"]
+    assert event["type"] == "digest.sent" and event["sequence"] == 1 and event["data"]["meetings"] == 2
