@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shlex
+import ssl
 import subprocess
 import sys
 import time
@@ -17,10 +18,13 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from service.outbound import delivery, outbox
+from emulator.tls import make_tls_files
+from service.outbound import delivery, endpoints, outbox
+from service.runtime import Runtime
 from service.store import outbound as store
 from service.store import utcnow
 from tests.foundation.test_queues import ROOT, procfile_command
+from tests.support.receiver import running_receiver
 
 
 def emit(rt, user_id="user-1", **data):
@@ -324,3 +328,27 @@ def test_secrets_never_reach_the_logs(rt, client, ops_headers, receiver, caplog)
         assert secret[len("whsec_"):] not in caplog.text
     signatures = [r.headers["webhook-signature"] for r in receiver.requests]
     assert not any(part.split(",")[1] in caplog.text for value in signatures for part in value.split(" "))
+
+
+def test_https_receivers_are_verified_against_the_trusted_cas(make_settings, db, redis_conn, tmp_path):
+    files = make_tls_files(tmp_path / "tls")
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(files.cert_pem, files.key_pem)
+    trusting = Runtime(make_settings(outbound_allow_private=True, outbound_timeout=2.0, ca_bundle=str(files.ca_pem)),
+                       db=db, redis_conn=redis_conn)
+    not_trusting = Runtime(make_settings(outbound_allow_private=True, outbound_timeout=2.0), db=db,
+                           redis_conn=redis_conn)
+    with running_receiver(tls=server_side) as receiver:
+        created = endpoints.register(db, trusting.settings, receiver.url, ["digest.sent"])
+        outbox.digest_sent(db, redis_conn, "u1", "2026-07-01", utcnow(), 1)
+        row = db.outbound_deliveries.find_one({})
+
+        refused = delivery.attempt(db, redis_conn, not_trusting.settings, not_trusting.ssl_context, row["_id"])
+        db.outbound_endpoints.update_one({}, {"$set": {"hold_until": None}})
+        db.outbound_deliveries.update_one({}, {"$set": {"next_attempt_at": utcnow()}})
+        delivered = delivery.attempt(db, redis_conn, trusting.settings, trusting.ssl_context, row["_id"])
+        (got,) = receiver.wait_for(1)
+
+    assert refused == "failed" and delivered == "delivered"
+    assert "CERTIFICATE_VERIFY_FAILED" in store.get_endpoint(db, created.endpoint.id).attempts[0]["error"]
+    assert receiver.url.startswith("https://") and Webhook(created.secret).verify(got.body, got.headers)

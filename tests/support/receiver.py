@@ -4,6 +4,7 @@ answers as told (a status per request, a delay, an enormous body, no HTTP at all
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -67,11 +68,14 @@ def _handler(receiver: Receiver):
 
 
 @contextlib.contextmanager
-def running_receiver(path: str = "/hooks/calsync") -> Iterator[Receiver]:
+def running_receiver(path: str = "/hooks/calsync", tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """Served over HTTPS when given a server-side ``tls`` context."""
     receiver = Receiver("")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_port}{path}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    receiver.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}{path}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
