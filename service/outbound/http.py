@@ -1,6 +1,7 @@
 """POST a delivery to a receiver, with the guards a URL typed by an operator needs.
 
-- Only ``http``/``https`` URLs with a host and no user-info; never the service itself (``CALSYNC_PUBLIC_URL``).
+- Only ``http``/``https`` URLs with a host and no user-info; never the service itself (``CALSYNC_PUBLIC_URL``'s
+  host and port, or any name resolving to its loopback/private address on that port).
 - The host is resolved here, every address must be public (loopback, private, link-local, multicast and
   reserved ranges are refused unless ``CALSYNC_OUTBOUND_ALLOW_PRIVATE=1``), and the connection goes to the
   address that was checked, so a DNS answer that changes in between (rebinding) cannot redirect it.
@@ -86,8 +87,10 @@ def check(url: str, self_url: str, allow_private: bool) -> tuple[SplitResult, st
         raise RefusedUrl("url's host does not resolve")
     own = urlsplit(self_url)
     own_port = _port(own)
-    if port == own_port and (parts.hostname.lower() == (own.hostname or "").lower() or
-                             set(addresses) & set(_addresses_or_none(own.hostname, own_port))):
+    # The same host name, or one of calsync's own non-public addresses (a public address may be a load
+    # balancer shared with other services, so another host name there is someone else).
+    own_private = {a for a in _addresses_or_none(own.hostname, own_port) if not _public(a)}
+    if port == own_port and (parts.hostname.lower() == (own.hostname or "").lower() or set(addresses) & own_private):
         raise RefusedUrl("url points at calsync itself")
     if not allow_private and not all(_public(a) for a in addresses):
         raise RefusedUrl("url resolves to a loopback, private or reserved address")

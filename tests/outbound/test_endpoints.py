@@ -184,3 +184,15 @@ def test_rotate_keys_re_encrypts_endpoint_secrets_so_old_keys_can_go(rt, make_se
     assert delivery.attempt(rt.db, rt.redis, only_new, rt.ssl_context, row["_id"]) == "delivered"
     (got,) = receiver.wait_for(1)
     assert Webhook(created.secret).verify(got.body, got.headers)["type"] == "digest.sent"
+
+
+def test_another_name_for_calsyncs_own_private_address_is_itself_but_a_shared_public_one_is_not(monkeypatch):
+    monkeypatch.setattr(http.socket, "getaddrinfo", _resolving({
+        "calsync.internal": ["10.0.0.5"], "alias.internal": ["10.0.0.5"], "calsync.example.com": ["93.184.215.99"],
+        "product.example.com": ["93.184.215.99"]}))
+
+    with pytest.raises(http.RefusedUrl, match="calsync itself"):
+        http.check("http://alias.internal:8000/hook", "http://calsync.internal:8000", allow_private=True)
+    http.check("http://alias.internal:9000/hook", "http://calsync.internal:8000", allow_private=True)  # another port
+    parts, address = http.check("https://product.example.com/hook", "https://calsync.example.com", allow_private=False)
+    assert address == "93.184.215.99"   # a load balancer shared with another service is that service
