@@ -27,7 +27,7 @@ from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
 from service.outbound import outbox
-from service.store import calendars, digests, events, exclusions, users, utcnow
+from service.store import calendars, coaching, digests, events, exclusions, preps, users, utcnow
 from service.store import outbound as outbound_store
 from service.store import tokens as token_store
 from service.store.records import ConnectionStatus, User
@@ -107,12 +107,13 @@ class Connections:
         people-directory entry belongs to the organization and stays. Returns what was done; ``pending``
         means a sync still held the lock and a job finishes the purge once it has stopped."""
         sync_requests.mark_deleting(self.redis, user_id)   # syncs stop before their next write
+        # The subscription goes while the user is still connected: its DELETE at Graph needs their token.
+        done: dict = {"subscription_deleted": self._delete_subscription(user_id)}
         before = users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
         # Their only outbound events kept through the purge are status changes: receivers learn to forget them.
         outbox.connection_status_changed(
             self.db, self.redis, user_id, ConnectionStatus.DISCONNECTED, DATA_DELETED,
             str(before.connection.status) if before and before.connection.status else None)
-        done: dict = {"subscription_deleted": self._delete_subscription(user_id)}
         with self.tokens.locked(user_id):
             done["tokens_deleted"] = token_store.delete(self.db, user_id)
         try:
@@ -132,6 +133,8 @@ class Connections:
                     "calendars": calendars.delete_for_user(self.db, user_id),
                     "exclusions": exclusions.delete_for_user(self.db, user_id),
                     "digests": digests.delete_for_user(self.db, user_id),
+                    "preps": preps.delete_for_user(self.db, user_id),
+                    "coaching": coaching.delete_for_user(self.db, user_id),
                     "outbound_events": outbound_store.delete_events_for_user(
                         self.db, user_id, keep_types=(outbox.CONNECTION_STATUS_CHANGED,)),
                     "user": users.delete(self.db, user_id)}

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from bson import ObjectId
 from pymongo.database import Database
 
-from service.store import calendars, digests, events, exclusions, outbound, users, utcnow
+from service.store import calendars, digests, events, exclusions, outbound, preps, users, utcnow
 
 EXPORT_BATCH = 500
 FORMAT = "calsync.export/1"
@@ -43,13 +43,16 @@ def _chunks(db: Database, user_id: str, batch: int) -> Iterator[str]:
         "connection": {"status": user.connection.status, "reason": user.connection.reason,
                        "since": user.connection.since},
         "settings": {"digest": {"enabled": user.digest.enabled, "time": user.digest.time,
-                                "send_empty": user.digest.send_empty}},
+                                "send_empty": user.digest.send_empty, "days": list(user.digest.days)},
+                     "prep": {"minutes": user.prep.minutes, "meetings": str(user.prep.meetings),
+                              "min_size": user.prep.min_size}},
         "sync": asdict(user.sync),
         "calendars": [{"id": c.calendar_id, "name": c.name, "owner_email": c.owner_email,
                        "is_default": c.is_default, "is_own": c.is_own, "enabled": c.enabled,
                        "last_sync_at": c.last_sync_at} for c in calendars.for_user(db, user_id)],
         "exclusions": exclusions.listed(db, user_id),
         "digests_sent": digests.for_user(db, user_id),
+        "preps_sent": preps.for_user(db, user_id),
         "webhook_events": outbound.events_for_user(db, user_id),   # sent about them, kept 7 days
     }
     text = _dumps(head)

@@ -41,10 +41,16 @@ OPS_TOKEN = "test-ops-token-0123456789abcdef"
 
 # --- Redis ---------------------------------------------------------------------------------------
 
+def _xdist_worker() -> int:
+    """0, or N for pytest-xdist's worker gwN, which flushes a Redis database of its own (the Nth below)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """127.0.0.1:6379 on a dedicated database if it answers, else an embedded redis-server. Never skips."""
-    database = int(os.environ.get("CALSYNC_TEST_REDIS_DB", "9"))
+    database = int(os.environ.get("CALSYNC_TEST_REDIS_DB", "9")) - _xdist_worker()
     server = os.environ.get("CALSYNC_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
     url = f"{server}/{database}"
     try:

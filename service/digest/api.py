@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 
 from service import cursors
 from service.csrf import csrf
-from service.digest import meetings
+from service.digest import coaching, meetings, org, plan, schedule
 from service.digest import people as people_io
 from service.digest.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
 from service.digest.matching import Directory, attendee_emails, is_resource
 from service.digest.people import styles
 from service.store import as_utc, utcnow
 from service.store import people as people_store
+from service.store import tenants as tenants_store
 from service.store import users as users_store
+from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdecimal() or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be a whole number between {low} and {high}")
     return int(raw)
 
@@ -115,7 +118,7 @@ def get_user(key: str):
     user = _user_or_404(key)
     if user is None:
         return _not_found()
-    connection, sync, digest = user.connection, user.sync, user.digest
+    connection, sync = user.connection, user.sync
     return jsonify({
         "id": user.id,
         "email": user.email,
@@ -126,8 +129,130 @@ def get_user(key: str):
         "last_sync_at": _iso(sync.last_sync_at),
         "last_notification_at": _iso(sync.last_notification_at),
         "last_sync_result": sync.last_result,
-        "digest": {"enabled": digest.enabled, "time": digest.time, "send_empty": digest.send_empty},
+        **_settings_json(user),
     })
+
+
+CLOCK = re.compile(r"^\d{1,2}:\d{2}$")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _settings_json(user: User) -> dict:
+    digest, prep = user.digest, user.prep
+    return {"digest": {"enabled": digest.enabled, "time": digest.time, "send_empty": digest.send_empty,
+                       "days": [DAY_NAMES[d] for d in digest.days]},
+            "prep": {"enabled": prep.enabled, "minutes": prep.minutes, "meetings": str(prep.meetings),
+                     "min_size": prep.min_size}}
+
+
+@bp.get("/users/<key>/settings")
+def get_settings(key: str):
+    """The user's digest and meeting-prep settings."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    return jsonify(_settings_json(user))
+
+
+def _fields(body: object, name: str, allowed: set[str]) -> dict:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadRequest(f"{name} must be an object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}")
+    return body
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return value
+
+
+def _whole(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a whole number between {low} and {high}")
+    return value
+
+
+def _digest_changes(body: dict) -> dict:
+    changes: dict = {}
+    for name in ("enabled", "send_empty"):
+        if name in body:
+            changes[name] = _flag(body[name], f"digest.{name}")
+    if "time" in body:
+        raw = body["time"]
+        clock = raw.strip().zfill(5) if isinstance(raw, str) and CLOCK.match(raw.strip()) else ""
+        if not clock or schedule.parse_clock(clock, "").strftime("%H:%M") != clock:
+            raise BadRequest("digest.time must look like 06:30")
+        changes["time"] = clock
+    if "days" in body:
+        days = body["days"]
+        if not isinstance(days, list) or not days or not all(isinstance(d, str) and d.lower() in DAY_NAMES
+                                                                for d in days):
+            raise BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun")
+        changes["days"] = [DAY_NAMES.index(d.lower()) for d in days]
+    return changes
+
+
+def _prep_changes(body: dict) -> dict:
+    changes: dict = {}
+    if "minutes" in body:
+        changes["minutes"] = None if body["minutes"] is None else _whole(body["minutes"], "prep.minutes",
+                                                                           *PREP_MINUTES)
+    if "enabled" in body and _flag(body["enabled"], "prep.enabled") is False:
+        changes["minutes"] = None
+    if "meetings" in body:
+        if body["meetings"] not in PrepMeetings._value2member_map_:
+            raise BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_))
+        changes["meetings"] = body["meetings"]
+    if "min_size" in body:
+        changes["min_size"] = _whole(body["min_size"], "prep.min_size", *PREP_MIN_SIZE)
+    return changes
+
+
+@bp.patch("/users/<key>/settings")
+def change_settings(key: str):
+    """Change some of the user's digest and prep settings (the fields given); answers the settings."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    body = _fields(request.get_json(silent=True), "body", {"digest", "prep"}) or None
+    if body is None:
+        raise BadRequest('body must be a JSON object like {"digest": {...}, "prep": {...}}')
+    digest = _digest_changes(_fields(body.get("digest"), "digest", {"enabled", "time", "send_empty", "days"}))
+    prep = _prep_changes(_fields(body.get("prep"), "prep", {"enabled", "minutes", "meetings", "min_size"}))
+    users_store.set_digest_preferences(_db(), user.id, **digest)
+    users_store.set_prep_preferences(_db(), user.id, **prep)
+    if digest:
+        plan.reschedule(_db(), user.id, current_app.extensions["calsync"].settings.digest_default_time)
+    log.info("settings changed through the API for user %s", user.id)
+    return jsonify(_settings_json(users_store.get(_db(), user.id)))
+
+
+@bp.get("/users/<key>/coaching")
+def list_coaching(key: str):
+    """Up to five coaching suggestions for the user's local day ``date`` (default: today)."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    today = utcnow().astimezone(schedule.user_zone(user)).date()
+    raw = request.args.get("date") or ""
+    try:
+        day = date.fromisoformat(raw.strip()) if raw else today
+    except ValueError:
+        raise BadRequest("date must be a date like 2026-07-01") from None
+    if abs((day - today).days) > MAX_COACHING_DAYS:
+        raise BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today")
+    limit = _int_arg("limit", coaching.LIMIT, 1, coaching.LIMIT)
+    found = coaching.suggest(_db(), user, day, limit=limit)
+    return jsonify({"date": day.isoformat(), "time_zone": schedule.user_zone(user).key,
+                    "items": [s.as_dict() for s in found]})
+
+
+MAX_COACHING_DAYS = 31
 
 
 def _person_json(person: dict | None) -> dict | None:
@@ -138,13 +263,15 @@ def _person_json(person: dict | None) -> dict | None:
             "assessments": person.get("assessments", {})}
 
 
-def _meeting_json(event: dict, directory: Directory) -> dict:
+def _meeting_json(event: dict, directory: Directory, organization: org.Organization | None = None) -> dict:
     attendees = []
+    outside = organization.is_external if organization else (lambda _email: False)
     for attendee in event.get("attendees") or []:
         email = (attendee.get("email") or "").lower()
         person = None if is_resource(attendee) else directory.person(email)
         attendees.append({"name": attendee.get("name"), "email": email, "type": attendee.get("type"),
-                          "response": attendee.get("response"), "person": _person_json(person)})
+                          "response": attendee.get("response"), "person": _person_json(person),
+                          "external": not is_resource(attendee) and outside(email)})
     organizer = event.get("organizer") or {}
     return {
         "id": event.get("graph_id"),
@@ -180,7 +307,8 @@ def list_meetings(key: str):
     after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
     page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
     directory = Directory.for_emails(_db(), attendee_emails(page))
-    body = {"items": [_meeting_json(e, directory) for e in page], "start": _iso(start), "end": _iso(end),
+    organization = org.for_user(_db(), user)
+    body = {"items": [_meeting_json(e, directory, organization) for e in page], "start": _iso(start), "end": _iso(end),
             "next_cursor": cursors.encode([next_key[0].isoformat(), next_key[1]]) if next_key else None}
     return jsonify(body)
 
@@ -204,6 +332,34 @@ def list_collaborators(key: str):
     people = {p["_id"]: p for p in people_store.by_emails(_db(), [c.email for c in ranked])}
     items = [{**c.as_dict(), "person": _person_json(people.get(c.person_id))} for c in ranked]
     return jsonify({"items": items, "days": days})
+
+
+# --- tenants ------------------------------------------------------------------------------------------
+
+def _tenant_key(tenant_id: str) -> str:
+    if not 0 < len(tenant_id) <= 100 or not all(c.isalnum() or c in "-_." for c in tenant_id):
+        raise BadRequest("tenant id must be up to 100 letters, digits, dashes, dots or underscores")
+    return tenant_id
+
+
+@bp.get("/tenants/<tenant_id>/domains")
+def get_tenant_domains(tenant_id: str):
+    """The domains an operator configured for a tenant (besides each user's own email domain)."""
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.domains(_db(), _tenant_key(tenant_id))})
+
+
+@bp.put("/tenants/<tenant_id>/domains")
+def set_tenant_domains(tenant_id: str):
+    """Replace the configured domains of a tenant: ``{"domains": ["contoso.com", ...]}`` (at most 100)."""
+    tenant_id = _tenant_key(tenant_id)
+    data = request.get_json(silent=True)
+    domains = data.get("domains") if isinstance(data, dict) else None
+    if not isinstance(domains, list) or len(domains) > 100:
+        raise BadRequest('body must be {"domains": [...]} with at most 100 domain names')
+    cleaned = [org.clean_domain(d) for d in domains]
+    if None in cleaned:
+        raise BadRequest("every domain must be a domain name like contoso.com")
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.set_domains(_db(), tenant_id, cleaned)})
 
 
 # --- people -------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from service.digest import schedule
 from service.digest.collaborators import Collaborator
 from service.digest.matching import Directory, Match, match_attendees, self_emails, user_response
 from service.digest.meetings import subject_of
+from service.digest.org import Organization
 from service.digest.people import style_label, styles
 from service.digest.tips import Tip, tips_for
 from service.store import as_utc
@@ -24,6 +25,7 @@ class AttendeeView:
     matched: bool
     styles: list[str]            # human labels, e.g. "DISC D (Dominance)"
     tips: list[Tip]
+    external: bool = False       # outside the user's organization (service.digest.org)
 
 
 @dataclass
@@ -39,6 +41,14 @@ class MeetingView:
     link: str | None = None      # the dashboard URL, filled in by the sender
     exclude_link: str | None = None   # where the user keeps it out of insights, filled in by the sender
 
+    @property
+    def internal(self) -> list[AttendeeView]:
+        return [a for a in self.attendees if not a.external]
+
+    @property
+    def external(self) -> list[AttendeeView]:
+        return [a for a in self.attendees if a.external]
+
 
 @dataclass
 class Digest:
@@ -50,6 +60,7 @@ class Digest:
     meetings: list[MeetingView]
     all_day: list[MeetingView]
     meet_most: list[Collaborator] = field(default_factory=list)
+    coaching: list = field(default_factory=list)    # service.digest.coaching.Suggestion, filled in by the sender
     settings_link: str | None = None
     unsubscribe_link: str | None = None
 
@@ -80,11 +91,12 @@ def on_day(event: dict, zone: ZoneInfo, day: date) -> bool:
     return as_utc(event["start"]) < end and as_utc(event["end"]) > start
 
 
-def attendee_view(match: Match, my_styles: dict[str, str], seed: str) -> AttendeeView:
+def attendee_view(match: Match, my_styles: dict[str, str], seed: str, org: Organization | None = None) -> AttendeeView:
     their = styles(match.person)
     labels = [style_label(framework, code) for framework, code in their.items()]
     return AttendeeView(match.name, match.email, match.person is not None, labels,
-                        tips_for(match.person, my_styles, seed) if match.person else [])
+                        tips_for(match.person, my_styles, seed) if match.person else [],
+                        bool(org and org.is_external(match.email)))
 
 
 def build_digest(
@@ -94,6 +106,7 @@ def build_digest(
     directory: Directory,
     meet_most: list[Collaborator] | None = None,
     zone: ZoneInfo | None = None,
+    org: Organization | None = None,
 ) -> Digest:
     """The digest for ``user`` on local ``day``: meetings in local time, attendees with tips."""
     zone = zone or schedule.user_zone(user)
@@ -104,7 +117,8 @@ def build_digest(
         if not shown(event, me) or not on_day(event, zone, day):
             continue
         seed = f"{day.isoformat()}:{event.get('graph_id')}"
-        attendees = [attendee_view(m, my_styles, f"{seed}:{m.email}") for m in match_attendees(event, me, directory)]
+        attendees = [attendee_view(m, my_styles, f"{seed}:{m.email}", org)
+                     for m in match_attendees(event, me, directory)]
         view = MeetingView(
             event_id=event.get("graph_id") or "",
             key=str(event.get("_id") or event.get("graph_id") or ""),

@@ -1,4 +1,4 @@
-"""``calsync people import FILE`` and ``calsync digest preview --user EMAIL``."""
+"""``calsync people import FILE``, ``calsync digest preview --user EMAIL`` and ``calsync tenants domains``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from service.cli_context import runtime_from_env
-from service.digest import schedule
+from service.digest import org, schedule
 from service.digest.people import InvalidPerson, detect_format, import_rows, read_rows
 from service.digest.render import render_html, render_text, subject
 from service.digest.send import compose
+from service.store import tenants as tenants_store
 from service.store import users as users_store
 from service.store import utcnow
 
@@ -20,6 +21,29 @@ from service.store import utcnow
 def register(cli: click.Group) -> None:
     cli.add_command(people)
     cli.add_command(digest)
+    cli.add_command(tenants)
+
+
+@click.group(help="Tenants: the domains that count as inside each organization.")
+def tenants() -> None:
+    pass
+
+
+@tenants.command("domains")
+@click.argument("tenant_id")
+@click.argument("domains", nargs=-1)
+@click.option("--clear", is_flag=True, help="Remove every configured domain.")
+def tenant_domains(tenant_id: str, domains: tuple[str, ...], clear: bool) -> None:
+    """Show, or replace with DOMAINS, the domains of TENANT_ID that count as internal (each user's own email
+    domain always does)."""
+    rt = runtime_from_env()
+    if domains or clear:
+        cleaned = [org.clean_domain(d) for d in domains]
+        bad = [d for d, c in zip(domains, cleaned, strict=True) if c is None]
+        if bad:
+            raise click.ClickException(f"not a domain name: {', '.join(bad)}")
+        tenants_store.set_domains(rt.db, tenant_id, cleaned)
+    click.echo(f"{tenant_id}: {', '.join(tenants_store.domains(rt.db, tenant_id)) or '(none)'}")
 
 
 @click.group(help="The people directory (names, emails, assessment results).")
@@ -67,7 +91,7 @@ def preview(user_key: str, day, html_file: Path | None) -> None:
     if user is None:
         raise click.ClickException(f"no user {user_key!r}")
     local_day: date = day.date() if day else utcnow().astimezone(schedule.user_zone(user)).date()
-    result = compose(rt.db, rt.settings, user, local_day)
+    result = compose(rt.db, rt.settings, user, local_day, record=False)
     click.echo(f"Subject: {subject(result)}\n")
     click.echo(render_text(result))
     if html_file:

@@ -39,14 +39,16 @@ def counts(event: dict, me: set[str]) -> bool:
     return not (event.get("is_cancelled") or event.get("is_all_day") or user_response(event, me) == "declined")
 
 
-def rank(events: Iterable[dict], me: set[str], directory: Directory, limit: int = 10) -> list[Collaborator]:
-    """Collaborators ordered by weighted time together (pure)."""
+def rank(events: Iterable[dict], me: set[str], directory: Directory, limit: int = 10,
+         max_people: int | None = None) -> list[Collaborator]:
+    """Collaborators ordered by weighted time together (pure); with ``max_people``, meetings of more people
+    than that (the user included) count for nothing either."""
     totals: dict[str, Collaborator] = {}
     for event in events:
         if not counts(event, me):
             continue
         others = match_attendees(event, me, directory)
-        if not others:
+        if not others or (max_people is not None and len(others) + 1 > max_people):
             continue
         minutes = max(0, int((as_utc(event["end"]) - as_utc(event["start"])).total_seconds() // 60))
         weight = minutes / 60 / len(others)

@@ -9,6 +9,7 @@ from xml.sax.saxutils import escape
 from pymongo.database import Database
 
 from service.digest.matching import Directory, Match, attendee_emails, match_attendees
+from service.digest.org import Organization
 from service.digest.people import frameworks, style_label, styles
 from service.digest.tips import group_notes
 
@@ -34,6 +35,7 @@ class Dashboard:
     people: list[tuple[Match, list[str]]]          # attendee and their style labels
     mixes: list[Mix] = field(default_factory=list)
     unmatched: int = 0
+    outside: list[tuple[Match, list[str]]] = field(default_factory=list)   # from outside the organization
 
 
 def style_counts(matches: list[Match]) -> dict[str, Counter]:
@@ -75,12 +77,15 @@ def mix_svg(framework: str, counts: dict[str, int]) -> str:
     return "".join(parts)
 
 
-def build_dashboard(db: Database, event: dict) -> Dashboard:
-    """Everyone in the meeting (the calendar's owner included), their styles and the group's mix."""
+def build_dashboard(db: Database, event: dict, organization: Organization | None = None) -> Dashboard:
+    """Everyone in the meeting (the calendar's owner included), their styles and the group's mix; those from
+    outside the owner's ``organization`` listed apart."""
     directory = Directory.for_emails(db, attendee_emails([event]))
     everyone = match_attendees(event, set(), directory)
     people = [(m, [style_label(f, c) for f, c in styles(m.person).items()]) for m in everyone]
-    dashboard = Dashboard(event, people, unmatched=sum(1 for m in everyone if m.person is None))
+    outside = [p for p in people if organization is not None and organization.is_external(p[0].email)]
+    dashboard = Dashboard(event, [p for p in people if p not in outside],
+                          unmatched=sum(1 for m in everyone if m.person is None), outside=outside)
     for framework, counter in sorted(style_counts(everyone).items()):
         counts = dict(counter)
         dashboard.mixes.append(

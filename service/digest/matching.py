@@ -14,6 +14,7 @@ from service.store import people as people_store
 from service.store.records import User
 
 RESOURCE_TYPES = {"resource", "room", "equipment"}
+UNANSWERED = {"none", "notresponded"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def user_response(event: dict, me: set[str]) -> str | None:
         value = event.get(key)
         if isinstance(value, dict):
             value = value.get("response")
-        if value:
+        if value and str(value).lower() not in UNANSWERED:   # "none" says nothing: look at the attendee entry
             return str(value).lower()
     for attendee in event.get("attendees") or []:
         if (attendee.get("email") or "").lower() in me and attendee.get("response"):

@@ -27,7 +27,8 @@ def next_for(user: User, default_time: str, now: datetime, last_date: date | Non
     """(local date, UTC instant) of the user's next digest after ``last_date``, or None if they get none."""
     if not eligible(user):
         return None
-    return schedule.next_send(schedule.user_zone(user), schedule.send_time(user, default_time), now, last_date)
+    return schedule.next_send(schedule.user_zone(user), schedule.send_time(user, default_time), now, last_date,
+                              user.digest.days)
 
 
 def _date(raw: str | None) -> date | None:
@@ -56,8 +57,8 @@ def advance(db: Database, user: User, default_time: str, now: datetime) -> date 
     following = next_for(user, default_time, now, due_date) if eligible(user) else None
     taken = users_store.advance_digest(db, user.id, user.digest.next_at, due_date.isoformat() if due_date else None,
                                        *(following or (None, None)))
-    if not taken or following is None or due_date is None:
-        return None
+    if not taken or following is None or due_date is None or due_date.weekday() not in user.digest.days:
+        return None   # (a day planned before the user left it out of their digest days is not sent)
     return due_date if due_date >= now.astimezone(schedule.user_zone(user)).date() else None
 
 

@@ -14,7 +14,7 @@ def parse_clock(value: str | None, default: str = "06:30") -> time:
     for candidate in (value, default):
         if isinstance(candidate, str):
             hours, _, minutes = candidate.strip().partition(":")
-            if hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60:
+            if hours.isdecimal() and minutes.isdecimal() and int(hours) < 24 and int(minutes) < 60:
                 return time(int(hours), int(minutes))
     return time(6, 30)
 
@@ -41,12 +41,21 @@ def send_instant(zone: ZoneInfo, send_at: time, day: date) -> datetime:
     return datetime.combine(day, send_at, tzinfo=zone).astimezone(UTC)
 
 
-def next_send(zone: ZoneInfo, send_at: time, now: datetime, last_date: date | None) -> tuple[date, datetime]:
-    """The next local date to send (today, unless today's digest was already handled) and its UTC instant.
+EVERY_DAY = (0, 1, 2, 3, 4, 5, 6)
+
+
+def next_send(zone: ZoneInfo, send_at: time, now: datetime, last_date: date | None,
+              days: tuple[int, ...] = EVERY_DAY) -> tuple[date, datetime] | None:
+    """The next local date to send (today, unless today's digest was already handled, or the first of the
+    chosen weekdays after it) and its UTC instant; None when no weekday is chosen.
 
     Today counts even when its send time has passed: a user who connects at noon gets today's digest now.
     """
+    if not days:
+        return None
     day = now.astimezone(zone).date()
     if last_date is not None and last_date >= day:
         day = last_date + timedelta(days=1)
+    while day.weekday() not in days:
+        day += timedelta(days=1)
     return day, send_instant(zone, send_at, day)

@@ -14,7 +14,7 @@ from pymongo.database import Database
 from redis import Redis
 
 from service.config import Settings
-from service.digest import links, meetings, schedule
+from service.digest import coaching, links, meetings, org, schedule
 from service.digest.build import Digest, build_digest
 from service.digest.collaborators import top_collaborators
 from service.digest.matching import Directory, attendee_emails
@@ -29,8 +29,10 @@ from service.store.records import User
 log = logging.getLogger(__name__)
 
 
-def compose(db: Database, settings: Settings, user: User, day: date, now: datetime | None = None) -> Digest:
-    """Build a user's digest for a local day from the stores, links included."""
+def compose(db: Database, settings: Settings, user: User, day: date, now: datetime | None = None,
+            record: bool = True) -> Digest:
+    """Build a user's digest for a local day from the stores, links included (``record``: the coaching tips
+    shown count as shown; a preview passes False)."""
     zone = schedule.user_zone(user)
     start, end = schedule.day_bounds(zone, day)
     # A day either side catches all-day events stored at another zone's midnight.
@@ -38,7 +40,8 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
                                 (end + timedelta(days=1)).astimezone(UTC))
     directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     meet_most = top_collaborators(db, user, limit=3, now=now)
-    digest = build_digest(user, day, events, directory, meet_most, zone)
+    digest = build_digest(user, day, events, directory, meet_most, zone, org.for_user(db, user))
+    digest.coaching = coaching.suggest(db, user, day, now=now, record=record)
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
         meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)

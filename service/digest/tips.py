@@ -19,6 +19,11 @@ class Tip:
     style: str
     text: str
 
+    @property
+    def key(self) -> str:
+        """A stable name for the tip (its framework and a checksum of its text), for the coaching history."""
+        return f"{self.framework}:{zlib.crc32(self.text.encode()):08x}"
+
 
 @cache
 def library() -> dict[str, dict]:
@@ -52,6 +57,35 @@ def tips_for(person: dict | None, my_styles: dict[str, str], seed: str, limit: i
         if len(chosen) >= limit:
             break
     return chosen
+
+
+def candidates(person: dict | None, my_styles: dict[str, str], seed: str) -> list[Tip]:
+    """Every tip for meeting ``person``, best first: per framework the pairing tip (when the user's own style
+    is known), then the style's tips in an order rotated by ``seed``."""
+    found: list[Tip] = []
+    for framework, code in styles(person).items():
+        doc = library().get(framework)
+        if not doc or code not in doc.get("styles", {}):
+            continue
+        pair = doc.get("pairs", {}).get(f"{my_styles.get(framework)}+{code}")
+        if pair:
+            found.append(Tip(framework, code, pair))
+        options = list(doc["styles"][code].get("tips") or [])
+        if options:
+            first = zlib.crc32(f"{seed}:{framework}:{code}".encode()) % len(options)
+            found += [Tip(framework, code, text) for text in options[first:] + options[:first]]
+    return found
+
+
+def size_notes(people: int) -> list[Tip]:
+    """Tips for a meeting of ``people`` people (the user included), one per framework that has them."""
+    notes = []
+    for framework, doc in sorted(library().items()):
+        for rule in doc.get("sizes", []):
+            if rule.get("min_people", 0) <= people <= rule.get("max_people", people):
+                notes.append(Tip(framework, rule["id"], rule["text"]))
+                break
+    return notes
 
 
 def group_notes(framework: str, counts: dict[str, int]) -> list[str]:

@@ -13,14 +13,14 @@ from flask import Blueprint, current_app, redirect, request, session
 
 from service import timezones
 from service.csrf import csrf
-from service.digest import links, meetings, plan, schedule
+from service.digest import links, meetings, org, plan, schedule
 from service.digest.dashboard import build_dashboard
 from service.digest.render import environment
 from service.store import as_utc, exclusions
 from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users as users_store
-from service.store.records import User
+from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
 from service.sync.requests import request_sync
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ def meeting_dashboard(key: str):
     excluded = state["meeting"] or state["series"]
     if excluded and not is_owner:
         return _message(*NOT_AVAILABLE, 403)   # its owner keeps it out of insights
-    dash = None if excluded else build_dashboard(db, event)
+    holder = users_store.get(db, event.get("user_id"))
+    dash = None if excluded else build_dashboard(db, event, org.for_user(db, holder) if holder else None)
     token = links.dashboard_token(_rt().settings, event["user_id"], event["graph_id"]) if is_owner else None
     return _page("meeting.html", title=meetings.subject_of(event), subject=meetings.subject_of(event), dash=dash,
                  event=event, when=_when(db, event), owner=is_owner, token=token, state=state, key=key)
@@ -174,6 +175,8 @@ def _settings_page(rt, user: User, token: str, *, saved: bool = False, error: st
                    calendars_saved: bool = False):
     send_at = schedule.send_time(user, rt.settings.digest_default_time).strftime("%H:%M")
     return _page("settings.html", 400 if error else 200, title="Settings", user=user, digest=user.digest,
+                 prep=user.prep, weekdays=WEEKDAY_NAMES, prep_choices=PREP_CHOICES, prep_minutes=PREP_MINUTES,
+                 prep_sizes=PREP_MIN_SIZE,
                  token=token, send_time=send_at, zone=schedule.user_zone(user).key, saved=saved, error=error,
                  calendars=calendar_store.for_user(rt.db, user.id), calendars_saved=calendars_saved)
 
@@ -200,6 +203,38 @@ def calendar_settings():
     return _settings_page(rt, users_store.get(rt.db, user.id), token, calendars_saved=True)
 
 
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+PREP_CHOICES = ((PrepMeetings.ALL, "All meetings"), (PrepMeetings.ONE_ON_ONE, "One-to-ones only"),
+                (PrepMeetings.EXTERNAL, "Meetings with people from outside my organization"),
+                (PrepMeetings.MIN_SIZE, "Meetings of at least this many people:"))
+
+
+def _whole(raw: str | None, low: int, high: int) -> int | None:
+    text = (raw or "").strip()
+    return int(text) if text.isdecimal() and low <= int(text) <= high else None
+
+
+def _prep_form(form) -> tuple[dict, str | None]:
+    """The prep fields of the settings form, as set_prep_preferences arguments (absent fields stay as they are)."""
+    changes: dict = {}
+    if "prep_minutes" in form:
+        raw = form.get("prep_minutes", "").strip().lower()
+        minutes = None if raw in ("", "off", "0") else _whole(raw, *PREP_MINUTES)
+        if raw not in ("", "off", "0") and minutes is None:
+            return {}, f"Prep mails go {PREP_MINUTES[0]} to {PREP_MINUTES[1]} minutes before a meeting, or off."
+        changes["minutes"] = minutes
+    if "prep_meetings" in form:
+        if form.get("prep_meetings") not in PrepMeetings._value2member_map_:
+            return {}, "Choose which meetings get a prep mail."
+        changes["meetings"] = form.get("prep_meetings")
+    if (form.get("prep_min_size") or "").strip():
+        size = _whole(form.get("prep_min_size"), *PREP_MIN_SIZE)
+        if size is None:
+            return {}, f"The meeting size must be a number from {PREP_MIN_SIZE[0]} to {PREP_MIN_SIZE[1]}."
+        changes["min_size"] = size
+    return changes, None
+
+
 def _save_settings(rt, user: User, form) -> str | None:
     """Validate and store the settings form; returns an error message or None."""
     clock = (form.get("time") or "").strip()
@@ -210,9 +245,17 @@ def _save_settings(rt, user: User, form) -> str | None:
     iana = timezones.to_iana(zone_name) if zone_name else None
     if zone_name and iana == timezones.UTC_NAME and zone_name.upper() not in ("UTC", "GMT", "ETC/UTC"):
         return "Unknown time zone; use a name like Europe/Paris."
+    days = [_whole(d, 0, 6) for d in form.getlist("days")]
+    if None in days:
+        return "Choose the digest days from Monday to Sunday."
+    prep, error = _prep_form(form)
+    if error:
+        return error
+    # No day ticked leaves the days as they were: a digest goes out on at least one day (or is turned off).
     users_store.set_digest_preferences(rt.db, user.id, enabled=form.get("enabled") == "1",
                                        send_empty=form.get("send_empty") == "1",
-                                       time=parsed.strftime("%H:%M") if clock else None)
+                                       time=parsed.strftime("%H:%M") if clock else None, days=days or None)
+    users_store.set_prep_preferences(rt.db, user.id, **prep)
     if zone_name:
         users_store.choose_time_zone(rt.db, user.id, iana)  # the sync's inference leaves a chosen zone alone
     plan.reschedule(rt.db, user.id, rt.settings.digest_default_time)

@@ -27,6 +27,8 @@ DOMAIN_MODULES = (
     "service.store.subscriptions",
     "service.store.people",
     "service.store.digests",
+    "service.store.preps",
+    "service.store.coaching",
     "service.store.tenants",
     "service.store.tokens",
     "service.store.calendars",

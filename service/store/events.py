@@ -36,6 +36,7 @@ BY_USER_AND_ID = "user_graph_id"
 BY_USER_AND_START = "user_start"
 BY_USER_AND_ICAL_UID = "user_ical_uid"
 BY_END = "end"
+BY_START = "start"
 
 INDEXES = {
     "events": [
@@ -43,6 +44,7 @@ INDEXES = {
         IndexModel([("user_id", ASCENDING), ("start", ASCENDING)], name=BY_USER_AND_START),
         IndexModel([("user_id", ASCENDING), ("ical_uid", ASCENDING)], name=BY_USER_AND_ICAL_UID),  # duplicates
         IndexModel([("end", ASCENDING)], name=BY_END),   # retention
+        IndexModel([("start", ASCENDING)], name=BY_START),   # the prep tick: every user's meetings starting soon
     ],
     # What we deleted and the version it had, so a replayed older upsert cannot bring it back.
     "event_tombstones": [
@@ -56,7 +58,7 @@ RETIRED_INDEXES = {"events": ["attendee_email"]}   # nothing queries attendees b
 STORED_FIELDS = frozenset({
     "_id", "user_id", "graph_id", "calendar_id", "subject", "sensitivity", "start", "end", "start_tz", "end_tz",
     "is_all_day", "organizer", "attendees", "is_cancelled", "show_as", "is_online_meeting", "type",
-    "series_master_id", "ical_uid", "last_modified", "change_key", "stored_at",
+    "series_master_id", "ical_uid", "last_modified", "change_key", "stored_at", "response",
 })
 # Meetings the user marked private: stored without their subject, shown as "Private meeting".
 PRIVATE = frozenset({"private", "confidential"})
@@ -203,6 +205,9 @@ def to_document(item: dict) -> dict:
             given = item[edge].get("timeZone") if isinstance(item[edge], dict) else None
             original = item.get(f"original{edge.title()}TimeZone")
             doc[f"{edge}_tz"] = _text(original) or _text(given)
+    if "responseStatus" in item:
+        status = item["responseStatus"] if isinstance(item["responseStatus"], dict) else {}
+        doc["response"] = _text(status.get("response"))   # the mailbox owner's own answer (declined…)
     if "organizer" in item:
         doc["organizer"] = _recipient(item["organizer"])
     if "attendees" in item:
@@ -503,6 +508,17 @@ def in_window(db: Database, user_id: str, start: datetime, end: datetime) -> lis
     """A user's events overlapping [start, end), earliest first."""
     query = {"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}
     return list(db.events.find(query).sort("start", ASCENDING).hint(BY_USER_AND_START))
+
+
+PREP_FIELDS = {"user_id": 1, "graph_id": 1, "ical_uid": 1, "start": 1, "end": 1, "is_all_day": 1,
+               "is_cancelled": 1, "series_master_id": 1, "organizer": 1, "attendees": 1, "response": 1}
+
+
+def starting_between(db: Database, start: datetime, end: datetime) -> list[dict]:
+    """Every user's timed, not cancelled events starting in (start, end], earliest first: one range of the
+    ``start`` index, so the prep tick costs what is starting soon, not all events."""
+    query = {"start": {"$gt": start, "$lte": end}, "is_all_day": {"$ne": True}, "is_cancelled": {"$ne": True}}
+    return list(db.events.find(query, PREP_FIELDS).sort("start", ASCENDING).hint(BY_START))
 
 
 def page_in_window(db: Database, user_id: str, start: datetime, end: datetime,

@@ -45,6 +45,17 @@ class Connection:
                    as_utc(doc.get("reconnect_mail_sent_at")))
 
 
+WEEKDAYS = (0, 1, 2, 3, 4)             # Monday to Friday (date.weekday() numbers): the default digest days
+
+
+def _days(raw: object) -> tuple[int, ...]:
+    """Stored digest days as sorted weekday numbers; anything unusable reads as the default."""
+    if not isinstance(raw, list | tuple):
+        return WEEKDAYS
+    days = tuple(sorted({d for d in raw if isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6}))
+    return days or WEEKDAYS
+
+
 @dataclass(frozen=True)
 class DigestSettings:
     enabled: bool = True
@@ -53,12 +64,54 @@ class DigestSettings:
     next_at: datetime | None = None   # when the next one goes out (service.digest.plan)
     next_date: str | None = None
     last_date: str | None = None
+    days: tuple[int, ...] = WEEKDAYS  # the weekdays (0 = Monday) the digest goes out on
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> DigestSettings:
         doc = doc or {}
         return cls(doc.get("enabled", True) is not False, doc.get("time"), bool(doc.get("send_empty", False)),
-                   as_utc(doc.get("next_at")), doc.get("next_date"), doc.get("last_date"))
+                   as_utc(doc.get("next_at")), doc.get("next_date"), doc.get("last_date"), _days(doc.get("days")))
+
+
+class PrepMeetings(StrEnum):
+    """Which meetings get a prep mail."""
+
+    ALL = "all"
+    ONE_ON_ONE = "one_on_one"         # exactly one other person
+    EXTERNAL = "external"             # someone from outside the user's organization
+    MIN_SIZE = "min_size"             # at least ``min_size`` people, the user included
+
+
+PREP_DEFAULT_MINUTES = 15
+PREP_MINUTES = (5, 60)                # the lead time a user may choose, inclusive
+PREP_DEFAULT_MIN_SIZE = 3
+PREP_MIN_SIZE = (2, 100)
+
+
+@dataclass(frozen=True)
+class PrepSettings:
+    """Meeting prep mails: ``minutes`` before each chosen meeting (None: off)."""
+
+    minutes: int | None = PREP_DEFAULT_MINUTES
+    meetings: PrepMeetings = PrepMeetings.ALL
+    min_size: int = PREP_DEFAULT_MIN_SIZE
+
+    @property
+    def enabled(self) -> bool:
+        return self.minutes is not None
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> PrepSettings:
+        doc = doc or {}
+        minutes = doc.get("minutes", PREP_DEFAULT_MINUTES)
+        if not (isinstance(minutes, int) and PREP_MINUTES[0] <= minutes <= PREP_MINUTES[1]):
+            minutes = None if minutes is None or minutes == 0 else PREP_DEFAULT_MINUTES
+        meetings = doc.get("meetings")
+        size = doc.get("min_size")
+        return cls(minutes,
+                   PrepMeetings(meetings) if meetings in PrepMeetings._value2member_map_ else PrepMeetings.ALL,
+                   size if isinstance(size, int) and PREP_MIN_SIZE[0] <= size <= PREP_MIN_SIZE[1]
+                   else PREP_DEFAULT_MIN_SIZE)
 
 
 @dataclass(frozen=True)
@@ -90,6 +143,7 @@ class User:
     time_zone_source: str | None = None   # "user" when chosen on the settings page, "browser" at connect
     connection: Connection = field(default_factory=Connection)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    prep: PrepSettings = field(default_factory=PrepSettings)
     sync: SyncInfo = field(default_factory=SyncInfo)
     subscription_missing_since: datetime | None = None
     created_at: datetime | None = None
@@ -109,7 +163,8 @@ class User:
             id=doc["_id"], email=doc.get("email") or "", display_name=doc.get("display_name") or "",
             tenant_id=doc.get("tenant_id"), time_zone=doc.get("time_zone"), graph_time_zone=doc.get("graph_time_zone"),
             time_zone_source=doc.get("time_zone_source"), connection=Connection.from_doc(doc.get("connection")),
-            digest=DigestSettings.from_doc(doc.get("digest")), sync=SyncInfo.from_doc(doc.get("sync")),
+            digest=DigestSettings.from_doc(doc.get("digest")), prep=PrepSettings.from_doc(doc.get("prep")),
+            sync=SyncInfo.from_doc(doc.get("sync")),
             subscription_missing_since=as_utc(doc.get("subscription_missing_since")),
             created_at=as_utc(doc.get("created_at")),
         )

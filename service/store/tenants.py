@@ -1,4 +1,6 @@
-"""Tenants whose administrator granted admin consent: ``{_id: tenant_id, consented_at, consented_by, scopes}``."""
+"""Tenants: admin consent records ``{_id: tenant_id, consented_at, consented_by, scopes}``, and the domains an
+operator says belong to the organization (``domains``: lower-case names; a tenant may have them without a
+consent record)."""
 
 from __future__ import annotations
 
@@ -30,3 +32,24 @@ def record_consent(
 
 def get(db: Database, tenant_id: str) -> dict | None:
     return db.tenants.find_one({"_id": tenant_id})
+
+
+def set_domains(db: Database, tenant_id: str, domains: list[str]) -> list[str]:
+    """Replace the operator-configured domains of a tenant (already validated, lower-case); returns them."""
+    cleaned = sorted(set(domains))
+    db.tenants.update_one({"_id": tenant_id}, {"$set": {"domains": cleaned, "domains_updated_at": utcnow()}},
+                          upsert=True)
+    return cleaned
+
+
+def domains(db: Database, tenant_id: str | None) -> list[str]:
+    """The operator-configured domains of a tenant (none when unknown)."""
+    if not tenant_id:
+        return []
+    found = db.tenants.find_one({"_id": tenant_id}, {"domains": 1}) or {}
+    return [d for d in found.get("domains") or [] if isinstance(d, str)]
+
+
+def with_domains(db: Database) -> list[dict]:
+    """Every tenant that has configured domains, for operators (a handful of documents)."""
+    return list(db.tenants.find({"domains.0": {"$exists": True}}, {"domains": 1}).sort("_id", 1))

@@ -178,12 +178,39 @@ def record_inferred_time_zone(db: Database, user_id: str, graph_zone: str, iana:
 
 
 def set_digest_preferences(db: Database, user_id: str, *, enabled: bool | None = None, time: str | None = None,
-                           send_empty: bool | None = None) -> None:
-    """Change whichever digest preferences are given."""
+                           send_empty: bool | None = None, days: Iterable[int] | None = None) -> None:
+    """Change whichever digest preferences are given (``days``: weekday numbers, 0 = Monday)."""
     fields = {f"digest.{name}": value for name, value in
-              (("enabled", enabled), ("time", time), ("send_empty", send_empty)) if value is not None}
+              (("enabled", enabled), ("time", time), ("send_empty", send_empty),
+               ("days", sorted(set(days)) if days is not None else None)) if value is not None}
     if fields:
         db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
+
+
+UNCHANGED = object()
+
+
+def set_prep_preferences(db: Database, user_id: str, *, minutes: int | None | object = UNCHANGED,
+                         meetings: str | None = None, min_size: int | None = None) -> None:
+    """Change whichever meeting-prep preferences are given (``minutes=None`` turns prep off)."""
+    fields = {f"prep.{name}": value for name, value in (("meetings", meetings), ("min_size", min_size))
+              if value is not None}
+    if minutes is not UNCHANGED:
+        fields["prep.minutes"] = minutes
+    if fields:
+        db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
+
+
+PREP_FIELDS = {"_id": 1, "email": 1, "tenant_id": 1, "time_zone": 1, "graph_time_zone": 1, "prep": 1,
+               "connection.status": 1}
+
+
+def for_prep(db: Database, user_ids: Iterable[str]) -> dict[str, User]:
+    """The users among ``user_ids`` (one query by _id), with what deciding a prep needs."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return {}
+    return {u["_id"]: User.from_doc(u) for u in db.users.find({"_id": {"$in": wanted}}, PREP_FIELDS)}
 
 
 # ------------------------------------------------------------------ sync observability (users.sync)

@@ -15,8 +15,10 @@ from rq import get_current_job
 
 from service.digest import jobs as digests
 from service.digest import plan as digest_plan
+from service.digest import prep
 from service.digest import send as digest_send
 from service.outbound import delivery as outbound_delivery
+from service.outbound import outbox
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import runner, sweeps
@@ -126,6 +128,26 @@ def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = context.current()
     return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
+
+
+def prep_tick() -> int:
+    """Scheduler entry point (every minute): the meeting preps due now become send_prep jobs."""
+    rt = context.current()
+    return prep.tick(rt.db, rt.redis, utcnow())
+
+
+def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
+    """Send one meeting's prep mail; safe to retry or run twice."""
+    rt = context.current()
+    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
+
+
+def _prep_due(rt):
+    """prep.deliver's ``notify``: its ``meeting.prep_due`` payload becomes the outbound event."""
+    def notify(event: dict) -> None:
+        outbox.prep_due(rt.db, rt.redis, event["user_id"], event["event_id"], datetime.fromisoformat(event["start"]),
+                        event["attendees"], meeting_key=event["meeting_key"])
+    return notify
 
 
 # ------------------------------------------------------------------ outbound webhooks

@@ -40,6 +40,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("reconcile-sweep", 900, queues.RECONCILE_SWEEP, queues.MAINTENANCE),
     Periodic("window-roll", 3600, queues.WINDOW_ROLL_SWEEP, queues.MAINTENANCE),
     Periodic("digest-tick", 60, queues.DIGEST_TICK, queues.DIGEST),
+    Periodic("prep-tick", 60, queues.PREP_TICK, queues.PREP),
     Periodic("retention", 86_400, queues.RETENTION_SWEEP, queues.MAINTENANCE),
     Periodic("calendar-poll", 300, queues.CALENDAR_POLL_SWEEP, queues.MAINTENANCE),
     Periodic("outbox-sweep", 60, queues.OUTBOX_SWEEP, queues.OUTBOUND),

@@ -4,6 +4,7 @@ running), and retention."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -83,25 +84,30 @@ def test_operators_export_and_delete_through_the_ops_api(client, db, ops_headers
     assert users.get(db, user.id) is None
 
 
+# The issue's 50,000 events with CALSYNC_TEST_SCALE=full (about a minute here, mostly the inserts); the
+# default suite exports 10,000 in batches a fifth the size, so the memory bound is tested at the same ratio.
+EXPORTED = 50_000 if os.environ.get("CALSYNC_TEST_SCALE") == "full" else 10_000
+
+
 @pytest.mark.slow
 @pytest.mark.wire
-def test_the_export_of_50_000_events_streams_in_bounded_memory(db):
+def test_the_export_of_many_events_streams_in_bounded_memory(db):
     user = add_user(db)
     template = {"user_id": user.id, "subject": "Planning " + "x" * 60, "is_all_day": False,
                 "organizer": {"name": "Morgan Me", "email": "me@example.com"}, "type": "singleInstance",
                 "attendees": [attendee(f"person{n}@example.com") for n in range(4)], "calendar_id": "cal-1"}
-    for batch in range(10):
+    for batch in range(EXPORTED // 5_000):
         db.events.insert_many([{**template, "graph_id": f"g{batch:02d}{n:05d}", "start": NOW, "end": NOW}
                                for n in range(5_000)])
 
     tracemalloc.start()
     size, chunks, ids = 0, 0, 0
-    for chunk in mydata.export(db, user.id):
+    for chunk in mydata.export(db, user.id, batch=mydata.EXPORT_BATCH * EXPORTED // 50_000):
         size, chunks, ids = size + len(chunk), chunks + 1, ids + chunk.count('"graph_id"')
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
 
-    assert ids == 50_000 and chunks > 100
+    assert ids == EXPORTED and chunks > 100
     print(f"export: {size / 1e6:.1f} MB of JSON in {chunks} chunks, peak traced memory {peak / 1e6:.1f} MB")
     assert peak < size / 5      # a batch at a time, never the whole calendar
 

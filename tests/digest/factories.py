@@ -16,7 +16,7 @@ def add_user(db, user_id="user-1", email="me@example.com", time_zone="UTC", grap
     doc = {"_id": user_id, "tenant_id": "tenant-1", "email": email, "display_name": name,
            "time_zone": time_zone, "graph_time_zone": graph_time_zone,
            "connection": {"status": status, "reason": None, "since": now},
-           "digest": {"enabled": True, "time": None, "send_empty": False, **(digest or {})},
+           "digest": {"enabled": True, "time": None, "send_empty": False, "days": list(range(7)), **(digest or {})},
            "sync": {"last_sync_at": now, "last_notification_at": None, "error_count": 0},
            "created_at": now, "updated_at": now}
     db.users.insert_one(doc)

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.digest.schedule import day_bounds, next_send, parse_clock, send_instant, send_time, user_zone
-from service.store.records import DigestSettings, User
+from service.store.records import WEEKDAYS, DigestSettings, User
 
 SEND = time(6, 30)
 
@@ -55,3 +55,15 @@ def test_user_zone_prefers_setting_then_graph_windows_name_then_utc():
 def test_parse_clock_falls_back_to_default(value, expected):
     assert parse_clock(value, "06:30") == expected
     assert send_time(User("u", digest=DigestSettings(time=value)), "06:30") == expected
+
+
+def test_the_next_digest_skips_the_days_the_user_left_out():
+    zone = ZoneInfo("Europe/Paris")
+    friday_noon = datetime(2026, 7, 3, 10, 0, tzinfo=UTC)
+
+    assert next_send(zone, SEND, friday_noon, date(2026, 7, 3), WEEKDAYS)[0] == date(2026, 7, 6)   # Monday
+    assert next_send(zone, SEND, friday_noon, None, (5,))[0] == date(2026, 7, 4)                  # Saturday
+    assert next_send(zone, SEND, friday_noon, None, ()) is None
+    assert User("u").digest.days == WEEKDAYS
+    assert DigestSettings.from_doc({"days": [6, 6, "x", 9, True]}).days == (6,)
+    assert DigestSettings.from_doc({"days": []}).days == WEEKDAYS

@@ -184,3 +184,23 @@ def test_two_schedulers_and_real_workers_send_one_digest_per_user(rt, db, redis_
 
     assert len(smtp_inbox.messages) == 1
     assert digests_store.get(db, user.id, now.date().isoformat())["status"] == "sent"
+
+
+def test_the_tick_sends_only_on_the_users_digest_days(rt, db):
+    friday = datetime(2026, 7, 3, 5, 0, tzinfo=UTC)
+    user = add_user(db, time_zone="UTC", digest={"days": [0, 1, 2, 3, 4]}, planned_at=friday)
+    users_store.set_digest_preferences(db, user.id, days=[0, 1, 2, 3, 4])
+
+    sent = [jobs.due_users(rt.db, rt.settings, friday + timedelta(days=n, hours=2)) for n in range(4)]
+
+    assert sent == [[(user.id, "2026-07-03")], [], [], [(user.id, "2026-07-06")]]   # Fri, -, -, Mon
+    assert users_store.get(db, user.id).digest.next_date == "2026-07-07"
+
+
+def test_a_day_planned_before_the_user_dropped_it_is_not_sent(rt, db):
+    saturday = datetime(2026, 7, 4, 5, 0, tzinfo=UTC)
+    user = add_user(db, time_zone="UTC", planned_at=saturday)                  # every day: Saturday planned
+    db.users.update_one({"_id": user.id}, {"$set": {"digest.days": [0, 1, 2, 3, 4]}})   # without rescheduling
+
+    assert jobs.due_users(rt.db, rt.settings, saturday + timedelta(hours=2)) == []
+    assert users_store.get(db, user.id).digest.next_date == "2026-07-06"

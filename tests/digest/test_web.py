@@ -108,3 +108,33 @@ def test_one_click_unsubscribe(client, rt, db, meeting):
     assert confirm.status_code == 200 and done.status_code == 200
     assert users_store.get(db, "user-1").digest.enabled is False
     assert client.post("/digest/unsubscribe?t=bad").status_code == 403
+
+
+def test_the_dashboard_lists_people_from_outside_the_organization_apart(client, rt, db, meeting):
+    html = client.get(_path(rt, meeting)).get_data(as_text=True)
+    inside, outside = html.split('<h2 id="outside">From outside the organization</h2>')
+
+    assert "x@partner.example" in outside and "x@partner.example" not in inside
+    assert "ana@example.com" in inside and "ana@example.com" not in outside
+
+
+def test_settings_page_sets_digest_days_and_meeting_prep(client, rt, db, meeting):
+    token = links.settings_token(rt.settings, "user-1")
+    db.users.update_one({"_id": "user-1"}, {"$unset": {"digest.days": ""}})   # as connecting leaves it: Mon-Fri
+
+    page = client.get(f"/digest/settings?t={token}").get_data(as_text=True)
+    saved = client.post("/digest/settings", data={"t": token, "enabled": "1", "days": ["0", "2", "5"],
+                                                  "prep_minutes": "45", "prep_meetings": "external"})
+    user = users_store.get(db, "user-1")
+    off = client.post("/digest/settings", data={"t": token, "enabled": "1", "prep_minutes": ""})
+    bad = [client.post("/digest/settings", data={"t": token, "enabled": "1", **form}).status_code
+           for form in ({"days": ["7"]}, {"days": ["x"]}, {"prep_minutes": "4"}, {"prep_minutes": "90"},
+                        {"prep_minutes": "soon"}, {"prep_meetings": "some"}, {"prep_min_size": "1"})]
+
+    assert 'name="days" value="4" checked' in page and 'name="days" value="5" >' in page
+    assert 'id="prep_minutes" name="prep_minutes" min="5" max="60" value="15"' in page
+    assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
+    assert user.digest.days == (0, 2, 5) and user.prep.minutes == 45 and user.prep.meetings == "external"
+    assert off.status_code == 200 and users_store.get(db, "user-1").prep.enabled is False
+    assert users_store.get(db, "user-1").digest.days == (0, 2, 5)      # no day ticked leaves them as they were
+    assert bad == [400] * 7

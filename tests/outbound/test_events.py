@@ -15,8 +15,8 @@ from service.outbound import endpoints, outbox
 from service.store import utcnow
 from service.store.events import MeetingChanges
 from service.subscriptions import certificate
-from service.workers import queues
-from tests.digest.factories import add_event, add_user, attendee
+from service.workers import jobs, queues
+from tests.digest.factories import add_event, add_people, add_user, attendee
 from tests.support.connect import connect_user, emulated_user
 
 
@@ -145,3 +145,22 @@ def test_a_users_data_export_lists_the_webhook_events_about_them(rt, endpoint, c
 
     (event,) = json.loads(export.get_data(as_text=True))["webhook_events"]
     assert event["type"] == "digest.sent" and event["sequence"] == 1 and event["data"]["meetings"] == 2
+
+
+def test_a_prep_mail_sent_by_its_job_is_a_meeting_prep_due_event(rt, endpoint, receiver, run_jobs, smtp_inbox):
+    _, secret = endpoint
+    add_people(rt.db)
+    me = add_user(rt.db)
+    start = utcnow().replace(microsecond=0) + timedelta(minutes=10)
+    add_event(rt.db, me.id, "m1", start, start + timedelta(minutes=30), subject="Design review",
+              attendees=[attendee("me@example.com"), attendee("ana@example.com"), attendee("x@partner.example")])
+
+    assert jobs.send_prep(me.id, "uid-m1", start.isoformat()) == "sent"
+    assert jobs.send_prep(me.id, "uid-m1", start.isoformat()) == "already-handled"
+    run_jobs()
+
+    (due,) = payloads(receiver, secret, 1)
+    assert due["type"] == "meeting.prep_due" and due["user_id"] == me.id and len(smtp_inbox.messages) == 1
+    assert due["data"]["meeting_id"] == "m1" and due["data"]["meeting_key"] == "uid-m1"
+    assert due["data"]["start"] == outbox.iso(start) and due["data"]["matched_attendees"] == ["ana@example.com"]
+    assert "Design review" not in receiver.requests[0].body

@@ -24,6 +24,7 @@ import requests
 from rq import Worker
 
 from service.config import Settings
+from service.digest import plan
 from service.store import digests, events, users
 from service.sync import rounds
 from tests.conftest import OPS_TOKEN, _free_port
@@ -108,7 +109,8 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
             assert connect_user(stack, person["id"], "UTC") == person["id"]
             # The random changes below may leave a user with no meeting today when the digest is due:
             # the digest is sent anyway, so "each got today's digest exactly once" does not hang on chance.
-            users.set_digest_preferences(db, person["id"], send_empty=True)
+            users.set_digest_preferences(db, person["id"], send_empty=True, days=range(7))   # any weekday
+            plan.reschedule(db, person["id"], "00:00")
         wait_until("two subscriptions", lambda: len(active(control)) == 2, timeout=60)
         window = rounds.window_for(Settings(), datetime.now(UTC))
         for person in people:

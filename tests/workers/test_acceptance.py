@@ -1,4 +1,5 @@
-"""Acceptance: 20 users, 2,000 random changes through the emulator, its notifications and faults.
+"""Acceptance: 10 users, 1,000 random changes through the emulator, its notifications and faults (the
+long profile: CALSYNC_ACCEPTANCE_USERS=20 CALSYNC_ACCEPTANCE_OPERATIONS=2000, or more).
 
 Notifications reach calsync's real /webhooks/graph over loopback with duplicates, reordering and drops
 (a dropped one is followed by a ``missed`` lifecycle notification), and a burst of 429s hits the delta
@@ -22,8 +23,8 @@ from service.workers import queues
 from tests.support.calendars import Calendar, expected, stored
 from tests.support.connect import connect_user, emulated_user
 
-USERS = int(os.environ.get("CALSYNC_ACCEPTANCE_USERS", "20"))
-OPERATIONS = int(os.environ.get("CALSYNC_ACCEPTANCE_OPERATIONS", "2000"))
+USERS = int(os.environ.get("CALSYNC_ACCEPTANCE_USERS", "10"))
+OPERATIONS = int(os.environ.get("CALSYNC_ACCEPTANCE_OPERATIONS", "1000"))
 
 
 def drain(stack, timeout: float = 30.0) -> None:
