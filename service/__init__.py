@@ -16,10 +16,12 @@ BLUEPRINTS = (
     "service.auth.routes",
     "service.webhooks.routes",
     "service.digest.web",
+    "service.openapi",
     "service.digest.api",
     "service.ops.routes",
     "service.ops.data",
     "service.ops.metrics",
+    "service.ops.outbound",
 )
 
 

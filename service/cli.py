@@ -18,6 +18,7 @@ from service.auth import cli as auth_cli
 from service.cli_context import runtime_from_env
 from service.devserver import DevServer
 from service.digest import cli as digest_cli
+from service.outbound import cli as outbound_cli
 from service.subscriptions import cli as subscriptions_cli
 from service.sync import dispatch
 from service.workers import cli as workers_cli
@@ -25,7 +26,7 @@ from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-AREAS = (auth_cli, subscriptions_cli, workers_cli, digest_cli, demo)
+AREAS = (auth_cli, subscriptions_cli, workers_cli, digest_cli, outbound_cli, demo)
 
 
 @click.group(help="calsync: Microsoft 365 calendar sync and people insights.")

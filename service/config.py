@@ -66,6 +66,8 @@ class Settings:
     log_format: str = "text"            # or "json": one JSON object a line (the default in prod)
     log_level: str = "INFO"
     proxy_hops: int = 0                 # proxies in front whose X-Forwarded-For/-Proto are believed
+    outbound_timeout: float = 10.0      # outbound webhooks: a 2xx within this is a delivery
+    outbound_allow_private: bool = False  # let webhook endpoints resolve to loopback/private addresses
 
     @property
     def embedded_mongo(self) -> bool:
@@ -133,6 +135,8 @@ class Settings:
                                   "json" if env.raw("CALSYNC_ENV") == "prod" else "text"),
             log_level=env.choice("CALSYNC_LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             proxy_hops=env.number("CALSYNC_PROXY_HOPS", 0, int, low=0, high=5),
+            outbound_timeout=env.number("CALSYNC_OUTBOUND_TIMEOUT", 10.0, float, high=60),
+            outbound_allow_private=env.flag("CALSYNC_OUTBOUND_ALLOW_PRIVATE"),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "

@@ -26,7 +26,9 @@ from service.digest import plan as digest_plan
 from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
+from service.outbound import outbox
 from service.store import calendars, coaching, digests, events, exclusions, preps, users, utcnow
+from service.store import outbound as outbound_store
 from service.store import tokens as token_store
 from service.store.records import ConnectionStatus, User
 from service.subscriptions.lifecycle import Subscriptions
@@ -39,6 +41,7 @@ from service.workers import queues
 log = logging.getLogger(__name__)
 
 RECONNECT_MAIL_INTERVAL = timedelta(hours=24)
+DATA_DELETED = "data_deleted"   # the reason connection.status_changed gives when a user deleted all their data
 PURGE_WAIT_SECONDS = 15       # for a running sync to stop at its next page; then a job finishes the purge
 
 
@@ -60,10 +63,15 @@ class Connections:
     def connect(self, user_id: str, me: dict, tenant_id: str, home_account_id: str,
                 cache: msal.SerializableTokenCache, time_zone: str | None) -> Connected:
         """Store a verified sign-in (tokens first: a connected user always has a cache), then start syncing."""
-        first_time = users.get(self.db, user_id) is None
+        before = users.get(self.db, user_id)
+        first_time = before is None
         with self.tokens.locked(user_id):
             token_store.save_blob(self.db, user_id, crypto.encrypt(self.settings, cache.serialize()))
             users.upsert_from_graph(self.db, me, tenant_id, home_account_id)
+        previous = str(before.connection.status) if before and before.connection.status else None
+        if previous != ConnectionStatus.CONNECTED:
+            outbox.connection_status_changed(self.db, self.redis, user_id, ConnectionStatus.CONNECTED,
+                                             "connected" if first_time else "reconnected", previous)
         zone = valid_time_zone(time_zone)
         if zone:
             users.set_time_zone_if_unset(self.db, user_id, zone)
@@ -82,8 +90,11 @@ class Connections:
         """Delete the Graph subscription, then the tokens; keep or purge the stored events. Returns what was done."""
         done = {"subscription_deleted": self._delete_subscription(user_id)}
         with self.tokens.locked(user_id):  # a refresh in flight must not write the cache back after we delete it
-            users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason=reason)
+            before = users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason=reason)
             done["tokens_deleted"] = token_store.delete(self.db, user_id)
+        if before is not None and before.connection.status != ConnectionStatus.DISCONNECTED:
+            outbox.connection_status_changed(self.db, self.redis, user_id, ConnectionStatus.DISCONNECTED, reason,
+                                             str(before.connection.status or "") or None)
         if purge:
             done["events"] = events.delete_for_user(self.db, user_id)
             done["calendars"] = calendars.delete_for_user(self.db, user_id)
@@ -98,7 +109,11 @@ class Connections:
         sync_requests.mark_deleting(self.redis, user_id)   # syncs stop before their next write
         # The subscription goes while the user is still connected: its DELETE at Graph needs their token.
         done: dict = {"subscription_deleted": self._delete_subscription(user_id)}
-        users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
+        before = users.set_connection_status(self.db, user_id, ConnectionStatus.DISCONNECTED, reason="data deleted")
+        # Their only outbound events kept through the purge are status changes: receivers learn to forget them.
+        outbox.connection_status_changed(
+            self.db, self.redis, user_id, ConnectionStatus.DISCONNECTED, DATA_DELETED,
+            str(before.connection.status) if before and before.connection.status else None)
         with self.tokens.locked(user_id):
             done["tokens_deleted"] = token_store.delete(self.db, user_id)
         try:
@@ -120,6 +135,8 @@ class Connections:
                     "digests": digests.delete_for_user(self.db, user_id),
                     "preps": preps.delete_for_user(self.db, user_id),
                     "coaching": coaching.delete_for_user(self.db, user_id),
+                    "outbound_events": outbound_store.delete_events_for_user(
+                        self.db, user_id, keep_types=(outbox.CONNECTION_STATUS_CHANGED,)),
                     "user": users.delete(self.db, user_id)}
         sync_requests.deletion_done(self.redis, user_id)
         return done

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from bson import ObjectId
 from pymongo.database import Database
 
-from service.store import calendars, digests, events, exclusions, preps, users, utcnow
+from service.store import calendars, digests, events, exclusions, outbound, preps, users, utcnow
 
 EXPORT_BATCH = 500
 FORMAT = "calsync.export/1"
@@ -53,6 +53,7 @@ def _chunks(db: Database, user_id: str, batch: int) -> Iterator[str]:
         "exclusions": exclusions.listed(db, user_id),
         "digests_sent": digests.for_user(db, user_id),
         "preps_sent": preps.for_user(db, user_id),
+        "webhook_events": outbound.events_for_user(db, user_id),   # sent about them, kept 7 days
     }
     text = _dumps(head)
     yield text[:-1] + ', "events": ['

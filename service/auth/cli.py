@@ -1,4 +1,5 @@
-"""``calsync rotate-keys``: re-encrypt every stored token cache with the first CALSYNC_TOKEN_KEYS key."""
+"""``calsync rotate-keys``: re-encrypt every stored token cache (and outbound webhook secret) with the first
+CALSYNC_TOKEN_KEYS key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pymongo.database import Database
 from service.cli_context import runtime_from_env
 from service.config import Settings
 from service.identity import crypto
+from service.outbound import endpoints as outbound_endpoints
 from service.store import tokens as token_store
 
 log = logging.getLogger(__name__)
@@ -57,5 +59,7 @@ def register(cli: click.Group) -> None:
         report = rotate_all(rt.settings, rt.db)
         click.echo(f"rotated: {report.rotated}  rewritten meanwhile: {report.changed_meanwhile}  "
                    f"unreadable: {report.unreadable}")
-        if report.unreadable:
+        secrets, unreadable_secrets = outbound_endpoints.rotate_keys(rt.db, rt.settings)
+        click.echo(f"webhook secrets rotated: {secrets}  unreadable: {unreadable_secrets}")
+        if report.unreadable or unreadable_secrets:
             raise SystemExit(1)

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 
 from pymongo.database import Database
+from redis import Redis
 
 from service.config import Settings
 from service.digest import coaching, links, meetings, org, schedule
@@ -19,6 +20,7 @@ from service.digest.collaborators import top_collaborators
 from service.digest.matching import Directory, attendee_emails
 from service.digest.render import message
 from service.mail import Mailer
+from service.outbound import outbox
 from service.store import digests as digests_store
 from service.store import users as users_store
 from service.store import utcnow
@@ -61,7 +63,7 @@ def skip_reason(user: User | None) -> str | None:
 
 
 def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, local_date: str,
-            now: datetime | None = None) -> str:
+            now: datetime | None = None, redis: Redis | None = None) -> str:
     """Send the digest unless it was already handled; returns sent, skipped:<why> or already-handled."""
     day = date.fromisoformat(local_date)
     user = users_store.get(db, user_id)
@@ -83,7 +85,10 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
     except BaseException as exc:
         digests_store.finish(db, user_id, local_date, digests_store.FAILED, error=type(exc).__name__)
         raise
-    digests_store.finish(db, user_id, local_date, digests_store.SENT, sent_at=utcnow(),
+    sent_at = utcnow()
+    digests_store.finish(db, user_id, local_date, digests_store.SENT, sent_at=sent_at,
                          message_id=email["Message-ID"], meetings=len(digest.meetings))
+    if redis is not None:
+        outbox.digest_sent(db, redis, user_id, local_date, sent_at, len(digest.meetings))
     log.info("digest %s sent to user %s (%d meetings)", local_date, user_id, len(digest.meetings))
     return "sent"

@@ -29,8 +29,10 @@ from service.graph import GraphClient
 from service.identity import crypto
 from service.identity.msal_app import RECONNECT_ERRORS, SCOPES, build_app
 from service.mailbox import MailboxGate
+from service.outbound import outbox
 from service.store import tokens as token_store
 from service.store import users
+from service.store.records import ConnectionStatus
 from service.workers import queues
 
 log = logging.getLogger(__name__)
@@ -168,5 +170,7 @@ def require_reconnect(db: Database, redis: Redis, user_id: str, reason: str) -> 
     if not users.mark_needs_reconnect(db, user_id, reason):
         return False
     log.warning("user %s must reconnect their calendar (%s)", user_id, reason)
+    outbox.connection_status_changed(db, redis, user_id, ConnectionStatus.NEEDS_RECONNECT, reason,
+                                     ConnectionStatus.CONNECTED)
     queues.enqueue(redis, queues.MAINTENANCE, queues.SEND_RECONNECT_MAIL, user_id)
     return True

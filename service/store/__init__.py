@@ -35,6 +35,7 @@ DOMAIN_MODULES = (
     "service.store.exclusions",
     "service.store.ops",
     "service.store.migrations",
+    "service.store.outbound",
 )
 
 EMBEDDED_WARNING = (

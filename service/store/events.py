@@ -65,6 +65,46 @@ PRIVATE = frozenset({"private", "confidential"})
 
 
 @dataclass
+class MeetingChanges:
+    """Which stored meetings (Graph ids) a round created, updated and deleted, coalesced in the order the
+    writes happened: created then deleted is nothing, updated then deleted is deleted, created then updated
+    stays created. What ``meetings.changed`` (service.outbound) reports."""
+
+    created: set[str] = field(default_factory=set)
+    updated: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+
+    def create(self, graph_id: str) -> None:
+        if graph_id in self.deleted:          # deleted, then back: the receiver's copy is out of date
+            self.deleted.discard(graph_id)
+            self.updated.add(graph_id)
+        else:
+            self.created.add(graph_id)
+
+    def update(self, graph_id: str) -> None:
+        if graph_id not in self.created:
+            self.updated.add(graph_id)
+
+    def delete(self, graph_id: str) -> None:
+        if graph_id in self.created:
+            self.created.discard(graph_id)    # never seen by anyone: nothing happened
+            return
+        self.updated.discard(graph_id)
+        self.deleted.add(graph_id)
+
+    def add(self, other: MeetingChanges) -> None:
+        for graph_id in sorted(other.deleted):
+            self.delete(graph_id)
+        for graph_id in sorted(other.created):
+            self.create(graph_id)
+        for graph_id in sorted(other.updated):
+            self.update(graph_id)
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.updated or self.deleted)
+
+
+@dataclass
 class ApplyResult:
     upserted: int = 0
     deleted: int = 0
@@ -72,8 +112,10 @@ class ApplyResult:
     invalid: int = 0            # not an event we can use (no id, junk): skipped
     lag_seconds: float | None = None   # largest (stored_at - lastModifiedDateTime) among applied upserts
     seen: set[str] = field(default_factory=set)   # ids present (not removed) in the items
+    changes: MeetingChanges = field(default_factory=MeetingChanges)
 
     def add(self, other: ApplyResult) -> None:
+        self.changes.add(other.changes)
         self.upserted += other.upserted
         self.deleted += other.deleted
         self.stale += other.stale
@@ -199,7 +241,10 @@ def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now
         elif "@removed" in item:
             if graph_id in pending:
                 _flush(db, user_id, pending, now, result)
-            result.deleted += _delete(db, user_id, graph_id, now)
+            removed = _delete(db, user_id, graph_id, now)
+            result.deleted += removed
+            if removed:
+                result.changes.delete(graph_id)
         else:
             result.seen.add(graph_id)
             doc = to_document(item)
@@ -265,8 +310,13 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
     if batch:
         raise WriteConflict(f"{len(batch)} event(s) of user {user_id} kept changing under us")
     undone = _undo_buried_inserts(db, user_id, inserted, now)
-    result.stale += undone
-    result.upserted += len(applied) - undone
+    result.stale += len(undone)
+    result.upserted += len(applied) - len(undone)
+    for graph_id in applied:
+        if graph_id in inserted and graph_id not in undone:
+            result.changes.create(graph_id)
+        elif graph_id not in inserted:
+            result.changes.update(graph_id)
     revived = [g for g in applied if g in deleted_versions]
     if revived:
         db.event_tombstones.delete_many({"user_id": user_id, "graph_id": {"$in": revived}})
@@ -351,17 +401,16 @@ def _tombstones(db: Database, user_id: str, graph_ids: list[str], now: datetime)
     return {t["graph_id"]: as_utc(t.get("last_modified")) for t in found}
 
 
-def _undo_buried_inserts(db: Database, user_id: str, inserted: dict[str, dict], now: datetime) -> int:
-    """Delete what we just inserted if a deletion of that version landed meanwhile; returns how many."""
+def _undo_buried_inserts(db: Database, user_id: str, inserted: dict[str, dict], now: datetime) -> set[str]:
+    """Delete what we just inserted if a deletion of that version landed meanwhile; returns their ids."""
     if not inserted:
-        return 0
-    undone = 0
+        return set()
+    undone = set()
     for graph_id, deleted_version in _tombstones(db, user_id, list(inserted), now).items():
         doc = inserted[graph_id]
-        if _buried(doc, deleted_version):
-            undone += db.events.delete_one(
-                {"user_id": user_id, "graph_id": graph_id, "last_modified": doc.get("last_modified")}
-            ).deleted_count
+        if _buried(doc, deleted_version) and db.events.delete_one(
+                {"user_id": user_id, "graph_id": graph_id, "last_modified": doc.get("last_modified")}).deleted_count:
+            undone.add(graph_id)
     return undone
 
 
@@ -380,7 +429,7 @@ def _delete(db: Database, user_id: str, graph_id: str, now: datetime) -> int:
 
 
 def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[str], before: datetime, *,
-                   orphans: bool = False) -> int:
+                   orphans: bool = False, changes: MeetingChanges | None = None) -> int:
     """After a full resync of a calendar: delete its events Graph no longer lists (stored before it began).
     With ``orphans`` (the default calendar), events stored without a calendar count as this one's."""
     calendars = {"$in": [calendar_id, None]} if orphans else calendar_id
@@ -392,6 +441,8 @@ def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[st
     ]
     if stale:
         db.events.delete_many({"user_id": user_id, "graph_id": {"$in": stale}})
+    for graph_id in stale if changes is not None else ():
+        changes.delete(graph_id)
     return len(stale)
 
 
@@ -403,8 +454,12 @@ def calendars_of(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, 
     return {doc["graph_id"]: doc.get("calendar_id") for doc in found.hint(BY_USER_AND_ID)}
 
 
-def delete_for_calendar(db: Database, user_id: str, calendar_id: str) -> int:
+def delete_for_calendar(db: Database, user_id: str, calendar_id: str, changes: MeetingChanges | None = None) -> int:
     """Forget the events of one calendar (it was deleted in Outlook, or the user turned it off)."""
+    if changes is not None:
+        for doc in db.events.find({"user_id": user_id, "calendar_id": calendar_id}, {"graph_id": 1}).hint(
+                BY_USER_AND_ID):
+            changes.delete(doc["graph_id"])
     return db.events.delete_many({"user_id": user_id, "calendar_id": calendar_id}).deleted_count
 
 

@@ -72,21 +72,26 @@ def baseline_reason(calendar: Calendar, window: tuple[datetime, datetime]) -> st
 
 
 def run_round(db: Database, settings: Settings, calendar: Calendar, graph: GraphClient, *,
-              keep: Callable[[], None] | None = None, now: datetime | None = None) -> RoundResult:
-    """One delta round for one calendar; a rejected delta token turns into a full resync (nothing lost)."""
+              keep: Callable[[], None] | None = None, now: datetime | None = None,
+              changes: events_store.MeetingChanges | None = None) -> RoundResult:
+    """One delta round for one calendar; a rejected delta token turns into a full resync (nothing lost).
+
+    ``changes`` collects the meetings each page created, updated or deleted as it is written, so a round
+    that fails half-way still reports what it wrote (``meetings.changed``)."""
     now = now or utcnow()
     window = window_for(settings, now)
     reason = baseline_reason(calendar, window)
     if reason is None:
         try:
-            return _round(db, calendar, graph, window, calendar.delta_link, None, keep, calendar.baseline_at)
+            return _round(db, calendar, graph, window, calendar.delta_link, None, keep, calendar.baseline_at,
+                          changes)
         except GraphError as exc:
             if not token_rejected(exc):
                 raise
             log.info("delta token for a calendar of user %s rejected (%s %s); full resync", calendar.user_id,
                      exc.status, exc.code)
             reason = "token-rejected"
-    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now)
+    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now, changes)
 
 
 def token_rejected(exc: GraphError) -> bool:
@@ -101,7 +106,8 @@ def initial_url(calendar: Calendar, window: tuple[datetime, datetime]) -> str:
 
 
 def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[datetime, datetime], url: str,
-           full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None) -> RoundResult:
+           full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None,
+           changes: events_store.MeetingChanges | None = None) -> RoundResult:
     result = RoundResult(full=full_reason is not None, reason=full_reason or "delta")
     started = utcnow()
     headers = {"Prefer": PREFER.format(size=PAGE_SIZE)}
@@ -114,14 +120,20 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
             keep()
         applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id)
         result.applied.add(applied)
+        if changes is not None:
+            changes.add(applied.changes)
         result.pages += 1
         if delta_link is not None:
             break
         url = next_link
     if result.full:
+        gone = events_store.MeetingChanges()
         result.removed_missing = events_store.delete_missing(db, calendar.user_id, calendar.calendar_id,
                                                              result.applied.seen, started,
-                                                             orphans=calendar.is_default)
+                                                             orphans=calendar.is_default, changes=gone)
+        result.applied.changes.add(gone)
+        if changes is not None:
+            changes.add(gone)
     calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, delta_link, window[0], window[1],
                                baseline_at)
     return result
@@ -151,6 +163,7 @@ def _origin(url: str) -> tuple[str, str]:
 class CalendarChanges:
     added: list[Calendar] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)     # Graph calendar ids no longer listed
+    meetings: events_store.MeetingChanges = field(default_factory=events_store.MeetingChanges)  # their events
 
 
 def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email: str,
@@ -174,7 +187,7 @@ def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email
     present = {entry["calendar_id"] for entry in listed}
     for calendar in calendar_store.for_user(db, user_id):
         if calendar.calendar_id not in present:
-            events_store.delete_for_calendar(db, user_id, calendar.calendar_id)
+            events_store.delete_for_calendar(db, user_id, calendar.calendar_id, changes.meetings)
             calendar_store.remove(db, user_id, calendar.calendar_id)
             changes.removed.append(calendar.calendar_id)
     default = next((c for c in calendar_store.for_user(db, user_id) if c.is_default), None)

@@ -25,6 +25,7 @@ from service import locks
 from service.config import Settings
 from service.graph import GraphClient, GraphError, Throttled, Unauthorized
 from service.identity.tokens import ReconnectRequired, require_reconnect
+from service.outbound import outbox
 from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
@@ -96,6 +97,18 @@ def _rounds(db: Database, redis: Redis, settings: Settings, graph_for: Callable[
 
 def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callable[[str], GraphClient],
                user: User, lock) -> Report:
+    """One round, then one ``meetings.changed`` event listing what it wrote (also when it stopped half-way:
+    the pages written are not written again, so this is the only time to report them)."""
+    changes = events_store.MeetingChanges()
+    try:
+        return _calendars_round(db, redis, settings, graph_for, user, lock, changes)
+    finally:
+        if changes and not requests.is_deleting(redis, user.id):
+            outbox.meetings_changed(db, redis, user.id, changes)
+
+
+def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: Callable[[str], GraphClient],
+                     user: User, lock, changes: events_store.MeetingChanges) -> Report:
     """One round over every calendar the user has turned on, with Graph's failure modes mapped to what the
     user and the queue need."""
     user_id = user.id
@@ -103,10 +116,10 @@ def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callab
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
     try:
         keep()
-        _purge_turned_off(db, user_id)
+        _purge_turned_off(db, user_id, changes)
         if _list_calendars_first(db, settings, user):
-            rounds.refresh_calendars(db, graph, user_id, user.email)
-        results = [_calendar_round(db, settings, graph, calendar, keep)
+            changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
+        results = [_calendar_round(db, settings, graph, calendar, keep, changes)
                    for calendar in calendar_store.enabled_for_user(db, user_id)]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
@@ -155,16 +168,16 @@ def _keep(redis: Redis, lock, user_id: str) -> None:
 
 
 def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calendar: Calendar,
-                    keep: Callable[[], None]) -> rounds.RoundResult | None:
+                    keep: Callable[[], None], changes: events_store.MeetingChanges) -> rounds.RoundResult | None:
     """One calendar's round; a calendar Outlook deleted meanwhile (404) or one we may not read (403) is
     recorded and left out of this round, never the whole user's."""
     try:
-        result = rounds.run_round(db, settings, calendar, graph, keep=keep)
+        result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes)
     except GraphError as exc:
         if exc.status == 404 and exc.code in CALENDAR_GONE:
             log.info("a calendar of user %s is gone from Graph; refreshing the list", calendar.user_id)
             user = users.get(db, calendar.user_id)
-            rounds.refresh_calendars(db, graph, calendar.user_id, user.email if user else "")
+            changes.add(rounds.refresh_calendars(db, graph, calendar.user_id, user.email if user else "").meetings)
             return None
         if exc.status == 403:
             calendar_store.record_result(db, calendar.user_id, calendar.calendar_id, utcnow(), "error",
@@ -175,11 +188,11 @@ def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calend
     return result
 
 
-def _purge_turned_off(db: Database, user_id: str) -> None:
+def _purge_turned_off(db: Database, user_id: str, changes: events_store.MeetingChanges) -> None:
     """Delete the events of calendars the user turned off (again: a round may have written some since)."""
     for calendar in calendar_store.for_user(db, user_id):
         if calendar.purge_pending and not calendar.enabled:
-            events_store.delete_for_calendar(db, user_id, calendar.calendar_id)
+            events_store.delete_for_calendar(db, user_id, calendar.calendar_id, changes)
             calendar_store.purged(db, user_id, calendar.calendar_id)
 
 

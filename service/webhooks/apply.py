@@ -20,6 +20,7 @@ from redis import Redis
 from service import locks
 from service.config import Settings
 from service.identity.jwks import SigningKeys
+from service.outbound import outbox
 from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.subscriptions.certificate import KeyPair, load_keypair
@@ -72,8 +73,10 @@ def _apply(db: Database, redis: Redis, user_id: str, items: list[dict], keypair:
             by_calendar.setdefault(known.get(change["id"]), []).append(change)
         else:
             doubtful += 1    # new to us: only the delta sync knows its calendar
+    written = events.MeetingChanges()
     for calendar_id, batch in by_calendar.items():  # apply_changes ignores versions older than the stored one
-        events.apply_changes(db, user_id, batch, utcnow(), calendar_id)
+        written.add(events.apply_changes(db, user_id, batch, utcnow(), calendar_id).changes)
+    outbox.meetings_changed(db, redis, user_id, written)   # one per batch, as a sync round
     applied = sum(len(batch) for batch in by_calendar.values())
     if applied:
         redis.incrby(stat_key("rich:applied"), applied)

@@ -17,6 +17,8 @@ from service.digest import jobs as digests
 from service.digest import plan as digest_plan
 from service.digest import prep
 from service.digest import send as digest_send
+from service.outbound import delivery as outbound_delivery
+from service.outbound import outbox
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import runner, sweeps
@@ -125,7 +127,7 @@ def digest_tick() -> int:
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = context.current()
-    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date)
+    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
 
 
 def prep_tick() -> int:
@@ -137,4 +139,26 @@ def prep_tick() -> int:
 def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
     """Send one meeting's prep mail; safe to retry or run twice."""
     rt = context.current()
-    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso)
+    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
+
+
+def _prep_due(rt):
+    """prep.deliver's ``notify``: its ``meeting.prep_due`` payload becomes the outbound event."""
+    def notify(event: dict) -> None:
+        outbox.prep_due(rt.db, rt.redis, event["user_id"], event["event_id"], datetime.fromisoformat(event["start"]),
+                        event["attendees"], meeting_key=event["meeting_key"])
+    return notify
+
+
+# ------------------------------------------------------------------ outbound webhooks
+
+def deliver_webhook(delivery_id: str) -> str:
+    """One attempt at one outbound delivery; its retries are scheduled by the attempt itself, not RQ's."""
+    rt = context.current()
+    return outbound_delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, delivery_id)
+
+
+def outbox_sweep() -> dict:
+    """Scheduler entry point (every minute): late deliveries queued again, endpoints failing 3 days paused."""
+    rt = context.current()
+    return outbound_delivery.sweep(rt.db, rt.redis)

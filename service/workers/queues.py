@@ -11,8 +11,9 @@ SUBSCRIPTIONS = "subscriptions"    # create / renew / reauthorize / recreate Gra
 PREP = "prep"                      # meeting prep mails: due minutes before a meeting, so ahead of digests
 DIGEST = "digest"                  # daily digest emails
 MAINTENANCE = "maintenance"        # sweeps: renewal, reconciliation, window roll
+OUTBOUND = "outbound"              # webhooks to the rest of the product (service.outbound); last, never ahead of ours
 
-ALL = (SYNC, SUBSCRIPTIONS, PREP, DIGEST, MAINTENANCE)
+ALL = (SYNC, SUBSCRIPTIONS, PREP, DIGEST, MAINTENANCE, OUTBOUND)
 
 DEFAULT_RETRY = Retry(max=3, interval=[10, 60, 300])
 
@@ -36,10 +37,13 @@ SEND_RECONNECT_MAIL = _JOBS + "send_reconnect_mail"
 PURGE_USER_DATA = _JOBS + "purge_user_data"
 RETENTION_SWEEP = _JOBS + "retention_sweep"
 CALENDAR_POLL_SWEEP = _JOBS + "calendar_poll_sweep"
+DELIVER_WEBHOOK = _JOBS + "deliver_webhook"
+OUTBOX_SWEEP = _JOBS + "outbox_sweep"
 PING = _JOBS + "ping"
 JOB_NAMES = (SYNC_USER, APPLY_RICH, RECORD_NOTIFICATION, ENSURE_SUBSCRIPTION, HANDLE_LIFECYCLE, RENEW_SUBSCRIPTION,
              RENEWAL_SWEEP, RECONCILE_SWEEP, WINDOW_ROLL_SWEEP, DIGEST_TICK, SEND_DIGEST, PREP_TICK, SEND_PREP,
-             SEND_RECONNECT_MAIL, PURGE_USER_DATA, RETENTION_SWEEP, CALENDAR_POLL_SWEEP, PING)
+             SEND_RECONNECT_MAIL, PURGE_USER_DATA, RETENTION_SWEEP, CALENDAR_POLL_SWEEP, DELIVER_WEBHOOK,
+             OUTBOX_SWEEP, PING)
 
 
 def get_queue(name: str, connection: Redis) -> Queue:

@@ -15,6 +15,7 @@ LAYERS = (
     ("base", ("service.config", "service.timezones", "service.graph", "service.mailbox", "service.mail",
               "service.locks", "service.embedded", "service.logs", "service.metrics", "service.store")),
     ("queue names", ("service.workers.queues",)),
+    ("outbox", ("service.outbound.outbox",)),
     ("identity", ("service.identity",)),
     ("sync", ("service.sync",)),
     ("subscriptions", ("service.subscriptions.mirror", "service.subscriptions.certificate",
@@ -27,6 +28,8 @@ LAYERS = (
                   "service.digest.dashboard", "service.digest.coaching", "service.digest.send", "service.digest.jobs",
                   "service.digest.prep")),
     ("connections", ("service.connections", "service.mydata")),
+    ("outbound", ("service.outbound.signing", "service.outbound.http", "service.outbound.delivery",
+                  "service.outbound.endpoints")),
 )
 ADAPTERS = len(LAYERS)
 

@@ -32,7 +32,7 @@ def test_a_worker_drains_the_queues_in_priority_order(redis_conn, rt, run_jobs):
     for job in enqueued:
         job.refresh()
     finished = [job.args[0] for job in sorted(enqueued, key=lambda j: j.ended_at)]
-    assert finished == ["sync", "subscriptions", "prep", "digest", "maintenance"]
+    assert finished == ["sync", "subscriptions", "prep", "digest", "maintenance", "outbound"]
 
 
 def test_every_job_name_domain_code_enqueues_is_a_real_entry_point():
