@@ -13,7 +13,7 @@ SERVICE = ROOT / "service"
 # listed) may import everything.
 LAYERS = (
     ("base", ("service.config", "service.timezones", "service.graph", "service.mailbox", "service.mail",
-              "service.locks", "service.embedded", "service.logs", "service.store")),
+              "service.locks", "service.embedded", "service.logs", "service.inputs", "service.store")),
     ("queue names", ("service.workers.queues",)),
     ("identity", ("service.identity",)),
     ("sync", ("service.sync",)),
