@@ -85,11 +85,15 @@ def fuzz_app(settings, db, redis_conn):
     """The production app (TESTING off: an uncaught error is a 500 and a logged traceback, as under gunicorn)."""
     rt = Runtime(settings, db=db, redis_conn=redis_conn)
     app = create_app(runtime=rt)
-    seeded = seed(db)
+    return app, make_context(app, settings, seed(db))
+
+
+def make_context(app, settings, seeded: dict) -> Context:
+    """Routes, ids, signed tokens and session cookies that ``app`` (or a server with its settings) accepts."""
     serializer = app.session_interface.get_signing_serializer(app)
     raw_csrf = "f" * 40
     form_csrf = URLSafeTimedSerializer(settings.secret_key, salt="wtf-csrf-token").dumps(raw_csrf)
-    context = Context(
+    return Context(
         rules=sorted(app.url_map.iter_rules(), key=lambda r: r.rule),
         ops_token=OPS_TOKEN,
         path_values={
@@ -105,4 +109,3 @@ def fuzz_app(settings, db, redis_conn):
             "junk": "calsync_session=eyJ\ud800".encode("utf-8", "surrogatepass").decode("latin-1"),
         },
     )
-    return app, context

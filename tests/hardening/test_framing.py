@@ -4,17 +4,22 @@ oversized ones) or 2xx, the server keeps serving, and its log holds no traceback
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+import hypothesis
 import pytest
 import requests
 
+from service import create_app
 from tests.conftest import OPS_TOKEN, _free_port
-from tests.hardening.conftest import seed
+from tests.hardening.conftest import LONG, make_context, seed
+from tests.support.fuzz import attacks
 from tests.support.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +66,23 @@ RAW = {
 EXPECTED_413 = {"oversized chunked webhook", "oversized webhook by length", "oversized API body by length"}
 
 
+def play(port: int, attack) -> tuple[int, dict]:
+    """One drawn attack over HTTP/1.1 to the server; (status, headers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest(attack.method, attack.target, skip_host="Host" in attack.headers,
+                              skip_accept_encoding=True)
+        for name, value in attack.headers.items():
+            connection.putheader(name, value.encode("latin-1"))
+        connection.putheader("Content-Length", str(len(attack.body)))
+        connection.endheaders(attack.body)
+        response = connection.getresponse()
+        response.read()
+        return response.status, dict(response.headers)
+    finally:
+        connection.close()
+
+
 def exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
     """Send raw bytes, half-close, and read the whole answer (the server may close early)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -94,7 +116,7 @@ def gunicorn(tmp_path, mongodb_uri, redis_url, db):
                 "CALSYNC_MAX_NOTIFICATION_BYTES": str(LIMIT), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
     (tmp_path / "logs").mkdir()
     topology = Topology(env, tmp_path / "logs")
-    seed(db)
+    seeded = seed(db)
     topology.start("web")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -107,14 +129,14 @@ def gunicorn(tmp_path, mongodb_uri, redis_url, db):
         topology.stop()
         raise AssertionError(f"gunicorn did not become ready\n{topology.tail()}")
     try:
-        yield port, topology
+        yield port, topology, seeded
     finally:
         assert topology.stop() == []
 
 
 @pytest.mark.wire
 def test_malformed_framing_gets_a_deliberate_answer_and_no_traceback(gunicorn):
-    port, topology = gunicorn
+    port, topology, _ = gunicorn
     answers = {}
     for name, (path, tail, ctype) in CASES.items():
         head = CHUNKED.format(path=path, auth=AUTH if path.startswith(("/api", "/ops")) else "", ctype=ctype)
@@ -129,4 +151,26 @@ def test_malformed_framing_gets_a_deliberate_answer_and_no_traceback(gunicorn):
     assert bad == {}, f"{bad}\n{log[-4000:]}"
     assert {name for name, status in answers.items() if status == 413} >= EXPECTED_413, answers
     assert still == 200
+    assert "Traceback" not in log and "Error handling request" not in log, log[-4000:]
+
+
+@pytest.mark.wire
+def test_drawn_hostile_requests_through_gunicorn_get_deliberate_answers(gunicorn, settings):
+    """A sample of the in-process suite's requests, through the real server's parser and encodings."""
+    port, topology, seeded = gunicorn
+    context = make_context(create_app(settings), settings, seeded)
+    seen = Counter()
+
+    @hypothesis.seed(1616)
+    @hypothesis.settings(max_examples=5_000 if LONG else 200, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(attack=attacks(context))
+    def check(attack):
+        status, headers = play(port, attack)
+        seen[status] += 1
+        assert status < 500 or (status == 503 and "Retry-After" in headers), (status, attack)
+
+    check()
+    log = (topology.log_dir / "web.1.log").read_text(errors="replace")
+    print(f"gunicorn fuzz: {sum(seen.values())} requests; statuses {dict(sorted(seen.items()))}")
     assert "Traceback" not in log and "Error handling request" not in log, log[-4000:]
