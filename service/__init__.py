@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
-from service import csrf, middleware
+from service import bodies, csrf, inputs, middleware
 from service.config import Settings
 from service.runtime import Runtime
 
@@ -25,6 +26,14 @@ BLUEPRINTS = (
 )
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Request bodies are read by ``inputs.json_loads``: what nothing downstream can store is a 400, not a 500
+    (``request.get_json`` turns its ValueError into a 400, or None when ``silent``)."""
+
+    def loads(self, s: str | bytes, **kwargs) -> object:
+        return inputs.json_loads(s)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the web app. Tests pass their own Settings/Runtime; production reads the environment.
 
@@ -34,6 +43,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime = Runtime(settings or Settings.from_env())
     settings = runtime.settings
     app = Flask(__name__)
+    app.json = JSONProvider(app)
+    app.wsgi_app = bodies.guard(app.wsgi_app)
     secure = settings.public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,

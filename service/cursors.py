@@ -10,6 +10,8 @@ import base64
 import binascii
 import json
 
+from service import inputs
+
 MAX_CURSOR_CHARS = 2048
 
 
@@ -23,7 +25,7 @@ def decode(raw: str, parts: int) -> list[str]:
     if not isinstance(raw, str) or len(raw) > MAX_CURSOR_CHARS:
         raise ValueError("cursor is not valid")
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        data = inputs.json_loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (ValueError, binascii.Error):
         raise ValueError("cursor is not valid") from None
     if not isinstance(data, list) or len(data) != parts or not all(isinstance(x, str) for x in data):

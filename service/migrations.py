@@ -35,6 +35,11 @@ def _subscription_markers(db: Database, settings: Settings) -> int:
     return marked
 
 
+def _client_state_digests(db: Database, settings: Settings) -> int:
+    """Subscriptions stored with their clientState in clear keep only its SHA-256 digest."""
+    return subscriptions.hash_client_states(db)
+
+
 def _per_calendar_cursors(db: Database, settings: Settings) -> int:
     """Delta cursors moved from the user to each of their calendars."""
     return calendars.retire_user_cursors(db)
@@ -44,6 +49,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[Database, Settings], int]], ...] = (
     ("2026-12-digest-next-at", _digest_schedules),
     ("2026-12-subscription-missing-since", _subscription_markers),
     ("2026-12-per-calendar-cursors", _per_calendar_cursors),
+    ("2026-12-client-state-digests", _client_state_digests),
 )
 
 

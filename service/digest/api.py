@@ -9,11 +9,11 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, current_app, jsonify, request
 
-from service import cursors
+from service import cursors, inputs
 from service.csrf import csrf
 from service.digest import coaching, meetings, org, plan, schedule
 from service.digest import people as people_io
@@ -53,7 +53,8 @@ def require_token():
 
 
 @bp.errorhandler(BadRequest)
-def bad_request(exc: BadRequest):
+@bp.errorhandler(inputs.BadInput)
+def bad_request(exc: ValueError):
     return _error(400, "bad_request", str(exc))
 
 
@@ -76,20 +77,14 @@ def _parse_time(name: str, default: datetime) -> datetime:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 date-time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return inputs.instant(raw, name)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdecimal() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number between {low} and {high}")
-    return int(raw)
+    return inputs.whole_number(raw, name, low, high)
 
 
 def _decode_cursor(expected_len: int) -> list | None:
@@ -315,8 +310,8 @@ def list_meetings(key: str):
 
 def _parse_cursor_time(raw: str) -> datetime:
     try:
-        return datetime.fromisoformat(raw).astimezone(UTC)
-    except ValueError:
+        return inputs.instant(raw, "cursor")
+    except inputs.BadInput:
         raise BadRequest("cursor is not valid") from None
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from service import cursors, health, store
+from service import cursors, health, inputs, store
 from service.csrf import CSRFError, csrf
 from service.ops import queues as queue_health
 from service.store import ops as ops_store
@@ -149,10 +149,10 @@ def _cursor(direction: str, key: ops_store.Key | None) -> str | None:
 def _read_cursor(raw: str) -> tuple[str, ops_store.Key]:
     try:
         direction, at, subscription_id = cursors.decode(raw, 3)
-        expires_at = datetime.fromisoformat(at)
+        expires_at = inputs.instant(at, "cursor")
     except ValueError:
         raise BadListing("cursor is not valid") from None
-    if direction not in ("after", "before") or expires_at.tzinfo is None:
+    if direction not in ("after", "before"):
         raise BadListing("cursor is not valid")
     return direction, (expires_at, subscription_id)
 
@@ -160,9 +160,10 @@ def _read_cursor(raw: str) -> tuple[str, ops_store.Key]:
 def _whole_number(raw: str | None, default: int, high: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
-        raise BadListing(f"limit must be a whole number between 1 and {high}")
-    return int(raw)
+    try:
+        return inputs.whole_number(raw, "limit", 1, high)
+    except inputs.BadInput as exc:
+        raise BadListing(str(exc)) from None
 
 
 def _subscription_json(row: dict) -> dict:

@@ -6,6 +6,7 @@ Stores return these instead of raw documents, so callers ask ``user.connected`` 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -174,7 +175,7 @@ class User:
 class Subscription:
     id: str
     user_id: str
-    client_state: str = field(default="", repr=False)
+    client_state: str = field(default="", repr=False)   # only while creating it: never stored
     tenant_id: str | None = None
     resource: str = ""
     expires_at: datetime | None = None
@@ -187,16 +188,25 @@ class Subscription:
     failures: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+    client_state_sha256: str = field(default="", repr=False)  # what is stored: the webhook compares digests
 
     @property
     def live(self) -> bool:
         return self.status in LIVE_SUBSCRIPTION
 
+    @property
+    def client_state_digest(self) -> bytes:
+        """SHA-256 of the clientState (the same digest the webhook makes of a received one)."""
+        if self.client_state:
+            return hashlib.sha256(self.client_state.encode()).digest()
+        return bytes.fromhex(self.client_state_sha256)
+
     @classmethod
     def from_doc(cls, doc: dict) -> Subscription:
         status = doc.get("status")
         return cls(
-            id=doc["_id"], user_id=doc["user_id"], client_state=doc.get("client_state") or "",
+            id=doc["_id"], user_id=doc["user_id"], client_state=doc.get("client_state") or "",  # (before 2026-12)
+            client_state_sha256=doc.get("client_state_sha256") or "",
             tenant_id=doc.get("tenant_id"), resource=doc.get("resource") or "",
             expires_at=as_utc(doc.get("expires_at")),
             status=SubscriptionStatus(status) if status in SubscriptionStatus._value2member_map_

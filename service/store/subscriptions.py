@@ -44,7 +44,20 @@ def document(subscription: Subscription) -> dict:
     doc = asdict(subscription)
     doc["_id"] = doc.pop("id")
     doc["status"] = str(subscription.status)
+    del doc["client_state"]   # a secret shared with Graph: at rest only its digest, which is all the webhook needs
+    doc["client_state_sha256"] = subscription.client_state_digest.hex()
     return doc
+
+
+def hash_client_states(db: Database) -> int:
+    """Subscriptions stored with their clientState in clear keep only its digest; returns how many changed."""
+    changed = 0
+    for doc in db.subscriptions.find({"client_state": {"$exists": True}}):
+        digest = Subscription.from_doc(doc).client_state_digest.hex()
+        result = db.subscriptions.update_one({"_id": doc["_id"], "client_state": doc["client_state"]},
+                                             {"$set": {"client_state_sha256": digest}, "$unset": {"client_state": ""}})
+        changed += result.modified_count
+    return changed
 
 
 def get(db: Database, subscription_id: str) -> Subscription | None:

@@ -97,8 +97,7 @@ def _from_store(conn: Redis, db: Database, ids: list[str]) -> dict[str, Subscrip
 
 
 def _ref_from(subscription: Subscription) -> SubscriptionRef:
-    return SubscriptionRef(subscription.id, subscription.user_id, client_state_digest(subscription.client_state),
-                           subscription.rich)
+    return SubscriptionRef(subscription.id, subscription.user_id, subscription.client_state_digest, subscription.rich)
 
 
 def rebuild(conn: Redis, db: Database) -> int:

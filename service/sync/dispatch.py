@@ -19,11 +19,12 @@ import logging
 import os
 import socket
 import threading
+import uuid
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from service.sync.requests import SYNC_RETRY
+from service.sync.requests import PENDING_KEY, SYNC_RETRY
 from service.workers import queues
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,15 @@ def dispatch_once(redis: Redis, consumer: str, block_ms: int | None = BLOCK_MS, 
 def _enqueue(redis: Redis, entries: list) -> None:
     """One RQ pipeline for the batch: a sync per distinct user, a record_notification per 'seen' entry."""
     sync_queue = queues.get_queue(queues.SYNC, redis)
-    users, seen, data = set(), set(), []
+    users, seen, data = {}, set(), []
     for _, fields in entries:
         kind, user_id = fields.get(b"k"), (fields.get(b"u") or b"").decode()
         if not user_id:
             continue
         if kind == b"sync" and user_id not in users:
-            users.add(user_id)
+            users[user_id] = uuid.uuid4().hex
             data.append(sync_queue.prepare_data(queues.SYNC_USER, (user_id,), retry=SYNC_RETRY, timeout=300,
-                                                result_ttl=3600, failure_ttl=7 * 86400))
+                                                result_ttl=3600, failure_ttl=7 * 86400, job_id=users[user_id]))
         elif kind == b"seen" and user_id not in seen:
             seen.add(user_id)
             args = (user_id, fields.get(b"s", b"").decode(), fields.get(b"at", b"").decode())
@@ -91,6 +92,14 @@ def _enqueue(redis: Redis, entries: list) -> None:
                                                 timeout=300, result_ttl=3600, failure_ttl=7 * 86400))
     if data:
         sync_queue.enqueue_many(data)
+    if users:
+        # The webhook's guard names no job yet; now it names this one, so a stale guard can be told from a
+        # live one (sync.requests takes over a guard whose job is gone). XX: a sync that already started
+        # and cleared its guard keeps it cleared.
+        pipe = redis.pipeline(transaction=False)
+        for user_id, job_id in users.items():
+            pipe.set(PENDING_KEY.format(user_id=user_id), job_id, xx=True, keepttl=True)
+        pipe.execute()
 
 
 def drain(redis: Redis, consumer: str | None = None) -> int:

@@ -3,14 +3,20 @@
 Requests are coalesced in Redis: ``request_syncs`` marks each user dirty and enqueues a sync only for
 users with none pending. The sync job clears ``pending`` as it starts and loops while ``dirty`` was set
 again during its round, so a notification that arrives mid-sync is never lost.
+
+``pending`` holds the id of the job it stands for, chosen before the job is enqueued. A guard whose job
+does not exist, or has already failed or finished, is stale and taken over: Redis dying between setting the
+guard and enqueueing the job (found by the chaos suite) must not keep the user from syncing for an hour.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from redis import Redis
 from rq import Retry
+from rq.job import Job
 
 from service.workers import queues
 
@@ -20,8 +26,36 @@ DELETING_TTL = 3_600
 PENDING_KEY = "calsync:sync-pending:{user_id}"
 DIRTY_TTL = 86_400
 PENDING_TTL = 3_600          # a lost job frees the guard after this; the reconcile sweep covers the rest
+# The webhook's guard before the dispatcher has queued its job (sync.dispatch then names the job): live.
+AWAITING_DISPATCH = "awaiting-dispatch"
 MAX_USER_ID = 200
 SYNC_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
+
+# KEYS: per user (dirty, pending); ARGV: reason, dirty TTL, pending TTL, RQ's job key prefix, one new job
+# id per user, then AWAITING_DISPATCH (a webhook's request still in the dispatcher's stream is live). Marks
+# each user dirty and claims its pending guard, taking over a stale one; returns 1 for each user whose job
+# the caller must enqueue now. One round trip, as the plain SET NX was.
+_CLAIM = """
+local claimed = {}
+for i = 1, #KEYS, 2 do
+  local n = (i + 1) / 2
+  redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2])
+  local job_id = ARGV[4 + n]
+  local ok = redis.call('SET', KEYS[i + 1], job_id, 'NX', 'EX', ARGV[3])
+  if not ok then
+    local held = redis.call('GET', KEYS[i + 1])
+    local status = held and redis.call('HGET', ARGV[4] .. held, 'status')
+    local live = held == ARGV[5 + #KEYS / 2] or status == 'queued' or status == 'scheduled'
+      or status == 'deferred' or status == 'started'
+    if not live then
+      redis.call('SET', KEYS[i + 1], job_id, 'EX', ARGV[3])
+      ok = true
+    end
+  end
+  claimed[n] = ok and 1 or 0
+end
+return claimed
+"""
 
 
 def request_sync(redis: Redis, user_id: str, reason: str) -> bool:
@@ -34,15 +68,19 @@ def request_syncs(redis: Redis, user_ids: list[str], reason: str) -> list[str]:
     for user_id in user_ids:
         if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID:
             raise ValueError("user_id must be a short non-empty string")
-    pipe = redis.pipeline(transaction=False)
-    for user_id in user_ids:
-        pipe.set(DIRTY_KEY.format(user_id=user_id), reason[:40], ex=DIRTY_TTL)
-        pipe.set(PENDING_KEY.format(user_id=user_id), reason[:40], nx=True, ex=PENDING_TTL)
-    replies = pipe.execute()
-    fresh = [user_id for user_id, pending_set in zip(user_ids, replies[1::2], strict=True) if pending_set]
+    user_ids = list(dict.fromkeys(user_ids))
+    if not user_ids:
+        return []
+    job_ids = {user_id: uuid.uuid4().hex for user_id in user_ids}
+    keys = [key for user_id in user_ids for key in (DIRTY_KEY.format(user_id=user_id),
+                                                    PENDING_KEY.format(user_id=user_id))]
+    claim = redis.register_script(_CLAIM)   # EVALSHA, loading the script once per server
+    claimed = claim(keys=keys, args=[reason[:40], DIRTY_TTL, PENDING_TTL, Job.redis_job_namespace_prefix,
+                                     *job_ids.values(), AWAITING_DISPATCH])
+    fresh = [user_id for user_id, won in zip(user_ids, claimed, strict=True) if won]
     for n, user_id in enumerate(fresh):
         try:
-            queues.enqueue(redis, queues.SYNC, queues.SYNC_USER, user_id, retry=SYNC_RETRY)
+            queues.enqueue(redis, queues.SYNC, queues.SYNC_USER, user_id, retry=SYNC_RETRY, job_id=job_ids[user_id])
         except BaseException:
             # Let the next notification try again for every user not queued yet.
             redis.delete(*(PENDING_KEY.format(user_id=u) for u in fresh[n:]))
@@ -64,9 +102,9 @@ def deletion_done(redis: Redis, user_id: str) -> None:
                  PENDING_KEY.format(user_id=user_id))
 
 
-def schedule_sync(redis: Redis, user_id: str, delay: float) -> None:
+def schedule_sync(redis: Redis, user_id: str, delay: float) -> Job:
     """Run this user's sync in ``delay`` seconds (RQ's scheduler moves it onto the queue)."""
-    queues.get_queue(queues.SYNC, redis).enqueue_in(
+    return queues.get_queue(queues.SYNC, redis).enqueue_in(
         timedelta(seconds=delay), queues.SYNC_USER, user_id,
         retry=SYNC_RETRY, job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400,
     )
@@ -74,8 +112,8 @@ def schedule_sync(redis: Redis, user_id: str, delay: float) -> None:
 
 def defer_sync(redis: Redis, user_id: str, delay: float, reason: str) -> None:
     """Run the sync again in ``delay`` seconds and hold off new ones until then (throttling)."""
-    redis.set(PENDING_KEY.format(user_id=user_id), reason, ex=PENDING_TTL + int(delay))
-    schedule_sync(redis, user_id, delay)
+    job = schedule_sync(redis, user_id, delay)
+    redis.set(PENDING_KEY.format(user_id=user_id), job.id, ex=PENDING_TTL + int(delay))   # new requests wait for it
 
 
 def take_dirty(redis: Redis, user_id: str) -> None:

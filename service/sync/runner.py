@@ -69,8 +69,10 @@ def sync_user(db: Database, redis: Redis, settings: Settings, graph_for: Callabl
     requests.clear_pending(redis, user_id)
     lock = locks.lock(redis, LOCK_KEY.format(user_id=user_id), LOCK_SECONDS, token=owner)
     if not locks.take(lock):
-        if redis.set(RECHECK_KEY.format(user_id=user_id), 1, nx=True, ex=int(LOCKED_RETRY_SECONDS) + 5):
-            requests.schedule_sync(redis, user_id, LOCKED_RETRY_SECONDS + random.uniform(0, 2))  # noqa: S311
+        # The guard lapses before the re-check runs, so a re-check that meets the lock again arms the next
+        # one: while a dead holder's lock runs out, someone keeps looking, and a dirty user is never stranded.
+        if redis.set(RECHECK_KEY.format(user_id=user_id), 1, nx=True, ex=int(LOCKED_RETRY_SECONDS)):
+            requests.schedule_sync(redis, user_id, LOCKED_RETRY_SECONDS + 1 + random.uniform(0, 2))  # noqa: S311
         return Report(Outcome.COALESCED)
     try:
         return _rounds(db, redis, settings, graph_for, user_id, lock)

@@ -8,11 +8,11 @@ SHA-256 digests, so the Redis mirror never holds the secret itself).
 from __future__ import annotations
 
 import hmac
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from service import inputs
 from service.subscriptions.mirror import SubscriptionRef, client_state_digest
 
 MAX_VALIDATION_TOKEN = 4096
@@ -74,9 +74,9 @@ def validation_token(args: Mapping[str, str]) -> str | None:
 def parse_collection(body: bytes, *, lifecycle: bool = False) -> Collection:
     """Parse ``{"value": [...], "validationTokens": [...]}``; per-item shape errors are counted, not fatal."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadPayload("body is not JSON") from None
+        document = inputs.json_loads(body)
+    except inputs.BadInput as exc:
+        raise BadPayload(str(exc)) from None
     if not isinstance(document, dict) or not isinstance(document.get("value"), list):
         raise BadPayload("body must be an object with a 'value' array")
     raw_items = document["value"]
@@ -109,7 +109,7 @@ def _parse_item(raw: object, lifecycle: bool) -> Notification | None:
     tenant_id = raw.get("tenantId") if _short_text(raw.get("tenantId")) else None
     if lifecycle:
         event = raw.get("lifecycleEvent")
-        if event not in LIFECYCLE_EVENTS:
+        if not isinstance(event, str) or event not in LIFECYCLE_EVENTS:
             return None
         return Notification(subscription_id, client_state, tenant_id, lifecycle_event=event)
     change_type = raw.get("changeType")

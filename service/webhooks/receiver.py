@@ -18,13 +18,14 @@ from collections import defaultdict
 
 from pymongo.database import Database
 from redis import Redis
+from rq.job import Job
 
 from service.store import utcnow
 from service.subscriptions import mirror
 from service.subscriptions.lifecycle import LIFECYCLE_PENDING, LIFECYCLE_PENDING_TTL
 from service.subscriptions.mirror import SubscriptionRef, client_state_digest
 from service.sync import dispatch
-from service.sync.requests import DIRTY_KEY, DIRTY_TTL, PENDING_KEY, PENDING_TTL, request_sync
+from service.sync.requests import AWAITING_DISPATCH, DIRTY_KEY, DIRTY_TTL, PENDING_KEY, PENDING_TTL, request_sync
 from service.webhooks.notifications import (
     CLIENT_STATE,
     MALFORMED_ITEM,
@@ -74,7 +75,20 @@ for i = 0, n - 1 do
       if not synced[user] then
         synced[user] = true
         redis.call('SET', DIRTY_PREFIX .. user, reason, 'EX', dirty_ttl)
-        if redis.call('SET', PENDING_PREFIX .. user, reason, 'NX', 'EX', pending_ttl) then
+        local guard = PENDING_PREFIX .. user
+        local queue_it = redis.call('SET', guard, AWAITING, 'NX', 'EX', pending_ttl)
+        if not queue_it then
+          -- A guard naming a job that is gone or done is stale (its job was lost): take it over.
+          local held = redis.call('GET', guard)
+          if held and held ~= AWAITING then
+            local status = redis.call('HGET', JOB_PREFIX .. held, 'status')
+            if not (status == 'queued' or status == 'scheduled' or status == 'deferred' or status == 'started') then
+              redis.call('SET', guard, AWAITING, 'EX', pending_ttl)
+              queue_it = true
+            end
+          end
+        end
+        if queue_it then
           redis.call('XADD', STREAM, '*', 'k', 'sync', 'u', user)
         end
       end
@@ -96,7 +110,8 @@ return out
 """
 for _name, _value in (("SUB_PREFIX", mirror.key("")), ("DIRTY_PREFIX", DIRTY_KEY.format(user_id="")),
                       ("PENDING_PREFIX", PENDING_KEY.format(user_id="")), ("SEEN_PREFIX", SEEN_KEY.format(user_id="")),
-                      ("STATS_PREFIX", STATS.format(name="")), ("STREAM", dispatch.STREAM)):
+                      ("STATS_PREFIX", STATS.format(name="")), ("STREAM", dispatch.STREAM),
+                      ("JOB_PREFIX", Job.redis_job_namespace_prefix), ("AWAITING", AWAITING_DISPATCH)):
     CHANGES_SCRIPT = CHANGES_SCRIPT.replace(_name, repr(_value))
 for _name, _value in (("UNKNOWN", UNKNOWN_SUBSCRIPTION), ("CLIENT_STATE", CLIENT_STATE), ("MALFORMED", MALFORMED_ITEM)):
     CHANGES_SCRIPT = CHANGES_SCRIPT.replace(f":{_name}'", f":{_value}'")

@@ -20,9 +20,17 @@ from service.runtime import Runtime
 from service.workers import context
 from service.workers.observe import ObservedJobs
 
+# RQ moves scheduled jobs (retries, throttled and re-checked syncs) onto their queues from one worker, the
+# holder of its scheduler lock. When that worker is SIGKILLed its lock lapses after about a minute, but the
+# others only try to take it over in their maintenance pass, every 10 minutes by default: until then no
+# retry runs anywhere. A pass every 30 s bounds that to about 90 s (the pass is one worker's at a time).
+MAINTENANCE_SECONDS = 30
+
 
 class Worker(ObservedJobs, RQWorker):
     def __init__(self, *args, **kwargs):
+        kwargs["maintenance_interval"] = min(kwargs.get("maintenance_interval") or MAINTENANCE_SECONDS,
+                                             MAINTENANCE_SECONDS)
         try:
             settings = Settings.from_env()
         except ConfigError as exc:

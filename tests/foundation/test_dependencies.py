@@ -13,7 +13,8 @@ SERVICE = ROOT / "service"
 # listed) may import everything.
 LAYERS = (
     ("base", ("service.config", "service.timezones", "service.graph", "service.mailbox", "service.mail",
-              "service.locks", "service.embedded", "service.logs", "service.metrics", "service.store")),
+              "service.locks", "service.embedded", "service.logs", "service.metrics", "service.inputs",
+              "service.store")),
     ("queue names", ("service.workers.queues",)),
     ("outbox", ("service.outbound.outbox",)),
     ("identity", ("service.identity",)),

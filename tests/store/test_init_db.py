@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel
@@ -28,14 +29,18 @@ def test_migrations_schedule_digests_and_mark_users_without_a_subscription_once(
         db.users.insert_one({"_id": user_id, "email": f"{user_id}@contoso.com", "time_zone": "UTC",
                              "connection": {"status": "connected", "since": now},
                              "digest": {"enabled": True, "time": None}})
-    db.subscriptions.insert_one({"_id": "s1", "user_id": "old-with-sub", "status": "active", "expires_at": now})
+    db.subscriptions.insert_one({"_id": "s1", "user_id": "old-with-sub", "status": "active", "expires_at": now,
+                                 "client_state": "a-clientState-stored-in-clear"})
     db.sync_state.insert_one({"_id": "old-with-sub", "delta_link": "https://graph/delta?$deltatoken=old"})
 
     first = migrations.run(db, settings)
     again = migrations.run(db, settings)
 
     assert first == {"2026-12-digest-next-at": 2, "2026-12-subscription-missing-since": 1,
-                     "2026-12-per-calendar-cursors": 1}
+                     "2026-12-per-calendar-cursors": 1, "2026-12-client-state-digests": 1}
+    stored = db.subscriptions.find_one({"_id": "s1"})
+    assert "client_state" not in stored
+    assert stored["client_state_sha256"] == hashlib.sha256(b"a-clientState-stored-in-clear").hexdigest()
     assert "sync_state" not in db.list_collection_names()
     assert again == {}
     assert all(u["digest"]["next_at"] is not None for u in db.users.find())

@@ -60,7 +60,9 @@ def test_connect_creates_one_validated_subscription(stack, connected):
     assert remote["notificationUrl"] == f"{stack.url}/webhooks/graph"
     assert remote["lifecycleNotificationUrl"] == f"{stack.url}/webhooks/graph/lifecycle"
     assert remote["changeType"] == "created,updated,deleted"
-    assert remote["clientState"] == document.client_state and len(document.client_state) <= 128
+    assert cache.client_state_digest(remote["clientState"]) == document.client_state_digest
+    assert len(remote["clientState"]) <= 128
+    assert "client_state" not in stack.runtime.db.subscriptions.find_one({"_id": document.id})   # only its digest
     validations = [d for d in stack.emulator.control.deliveries() if d.get("kind") == "validation"]
     assert validations and all(d["outcome"] == "ok" for d in validations)
     assert stack.runtime.redis.hget(cache.key(document.id), "u") == connected.encode()
@@ -70,7 +72,7 @@ def test_creating_again_replaces_and_never_duplicates(stack, connected):
     first = store.for_user(stack.runtime.db, connected)
     worker_jobs.ensure_subscription(connected)
     second = store.for_user(stack.runtime.db, connected)
-    assert second.id != first.id and second.client_state != first.client_state
+    assert second.id != first.id and second.client_state_digest != first.client_state_digest
     assert [s["id"] for s in active_at_emulator(stack)] == [second.id]
     assert stack.runtime.db.subscriptions.count_documents({"user_id": connected}) == 1
     assert not stack.runtime.redis.exists(cache.key(first.id))

@@ -28,6 +28,7 @@ from service.store import subscriptions as store
 from service.store import utcnow
 from service.store.records import Subscription
 from service.sync import dispatch
+from service.sync.requests import request_sync
 from service.workers import queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +71,24 @@ def test_an_acknowledged_notification_is_in_redis_before_any_dispatcher_runs(cli
     assert dispatch.drain(redis_conn) == 2                          # the sync and the throttled "seen" stamp
     assert syncs(redis_conn) == ["user-1"]
     assert dispatch.backlog(redis_conn) == 0
+
+
+def test_the_guard_names_the_dispatched_job_and_a_stale_one_is_taken_over(client, redis_conn, db):
+    """One guard for every caller: the webhook's (awaiting dispatch), then the job the dispatcher queued; a
+    guard whose job is gone (lost with a crashed worker) no longer holds the user's syncs back for an hour."""
+    subscribe(db, 1)
+    guard = "calsync:sync-pending:user-1"
+    post(client, 1)
+    assert request_sync(redis_conn, "user-1", "reconcile") is False     # awaiting dispatch counts as pending
+    dispatch.drain(redis_conn)
+    [job] = [j for j in Queue(queues.SYNC, connection=redis_conn).jobs if j.func_name == queues.SYNC_USER]
+    assert redis_conn.get(guard).decode() == job.id
+    assert request_sync(redis_conn, "user-1", "reconcile") is False     # the queued job is live
+
+    job.delete()                                                        # the job is lost
+    assert post(client, 1).status_code == 202
+    assert dispatch.drain(redis_conn) >= 1
+    assert syncs(redis_conn) == ["user-1"]                              # the webhook took the stale guard over
 
 
 def test_a_refused_write_is_never_acknowledged(make_settings, db, redis_conn):

@@ -1,0 +1,256 @@
+"""Chaos on the Procfile topology (issue 16): R1 convergence, R4 outages, R3 secrets. The tests run in
+file order on one topology (tests/chaos/conftest.py), each printing its figures; R3 scans what the whole
+run left behind.
+
+- R1: random single and recurring changes for every user while Graph duplicates, reorders and drops
+  notifications (a drop is followed by ``missed``), a 429 storm, worker processes SIGKILLed on a period
+  (their work horses mid-job in the short profile, whole process groups in the long one and once in the
+  short one), the Redis server SIGKILLed and restarted with its data, and a subscription removed by Graph.
+  After draining: 0 differences between MongoDB and the emulator's truth, and a new subscription.
+- R4: Redis down while notifications arrive (503 with Retry-After; every change lands once Redis is back
+  and Graph redelivers); MongoDB cut under the workers (jobs fail and retry with back-off; nothing lost);
+  the scheduler SIGKILLed and restarted (a new leader ticks; no subscription lapses; no digest twice).
+- R3: no access, refresh or id token, clientState, client secret, Fernet key or other configured secret
+  in a dump of MongoDB and Redis, in any process's log, or in any response the suite received.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+import pytest
+import redis as redis_lib
+from bson import json_util
+from rq import Worker
+
+from service.config import SECRET_FIELDS, Settings
+from service.identity import crypto
+from service.store import digests
+from tests.chaos.conftest import CHANGES, KILL_EVERY, LONG, STORM_SECONDS, USERS, active
+from tests.conftest import OPS_TOKEN
+from tests.support.calendars import Calendar
+from tests.topology.test_procfile import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.wire]
+
+BASE_FAULTS = {"duplicate_rate": 0.10, "reorder_rate": 0.10, "drop_rate": 0.05}
+
+
+def busy_worker(chaos) -> str | None:
+    """The topology name of a worker running a sync job now, if any."""
+    conn = redis_lib.Redis.from_url(chaos.redis.url)
+    try:
+        for worker in Worker.all(connection=conn):
+            job = worker.get_current_job()
+            if job is not None and job.func_name.endswith("sync_user"):
+                for name in chaos.supervisor.names("worker"):
+                    if worker.pid in chaos.topology.pids(name):
+                        return name
+    except redis_lib.RedisError:
+        return None
+    finally:
+        conn.close()
+    return None
+
+
+def outcomes(control) -> Counter:
+    return Counter(d.get("outcome") for d in control.deliveries())
+
+
+def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_and_a_redis_crash(chaos):
+    control, supervisor, rng = chaos.control, chaos.supervisor, chaos.rng
+    calendars = [Calendar(control, person, rng) for person in chaos.people]
+    control.clear_deliveries()
+    control.set_faults(**BASE_FAULTS, seed=16)
+    started = last_kill = time.monotonic()
+    storm = range(int(CHANGES * 0.2), int(CHANGES * 0.3))
+    group_kills = horse_kills = 0
+    removed = None
+    for done in range(1, CHANGES + 1):
+        rng.choice(calendars).step()
+        if done == storm.start:
+            control.set_faults(**BASE_FAULTS, rate_429=0.3, retry_after="1", seed=17)
+            storm_began = time.monotonic()
+        if done == storm.stop:
+            time.sleep(max(0.0, STORM_SECONDS - (time.monotonic() - storm_began)))   # the syncs meet it too
+            control.set_faults(**BASE_FAULTS, seed=18)
+        if time.monotonic() - last_kill >= KILL_EVERY:
+            last_kill = time.monotonic()
+            busy = busy_worker(chaos) or supervisor.names("worker")[0]
+            if LONG or group_kills == 0:
+                supervisor.kill(busy)            # the whole group: worker and work horse, as a lost machine
+                group_kills += 1
+            elif supervisor.kill_horse(busy):    # the process running the job, mid-sync
+                horse_kills += 1
+        if done == int(CHANGES * 0.4):
+            chaos.redis.kill()                   # a crash; the append-only file keeps what was acknowledged
+            time.sleep(1)
+            chaos.redis.start()
+        if done == int(CHANGES * 0.6):
+            victim = chaos.people[-1]["id"]
+            removed = next(s for s in active(control) if s["resource"].endswith(f"{victim}/events"))
+            control.remove_subscription(removed["id"])
+        supervisor.revive()
+    changed = time.monotonic()
+    control.clear_faults()
+    control.wait_idle(timeout=120)
+    # A whole-group SIGKILL mid-sync keeps that user's lock until it expires (LOCK_SECONDS, two minutes).
+    converged = chaos.converge("R1 convergence", timeout=600 if LONG else 240)
+    wait_until("a new subscription for the removed one",
+               lambda: removed["id"] not in {s["id"] for s in active(control)} and len(active(control)) == USERS,
+               timeout=120)
+    seen = outcomes(control)
+    throttled = sum(1 for r in control.graph_requests() if r.get("status") == 429)
+    chaos.figures["r1"] = figures = {
+        "users": USERS, "changes": CHANGES, "changes_per_s": round(CHANGES / (changed - started), 1),
+        "deliveries": dict(seen), "graph_429s": throttled, "worker_group_kills": group_kills,
+        "work_horse_kills": horse_kills, "redis_restarts": chaos.redis.restarts,
+        "processes_revived": supervisor.restarted, "converged_s_after_last_change": round(converged, 1),
+        "events_stored": chaos.db.events.count_documents({}), "differences": 0,
+    }
+    print(f"R1: {json.dumps(figures)}")
+    assert chaos.differences() == {}
+    assert group_kills >= 1 and chaos.redis.restarts >= 1
+    assert seen["duplicate"] > 0 and seen["dropped"] > 0
+
+
+def test_r4_outages_lose_nothing(chaos):
+    control, supervisor = chaos.control, chaos.supervisor
+    calendars = [Calendar(control, person, chaos.rng) for person in chaos.people]
+    for calendar in calendars:   # ids to update and delete
+        calendar.ids = [doc["graph_id"] for doc in chaos.db.events.find({"user_id": calendar.user["id"],
+                                                                         "series_master_id": None}).limit(20)]
+    figures = chaos.figures["r4"] = {}
+
+    # Redis down while notifications arrive: the webhook says 503 with Retry-After, Graph redelivers.
+    control.clear_deliveries()
+    chaos.redis.kill()
+    answer = chaos.http().post(f"{chaos.url}/webhooks/graph", json={"value": [{
+        "subscriptionId": active(control)[0]["id"], "clientState": "x", "changeType": "updated"}]}, timeout=30)
+    for _ in range(20 if not LONG else 200):
+        chaos.rng.choice(calendars).step()
+    wait_until("a notification refused with 503", lambda: any(
+        d.get("status") == 503 for d in control.deliveries()), timeout=30)
+    time.sleep(2)
+    chaos.redis.start()
+    control.wait_idle(timeout=120)
+    figures["redis_down"] = {"webhook_answer": answer.status_code, "retry_after": answer.headers.get("Retry-After"),
+                             "deliveries": dict(outcomes(control)),
+                             "converged_s": round(chaos.converge("R4 Redis outage", timeout=240), 1)}
+    assert answer.status_code == 503 and answer.headers.get("Retry-After")
+
+    # MongoDB unavailable under the workers: their jobs fail and are retried with back-off.
+    failed_before = _job_failures(chaos)
+    chaos.proxy.cut()
+    for _ in range(20 if not LONG else 200):
+        chaos.rng.choice(calendars).step()
+    control.wait_idle(timeout=60)
+    time.sleep(6)
+    chaos.proxy.restore()
+    figures["mongodb_cut"] = {"connections_refused": chaos.proxy.refused,
+                              "job_failures_logged": _job_failures(chaos) - failed_before,
+                              "converged_s": round(chaos.converge("R4 MongoDB outage", timeout=300), 1)}
+    assert chaos.proxy.refused > 0
+
+    # The scheduler SIGKILLed while leading, then restarted: a new leader takes over within the lease.
+    conn = redis_lib.Redis.from_url(chaos.redis.url)
+    killed_at = time.time()
+    for name in chaos.supervisor.names("scheduler"):
+        new = supervisor.kill(name)
+    try:   # the group's pids are read each time: the shell may start the program after a moment
+        wait_until("the new scheduler to lead", lambda: any(
+            f":{pid}:" in (conn.get("calsync:scheduler:leader") or b"").decode() for pid in chaos.topology.pids(new)),
+            timeout=90, every=1)
+        wait_until("a digest tick by the new leader",
+                   lambda: float(conn.get("calsync:scheduler:last:digest-tick") or 0) > killed_at, timeout=120, every=1)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: leader {conn.get('calsync:scheduler:leader')!r}, new {new} pids "
+                             f"{chaos.topology.pids(new)}\n{chaos.topology.tail()}") from None
+    time.sleep(3)
+    conn.close()
+    today = datetime.now(UTC).date().isoformat()
+    mine = {p["mail"] for p in chaos.people}   # the session's SMTP server also holds other tests' mail
+    mails = Counter(to for m in chaos.smtp.messages if (to := parseaddr(m["To"])[1]) in mine)
+    subscriptions = active(control)
+    earliest = min(datetime.fromisoformat(s["expirationDateTime"].replace("Z", "+00:00")) for s in subscriptions)
+    figures["scheduler"] = {"digests_per_user": sorted(set(mails.values())), "active_subscriptions": len(subscriptions),
+                            "earliest_expiry_h": round((earliest - datetime.now(UTC)).total_seconds() / 3600, 1)}
+    print(f"R4: {json.dumps(figures)}")
+    assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+    for person in chaos.people:
+        assert digests.get(chaos.db, person["id"], today)["status"] == "sent"
+    assert len(subscriptions) == USERS
+    assert earliest - datetime.now(UTC) > timedelta(minutes=Settings().renew_margin_minutes)
+
+
+def _job_failures(chaos) -> int:
+    text = "".join(log.read_text(errors="replace") for log in chaos.topology.log_dir.glob("worker.*.log"))
+    return sum(text.count(marker) for marker in ("ServerSelectionTimeoutError", "AutoReconnect", "NetworkTimeout"))
+
+
+def test_r3_no_secret_in_the_databases_the_logs_or_any_response(chaos):
+    settings = Settings(ops_token=OPS_TOKEN)
+    for person, session in zip(chaos.people, chaos.sessions, strict=True):   # what a user and an operator see
+        session.get(f"{chaos.url}/connections/me", timeout=30)
+        session.get(f"{chaos.url}/connections/me/data", timeout=60)
+        for path in (f"/api/users/{person['id']}", f"/api/users/{person['id']}/meetings",
+                     f"/ops/api/users/{person['id']}/calendars", f"/ops/api/users/{person['id']}/export"):
+            chaos.ops(path)
+    for path in ("/ops/api/health", "/ops/metrics", "/ops/", "/ops/api/subscriptions", "/api/people", "/readyz"):
+        chaos.ops(path)
+
+    secrets = _secrets(chaos, settings)
+    places = {"mongodb": _mongo_dump(chaos.db), "redis": _redis_dump(chaos.redis.url),
+              "logs": "".join(p.read_text(errors="replace") for p in sorted(chaos.topology.log_dir.glob("*.log"))),
+              "responses": "\n".join(chaos.responses.texts)}
+    found = {f"{kind} in {place}": count for place, text in places.items()
+             for kind, values in secrets.items() for count in [sum(v in text for v in values)] if count}
+    chaos.figures["r3"] = figures = {"secrets": {k: len(v) for k, v in secrets.items()},
+                                     "scanned_bytes": {k: len(v) for k, v in places.items()},
+                                     "responses": len(chaos.responses.texts), "found": found}
+    print(f"R3: {json.dumps(figures)}")
+    assert all(secrets.values()), secrets.keys()
+    assert found == {}
+
+
+def _secrets(chaos, settings: Settings) -> dict[str, set[str]]:
+    tokens: dict[str, set[str]] = {"access token": set(), "refresh token": set(), "id token": set()}
+    for doc in chaos.db.token_caches.find({}):
+        cache = json.loads(crypto.decrypt(settings, doc["blob"]))
+        for section, kind in (("AccessToken", "access token"), ("RefreshToken", "refresh token"),
+                              ("IdToken", "id token")):
+            tokens[kind].update(entry["secret"] for entry in cache.get(section, {}).values())
+    states = {s["clientState"] for s in chaos.control.subscriptions() if s.get("clientState")}
+    configured = {name: {v for v in (getattr(settings, name) if isinstance(getattr(settings, name), tuple)
+                                     else (getattr(settings, name),)) if isinstance(v, str) and len(v) >= 8}
+                  for name in SECRET_FIELDS}
+    return {**tokens, "clientState": states, **{f"setting {k}": v for k, v in configured.items() if v}}
+
+
+def _mongo_dump(db) -> str:
+    return "\n".join(json_util.dumps(doc) for name in db.list_collection_names() for doc in db[name].find({}))
+
+
+def _redis_dump(url: str) -> str:
+    conn = redis_lib.Redis.from_url(url)
+    parts = []
+    for key in conn.scan_iter(count=1000):
+        kind = conn.type(key).decode()
+        values = {"string": lambda k: [conn.get(k)], "hash": lambda k: list(conn.hgetall(k).values()),
+                  "list": lambda k: conn.lrange(k, 0, -1), "set": lambda k: list(conn.smembers(k)),
+                  "zset": lambda k: conn.zrange(k, 0, -1)}.get(kind, lambda k: [])(key)
+        for value in values:
+            if value is None:
+                continue
+            try:
+                value = zlib.decompress(value)   # RQ job payloads are compressed pickles
+            except zlib.error:
+                pass
+            parts.append(key.decode(errors="replace") + " " + value.decode("latin-1"))
+    conn.close()
+    return "\n".join(parts)
