@@ -13,8 +13,8 @@ demo: install
 test:
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -q
-	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q tests/store tests/webhooks tests/workers
+	$(PYTHON) -m pytest -q -n 3
+	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q -n 3 tests/store tests/webhooks tests/workers
 
 lint:
 	$(PYTHON) -m ruff check .

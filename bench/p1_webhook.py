@@ -20,6 +20,7 @@ import redis
 from bench.common import Part, PeakRSS, Processes, free_port, python_env, wait_port, wrk, wrk_post_script
 from service import procfile
 from service.store import utcnow
+from service.store.records import Subscription
 from service.subscriptions import mirror
 from service.sync import dispatch
 from service.sync import requests as sync_requests
@@ -36,15 +37,10 @@ def seed(conn: redis.Redis, users: int) -> list[tuple[str, str]]:
     for i in range(users):
         subscription_id = f"{i:08d}-0000-4000-8000-{i:012d}"
         state = f"client-state-{i:06d}-" + "q" * 40
-        mirror.remember(conn, _Sub(subscription_id, f"user-{i:06d}", state))
+        mirror.remember(conn, Subscription(id=subscription_id, user_id=f"user-{i:06d}", client_state=state,
+                                           expires_at=utcnow() + timedelta(days=3)))
         pairs.append((subscription_id, state))
     return pairs
-
-
-class _Sub:
-    def __init__(self, id: str, user_id: str, client_state: str):  # noqa: A002 - the record's field name
-        self.id, self.user_id, self.client_state, self.rich = id, user_id, client_state, False
-        self.expires_at = utcnow() + timedelta(days=3)
 
 
 def bodies(pairs: list[tuple[str, str]], count: int) -> list[str]:

@@ -24,6 +24,7 @@ from service.config import Settings
 from service.graph import GraphClient
 from service.runtime import Runtime
 from service.store import users
+from service.store.records import Subscription
 from service.subscriptions import mirror
 from service.sync import dispatch
 from service.workers import context, jobs, queues
@@ -33,11 +34,9 @@ from tests.workers.fakegraph import running_fake_graph
 STATE = "bench-client-state-" + "z" * 30
 
 
-class _Sub:
-    def __init__(self, n: int):
-        self.id, self.user_id, self.client_state, self.rich = f"{n:08d}-0000-4000-8000-{n:012d}", f"user-{n:03d}", \
-            STATE, False
-        self.expires_at = datetime.now(UTC) + timedelta(days=3)
+def _sub(n: int) -> Subscription:
+    return Subscription(id=f"{n:08d}-0000-4000-8000-{n:012d}", user_id=f"user-{n:03d}", client_state=STATE,
+                        expires_at=datetime.now(UTC) + timedelta(days=3))
 
 
 def run(ctx) -> Part:
@@ -62,7 +61,7 @@ def run(ctx) -> Part:
                      graph_for=graph_for)
         context.install(rt)
         try:
-            subs = [_Sub(n) for n in range(user_count)]
+            subs = [_sub(n) for n in range(user_count)]
             start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
             for sub in subs:
                 fake.add_user(sub.user_id, f"{sub.user_id}@contoso.example")
