@@ -19,12 +19,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from service.sync.requests import PENDING_KEY, SYNC_RETRY
+from service.sync.requests import PENDING_KEY, SYNC_RETRY, rescue_stranded
 from service.workers import queues
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ GROUP = "dispatchers"
 BATCH = 500
 BLOCK_MS = 1000
 CLAIM_IDLE_MS = 10_000          # entries read by a dispatcher that has not acknowledged them for this long
+RESCUE_EVERY = 30.0             # seconds between looks for stranded syncs (sync.requests.rescue_stranded)
 RETIRE_IDLE_MS = 3_600_000      # consumers idle this long with nothing pending are forgotten
 
 
@@ -132,11 +134,16 @@ def run(redis: Redis, stop: threading.Event, consumer: str | None = None) -> Non
     """Dispatch until ``stop`` is set; Redis errors are logged and retried, never fatal."""
     consumer = consumer or consumer_name()
     log.info("sync request dispatcher %s started", consumer)
-    loops = 0
+    loops, rescued_at = 0, time.monotonic()
     while not stop.is_set():
         try:
             dispatch_once(redis, consumer)
             loops += 1
+            if time.monotonic() - rescued_at >= RESCUE_EVERY:
+                rescued_at = time.monotonic()
+                rescued = rescue_stranded(redis)
+                if rescued:
+                    log.warning("queued syncs for %d user(s) left dirty with no live sync job", len(rescued))
             if loops % 600 == 0:
                 retire_idle_consumers(redis)
         except Exception:  # a Redis blip (or anything else) must not end dispatching for this process

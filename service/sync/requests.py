@@ -128,3 +128,42 @@ def is_dirty(redis: Redis, user_id: str) -> bool:
 def clear_pending(redis: Redis, user_id: str) -> None:
     """The queued sync is running: the next request may queue another."""
     redis.delete(PENDING_KEY.format(user_id=user_id))
+
+
+STRANDED_AGE = 60   # seconds a user has been dirty with no live sync before the rescue queues one
+
+
+def rescue_stranded(redis: Redis, min_age: int = STRANDED_AGE, limit: int = 1_000) -> list[str]:
+    """Queue a sync for each user dirty for ``min_age`` seconds whose pending guard names no job that can
+    still run: no guard, or a job that is gone, done, or recorded as queued/started/scheduled while in no
+    queue or registry (a worker SIGKILLed as it took the job, a Redis that lost the tail of its log). The
+    chaos suite found such a user, dirty and guarded by a "queued" job in no queue, never synced again
+    once notifications stopped. Cost: one SCAN over the dirty keys (only users not synced yet) per call.
+    Returns the users queued."""
+    stranded = []
+    for key in redis.scan_iter(match=DIRTY_KEY.format(user_id="*"), count=500):
+        user_id = key.decode().removeprefix(DIRTY_KEY.format(user_id=""))
+        if DIRTY_TTL - redis.ttl(key) < min_age or is_deleting(redis, user_id):
+            continue
+        guard = redis.get(PENDING_KEY.format(user_id=user_id))
+        if guard is not None and (guard.decode() == AWAITING_DISPATCH or _job_can_run(redis, guard.decode())):
+            continue
+        redis.delete(PENDING_KEY.format(user_id=user_id))
+        stranded.append(user_id)
+        if len(stranded) >= limit:
+            break
+    return request_syncs(redis, stranded, "stranded") if stranded else []
+
+
+def _job_can_run(redis: Redis, job_id: str) -> bool:
+    """The job exists and sits where a worker or RQ's scheduler will still find it."""
+    status = redis.hget(Job.redis_job_namespace_prefix + job_id, "status")
+    queue = f"rq:queue:{queues.SYNC}"
+    if status == b"queued":
+        return redis.lpos(queue, job_id) is not None or redis.lpos(f"{queue}:intermediate", job_id) is not None
+    if status == b"started":
+        return redis.zscore(f"rq:wip:{queues.SYNC}", job_id) is not None
+    if status in (b"scheduled", b"deferred"):
+        return (redis.zscore(f"rq:scheduled:{queues.SYNC}", job_id) is not None
+                or redis.zscore(f"rq:deferred:{queues.SYNC}", job_id) is not None)
+    return False

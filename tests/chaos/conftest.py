@@ -114,6 +114,13 @@ class Chaos:
         for person in self.people:
             keys = sorted(k.decode() for k in conn.scan_iter(match=f"calsync:*{person['id']}*"))
             lines.append(f"{person['mail']} {person['id']}: " + ", ".join(f"{k}(ttl {conn.ttl(k)})" for k in keys))
+            guard = conn.get(f"calsync:sync-pending:{person['id']}")
+            if guard is not None:
+                status = conn.hget(b"rq:job:" + guard, "status")
+                lines.append(f"  pending guard {guard!r}: its job's status {status!r}")
+        stream = "calsync:sync-requests"
+        waiting = conn.xpending(stream, "dispatchers")["pending"] if conn.exists(stream) else 0
+        lines.append(f"sync-request stream: {conn.xlen(stream)} entries, {waiting} read and not acknowledged")
         for worker in Worker.all(connection=conn):
             lines.append(f"worker {worker.name} pid {worker.pid} {worker.get_state()} job {worker.get_current_job_id()}"
                          f" heartbeat {worker.last_heartbeat}")

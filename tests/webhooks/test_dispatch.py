@@ -28,7 +28,7 @@ from service.store import subscriptions as store
 from service.store import utcnow
 from service.store.records import Subscription
 from service.sync import dispatch
-from service.sync.requests import request_sync
+from service.sync.requests import request_sync, rescue_stranded
 from service.workers import queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,3 +211,20 @@ def test_calsync_dev_embedded_dispatches_and_syncs(rt, redis_conn, db):
     finally:
         server.stop()
     assert not [t for t in server.threads if t.is_alive()]
+
+
+def test_a_dirty_user_whose_sync_job_vanished_is_rescued(redis_conn):
+    """Dirty, guarded by a job recorded as queued that sits in no queue (its worker died taking it): the
+    rescue queues a sync; a user whose job is really queued, or who was dirtied just now, is left alone."""
+    for user in ("lost", "queued", "fresh"):
+        assert request_sync(redis_conn, f"user-{user}", "notification")
+    sync_queue = Queue(queues.SYNC, connection=redis_conn)
+    [lost] = [job for job in sync_queue.jobs if job.args == ("user-lost",)]
+    redis_conn.lrem(sync_queue.key, 0, lost.id)                       # gone from the queue, still "queued"
+    for user in ("lost", "queued"):
+        redis_conn.expire(f"calsync:dirty:user-{user}", 86_400 - 120)   # dirty for two minutes
+    redis_conn.lrem(sync_queue.key, 0, [j.id for j in sync_queue.jobs if j.args == ("user-fresh",)][0])
+
+    assert rescue_stranded(redis_conn) == ["user-lost"]
+    assert syncs(redis_conn) == ["user-lost", "user-queued"]
+    assert rescue_stranded(redis_conn) == []                          # the rescued job is live now
