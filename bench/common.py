@@ -18,6 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.loopback import free_port  # noqa: F401 - bench modules import it from here
+from tests.support.topology import group_members
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,12 +53,6 @@ class Part:
         row = Row(*args, **kwargs)
         self.rows.append(row)
         return row
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
@@ -119,21 +116,6 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
-
-
-def group_members(pgid: int) -> list[int]:
-    """Running (not zombie) processes of a process group."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
 
 
 def rss_mb(pid: int) -> float:

@@ -12,12 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -35,6 +30,8 @@ from service.embedded import start_embedded_redis
 from service.runtime import Runtime
 from service.workers import context
 from service.workers.inprocess import work_burst
+from tests.support.loopback import free_port
+from tests.support.secantus import MongoServer, start_secantus
 
 OPS_TOKEN = "test-ops-token-0123456789abcdef"
 
@@ -88,52 +85,6 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("wire")]
 
 
-@dataclass
-class MongoServer:
-    """A MongoDB wire server for the session: ``uri`` has no database; ``process`` is ours to stop."""
-
-    uri: str
-    process: subprocess.Popen | None = None
-
-    def database_uri(self, name: str) -> str:
-        return f"{self.uri.rstrip('/')}/{name}"
-
-
-def start_secantus(directory: Path) -> MongoServer:
-    """SecantusDB on a free loopback port, as its own process (GPL, beta: never imported, only run)."""
-    binary = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
-    port = _free_port()
-    with open(directory / "secantusd.log", "wb") as log:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [binary, "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", str(directory / "data"), "--standalone", "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-    uri = f"mongodb://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=200) as client:
-                client.admin.command("ping")
-            return MongoServer(uri, process)
-        except pymongo.errors.PyMongoError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"secantusd-py did not start; see {directory / 'secantusd.log'}") from None
-            time.sleep(0.05)
-
-
-def stop_server(server: MongoServer) -> None:
-    if server.process is None or server.process.poll() is not None:
-        return
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def mongo_server(tmp_path_factory) -> Iterator[MongoServer | None]:
     """The session's wire server (None on mongomock): CALSYNC_TEST_MONGODB_URI, else a SecantusDB of our own."""
@@ -148,7 +99,7 @@ def mongo_server(tmp_path_factory) -> Iterator[MongoServer | None]:
     try:
         yield server
     finally:
-        stop_server(server)
+        server.stop()
 
 
 @pytest.fixture
@@ -347,10 +298,7 @@ def stack(make_stack) -> Iterator[Stack]:
         yield served
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_free_port = free_port   # tests import it from here
 
 
 def read_fixture(name: str) -> str:

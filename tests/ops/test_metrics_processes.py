@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.workers import jobs, queues
 from tests.conftest import OPS_TOKEN, _free_port
-from tests.support.topology import _group_members, _signal_group, _wait_for_groups
+from tests.support.topology import _signal_group, _wait_for_groups, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK = (("endpoint", "webhooks.changes"), ("method", "GET"), ("status", "200"))
@@ -101,7 +101,7 @@ def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_work_horse(tmp_path, re
     assert ("calsync_workers", ()) in scraped                              # and the gauges of this scrape
     assert ("calsync_queue_jobs", (("queue", "sync"), ("state", "queued"))) in scraped
     assert after[("calsync_http_requests_total", WEBHOOK)] >= sum(by_process.values())   # its counters stay
-    assert left == [] and _group_members(web.pid) == []
+    assert left == [] and group_members(web.pid) == []
 
 
 def _answers(url: str) -> bool:

@@ -1,5 +1,6 @@
-"""A small HTTP/1.1 server on loopback that keeps connections alive, as Graph and the identity platform do
-(werkzeug's development server closes every connection), answering with a function of the test's.
+"""Loopback helpers: ``free_port()``, and a small HTTP/1.1 server on loopback that keeps connections alive,
+as Graph and the identity platform do (werkzeug's development server closes every connection), answering
+with a function of the test's.
 
     def answer(path: str, client_port: int) -> tuple[int, dict[str, str], bytes]: ...
 
@@ -9,12 +10,20 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Answer = Callable[[str, int], tuple[int, dict[str, str], bytes]]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextmanager

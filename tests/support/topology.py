@@ -60,7 +60,7 @@ class Topology:
 
     def pids(self, name: str) -> list[int]:
         """Every pid in a process's group (the shell, the program and its children)."""
-        return _group_members(self.running[name].process.pid)
+        return group_members(self.running[name].process.pid)
 
     def alive(self, name: str) -> bool:
         return name in self.running and self.running[name].process.poll() is None
@@ -98,13 +98,13 @@ def _wait_for_groups(groups: list[int], timeout: float) -> list[int]:
     """Wait until no process of these groups runs; returns the pids still running at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [pid for pgid in groups for pid in _group_members(pgid)]
+        left = [pid for pgid in groups for pid in group_members(pgid)]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
 
 
-def _group_members(pgid: int) -> list[int]:
+def group_members(pgid: int) -> list[int]:
     """Running (not zombie) processes of a process group."""
     members = []
     for entry in Path("/proc").iterdir():

@@ -1,0 +1,62 @@
+"""A SecantusDB wire server as its own process (GPL, beta: never imported, only run), for the suite's
+session fixture and for ``python -m bench``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+
+from tests.support.loopback import free_port
+
+
+@dataclass
+class MongoServer:
+    """A MongoDB wire server: ``uri`` has no database; ``process`` (None for a server we did not start) is ours."""
+
+    uri: str
+    process: subprocess.Popen | None = None
+
+    def database_uri(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_secantus(directory: Path, own_session: bool = False) -> MongoServer:
+    """SecantusDB on a free loopback port, storage under ``directory`` (its log there too). ``own_session``
+    keeps it out of the caller's process group (the bench signals groups)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+    port = free_port()
+    with open(directory / "secantusd.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", str(port),
+             "--storage-path", str(directory / "data"), "--standalone", "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session,
+        )
+    uri = f"mongodb://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=200) as client:
+                client.admin.command("ping")
+            return MongoServer(uri, process)
+        except pymongo.errors.PyMongoError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"secantusd-py did not start; see {directory / 'secantusd.log'}") from None
+            time.sleep(0.05)
