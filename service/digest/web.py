@@ -11,7 +11,7 @@ import logging
 
 from flask import Blueprint, current_app, redirect, request, session
 
-from service import timezones
+from service import inputs, timezones
 from service.csrf import csrf
 from service.digest import links, meetings, org, plan, schedule
 from service.digest.dashboard import build_dashboard
@@ -210,8 +210,10 @@ PREP_CHOICES = ((PrepMeetings.ALL, "All meetings"), (PrepMeetings.ONE_ON_ONE, "O
 
 
 def _whole(raw: str | None, low: int, high: int) -> int | None:
-    text = (raw or "").strip()
-    return int(text) if text.isdecimal() and low <= int(text) <= high else None
+    try:
+        return inputs.whole_number((raw or "").strip(), "number", low, high)
+    except inputs.BadInput:
+        return None
 
 
 def _prep_form(form) -> tuple[dict, str | None]:

@@ -8,10 +8,11 @@ the answer to creation and rotation only.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
+from service import inputs
 from service.csrf import csrf
 from service.ops.routes import ops_required
 from service.outbound import endpoints, outbox
@@ -47,7 +48,8 @@ def _input() -> dict:
 
 
 @bp.errorhandler(endpoints.InvalidEndpoint)
-def _invalid(exc: endpoints.InvalidEndpoint):
+@bp.errorhandler(inputs.BadInput)
+def _invalid(exc: ValueError):
     return {"error": {"code": "bad_request", "message": str(exc)}}, 400
 
 
@@ -61,13 +63,9 @@ def _endpoint(endpoint_id: str) -> store.Endpoint | None:
 
 def _time(data: dict, name: str) -> datetime:
     raw = data.get(name)
-    try:
-        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00")) if isinstance(raw, str) else None
-    except ValueError:
-        value = None
-    if value is None:
+    if not isinstance(raw, str):
         raise endpoints.InvalidEndpoint(f"{name} must be an ISO 8601 date-time")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return inputs.instant(raw, name)
 
 
 # ------------------------------------------------------------------ API
@@ -159,10 +157,8 @@ def deliveries(endpoint_id: str):
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise endpoints.InvalidEndpoint(f"status must be one of {', '.join(STATUSES)}")
-    raw = request.args.get("limit") or "50"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        raise endpoints.InvalidEndpoint(f"limit must be a whole number between 1 and {MAX_LIST}")
-    rows = store.deliveries_for(_rt().db, endpoint_id, int(raw), status)
+    limit = inputs.whole_number(request.args.get("limit") or "50", "limit", 1, MAX_LIST)
+    rows = store.deliveries_for(_rt().db, endpoint_id, limit, status)
     return {"items": [endpoints.delivery_json(d) for d in rows]}
 
 

@@ -196,3 +196,17 @@ def test_another_name_for_calsyncs_own_private_address_is_itself_but_a_shared_pu
     http.check("http://alias.internal:9000/hook", "http://calsync.internal:8000", allow_private=True)  # another port
     parts, address = http.check("https://product.example.com/hook", "https://calsync.example.com", allow_private=False)
     assert address == "93.184.215.99"   # a load balancer shared with another service is that service
+
+
+def test_odd_numbers_and_far_dates_in_the_ops_api_are_a_400(client, ops_headers, endpoint):
+    """The ops API reads client input through service.inputs like every route: `²` passes str.isdigit but
+    not int(), and year 9999 or 0001 with an offset overflows on conversion to UTC (both were 500s)."""
+    endpoint_id, _ = endpoint
+    answers = [client.get(f"/ops/api/webhooks/{endpoint_id}/deliveries?limit=%C2%B2", headers=ops_headers)]
+    for since, until in (("9999-12-31T23:00:00-14:00", "9999-12-31T23:59:00-14:00"),
+                         ("0001-01-01T00:00:00+14:00", "0001-01-02T00:00:00+14:00")):
+        answers.append(client.post(f"/ops/api/webhooks/{endpoint_id}/replay", headers=ops_headers,
+                                   json={"since": since, "until": until}))
+
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert all(a.get_json()["error"]["code"] == "bad_request" for a in answers)
