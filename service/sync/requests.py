@@ -35,22 +35,26 @@ SYNC_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
 # id per user, then AWAITING_DISPATCH (a webhook's request still in the dispatcher's stream is live). Marks
 # each user dirty and claims its pending guard, taking over a stale one; returns 1 for each user whose job
 # the caller must enqueue now. One round trip, as the plain SET NX was.
-_CLAIM = """
+# Lua, shared by _CLAIM and the webhook's script: whether a pending guard still stands for a sync that will
+# run (awaiting dispatch, or naming an RQ job that is queued, scheduled, deferred or started).
+GUARD_IS_LIVE = """
+local function guard_is_live(held, awaiting, job_prefix)
+  if not held then return false end
+  if held == awaiting then return true end
+  local status = redis.call('HGET', job_prefix .. held, 'status')
+  return status == 'queued' or status == 'scheduled' or status == 'deferred' or status == 'started'
+end
+"""
+_CLAIM = GUARD_IS_LIVE + """
 local claimed = {}
 for i = 1, #KEYS, 2 do
   local n = (i + 1) / 2
   redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2])
   local job_id = ARGV[4 + n]
   local ok = redis.call('SET', KEYS[i + 1], job_id, 'NX', 'EX', ARGV[3])
-  if not ok then
-    local held = redis.call('GET', KEYS[i + 1])
-    local status = held and redis.call('HGET', ARGV[4] .. held, 'status')
-    local live = held == ARGV[5 + #KEYS / 2] or status == 'queued' or status == 'scheduled'
-      or status == 'deferred' or status == 'started'
-    if not live then
-      redis.call('SET', KEYS[i + 1], job_id, 'EX', ARGV[3])
-      ok = true
-    end
+  if not ok and not guard_is_live(redis.call('GET', KEYS[i + 1]), ARGV[5 + #KEYS / 2], ARGV[4]) then
+    redis.call('SET', KEYS[i + 1], job_id, 'EX', ARGV[3])
+    ok = true
   end
   claimed[n] = ok and 1 or 0
 end

@@ -25,7 +25,15 @@ from service.subscriptions import mirror
 from service.subscriptions.lifecycle import LIFECYCLE_PENDING, LIFECYCLE_PENDING_TTL
 from service.subscriptions.mirror import SubscriptionRef, client_state_digest
 from service.sync import dispatch
-from service.sync.requests import AWAITING_DISPATCH, DIRTY_KEY, DIRTY_TTL, PENDING_KEY, PENDING_TTL, request_sync
+from service.sync.requests import (
+    AWAITING_DISPATCH,
+    DIRTY_KEY,
+    DIRTY_TTL,
+    GUARD_IS_LIVE,
+    PENDING_KEY,
+    PENDING_TTL,
+    request_sync,
+)
 from service.webhooks.notifications import (
     CLIENT_STATE,
     MALFORMED_ITEM,
@@ -48,7 +56,7 @@ def stat_key(name: str) -> str:
     return STATS.format(name=name)
 
 
-CHANGES_SCRIPT = """
+CHANGES_SCRIPT = GUARD_IS_LIVE + """
 local now, reason, final = ARGV[1], ARGV[2], ARGV[3] == '1'
 local dirty_ttl, pending_ttl, seen_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local malformed, n = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -77,16 +85,9 @@ for i = 0, n - 1 do
         redis.call('SET', DIRTY_PREFIX .. user, reason, 'EX', dirty_ttl)
         local guard = PENDING_PREFIX .. user
         local queue_it = redis.call('SET', guard, AWAITING, 'NX', 'EX', pending_ttl)
-        if not queue_it then
-          -- A guard naming a job that is gone or done is stale (its job was lost): take it over.
-          local held = redis.call('GET', guard)
-          if held and held ~= AWAITING then
-            local status = redis.call('HGET', JOB_PREFIX .. held, 'status')
-            if not (status == 'queued' or status == 'scheduled' or status == 'deferred' or status == 'started') then
-              redis.call('SET', guard, AWAITING, 'EX', pending_ttl)
-              queue_it = true
-            end
-          end
+        if not queue_it and not guard_is_live(redis.call('GET', guard), AWAITING, JOB_PREFIX) then
+          redis.call('SET', guard, AWAITING, 'EX', pending_ttl)   -- its job was lost: take the guard over
+          queue_it = true
         end
         if queue_it then
           redis.call('XADD', STREAM, '*', 'k', 'sync', 'u', user)
