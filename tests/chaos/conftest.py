@@ -30,8 +30,7 @@ from service.sync import rounds
 from tests.conftest import OPS_TOKEN
 from tests.support.chaos import RedisServer, Supervisor, TcpProxy, free_port
 from tests.support.connect import emulated_user
-from tests.support.topology import Topology
-from tests.topology.test_procfile import differences, environment, wait_until
+from tests.support.topology import Topology, active, differences, environment, ready, wait_until
 
 LONG = os.environ.get("CALSYNC_CHAOS") == "long"
 USERS = 50 if LONG else 3
@@ -160,7 +159,7 @@ def chaos(tmp_path_factory, mongo_server, _smtp_server):
         client = pymongo.MongoClient(uri, tz_aware=True)
         stack.callback(lambda: (client.drop_database(name), client.close()))
         port = free_port()
-        env = environment(tmp, emulator, uri, redis_server.url, _smtp_server, port)
+        env = environment(tmp, emulator, uri, redis_server.url, _smtp_server, port, OPS_TOKEN)
         worker_env = {**env, "MONGODB_URI": f"mongodb://127.0.0.1:{proxy.port}/{name}"}
         topology = Topology(env, tmp / "logs")
         supervisor = Supervisor(topology, {"web": env, "scheduler": env, "worker": worker_env})
@@ -170,7 +169,7 @@ def chaos(tmp_path_factory, mongo_server, _smtp_server):
         for kind in ("web", "worker", "worker", "scheduler"):
             supervisor.start(kind)
         url = f"http://127.0.0.1:{port}"
-        wait_until("gunicorn", lambda: _ready(url), timeout=60)
+        wait_until("gunicorn", lambda: ready(url), timeout=60)
         responses = Responses(base=url)
         chaos = Chaos(url, emulator, client.get_default_database(), redis_server, proxy, topology, supervisor,
                       [], [], responses, rounds.window_for(Settings(), datetime.now(UTC)), random.Random(16),
@@ -188,14 +187,3 @@ def chaos(tmp_path_factory, mongo_server, _smtp_server):
         yield chaos
         for session in chaos.sessions:
             session.close()
-
-
-def active(control) -> list[dict]:
-    return [s for s in control.subscriptions() if s["status"] == "active"]
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

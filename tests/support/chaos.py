@@ -20,13 +20,8 @@ from pathlib import Path
 
 import redis
 
+from tests.support.loopback import free_port
 from tests.support.topology import Topology
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 from service import metrics, procfile
+from tests.support.calendars import expected, stored
 
 
 @dataclass
@@ -117,3 +121,58 @@ def group_members(pgid: int) -> list[int]:
         if fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+# ----- shared by the topology test and the chaos suites -------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(what: str, check, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, ops_token: str) -> dict[str, str]:
+    """The Procfile processes' environment: this checkout, the emulator, the wire server, Redis and SMTP."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CALSYNC_") and k not in ("MONGODB_URI", "REDIS_URL")}
+    return {**env,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),
+            "MONGODB_URI": mongodb_uri, "REDIS_URL": redis_url,
+            "CALSYNC_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
+            "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_SMTP_URL": smtp_inbox.url,
+            "CALSYNC_OPS_TOKEN": ops_token, "CALSYNC_DATA_DIR": str(tmp_path / "var"),
+            "CALSYNC_DIGEST_TIME": "00:00",          # today's digest is due as soon as a user connects
+            "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+
+
+def differences(db, control, user_id: str, window) -> list[str]:
+    """What the user's stored window lacks, has extra, or holds otherwise than the emulator's truth."""
+    start, end = (w.strftime("%Y-%m-%dT%H:%M:%SZ") for w in window)
+    truth = {item["id"]: expected(item) for item in control.calendar(user_id, start, end)}
+    mine = {doc["graph_id"]: stored(doc) for doc in db.events.find({"user_id": user_id})}
+    problems = [f"missing {g[-8:]}" for g in truth.keys() - mine.keys()]
+    problems += [f"extra {g[-8:]}" for g in mine.keys() - truth.keys()]
+    problems += [f"differs {g[-8:]}" for g in truth.keys() & mine.keys() if truth[g] != mine[g]]
+    return problems
+
+
+def active(control) -> list[dict]:
+    return [s for s in control.subscriptions() if s["status"] == "active"]
+
+
+def ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+

@@ -10,9 +10,7 @@ stored document holds a body, each user got the day's digest exactly once, and s
 
 from __future__ import annotations
 
-import os
 import random
-import sys
 import time
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -29,47 +27,12 @@ from service.digest import plan
 from service.store import digests, events, users
 from service.sync import rounds
 from tests.conftest import OPS_TOKEN, _free_port
-from tests.support.calendars import Calendar, expected, stored
+from tests.support.calendars import Calendar
 from tests.support.connect import connect_user, emulated_user
-from tests.support.topology import Topology
+from tests.support.topology import Topology, active, differences, environment, ready, wait_until
 
 OPERATIONS = 500
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(what: str, check, timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CALSYNC_") and k not in ("MONGODB_URI", "REDIS_URL")}
-    return {**env,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONPATH": str(ROOT),
-            "MONGODB_URI": mongodb_uri, "REDIS_URL": redis_url,
-            "CALSYNC_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
-            "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_SMTP_URL": smtp_inbox.url,
-            "CALSYNC_OPS_TOKEN": OPS_TOKEN, "CALSYNC_DATA_DIR": str(tmp_path / "var"),
-            "CALSYNC_DIGEST_TIME": "00:00",          # today's digest is due as soon as a user connects
-            "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
-
-
-def differences(db, control, user_id: str, window) -> list[str]:
-    start, end = (w.strftime("%Y-%m-%dT%H:%M:%SZ") for w in window)
-    truth = {item["id"]: expected(item) for item in control.calendar(user_id, start, end)}
-    mine = {doc["graph_id"]: stored(doc) for doc in db.events.find({"user_id": user_id})}
-    problems = [f"missing {g[-8:]}" for g in truth.keys() - mine.keys()]
-    problems += [f"extra {g[-8:]}" for g in mine.keys() - truth.keys()]
-    problems += [f"differs {g[-8:]}" for g in truth.keys() & mine.keys() if truth[g] != mine[g]]
-    return problems
 
 
 def busy_sync_worker(topology: Topology, redis_conn, timeout: float = 20) -> tuple[str, bool]:
@@ -93,7 +56,8 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     (tmp_path / "logs").mkdir()
-    topology = Topology(environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port), tmp_path / "logs")
+    env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN)
+    topology = Topology(env, tmp_path / "logs")
     control = emulator.control
     stack = SimpleNamespace(url=url, emulator=emulator)
     rng = random.Random(20261201)
@@ -103,7 +67,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         assert "user_graph_id" in db.events.index_information()   # release created the indexes
         for kind, index in (("web", 1), ("worker", 1), ("worker", 2), ("scheduler", 1)):
             topology.start(kind, index)
-        wait_until("gunicorn", lambda: _ready(url), timeout=60)
+        wait_until("gunicorn", lambda: ready(url), timeout=60)
 
         people = [emulated_user(stack, mail=f"person{n}@contoso.com") for n in range(2)]
         for person in people:
@@ -191,16 +155,3 @@ def scrape(url: str) -> dict:
                 key = (sample.name,)
             totals[key] = totals.get(key, 0) + sample.value
     return totals
-
-
-def active(control) -> list[dict]:
-    return [s for s in control.subscriptions() if s["status"] == "active"]
-
-
-def _ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
