@@ -38,7 +38,7 @@ INDEXES = {
 
 def for_user(db: Database, user_id: str) -> list[Calendar]:
     """Every calendar we know of for the user, default first, then by name."""
-    found = [Calendar.from_doc(d) for d in db.calendars.find({"user_id": user_id}).hint(BY_USER_AND_CALENDAR)]
+    found = [Calendar.from_doc(d) for d in db.calendars.find({"user_id": user_id})]
     return sorted(found, key=lambda c: (not c.is_default, c.name.lower(), c.calendar_id))
 
 

@@ -30,8 +30,12 @@ MAX_ID_LENGTH = 512     # Graph ids are ~150 characters; anything longer is not 
 MAX_TEXT = 1_000        # subject and names are capped; Graph allows 255 for a subject
 DUPLICATE_KEY = 11000
 
-# Queries name the index they rely on (``hint``): a filter with fields beyond an index's keys must still
-# use it, and a missing index should fail loudly rather than turn into a collection scan.
+# Range and sort queries name the index they rely on (``hint``): a missing index should fail loudly rather
+# than turn into a collection scan. Lookups by an equality on ``user_id`` (and ``graph_id``) are left to the
+# planner, as in ``service.store.ops``: every index here that could answer them leads with ``user_id``, and
+# both MongoDB and SecantusDB pick ``user_graph_id`` (tests/store/test_query_plans.py). SecantusDB answers a
+# hinted query by walking the whole index, so the sync's per-round lookups cost O(all events) there (135 ms
+# at 10,000 events against 1.8 ms unhinted), which made the wire server the limit of bench P3.
 BY_USER_AND_ID = "user_graph_id"
 BY_USER_AND_START = "user_start"
 BY_USER_AND_ICAL_UID = "user_ical_uid"
@@ -296,7 +300,7 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
         if not batch:
             break
         stored = {d["graph_id"]: d for d in db.events.find(
-            {"user_id": user_id, "graph_id": {"$in": list(batch)}}, VERSION_FIELDS).hint(BY_USER_AND_ID)}
+            {"user_id": user_id, "graph_id": {"$in": list(batch)}}, VERSION_FIELDS)}
         new = [g for g in batch if g not in stored]
         newer = [g for g in batch if g in stored and _is_newer(batch[g], stored[g])]
         for graph_id in [g for g in batch if g in stored and g not in newer]:
@@ -361,7 +365,7 @@ def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dic
         return list(docs)
     # Some missed: whatever now holds our version was written by us (or is identical); retry the rest.
     now_stored = {d["graph_id"]: d for d in db.events.find(
-        {"user_id": user_id, "graph_id": {"$in": list(docs)}}, VERSION_FIELDS).hint(BY_USER_AND_ID)}
+        {"user_id": user_id, "graph_id": {"$in": list(docs)}}, VERSION_FIELDS)}
     return [g for g, (doc, _) in docs.items() if g in now_stored and _same_version(doc, now_stored[g])]
 
 
@@ -397,7 +401,7 @@ def _tombstones(db: Database, user_id: str, graph_ids: list[str], now: datetime)
     found = db.event_tombstones.find(
         {"user_id": user_id, "graph_id": {"$in": graph_ids}, "expires_at": {"$gt": now}},
         {"graph_id": 1, "last_modified": 1},
-    ).hint(BY_USER_AND_ID)
+    ).hint(BY_USER_AND_ID)   # the expires_at range would lead SecantusDB's planner to a collection scan
     return {t["graph_id"]: as_utc(t.get("last_modified")) for t in found}
 
 
@@ -436,7 +440,7 @@ def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[st
     stale = [
         doc["graph_id"]
         for doc in db.events.find({"user_id": user_id, "calendar_id": calendars, "stored_at": {"$lt": before}},
-                                  {"graph_id": 1}).hint(BY_USER_AND_ID)
+                                  {"graph_id": 1})
         if doc["graph_id"] not in present
     ]
     if stale:
@@ -451,14 +455,13 @@ def calendars_of(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, 
     if not graph_ids:
         return {}
     found = db.events.find({"user_id": user_id, "graph_id": {"$in": graph_ids}}, {"graph_id": 1, "calendar_id": 1})
-    return {doc["graph_id"]: doc.get("calendar_id") for doc in found.hint(BY_USER_AND_ID)}
+    return {doc["graph_id"]: doc.get("calendar_id") for doc in found}
 
 
 def delete_for_calendar(db: Database, user_id: str, calendar_id: str, changes: MeetingChanges | None = None) -> int:
     """Forget the events of one calendar (it was deleted in Outlook, or the user turned it off)."""
     if changes is not None:
-        for doc in db.events.find({"user_id": user_id, "calendar_id": calendar_id}, {"graph_id": 1}).hint(
-                BY_USER_AND_ID):
+        for doc in db.events.find({"user_id": user_id, "calendar_id": calendar_id}, {"graph_id": 1}):
             changes.delete(doc["graph_id"])
     return db.events.delete_many({"user_id": user_id, "calendar_id": calendar_id}).deleted_count
 
@@ -493,7 +496,7 @@ def most_common_organizer_zone(db: Database, user_id: str, email: str) -> str | 
         {"$group": {"_id": "$start_tz", "count": {"$sum": 1}}},
         {"$sort": {"count": -1, "_id": 1}},
     ]
-    for row in db.events.aggregate(pipeline, hint=BY_USER_AND_ID):
+    for row in db.events.aggregate(pipeline):
         if row["_id"] and not row["_id"].lower().startswith("tzone://microsoft/custom"):
             return row["_id"]
     return None
@@ -537,7 +540,7 @@ def by_ical_uids(db: Database, user_id: str, ical_uids: Iterable[str]) -> list[d
     wanted = sorted(set(ical_uids))
     if not wanted:
         return []
-    return list(db.events.find({"user_id": user_id, "ical_uid": {"$in": wanted}}).hint(BY_USER_AND_ICAL_UID))
+    return list(db.events.find({"user_id": user_id, "ical_uid": {"$in": wanted}}))
 
 
 def by_key(db: Database, key: str) -> dict | None:
@@ -553,12 +556,12 @@ def by_key(db: Database, key: str) -> dict | None:
 def iterate_for_user(db: Database, user_id: str, batch: int) -> Iterator[dict]:
     """Every stored event of a user, in Graph id order, fetched ``batch`` at a time by one server cursor
     (one range query per batch costs a scan each on some servers; a cursor's getMore does not)."""
-    found = db.events.find({"user_id": user_id}, {"_id": 0, "user_id": 0}).hint(BY_USER_AND_ID)
+    found = db.events.find({"user_id": user_id}, {"_id": 0, "user_id": 0})
     yield from found.batch_size(batch)
 
 
 def for_user(db: Database, user_id: str) -> list[dict]:
-    return list(db.events.find({"user_id": user_id}).hint(BY_USER_AND_ID))
+    return list(db.events.find({"user_id": user_id}))
 
 
 def count_holding(db: Database, fields: Iterable[str]) -> int:

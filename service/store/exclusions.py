@@ -59,14 +59,14 @@ def remove(db: Database, user_id: str, kind: str, key: str) -> bool:
 
 def for_user(db: Database, user_id: str) -> Excluded:
     found: dict[str, set[str]] = {MEETING: set(), SERIES: set()}
-    for doc in db.exclusions.find({"user_id": user_id}, {"kind": 1, "key": 1}).hint(BY_USER):
+    for doc in db.exclusions.find({"user_id": user_id}, {"kind": 1, "key": 1}):
         found.setdefault(doc["kind"], set()).add(doc["key"])
     return Excluded(frozenset(found[MEETING]), frozenset(found[SERIES]))
 
 
 def listed(db: Database, user_id: str) -> list[dict]:
     """Every exclusion of the user, newest first (for their data export and settings)."""
-    found = db.exclusions.find({"user_id": user_id}, {"_id": 0, "user_id": 0}).hint(BY_USER)
+    found = db.exclusions.find({"user_id": user_id}, {"_id": 0, "user_id": 0})
     return sorted(found, key=lambda d: d["created_at"], reverse=True)
 
 

@@ -16,7 +16,7 @@ from pymongo import monitoring
 
 from service.digest import jobs as digest_jobs
 from service.digest import prep
-from service.store import calendars, events, init_db, ops, people, users, utcnow
+from service.store import calendars, events, exclusions, init_db, ops, people, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.store.records import Subscription
 from service.subscriptions import sweep as subscription_jobs
@@ -58,6 +58,14 @@ def explain(db, command: dict) -> list[tuple[str, str | None]]:
     return stages(result["queryPlanner"]["winningPlan"])
 
 
+def graph_event(graph_id: str, start) -> dict:
+    """An event as Graph's delta lists it, changed now."""
+    end = start + timedelta(minutes=30)
+    return {"id": graph_id, "subject": "Changed", "lastModifiedDateTime": utcnow().isoformat(), "changeKey": "ck2",
+            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+
+
 @pytest.fixture
 def populated(db, rt, mongodb_uri):
     now = utcnow()
@@ -92,6 +100,10 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
         "subscription repair": lambda: subscription_jobs.repair_lost_subscriptions(db, rt.redis, now),
         "webhook fallback": lambda: subscription_store.get_many(db, ["s1", "s2"]),
         "sync tombstones": lambda: events._tombstones(db, "u1", ["a", "b"], now),
+        "sync stored versions": lambda: events.apply_changes(db, "u0", [graph_event(f"e0-{now:%j}", now)], now),
+        "sync's calendars of": lambda: events.calendars_of(db, "u4", [f"e4-{now:%j}", "b"]),
+        "sync exclusions": lambda: exclusions.for_user(db, "u1"),
+        "copies by iCalUId": lambda: events.by_ical_uids(db, "u4", ["uid-a", "uid-b"]),
         "digest events": lambda: events.in_window(db, "u1", now, now + timedelta(days=1)),
         "directory": lambda: people.by_emails(db, ["ana@contoso.com"]),
         "user's calendars": lambda: calendars.for_user(db, "u1"),
@@ -117,6 +129,10 @@ def test_the_hot_queries_use_an_index(populated, rt, mongodb_uri):
         print(f"{name:22} {collection:14} " + " <- ".join(f"{s}({i})" if i else s for s, i in plan))
     scans = [(name, collection) for name, collection, plan in plans if any(s == "COLLSCAN" for s, _ in plan)]
     assert scans == []
+    # Unhinted equality lookups: the planner picks the index that bounds both keys (service/store/events.py).
+    chosen = {name: {i for _, i in plan if i} for name, collection, plan in plans if collection == "events"}
+    assert chosen["sync stored versions"] == chosen["sync's calendars of"] == {events.BY_USER_AND_ID}
+    assert chosen["copies by iCalUId"] == {events.BY_USER_AND_ICAL_UID}
     assert metadata == [("metrics gauges", "events")]
 
 
