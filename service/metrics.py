@@ -1,13 +1,13 @@
 """Prometheus metrics: what every calsync process records, and the exposition the web serves.
 
 One process (``calsync dev`` embedded, the tests) keeps its samples in memory. Under gunicorn and rq
-(several processes, and a forked work horse per job) ``PROMETHEUS_MULTIPROC_DIR`` is set before anything
+(several processes) ``PROMETHEUS_MULTIPROC_DIR`` is set before anything
 starts: each process writes its samples to files there and a scrape of any gunicorn worker adds them all
 up (prometheus-client's multiprocess mode). Whoever starts the processes empties the directory first
 (``reset_multiprocess_dir``); gunicorn's ``child_exit`` hook calls ``mark_process_dead``.
 
-Work horses write to one file per rq worker (``*_horse<worker pid>.db``) rather than one per job, so the
-directory grows with the number of worker processes, not with the number of jobs run.
+rq workers run their jobs in their own process (``service.workers.worker``), so the directory holds one
+file per process and metric type, never one per job.
 
 Counters and histograms are recorded where things happen; gauges (users, subscriptions, queue lengths)
 are read at scrape time from cheap counts by ``service.ops.metrics``.
@@ -35,13 +35,6 @@ from prometheus_client.registry import Collector
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_horse_of: int | None = None   # the rq worker's pid, inside one of its work horses
-
-
-def _process_identifier() -> int | str:
-    """Distinct for processes running at the same time; a worker's successive work horses share one."""
-    return f"horse{_horse_of}" if _horse_of is not None else os.getpid()
-
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
@@ -51,13 +44,7 @@ disable_created_metrics()  # no *_created series: multiprocess mode has none eit
 if multiprocess_dir():
     # Before the first metric is built: the value class decides which file a sample goes to.
     Path(multiprocess_dir()).mkdir(parents=True, exist_ok=True)
-    values.ValueClass = values.MultiProcessValue(_process_identifier)
-
-
-def entered_work_horse(worker_pid: int) -> None:
-    """Called first thing in a forked work horse (see service.workers.worker)."""
-    global _horse_of
-    _horse_of = worker_pid
+    values.ValueClass = values.MultiProcessValue()
 
 
 WEBHOOK_NOTIFICATIONS = Counter(

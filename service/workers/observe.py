@@ -1,7 +1,7 @@
 """What every calsync rq worker does around a job: log context (job, queue, user, subscription) and metrics.
 
-Mixed into the Procfile's forking ``Worker`` and the in-process ``ThreadWorker``; ``perform_job`` runs in
-the work horse (or the worker's own thread), so that is where the job's samples are recorded.
+Mixed into the Procfile's ``Worker`` and the in-process ``ThreadWorker``; ``perform_job`` runs the job (in
+the worker's process, or its thread), so that is where the job's samples are recorded.
 """
 
 from __future__ import annotations

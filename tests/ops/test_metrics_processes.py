@@ -1,5 +1,5 @@
-"""Metrics across processes, as deployed: gunicorn with two workers and a real rq worker whose job runs in a
-forked work horse, all writing to one PROMETHEUS_MULTIPROC_DIR; a scrape of either gunicorn worker adds up
+"""Metrics across processes, as deployed: gunicorn with two workers and a real rq worker running a job, all
+writing to one PROMETHEUS_MULTIPROC_DIR; a scrape of either gunicorn worker adds up
 every process's samples, and an exited gunicorn worker's live gauge is dropped (mark_process_dead)."""
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ def gunicorn_workers(master: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_work_horse(tmp_path, redis_url, redis_conn):
+def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_worker(tmp_path, redis_url, redis_conn):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     env = environment(tmp_path, redis_url, metrics_dir)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
-    queues.get_queue(queues.MAINTENANCE, redis_conn).enqueue(jobs.ping, "horse")
+    queues.get_queue(queues.MAINTENANCE, redis_conn).enqueue(jobs.ping, "worker")
     web = subprocess.Popen(["gunicorn", "--workers", "2", "--threads", "4", "--bind", f"127.0.0.1:{port}",
                             "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.STDOUT, start_new_session=True)
@@ -92,12 +92,12 @@ def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_work_horse(tmp_path, re
         web.wait(timeout=10)
 
     assert worker.returncode == 0, worker.stdout + worker.stderr
-    assert redis_conn.get("calsync:ping:horse") == b"pong"
+    assert redis_conn.get("calsync:ping:worker") == b"pong"
     assert len(by_process) >= 2 and all(value > 0 for value in by_process.values()), by_process
     assert scraped[("calsync_http_requests_total", WEBHOOK)] == sum(by_process.values())
-    assert scraped[("calsync_jobs_total", PING)] == 1                   # recorded in the work horse...
-    horse_files = per_file(metrics_dir, "calsync_jobs_total", PING)
-    assert list(horse_files) and all(name.startswith("horse") for name in horse_files), horse_files  # its file
+    assert scraped[("calsync_jobs_total", PING)] == 1                   # recorded by the rq worker...
+    job_files = per_file(metrics_dir, "calsync_jobs_total", PING)
+    assert len(job_files) == 1 and not set(job_files) & set(by_process), job_files   # in its own file
     assert ("calsync_workers", ()) in scraped                              # and the gauges of this scrape
     assert ("calsync_queue_jobs", (("queue", "sync"), ("state", "queued"))) in scraped
     assert after[("calsync_http_requests_total", WEBHOOK)] >= sum(by_process.values())   # its counters stay

@@ -9,9 +9,7 @@ with its data kept), a TCP proxy that cuts one process's MongoDB, and a platform
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -169,19 +167,6 @@ class Supervisor:
         self.killed += 1
         return self.start(name.split(".")[0])
 
-    def kill_horse(self, name: str) -> bool:
-        """SIGKILL the work horse of an rq worker (the forked process running a job); False if none runs."""
-        members = set(self.topology.pids(name))
-        parents = {pid: _parent(pid) for pid in members}
-        horses = [pid for pid, parent in parents.items() if parent in members and parents.get(parent) in members]
-        for pid in horses:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.killed += bool(horses)
-        return bool(horses)
-
     def revive(self) -> list[str]:
         """Restart every process that exited (a worker that lost Redis, say), as a platform would."""
         dead = [name for name, running in self.topology.running.items() if running.process.poll() is not None]
@@ -191,9 +176,3 @@ class Supervisor:
         self.restarted += len(dead)
         return dead
 
-
-def _parent(pid: int) -> int | None:
-    try:
-        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None

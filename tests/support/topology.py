@@ -3,7 +3,7 @@
 The command lines come from the Procfile itself (parsed by honcho, expanded by the shell as a platform
 would); this runner only adds what a test needs and honcho's manager cannot do: kill one process and
 start it again while the others keep running. Each process runs in its own process group, so a kill
-takes its children (gunicorn workers, rq work horses) with it, and ``stop()`` leaves no orphan.
+takes its children (gunicorn workers, rq's scheduler process) with it, and ``stop()`` leaves no orphan.
 """
 
 from __future__ import annotations

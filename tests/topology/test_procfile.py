@@ -2,8 +2,8 @@
 processes on the MongoDB wire server, real Redis and the emulator.
 
 Two users connect through the real sign-in; 500 random single and recurring changes arrive as
-notifications with duplicates and reordering; one worker is SIGKILLed mid-sync (its whole process group,
-work horse included) and replaced, the scheduler is SIGKILLed and restarted, and Graph removes one
+notifications with duplicates and reordering; one worker is SIGKILLed mid-sync (its whole process group;
+the worker runs its jobs itself) and replaced, the scheduler is SIGKILLed and restarted, and Graph removes one
 subscription. After draining, each user's stored window equals the emulator's truth field by field, no
 stored document holds a body, each user got the day's digest exactly once, and stopping leaves no process.
 """
@@ -89,7 +89,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
             rng.choice(calendars).step()
             if done == 150:
                 killed, busy = busy_sync_worker(topology, redis_conn)
-                topology.kill(killed)                       # SIGKILL: the worker and its work horse
+                topology.kill(killed)                       # SIGKILL: the worker, mid-job
                 topology.start("worker", 3)                 # the platform starts a replacement
             if done == 220:
                 topology.kill("scheduler.1")
@@ -128,7 +128,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         for doc in documents:
             assert set(doc) <= events.STORED_FIELDS
             assert "SECRET" not in repr(doc) and "Secret room" not in repr(doc)
-        # One scrape adds up every process: syncs run in the workers' horses, notifications the web took.
+        # One scrape adds up every process: syncs the workers ran, notifications the web took.
         scraped = scrape(url)
         assert scraped.get(("calsync_jobs_total", "sync_user", "finished"), 0) > 0, scraped
         assert scraped[("calsync_webhook_notifications_total", "accepted")] > 0

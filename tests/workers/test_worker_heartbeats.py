@@ -1,0 +1,64 @@
+"""The Procfile's worker runs each job in its own process (RQ's SimpleWorker) and keeps the job's heartbeat
+short and renewed, as a forking worker's main loop does: a worker SIGKILLed mid-job leaves a job that RQ's
+registry cleanup finds abandoned, and retries under its id, within about a minute, not after the job's whole
+timeout (SimpleWorker's own heartbeat is the timeout plus 60 s: six minutes for a sync)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rq import Retry
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+
+from service.workers import queues
+
+ROOT = Path(__file__).resolve().parents[2]
+RQ = str(Path(sys.executable).with_name("rq"))
+INTERVAL = 1          # --job-monitoring-interval: seconds between heartbeats
+TTL = INTERVAL + 60   # RQ's heartbeat TTL for a job with a longer timeout
+
+
+def started_scores(redis_conn, registry: StartedJobRegistry) -> list[float]:
+    return [score for _, score in redis_conn.zrange(registry.key, 0, -1, withscores=True)]
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_leaves_a_job_that_rq_retries_after_the_heartbeat_not_the_timeout(
+        tmp_path, redis_url, redis_conn):
+    queue = queues.get_queue(queues.MAINTENANCE, redis_conn)
+    job = queue.enqueue("tests.workers.slow_jobs.sleep", 60, job_timeout=300, retry=Retry(max=1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_") and k != "MONGODB_URI"}
+    env.update({"PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "CALSYNC_DATA_DIR": str(tmp_path / "var")})
+    worker = subprocess.Popen([RQ, "worker", "-w", "service.workers.worker.Worker", "--url", redis_url,
+                               "--job-monitoring-interval", str(INTERVAL), queues.MAINTENANCE],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    registry = StartedJobRegistry(queue=queue)
+    try:
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED and started_scores(redis_conn, registry))
+        first = max(started_scores(redis_conn, registry))
+        assert first - time.time() <= TTL + 1                   # not the job's 300 s timeout + 60
+        wait_for(lambda: max(started_scores(redis_conn, registry)) >= first + 2 * INTERVAL, timeout=10)  # renewed
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)                     # mid-job, as a lost machine
+        worker.wait(timeout=10)
+        worker.stderr.close()
+
+    assert job.get_status(refresh=True) == JobStatus.STARTED    # nobody told RQ
+    registry.cleanup(timestamp=time.time() + TTL + 2 * INTERVAL)   # RQ's own cleanup, a minute from now
+    assert job.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.SCHEDULED)   # retried, same id
+    job.refresh()
+    assert job.retries_left == 0
