@@ -118,11 +118,13 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
     try:
         keep()
-        _purge_turned_off(db, user_id, changes)
-        if _list_calendars_first(db, settings, user):
+        known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
+        _purge_turned_off(db, user_id, known, changes)
+        if _list_calendars_first(settings, user, known):
             changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
+            known = calendar_store.for_user(db, user_id)
         results = [_calendar_round(db, settings, graph, calendar, keep, changes)
-                   for calendar in calendar_store.enabled_for_user(db, user_id)]
+                   for calendar in known if calendar.enabled]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
@@ -190,21 +192,21 @@ def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calend
     return result
 
 
-def _purge_turned_off(db: Database, user_id: str, changes: events_store.MeetingChanges) -> None:
+def _purge_turned_off(db: Database, user_id: str, known: list[Calendar],
+                      changes: events_store.MeetingChanges) -> None:
     """Delete the events of calendars the user turned off (again: a round may have written some since)."""
-    for calendar in calendar_store.for_user(db, user_id):
+    for calendar in known:
         if calendar.purge_pending and not calendar.enabled:
             events_store.delete_for_calendar(db, user_id, calendar.calendar_id, changes)
             calendar_store.purged(db, user_id, calendar.calendar_id)
 
 
-def _list_calendars_first(db: Database, settings: Settings, user: User) -> bool:
+def _list_calendars_first(settings: Settings, user: User, known: list[Calendar]) -> bool:
     """Read the calendar list when none is known, when the last read is older than the refresh interval,
     and before any calendar starts from scratch (connect, window roll, a resync asked for)."""
     refreshed = user.sync.calendars_refreshed_at
     if refreshed is None or utcnow() - refreshed > CALENDARS_REFRESH:
         return True
-    known = calendar_store.for_user(db, user.id)
     window = rounds.window_for(settings, utcnow())
     return not known or any(rounds.baseline_reason(c, window) for c in known if c.enabled)
 
