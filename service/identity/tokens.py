@@ -7,13 +7,20 @@ changed it. A grant that is gone (``invalid_grant``, ``interaction_required``…
 decrypt moves the user to ``needs_reconnect`` once, queues one reconnect mail, and raises
 ``ReconnectRequired``; later calls raise at once without touching MSAL, so a broken user never becomes a
 crash loop.
+
+A process keeps each user's last access token (``Tokens.graph``: one ``TokenMemo`` per user, the most
+recent ``MEMO_USERS``) for at most ``MEMO_SECONDS``, so a worker syncing a busy user every second does not
+reload, decrypt and search the MSAL cache (two MongoDB reads, two Redis calls, MSAL's own work) for every
+job. After ``MEMO_SECONDS`` the user's connection and cache are read again, as before; a 401 refreshes at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +47,9 @@ log = logging.getLogger(__name__)
 LOCK_KEY = "calsync:lock:token:{user_id}"
 LOCK_SECONDS = 30          # a refresh is one HTTP call with a 10 s timeout; a dead holder frees it after this
 LOCK_WAIT_SECONDS = 20
-EARLY_REFRESH_SECONDS = 300  # the per-client memo treats a token as stale this long before it expires
+EARLY_REFRESH_SECONDS = 300  # the memo treats a token as stale this long before it expires
+MEMO_SECONDS = 300           # and reads the user's connection and cache again after this long at most
+MEMO_USERS = 2_000           # users whose token a process keeps (an access token is about 2 KB)
 
 
 class ReconnectRequired(Exception):  # noqa: N818 - named by the cross-module contract
@@ -67,6 +76,8 @@ class Tokens:
 
     def __post_init__(self) -> None:
         self.mailboxes = MailboxGate(self.redis)   # Outlook's per-mailbox limits, across every worker
+        self._memos: OrderedDict[str, TokenMemo] = OrderedDict()
+        self._memos_lock = threading.Lock()
 
     def access_token(self, user_id: str, force_refresh: bool = False) -> str:
         """A valid Graph access token for ``user_id``; raises ReconnectRequired or TokenUnavailable."""
@@ -74,8 +85,17 @@ class Tokens:
 
     def graph(self, user_id: str) -> GraphClient:
         """A GraphClient acting as ``user_id`` (token fetched lazily, reused until close to expiry)."""
-        return GraphClient(self.http, self.settings.graph_url, token=TokenMemo(self, user_id),
+        return GraphClient(self.http, self.settings.graph_url, token=self._memo(user_id),
                            timeout=self.settings.http_timeout, gate=self.mailboxes, mailbox=user_id)
+
+    def _memo(self, user_id: str) -> TokenMemo:
+        """This process's token memo for the user (the most recently used ``MEMO_USERS`` are kept)."""
+        with self._memos_lock:
+            memo = self._memos.pop(user_id, None) or TokenMemo(self, user_id)
+            self._memos[user_id] = memo
+            while len(self._memos) > MEMO_USERS:
+                self._memos.popitem(last=False)
+        return memo
 
     @contextmanager
     def locked(self, user_id: str) -> Iterator[None]:
@@ -138,7 +158,7 @@ class Tokens:
 
 
 class TokenMemo:
-    """Token provider for one GraphClient: keeps the last token so each request does not reload the cache."""
+    """Token provider for a user's GraphClients: keeps the last token so each request does not reload the cache."""
 
     def __init__(self, tokens: Tokens, user_id: str, clock: Callable[[], float] = time.monotonic):
         self.tokens, self.user_id, self.clock = tokens, user_id, clock
@@ -150,7 +170,7 @@ class TokenMemo:
             result = self.tokens._acquire(self.user_id, force_refresh)
             self._token = result["access_token"]
             lifetime = int(result.get("expires_in") or 0)
-            self._fresh_until = self.clock() + max(lifetime - EARLY_REFRESH_SECONDS, 0)
+            self._fresh_until = self.clock() + min(max(lifetime - EARLY_REFRESH_SECONDS, 0), MEMO_SECONDS)
         return self._token
 
 

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from service.auth.cli import rotate_all
 from service.identity import crypto
-from service.identity.tokens import ReconnectRequired
+from service.identity.tokens import MEMO_SECONDS, ReconnectRequired
 from service.runtime import Runtime
 from service.store import users
 from service.workers import jobs as worker_jobs
@@ -259,3 +259,24 @@ def test_the_status_page_tells_a_user_who_must_reconnect(stack):
     assert "Needs to be reconnected" in page.text and 'href="/connect"' in page.text
     assert (status["status"], status["reason"]) == ("needs_reconnect", "invalid_grant")
     assert json.dumps(status)  # plain JSON, no tokens
+
+
+def test_a_process_reuses_a_users_token_across_jobs_and_reads_the_connection_again_after_memo_seconds(stack):
+    alice = emulated_user(stack)
+    user_id = connect_user(stack, alice["id"])
+    tokens, seen = stack.runtime.tokens, []
+    clock = [1_000.0]
+    tokens._memo(user_id).clock = lambda: clock[0]
+    reads = []
+    real = tokens._acquire
+    tokens._acquire = lambda uid, force: reads.append(uid) or real(uid, force)
+
+    for _ in range(3):                             # three jobs, each with its own GraphClient
+        seen.append(tokens.graph(user_id).get_json("/me")["id"])
+    assert seen == [alice["id"]] * 3 and len(reads) == 1
+
+    users.set_connection_status(stack.runtime.db, user_id, "disconnected")   # another process disconnected
+    clock[0] += MEMO_SECONDS + 1
+    with pytest.raises(ReconnectRequired):
+        tokens.graph(user_id).get_json("/me")
+    assert len(reads) == 2
