@@ -22,6 +22,7 @@ import uuid
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import logs, metrics
@@ -45,7 +46,19 @@ def content_security_policy(settings: Settings) -> str:
     ])
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building the cookie signer for a request that carries no
+    session cookie (every Graph webhook, API clients): Flask then opens the same empty session, after
+    constructing an itsdangerous serializer that was 6% of a webhook POST's time under a profiler."""
+
+    def open_session(self, app: Flask, request):
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
+    app.session_interface = CookieSessions()
     if settings.proxy_hops:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
@@ -72,13 +85,15 @@ def init_app(app: Flask, settings: Settings) -> None:
         started = g.pop("started", None)
         if started is not None:
             elapsed = time.monotonic() - started
-            endpoint = request.endpoint or "unmatched"
-            metrics.HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+            endpoint, method, status = request.endpoint or "unmatched", request.method, response.status_code
+            metrics.HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
             metrics.HTTP_SECONDS.labels(endpoint).observe(elapsed)
-            # The path only: query strings carry validation tokens, cursors and signed links.
-            log.info("%s %s %d %.1fms", request.method, request.path[:200], response.status_code, elapsed * 1000,
-                     extra={"method": request.method, "path": request.path[:200], "status": response.status_code,
-                            "duration_ms": round(elapsed * 1000, 1)})
+            if log.isEnabledFor(logging.INFO):
+                # The path only: query strings carry validation tokens, cursors and signed links.
+                path = request.path[:200]
+                log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000,
+                         extra={"method": method, "path": path, "status": status,
+                                "duration_ms": round(elapsed * 1000, 1)})
         return response
 
     @app.teardown_request
