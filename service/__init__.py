@@ -10,6 +10,7 @@ from flask.json.provider import DefaultJSONProvider
 from service import bodies, csrf, inputs, middleware
 from service.config import Settings
 from service.runtime import Runtime
+from service.webhooks import fast
 
 # Each area's blueprint (a module-level ``bp``), registered in this order. They import nothing that connects.
 BLUEPRINTS = (
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = runtime.settings
     app = Flask(__name__)
     app.json = JSONProvider(app)
-    app.wsgi_app = bodies.guard(app.wsgi_app)
+    app.wsgi_app = bodies.guard(fast.FastWebhooks(app.wsgi_app, runtime))   # Graph's POSTs skip Flask
     secure = settings.public_url.startswith("https://")
     app.config.update(
         SECRET_KEY=settings.secret_key,

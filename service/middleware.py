@@ -66,8 +66,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _begin():
-        given = request.headers.get(REQUEST_ID, "")
-        g.request_id = given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = request_id_for(request.headers.get(REQUEST_ID, ""))
         # Graph's webhooks carry no session: their hot path does not open one.
         user_id = (request.view_args or {}).get("user_id") or (
             session.get("user_id") if request.blueprint != "webhooks" else None)
@@ -84,16 +83,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         _security_headers(response, policy)
         started = g.pop("started", None)
         if started is not None:
-            elapsed = time.monotonic() - started
-            endpoint, method, status = request.endpoint or "unmatched", request.method, response.status_code
-            metrics.HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(endpoint).observe(elapsed)
-            if log.isEnabledFor(logging.INFO):
-                # The path only: query strings carry validation tokens, cursors and signed links.
-                path = request.path[:200]
-                log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000,
-                         extra={"method": method, "path": path, "status": status,
-                                "duration_ms": round(elapsed * 1000, 1)})
+            record_request(request.endpoint or "unmatched", request.method, response.status_code,
+                           time.monotonic() - started, request.path)
         return response
 
     @app.teardown_request
@@ -103,14 +94,33 @@ def init_app(app: Flask, settings: Settings) -> None:
         logs.clear()
 
 
+def request_id_for(given: str) -> str:
+    """The caller's X-Request-Id when well formed, else a new one."""
+    return given if WELL_FORMED_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def record_request(endpoint: str, method: str, status: int, elapsed: float, path: str) -> None:
+    """A finished request's metrics and its one access line (the path only: query strings carry
+    validation tokens, cursors and signed links)."""
+    metrics.HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
+    metrics.HTTP_SECONDS.labels(endpoint).observe(elapsed)
+    if log.isEnabledFor(logging.INFO):
+        path = path[:200]
+        log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000,
+                 extra={"method": method, "path": path, "status": status, "duration_ms": round(elapsed * 1000, 1)})
+
+
+def security_defaults(mimetype: str, secure: bool, policy: str) -> list[tuple[str, str]]:
+    """The headers every response carries unless its route set its own."""
+    defaults = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                ("Referrer-Policy", "no-referrer"),
+                ("Content-Security-Policy",
+                 policy if mimetype == "text/html" else "default-src 'none'; frame-ancestors 'none'")]
+    if secure:
+        defaults.append(("Strict-Transport-Security", HSTS))
+    return defaults
+
+
 def _security_headers(response, policy: str) -> None:
-    headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    if response.mimetype == "text/html":
-        headers.setdefault("Content-Security-Policy", policy)
-    else:
-        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    for name, value in security_defaults(response.mimetype, request.is_secure, policy):
+        response.headers.setdefault(name, value)

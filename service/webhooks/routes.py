@@ -58,34 +58,38 @@ def _answer(receive, *, lifecycle: bool, route: str) -> Response:
         return _plain(token, 200)  # the decoded token, as text/plain, and nothing else
     if request.method != "POST":
         return _plain("expected a validationToken or a POSTed notification collection", 400)
-    body = _read_body(current_app.extensions["calsync.settings"].max_notification_bytes)
-    if body is None:
-        return _plain("request body too large", 413)
+    text, status, extra = answer_post(current_app.extensions["calsync"], receive, lifecycle=lifecycle, route=route,
+                                      content_length=request.content_length, read=request.stream.read)
+    return _plain(text, status, extra)
+
+
+def answer_post(rt, receive, *, lifecycle: bool, route: str, content_length: int | None,
+                read) -> tuple[str, int, dict[str, str] | None]:
+    """(text, status, extra headers) for a POSTed notification collection: the body is read with ``read``
+    (at most the size limit plus one byte), parsed, and handed to ``receive``. Shared by the Flask view and
+    ``service.webhooks.fast``."""
+    limit = rt.settings.max_notification_bytes
+    if content_length is not None and content_length > limit:
+        return "request body too large", 413, None
+    body = read(limit + 1)
+    if len(body) > limit:
+        return "request body too large", 413, None
     try:
         collection = parse_collection(body, lifecycle=lifecycle)
     except BadPayload as exc:
         log.info("rejected a webhook body (%d bytes): %s", len(body), exc)
-        return _plain(str(exc), 400)
+        return str(exc), 400, None
     try:
-        rt = current_app.extensions["calsync"]
         verdict = receive(rt.redis, rt.db, collection)
     except (RedisError, PyMongoError) as exc:
         log.error("could not queue %d notification(s), asking Graph to redeliver: %s",
                   len(collection.items), type(exc).__name__)
-        return _plain("temporarily unable to accept notifications", 503, {"Retry-After": "5"})
+        return "temporarily unable to accept notifications", 503, {"Retry-After": "5"}
     metrics.WEBHOOK_NOTIFICATIONS.labels(route, "accepted").inc(len(verdict.accepted))
     for reason, count in verdict.dropped.items():
         metrics.WEBHOOK_NOTIFICATIONS.labels(route, "dropped").inc(count)
         metrics.WEBHOOK_DROPPED.labels(route, reason).inc(count)
-    return _plain("", 202)
-
-
-def _read_body(limit: int) -> bytes | None:
-    """The request body, or None when it is (or claims to be) larger than ``limit``."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    body = request.stream.read(limit + 1)
-    return None if len(body) > limit else body
+    return "", 202, None
 
 
 def _plain(text: str, status: int, extra: dict[str, str] | None = None) -> Response:
