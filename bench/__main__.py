@@ -191,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def memory_part(ctx: Context) -> Part:
     part = Part("P6", "peak RSS under the P1 and P3 loads")
-    limits = {"web worker (P1 load)": 120.0, "web worker (P3 load)": 120.0, "job worker (P3 load)": 150.0,
-              "job work horse (P3 load)": 150.0}
+    limits = {"web worker (P1 load)": 120.0, "web worker (P3 load)": 120.0, "job worker (P3 load)": 150.0}
     for name, value in ctx.memory.items():
         if name.startswith("baseline"):
             continue

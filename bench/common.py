@@ -68,7 +68,7 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 class Processes:
     """Child processes, each in its own process group, so stopping one takes its children (gunicorn and
-    rq work horses) along. ``stop_all`` leaves nothing behind; used as a context manager."""
+    rq's scheduler process) along. ``stop_all`` leaves nothing behind; used as a context manager."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir

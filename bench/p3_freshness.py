@@ -46,8 +46,8 @@ def label(pid: int) -> str | None:
     if "gunicorn" in line and "gunicorn" in parent:
         return "web worker (P3 load)"
     if "rq worker" in line or "rq:" in line:
-        horse = ("rq worker" in parent or "rq:" in parent) and not parent.startswith("/bin/sh")
-        return "job work horse (P3 load)" if horse else "job worker (P3 load)"
+        child = ("rq worker" in parent or "rq:" in parent) and not parent.startswith("/bin/sh")
+        return "rq scheduler, forked by a worker (P3 load)" if child else "job worker (P3 load)"
     if "calsync scheduler" in line:
         return "scheduler + dispatcher (P3 load)"
     return None
@@ -173,7 +173,7 @@ def run(ctx) -> Part:
 
 
 def _profile_worker(topology, seconds: float):
-    """py-spy on the first rq worker and its work horses (BENCH_PYSPY=file: raw stacks go there)."""
+    """py-spy on the first rq worker, which runs its jobs itself (BENCH_PYSPY=file: raw stacks go there)."""
     pid = next(p for p in topology.pids("worker.1") if label(p) == "job worker (P3 load)")
     argv = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "100",
             "--format", "raw", "--output", os.environ["BENCH_PYSPY"], "--nonblocking"]
