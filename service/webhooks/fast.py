@@ -16,7 +16,7 @@ import logging
 import time
 
 from werkzeug.exceptions import BadRequest
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 from service import logs, metrics, middleware
 from service.webhooks import receiver, routes
@@ -70,16 +70,10 @@ class FastWebhooks:
             logs.clear()
 
     def _answer(self, environ, receive, lifecycle: bool, label: str) -> tuple[str, int, dict[str, str] | None]:
-        try:
-            length = int(environ["CONTENT_LENGTH"]) if environ.get("CONTENT_LENGTH") else None
-        except ValueError:
-            return "invalid Content-Length", 400, None
-        if length is not None and length < 0:
-            return "invalid Content-Length", 400, None
-        stream = get_input_stream(environ, max_content_length=None)
+        stream = get_input_stream(environ, max_content_length=None)   # as Flask's request.stream
         try:
             return routes.answer_post(self.runtime, receive, lifecycle=lifecycle, route=label,
-                                      content_length=length, read=stream.read)
+                                      content_length=get_content_length(environ), read=stream.read)
         except BadRequest as exc:           # the body could not be read (service.bodies)
             return exc.description or "bad request", 400, None
         except Exception:

@@ -4,6 +4,7 @@ ways and the two answers compared: status, body, every header (X-Request-Id echo
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -37,6 +38,17 @@ def test_the_fast_path_answers_as_the_flask_view_does(client, db, case, path):
     flask = client.post(f"{path}?via=flask", data=CASES[case], headers=headers)
     assert answer(fast) == answer(flask)
     assert fast.headers["X-Request-Id"] == "req-1"
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "0", "3"])
+def test_odd_content_lengths_get_the_answer_flask_gives(client, db, length):
+    body = CASES["accepted"].encode()
+
+    def send(path):
+        environ = {"CONTENT_LENGTH": length, "HTTP_X_REQUEST_ID": "r"}
+        return client.post(path, input_stream=io.BytesIO(body), environ_overrides=environ)
+
+    assert answer(send("/webhooks/graph")) == answer(send("/webhooks/graph?via=flask"))
 
 
 def test_too_large_and_https_answers_match_too(client, app, db):
