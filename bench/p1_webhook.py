@@ -2,7 +2,9 @@
 
 wrk (a separate process) POSTs realistic notification collections (valid clientState, subscriptions
 mirrored in Redis, distinct mailboxes): first as fast as it can (throughput), then paced at about 1,000
-notifications/s (latency at the target rate). The bare app runs first, then calsync, in the same run.
+notifications/s (latency at the target rate). Three apps run side by side in the same run: the bare view,
+the same view after one trivial Redis round trip (the floor any "202 means in Redis" view pays), and
+calsync; their saturated runs are interleaved, ROUNDS rounds, and each app's best round counts.
 Also samples the peak RSS of the gunicorn workers (P6) and checks that every acknowledged notification
 left its mark in Redis.
 """
@@ -24,6 +26,8 @@ from service.store.records import Subscription
 from service.subscriptions import mirror
 from service.sync import dispatch
 from service.sync import requests as sync_requests
+
+ROUNDS = 3
 
 
 def gunicorn_argv(app_spec: str, port: int) -> list[str]:
@@ -71,42 +75,60 @@ def run(ctx) -> Part:
     wrk_post_script(paced, payloads, paced_rps_per_conn=1000 / connections_paced)
     env = python_env({"REDIS_URL": ctx.redis_url, "MONGODB_URI": ctx.mongodb_uri(),
                       "CALSYNC_DATA_DIR": str(ctx.work / "var"), "CALSYNC_LOG_LEVEL": "WARNING"})
-    results = {}
+    apps = {"bare": "bench.bare:app", "floor": "bench.bare:floor", "calsync": "wsgi:app"}
+    urls, masters = {}, {}
+    saturated: dict[str, list[dict]] = {name: [] for name in apps}
+    paced_runs: dict[str, dict] = {}
     with Processes(ctx.work) as procs:
-        for name, spec in (("bare", "bench.bare:app"), ("calsync", "wsgi:app")):
+        for name, spec in apps.items():     # all three up at once, so their runs can be interleaved
             port = free_port()
-            process = procs.start(f"p1-{name}", gunicorn_argv(spec, port), env)
+            masters[name] = procs.start(f"p1-{name}", gunicorn_argv(spec, port), env).pid
             wait_port(port)
-            url = f"http://127.0.0.1:{port}/webhooks/graph"
-            _wait_answers(url, payloads[0])
-            wrk(url, script, 1, 16)     # warm-up: imports, connections, the first requests
-            master = process.pid
-            sampler = PeakRSS([master], lambda pid, master=master: "worker" if _parent(pid) == master else None)
-            with sampler:
-                saturated = wrk(url, script, seconds, 16)
-                at_rate = wrk(url, paced, seconds, connections_paced)
-            results[name] = (saturated, at_rate, sampler.peak.get("worker", 0.0))
-            procs.stop(f"p1-{name}")
-    (bare_max, bare_paced, bare_rss), (ours_max, ours_paced, ours_rss) = results["bare"], results["calsync"]
+            urls[name] = f"http://127.0.0.1:{port}/webhooks/graph"
+            _wait_answers(urls[name], payloads[0])
+            wrk(urls[name], script, 1, 16)     # warm-up: imports, connections, the first requests
+        samplers = {name: PeakRSS([master], lambda pid, master=master: "worker" if _parent(pid) == master else None)
+                    for name, master in masters.items()}
+        for sampler in samplers.values():
+            sampler.__enter__()
+        try:
+            # Interleaved rounds, best of ROUNDS per app: on a shared VM a burst of steal time can halve any
+            # one run (one 3 s run here measured 0.19x, the next 0.52x), and it must not decide a ratio.
+            for _ in range(ROUNDS):
+                for name in apps:
+                    saturated[name].append(wrk(urls[name], script, seconds, 16))
+            for name in ("bare", "calsync"):
+                paced_runs[name] = wrk(urls[name], paced, seconds, connections_paced)
+        finally:
+            for sampler in samplers.values():
+                sampler.__exit__(None, None, None)
+    best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in saturated.items()}
+    bare_max, floor_max, ours_max = best["bare"], best["floor"], best["calsync"]
+    bare_paced, ours_paced = paced_runs["bare"], paced_runs["calsync"]
     part.add("throughput, saturated (16 connections)", ours_max["rps"], "req/s", bare_max["rps"], "bare 202",
              ">= 0.6x bare", ours_max["rps"] >= 0.6 * bare_max["rps"])
+    part.add("floor: bare view + one trivial EVALSHA, saturated", floor_max["rps"], "req/s", bare_max["rps"],
+             "bare 202")
+    part.add("calsync against that floor, saturated", ours_max["rps"], "req/s", floor_max["rps"], "floor")
     part.add("p50 latency, saturated", ours_max["p50"], "ms", bare_max["p50"], "bare 202")
     part.add("p99 latency, saturated", ours_max["p99"], "ms", bare_max["p99"], "bare 202")
     part.add("offered ~1000/s: achieved", ours_paced["rps"], "req/s", bare_paced["rps"], "bare 202")
     part.add("p99 latency at ~1000/s", ours_paced["p99"], "ms", bare_paced["p99"], "bare 202", "<= 50 ms",
              ours_paced["p99"] <= 50)
-    non2xx = ours_max["non2xx"] + ours_paced["non2xx"]
+    spread = "; ".join(f"{name} " + " / ".join(f"{r['rps']:.0f}" for r in runs) for name, runs in saturated.items())
+    part.notes.append(f"saturated req/s per round ({ROUNDS} interleaved rounds, best counted): {spread}")
+    non2xx = sum(r["non2xx"] for r in saturated["calsync"]) + ours_paced["non2xx"]
     part.add("non-2xx answers (calsync)", non2xx, "count", target="0", met=non2xx == 0)
     accepted = int(conn.get("calsync:stats:webhook:accepted") or 0)
-    answered = ours_max["requests"] + ours_paced["requests"]
+    answered = sum(r["requests"] for r in saturated["calsync"]) + ours_paced["requests"]
     dirty = sum(1 for _ in conn.scan_iter(sync_requests.DIRTY_KEY.format(user_id="*"), count=1000))
     part.add("notifications counted in Redis / wrk's completed 202s", accepted, "count", answered, "wrk 202s",
              ">= 1.0x", accepted >= answered - non2xx)
     waiting = sum(1 for _, fields in conn.xrange(dispatch.STREAM) if fields.get(b"k") == b"sync")
     part.add("users marked dirty", dirty, "count", waiting, "sync requests waiting in the stream", "= 1.0x",
              dirty == waiting and dirty > 0)
-    ctx.memory["web worker (P1 load)"] = ours_rss
-    ctx.memory["baseline: bare Flask worker"] = bare_rss
+    ctx.memory["web worker (P1 load)"] = samplers["calsync"].peak.get("worker", 0.0)
+    ctx.memory["baseline: bare Flask worker"] = samplers["bare"].peak.get("worker", 0.0)
     part.notes.append(f"wrk 4 (closed loop: latency under coordinated omission is understated); paced run: "
                       f"{connections_paced} connections each waiting {1000 * connections_paced / 1000:.0f} ms "
                       f"between requests; {users} mailboxes, 1 notification per POST; {seconds}s per run")
