@@ -27,7 +27,6 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
-    values,
 )
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.registry import Collector
@@ -42,9 +41,9 @@ def multiprocess_dir() -> str | None:
 
 disable_created_metrics()  # no *_created series: multiprocess mode has none either, so both look alike
 if multiprocess_dir():
-    # Before the first metric is built: the value class decides which file a sample goes to.
+    # prometheus-client chose its multiprocess values when it was imported (it reads the same variable);
+    # their files go here, so the directory must exist before the first sample.
     Path(multiprocess_dir()).mkdir(parents=True, exist_ok=True)
-    values.ValueClass = values.MultiProcessValue()
 
 
 WEBHOOK_NOTIFICATIONS = Counter(

@@ -148,10 +148,6 @@ class TrustAdapter(HTTPAdapter):
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
-    def proxy_manager_for(self, proxy, **kwargs):
-        kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
-
     def cert_verify(self, conn, url: str, verify, cert) -> None:
         super().cert_verify(conn, url, True, cert)
         conn.cert_reqs = "CERT_REQUIRED"

@@ -28,8 +28,22 @@ class AttendeeView:
     external: bool = False       # outside the user's organization (service.digest.org)
 
 
+class SplitsAttendees:
+    """``internal`` and ``external`` for a view with ``attendees`` (a digest's meeting, a prep mail)."""
+
+    attendees: list[AttendeeView]
+
+    @property
+    def internal(self) -> list[AttendeeView]:
+        return [a for a in self.attendees if not a.external]
+
+    @property
+    def external(self) -> list[AttendeeView]:
+        return [a for a in self.attendees if a.external]
+
+
 @dataclass
-class MeetingView:
+class MeetingView(SplitsAttendees):
     event_id: str                # the stored event's graph_id
     key: str                     # the stored event's document id: the dashboard URL's <id>
     subject: str
@@ -40,14 +54,6 @@ class MeetingView:
     attendees: list[AttendeeView]
     link: str | None = None      # the dashboard URL, filled in by the sender
     exclude_link: str | None = None   # where the user keeps it out of insights, filled in by the sender
-
-    @property
-    def internal(self) -> list[AttendeeView]:
-        return [a for a in self.attendees if not a.external]
-
-    @property
-    def external(self) -> list[AttendeeView]:
-        return [a for a in self.attendees if a.external]
 
 
 @dataclass

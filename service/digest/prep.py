@@ -27,7 +27,7 @@ from rq.exceptions import DuplicateJobError
 
 from service.config import Settings
 from service.digest import links, meetings, org, schedule
-from service.digest.build import AttendeeView, attendee_view
+from service.digest.build import AttendeeView, SplitsAttendees, attendee_view
 from service.digest.dashboard import style_counts
 from service.digest.matching import Directory, Match, attendee_emails, match_attendees, self_emails, user_response
 from service.digest.people import frameworks, styles
@@ -59,7 +59,7 @@ class Due:
 
 
 @dataclass
-class PrepMail:
+class PrepMail(SplitsAttendees):
     record_id: str
     user_id: str
     email: str
@@ -74,14 +74,6 @@ class PrepMail:
     notes: list[str] = field(default_factory=list)
     link: str | None = None
     settings_link: str | None = None
-
-    @property
-    def internal(self) -> list[AttendeeView]:
-        return [a for a in self.attendees if not a.external]
-
-    @property
-    def external(self) -> list[AttendeeView]:
-        return [a for a in self.attendees if a.external]
 
 
 def meeting_id(event: dict) -> str:

@@ -16,6 +16,7 @@ import logging
 import time
 
 from werkzeug.exceptions import BadRequest
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from service import logs, metrics, middleware
@@ -28,8 +29,6 @@ ROUTES = {
     "/webhooks/graph": ("webhooks.changes", "changes", receiver.receive_changes, False),
     "/webhooks/graph/lifecycle": ("webhooks.lifecycle", "lifecycle", receiver.receive_lifecycle, True),
 }
-STATUS_LINES = {200: "200 OK", 202: "202 Accepted", 400: "400 Bad Request", 413: "413 Request Entity Too Large",
-                500: "500 Internal Server Error", 503: "503 Service Unavailable"}
 
 
 class FastWebhooks:
@@ -61,7 +60,7 @@ class FastWebhooks:
             headers += [(n, v) for n, v in middleware.security_defaults("text/plain", secure, "")
                         if n.lower() not in named]
             headers.append((middleware.REQUEST_ID, request_id))
-            start_response(STATUS_LINES[status], headers)
+            start_response(f"{status} {HTTP_STATUS_CODES[status]}", headers)   # Flask's status line
             middleware.record_request(endpoint, "POST", status, time.monotonic() - started,
                                       environ.get("PATH_INFO", ""))
             return [body]

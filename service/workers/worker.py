@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rq import SimpleWorker
-from rq.worker import BaseWorker, WorkerStatus
+from rq.worker import BaseWorker
 
 from service.config import ConfigError, Settings
 from service.logs import configure
@@ -56,11 +56,9 @@ class Worker(ObservedJobs, SimpleWorker):
         context.install(Runtime(settings))
         super().__init__(*args, **kwargs)
 
-    def execute_job(self, job, queue) -> None:
-        execution = self.prepare_execution(job)
+    def perform_job(self, job, queue, execution) -> bool:
         with _heartbeats(self, job, execution):
-            self.perform_job(job, queue, execution)
-        self.set_state(WorkerStatus.IDLE)
+            return super().perform_job(job, queue, execution)
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         return BaseWorker.get_heartbeat_ttl(self, job, working_time)   # short: ``_heartbeats`` renews it

@@ -12,7 +12,7 @@ from service import create_app
 from service.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-EMAIL_TEMPLATES = {"digest.html", "prep.html"}   # mail, never served: mail clients want inline styles
+EMAIL_TEMPLATES = {"digest.html", "prep.html", "attendee.html"}   # mail (and the macro both use), never served
 
 
 def make_client(make_settings, db, redis_conn, **overrides):
