@@ -26,6 +26,7 @@ import redis
 
 from bench import common
 from bench.common import Part
+from tests.support.loopback import stop_process
 
 PARTS = ("P1", "P2", "P3", "P4", "P5", "P6")
 INSTALL = "scripts/install-bench-deps.sh"
@@ -102,12 +103,7 @@ class _Stoppable:
         self.process = process
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def table(parts: list[Part]) -> str:

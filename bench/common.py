@@ -161,18 +161,8 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        groups = set(self.groups)
         while not self._stop.wait(self.every):
-            for entry in Path("/proc").iterdir():         # one pass over /proc per sample
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if fields[0] == "Z" or int(fields[2]) not in groups:
-                    continue
-                pid = int(entry.name)
+            for pid in group_members(*self.groups):        # one pass over /proc per sample
                 name = self.label(pid)
                 if name:
                     self.peak[name] = max(self.peak.get(name, 0.0), rss_mb(pid))

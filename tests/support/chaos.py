@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.loopback import free_port
+from tests.support.loopback import free_port, stop_process
 from tests.support.topology import Topology
 
 
@@ -62,13 +62,7 @@ class RedisServer:
         self.restarts += 1
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 class TcpProxy:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pymongo
 
-from tests.support.loopback import free_port
+from tests.support.loopback import free_port, stop_process
 
 
 @dataclass
@@ -26,14 +26,7 @@ class MongoServer:
         return f"{self.uri.rstrip('/')}/{name}"
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def start_secantus(directory: Path, own_session: bool = False) -> MongoServer:

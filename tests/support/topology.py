@@ -102,15 +102,15 @@ def _wait_for_groups(groups: list[int], timeout: float) -> list[int]:
     """Wait until no process of these groups runs; returns the pids still running at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [pid for pgid in groups for pid in group_members(pgid)]
+        left = group_members(*groups)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
 
 
-def group_members(pgid: int) -> list[int]:
-    """Running (not zombie) processes of a process group."""
-    members = []
+def group_members(*pgids: int) -> list[int]:
+    """Running (not zombie) processes of the given process groups, from one pass over /proc."""
+    wanted, members = set(pgids), []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -118,7 +118,7 @@ def group_members(pgid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if fields[0] != "Z" and int(fields[2]) in wanted:
             members.append(int(entry.name))
     return members
 
