@@ -64,8 +64,14 @@ class Report:
 
 
 def sync_user(db: Database, redis: Redis, settings: Settings, graph_for: Callable[[str], GraphClient],
-              user_id: str, owner: str) -> Report:
-    """Bring one user's stored events in line with Graph. ``owner`` (the job id) names the lock's holder."""
+              user_id: str, owner: str, after_failure: bool = False) -> Report:
+    """Bring one user's stored events in line with Graph. ``owner`` (the job id) names the lock's holder.
+
+    ``after_failure``: this run retries one that failed or died mid-round. That round may have written
+    pages without saving its cursor, and a delta from the older cursor need not mention an event that was
+    created and removed since, so the stored copy would stay forever. The retry starts every calendar from
+    scratch instead (a full round deletes what Graph no longer lists).
+    """
     requests.clear_pending(redis, user_id)
     lock = locks.lock(redis, LOCK_KEY.format(user_id=user_id), LOCK_SECONDS, token=owner)
     if not locks.take(lock):
@@ -75,6 +81,8 @@ def sync_user(db: Database, redis: Redis, settings: Settings, graph_for: Callabl
             requests.schedule_sync(redis, user_id, LOCKED_RETRY_SECONDS + 1 + random.uniform(0, 2))  # noqa: S311
         return Report(Outcome.COALESCED)
     try:
+        if after_failure and calendar_store.clear_cursor(db, user_id):
+            log.info("sync of user %s retries an interrupted one: every calendar resyncs in full", user_id)
         return _rounds(db, redis, settings, graph_for, user_id, lock)
     finally:
         locks.release(lock)

@@ -21,6 +21,7 @@ from service.outbound import delivery as outbound_delivery
 from service.outbound import outbox
 from service.store import utcnow
 from service.subscriptions import sweep
+from service.sync import requests as sync_requests
 from service.sync import runner, sweeps
 from service.webhooks import apply, rich
 from service.workers import context
@@ -40,9 +41,10 @@ def sync_user(user_id: str) -> str:
     """Bring one user's stored events in line with Graph."""
     rt = context.current()
     job = get_current_job()
+    retried = job is not None and job.retries_left is not None and job.retries_left < sync_requests.SYNC_RETRY.max
     try:
         report = runner.sync_user(rt.db, rt.redis, rt.settings, rt.graph_for, user_id,
-                                  job.id if job else uuid.uuid4().hex)
+                                  job.id if job else uuid.uuid4().hex, after_failure=retried)
     except runner.UserGone:
         rt.connections.user_gone(user_id)
         return "disconnected"
