@@ -161,8 +161,13 @@ def differences(db, control, user_id: str, window) -> list[str]:
     mine = {doc["graph_id"]: stored(doc) for doc in db.events.find({"user_id": user_id})}
     problems = [f"missing {g[-8:]}" for g in truth.keys() - mine.keys()]
     problems += [f"extra {g[-8:]}" for g in mine.keys() - truth.keys()]
-    problems += [f"differs {g[-8:]}" for g in truth.keys() & mine.keys() if truth[g] != mine[g]]
+    problems += [f"differs {g[-8:]} in {_fields_apart(truth[g], mine[g])}"
+                 for g in truth.keys() & mine.keys() if truth[g] != mine[g]]
     return problems
+
+
+def _fields_apart(want: dict, got: dict) -> list[str]:
+    return sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
 
 
 def active(control) -> list[dict]:

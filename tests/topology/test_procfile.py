@@ -102,10 +102,14 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         control.wait_idle(timeout=60)
         changed = time.monotonic()
 
-        # A SIGKILLed sync keeps its user's lock until it expires (two minutes): convergence may wait for it.
+        # A SIGKILLed sync keeps its user's lock until RQ retries its job (about 90 s) or the lock expires.
         for person in people:
-            wait_until(f"{person['mail']} to converge",
-                       lambda p=person: not differences(db, control, p["id"], window), timeout=240, every=2)
+            try:
+                wait_until(f"{person['mail']} to converge",
+                           lambda p=person: not differences(db, control, p["id"], window), timeout=240, every=2)
+            except AssertionError as exc:   # name what still differs, so that a failure can be diagnosed
+                left = differences(db, control, person["id"], window)
+                raise AssertionError(f"{exc}; user {person['id']}: {len(left)} left, {left[:20]}") from None
         wait_until("a new subscription for the removed one", lambda: {s["userId"] for s in active(control)} ==
                    {p["id"] for p in people} and removed["id"] not in {s["id"] for s in active(control)}, timeout=60)
         converged = time.monotonic() - changed
