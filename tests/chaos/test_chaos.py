@@ -34,6 +34,7 @@ from service.store import digests
 from tests.chaos.conftest import CHANGES, KILL_EVERY, LONG, STORM_SECONDS, USERS
 from tests.conftest import OPS_TOKEN
 from tests.support.calendars import Calendar
+from tests.support.clock import local_today
 from tests.support.topology import active, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.wire]
@@ -177,7 +178,7 @@ def test_r4_outages_lose_nothing(chaos):
                              f"{chaos.topology.pids(new)}\n{chaos.topology.tail()}") from None
     time.sleep(3)
     conn.close()
-    today = datetime.now(UTC).date().isoformat()
+    today = local_today(chaos.zone).isoformat()
     mine = {p["mail"] for p in chaos.people}   # the session's SMTP server also holds other tests' mail
     mails = Counter(to for m in chaos.smtp.messages if (to := parseaddr(m["To"])[1]) in mine)
     subscriptions = active(control)

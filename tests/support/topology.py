@@ -150,7 +150,9 @@ def environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, op
             "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
             "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_SMTP_URL": smtp_inbox.url,
             "CALSYNC_OPS_TOKEN": ops_token, "CALSYNC_DATA_DIR": str(tmp_path / "var"),
-            "CALSYNC_DIGEST_TIME": "00:00",          # today's digest is due as soon as a user connects
+            # No digest is due when a user connects (their zone is a midday_zone): a test that wants one
+            # makes it due with clock.digest_due_today, after the settings it depends on are in place.
+            "CALSYNC_DIGEST_TIME": "23:59",
             "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
 
 

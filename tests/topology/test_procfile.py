@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
 from service.config import Settings
-from service.digest import plan
-from service.store import digests, events, users
+from service.store import digests, events
 from service.sync import rounds
 from tests.conftest import OPS_TOKEN, _free_port
 from tests.support.calendars import Calendar
+from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
 from tests.support.topology import Topology, active, differences, environment, ready, wait_until
 
@@ -70,12 +70,12 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         wait_until("gunicorn", lambda: ready(url), timeout=60)
 
         people = [emulated_user(stack, mail=f"person{n}@contoso.com") for n in range(2)]
+        zone = midday_zone()
         for person in people:
-            assert connect_user(stack, person["id"], "UTC") == person["id"]
-            # The random changes below may leave a user with no meeting today when the digest is due:
-            # the digest is sent anyway, so "each got today's digest exactly once" does not hang on chance.
-            users.set_digest_preferences(db, person["id"], send_empty=True, days=range(7))   # any weekday
-            plan.reschedule(db, person["id"], "00:00")
+            assert connect_user(stack, person["id"], zone) == person["id"]
+            # Due today whatever the weekday or hour, and sent even if the random changes below leave the
+            # user no meeting today: "each got today's digest exactly once" does not hang on chance.
+            digest_due_today(db, person["id"])
         wait_until("two subscriptions", lambda: len(active(control)) == 2, timeout=60)
         window = rounds.window_for(Settings(), datetime.now(UTC))
         for person in people:
@@ -113,7 +113,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         wait_until("a new subscription for the removed one", lambda: {s["userId"] for s in active(control)} ==
                    {p["id"] for p in people} and removed["id"] not in {s["id"] for s in active(control)}, timeout=60)
         converged = time.monotonic() - changed
-        today = datetime.now(UTC).date().isoformat()
+        today = local_today(zone).isoformat()
         wait_until("both digests", lambda: len(smtp_inbox.messages) >= 2, timeout=120)
         sent_at = time.time()
         wait_until("another digest tick", lambda: float(redis_conn.get("calsync:scheduler:last:digest-tick") or 0)
