@@ -34,7 +34,10 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
     """Write ca.pem, server.pem and server-key.pem into ``directory`` (created if missing) and return their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    # 90 days either side of now: OpenSSL checks against the machine's clock, and tests may run this process
+    # on a clock moved weeks away from it (CALSYNC_TEST_NOW).
+    now = dt.datetime.now(dt.UTC)
+    since = now - dt.timedelta(days=90)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
@@ -42,8 +45,8 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
         .issuer_name(_name("calsync emulator test CA"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_before(since)
+        .not_valid_after(now + dt.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -64,8 +67,8 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=29))
+        .not_valid_before(since)
+        .not_valid_after(now + dt.timedelta(days=89))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

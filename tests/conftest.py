@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pymongo
 import pytest
 import redis
+import time_machine
 from werkzeug.serving import make_server
 
 from service import create_app, store
@@ -34,6 +36,28 @@ from tests.support.loopback import free_port
 from tests.support.secantus import MongoServer, start_secantus
 
 OPS_TOKEN = "test-ops-token-0123456789abcdef"
+
+
+# --- The clock: CALSYNC_TEST_NOW runs the whole session from another instant --------------------------
+
+def pytest_configure(config):
+    """``CALSYNC_TEST_NOW=2026-11-29T12:00Z`` moves this process's clock there, ticking (time-machine): every
+    in-process test then runs on that date, weekday and hour. It cannot move other processes' clocks (rq
+    workers, gunicorn, the wire server), so the suites that start them choose their users' days and zones
+    instead (tests/support/clock.py); README, "Tests", lists what a faked run covers."""
+    when = os.environ.get("CALSYNC_TEST_NOW")
+    if when:
+        config.stash[_TRAVEL] = traveller = time_machine.travel(datetime.fromisoformat(when), tick=True)
+        traveller.start()
+
+
+def pytest_unconfigure(config):
+    traveller = config.stash.get(_TRAVEL, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+_TRAVEL = pytest.StashKey[time_machine.travel]()
 
 
 # --- Redis ---------------------------------------------------------------------------------------
