@@ -1,4 +1,5 @@
-"""What every calsync rq worker does around a job: log context (job, queue, user, subscription) and metrics.
+"""What every calsync rq worker does around a job: log context (job, queue, user, subscription) and metrics;
+and a teardown that cannot hang.
 
 Mixed into the Procfile's ``Worker`` and the in-process ``ThreadWorker``; ``perform_job`` runs the job (in
 the worker's process, or its thread), so that is where the job's samples are recorded.
@@ -32,6 +33,18 @@ class ObservedJobs:
             metrics.JOBS.labels(queue.name, function, "finished" if ok else "failed").inc()
             metrics.JOB_SECONDS.labels(queue.name).observe(time.monotonic() - started)
         return ok
+
+    def unsubscribe(self) -> None:
+        """Stop listening for rq's worker commands, waiting a second at most.
+
+        rq stops its pubsub thread with redis-py's ``stop()``, which (redis 8.2) joins without a bound; a thread
+        that has just seen the unsubscription waits up to rq's 60 s ``sleep_time`` for a new one, so a worker's
+        teardown (every burst in the tests, a SIGTERM in production) could take a minute. The thread is a
+        daemon: it closes its connection when that wait ends.
+        """
+        if self.pubsub_thread:
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop(timeout=1)
 
 
 def _known_ids(job) -> dict[str, str]:
