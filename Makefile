@@ -14,7 +14,7 @@ test:
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -n 3
-	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q -n 3 tests/store tests/webhooks tests/workers
+	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q -n 3 tests/store tests/webhooks tests/sync tests/workers
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -1,13 +1,13 @@
 """WSGI entry point: gunicorn wsgi:app
 
 A setting that stops the web process exits with gunicorn's boot-error code (3), so gunicorn stops instead
-of restarting the worker forever (service/serving.py).
+of restarting the worker forever (service/web/serving.py).
 """
 
-from service import create_app
+from service.app import create_app
 from service.config import ConfigError
 from service.logs import configure
-from service.serving import refuse_to_start, web_settings
+from service.web.serving import refuse_to_start, web_settings
 
 try:
     _settings = web_settings()

@@ -19,17 +19,18 @@ import redis
 import requests
 
 from bench.common import Part
-from service import create_app, store
+from service import queues, store
+from service.app import create_app
 from service.config import Settings
 from service.graph import GraphClient
-from service.runtime import Runtime
+from service.runtime import Runtime, install
 from service.store import users
 from service.store.records import Subscription
 from service.subscriptions import mirror
 from service.sync import dispatch
-from service.workers import context, jobs, queues
+from service.workers import jobs
 from service.workers.inprocess import ThreadWorker
-from tests.workers.fakegraph import running_fake_graph
+from tests.support.fakegraph import running_fake_graph
 
 STATE = "bench-client-state-" + "z" * 30
 
@@ -59,7 +60,7 @@ def run(ctx) -> Part:
 
         rt = Runtime(Settings(redis_url=ctx.redis_url, data_dir=str(ctx.work / "p2")), db=db, redis_conn=conn,
                      graph_for=graph_for)
-        context.install(rt)
+        install(rt)
         try:
             subs = [_sub(n) for n in range(user_count)]
             start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -104,7 +105,7 @@ def run(ctx) -> Part:
                         if (db.events.find_one({"user_id": s.user_id, "graph_id": e["id"]}) or {}).get("subject")
                         != e.get("subject"))
         finally:
-            context.install(None)
+            install(None)
     part.add("Graph requests per notification", round(made / notifications, 4), "req/notif", 1.0,
              "fetch each changed event", "<= 0.05", made / notifications <= 0.05)
     part.add("Graph requests in the burst", made, "requests", notifications, "notifications")

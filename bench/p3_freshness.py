@@ -28,7 +28,7 @@ import requests
 
 from bench.common import Part, PeakRSS, Processes, cmdline, free_port, percentile, python_env
 from bench.servers import start_emulator
-from service import demo
+from service.cli import demo
 from tests.support.topology import Topology
 
 
@@ -185,7 +185,7 @@ def _sync_job_times(conn: redis.Redis, since: datetime) -> dict:
     from rq.job import Job
     from rq.registry import FinishedJobRegistry
 
-    from service.workers import queues
+    from service import queues
 
     registry = FinishedJobRegistry(queues.SYNC, connection=conn)
     runs, waits = [], []

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from bench.common import Part
 from service.digest.build import build_digest
-from service.digest.collaborators import Collaborator
-from service.digest.matching import Directory
 from service.digest.render import message, render_html, render_text
+from service.insights.collaborators import Collaborator
+from service.insights.matching import Directory
 from service.store.records import User
 
 DAY = date(2026, 7, 1)

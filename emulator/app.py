@@ -15,6 +15,8 @@ from emulator.delta import DeltaEngine
 from emulator.errors import install_error_handlers
 from emulator.faults import Faults
 from emulator.graph import create_graph_blueprint
+from emulator.identity import Identity
+from emulator.identity_web import control_blueprint, identity_blueprint
 from emulator.limits import MailboxLimits
 from emulator.notify import Notifier
 from emulator.rich import validation_claims
@@ -48,11 +50,7 @@ class Emulator:
         self.base_url = "https://127.0.0.1"
         self.clock = Clock()
         self.state = State(self.clock)
-        if identity is None:
-            from emulator.identity import Identity
-
-            identity = Identity(self.clock, self.state, apps)
-        self.identity = identity
+        self.identity = identity if identity is not None else Identity(self.clock, self.state, apps)
         self.faults = Faults(seed)
         self.limits = MailboxLimits(self.clock)
         self.delta = DeltaEngine(self.state)
@@ -128,6 +126,6 @@ def create_app(emulator: Emulator) -> Flask:
 
     app.register_blueprint(create_graph_blueprint())
     app.register_blueprint(create_control_blueprint())
-    app.register_blueprint(emulator.identity.blueprint())
-    app.register_blueprint(emulator.identity.control_blueprint(), url_prefix="/_emulator/identity")
+    app.register_blueprint(identity_blueprint(emulator.identity))
+    app.register_blueprint(control_blueprint(emulator.identity), url_prefix="/_emulator/identity")
     return app

@@ -15,6 +15,7 @@ from emulator import calendars, events
 from emulator.calendars import Calendar
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.faults import parse_config
+from emulator.identity import DEV_CLIENT_ID
 from emulator.limits import parse_limits
 
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
@@ -276,8 +277,6 @@ def create_control_blueprint() -> Blueprint:
 
 def token_claims(em, data: dict) -> dict:
     """Claims like the identity platform's for a user (delegated) or an app (client credentials) token."""
-    from emulator.identity import DEV_CLIENT_ID
-
     client_id = data.get("client_id", DEV_CLIENT_ID)
     lifetime = _number(data, "lifetime_seconds", 3599, 1, 86_400 * 2)
     if not isinstance(client_id, str) or not client_id:

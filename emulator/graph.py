@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from emulator import calendars, events
 from emulator.calendars import Calendar
 from emulator.errors import GraphError, bad_request, error_response
+from emulator.identity import InvalidToken
 from emulator.state import item_not_found
 from emulator.subscriptions import Caller
 
@@ -54,8 +55,6 @@ def _out_tz() -> str | None:
 
 def authenticate() -> Caller:
     """The caller of this request from its Bearer token (verified once per request); 401 otherwise."""
-    from emulator.identity import InvalidToken
-
     if "caller" in g:
         return g.caller
     header = request.headers.get("Authorization", "")

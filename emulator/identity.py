@@ -2,7 +2,7 @@
 
 `Identity` keeps every piece of state (pending sign-ins, codes, refresh tokens, consents) behind one
 lock and reads time only from the injected clock, so tests can advance it. The HTTP surface lives in
-`emulator.identity_web`; `Identity.blueprint()` and `Identity.control_blueprint()` build it.
+`emulator.identity_web` (`identity_blueprint(identity)`, `control_blueprint(identity)`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from flask import Blueprint
 
 from service.config import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
@@ -323,18 +322,6 @@ class Identity:
         self.code_seconds = DEFAULT_CODE_SECONDS
 
     # ----- HTTP surface -------------------------------------------------------------------
-
-    def blueprint(self) -> Blueprint:
-        """The identity endpoints, to mount at the server root."""
-        from emulator.identity_web import identity_blueprint
-
-        return identity_blueprint(self)
-
-    def control_blueprint(self) -> Blueprint:
-        """Test controls, to mount at /_emulator/identity behind the control secret."""
-        from emulator.identity_web import control_blueprint
-
-        return control_blueprint(self)
 
     # ----- keys and tokens ----------------------------------------------------------------
 

@@ -5,7 +5,7 @@ honcho's process manager, their output prefixed by name. Ctrl-C or SIGTERM stops
 any still running five seconds later), and so does any one of them exiting, as on a platform that runs
 the Procfile. Their metrics meet in PROMETHEUS_MULTIPROC_DIR (``var/prometheus`` unless set), emptied
 before they start. Without MONGODB_URI the in-memory store cannot be shared between processes, so
-``calsync dev`` runs everything in one process instead (``service.devserver``).
+``calsync dev`` runs everything in one process instead (``service.cli.devserver``).
 """
 
 from __future__ import annotations

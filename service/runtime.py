@@ -1,7 +1,7 @@
 """The composition root: one process's clients (MongoDB, Redis, HTTP, mail), built lazily from Settings.
 
 Only the adapters use a Runtime: the Flask app (``app.extensions["calsync"]``), the RQ entry points
-(``service.workers.jobs``, through ``service.workers.context``), the scheduler and the CLI. They take
+(``service.workers.jobs``, through ``service.runtime``), the scheduler and the CLI. They take
 from it the collaborators each domain function needs and pass them explicitly; domain modules never
 import this one. In embedded mode (no MONGODB_URI) the in-memory store exists only inside one process,
 so ``calsync dev`` builds one Runtime and gives it to every thread.
@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 
 from service import store
 from service.config import Settings
-from service.connections import Connections
+from service.connections.lifecycle import Connections
 from service.embedded import start_embedded_redis
 from service.graph import GraphClient
 from service.identity.idtoken import IdTokens
@@ -190,3 +190,28 @@ def combined_ca_bundle(settings: Settings) -> str:
         handle.write(system.rstrip() + "\n" + extra)
     os.replace(temporary, target)
     return str(target)
+
+
+# ------------------------------------------------------------------ the process's installed Runtime
+# ``rq worker -w service.workers.worker.Worker`` builds one from the environment when it starts (so a bad
+# setting stops the worker at boot, not at its first job); ``calsync dev`` and the tests install theirs.
+# There is no fallback: a job run where none was installed fails with a message saying how to start it.
+
+_installed: Runtime | None = None
+
+
+class NoRuntime(RuntimeError):
+    """A calsync job ran in a process that did not install a Runtime."""
+
+
+def install(runtime: Runtime | None) -> None:
+    global _installed
+    _installed = runtime
+
+
+def current() -> Runtime:
+    """The Runtime this process's RQ entry points use."""
+    if _installed is None:
+        raise NoRuntime("no calsync runtime in this process: run workers with "
+                        "`rq worker -w service.workers.worker.Worker ...` (see the Procfile)")
+    return _installed

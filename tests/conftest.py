@@ -26,17 +26,16 @@ import redis
 import time_machine
 from werkzeug.serving import make_server
 
-from service import create_app, store
+from emulator.testing import running_emulator
+from service import store
+from service.app import create_app
 from service.config import Settings
 from service.embedded import start_embedded_redis
-from service.runtime import Runtime
-from service.workers import context
+from service.runtime import Runtime, install
 from service.workers.inprocess import work_burst
 from tests.support.loopback import free_port
 from tests.support.secantus import MongoServer, start_secantus
-
-OPS_TOKEN = "test-ops-token-0123456789abcdef"
-
+from tests.support.serving import OPS_TOKEN, Deferred
 
 # --- The clock: CALSYNC_TEST_NOW runs the whole session from another instant --------------------------
 
@@ -181,7 +180,7 @@ class _Handler:
 def _smtp_server() -> Iterator[Inbox]:
     from aiosmtpd.controller import Controller
 
-    inbox = Inbox("127.0.0.1", _free_port())
+    inbox = Inbox("127.0.0.1", free_port())
     controller = Controller(_Handler(inbox), hostname=inbox.host, port=inbox.port)
     controller.start()
     yield inbox
@@ -221,9 +220,9 @@ def settings(make_settings) -> Settings:
 @pytest.fixture
 def rt(settings, db, redis_conn) -> Iterator[Runtime]:
     rt = Runtime(settings, db=db, redis_conn=redis_conn)
-    context.install(rt)   # the jobs run_jobs executes use it, as a worker's would
+    install(rt)   # the jobs run_jobs executes use it, as a worker's would
     yield rt
-    context.install(None)
+    install(None)
 
 
 @pytest.fixture
@@ -261,19 +260,8 @@ def run_jobs(redis_conn):
 @pytest.fixture
 def emulator(tmp_path):
     """The Graph + identity emulator over HTTPS on loopback, fresh for each test."""
-    from emulator.testing import running_emulator
-
     with running_emulator(tmp_path / "emulator") as handle:
         yield handle
-
-
-class _Deferred:
-    """A WSGI app filled in after the server is bound (the app's settings need the port)."""
-
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
 
 
 @dataclass
@@ -296,12 +284,12 @@ def make_stack(emulator, make_settings, db, redis_conn, run_jobs):
 
     @contextlib.contextmanager
     def serve(**overrides) -> Iterator[Stack]:
-        holder = _Deferred()
+        holder = Deferred()
         server = make_server("127.0.0.1", 0, holder, threaded=True)
         url = f"http://127.0.0.1:{server.server_port}"
         settings = make_settings(public_url=url, **emulator.settings_overrides(), **overrides)
         rt = Runtime(settings, db=db, redis_conn=redis_conn)
-        context.install(rt)
+        install(rt)
         holder.app = create_app(runtime=rt)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -310,7 +298,7 @@ def make_stack(emulator, make_settings, db, redis_conn, run_jobs):
         finally:
             server.shutdown()
             thread.join(timeout=5)
-            context.install(None)
+            install(None)
 
     return serve
 
@@ -322,7 +310,6 @@ def stack(make_stack) -> Iterator[Stack]:
         yield served
 
 
-_free_port = free_port   # tests import it from here
 
 
 def read_fixture(name: str) -> str:

@@ -18,13 +18,13 @@ from urllib.parse import urlencode
 import requests
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
-from service import mydata
 from service.auth import signin
-from service.csrf import CSRFError
+from service.connections import export as mydata
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.runtime import Runtime
 from service.store import tenants, users
 from service.store.records import User
+from service.web.csrf import CSRFError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__, template_folder="templates")

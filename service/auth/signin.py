@@ -1,5 +1,5 @@
 """Finishing a sign-in: redeem the code (PKCE), verify the id token, read /me, and hand the verified
-connection to ``service.connections``."""
+connection to ``service.connections.lifecycle``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import msal
 import requests
 
 from service.config import Settings
-from service.connections import Connected, Connections
+from service.connections.lifecycle import Connected, Connections
 from service.graph import GraphClient, GraphError
 from service.identity import idtoken
 from service.identity.msal_app import SCOPES, build_app

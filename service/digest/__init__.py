@@ -1,1 +1,2 @@
-"""People insights: the directory, tips, daily digests, top collaborators, meeting dashboards and API."""
+"""The daily digest and the meeting prep mail: when each is due (plan, schedule, tick), what it says
+(build, render), sending it exactly once (send, prep), its signed links, and the pages they open."""

@@ -7,13 +7,13 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from service import timezones
-from service.digest import schedule
-from service.digest.collaborators import Collaborator
-from service.digest.matching import Directory, Match, match_attendees, self_emails, user_response
-from service.digest.meetings import subject_of
-from service.digest.org import Organization
-from service.digest.people import style_label, styles
-from service.digest.tips import Tip, tips_for
+from service.insights import days
+from service.insights.collaborators import Collaborator
+from service.insights.matching import Directory, Match, match_attendees, self_emails, user_response
+from service.insights.meetings import subject_of
+from service.insights.org import Organization
+from service.insights.people import style_label, styles
+from service.insights.tips import Tip, tips_for
 from service.store import as_utc
 from service.store.records import User
 
@@ -25,7 +25,7 @@ class AttendeeView:
     matched: bool
     styles: list[str]            # human labels, e.g. "DISC D (Dominance)"
     tips: list[Tip]
-    external: bool = False       # outside the user's organization (service.digest.org)
+    external: bool = False       # outside the user's organization (service.insights.org)
 
 
 class SplitsAttendees:
@@ -66,7 +66,7 @@ class Digest:
     meetings: list[MeetingView]
     all_day: list[MeetingView]
     meet_most: list[Collaborator] = field(default_factory=list)
-    coaching: list = field(default_factory=list)    # service.digest.coaching.Suggestion, filled in by the sender
+    coaching: list = field(default_factory=list)    # service.insights.coaching.Suggestion, filled in by the sender
     settings_link: str | None = None
     unsubscribe_link: str | None = None
 
@@ -93,7 +93,7 @@ def on_day(event: dict, zone: ZoneInfo, day: date) -> bool:
     if event.get("is_all_day"):
         first, end = all_day_dates(event, zone)
         return first <= day < end
-    start, end = schedule.day_bounds(zone, day)
+    start, end = days.day_bounds(zone, day)
     return as_utc(event["start"]) < end and as_utc(event["end"]) > start
 
 
@@ -115,7 +115,7 @@ def build_digest(
     org: Organization | None = None,
 ) -> Digest:
     """The digest for ``user`` on local ``day``: meetings in local time, attendees with tips."""
-    zone = zone or schedule.user_zone(user)
+    zone = zone or days.user_zone(user)
     me = self_emails(user, directory)
     my_styles = styles(directory.person(user.email))
     meetings, all_day = [], []

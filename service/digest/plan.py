@@ -13,6 +13,7 @@ from datetime import date, datetime
 from pymongo.database import Database
 
 from service.digest import schedule
+from service.insights import days
 from service.store import users as users_store
 from service.store import utcnow
 from service.store.records import User
@@ -27,7 +28,7 @@ def next_for(user: User, default_time: str, now: datetime, last_date: date | Non
     """(local date, UTC instant) of the user's next digest after ``last_date``, or None if they get none."""
     if not eligible(user):
         return None
-    return schedule.next_send(schedule.user_zone(user), schedule.send_time(user, default_time), now, last_date,
+    return schedule.next_send(days.user_zone(user), schedule.send_time(user, default_time), now, last_date,
                               user.digest.days)
 
 
@@ -59,7 +60,7 @@ def advance(db: Database, user: User, default_time: str, now: datetime) -> date 
                                        *(following or (None, None)))
     if not taken or following is None or due_date is None or due_date.weekday() not in user.digest.days:
         return None   # (a day planned before the user left it out of their digest days is not sent)
-    return due_date if due_date >= now.astimezone(schedule.user_zone(user)).date() else None
+    return due_date if due_date >= now.astimezone(days.user_zone(user)).date() else None
 
 
 def backfill(db: Database, default_time: str, now: datetime | None = None) -> int:

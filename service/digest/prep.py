@@ -25,21 +25,22 @@ from pymongo.database import Database
 from redis import Redis
 from rq.exceptions import DuplicateJobError
 
+from service import queues
 from service.config import Settings
-from service.digest import links, meetings, org, schedule
+from service.digest import links
 from service.digest.build import AttendeeView, SplitsAttendees, attendee_view
-from service.digest.dashboard import style_counts
-from service.digest.matching import Directory, Match, attendee_emails, match_attendees, self_emails, user_response
-from service.digest.people import frameworks, styles
 from service.digest.render import environment
-from service.digest.tips import group_notes, size_notes
+from service.insights import days, meetings, org
+from service.insights.dashboard import style_counts
+from service.insights.matching import Directory, Match, attendee_emails, match_attendees, self_emails, user_response
+from service.insights.people import frameworks, styles
+from service.insights.tips import group_notes, size_notes
 from service.mail import Mailer
 from service.store import as_utc, exclusions, utcnow
 from service.store import events as events_store
 from service.store import preps as preps_store
 from service.store import users as users_store
 from service.store.records import PREP_MINUTES, PrepMeetings, User
-from service.workers import queues
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
             organization: org.Organization, record_id: str) -> PrepMail:
     """The prep mail for one meeting: attendees (inside, then outside the organization) with their styles
     and tips, the style mix's notes and a tip for the meeting's size."""
-    zone = schedule.user_zone(user)
+    zone = days.user_zone(user)
     me = self_emails(user, directory)
     my_styles = styles(directory.person(user.email))
     start = as_utc(event["start"])

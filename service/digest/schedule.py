@@ -1,11 +1,10 @@
-"""When a digest is due, and what a local day is in UTC: pure functions of (zone, clock time, now)."""
+"""When a digest is due: pure functions of (zone, clock time, now)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from service import timezones
 from service.store.records import User
 
 
@@ -19,20 +18,8 @@ def parse_clock(value: str | None, default: str = "06:30") -> time:
     return time(6, 30)
 
 
-def user_zone(user: User) -> ZoneInfo:
-    """The user's zone: their setting or the sync's inference (IANA or Windows), else UTC."""
-    return timezones.zone(user.time_zone or user.graph_time_zone)
-
-
 def send_time(user: User, default: str) -> time:
     return parse_clock(user.digest.time, default)
-
-
-def day_bounds(zone: ZoneInfo, day: date) -> tuple[datetime, datetime]:
-    """[start, end) of a local day as aware datetimes in ``zone`` (23 or 25 hours long on DST days)."""
-    start = datetime.combine(day, time(0), tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-    return start, end
 
 
 def send_instant(zone: ZoneInfo, send_at: time, day: date) -> datetime:

@@ -13,14 +13,15 @@ from datetime import UTC, date, datetime, timedelta
 from pymongo.database import Database
 from redis import Redis
 
+from service import outbox
 from service.config import Settings
-from service.digest import coaching, links, meetings, org, schedule
+from service.digest import links
 from service.digest.build import Digest, build_digest
-from service.digest.collaborators import top_collaborators
-from service.digest.matching import Directory, attendee_emails
 from service.digest.render import message
+from service.insights import coaching, days, meetings, org
+from service.insights.collaborators import top_collaborators
+from service.insights.matching import Directory, attendee_emails
 from service.mail import Mailer
-from service.outbound import outbox
 from service.store import digests as digests_store
 from service.store import users as users_store
 from service.store import utcnow
@@ -33,8 +34,8 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
             record: bool = True) -> Digest:
     """Build a user's digest for a local day from the stores, links included (``record``: the coaching tips
     shown count as shown; a preview passes False)."""
-    zone = schedule.user_zone(user)
-    start, end = schedule.day_bounds(zone, day)
+    zone = days.user_zone(user)
+    start, end = days.day_bounds(zone, day)
     # A day either side catches all-day events stored at another zone's midnight.
     events = meetings.in_window(db, user.id, (start - timedelta(days=1)).astimezone(UTC),
                                 (end + timedelta(days=1)).astimezone(UTC))

@@ -30,17 +30,15 @@ import requests
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks
+from service import locks, outbox, queues
 from service.config import Settings
 from service.graph import GraphClient
 from service.identity import crypto
 from service.identity.msal_app import RECONNECT_ERRORS, SCOPES, build_app
 from service.mailbox import MailboxGate
-from service.outbound import outbox
 from service.store import tokens as token_store
 from service.store import users
 from service.store.records import ConnectionStatus
-from service.workers import queues
 
 log = logging.getLogger(__name__)
 

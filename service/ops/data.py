@@ -9,11 +9,11 @@ import logging
 
 from flask import Blueprint, Response, current_app
 
-from service import mydata
-from service.csrf import csrf
+from service.connections import export as mydata
 from service.ops.routes import ops_required
 from service.store import as_utc, users
 from service.store import calendars as calendar_store
+from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
 

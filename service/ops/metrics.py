@@ -18,11 +18,12 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from rq import Worker
 
-from service import health, metrics, store
-from service.csrf import csrf
+from service import metrics, store
 from service.ops import queues as queue_health
 from service.ops.routes import EXPIRING_SOON, ops_required
 from service.store import ops as ops_store
+from service.web import health
+from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from datetime import datetime
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from service import inputs
-from service.csrf import csrf
+from service import inputs, outbox
 from service.ops.routes import ops_required
-from service.outbound import endpoints, outbox
+from service.outbound import endpoints
 from service.store import outbound as store
+from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from redis import Redis
 from rq import Worker
 from rq.registry import FailedJobRegistry
 
-from service.workers import queues
+from service import queues
 
 
 def queue_health(connection: Redis) -> list[dict]:

@@ -10,14 +10,14 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from service import cursors, health, inputs, store
-from service.csrf import CSRFError, csrf
+from service import cursors, inputs, queues, store
 from service.ops import queues as queue_health
 from service.store import ops as ops_store
 from service.store import users
 from service.store.records import SubscriptionStatus
 from service.sync.requests import request_sync
-from service.workers import queues
+from service.web import health
+from service.web.csrf import CSRFError, csrf
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
 csrf.exempt(bp)  # the same URLs serve bearer-token scripts; session requests are checked in ops_required

@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from pymongo.database import Database
 from redis import Redis
 
+from service import outbox
 from service.config import Settings
 from service.identity import crypto
-from service.outbound import http, outbox, signing
+from service.outbound import http, signing
 from service.store import as_utc, utcnow
 from service.store import outbound as store
 

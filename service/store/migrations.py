@@ -1,4 +1,4 @@
-"""Which data migrations have run: ``{_id: name, changed, finished_at}`` (see ``service.migrations``)."""
+"""Which data migrations have run: ``{_id: name, changed, finished_at}`` (see ``service.cli.migrations``)."""
 
 from __future__ import annotations
 

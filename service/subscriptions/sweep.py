@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from pymongo.database import Database
 from redis import Redis
 
+from service import queues
 from service.config import Settings
 from service.store import subscriptions as store
 from service.store import users
-from service.workers import queues
 
 log = logging.getLogger(__name__)
 

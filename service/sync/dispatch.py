@@ -25,8 +25,8 @@ import uuid
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from service import queues
 from service.sync.requests import PENDING_KEY, SYNC_RETRY, rescue_stranded
-from service.workers import queues
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Retry
 from rq.job import Job
 
-from service.workers import queues
+from service import queues
 
 DIRTY_KEY = "calsync:dirty:{user_id}"
 DELETING_KEY = "calsync:deleting:{user_id}"     # set while a user's data is being deleted: no sync writes

@@ -21,11 +21,10 @@ from enum import StrEnum
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks
+from service import locks, outbox
 from service.config import Settings
 from service.graph import GraphClient, GraphError, Throttled, Unauthorized
 from service.identity.tokens import ReconnectRequired, require_reconnect
-from service.outbound import outbox
 from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow

@@ -17,10 +17,9 @@ from datetime import datetime
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks
+from service import locks, outbox
 from service.config import Settings
 from service.identity.jwks import SigningKeys
-from service.outbound import outbox
 from service.store import events, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.subscriptions.certificate import KeyPair, load_keypair

@@ -5,7 +5,7 @@ session, no CSRF, no template, no URL building. Measured in-process (5,000 POSTs
 request context, session, before/after hooks and Response object cost about 190 us of a 340 us POST; the
 Redis round trip that makes "202" mean "in Redis" about 55 us. Here the POST takes 152 us.
 
-This path does what those hooks do for these two routes, with the same helpers (``service.middleware``:
+This path does what those hooks do for these two routes, with the same helpers (``service.web.middleware``:
 request id, security headers, metrics, the access line) and the same answer (``routes.answer_post``), and
 hands every other request to Flask: handshakes (any query string), other methods, other paths.
 """
@@ -19,7 +19,8 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_content_length, get_input_stream
 
-from service import logs, metrics, middleware
+from service import logs, metrics
+from service.web import middleware
 from service.webhooks import receiver, routes
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class FastWebhooks:
         try:
             return routes.answer_post(self.runtime, receive, lifecycle=lifecycle, route=label,
                                       content_length=get_content_length(environ), read=stream.read)
-        except BadRequest as exc:           # the body could not be read (service.bodies)
+        except BadRequest as exc:           # the body could not be read (service.web.bodies)
             return exc.description or "bad request", 400, None
         except Exception:
             log.exception("webhook POST failed")

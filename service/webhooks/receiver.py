@@ -20,6 +20,7 @@ from pymongo.database import Database
 from redis import Redis
 from rq.job import Job
 
+from service import queues
 from service.store import utcnow
 from service.subscriptions import mirror
 from service.subscriptions.lifecycle import LIFECYCLE_PENDING, LIFECYCLE_PENDING_TTL
@@ -43,7 +44,6 @@ from service.webhooks.notifications import (
     Verdict,
     verify,
 )
-from service.workers import queues
 
 log = logging.getLogger(__name__)
 

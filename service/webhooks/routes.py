@@ -15,7 +15,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from service import metrics
-from service.csrf import csrf
+from service.web.csrf import csrf
 from service.webhooks import receiver
 from service.webhooks.notifications import BadPayload, parse_collection, validation_token
 

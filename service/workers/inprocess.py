@@ -16,8 +16,8 @@ from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
+from service import queues
 from service.sync import dispatch
-from service.workers import queues
 from service.workers.observe import ObservedJobs
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Every RQ entry point: primitive arguments in, the process's Runtime wired into one domain call, the
 outcome out as a string (RQ's result). Exceptions go to RQ, for its retries and failed registry.
 
-Domain code enqueues these by the names in ``service.workers.queues``, so nothing below imports this
+Domain code enqueues these by the names in ``service.queues``, so nothing below imports this
 module; it is the top of the dependency graph beside the web app.
 """
 
@@ -13,25 +13,24 @@ from datetime import datetime
 
 from rq import get_current_job
 
-from service.digest import jobs as digests
+from service import outbox, runtime
 from service.digest import plan as digest_plan
 from service.digest import prep
 from service.digest import send as digest_send
+from service.digest import tick as digests
 from service.outbound import delivery as outbound_delivery
-from service.outbound import outbox
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import requests as sync_requests
 from service.sync import runner, sweeps
 from service.webhooks import apply, rich
-from service.workers import context
 
 log = logging.getLogger(__name__)
 
 
 def ping(value: str) -> str:
     """A no-op job used by health checks and the Procfile worker test."""
-    context.current().redis.set(f"calsync:ping:{value}", "pong", ex=300)
+    runtime.current().redis.set(f"calsync:ping:{value}", "pong", ex=300)
     return value
 
 
@@ -39,7 +38,7 @@ def ping(value: str) -> str:
 
 def sync_user(user_id: str) -> str:
     """Bring one user's stored events in line with Graph."""
-    rt = context.current()
+    rt = runtime.current()
     job = get_current_job()
     retried = job is not None and job.retries_left is not None and job.retries_left < sync_requests.SYNC_RETRY.max
     try:
@@ -54,57 +53,57 @@ def sync_user(user_id: str) -> str:
 
 
 def reconcile_sweep() -> int:
-    rt = context.current()
+    rt = runtime.current()
     return sweeps.reconcile(rt.db, rt.redis, rt.settings, utcnow())
 
 
 def window_roll_sweep() -> int:
-    rt = context.current()
+    rt = runtime.current()
     return sweeps.window_roll(rt.db, rt.redis, rt.settings, utcnow())
 
 
 def calendar_poll_sweep() -> int:
     """Calendars the mailbox subscription may not cover (shared copies, secondary ones) are read anyway."""
-    rt = context.current()
+    rt = runtime.current()
     return sweeps.polled_calendars(rt.db, rt.redis, utcnow())
 
 
 def retention_sweep() -> int:
     """Daily: forget events that ended more than CALSYNC_RETENTION_DAYS ago."""
-    rt = context.current()
+    rt = runtime.current()
     return sweeps.retention(rt.db, rt.settings, utcnow())
 
 
 # ------------------------------------------------------------------ behind the webhook
 
 def apply_rich(user_id: str, items: list[dict], tokens: list[str]) -> str:
-    rt = context.current()
+    rt = runtime.current()
     keys = rt.signing_keys.at(rich.jwks_url(rt.settings))
     return apply.apply_rich(rt.db, rt.redis, rt.settings, keys, user_id, items, tokens)
 
 
 def record_notification(user_id: str, subscription_id: str, at_iso: str) -> None:
-    apply.record_notification(context.current().db, user_id, subscription_id, datetime.fromisoformat(at_iso))
+    apply.record_notification(runtime.current().db, user_id, subscription_id, datetime.fromisoformat(at_iso))
 
 
 # ------------------------------------------------------------------ subscriptions
 
 def ensure_subscription(user_id: str) -> str | None:
     """Create (or replace) the user's subscription; its id, or None when the user cannot have one."""
-    subscription = context.current().subscriptions.ensure(user_id)
+    subscription = runtime.current().subscriptions.ensure(user_id)
     return subscription.id if subscription else None
 
 
 def handle_lifecycle(subscription_id: str, lifecycle_event: str) -> str:
-    return str(context.current().subscriptions.handle_lifecycle(subscription_id, lifecycle_event))
+    return str(runtime.current().subscriptions.handle_lifecycle(subscription_id, lifecycle_event))
 
 
 def renew_subscription(subscription_id: str) -> str:
-    return str(context.current().subscriptions.renew(subscription_id))
+    return str(runtime.current().subscriptions.renew(subscription_id))
 
 
 def renewal_sweep(now_iso: str | None = None) -> dict:
-    rt = context.current()
+    rt = runtime.current()
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
     return sweep.renewal_sweep(rt.db, rt.redis, rt.settings, now)
 
@@ -113,34 +112,34 @@ def renewal_sweep(now_iso: str | None = None) -> dict:
 
 def purge_user_data(user_id: str) -> dict:
     """Finish deleting a user's data once the sync that held their lock has stopped."""
-    return context.current().connections.purge(user_id)
+    return runtime.current().connections.purge(user_id)
 
 
 def send_reconnect_mail(user_id: str) -> bool:
-    return context.current().connections.send_reconnect_mail(user_id)
+    return runtime.current().connections.send_reconnect_mail(user_id)
 
 
 def digest_tick() -> int:
     """Scheduler entry point (every minute)."""
-    rt = context.current()
+    rt = runtime.current()
     return digests.tick(rt.db, rt.redis, rt.settings, utcnow())
 
 
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
-    rt = context.current()
+    rt = runtime.current()
     return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
 
 
 def prep_tick() -> int:
     """Scheduler entry point (every minute): the meeting preps due now become send_prep jobs."""
-    rt = context.current()
+    rt = runtime.current()
     return prep.tick(rt.db, rt.redis, utcnow())
 
 
 def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
     """Send one meeting's prep mail; safe to retry or run twice."""
-    rt = context.current()
+    rt = runtime.current()
     return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
 
 
@@ -156,11 +155,11 @@ def _prep_due(rt):
 
 def deliver_webhook(delivery_id: str) -> str:
     """One attempt at one outbound delivery; its retries are scheduled by the attempt itself, not RQ's."""
-    rt = context.current()
+    rt = runtime.current()
     return outbound_delivery.attempt(rt.db, rt.redis, rt.settings, rt.ssl_context, delivery_id)
 
 
 def outbox_sweep() -> dict:
     """Scheduler entry point (every minute): late deliveries queued again, endpoints failing 3 days paused."""
-    rt = context.current()
+    rt = runtime.current()
     return outbound_delivery.sweep(rt.db, rt.redis)

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from service import locks
-from service.workers import queues
+from service import locks, queues
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ LEASE_SECONDS = 30
 class Periodic:
     name: str
     every_seconds: int
-    func: str          # a job name from service.workers.queues
+    func: str          # a job name from service.queues
     queue: str
 
 

@@ -30,8 +30,7 @@ from rq.worker import BaseWorker
 
 from service.config import ConfigError, Settings
 from service.logs import configure
-from service.runtime import Runtime
-from service.workers import context
+from service.runtime import Runtime, install
 from service.workers.observe import ObservedJobs
 
 # RQ moves scheduled jobs (retries, throttled and re-checked syncs) onto their queues from one worker, the
@@ -53,7 +52,7 @@ class Worker(ObservedJobs, SimpleWorker):
             print(f"calsync: configuration error: {exc}", file=sys.stderr)  # noqa: T201
             raise SystemExit(2) from None
         configure(settings)
-        context.install(Runtime(settings))
+        install(Runtime(settings))
         super().__init__(*args, **kwargs)
 
     def perform_job(self, job, queue, execution) -> bool:

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 DOC_URL = "/api/openapi.json"
 BASE = "urn:calsync-api"     # the document, registered so that its components' $refs resolve

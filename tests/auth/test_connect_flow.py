@@ -6,8 +6,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import pytest
 
 from service.identity import crypto
+from service.queues import ENSURE_SUBSCRIPTION, SUBSCRIPTIONS, get_queue
 from service.store import users
-from service.workers.queues import ENSURE_SUBSCRIPTION, SUBSCRIPTIONS, get_queue
 from tests.support.connect import (
     browser_session,
     connect_session,

@@ -23,20 +23,14 @@ import requests
 from rq import Worker
 
 from emulator.testing import running_emulator
-from service import demo
+from service.cli import demo
 from service.config import Settings
 from service.sync import rounds
-from tests.conftest import OPS_TOKEN
-from tests.support.chaos import RedisServer, Supervisor, TcpProxy, free_port
+from tests.support.chaos import USERS, RedisServer, Supervisor, TcpProxy, free_port
 from tests.support.clock import digest_due_today, midday_zone
 from tests.support.connect import emulated_user
+from tests.support.serving import OPS_TOKEN
 from tests.support.topology import Topology, active, differences, environment, ready, wait_until
-
-LONG = os.environ.get("CALSYNC_CHAOS") == "long"
-USERS = 50 if LONG else 3
-CHANGES = 5000 if LONG else 240
-KILL_EVERY = 30.0 if LONG else 3.0
-STORM_SECONDS = 30.0 if LONG else 3.0   # a 429 storm lasts at least this long
 
 
 @dataclass

@@ -31,10 +31,10 @@ from rq import Worker
 from service.config import SECRET_FIELDS, Settings
 from service.identity import crypto
 from service.store import digests
-from tests.chaos.conftest import CHANGES, KILL_EVERY, LONG, STORM_SECONDS, USERS
-from tests.conftest import OPS_TOKEN
 from tests.support.calendars import Calendar
+from tests.support.chaos import CHANGES, KILL_EVERY, LONG, STORM_SECONDS, USERS
 from tests.support.clock import local_today
+from tests.support.serving import OPS_TOKEN
 from tests.support.topology import active, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.wire]

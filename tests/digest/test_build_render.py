@@ -4,10 +4,10 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from service.digest.build import build_digest
-from service.digest.collaborators import Collaborator
-from service.digest.matching import Directory, attendee_emails
 from service.digest.render import render_html, render_text
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from service.insights.collaborators import Collaborator
+from service.insights.matching import Directory, attendee_emails
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 DAY = date(2026, 3, 8)  # spring-forward day in New York
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from service import queues
 from service.digest import prep
 from service.store import exclusions, tenants
 from service.store import preps as preps_store
 from service.store import users as users_store
-from service.workers import queues
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 NOW = datetime(2026, 7, 1, 8, 50, tzinfo=UTC)
 NINE = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from service.digest import prep
 from service.store import preps as preps_store
 from service.store import users as users_store
-from tests.digest.factories import add_people
 from tests.support.connect import connect_user, emulated_user
+from tests.support.factories import add_people
 
 
 def _when(start: datetime) -> dict:

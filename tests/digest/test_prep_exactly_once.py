@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from service import queues
 from service.digest import prep
 from service.store import preps as preps_store
-from service.workers import queues
 from service.workers.scheduler import LAST_RUN_KEY, PERIODIC, Scheduler
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))

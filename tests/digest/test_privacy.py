@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.digest import links, meetings, send
-from service.digest.collaborators import top_collaborators
+from service.digest import links, send
+from service.insights import meetings
+from service.insights.collaborators import top_collaborators
 from service.store import events as events_store
 from service.store import exclusions
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 DAY = datetime(2026, 7, 1, tzinfo=UTC)
 SECRET = "Acquisition of Fabrikam"

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.digest.schedule import day_bounds, next_send, parse_clock, send_instant, send_time, user_zone
+from service.digest.schedule import next_send, parse_clock, send_instant, send_time
+from service.insights.days import day_bounds, user_zone
 from service.store.records import WEEKDAYS, DigestSettings, User
 
 SEND = time(6, 30)

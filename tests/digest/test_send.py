@@ -4,11 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.digest import jobs, send
+from service import queues
+from service.digest import send
+from service.digest import tick as jobs
 from service.store import digests as digests_store
 from service.store import users as users_store
-from service.workers import queues
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 
 def deliver(rt, user_id: str, local_date: str, now=None) -> str:

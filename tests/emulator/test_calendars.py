@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.testing import ControlError
-from tests.emulator.conftest import event_body, query
-from tests.emulator.test_graph_reads import assert_graph_error
-from tests.emulator.test_notifications import subscribe
-from tests.emulator.test_subscriptions import sub_body
+from tests.support.emulated import assert_graph_error, event_body, query, sub_body, subscribe
 
 WINDOW = {"startDateTime": "2030-03-01T00:00:00Z", "endDateTime": "2030-04-01T00:00:00Z"}
 CALENDAR_KEYS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.emulator.conftest import event_body, query
+from tests.support.emulated import event_body, query
 
 WINDOW = {"startDateTime": "2030-03-01T00:00:00Z", "endDateTime": "2030-04-01T00:00:00Z"}
 

@@ -6,7 +6,7 @@ import msal
 import requests
 
 from service.config import DEV_CLIENT_ID, DEV_CLIENT_SECRET
-from tests.emulator.conftest import event_body
+from tests.support.emulated import event_body
 
 REDIRECT = "http://localhost:8000/auth/callback"
 CONSENT_REDIRECT = "http://localhost:8000/admin/consent/callback"

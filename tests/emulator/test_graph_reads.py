@@ -8,20 +8,10 @@ import pytest
 import requests
 
 from emulator.testing import ControlError
-from tests.emulator.conftest import PT, event_body
+from tests.support.emulated import PT, assert_graph_error, event_body
 
 SEVEN_DIGITS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}$")
 OFFSET_7 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
-
-
-def assert_graph_error(response: requests.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert {"request-id", "date"} <= set(body["error"]["innerError"])
-    return body
 
 
 def test_me_and_users_have_graph_user_shape(world):

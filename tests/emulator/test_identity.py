@@ -19,6 +19,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from emulator.identity import AppRegistry, Identity, InvalidToken, redirect_uri_matches
+from emulator.identity_web import control_blueprint, identity_blueprint
 from emulator.tls import make_tls_files
 from service.config import DEV_CLIENT_ID, DEV_CLIENT_SECRET
 
@@ -117,8 +118,8 @@ def server(tls) -> Iterator[Server]:
     clock = TestClock()
     identity = Identity(clock, Directory([ALICE, BOB, CAROL]), AppRegistry.default())
     app = Flask(__name__)
-    app.register_blueprint(identity.blueprint())
-    app.register_blueprint(identity.control_blueprint(), url_prefix="/_emulator/identity")
+    app.register_blueprint(identity_blueprint(identity))
+    app.register_blueprint(control_blueprint(identity), url_prefix="/_emulator/identity")
     httpd = make_server("127.0.0.1", 0, app, threaded=True, ssl_context=context)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -9,7 +9,7 @@ import pytest
 
 from emulator.identity import DEV_CLIENT_ID
 from emulator.testing import ControlError
-from tests.emulator.test_graph_reads import assert_graph_error
+from tests.support.emulated import assert_graph_error
 
 CONCURRENCY_MESSAGE = "Application is over its MailboxConcurrency limit."
 

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.emulator.conftest import event_body
-from tests.emulator.test_subscriptions import sub_body
-
-
-def subscribe(world, receiver, **extra) -> dict:
-    response = world.ada_graph.post("/subscriptions", sub_body(receiver, **extra))
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.support.emulated import event_body, subscribe
 
 
 def test_notification_shape_and_batching(world, receiver, emu):

@@ -17,8 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
 
-from tests.emulator.conftest import event_body
-from tests.emulator.test_subscriptions import iso
+from tests.support.emulated import event_body, iso
 
 CHANGE_TRACKING = "0bf30f3b-4a52-48df-9a82-234910c4a086"
 

@@ -7,18 +7,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.emulator.conftest import event_body
-
-
-def iso(minutes: float, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
-    return (now + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
-
-
-def sub_body(receiver, **extra) -> dict:
-    return {"changeType": "created,updated,deleted", "notificationUrl": f"{receiver.url}/notify?tenant=x",
-            "lifecycleNotificationUrl": f"{receiver.url}/lifecycle", "resource": "me/events",
-            "expirationDateTime": iso(4000), "clientState": "s3cret", **extra}
+from tests.support.emulated import event_body, iso, sub_body
 
 
 def test_create_performs_the_handshake_on_both_urls(world, receiver):

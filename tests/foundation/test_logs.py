@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from service import create_app, logs
+from service import logs, queues
+from service.app import create_app
 from service.config import ConfigError, Settings
 from service.runtime import Runtime
-from service.workers import queues
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "client-secret-that-must-not-leak-0123"

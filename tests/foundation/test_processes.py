@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation.test_dev import descendants, embedded_env, free_port, running, wait_ready
+from tests.support.loopback import free_port
+from tests.support.processes import descendants, embedded_env, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_LINE = "calsync: configuration error: REDIS_URL: must be set to serve with gunicorn"

@@ -10,18 +10,10 @@ from pathlib import Path
 
 from rq import Worker
 
-from service.workers import jobs, queues
+from service import queues
+from service.workers import jobs
 from service.workers.inprocess import InProcessWorker, scheduled_forever
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def procfile_command(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        process, _, command = line.partition(":")
-        if process.strip() == name:
-            return command.strip()
-    raise AssertionError(f"no {name} line in the Procfile")
+from tests.support.processes import ROOT, procfile_command
 
 
 def test_a_worker_drains_the_queues_in_priority_order(redis_conn, rt, run_jobs):

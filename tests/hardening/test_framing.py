@@ -16,10 +16,10 @@ import hypothesis
 import pytest
 import requests
 
-from service import create_app
-from tests.conftest import OPS_TOKEN, _free_port
-from tests.hardening.conftest import LONG, make_context, seed
-from tests.support.fuzz import attacks
+from service.app import create_app
+from tests.support.fuzz import LONG, attacks, make_context, seed
+from tests.support.loopback import free_port
+from tests.support.serving import OPS_TOKEN
 from tests.support.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def status_of(answer: bytes) -> int | None:
 
 @pytest.fixture
 def gunicorn(tmp_path, mongodb_uri, redis_url, db):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("CALSYNC_") and k not in ("MONGODB_URI", "REDIS_URL")}
     env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", "PYTHONPATH": str(ROOT),

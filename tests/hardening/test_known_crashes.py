@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.hardening.conftest import CLIENT_STATE, SUBSCRIPTION_ID, USER_ID
+from tests.support.fuzz import CLIENT_STATE, SUBSCRIPTION_ID, USER_ID
 
 
 def cursor(text: str) -> str:

@@ -11,8 +11,7 @@ import time
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from tests.hardening.conftest import LONG
-from tests.support.fuzz import Attack, attacks
+from tests.support.fuzz import LONG, Attack, attacks
 
 CASES = 100_000 if LONG else 2_000
 

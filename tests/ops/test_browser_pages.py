@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from werkzeug.serving import make_server
 
-from service import create_app
+from service.app import create_app
 from service.digest import links
 from service.runtime import Runtime
-from tests.conftest import OPS_TOKEN, _Deferred
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, add_people, add_user, attendee
+from tests.support.serving import OPS_TOKEN, Deferred
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -26,7 +26,7 @@ LISTEN = ("window.__violations = [];"
 
 @pytest.fixture
 def served(make_settings, db, redis_conn):
-    holder = _Deferred()
+    holder = Deferred()
     server = make_server("127.0.0.1", 0, holder, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     rt = Runtime(make_settings(public_url=url), db=db, redis_conn=redis_conn)

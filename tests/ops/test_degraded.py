@@ -11,10 +11,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import create_app
+from service import queues
+from service.app import create_app
 from service.runtime import Runtime
-from service.workers import queues
-from tests.conftest import _free_port
+from tests.support.loopback import free_port
 
 
 def samples(text: str) -> dict:
@@ -27,7 +27,7 @@ def own_redis(tmp_path):
     """A redis-server of this test's own, on a free port, that the test may stop."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is needed (scripts/install-test-deps.sh installs it)"
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
                                 "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
@@ -80,7 +80,7 @@ def test_with_redis_stopped_health_metrics_and_the_page_name_redis(make_settings
 
 
 def test_with_mongodb_unreachable_health_metrics_and_the_page_name_mongodb(make_settings, redis_conn, ops_headers):
-    runtime = Runtime(make_settings(mongodb_uri=f"mongodb://127.0.0.1:{_free_port()}/calsync"),
+    runtime = Runtime(make_settings(mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/calsync"),
                       redis_conn=redis_conn)
     client = client_for(runtime)
 

@@ -18,8 +18,10 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.workers import jobs, queues
-from tests.conftest import OPS_TOKEN, _free_port
+from service import queues
+from service.workers import jobs
+from tests.support.loopback import free_port
+from tests.support.serving import OPS_TOKEN
 from tests.support.topology import _signal_group, _wait_for_groups, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +62,7 @@ def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_worker(tmp_path, redis_
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     env = environment(tmp_path, redis_url, metrics_dir)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
     queues.get_queue(queues.MAINTENANCE, redis_conn).enqueue(jobs.ping, "worker")

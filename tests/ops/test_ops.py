@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.workers import queues
+from service import queues
 
 NOW = datetime.now(UTC)
 

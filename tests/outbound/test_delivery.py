@@ -19,11 +19,12 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from emulator.tls import make_tls_files
-from service.outbound import delivery, endpoints, outbox
+from service import outbox
+from service.outbound import delivery, endpoints
 from service.runtime import Runtime
 from service.store import outbound as store
 from service.store import utcnow
-from tests.foundation.test_queues import ROOT, procfile_command
+from tests.support.processes import ROOT, procfile_command
 from tests.support.receiver import running_receiver
 
 

@@ -9,9 +9,10 @@ from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 from service import cli as cli_module
-from service import create_app
+from service import outbox
+from service.app import create_app
 from service.identity import crypto
-from service.outbound import delivery, http, outbox
+from service.outbound import delivery, http
 from service.outbound import endpoints as outbound_endpoints
 from service.runtime import Runtime
 from service.store import outbound as store
@@ -146,7 +147,7 @@ def test_the_ops_pages_show_endpoints_attempts_and_paused_ones(client, ops_heade
 
 
 def test_the_calsync_webhooks_command(rt, receiver, monkeypatch):
-    monkeypatch.setattr("service.outbound.cli.runtime_from_env", lambda: rt)
+    monkeypatch.setattr("service.cli.webhooks.runtime_from_env", lambda: rt)
     runner = CliRunner()
 
     added = runner.invoke(cli_module.cli, ["webhooks", "add", receiver.url, "--event", "digest.sent",

@@ -9,15 +9,16 @@ from datetime import UTC, datetime, timedelta
 from rq import Queue
 from standardwebhooks import Webhook
 
+from service import outbox, queues
 from service.digest import send
 from service.identity.tokens import require_reconnect
-from service.outbound import endpoints, outbox
+from service.outbound import endpoints
 from service.store import utcnow
 from service.store.events import MeetingChanges
 from service.subscriptions import certificate
-from service.workers import jobs, queues
-from tests.digest.factories import add_event, add_people, add_user, attendee
+from service.workers import jobs
 from tests.support.connect import connect_user, emulated_user
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 
 def payloads(receiver, secret, count):

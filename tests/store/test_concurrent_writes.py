@@ -4,28 +4,12 @@ bring back a deleted event. Run on the wire server, where the writes really inte
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from service.store import events
-from tests.store.racing import race
+from tests.support.racing import NOW, race, removed, version
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 ROUNDS = 150
-
-
-def version(graph_id: str, n: int) -> dict:
-    """A delta item of event ``graph_id`` at version ``n`` (later versions have later lastModifiedDateTime)."""
-    modified = (NOW - timedelta(hours=1) + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
-    start = {"dateTime": "2030-01-01T09:00:00.0000000", "timeZone": "UTC"}
-    end = {"dateTime": "2030-01-01T10:00:00.0000000", "timeZone": "UTC"}
-    return {"id": graph_id, "subject": f"v{n}", "start": start, "end": end, "lastModifiedDateTime": modified,
-            "changeKey": f"ck{n}", "body": {"content": "SECRET"}}
-
-
-def removed(graph_id: str) -> dict:
-    return {"id": graph_id, "@removed": {"reason": "deleted"}}
 
 
 @pytest.mark.wire

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel
 
-from service import migrations, store
+from service import store
+from service.cli import migrations
 from service.store import users
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.digest.people import import_rows
+from service.insights.people import import_rows
 from service.store import people as people_store
-from tests.store.racing import race
+from tests.support.racing import race
 
 
 def person(email: str, *aliases: str, name: str = "Someone") -> dict:

@@ -14,14 +14,14 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from service.digest import jobs as digest_jobs
 from service.digest import prep
+from service.digest import tick as digest_jobs
 from service.store import calendars, events, exclusions, init_db, ops, people, users, utcnow
 from service.store import subscriptions as subscription_store
 from service.store.records import Subscription
 from service.subscriptions import sweep as subscription_jobs
 from service.sync import sweeps
-from tests.digest.factories import add_event, add_user, attendee
+from tests.support.factories import add_event, add_user, attendee
 
 READS = ("find", "count", "distinct", "aggregate")
 

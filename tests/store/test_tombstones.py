@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pymongo
 
 from service.store import events
-from tests.store.test_concurrent_writes import removed, version
+from tests.support.racing import removed, version
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -12,6 +12,7 @@ from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
+from service import queues
 from service.graph import GraphError
 from service.runtime import Runtime
 from service.store import subscriptions as store
@@ -20,7 +21,6 @@ from service.subscriptions import sweep as jobs
 from service.subscriptions.lifecycle import Outcome
 from service.sync import dispatch
 from service.workers import jobs as worker_jobs
-from service.workers import queues
 from tests.support.connect import connect_user, emulated_user
 
 

@@ -9,6 +9,7 @@ with its data kept), a TCP proxy that cuts one process's MongoDB, and a platform
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +21,13 @@ import redis
 
 from tests.support.loopback import free_port, stop_process
 from tests.support.topology import Topology
+
+# The profile: CALSYNC_CHAOS=long runs the full sizes; the default is a short one.
+LONG = os.environ.get("CALSYNC_CHAOS") == "long"
+USERS = 50 if LONG else 3
+CHANGES = 5000 if LONG else 240
+KILL_EVERY = 30.0 if LONG else 3.0
+STORM_SECONDS = 30.0 if LONG else 3.0   # a 429 storm lasts at least this long
 
 
 class RedisServer:

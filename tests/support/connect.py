@@ -19,8 +19,8 @@ import uuid
 
 import requests
 
-from service import demo
-from service.demo import browser_session  # noqa: F401 - re-exported for tests
+from service.cli import demo
+from service.cli.demo import browser_session  # noqa: F401 - re-exported for tests
 
 
 class ConnectFailed(AssertionError):

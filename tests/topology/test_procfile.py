@@ -25,10 +25,11 @@ from rq import Worker
 from service.config import Settings
 from service.store import digests, events
 from service.sync import rounds
-from tests.conftest import OPS_TOKEN, _free_port
 from tests.support.calendars import Calendar
 from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
+from tests.support.loopback import free_port
+from tests.support.serving import OPS_TOKEN
 from tests.support.topology import Topology, active, differences, environment, ready, wait_until
 
 OPERATIONS = 500
@@ -53,7 +54,7 @@ def busy_sync_worker(topology: Topology, redis_conn, timeout: float = 20) -> tup
 @pytest.mark.wire
 def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_scheduler_and_a_removed_subscription(
         tmp_path, emulator, mongodb_uri, redis_url, redis_conn, smtp_inbox, db):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     (tmp_path / "logs").mkdir()
     env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN)

@@ -21,15 +21,15 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 
-from service import create_app
-from service.devserver import DevServer
+from service import queues
+from service.app import create_app
+from service.cli.devserver import DevServer
 from service.runtime import Runtime
 from service.store import subscriptions as store
 from service.store import utcnow
 from service.store.records import Subscription
 from service.sync import dispatch
 from service.sync.requests import request_sync, rescue_stranded
-from service.workers import queues
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "state-" + "s" * 40

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from service import metrics
-from tests.webhooks.test_routes import STATE_A, SUB_A, change, subscribe
+from tests.support.notifications import change, subscribe
+from tests.webhooks.test_routes import STATE_A, SUB_A
 
 CASES = {
     "accepted": json.dumps({"value": [change(SUB_A, STATE_A)]}),

@@ -10,9 +10,9 @@ import pytest
 import requests
 from rq import Queue
 
+from service import queues
 from service.store import subscriptions as store
 from service.subscriptions import certificate
-from service.workers import queues
 from tests.support.connect import connect_user, emulated_user
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from service import cli as cli_module
-from service.workers import cli as workers_cli
-from service.workers import queues
+from service import queues
+from service.cli import sync as workers_cli
 from service.workers.scheduler import PERIODIC, Scheduler
-from tests.workers.conftest import soon
-from tests.workers.truth import differences
+from tests.support.fakegraph import soon
+from tests.support.truth import differences
 
 
 def test_the_scheduler_runs_every_sweep_as_real_jobs(rt, redis_conn, run_jobs):

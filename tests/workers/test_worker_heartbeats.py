@@ -17,7 +17,7 @@ from rq import Retry
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
-from service.workers import queues
+from service import queues
 
 ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))
@@ -40,7 +40,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 def test_a_worker_killed_mid_job_leaves_a_job_that_rq_retries_after_the_heartbeat_not_the_timeout(
         tmp_path, redis_url, redis_conn):
     queue = queues.get_queue(queues.MAINTENANCE, redis_conn)
-    job = queue.enqueue("tests.workers.slow_jobs.sleep", 60, job_timeout=300, retry=Retry(max=1))
+    job = queue.enqueue("tests.support.slow_jobs.sleep", 60, job_timeout=300, retry=Retry(max=1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_") and k != "MONGODB_URI"}
     env.update({"PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "CALSYNC_DATA_DIR": str(tmp_path / "var")})
     worker = subprocess.Popen([RQ, "worker", "-w", "service.workers.worker.Worker", "--url", redis_url,

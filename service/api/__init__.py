@@ -1,0 +1,1 @@
+"""The JSON API for the rest of the coaching product (``/api``) and its OpenAPI description."""

@@ -1,0 +1,405 @@
+"""The JSON API for the coaching product (service-to-service, bearer CALSYNC_OPS_TOKEN).
+
+Users are addressed by email or Graph id. Lists are paginated with an opaque ``cursor`` and ``limit``.
+Event bodies are never stored, so never returned.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from datetime import date, datetime, timedelta
+
+from flask import Blueprint, current_app, jsonify, request
+
+from service import cursors, inputs
+from service.digest import plan, schedule
+from service.insights import coaching, days, meetings, org
+from service.insights import people as people_io
+from service.insights.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
+from service.insights.matching import Directory, attendee_emails, is_resource
+from service.insights.people import styles
+from service.store import as_utc, utcnow
+from service.store import people as people_store
+from service.store import tenants as tenants_store
+from service.store import users as users_store
+from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
+from service.web.csrf import csrf
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("digest_api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # bearer-token calls from other services, never a browser session
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_WINDOW = timedelta(days=366)
+MAX_IMPORT_ROWS = 5000
+
+
+class BadRequest(ValueError):
+    """A client error whose message is safe to return."""
+
+
+@bp.before_request
+def require_token():
+    """401 unless the request carries the ops bearer token (constant-time comparison)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = current_app.extensions["calsync"].settings.ops_token
+    if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        return _error(401, "unauthorized", "a valid bearer token is required"), {"WWW-Authenticate": "Bearer"}
+    return None
+
+
+@bp.errorhandler(BadRequest)
+@bp.errorhandler(inputs.BadInput)
+def bad_request(exc: ValueError):
+    return _error(400, "bad_request", str(exc))
+
+
+def _error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def _db():
+    return current_app.extensions["calsync"].db
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+def _parse_time(name: str, default: datetime) -> datetime:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    return inputs.instant(raw, name)
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    return inputs.whole_number(raw, name, low, high)
+
+
+def _decode_cursor(expected_len: int) -> list | None:
+    raw = request.args.get("cursor")
+    if not raw:
+        return None
+    try:
+        return cursors.decode(raw, expected_len)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _user_or_404(key: str) -> dict | None:
+    return users_store.find(_db(), key.strip()) if 0 < len(key) <= 320 else None
+
+
+def _not_found():
+    return _error(404, "not_found", "no such user")
+
+
+# --- users --------------------------------------------------------------------------------------------
+
+@bp.get("/users/<key>")
+def get_user(key: str):
+    """Connection status, time zone and sync state of one user."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    connection, sync = user.connection, user.sync
+    return jsonify({
+        "id": user.id,
+        "email": user.email,
+        "display_name": user.display_name,
+        "connection": {"status": connection.status, "reason": connection.reason, "since": _iso(connection.since)},
+        "time_zone": user.time_zone or "UTC",
+        "graph_time_zone": user.graph_time_zone,
+        "last_sync_at": _iso(sync.last_sync_at),
+        "last_notification_at": _iso(sync.last_notification_at),
+        "last_sync_result": sync.last_result,
+        **_settings_json(user),
+    })
+
+
+CLOCK = re.compile(r"^\d{1,2}:\d{2}$")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _settings_json(user: User) -> dict:
+    digest, prep = user.digest, user.prep
+    return {"digest": {"enabled": digest.enabled, "time": digest.time, "send_empty": digest.send_empty,
+                       "days": [DAY_NAMES[d] for d in digest.days]},
+            "prep": {"enabled": prep.enabled, "minutes": prep.minutes, "meetings": str(prep.meetings),
+                     "min_size": prep.min_size}}
+
+
+@bp.get("/users/<key>/settings")
+def get_settings(key: str):
+    """The user's digest and meeting-prep settings."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    return jsonify(_settings_json(user))
+
+
+def _fields(body: object, name: str, allowed: set[str]) -> dict:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadRequest(f"{name} must be an object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}")
+    return body
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return value
+
+
+def _whole(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a whole number between {low} and {high}")
+    return value
+
+
+def _digest_changes(body: dict) -> dict:
+    changes: dict = {}
+    for name in ("enabled", "send_empty"):
+        if name in body:
+            changes[name] = _flag(body[name], f"digest.{name}")
+    if "time" in body:
+        raw = body["time"]
+        clock = raw.strip().zfill(5) if isinstance(raw, str) and CLOCK.match(raw.strip()) else ""
+        if not clock or schedule.parse_clock(clock, "").strftime("%H:%M") != clock:
+            raise BadRequest("digest.time must look like 06:30")
+        changes["time"] = clock
+    if "days" in body:
+        days = body["days"]
+        if not isinstance(days, list) or not days or not all(isinstance(d, str) and d.lower() in DAY_NAMES
+                                                                for d in days):
+            raise BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun")
+        changes["days"] = [DAY_NAMES.index(d.lower()) for d in days]
+    return changes
+
+
+def _prep_changes(body: dict) -> dict:
+    changes: dict = {}
+    if "minutes" in body:
+        changes["minutes"] = None if body["minutes"] is None else _whole(body["minutes"], "prep.minutes",
+                                                                           *PREP_MINUTES)
+    if "enabled" in body and _flag(body["enabled"], "prep.enabled") is False:
+        changes["minutes"] = None
+    if "meetings" in body:
+        if body["meetings"] not in PrepMeetings._value2member_map_:
+            raise BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_))
+        changes["meetings"] = body["meetings"]
+    if "min_size" in body:
+        changes["min_size"] = _whole(body["min_size"], "prep.min_size", *PREP_MIN_SIZE)
+    return changes
+
+
+@bp.patch("/users/<key>/settings")
+def change_settings(key: str):
+    """Change some of the user's digest and prep settings (the fields given); answers the settings."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    body = _fields(request.get_json(silent=True), "body", {"digest", "prep"}) or None
+    if body is None:
+        raise BadRequest('body must be a JSON object like {"digest": {...}, "prep": {...}}')
+    digest = _digest_changes(_fields(body.get("digest"), "digest", {"enabled", "time", "send_empty", "days"}))
+    prep = _prep_changes(_fields(body.get("prep"), "prep", {"enabled", "minutes", "meetings", "min_size"}))
+    users_store.set_digest_preferences(_db(), user.id, **digest)
+    users_store.set_prep_preferences(_db(), user.id, **prep)
+    if digest:
+        plan.reschedule(_db(), user.id, current_app.extensions["calsync"].settings.digest_default_time)
+    log.info("settings changed through the API for user %s", user.id)
+    return jsonify(_settings_json(users_store.get(_db(), user.id)))
+
+
+@bp.get("/users/<key>/coaching")
+def list_coaching(key: str):
+    """Up to five coaching suggestions for the user's local day ``date`` (default: today)."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    today = utcnow().astimezone(days.user_zone(user)).date()
+    raw = request.args.get("date") or ""
+    try:
+        day = date.fromisoformat(raw.strip()) if raw else today
+    except ValueError:
+        raise BadRequest("date must be a date like 2026-07-01") from None
+    if abs((day - today).days) > MAX_COACHING_DAYS:
+        raise BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today")
+    limit = _int_arg("limit", coaching.LIMIT, 1, coaching.LIMIT)
+    found = coaching.suggest(_db(), user, day, limit=limit)
+    return jsonify({"date": day.isoformat(), "time_zone": days.user_zone(user).key,
+                    "items": [s.as_dict() for s in found]})
+
+
+MAX_COACHING_DAYS = 31
+
+
+def _person_json(person: dict | None) -> dict | None:
+    if person is None:
+        return None
+    return {"id": person["_id"], "name": person.get("name"), "email": person.get("primary_email"),
+            "emails": person.get("emails", []), "team": person.get("team"), "styles": styles(person),
+            "assessments": person.get("assessments", {})}
+
+
+def _meeting_json(event: dict, directory: Directory, organization: org.Organization | None = None) -> dict:
+    attendees = []
+    outside = organization.is_external if organization else (lambda _email: False)
+    for attendee in event.get("attendees") or []:
+        email = (attendee.get("email") or "").lower()
+        person = None if is_resource(attendee) else directory.person(email)
+        attendees.append({"name": attendee.get("name"), "email": email, "type": attendee.get("type"),
+                          "response": attendee.get("response"), "person": _person_json(person),
+                          "external": not is_resource(attendee) and outside(email)})
+    organizer = event.get("organizer") or {}
+    return {
+        "id": event.get("graph_id"),
+        "subject": meetings.subject_of(event),
+        "is_private": meetings.is_private(event),
+        "start": _iso(event.get("start")),
+        "end": _iso(event.get("end")),
+        "is_all_day": bool(event.get("is_all_day")),
+        "is_cancelled": bool(event.get("is_cancelled")),
+        "is_online_meeting": bool(event.get("is_online_meeting")),
+        "show_as": event.get("show_as"),
+        "type": event.get("type"),
+        "series_master_id": event.get("series_master_id"),
+        "organizer": {"name": organizer.get("name"), "email": (organizer.get("email") or "").lower() or None,
+                      "person": _person_json(directory.person(organizer.get("email")))},
+        "attendees": attendees,
+    }
+
+
+@bp.get("/users/<key>/meetings")
+def list_meetings(key: str):
+    """Stored meetings overlapping [start, end) (default: the next 7 days), earliest first."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    now = utcnow().replace(microsecond=0)
+    start = _parse_time("start", now)
+    end = _parse_time("end", start + timedelta(days=7))
+    if end <= start or end - start > MAX_WINDOW:
+        raise BadRequest("end must be after start, within 366 days")
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    cursor = _decode_cursor(2)
+    after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
+    page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
+    directory = Directory.for_emails(_db(), attendee_emails(page))
+    organization = org.for_user(_db(), user)
+    body = {"items": [_meeting_json(e, directory, organization) for e in page], "start": _iso(start), "end": _iso(end),
+            "next_cursor": cursors.encode([next_key[0].isoformat(), next_key[1]]) if next_key else None}
+    return jsonify(body)
+
+
+def _parse_cursor_time(raw: str) -> datetime:
+    try:
+        return inputs.instant(raw, "cursor")
+    except inputs.BadInput:
+        raise BadRequest("cursor is not valid") from None
+
+
+@bp.get("/users/<key>/collaborators")
+def list_collaborators(key: str):
+    """The people the user met most over the last ``days`` days, weighted by length and size."""
+    user = _user_or_404(key)
+    if user is None:
+        return _not_found()
+    days = _int_arg("days", DEFAULT_DAYS, 1, MAX_DAYS)
+    limit = _int_arg("limit", 10, 1, 100)
+    ranked = top_collaborators(_db(), user, days=days, limit=limit)
+    people = {p["_id"]: p for p in people_store.by_emails(_db(), [c.email for c in ranked])}
+    items = [{**c.as_dict(), "person": _person_json(people.get(c.person_id))} for c in ranked]
+    return jsonify({"items": items, "days": days})
+
+
+# --- tenants ------------------------------------------------------------------------------------------
+
+def _tenant_key(tenant_id: str) -> str:
+    if not 0 < len(tenant_id) <= 100 or not all(c.isalnum() or c in "-_." for c in tenant_id):
+        raise BadRequest("tenant id must be up to 100 letters, digits, dashes, dots or underscores")
+    return tenant_id
+
+
+@bp.get("/tenants/<tenant_id>/domains")
+def get_tenant_domains(tenant_id: str):
+    """The domains an operator configured for a tenant (besides each user's own email domain)."""
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.domains(_db(), _tenant_key(tenant_id))})
+
+
+@bp.put("/tenants/<tenant_id>/domains")
+def set_tenant_domains(tenant_id: str):
+    """Replace the configured domains of a tenant: ``{"domains": ["contoso.com", ...]}`` (at most 100)."""
+    tenant_id = _tenant_key(tenant_id)
+    data = request.get_json(silent=True)
+    domains = data.get("domains") if isinstance(data, dict) else None
+    if not isinstance(domains, list) or len(domains) > 100:
+        raise BadRequest('body must be {"domains": [...]} with at most 100 domain names')
+    cleaned = [org.clean_domain(d) for d in domains]
+    if None in cleaned:
+        raise BadRequest("every domain must be a domain name like contoso.com")
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.set_domains(_db(), tenant_id, cleaned)})
+
+
+# --- people -------------------------------------------------------------------------------------------
+
+@bp.get("/people")
+def list_people():
+    """The people directory, ordered by id."""
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    cursor = _decode_cursor(1)
+    found = people_store.page(_db(), cursor[0] if cursor else None, limit + 1)
+    page = found[:limit]
+    return jsonify({"items": [_person_json(p) for p in page],
+                    "next_cursor": cursors.encode([page[-1]["_id"]]) if len(found) > limit else None})
+
+
+@bp.get("/people/<key>")
+def get_person(key: str):
+    person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
+    if person is None:
+        return _error(404, "not_found", "no such person")
+    return jsonify(_person_json(person))
+
+
+@bp.post("/people")
+def import_people():
+    """Create or update people from a JSON list (or one object); reports created/updated/rejected rows."""
+    data = request.get_json(silent=True)
+    if isinstance(data, dict) and not isinstance(data.get("people"), list):
+        data = [data]
+    elif isinstance(data, dict):
+        data = data["people"]
+    if not isinstance(data, list):
+        raise BadRequest('body must be a JSON person, a list of people or {"people": [...]}')
+    if len(data) > MAX_IMPORT_ROWS:
+        raise BadRequest(f"at most {MAX_IMPORT_ROWS} people per request")
+    summary = people_io.import_rows(_db(), enumerate(data, start=1))
+    status = 200 if not summary.rejected or summary.created + summary.updated + summary.unchanged else 422
+    return jsonify(summary.as_dict()), status
+
+
+@bp.delete("/people/<key>")
+def delete_person(key: str):
+    person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
+    if person is None:
+        return _error(404, "not_found", "no such person")
+    people_store.delete(_db(), person["_id"])
+    return "", 204

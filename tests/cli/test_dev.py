@@ -1,0 +1,107 @@
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from rq import Worker
+
+from service.config import DEV_OPS_TOKEN
+from tests.support.loopback import free_port
+from tests.support.processes import children_of, descendants, embedded_env, running, wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_dev(env: dict[str, str], port: int) -> subprocess.Popen:
+    """``calsync dev`` from this worktree's code, its output collected."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from service.cli import main; main()", "dev", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    process = start_dev(embedded_env(tmp_path), port)
+    try:
+        ready = wait_ready(port, 30)
+        children = children_of(process.pid)
+
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert ready is not None and ready.status_code == 200, output
+    assert ready.json()["checks"] == {"mongodb": "ok", "redis": "ok"}
+    assert process.returncode == 0, output
+    assert "NOTHING PERSISTS" in output  # the loud warning about the in-memory store
+    assert children, "the embedded redis-server should have been a child process"
+    time.sleep(0.2)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "orphaned child processes"
+
+
+@pytest.mark.wire
+def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_stops_them_all(
+        tmp_path, mongodb_uri, redis_url):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
+    env.update(MONGODB_URI=mongodb_uri, REDIS_URL=redis_url, CALSYNC_DATA_DIR=str(tmp_path / "var"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    process = start_dev(env, port)
+    try:
+        ready = wait_ready(port, 60)
+        time.sleep(1)   # every process has started
+        tree = descendants(process.pid)
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in tree
+                    if Path(f"/proc/{pid}/cmdline").exists()]
+
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:   # never leave a worker behind to steal other tests' jobs
+            for pid in [*descendants(process.pid), process.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    assert ready is not None and ready.status_code == 200, output
+    shells = [c.removeprefix("/bin/sh -c ") for c in commands if c.startswith("/bin/sh -c ")]
+    assert sorted(line.split()[0] for line in shells) == ["calsync", "gunicorn", "rq", "rq"], shells
+    assert sum("gunicorn" in c and "sh -c" not in c for c in commands) >= 2, commands   # master and workers
+    assert stopped_in < 10, output
+    time.sleep(0.5)
+    assert not [pid for pid in tree if running(pid)], "orphaned processes"
+
+
+def test_the_embedded_worker_shows_as_one_live_worker_for_seconds_on_end(tmp_path, redis_url, redis_conn):
+    port = free_port()
+    env = {**embedded_env(tmp_path), "REDIS_URL": redis_url}  # in-process mode, on the test's Redis
+    process = start_dev(env, port)
+    seen, names = [], set()
+    try:
+        ready = wait_ready(port, 30)
+        for _ in range(12):  # six seconds: a worker that re-registered when idle would show as several
+            health = requests.get(f"http://127.0.0.1:{port}/ops/api/health", timeout=5,
+                                  headers={"Authorization": f"Bearer {DEV_OPS_TOKEN}"})
+            seen.append(health.json()["workers"])
+            names |= {worker.name for worker in Worker.all(connection=redis_conn)}
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+    assert ready is not None and ready.status_code == 200, output
+    assert seen == [1] * 12
+    assert len(names) == 1, names
+    assert Worker.all(connection=redis_conn) == []  # it left the registry when stopped
