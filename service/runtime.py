@@ -31,6 +31,7 @@ from service.config import Settings
 from service.connections.lifecycle import Connections
 from service.embedded import start_embedded_redis
 from service.graph import GraphClient
+from service.identity.apptokens import AppTokens
 from service.identity.idtoken import IdTokens
 from service.identity.jwks import KeySets
 from service.identity.tokens import Tokens
@@ -106,6 +107,11 @@ class Runtime:
     @cached_property
     def tokens(self) -> Tokens:
         return Tokens(self.settings, self.db, self.redis, self.http)
+
+    @cached_property
+    def app_tokens(self) -> AppTokens:
+        """Client-credentials tokens per customer tenant (after its admin consented)."""
+        return AppTokens(self.settings, self.http)
 
     @cached_property
     def graph_for(self) -> Callable[[str], GraphClient]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 import secrets
 import warnings
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from service.auth import signin
 from service.connections import export as mydata
+from service.identity.apptokens import TENANT_ID
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.runtime import Runtime
 from service.store import tenants, users
@@ -32,7 +32,6 @@ bp = Blueprint("auth", __name__, template_folder="templates")
 FLOW_SECONDS = 600
 FLOW_KEY = "calsync:auth-flow:{}"
 CONSENT_KEY = "calsync:admin-consent:{}"
-TENANT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DENIED_ERRORS = ("access_denied", "consent_required")
 
 

@@ -33,16 +33,17 @@ def is_microsoft_authority(settings: Settings) -> bool:
     return (urlsplit(settings.authority_host).hostname or "").lower() in MICROSOFT_HOSTS
 
 
-def build_app(settings: Settings, http: requests.Session,
-              cache: msal.TokenCache | None = None) -> msal.ConfidentialClientApplication:
-    """A confidential client for the configured app, using ``cache`` (one user's) and our trusted session."""
+def build_app(settings: Settings, http: requests.Session, cache: msal.TokenCache | None = None,
+              tenant: str | None = None) -> msal.ConfidentialClientApplication:
+    """A confidential client for the configured app, using ``cache`` (one user's) and our trusted session;
+    ``tenant`` names a customer's tenant instead of the configured authority (application tokens)."""
     options: dict = {}
     if not is_microsoft_authority(settings):
         options = {"validate_authority": False, "instance_discovery": False}
     return msal.ConfidentialClientApplication(
         settings.client_id,
         client_credential=settings.client_secret,
-        authority=settings.authority,
+        authority=settings.authority if tenant is None else f"{settings.authority_host.rstrip('/')}/{tenant}",
         token_cache=cache,
         http_client=http,
         timeout=settings.http_timeout,
