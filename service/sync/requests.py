@@ -17,8 +17,10 @@ import uuid
 from datetime import timedelta
 
 from redis import Redis
-from rq import Retry
-from rq.job import Job
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from service import queues
 from service.sync import rule
@@ -124,14 +126,18 @@ def rescue_stranded(redis: Redis, min_age: int = STRANDED_AGE, limit: int = 1_00
 
 
 def _job_can_run(redis: Redis, job_id: str) -> bool:
-    """The job exists and sits where a worker or RQ's scheduler will still find it."""
-    status = redis.hget(Job.redis_job_namespace_prefix + job_id, "status")
-    queue = f"rq:queue:{queues.SYNC}"
-    if status == b"queued":
-        return redis.lpos(queue, job_id) is not None or redis.lpos(f"{queue}:intermediate", job_id) is not None
-    if status == b"started":
-        return redis.zscore(f"rq:wip:{queues.SYNC}", job_id) is not None
-    if status in (b"scheduled", b"deferred"):
-        return (redis.zscore(f"rq:scheduled:{queues.SYNC}", job_id) is not None
-                or redis.zscore(f"rq:deferred:{queues.SYNC}", job_id) is not None)
+    """The job exists and sits where a worker or RQ's scheduler will still find it (RQ's public API: the job,
+    its queue, the registries; no RQ key named here)."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    queue = Queue(job.origin, connection=redis)
+    if status == JobStatus.QUEUED:
+        return queue.get_job_position(job_id) is not None or job_id in queue.intermediate_queue.get_job_ids()
+    if status == JobStatus.STARTED:
+        return job_id in StartedJobRegistry(queue=queue)
+    if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return job_id in ScheduledJobRegistry(queue=queue) or job_id in DeferredJobRegistry(queue=queue)
     return False

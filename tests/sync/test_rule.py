@@ -1,21 +1,93 @@
 """The rule for asking for a sync is one script library (service/sync/rule.lua): every caller runs the same
-script, and it is loaded again whenever Redis lost it (SCRIPT FLUSH, a restart)."""
+script, it is loaded again whenever Redis lost it (SCRIPT FLUSH, a restart), and what it reads of RQ (a job
+hash's status) agrees with RQ's own API for every state a job goes through under the pinned rq."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import threading
+from datetime import timedelta
 
 import pytest
 import redis
+from rq import Queue
+from rq.job import Job, JobStatus
 
 from service import queues
 from service.app import create_app
 from service.runtime import Runtime
 from service.sync import dispatch, requests, rule
+from service.workers.inprocess import ThreadWorker
 from tests.support.chaos import RedisServer
 from tests.support.notifications import STATE_A, STATE_B, SUB_A, SUB_B, change, subscribe
+
+OTHER_QUEUE = "rule-test"   # where the jobs a worker runs here wait, so that it never takes a sync job
+
+
+def guard(conn, user: str) -> str | None:
+    value = conn.get(requests.PENDING_KEY.format(user_id=user))
+    return value.decode() if value is not None else None
+
+
+def dirty_for_two_minutes(conn, user: str) -> None:
+    conn.set(requests.DIRTY_KEY.format(user_id=user), "test", ex=requests.DIRTY_TTL - 120)
+
+
+def run_burst(conn, queue_name: str) -> None:
+    ThreadWorker([Queue(queue_name, connection=conn)], connection=conn).work(burst=True, logging_level="WARNING")
+
+
+def test_the_script_reads_every_rq_job_state_as_rq_reports_it(redis_conn):
+    """The pin's check (rq 3.0.x): for each state, RQ's public ``get_status`` says what we expect, the script
+    treats a guard naming the job as live exactly for the LIVE states (request_sync coalesces or takes over),
+    and the rescue (RQ's public API: queue, registries) finds the live ones where a worker will take them."""
+    sync_queue = queues.get_queue(queues.SYNC, redis_conn)
+    other = Queue(OTHER_QUEUE, connection=redis_conn)
+    jobs: dict[str, Job] = {}
+    jobs["finished"] = other.enqueue("tests.support.slow_jobs.sleep", 0)
+    jobs["failed"] = other.enqueue("tests.support.slow_jobs.fail")
+    run_burst(redis_conn, OTHER_QUEUE)
+    jobs["queued"] = sync_queue.enqueue("tests.support.slow_jobs.sleep", 0)
+    jobs["scheduled"] = sync_queue.enqueue_in(timedelta(hours=1), "tests.support.slow_jobs.sleep", 0)
+    jobs["deferred"] = sync_queue.enqueue("tests.support.slow_jobs.sleep", 0, depends_on=jobs["queued"])
+    jobs["canceled"] = sync_queue.enqueue("tests.support.slow_jobs.sleep", 0)
+    jobs["canceled"].cancel()
+    jobs["started"] = other.enqueue("tests.support.slow_jobs.hold", "rule:started", "rule:release")
+    worker = threading.Thread(target=run_burst, args=(redis_conn, OTHER_QUEUE))
+    worker.start()
+    try:
+        assert redis_conn.blpop(["rule:started"], timeout=20), "the held job never started"
+        expected = {name: JobStatus(name) for name in jobs}
+        assert {name: Job.fetch(job.id, connection=redis_conn).get_status() for name, job in jobs.items()} == expected
+        gone = sync_queue.enqueue("tests.support.slow_jobs.sleep", 0)
+        gone.delete()
+        ids = {**{name: job.id for name, job in jobs.items()}, "gone": gone.id}
+
+        claimed = {}
+        for name, job_id in ids.items():
+            redis_conn.set(requests.PENDING_KEY.format(user_id=f"ask-{name}"), job_id, ex=3600)
+            claimed[name] = requests.request_sync(redis_conn, f"ask-{name}", "test")
+            redis_conn.set(requests.PENDING_KEY.format(user_id=f"rescue-{name}"), job_id, ex=3600)
+            dirty_for_two_minutes(redis_conn, f"rescue-{name}")
+        rescued = {user.removeprefix("rescue-") for user in requests.rescue_stranded(redis_conn)}
+    finally:
+        redis_conn.rpush("rule:release", 1)
+        worker.join(timeout=20)
+
+    live = {status.value for status in rule.LIVE_STATUSES}
+    assert live == {"queued", "scheduled", "deferred", "started"}
+    assert {name for name, won in claimed.items() if not won} == live   # a live guard coalesces
+    assert rescued == set(ids) - live                                    # and is found where RQ keeps the job
+    assert not worker.is_alive()
+
+
+def test_the_library_prefixes_rq_job_keys_as_rq_does(redis_conn):
+    job = queues.get_queue(queues.SYNC, redis_conn).enqueue("tests.support.slow_jobs.sleep", 0)
+
+    assert f"local JOB = '{Job.key_for('')}'" in rule.source()
+    assert redis_conn.hget(Job.key_for(job.id), "status") == JobStatus.QUEUED.value.encode()
 
 
 @pytest.fixture
