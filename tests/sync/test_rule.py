@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from redis.connection import AbstractConnection
 from rq import Queue
 from rq.job import Job, JobStatus
 
@@ -151,6 +152,35 @@ def test_one_script_serves_every_caller_and_is_loaded_again_after_a_flush_and_a_
     assert script_loads(conn) == 1 and scripts_cached(conn) == 1                    # loaded once, then EVALSHA
     sync_jobs = [job.args for job in queues.get_queue(queues.SYNC, conn).jobs if job.func_name == queues.SYNC_USER]
     assert sorted(sync_jobs) == [("user-a",), ("user-b",), ("user-c",)]
+    conn.close()
+
+
+def test_a_change_notification_post_costs_one_round_trip_an_evalsha(own_redis, make_settings, db, monkeypatch):
+    """docs/design.md, "The webhook's hot path": one Redis round trip per POST, whatever the rule decides
+    (a new request, a coalesced one, a stale guard taken over)."""
+    conn = redis.Redis.from_url(own_redis.url)
+    client = create_app(runtime=Runtime(make_settings(), db=db, redis_conn=conn)).test_client()
+    subscribe(db, SUB_A, "user-a", STATE_A)
+    subscribe(db, SUB_B, "user-b", STATE_B)
+    post = json.dumps({"value": [change(SUB_A, STATE_A), change(SUB_B, STATE_B), change(SUB_A, STATE_A, "e2")]})
+    assert client.post("/webhooks/graph", data=post, content_type="application/json").status_code == 202  # mirrored
+    conn.set(requests.PENDING_KEY.format(user_id="user-b"), "0123456789abcdef", ex=3600)   # stale: taken over
+    conn.config_resetstat()
+    sent = []
+    send = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, *args, **kwargs: sent.append(command) or send(self, command, *args,
+                                                                                             **kwargs))
+
+    statuses = [client.post("/webhooks/graph", data=post, content_type="application/json").status_code
+                for _ in range(5)]
+
+    monkeypatch.undo()
+    assert statuses == [202] * 5
+    assert len(sent) == 5                                           # one round trip per POST...
+    assert conn.info("commandstats")["cmdstat_evalsha"]["calls"] == 5   # ...and each was the script
+    # a and b from the first POST, b again when its stale guard was taken over, then nothing: coalesced.
+    assert [f[b"u"] for _, f in conn.xrange(dispatch.STREAM) if f[b"k"] == b"sync"] == [b"user-a", b"user-b", b"user-b"]
     conn.close()
 
 
