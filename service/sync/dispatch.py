@@ -26,11 +26,12 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from service import queues
-from service.sync.requests import PENDING_KEY, SYNC_RETRY, rescue_stranded
+from service.sync import rule
+from service.sync.requests import SYNC_RETRY, rescue_stranded
+from service.sync.rule import STREAM
 
 log = logging.getLogger(__name__)
 
-STREAM = "calsync:sync-requests"
 GROUP = "dispatchers"
 BATCH = 500
 BLOCK_MS = 1000
@@ -96,12 +97,9 @@ def _enqueue(redis: Redis, entries: list) -> None:
         sync_queue.enqueue_many(data)
     if users:
         # The webhook's guard names no job yet; now it names this one, so a stale guard can be told from a
-        # live one (sync.requests takes over a guard whose job is gone). XX: a sync that already started
-        # and cleared its guard keeps it cleared.
-        pipe = redis.pipeline(transaction=False)
-        for user_id, job_id in users.items():
-            pipe.set(PENDING_KEY.format(user_id=user_id), job_id, xx=True, keepttl=True)
-        pipe.execute()
+        # live one (the rule takes over a guard whose job is gone). Only a guard still awaiting dispatch: a
+        # sync that already started and cleared it keeps it cleared, one claimed since keeps its own job.
+        rule.name_jobs(redis, users)
 
 
 def drain(redis: Redis, consumer: str | None = None) -> int:

@@ -7,6 +7,8 @@ again during its round, so a notification that arrives mid-sync is never lost.
 ``pending`` holds the id of the job it stands for, chosen before the job is enqueued. A guard whose job
 does not exist, or has already failed or finished, is stale and taken over: Redis dying between setting the
 guard and enqueueing the job (found by the chaos suite) must not keep the user from syncing for an hour.
+That rule (dirty flag, guard, take-over) is written once, in ``rule.lua``, which the webhook and the
+dispatcher call too (``service.sync.rule``).
 """
 
 from __future__ import annotations
@@ -15,51 +17,19 @@ import uuid
 from datetime import timedelta
 
 from redis import Redis
-from rq import Retry
-from rq.job import Job
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import DeferredJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from service import queues
+from service.sync import rule
+from service.sync.rule import AWAITING_DISPATCH, DIRTY_KEY, DIRTY_TTL, PENDING_KEY, PENDING_TTL
 
-DIRTY_KEY = "calsync:dirty:{user_id}"
 DELETING_KEY = "calsync:deleting:{user_id}"     # set while a user's data is being deleted: no sync writes
 DELETING_TTL = 3_600
-PENDING_KEY = "calsync:sync-pending:{user_id}"
-DIRTY_TTL = 86_400
-PENDING_TTL = 3_600          # a lost job frees the guard after this; the reconcile sweep covers the rest
-# The webhook's guard before the dispatcher has queued its job (sync.dispatch then names the job): live.
-AWAITING_DISPATCH = "awaiting-dispatch"
 MAX_USER_ID = 200
 SYNC_RETRY = Retry(max=5, interval=[5, 30, 120, 600, 1800])
-
-# KEYS: per user (dirty, pending); ARGV: reason, dirty TTL, pending TTL, RQ's job key prefix, one new job
-# id per user, then AWAITING_DISPATCH (a webhook's request still in the dispatcher's stream is live). Marks
-# each user dirty and claims its pending guard, taking over a stale one; returns 1 for each user whose job
-# the caller must enqueue now. One round trip, as the plain SET NX was.
-# Lua, shared by _CLAIM and the webhook's script: whether a pending guard still stands for a sync that will
-# run (awaiting dispatch, or naming an RQ job that is queued, scheduled, deferred or started).
-GUARD_IS_LIVE = """
-local function guard_is_live(held, awaiting, job_prefix)
-  if not held then return false end
-  if held == awaiting then return true end
-  local status = redis.call('HGET', job_prefix .. held, 'status')
-  return status == 'queued' or status == 'scheduled' or status == 'deferred' or status == 'started'
-end
-"""
-_CLAIM = GUARD_IS_LIVE + """
-local claimed = {}
-for i = 1, #KEYS, 2 do
-  local n = (i + 1) / 2
-  redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2])
-  local job_id = ARGV[4 + n]
-  local ok = redis.call('SET', KEYS[i + 1], job_id, 'NX', 'EX', ARGV[3])
-  if not ok and not guard_is_live(redis.call('GET', KEYS[i + 1]), ARGV[5 + #KEYS / 2], ARGV[4]) then
-    redis.call('SET', KEYS[i + 1], job_id, 'EX', ARGV[3])
-    ok = true
-  end
-  claimed[n] = ok and 1 or 0
-end
-return claimed
-"""
 
 
 def request_sync(redis: Redis, user_id: str, reason: str) -> bool:
@@ -76,11 +46,7 @@ def request_syncs(redis: Redis, user_ids: list[str], reason: str) -> list[str]:
     if not user_ids:
         return []
     job_ids = {user_id: uuid.uuid4().hex for user_id in user_ids}
-    keys = [key for user_id in user_ids for key in (DIRTY_KEY.format(user_id=user_id),
-                                                    PENDING_KEY.format(user_id=user_id))]
-    claim = redis.register_script(_CLAIM)   # EVALSHA, loading the script once per server
-    claimed = claim(keys=keys, args=[reason[:40], DIRTY_TTL, PENDING_TTL, Job.redis_job_namespace_prefix,
-                                     *job_ids.values(), AWAITING_DISPATCH])
+    claimed = rule.claim(redis, reason[:40], job_ids)   # the rule (service/sync/rule.lua), one round trip
     fresh = [user_id for user_id, won in zip(user_ids, claimed, strict=True) if won]
     for n, user_id in enumerate(fresh):
         try:
@@ -160,14 +126,18 @@ def rescue_stranded(redis: Redis, min_age: int = STRANDED_AGE, limit: int = 1_00
 
 
 def _job_can_run(redis: Redis, job_id: str) -> bool:
-    """The job exists and sits where a worker or RQ's scheduler will still find it."""
-    status = redis.hget(Job.redis_job_namespace_prefix + job_id, "status")
-    queue = f"rq:queue:{queues.SYNC}"
-    if status == b"queued":
-        return redis.lpos(queue, job_id) is not None or redis.lpos(f"{queue}:intermediate", job_id) is not None
-    if status == b"started":
-        return redis.zscore(f"rq:wip:{queues.SYNC}", job_id) is not None
-    if status in (b"scheduled", b"deferred"):
-        return (redis.zscore(f"rq:scheduled:{queues.SYNC}", job_id) is not None
-                or redis.zscore(f"rq:deferred:{queues.SYNC}", job_id) is not None)
+    """The job exists and sits where a worker or RQ's scheduler will still find it (RQ's public API: the job,
+    its queue, the registries; no RQ key named here)."""
+    try:
+        job = Job.fetch(job_id, connection=redis)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    queue = Queue(job.origin, connection=redis)
+    if status == JobStatus.QUEUED:
+        return queue.get_job_position(job_id) is not None or job_id in queue.intermediate_queue.get_job_ids()
+    if status == JobStatus.STARTED:
+        return job_id in StartedJobRegistry(queue=queue)
+    if status in (JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return job_id in ScheduledJobRegistry(queue=queue) or job_id in DeferredJobRegistry(queue=queue)
     return False

@@ -1,19 +1,18 @@
 """Pure parsing and verification of Graph change/lifecycle notification collections.
 
-No I/O here: the receiver passes in what it looked up. The owner of a notification always comes from
-our subscription record, never from the payload; clientState is compared in constant time (as
-SHA-256 digests, so the Redis mirror never holds the secret itself).
+No I/O here. Verification (the owner from our subscription record, never from the payload; clientState
+compared as SHA-256 digests, so the Redis mirror never holds the secret itself) happens in Redis, in the
+rule's script library (``service.webhooks.receiver``, ``service/sync/rule.lua``), for both routes.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from service import inputs
-from service.subscriptions.mirror import SubscriptionRef, client_state_digest
+from service.subscriptions.mirror import SubscriptionRef
 
 MAX_VALIDATION_TOKEN = 4096
 MAX_ITEMS = 5000
@@ -127,19 +126,3 @@ def _parse_item(raw: object, lifecycle: bool) -> Notification | None:
 
 def _short_text(value: object, limit: int = MAX_ID) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit
-
-
-def verify(items: tuple[Notification, ...], refs: Mapping[str, SubscriptionRef]) -> Verdict:
-    """Keep items whose subscription we know and whose clientState matches it; count the rest by reason."""
-    verdict = Verdict()
-    for item in items:
-        ref = refs.get(item.subscription_id)
-        if ref is None:
-            verdict.dropped[UNKNOWN_SUBSCRIPTION] += 1
-            continue
-        received = client_state_digest(item.client_state or "")
-        if item.client_state is None or not hmac.compare_digest(received, ref.client_state_digest):
-            verdict.dropped[CLIENT_STATE] += 1
-            continue
-        verdict.accepted.append((item, ref))
-    return verdict

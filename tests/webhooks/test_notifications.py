@@ -1,4 +1,5 @@
-"""Pure parsing and verification of notification collections (shapes from Microsoft's docs)."""
+"""Pure parsing of notification collections (shapes from Microsoft's docs); verification is in Redis
+(tests/webhooks/test_shared_rule.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ import json
 
 import pytest
 
-from service.webhooks.notifications import (
-    CLIENT_STATE,
-    UNKNOWN_SUBSCRIPTION,
-    BadPayload,
-    SubscriptionRef,
-    client_state_digest,
-    parse_collection,
-    validation_token,
-    verify,
-)
+from service.webhooks.notifications import BadPayload, parse_collection, validation_token
 
 # The changeNotificationCollection sample of the "Receive change notifications through webhooks" page.
 DOCUMENTED = {
@@ -49,10 +41,6 @@ LIFECYCLE = {
         }
     ]
 }
-
-
-def ref(subscription_id: str = "{subscription_guid}", user_id: str = "u1", state: str = "secretClientValue"):
-    return SubscriptionRef(subscription_id, user_id, client_state_digest(state))
 
 
 def test_parses_the_documented_change_notification():
@@ -92,24 +80,6 @@ def test_counts_malformed_items_without_failing_the_batch():
 def test_change_items_are_not_lifecycle_items():
     collection = parse_collection(json.dumps(DOCUMENTED).encode(), lifecycle=True)
     assert collection.items == () and collection.malformed == 1
-
-
-def test_verify_keeps_matching_items_and_counts_drops_by_reason():
-    good = DOCUMENTED["value"][0]
-    body = {"value": [good, good, {**good, "clientState": "guess"}, {**good, "clientState": None},
-                      {**good, "subscriptionId": "unknown"}]}
-    collection = parse_collection(json.dumps(body).encode())
-    verdict = verify(collection.items, {"{subscription_guid}": ref()})
-    assert len(verdict.accepted) == 2
-    assert verdict.users == ["u1"]
-    assert verdict.dropped == {CLIENT_STATE: 2, UNKNOWN_SUBSCRIPTION: 1}
-
-
-def test_owner_comes_from_our_record_not_the_payload():
-    item = {**DOCUMENTED["value"][0], "resource": "Users/someone-else/Events/1", "tenantId": "other"}
-    collection = parse_collection(json.dumps({"value": [item]}).encode())
-    verdict = verify(collection.items, {"{subscription_guid}": ref(user_id="owner")})
-    assert verdict.users == ["owner"]
 
 
 def test_validation_token_is_returned_decoded_and_bounded():
