@@ -66,8 +66,9 @@ def conforms(document: dict, method: str, url: str, answer) -> None:
     if "content" not in documented:
         assert answer.get_data() == b""
         return
-    assert answer.mimetype == "application/json"
-    schema = documented["content"]["application/json"]["schema"]
+    media = "application/problem+json" if answer.status_code >= 400 else "application/json"
+    assert answer.mimetype == media, f"{method} {url}: {answer.mimetype}"
+    schema = documented["content"][media]["schema"]
     registry = Registry().with_resource(BASE, Resource.from_contents(
         {**document, "$schema": "https://json-schema.org/draft/2020-12/schema"}))
     validator = Draft202012Validator(_rebased(schema), registry=registry,
