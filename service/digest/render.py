@@ -10,13 +10,15 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from service import when
 from service.digest.build import Digest
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def clock(value: datetime) -> str:
-    return value.strftime("%H:%M")
+    """A local time as people read it ("18:31")."""
+    return when.clock(value)
 
 
 @cache
@@ -29,6 +31,7 @@ def environment() -> Environment:
         undefined=StrictUndefined,
     )
     env.globals["clock"] = clock
+    env.globals["when"] = when
     return env
 
 
@@ -41,11 +44,9 @@ def render_html(digest: Digest) -> str:
 
 
 def subject(digest: Digest) -> str:
-    count = len(digest.meetings)
-    day = digest.local_date.strftime("%a %d %b")
-    if count == 0:
-        return f"Your day, {day}: no meetings"
-    return f"Your day, {day}: {count} meeting{'s' if count != 1 else ''}"
+    """"Your day, Wed 1 Jul: 3 meetings" ("Preview:" first for a preview)."""
+    text = f"Your day, {when.day(digest.local_date)}: {when.count(len(digest.meetings), 'meeting')}"
+    return f"Preview: {text}" if digest.notice else text
 
 
 def message(digest: Digest, sender: str, domain: str = "calsync") -> EmailMessage:
