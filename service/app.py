@@ -26,6 +26,7 @@ BLUEPRINTS = (
     "service.ops.data",
     "service.ops.metrics",
     "service.ops.outbound",
+    "service.ops.users",
 )
 
 

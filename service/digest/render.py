@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr
+from email.utils import formataddr, make_msgid
 from functools import cache
 from pathlib import Path
 
@@ -49,13 +49,15 @@ def subject(digest: Digest) -> str:
     return f"Preview: {text}" if digest.notice else text
 
 
-def message(digest: Digest, sender: str, domain: str = "calsync") -> EmailMessage:
-    """The multipart/alternative email for a digest, with one-click unsubscribe headers."""
+def message(digest: Digest, sender: str, domain: str = "calsync", preview: bool = False) -> EmailMessage:
+    """The multipart/alternative email for a digest, with one-click unsubscribe headers (a preview asked for
+    gets a message id of its own, so it never stands for the day's digest)."""
     msg = EmailMessage()
     msg["Subject"] = subject(digest)
     msg["From"] = sender
     msg["To"] = formataddr((digest.name, digest.email)) if digest.name != digest.email else digest.email
-    msg["Message-ID"] = f"<digest-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
+    msg["Message-ID"] = make_msgid("preview", domain) if preview else \
+        f"<digest-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
     if digest.unsubscribe_link:
         msg["List-Unsubscribe"] = f"<{digest.unsubscribe_link}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
