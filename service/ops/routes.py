@@ -52,7 +52,8 @@ def ops_required(view):
         if session.get("ops"):
             csrf.protect()  # a browser sends the session cookie by itself, so a POST needs the form's token
             return view(*args, **kwargs)
-        if request.accept_mimetypes.accept_html and request.method == "GET":
+        if request.accept_mimetypes.accept_html and request.method == "GET" and \
+                not request.path.startswith("/ops/api/"):
             return redirect(url_for("ops.login"))
         return problems.problem("unauthorized", "operator token required", headers={"WWW-Authenticate": "Bearer"})
 
