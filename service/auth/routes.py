@@ -205,6 +205,7 @@ def status_page():
                            since=when.moment(connection.since, days.user_zone(user), now),
                            overview=overview.build(rt.db, rt.settings, user, now),
                            settings_link=links.settings_url(rt.settings, user.id),
+                           home_link=None if signed_in else links.home_url(rt.settings, user.id),
                            token=links.settings_token(rt.settings, user.id), sent=request.args.get("sent"),
                            retention_days=rt.settings.retention_days)
 

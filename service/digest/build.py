@@ -8,7 +8,6 @@ meetings. A tip appears once per mail.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from zoneinfo import ZoneInfo
 from service import timezones, when
 from service.insights import days
 from service.insights.collaborators import Collaborator
-from service.insights.matching import Directory, Match, match_attendees, self_emails, user_response
+from service.insights.matching import Directory, Match, has_own_name, match_attendees, self_emails, user_response
 from service.insights.meetings import subject_of
 from service.insights.org import Organization, domain_of
 from service.insights.people import style_label, styles
@@ -213,17 +212,6 @@ def on_day(event: dict, zone: ZoneInfo, day: date) -> bool:
         return first <= day < end
     start, end = days.day_bounds(zone, day)
     return as_utc(event["start"]) < end and as_utc(event["end"]) > start
-
-
-def has_own_name(match: Match) -> bool:
-    """Whether an attendee has a real name, not just their address or a one-word mailbox name made from it
-    ("External" for external@fabrikam.com, "Info" for info@…): the directory's, or one their mail system gave
-    them ("New Person" for new.person@… is a name)."""
-    if match.person is not None:
-        return True
-    name = (match.name or "").strip().casefold()
-    local = match.email.split("@", 1)[0].casefold()
-    return bool(name) and name != match.email.casefold() and not (name == local and not re.search(r"[\s._-]", local))
 
 
 def attendee_view(match: Match, my_styles: dict[str, str], seed: str, org: Organization | None = None,

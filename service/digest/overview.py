@@ -94,6 +94,8 @@ def _digest(view: Overview, settings: Settings, user: User, zone, now: datetime)
         view.next_digest = "off: you unsubscribed (turn it back on in settings)"
     elif not user.connected:
         view.next_digest = "none until your calendar is connected again"
+    elif user.digest.next_at is not None and user.digest.next_at <= now:
+        view.next_digest = "due now: it goes out within a minute"
     elif user.digest.next_at is not None:
         view.next_digest = when.moment(user.digest.next_at, zone, now)
     else:

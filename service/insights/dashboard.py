@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 from pymongo.database import Database
 
-from service.insights.matching import Directory, Match, attendee_emails, match_attendees, self_emails
+from service.insights.matching import Directory, Match, attendee_emails, has_own_name, match_attendees, self_emails
 from service.insights.org import Organization
 from service.insights.people import frameworks, style_label, styles
 from service.insights.tips import Tip, group_notes, tips_for
@@ -19,8 +19,8 @@ from service.store.records import User
 
 BAR_HEIGHT = 22
 BAR_GAP = 8
-LABEL_WIDTH = 150
-CHART_WIDTH = 420
+LABEL_WIDTH = 140
+CHART_WIDTH = 360       # drawn at this size on a phone and a desktop alike (the page caps it), so text stays 13 px
 DEFAULT_COLOR = "#6a737d"
 
 
@@ -42,6 +42,11 @@ class Row:
     tips: list[Tip] = field(default_factory=list)
     you: bool = False                          # the viewer themself
     seen: Visibility = EVERYONE_IN_ORGANISATION
+
+    @property
+    def name(self) -> str:
+        """Their name, or their address when they have none of their own ("External" for external@… is not)."""
+        return self.match.name if has_own_name(self.match) else self.match.email
 
     @property
     def status(self) -> str:

@@ -64,8 +64,10 @@ def wants_page() -> bool:
     """Whether a failure goes back to a person (a page's form, a page) rather than a script (a problem)."""
     if "csrf_token" in request.form:
         return True
-    return request.method == "GET" and not request.path.startswith("/ops/api/") and \
-        request.accept_mimetypes.best == "text/html"
+    accept = request.accept_mimetypes
+    browser = any(value == "text/html" for value, _ in accept) and \
+        accept.quality("text/html") >= accept.quality("application/json")   # not a script's */*
+    return request.method == "GET" and not request.path.startswith("/ops/api/") and browser
 
 
 def failure(kind: str, detail: str, back: str | None = None):

@@ -5,7 +5,7 @@ actions (resync, recreate the subscription, export, delete). ``/ops/users/<id or
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, render_template
 
@@ -88,7 +88,7 @@ def page(key: str):
     user = _user(key)
     if user is None:
         return failure("not-found", f"no user {key[:80]!r} (give a Graph user id or an email)")
-    return render_template("ops/user.html", **_profile(_rt().db, user))
+    return render_template("ops/user.html", now=datetime.now(UTC), **_profile(_rt().db, user))
 
 
 @bp.get("/api/users/<key>")
