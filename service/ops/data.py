@@ -10,15 +10,16 @@ import logging
 from flask import Blueprint, Response, current_app, render_template, request, url_for
 
 from service.connections import export as mydata
-from service.ops.routes import failure, ops_required
+from service.ops.routes import failure, form_expired, ops_required
 from service.store import as_utc, users
 from service.store import calendars as calendar_store
-from service.web.csrf import csrf
+from service.web.csrf import CSRFError, csrf
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops_data", __name__, url_prefix="/ops/api/users")
 csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
+bp.register_error_handler(CSRFError, form_expired)
 
 
 def _rt():

@@ -13,15 +13,16 @@ from datetime import datetime
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from service import inputs, outbox
-from service.ops.routes import failure, ops_required
+from service.ops.routes import failure, form_expired, ops_required
 from service.outbound import endpoints
 from service.store import outbound as store
-from service.web.csrf import csrf
+from service.web.csrf import CSRFError, csrf
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops_outbound", __name__, url_prefix="/ops", template_folder="templates")
 csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
+bp.register_error_handler(CSRFError, form_expired)
 
 MAX_LIST = 500
 STATUSES = (store.PENDING, store.DELIVERED, store.FAILED)

@@ -97,7 +97,8 @@ def status_words(value) -> str:
 
 
 @bp.errorhandler(CSRFError)
-def _form_expired(exc: CSRFError):
+def form_expired(exc: CSRFError):
+    """A form whose CSRF token expired (every /ops blueprint answers it so): a page saying so, or a problem."""
     current_app.logger.info("ops form refused: %s", exc.description)
     return failure("forbidden", "This form expired: reload the page and try again.")
 

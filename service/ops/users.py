@@ -10,15 +10,16 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, render_template
 
 from service import when
-from service.ops.routes import OPERATOR_ZONE, failure, ops_required
+from service.ops.routes import OPERATOR_ZONE, failure, form_expired, ops_required
 from service.store import activity, as_utc, digests, preps, users
 from service.store import calendars as calendar_store
 from service.store import subscriptions as subscription_store
 from service.store.records import User, connection_words
-from service.web.csrf import csrf
+from service.web.csrf import CSRFError, csrf
 
 bp = Blueprint("ops_users", __name__, url_prefix="/ops", template_folder="templates")
 csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
+bp.register_error_handler(CSRFError, form_expired)
 
 TIMELINE = 150
 KINDS = ("notification", "sync", "error", "connection", "subscription", "digest", "prep")
