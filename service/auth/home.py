@@ -51,9 +51,9 @@ def problem_type(name: str):
 
 def _page(status: int, detail: str | None = None):
     title, text = PAGE_TITLES.get(status, ("Something went wrong", "calsync could not answer this request."))
-    return render_template("auth/not_found.html" if status == 404 else "auth/failure.html", title=title,
-                           text=detail or text, status=status, path=request.path[:200],
-                           user=_signed_in()), status
+    return render_template("auth/not_found.html" if status == 404 else "auth/error.html", title=title,
+                           text=detail or text, detail=detail or text, status=status, path=request.path[:200],
+                           user=_signed_in(), back_home=True), status
 
 
 @bp.app_errorhandler(problems.Problem)
@@ -81,6 +81,6 @@ def _server_error(exc: InternalServerError):
     """An unexpected failure (already logged with its traceback by Flask): no traceback to the client."""
     if problems.for_api():
         return problems.problem("server-error", "calsync failed to answer this request")
-    return render_template("auth/failure.html", title="Something went wrong on our side",
-                           text="calsync could not answer this request. Please try again in a minute.",
-                           status=500, path=request.path[:200], user=None), 500
+    return render_template("auth/error.html", title="Something went wrong on our side",
+                           detail="calsync could not answer this request. Please try again in a minute.",
+                           status=500, back_home=True), 500

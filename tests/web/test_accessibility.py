@@ -8,23 +8,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-from service.app import create_app
 from service.digest import prep, send
 from service.digest.render import environment, render_html
 from service.insights import days, org
 from service.insights.matching import Directory, attendee_emails
-from service.runtime import Runtime
 from service.store import as_utc, users
 from service.store import events as events_store
 from tests.support.pages import pages, seed
-from tests.support.serving import OPS_TOKEN, Deferred
+from tests.support.serving import OPS_TOKEN, served_app
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -36,16 +32,8 @@ BLOCKING = ("serious", "critical")
 
 @pytest.fixture
 def served(make_settings, db, redis_conn):
-    holder = Deferred()
-    server = make_server("127.0.0.1", 0, holder, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    rt = Runtime(make_settings(public_url=url), db=db, redis_conn=redis_conn)
-    holder.app = create_app(runtime=rt)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield rt, url
-    server.shutdown()
-    thread.join(timeout=5)
+    with served_app(make_settings, db, redis_conn) as found:
+        yield found
 
 
 def _mails(rt, seeded) -> dict[str, str]:
