@@ -15,7 +15,7 @@ import secrets
 import smtplib
 import warnings
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
@@ -86,7 +86,9 @@ def _signed_in_user() -> User | None:
 @bp.get("/connect")
 def connect_page():
     """Explain what calsync reads, then offer the sign-in button."""
-    return render_template("auth/connect.html", user=_signed_in_user())
+    authority = _rt().settings.authority_host.rstrip("/")
+    emulated = urlsplit(authority).hostname in ("127.0.0.1", "localhost", "::1")
+    return render_template("auth/connect.html", user=_signed_in_user(), emulated=emulated, authority=authority)
 
 
 @bp.post("/connect")

@@ -47,7 +47,8 @@ class Connection:
                    as_utc(doc.get("reconnect_mail_sent_at")))
 
 
-CONNECTION_WORDS = {ConnectionStatus.CONNECTED: "connected", ConnectionStatus.NEEDS_RECONNECT: "needs to reconnect",
+CONNECTION_WORDS = {ConnectionStatus.CONNECTED: "connected",
+                    ConnectionStatus.NEEDS_RECONNECT: "needs to be reconnected",
                     ConnectionStatus.DISCONNECTED: "disconnected"}
 
 

@@ -217,7 +217,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(app, op
             run()
 
     assert len(calls) >= 60
-    assert SCALE or time.monotonic() - started < 60
+    # /ops/api doubled the operations (about 20 s alone on a quiet machine); the bound catches a hang, not a pace.
+    assert SCALE or time.monotonic() - started < 120
 
 
 def test_real_operator_answers_match_the_document(client, ops_headers, document, seeded):
