@@ -98,3 +98,19 @@ def zone_label(zone: ZoneInfo | str | None, now: datetime | None = None) -> str:
     offset = (now or datetime.now(UTC)).astimezone(found).strftime("%z")
     sign, hours, minutes = offset[:1] or "+", offset[1:3] or "00", offset[3:5] or "00"
     return f"{found.key} (UTC{sign}{hours}:{minutes})"
+
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def weekdays(chosen: tuple[int, ...] | list[int]) -> str:
+    """Weekday numbers (0 = Monday) in words: "every day", "Mon to Fri", "Mon, Wed and Sat"."""
+    chosen = sorted(set(chosen))
+    if len(chosen) == 7:
+        return "every day"
+    if not chosen:
+        return "no day"
+    if len(chosen) > 2 and chosen == list(range(chosen[0], chosen[-1] + 1)):
+        return f"{WEEKDAY_NAMES[chosen[0]]} to {WEEKDAY_NAMES[chosen[-1]]}"
+    names = [WEEKDAY_NAMES[d] for d in chosen]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"

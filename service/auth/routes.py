@@ -321,4 +321,5 @@ def admin_consent_callback():
     record = tenants.record_consent(_rt().db, tenant_id.lower(), user.email if user else None,
                                     [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
     log.info("admin consent recorded for tenant %s", tenant_id.lower())
-    return render_template("auth/admin_consented.html", tenant=record)
+    return render_template("auth/admin_consented.html", tenant=record,
+                           granted=when.moment(record["consented_at"], "UTC"))

@@ -29,7 +29,6 @@ from service.cli.context import load_settings
 from service.cli.devserver import DevServer
 from service.config import DEV_OPS_TOKEN
 from service.digest import links
-from service.digest.overview import days_words
 from service.digest.send import deliver
 from service.insights.people import import_rows
 from service.logs import configure
@@ -235,7 +234,7 @@ class Demo:
         local = datetime.now(ZoneInfo(DEMO_ZONE)).date()
         first, again = (deliver(rt.db, rt.settings, rt.mailer, ana, local.isoformat()) for _ in range(2))
         if first == "skipped:not-a-digest-day":
-            self.say(f"   none today: {local:%A}s are not among Ana's digest days ({days_words(user.digest.days)}); "
+            self.say(f"   none today: {local:%A}s are not among Ana's digest days ({when.weekdays(user.digest.days)}); "
                      "the digest page below is a preview that says so")
         else:
             self.say(f"   {first.replace(':', ': ').replace('-', ' ')}; asked again: {again.replace('-', ' ')}")

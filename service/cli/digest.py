@@ -102,7 +102,7 @@ def preview(user_key: str, day, html_file: Path | None) -> None:
     if user is None:
         raise click.ClickException(f"no user {user_key!r}")
     local_day: date = day.date() if day else utcnow().astimezone(days.user_zone(user)).date()
-    result = compose(rt.db, rt.settings, user, local_day, record=False)
+    result = compose(rt.db, rt.settings, user, local_day, record=False, preview=True)   # says why, if not sent
     click.echo(f"Subject: {subject(result)}\n")
     click.echo(render_text(result))
     if html_file:

@@ -19,7 +19,6 @@ from service.store.records import PrepMeetings, User
 
 AHEAD = timedelta(days=7)
 MAX_MEETINGS = 12
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 PREP_WHICH = {PrepMeetings.ALL: "every meeting with someone from the people directory",
               PrepMeetings.ONE_ON_ONE: "one-to-ones", PrepMeetings.EXTERNAL: "meetings with people from outside",
               PrepMeetings.MIN_SIZE: "meetings of at least {n} people"}
@@ -55,16 +54,6 @@ class Overview:
     preview_link: str = ""
 
 
-def days_words(chosen: tuple[int, ...]) -> str:
-    """"Mon to Fri", "every day", "Mon, Wed and Sat"."""
-    if len(chosen) == 7:
-        return "every day"
-    if len(chosen) > 2 and list(chosen) == list(range(chosen[0], chosen[-1] + 1)):
-        return f"{WEEKDAY_NAMES[chosen[0]]} to {WEEKDAY_NAMES[chosen[-1]]}"
-    names = [WEEKDAY_NAMES[d] for d in chosen]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
-
-
 def build(db: Database, settings: Settings, user: User, now: datetime | None = None) -> Overview:
     now = (now or utcnow()).astimezone(UTC)
     zone = days.user_zone(user)
@@ -88,7 +77,7 @@ def build(db: Database, settings: Settings, user: User, now: datetime | None = N
 
 def _digest(view: Overview, settings: Settings, user: User, zone, now: datetime) -> None:
     send_at = schedule.send_time(user, settings.digest_default_time).strftime("%H:%M")
-    view.digest_plan = f"{days_words(user.digest.days)} at {send_at}" + (
+    view.digest_plan = f"{when.weekdays(user.digest.days)} at {send_at}" + (
         "" if user.digest.send_empty else ", on days with meetings")
     if not user.digest.enabled:
         view.next_digest = "off: you unsubscribed (turn it back on in settings)"

@@ -203,7 +203,7 @@ def _settings_page(rt, user: User, token: str, *, saved: str | None = None, erro
     send_at = schedule.send_time(user, rt.settings.digest_default_time).strftime("%H:%M")
     zone = days.user_zone(user)
     return _page("settings.html", 400 if errors else 200, title="Settings", user=user, digest=user.digest,
-                 prep=user.prep, weekdays=WEEKDAY_NAMES, prep_choices=PREP_CHOICES, prep_minutes=PREP_MINUTES,
+                 prep=user.prep, weekdays=when.WEEKDAY_NAMES, prep_choices=PREP_CHOICES, prep_minutes=PREP_MINUTES,
                  prep_sizes=PREP_MIN_SIZE, token=token, send_time=send_at, zone=zone.key,
                  zone_label=f"{when.zone_label(zone)}, {when.clock(datetime.now(UTC), zone)} there",
                  zones=timezones.iana_names(), saved=saved, errors=errors or {}, form=form or {},
@@ -234,7 +234,6 @@ def calendar_settings():
     return _settings_page(rt, users_store.get(rt.db, user.id), token, calendars_saved=True)
 
 
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 PREP_CHOICES = ((PrepMeetings.ALL, "All meetings"), (PrepMeetings.ONE_ON_ONE, "One-to-ones only"),
                 (PrepMeetings.EXTERNAL, "Meetings with people from outside my organization"),
                 (PrepMeetings.MIN_SIZE, "Meetings of at least this many people"))

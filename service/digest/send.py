@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pymongo.database import Database
 from redis import Redis
 
-from service import outbox
+from service import outbox, when
 from service.config import Settings
 from service.digest import links
 from service.digest.build import Digest, PersonView, TipView, build_digest
@@ -30,8 +30,6 @@ from service.store import utcnow
 from service.store.records import User
 
 log = logging.getLogger(__name__)
-
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 def compose(db: Database, settings: Settings, user: User, day: date, now: datetime | None = None,
@@ -72,7 +70,7 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
 
 def preview_notice(user: User, digest: Digest) -> str:
     """What a preview says first: that it is one, and why this day's digest would not go out, if it would not."""
-    chosen = ", ".join(WEEKDAY_NAMES[d] for d in user.digest.days)
+    chosen = when.weekdays(user.digest.days)
     if not user.digest.enabled:
         return "A preview: your daily digest is turned off, so this one would not be sent."
     if digest.local_date.weekday() not in user.digest.days:

@@ -55,3 +55,8 @@ def test_spans_durations_counts_and_zones():
     assert when.zone_label("Europe/Paris", now=NOW) == "Europe/Paris (UTC+01:00)"
     assert when.zone_label("Asia/Kolkata", now=NOW) == "Asia/Kolkata (UTC+05:30)"
     assert when.zone_label("nonsense", now=NOW) == "UTC (UTC+00:00)"
+
+
+def test_weekdays_in_words():
+    assert [when.weekdays(d) for d in ((0, 1, 2, 3, 4), tuple(range(7)), (0, 2, 5), (6,), (5, 6), ())] == [
+        "Mon to Fri", "every day", "Mon, Wed and Sat", "Sun", "Sat and Sun", "no day"]
