@@ -46,7 +46,10 @@ def problem_type(name: str):
     kind = problems.KINDS.get(name)
     if kind is None:
         return _page(404)
-    return render_template("auth/problem_type.html", kind=kind, example=problems.body(kind, "…"))
+    example = {**problems.body(kind, "what went wrong with this request, in words"),
+               "instance": "/api/users/ana@contoso.com/meetings", "request_id": "3f9c2a7e5b8d4c1fa0e6b2d9c8a7f615"}
+    return render_template("auth/problem_type.html", kind=kind, example=example,
+                           parts=kind.description.split("`"))
 
 
 def _page(status: int, detail: str | None = None):
