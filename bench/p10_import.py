@@ -90,7 +90,7 @@ def raw_upserts(uri: str, documents: list[dict]) -> float:
 
 def run(ctx) -> Part:
     part = Part("P10", "people import (CSV, validated, bulk) vs a raw bulk upsert of the same documents")
-    small, large = (500, 5_000) if ctx.figures.get("smoke") else (2_000, 20_000) if ctx.quick else (5_000, 50_000)
+    small, large = (300, 1_500) if ctx.figures.get("smoke") else (2_000, 20_000) if ctx.quick else (5_000, 50_000)
     uri = ctx.mongodb_uri("calsync_p10")
     figures = {}
     for rows in (small, large):
