@@ -16,6 +16,7 @@ from service.webhooks import fast
 # Each area's blueprint (a module-level ``bp``), registered in this order. They import nothing that connects.
 BLUEPRINTS = (
     "service.web.health",
+    "service.auth.home",
     "service.auth.routes",
     "service.webhooks.routes",
     "service.digest.pages",
@@ -25,6 +26,7 @@ BLUEPRINTS = (
     "service.ops.data",
     "service.ops.metrics",
     "service.ops.outbound",
+    "service.ops.users",
 )
 
 

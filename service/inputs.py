@@ -23,7 +23,11 @@ LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 class BadInput(ValueError):
-    """Client input that cannot be used; the message is safe to show."""
+    """Client input that cannot be used; the message is safe to show. ``name`` is the input's, when known."""
+
+    def __init__(self, message: str, name: str | None = None):
+        super().__init__(message)
+        self.name = name
 
 
 def _refuse_constant(name: str):
@@ -89,7 +93,7 @@ def text(value: str) -> str:
 def whole_number(raw: str, name: str, low: int, high: int) -> int:
     """An ASCII decimal between ``low`` and ``high``, else BadInput naming ``name``."""
     if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS and low <= int(raw) <= high):
-        raise BadInput(f"{name} must be a whole number between {low} and {high}")
+        raise BadInput(f"{name} must be a whole number between {low} and {high}", name)
     return int(raw)
 
 
@@ -99,7 +103,7 @@ def instant(raw: str, name: str) -> datetime:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise BadInput(f"{name} must be an ISO 8601 date-time") from None
+        raise BadInput(f"{name} must be an ISO 8601 date-time", name) from None
     if not EARLIEST <= value < LATEST:
-        raise BadInput(f"{name} must be between {EARLIEST.year} and {LATEST.year}")
+        raise BadInput(f"{name} must be between {EARLIEST.year} and {LATEST.year}", name)
     return value

@@ -9,7 +9,7 @@ import json
 import logging
 from functools import cache
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +73,13 @@ def _is_iana(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+LEGACY_AREAS = ("Etc/", "SystemV/", "posix/", "right/", "US/", "Canada/", "Brazil/", "Chile/", "Mexico/")
+
+
+@cache
+def iana_names() -> tuple[str, ...]:
+    """Every IANA zone name people pick from (``Area/City`` and UTC; not the legacy aliases like ``US/Eastern``)."""
+    names = {n for n in available_timezones() if "/" in n and not n.startswith(LEGACY_AREAS)}
+    return tuple(sorted(names | {UTC_NAME}))

@@ -25,6 +25,7 @@ from service.store import people as people_store
 from service.store import tenants as tenants_store
 from service.store import users as users_store
 from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
+from service.web import problems
 from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,12 @@ MAX_IMPORT_ROWS = 5000
 
 
 class BadRequest(ValueError):
-    """A client error whose message is safe to return."""
+    """A client error whose message is safe to return; ``parameter`` (a query parameter) or ``pointer`` (a JSON
+    Pointer into the body) names the input at fault."""
+
+    def __init__(self, message: str, parameter: str | None = None, pointer: str | None = None):
+        super().__init__(message)
+        self.parameter, self.pointer = parameter, pointer
 
 
 @bp.before_request
@@ -49,20 +55,22 @@ def require_token():
     scheme, _, token = header.partition(" ")
     expected = current_app.extensions["calsync"].settings.ops_token
     if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        return _error(401, "unauthorized", "a valid bearer token is required"), {"WWW-Authenticate": "Bearer"}
+        return problems.problem("unauthorized", "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
     return None
 
 
 @bp.errorhandler(BadRequest)
+def bad_request(exc: BadRequest):
+    where = ([problems.parameter(exc.parameter, str(exc))] if exc.parameter else
+             [problems.pointer(exc.pointer, str(exc))] if exc.pointer else None)
+    return problems.problem("bad-request", str(exc), where)
+
+
 @bp.errorhandler(inputs.BadInput)
-def bad_request(exc: ValueError):
-    return _error(400, "bad_request", str(exc))
-
-
-def _error(status: int, code: str, message: str):
-    response = jsonify({"error": {"code": code, "message": message}})
-    response.status_code = status
-    return response
+def bad_input(exc: inputs.BadInput):
+    in_query = exc.name is not None and exc.name in request.args
+    return problems.problem("bad-request", str(exc), [problems.parameter(exc.name, str(exc))] if in_query else None)
 
 
 def _db():
@@ -95,7 +103,7 @@ def _decode_cursor(expected_len: int) -> list | None:
     try:
         return cursors.decode(raw, expected_len)
     except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(str(exc), parameter="cursor") from None
 
 
 def _user_or_404(key: str) -> dict | None:
@@ -103,7 +111,7 @@ def _user_or_404(key: str) -> dict | None:
 
 
 def _not_found():
-    return _error(404, "not_found", "no such user")
+    return problems.problem("not-found", "no such user")
 
 
 # --- users --------------------------------------------------------------------------------------------
@@ -127,6 +135,12 @@ def get_user(key: str):
         "last_sync_result": sync.last_result,
         **_settings_json(user),
     })
+
+
+def _pointer(name: str) -> str:
+    """``digest.time`` as the JSON Pointer ``/digest/time`` (the body itself is ``""``)."""
+    name = name.removeprefix("body").lstrip(".")
+    return "/" + name.replace("~", "~0").replace("/", "~1").replace(".", "/") if name else ""
 
 
 CLOCK = re.compile(r"^\d{1,2}:\d{2}$")
@@ -154,22 +168,23 @@ def _fields(body: object, name: str, allowed: set[str]) -> dict:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise BadRequest(f"{name} must be an object")
+        raise BadRequest(f"{name} must be an object", pointer=_pointer(name))
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}")
+        raise BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}",
+                         pointer=_pointer(f"{name}.{unknown[0]}"))
     return body
 
 
 def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
-        raise BadRequest(f"{name} must be true or false")
+        raise BadRequest(f"{name} must be true or false", pointer=_pointer(name))
     return value
 
 
 def _whole(value: object, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number between {low} and {high}")
+        raise BadRequest(f"{name} must be a whole number between {low} and {high}", pointer=_pointer(name))
     return value
 
 
@@ -182,13 +197,14 @@ def _digest_changes(body: dict) -> dict:
         raw = body["time"]
         clock = raw.strip().zfill(5) if isinstance(raw, str) and CLOCK.match(raw.strip()) else ""
         if not clock or schedule.parse_clock(clock, "").strftime("%H:%M") != clock:
-            raise BadRequest("digest.time must look like 06:30")
+            raise BadRequest("digest.time must look like 06:30", pointer="/digest/time")
         changes["time"] = clock
     if "days" in body:
         days = body["days"]
         if not isinstance(days, list) or not days or not all(isinstance(d, str) and d.lower() in DAY_NAMES
                                                                 for d in days):
-            raise BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun")
+            raise BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun",
+                             pointer="/digest/days")
         changes["days"] = [DAY_NAMES.index(d.lower()) for d in days]
     return changes
 
@@ -202,7 +218,8 @@ def _prep_changes(body: dict) -> dict:
         changes["minutes"] = None
     if "meetings" in body:
         if body["meetings"] not in PrepMeetings._value2member_map_:
-            raise BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_))
+            raise BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_),
+                             pointer="/prep/meetings")
         changes["meetings"] = body["meetings"]
     if "min_size" in body:
         changes["min_size"] = _whole(body["min_size"], "prep.min_size", *PREP_MIN_SIZE)
@@ -239,9 +256,9 @@ def list_coaching(key: str):
     try:
         day = date.fromisoformat(raw.strip()) if raw else today
     except ValueError:
-        raise BadRequest("date must be a date like 2026-07-01") from None
+        raise BadRequest("date must be a date like 2026-07-01", parameter="date") from None
     if abs((day - today).days) > MAX_COACHING_DAYS:
-        raise BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today")
+        raise BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today", parameter="date")
     limit = _int_arg("limit", coaching.LIMIT, 1, coaching.LIMIT)
     found = coaching.suggest(_db(), user, day, limit=limit)
     return jsonify({"date": day.isoformat(), "time_zone": days.user_zone(user).key,
@@ -297,7 +314,7 @@ def list_meetings(key: str):
     start = _parse_time("start", now)
     end = _parse_time("end", start + timedelta(days=7))
     if end <= start or end - start > MAX_WINDOW:
-        raise BadRequest("end must be after start, within 366 days")
+        raise BadRequest("end must be after start, within 366 days", parameter="end")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     cursor = _decode_cursor(2)
     after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
@@ -313,7 +330,7 @@ def _parse_cursor_time(raw: str) -> datetime:
     try:
         return inputs.instant(raw, "cursor")
     except inputs.BadInput:
-        raise BadRequest("cursor is not valid") from None
+        raise BadRequest("cursor is not valid", parameter="cursor") from None
 
 
 @bp.get("/users/<key>/collaborators")
@@ -351,10 +368,11 @@ def set_tenant_domains(tenant_id: str):
     data = request.get_json(silent=True)
     domains = data.get("domains") if isinstance(data, dict) else None
     if not isinstance(domains, list) or len(domains) > 100:
-        raise BadRequest('body must be {"domains": [...]} with at most 100 domain names')
+        raise BadRequest('body must be {"domains": [...]} with at most 100 domain names', pointer="/domains")
     cleaned = [org.clean_domain(d) for d in domains]
     if None in cleaned:
-        raise BadRequest("every domain must be a domain name like contoso.com")
+        raise BadRequest("every domain must be a domain name like contoso.com",
+                         pointer=f"/domains/{cleaned.index(None)}")
     return jsonify({"tenant_id": tenant_id, "domains": tenants_store.set_domains(_db(), tenant_id, cleaned)})
 
 
@@ -375,7 +393,7 @@ def list_people():
 def get_person(key: str):
     person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
     if person is None:
-        return _error(404, "not_found", "no such person")
+        return problems.problem("not-found", "no such person")
     return jsonify(_person_json(person))
 
 
@@ -383,8 +401,9 @@ def get_person(key: str):
 def import_people():
     """Create or update people from a JSON list (or one object); reports created/updated/rejected rows."""
     data = request.get_json(silent=True)
-    if isinstance(data, dict) and not isinstance(data.get("people"), list):
-        data = [data]
+    where = "/people" if isinstance(data, dict) and isinstance(data.get("people"), list) else ""
+    if isinstance(data, dict) and not where:
+        data, where = [data], None
     elif isinstance(data, dict):
         data = data["people"]
     if not isinstance(data, list):
@@ -392,14 +411,19 @@ def import_people():
     if len(data) > MAX_IMPORT_ROWS:
         raise BadRequest(f"at most {MAX_IMPORT_ROWS} people per request")
     summary = people_io.import_rows(_db(), enumerate(data, start=1))
-    status = 200 if not summary.rejected or summary.created + summary.updated + summary.unchanged else 422
-    return jsonify(summary.as_dict()), status
+    if summary.rejected and not summary.created + summary.updated + summary.unchanged:
+        rows = summary.as_dict()
+        return problems.problem("unprocessable", f"all {len(data)} row(s) were rejected",
+                                [problems.pointer("" if where is None else f"{where}/{r['row'] - 1}", r["reason"])
+                                 for r in rows["rejected"]][:100],
+                                **rows)
+    return jsonify(summary.as_dict())
 
 
 @bp.delete("/people/<key>")
 def delete_person(key: str):
     person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
     if person is None:
-        return _error(404, "not_found", "no such person")
+        return problems.problem("not-found", "no such person")
     people_store.delete(_db(), person["_id"])
     return "", 204

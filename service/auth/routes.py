@@ -11,19 +11,25 @@ import hmac
 import json
 import logging
 import secrets
+import smtplib
 import warnings
-from urllib.parse import urlencode
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from flask import Blueprint, Response, current_app, redirect, render_template, request, session
 
+from service import when
 from service.auth import signin
 from service.connections import export as mydata
+from service.digest import links, overview, render, send
 from service.identity.apptokens import TENANT_ID
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
+from service.insights import days
 from service.runtime import Runtime
 from service.store import tenants, users
-from service.store.records import User
+from service.store.records import User, connection_words
+from service.web import problems
 from service.web.csrf import CSRFError
 
 log = logging.getLogger(__name__)
@@ -79,7 +85,9 @@ def _signed_in_user() -> User | None:
 @bp.get("/connect")
 def connect_page():
     """Explain what calsync reads, then offer the sign-in button."""
-    return render_template("auth/connect.html", user=_signed_in_user())
+    authority = _rt().settings.authority_host.rstrip("/")
+    emulated = urlsplit(authority).hostname in ("127.0.0.1", "localhost", "::1")
+    return render_template("auth/connect.html", user=_signed_in_user(), emulated=emulated, authority=authority)
 
 
 @bp.post("/connect")
@@ -166,22 +174,65 @@ def _identity_error(args: dict[str, str]):
 
 # ----- status, sign-out, disconnect ----------------------------------------------------------------
 
+def _page_user() -> tuple[User | None, bool]:
+    """(user, signed_in): the signed-in user, else the one a signed link from their mails names (``t``), who may
+    read their page and ask for a preview but must sign in to disconnect or delete."""
+    user = _signed_in_user()
+    if user is not None:
+        return user, True
+    user_id = links.read_settings_token(_rt().settings, request.values.get("t"))
+    return (users.get(_rt().db, user_id) if user_id else None), False
+
+
 @bp.get("/connections/me")
 def status_page():
-    """The signed-in user's connection status (HTML, or JSON when asked for)."""
-    user = _signed_in_user()
+    """The person's home: connection, next meetings with their dashboards, the next digest and prep mail, what
+    they keep out of insights, their mails and settings, their data (HTML, or JSON when asked for)."""
+    user, signed_in = _page_user()
     wants_json = request.accept_mimetypes.best == "application/json"
     if user is None:
         if wants_json:
-            return {"error": "not signed in"}, 401
+            return problems.problem("unauthorized", "not signed in")
         return render_template("auth/status.html", user=None), 401
     connection = user.connection
     if wants_json:
         since = connection.since
         return {"user_id": user.id, "email": user.email, "status": connection.status,
-                "reason": connection.reason, "since": since.isoformat() if since else None}
-    return render_template("auth/status.html", user=user, connection=connection,
-                           retention_days=_rt().settings.retention_days)
+                "reason": connection.reason, "since": since.isoformat().replace("+00:00", "Z") if since else None}
+    rt = _rt()
+    now = datetime.now(UTC)
+    return render_template("auth/status.html", user=user, connection=connection, signed_in=signed_in,
+                           status_words=connection_words(connection.status),
+                           since=when.moment(connection.since, days.user_zone(user), now),
+                           overview=overview.build(rt.db, rt.settings, user, now),
+                           settings_link=links.settings_url(rt.settings, user.id),
+                           home_link=None if signed_in else links.home_url(rt.settings, user.id),
+                           token=links.settings_token(rt.settings, user.id), sent=request.args.get("sent"),
+                           retention_days=rt.settings.retention_days)
+
+
+@bp.post("/connections/me/preview")
+def send_preview():
+    """"Send me a preview now": today's digest (the next digest day's when today is not one), as a mail marked
+    a preview, right away; nothing is recorded, so the morning's digest still goes out."""
+    user, _signed_in = _page_user()
+    if user is None:
+        return _page_error(401, "Not signed in", "Open your page from a recent digest, or connect again.")
+    rt = _rt()
+    zone = days.user_zone(user)
+    today = datetime.now(UTC).astimezone(zone).date()
+    day = next((today + timedelta(days=n) for n in range(7) if (today + timedelta(days=n)).weekday()
+                in user.digest.days), today)
+    digest = send.compose(rt.db, rt.settings, user, day, record=False, preview=True)
+    try:
+        rt.mailer.send(render.message(digest, rt.settings.mail_from, preview=True))
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("preview for user %s could not be sent (%s)", user.id, type(exc).__name__)
+        return _page_error(502, "The preview could not be sent", "The mail server did not accept it. Please try "
+                           "again in a minute.")
+    log.info("user %s asked for a digest preview", user.id)
+    target = "/connections/me?sent=preview" + (f"&t={request.form['t']}" if request.form.get("t") else "")
+    return redirect(target + "#mails", 303)
 
 
 @bp.post("/connections/me/disconnect")
@@ -269,4 +320,5 @@ def admin_consent_callback():
     record = tenants.record_consent(_rt().db, tenant_id.lower(), user.email if user else None,
                                     [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
     log.info("admin consent recorded for tenant %s", tenant_id.lower())
-    return render_template("auth/admin_consented.html", tenant=record)
+    return render_template("auth/admin_consented.html", tenant=record,
+                           granted=when.moment(record["consented_at"], "UTC"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import socket
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -22,14 +24,17 @@ import click
 import requests
 
 from emulator.testing import running_emulator
+from service import when
 from service.cli.context import load_settings
 from service.cli.devserver import DevServer
 from service.config import DEV_OPS_TOKEN
+from service.digest import links
 from service.digest.send import deliver
 from service.insights.people import import_rows
 from service.logs import configure
 from service.runtime import Runtime
 from service.store import calendars, events
+from service.store import users as users_store
 
 DEMO_ZONE = "America/New_York"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -121,6 +126,7 @@ class Demo:
     rt: object
     emulator: object
     url: str
+    ana_id: str = ""
 
     def say(self, text: str) -> None:
         click.echo(text)
@@ -134,7 +140,8 @@ class Demo:
                 tenant_id=tenant["id"], mail=person["email"], display_name=person["name"],
                 time_zone="Eastern Standard Time")
         summary = import_rows(self.rt.db, enumerate(PEOPLE, start=1))
-        self.say(f"  people directory: {summary.created} created, {len(summary.rejected)} rejected")
+        self.say(f"   people directory: {when.count(summary.created, 'person', 'people')} added"
+                 + (f", {len(summary.rejected)} refused" if summary.rejected else ""))
         today = datetime.now(ZoneInfo(DEMO_ZONE)).replace(hour=9, minute=0, second=0, microsecond=0)
         ana = users["ana@contoso.com"]["id"]
         control.create_events(ana, [
@@ -145,7 +152,7 @@ class Demo:
                                      "range": {"type": "numbered", "startDate": today.date().isoformat(),
                                                "numberOfOccurrences": 8}}),
             _graph_event("Budget review", today + timedelta(hours=5), 45,
-                         ["chloe.martin@contoso.com", "external@fabrikam.com"]),
+                         ["chloe.martin@contoso.com", "external@fabrikam.com", "procurement@fabrikam.com"]),
             _graph_event("Customer call", today + timedelta(days=1, hours=1), 30, ["ben@contoso.com"]),
         ])
         ben = users["ben@contoso.com"]["id"]
@@ -168,22 +175,25 @@ class Demo:
         return len(stored), len(truth), equal
 
     def run(self) -> None:
-        self.say("1. Seeding the emulator (tenant, 4 users, meetings) and the people directory")
+        self.say("1. Seeding the emulator (a tenant, 4 people, a week of meetings) and the people directory")
         users = self.seed()
         ana, ben = users["ana@contoso.com"]["id"], users["ben@contoso.com"]["id"]
+        self.ana_id = ana
 
-        self.say("2. Ana and Ben connect their calendars (real sign-in flow: /connect → emulator → /auth/callback)")
+        self.say("2. Ana and Ben connect their calendars (the real sign-in: /connect, the emulator, /auth/callback)")
         for person in (ana, ben):
             connect_via_emulator(self.url, self.emulator.control, person, DEMO_ZONE).close()
         subs = wait_for("subscriptions", lambda: len(self.emulator.control.subscriptions()) >= 2 and
                         self.emulator.control.subscriptions())
-        self.say(f"   {len(subs)} Graph subscriptions created (validation handshakes answered by /webhooks/graph)")
+        self.say(f"   {when.count(len(subs), 'Graph subscription')} created "
+                 "(Graph's validation handshakes answered by /webhooks/graph)")
         for person, name in ((ana, "Ana"), (ben, "Ben")):
             stored, truth, _ = wait_for(f"{name}'s backfill", lambda p=person: (r := self.stored_matches_truth(p))[2]
                                         and r)
-            self.say(f"   {name}: backfill stored {stored} events = emulator truth {truth}")
+            self.say(f"   {name}: backfill stored {when.count(stored, 'event')}, as many as the emulator holds "
+                     f"({truth})")
 
-        self.say("3. Ana's calendar changes in Microsoft 365: notifications → webhook → sync")
+        self.say("3. Ana's calendar changes in Microsoft 365: a notification, the webhook, a sync")
         control = self.emulator.control
         now = datetime.now(ZoneInfo(DEMO_ZONE))
         started = time.monotonic()
@@ -194,31 +204,59 @@ class Demo:
         moved = planning["id"]
         wait_for("the changes to be stored", lambda: events.get(self.rt.db, ana, created["id"]) and (
             events.get(self.rt.db, ana, moved) or {}).get("subject") == "Customer call (moved)")
-        self.say(f"   stored {time.monotonic() - started:.2f}s after the change; "
-                 f"webhook deliveries so far: {len(control.deliveries())}")
+        self.say(f"   both changes stored {time.monotonic() - started:.1f} s after they were made; "
+                 f"{when.count(len(control.deliveries()), 'webhook delivery', 'webhook deliveries')} so far")
         stored, truth, equal = self.stored_matches_truth(ana)
-        self.say(f"   Ana: {stored} stored vs {truth} in Graph — {'identical' if equal else 'DIFFERENT'}")
+        self.say(f"   Ana: {when.count(stored, 'event')} stored, {truth} in Graph: "
+                 f"{'identical' if equal else 'DIFFERENT'}")
         bodies = events.count_holding(self.rt.db, ("body", "bodyPreview", "uniqueBody"))
         self.say(f"   stored documents holding an event body: {bodies}")
 
         self.say("4. Ana's daily digest (exactly once per local day; written to the dev mail sink)")
-        local_date = datetime.now(ZoneInfo(DEMO_ZONE)).date().isoformat()
-        rt = self.rt
-        first, again = (deliver(rt.db, rt.settings, rt.mailer, ana, local_date) for _ in range(2))
-        self.say(f"   {first}; again: {again}")
-        sink = self.rt.settings.path("mail")
-        newest = max(sink.glob("*.eml"), default=None, key=lambda p: p.stat().st_mtime) if sink.exists() else None
-        if newest:
-            self.say(f"   digest email: {newest.resolve()}")
+        self.digest(ana)
 
-        self.say("5. What operators see")
+        self.say("5. What operators see (times in UTC)")
         health = requests.get(f"{self.url}/ops/api/health", timeout=10,
                               headers={"Authorization": f"Bearer {self.rt.settings.ops_token}"}).json()
         for row in health["subscriptions"]:
-            self.say(f"   {row['user_email']}: {row['status']}, expires {row['expires_at']}, "
-                     f"last notification {row['last_notification_at']}")
-        queued = ", ".join(f"{q['queue']}={q['queued']}" for q in health["queues"])
-        self.say(f"   queued jobs: {queued}")
+            expires = datetime.fromisoformat(row["expires_at"].replace("Z", "+00:00"))
+            last = row["last_notification_at"]
+            seen = when.moment(datetime.fromisoformat(last.replace("Z", "+00:00")), "UTC") if last else "none yet"
+            self.say(f"   {row['user_email']}: subscription {row['status']}, expires "
+                     f"{when.moment(expires, 'UTC')}, last notification {seen}")
+        waiting = [f"{q['queue']} {q['queued']}" for q in health["queues"] if q["queued"]]
+        self.say(f"   jobs waiting: {', '.join(waiting) if waiting else 'none'}")
+
+    def digest(self, ana: str) -> None:
+        """Send today's digest (twice: the second finds it handled), or say why today gets none."""
+        rt = self.rt
+        user = users_store.get(rt.db, ana)
+        local = datetime.now(ZoneInfo(DEMO_ZONE)).date()
+        first, again = (deliver(rt.db, rt.settings, rt.mailer, ana, local.isoformat()) for _ in range(2))
+        if first == "skipped:not-a-digest-day":
+            self.say(f"   none today: {local:%A}s are not among Ana's digest days ({when.weekdays(user.digest.days)}); "
+                     "the digest page below is a preview that says so")
+        else:
+            self.say(f"   {first.replace(':', ': ').replace('-', ' ')}; asked again: {again.replace('-', ' ')}")
+        sink = rt.settings.path("mail")
+        newest = max(sink.glob("*.eml"), default=None, key=lambda p: p.stat().st_mtime) if sink.exists() else None
+        if newest and first == "sent":
+            self.say(f"   the mail: {newest.resolve()}")
+
+    def links(self, ana: str) -> list[tuple[str, str]]:
+        """Where to look: Ana's pages (signed links, as her mails carry) and the operators'."""
+        settings = self.rt.settings
+        meeting = next((e for e in events.for_user(self.rt.db, ana) if e.get("subject") == "Quarterly planning"), None)
+        found = [("Ana's page", links.home_url(settings, ana)), ("Ana's settings", links.settings_url(settings, ana))]
+        if meeting is not None:
+            meeting = events.get(self.rt.db, ana, meeting["graph_id"])
+            found.append(("A meeting dashboard", links.dashboard_url(settings, str(meeting["_id"]), ana,
+                                                                    meeting["graph_id"])))
+        found.append(("Ana's digest for today, as a page", links.preview_url(settings, ana)))
+        found.append(("Operators", f"{self.url}/ops/"))
+        found.append(("Ana, as operators see her", f"{self.url}/ops/users/ana@contoso.com"))
+        found.append(("The home page", f"{self.url}/"))
+        return found
 
     def _window(self) -> tuple[str, str]:
         now = datetime.now(UTC)
@@ -242,19 +280,32 @@ def run_demo(port: int, once: bool) -> None:
         url = f"http://127.0.0.1:{server.port}"
         click.echo(f"calsync demo: web on {url}, Graph emulator on {emu.base_url}\n")
         try:
-            Demo(rt, emu, url).run()
-            hint = f" (token: {DEV_OPS_TOKEN})" if settings.ops_token == DEV_OPS_TOKEN else ""
-            click.echo(f"\nOperators: {url}/ops/{hint}   Users: {url}/connect")
+            demo = Demo(rt, emu, url)
+            demo.run()
+            click.echo("\nLook around (the links are signed, as in Ana's mails; no sign-in needed):")
+            for label, link in demo.links(demo.ana_id):
+                click.echo(f"  {label + ':':36} {link}")
+            token = DEV_OPS_TOKEN if settings.ops_token == DEV_OPS_TOKEN else "the CALSYNC_OPS_TOKEN you set"
+            click.echo(f"  {'Operators sign in with:':36} {token}")
+            click.echo("\n" + textwrap.fill(
+                f"About the certificate warning: the home page's Connect button sends your browser to the emulator's "
+                f"sign-in page at {emu.base_url}. Its certificate comes from the emulator's own test authority "
+                f"({Path(emu.ca_bundle).resolve()}), which your browser does not know, so it warns once before "
+                "that page: expected here. Import that file as a trusted authority in the browser's certificate "
+                "settings to make the warning go away. The links above need no sign-in.", width=100))
             if not once:
-                click.echo("Serving until Ctrl-C.")
                 stop = threading.Event()
-                try:
-                    stop.wait()
-                except KeyboardInterrupt:
-                    pass
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, lambda *_: stop.set())
+                click.echo("\nServing until Ctrl-C.")
+                stop.wait()
+                click.echo("\nStopping calsync and the emulator...", nl=False)
         finally:
             server.stop()
             rt.close()
+    if not once:
+        click.echo(" done. The demo's data was in memory and is gone; its mails stay in "
+                   f"{settings.path('mail').resolve()}.")
 
 
 def register(cli) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from service.cli.context import runtime_from_env
+from service.cli.context import needs_data, runtime_from_env
 from service.digest.render import render_html, render_text, subject
 from service.digest.send import compose
 from service.insights import days, org
@@ -33,6 +33,7 @@ def tenants() -> None:
 @click.argument("tenant_id")
 @click.argument("domains", nargs=-1)
 @click.option("--clear", is_flag=True, help="Remove every configured domain.")
+@needs_data()
 def tenant_domains(tenant_id: str, domains: tuple[str, ...], clear: bool) -> None:
     """Show, or replace with DOMAINS, the domains of TENANT_ID that count as internal (each user's own email
     domain always does)."""
@@ -54,22 +55,31 @@ def people() -> None:
 @people.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["auto", "csv", "json"]), default="auto", show_default=True)
+@needs_data()
 def import_people(file: Path, fmt: str) -> None:
-    """Create or update people from a CSV or JSON file; bad rows are listed with their reasons."""
+    """Create or update people from a CSV or JSON file. Every problem of a rejected row is listed; unknown CSV
+    columns are named and ignored; the exit code is 1 when any row was rejected."""
     fmt = detect_format(file) if fmt == "auto" else fmt
+    warnings: list[str] = []
     try:
-        rows = list(read_rows(file.read_text(encoding="utf-8-sig"), fmt))
+        rows = list(read_rows(file.read_text(encoding="utf-8-sig"), fmt, warn=warnings.append))
     except (InvalidPerson, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     rt = runtime_from_env()
     # The bar goes to stderr so the summary on stdout stays clean for scripts.
-    with click.progressbar(length=len(rows), label=f"Importing {len(rows)} row(s)", file=sys.stderr) as bar:
+    with click.progressbar(length=len(rows), label=f"Importing {len(rows):,} row(s)", file=sys.stderr) as bar:
         summary = import_rows(rt.db, rows, progress=bar.update)
     click.echo(f"created {summary.created}, updated {summary.updated}, unchanged {summary.unchanged}, "
                f"rejected {len(summary.rejected)}")
-    for row, reason in summary.rejected:
-        click.echo(f"  row {row}: {reason}")
-    if summary.rejected and not (summary.created or summary.updated or summary.unchanged):
+    for row, _ in summary.rejected:
+        problems = summary.problems.get(row) or []
+        click.echo(f"  row {row}: {problems[0]}" if len(problems) < 2 else
+                   f"  row {row}:" + "".join(f"\n    - {p}" for p in problems))
+    if summary.rejected:
+        click.echo(f"{len(summary.rejected)} row(s) rejected: fix them and import the file again "
+                   "(rows already imported come back unchanged)", err=True)
         raise SystemExit(1)
 
 
@@ -84,6 +94,7 @@ def digest() -> None:
               help="Local date (YYYY-MM-DD); default: today in the user's time zone.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the HTML version to this file.")
+@needs_data()
 def preview(user_key: str, day, html_file: Path | None) -> None:
     """Render a user's digest to the terminal (and an .html file) without sending it."""
     rt = runtime_from_env()
@@ -91,7 +102,7 @@ def preview(user_key: str, day, html_file: Path | None) -> None:
     if user is None:
         raise click.ClickException(f"no user {user_key!r}")
     local_day: date = day.date() if day else utcnow().astimezone(days.user_zone(user)).date()
-    result = compose(rt.db, rt.settings, user, local_day, record=False)
+    result = compose(rt.db, rt.settings, user, local_day, record=False, preview=True)   # says why, if not sent
     click.echo(f"Subject: {subject(result)}\n")
     click.echo(render_text(result))
     if html_file:

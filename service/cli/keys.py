@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import click
 from pymongo.database import Database
 
-from service.cli.context import runtime_from_env
+from service.cli.context import needs_data, runtime_from_env
 from service.config import Settings
 from service.identity import crypto
 from service.outbound import endpoints as outbound_endpoints
@@ -49,6 +49,7 @@ def rotate_all(settings: Settings, db: Database) -> RotationReport:
 
 def register(cli: click.Group) -> None:
     @cli.command("rotate-keys")
+    @needs_data()
     def rotate_keys() -> None:
         """Re-encrypt stored token caches with the first key of CALSYNC_TOKEN_KEYS.
 

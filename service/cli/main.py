@@ -14,23 +14,24 @@ import click
 
 from emulator.server import main as serve_emulator
 from service import procfile, store
-from service.cli import demo, digest, keys, migrations, subscriptions, sync, webhooks
-from service.cli.context import runtime_from_env
+from service.cli import demo, digest, keys, migrations, subscriptions, sync, users, webhooks
+from service.cli.context import Group, needs_data, runtime_from_env
 from service.cli.devserver import DevServer
 from service.sync import dispatch
 from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-AREAS = (keys, subscriptions, sync, digest, webhooks, demo)
+AREAS = (keys, users, subscriptions, sync, digest, webhooks, demo)
 
 
-@click.group(help="calsync: Microsoft 365 calendar sync and people insights.")
+@click.group(cls=Group, help="calsync: Microsoft 365 calendar sync and people insights.")
 def cli() -> None:
     pass
 
 
 @cli.command("init-db")
+@needs_data()
 def init_db_command() -> None:
     """Create every MongoDB index and run data migrations (idempotent; the Procfile's release step)."""
     rt = runtime_from_env()

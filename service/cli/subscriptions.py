@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from service import queues
-from service.cli.context import load_settings, runtime_from_env
+from service.cli.context import load_settings, needs_data, runtime_from_env
+from service.cli.output import echo_table, moment
 from service.store import subscriptions as store
+from service.store import users
 from service.subscriptions import mirror
 from service.subscriptions.certificate import create_certificate, default_paths
 
@@ -48,17 +50,22 @@ def subscriptions() -> None:
 
 @subscriptions.command("list")
 @click.option("--status", type=click.Choice(["active", "failing", "removed"]), default=None)
+@needs_data()
 def list_subscriptions(status: str | None) -> None:
-    """Every subscription, soonest expiry first, with failures and the last error."""
+    """Every subscription, soonest expiry first: its owner's email, status, expiry, failures and the last error."""
     rt = runtime_from_env()
-    for row in store.listing(rt.db, status):
-        click.echo("\t".join([
-            row.id, row.user_id, str(row.status), row.expires_at.isoformat() if row.expires_at else "-",
-            str(row.failures), "rich" if row.rich else "basic", row.last_error or "",
-        ]))
+    found = store.listing(rt.db, status)
+    owners = users.by_ids(rt.db, [row.user_id for row in found])
+    rows = [(owners[row.user_id].email if row.user_id in owners else f"(unknown user {row.user_id})",
+             str(row.status), moment(row.expires_at, "-"), moment(row.last_notification_at), row.failures,
+             "rich" if row.rich else "basic",
+             row.last_error or "", row.id) for row in found]
+    echo_table(["USER", "STATUS", "EXPIRES", "LAST NOTIFICATION", "FAILURES", "KIND", "LAST ERROR", "SUBSCRIPTION"],
+               rows, empty="no subscriptions")
 
 
 @subscriptions.command("sweep")
+@needs_data(mongo=False, redis=True)
 def sweep() -> None:
     """Queue the renewal sweep now (a worker runs it)."""
     rt = runtime_from_env()
@@ -67,6 +74,7 @@ def sweep() -> None:
 
 
 @subscriptions.command("mirror")
+@needs_data(redis=True)
 def rebuild_mirror() -> None:
     """Rebuild the Redis mirror the webhook reads (after Redis lost its data)."""
     rt = runtime_from_env()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from service.cli.context import runtime_from_env
+from service.cli.context import needs_data, runtime_from_env
 from service.store import calendars, users, utcnow
 from service.sync import requests, sweeps
 from service.workers import jobs
@@ -19,6 +19,7 @@ def register(cli: click.Group) -> None:
 @click.argument("user")
 @click.option("--full", is_flag=True, help="Forget every calendar's delta cursor first (full resync of the window).")
 @click.option("--queue", "queue_only", is_flag=True, help="Only ask a worker to do it (as a notification would).")
+@needs_data(redis=True)
 def sync_command(user: str, full: bool, queue_only: bool) -> None:
     """Sync USER (Graph id or email) now, in this process, and print what happened."""
     rt = runtime_from_env()
@@ -38,6 +39,7 @@ def sync_command(user: str, full: bool, queue_only: bool) -> None:
 
 
 @click.command("reconcile")
+@needs_data(redis=True)
 def reconcile_command() -> None:
     """Queue a delta sync for every user not synced for CALSYNC_RECONCILE_HOURS."""
     rt = runtime_from_env()

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import click
 
 from service import outbox
-from service.cli.context import runtime_from_env
+from service.cli.context import needs_data, runtime_from_env
+from service.cli.output import echo_table, moment
 from service.outbound import endpoints
 from service.store import outbound as store
 
@@ -38,6 +39,7 @@ def _found(db, endpoint_id: str) -> store.Endpoint:
 @click.option("--event", "event_types", multiple=True, type=click.Choice(outbox.EVENT_TYPES),
               help="An event type to send (repeat it); default: all of them.")
 @click.option("--description", default="", help="What the endpoint is for.")
+@needs_data()
 def add(url: str, event_types: tuple[str, ...], description: str) -> None:
     """Register URL; prints the endpoint id and its signing secret (shown this once)."""
     rt = runtime_from_env()
@@ -50,20 +52,26 @@ def add(url: str, event_types: tuple[str, ...], description: str) -> None:
 
 
 @webhooks.command("list")
+@needs_data()
 def list_endpoints() -> None:
-    """Every endpoint: id, status, events, pending/delivered/failed deliveries, URL."""
+    """Every endpoint: URL, status (failing when its last attempts failed), events and its deliveries."""
     rt = runtime_from_env()
+    rows = []
     for endpoint in store.endpoints(rt.db):
         counts = store.counts_for(rt.db, endpoint.id)
-        status = endpoint.status + (f" ({endpoint.paused_reason})" if endpoint.paused_reason else "")
-        failing = f" failing since {outbox.iso(endpoint.failing_since)}" if endpoint.failing_since else ""
-        click.echo(f"{endpoint.id}  {status}{failing}  {','.join(endpoint.event_types)}  "
-                   f"{counts['pending']}/{counts['delivered']}/{counts['failed']}  {endpoint.url}")
+        state = endpoints.health(endpoint)
+        status = state + (f" ({endpoint.paused_reason})" if endpoint.paused_reason else "")
+        rows.append((endpoint.url, status, moment(endpoint.failing_since, ""), moment(endpoint.last_success_at),
+                     ", ".join(endpoint.event_types), counts["pending"], counts["delivered"], counts["failed"],
+                     endpoint.id))
+    echo_table(["URL", "STATUS", "FAILING SINCE", "LAST SUCCESS", "EVENTS", "PENDING", "DELIVERED", "FAILED", "ID"],
+               rows, empty="no endpoints (add one with: calsync webhooks add URL)")
 
 
 @webhooks.command("show")
 @click.argument("endpoint_id")
 @click.option("--attempts", default=20, show_default=True, type=click.IntRange(0, store.ATTEMPT_LOG_SIZE))
+@needs_data()
 def show(endpoint_id: str, attempts: int) -> None:
     """One endpoint as JSON, with its latest attempts (status, duration, error)."""
     rt = runtime_from_env()
@@ -72,6 +80,7 @@ def show(endpoint_id: str, attempts: int) -> None:
 
 @webhooks.command("pause")
 @click.argument("endpoint_id")
+@needs_data()
 def pause(endpoint_id: str) -> None:
     """Stop sending to the endpoint (events are still recorded, for a replay)."""
     rt = runtime_from_env()
@@ -82,6 +91,7 @@ def pause(endpoint_id: str) -> None:
 
 @webhooks.command("resume")
 @click.argument("endpoint_id")
+@needs_data(redis=True)
 def resume(endpoint_id: str) -> None:
     rt = runtime_from_env()
     if not endpoints.resume(rt.db, rt.redis, endpoint_id):
@@ -91,6 +101,7 @@ def resume(endpoint_id: str) -> None:
 
 @webhooks.command("remove")
 @click.argument("endpoint_id")
+@needs_data()
 def remove(endpoint_id: str) -> None:
     """Delete the endpoint and its deliveries."""
     rt = runtime_from_env()
@@ -101,6 +112,7 @@ def remove(endpoint_id: str) -> None:
 
 @webhooks.command("rotate-secret")
 @click.argument("endpoint_id")
+@needs_data()
 def rotate_secret(endpoint_id: str) -> None:
     """A new signing secret (shown once); the old one keeps signing for 24 h."""
     rt = runtime_from_env()
@@ -123,6 +135,7 @@ def _when(value: str) -> datetime:
 @click.option("--delivery", "delivery_id", help="Send this one delivery again.")
 @click.option("--since", help="Send every event from this time (ISO 8601; UTC when no offset) ...")
 @click.option("--until", help="... until this time (default: now).")
+@needs_data(redis=True)
 def replay(endpoint_id: str, delivery_id: str | None, since: str | None, until: str | None) -> None:
     """Send one delivery, or every event of a time range, to the endpoint again."""
     rt = runtime_from_env()

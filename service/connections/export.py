@@ -16,7 +16,7 @@ from datetime import date, datetime
 from bson import ObjectId
 from pymongo.database import Database
 
-from service.store import calendars, digests, events, exclusions, outbound, preps, users, utcnow
+from service.store import activity, calendars, coaching, digests, events, exclusions, outbound, preps, users, utcnow
 
 EXPORT_BATCH = 500
 FORMAT = "calsync.export/1"
@@ -54,6 +54,8 @@ def _chunks(db: Database, user_id: str, batch: int) -> Iterator[str]:
         "digests_sent": digests.for_user(db, user_id),
         "preps_sent": preps.for_user(db, user_id),
         "webhook_events": outbound.events_for_user(db, user_id),   # sent about them, kept 7 days
+        "activity": activity.for_user(db, user_id),                 # the latest notifications, syncs, errors
+        "tip_feedback": coaching.feedback_for_user(db, user_id),    # "useful" / "not useful" on tips
     }
     text = _dumps(head)
     yield text[:-1] + ', "events": ['

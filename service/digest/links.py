@@ -11,8 +11,10 @@ from service.config import Settings
 
 DASHBOARD_SALT = "calsync.meeting-dashboard"
 SETTINGS_SALT = "calsync.digest-settings"
+FEEDBACK_SALT = "calsync.tip-feedback"
 DASHBOARD_MAX_AGE = timedelta(days=14)
 SETTINGS_MAX_AGE = timedelta(days=90)
+FEEDBACK_MAX_AGE = timedelta(days=30)
 
 
 def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
@@ -70,3 +72,40 @@ def settings_url(settings: Settings, user_id: str) -> str:
 
 def unsubscribe_url(settings: Settings, user_id: str) -> str:
     return f"{base(settings)}/digest/unsubscribe?t={settings_token(settings, user_id)}"
+
+
+def unsubscribe_prep_url(settings: Settings, user_id: str) -> str:
+    """The prep mails' one-click unsubscribe (RFC 8058): turns prep mails off, the digest stays."""
+    return f"{base(settings)}/digest/unsubscribe?list=prep&t={settings_token(settings, user_id)}"
+
+
+def home_url(settings: Settings, user_id: str) -> str:
+    """The user's page (their meetings, digest and prep times, settings), opened from a mail."""
+    return f"{base(settings)}/connections/me?t={settings_token(settings, user_id)}"
+
+
+def preview_url(settings: Settings, user_id: str, day: str | None = None) -> str:
+    """The digest of a local day (default today) as a web page, rendered on demand and never sent."""
+    when = f"&date={day}" if day else ""
+    return f"{base(settings)}/digest/preview?t={settings_token(settings, user_id)}{when}"
+
+
+def feedback_token(settings: Settings, user_id: str, tip_key: str, person_id: str | None) -> str:
+    return _serializer(settings, FEEDBACK_SALT).dumps({"u": user_id, "k": tip_key, "p": person_id})
+
+
+def read_feedback_token(settings: Settings, token: str | None) -> tuple[str, str, str | None] | None:
+    """(user id, tip key, person id) from a valid, unexpired feedback token, else None."""
+    data = _load(settings, FEEDBACK_SALT, token, FEEDBACK_MAX_AGE)
+    if isinstance(data, dict) and isinstance(data.get("u"), str) and isinstance(data.get("k"), str) \
+            and (data.get("p") is None or isinstance(data.get("p"), str)):
+        return data["u"], data["k"], data.get("p")
+    return None
+
+
+def feedback_url(settings: Settings, user_id: str, tip_key: str, person_id: str | None,
+                 verdict: str | None = None) -> str:
+    """Where "useful" or "not useful" on a tip goes (``verdict`` preselects one); the page asks once more before
+    recording, because mail scanners open every link in a message: following a link decides nothing."""
+    token = feedback_token(settings, user_id, tip_key, person_id)
+    return f"{base(settings)}/digest/tips?{f'v={verdict}&' if verdict else ''}t={token}"

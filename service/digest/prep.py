@@ -25,18 +25,19 @@ from pymongo.database import Database
 from redis import Redis
 from rq.exceptions import DuplicateJobError
 
-from service import queues
+from service import queues, when
 from service.config import Settings
 from service.digest import links
-from service.digest.build import AttendeeView, SplitsAttendees, attendee_view
+from service.digest.build import TIPS_PER_PERSON, AttendeeView, SplitsAttendees, attendee_view
 from service.digest.render import environment
-from service.insights import days, meetings, org
+from service.insights import coaching, days, meetings, org
 from service.insights.dashboard import style_counts
 from service.insights.matching import Directory, Match, attendee_emails, match_attendees, self_emails, user_response
 from service.insights.people import frameworks, styles
 from service.insights.tips import group_notes, size_notes
 from service.mail import Mailer
 from service.store import as_utc, exclusions, utcnow
+from service.store import coaching as coaching_store
 from service.store import events as events_store
 from service.store import preps as preps_store
 from service.store import users as users_store
@@ -75,6 +76,12 @@ class PrepMail(SplitsAttendees):
     notes: list[str] = field(default_factory=list)
     link: str | None = None
     settings_link: str | None = None
+    unsubscribe_link: str | None = None    # RFC 8058 one-click: turns prep mails off
+
+    @property
+    def when(self) -> str:
+        """"Wed 1 Jul, 10:00–10:30"."""
+        return when.span(self.start, self.end, self.start.tzinfo)
 
 
 def meeting_id(event: dict) -> str:
@@ -206,7 +213,15 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
     start = as_utc(event["start"])
     seed = f"prep:{start.date().isoformat()}:{event.get('graph_id')}"
     others = match_attendees(event, me, directory)
-    attendees = [attendee_view(m, my_styles, f"{seed}:{m.email}", organization) for m in others]
+    local_day = start.astimezone(zone).date()
+    chooser = coaching.TipChooser(db, user, local_day, my_styles)   # the day's history and "not useful" verdicts
+    attendees = [attendee_view(m, my_styles, f"{seed}:{m.email}", organization,
+                               choose=lambda person: chooser.choose(person, TIPS_PER_PERSON)) for m in others]
+    for tip in [t for a in attendees for t in a.tips]:
+        tip.useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.USEFUL)
+        tip.not_useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.NOT_USEFUL)
+        tip.rate = links.feedback_url(settings, user.id, tip.key, tip.person_id)
+    coaching_store.record(db, user.id, local_day, chooser.shown)
     notes = []
     everyone = match_attendees(event, set(), directory)
     for framework, counter in sorted(style_counts(everyone).items()):
@@ -217,15 +232,19 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
         start=start.astimezone(zone), end=as_utc(event["end"]).astimezone(zone), zone=zone.key,
         minutes=user.prep.minutes or 0, online=bool(event.get("is_online_meeting")), attendees=attendees,
         notes=notes, link=links.dashboard_url(settings, str(event["_id"]), user.id, event["graph_id"]),
-        settings_link=links.settings_url(settings, user.id))
+        settings_link=links.settings_url(settings, user.id),
+        unsubscribe_link=links.unsubscribe_prep_url(settings, user.id))
 
 
 def message(mail: PrepMail, sender: str, domain: str = "calsync") -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = f"Prep: {mail.subject} at {mail.start:%H:%M}"
+    msg["Subject"] = f"Prep: {mail.subject} at {when.clock(mail.start)}"
     msg["From"] = sender
     msg["To"] = formataddr((mail.name, mail.email)) if mail.name != mail.email else mail.email
     msg["Message-ID"] = f"<prep-{mail.record_id}@{domain}>"
+    if mail.unsubscribe_link:   # RFC 8058 one-click, as the digest: a mail provider's button turns prep mails off
+        msg["List-Unsubscribe"] = f"<{mail.unsubscribe_link}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(environment().get_template("prep.txt").render(p=mail))
     msg.add_alternative(environment().get_template("prep.html").render(p=mail), subtype="html")

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr
+from email.utils import formataddr, make_msgid
 from functools import cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from service import when
 from service.digest.build import Digest
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def clock(value: datetime) -> str:
-    return value.strftime("%H:%M")
+    """A local time as people read it ("18:31")."""
+    return when.clock(value)
 
 
 @cache
@@ -29,6 +31,7 @@ def environment() -> Environment:
         undefined=StrictUndefined,
     )
     env.globals["clock"] = clock
+    env.globals["when"] = when
     return env
 
 
@@ -41,20 +44,20 @@ def render_html(digest: Digest) -> str:
 
 
 def subject(digest: Digest) -> str:
-    count = len(digest.meetings)
-    day = digest.local_date.strftime("%a %d %b")
-    if count == 0:
-        return f"Your day, {day}: no meetings"
-    return f"Your day, {day}: {count} meeting{'s' if count != 1 else ''}"
+    """"Your day, Wed 1 Jul: 3 meetings" ("Preview:" first for a preview)."""
+    text = f"Your day, {when.day(digest.local_date)}: {when.count(len(digest.meetings), 'meeting')}"
+    return f"Preview: {text}" if digest.notice else text
 
 
-def message(digest: Digest, sender: str, domain: str = "calsync") -> EmailMessage:
-    """The multipart/alternative email for a digest, with one-click unsubscribe headers."""
+def message(digest: Digest, sender: str, domain: str = "calsync", preview: bool = False) -> EmailMessage:
+    """The multipart/alternative email for a digest, with one-click unsubscribe headers (a preview asked for
+    gets a message id of its own, so it never stands for the day's digest)."""
     msg = EmailMessage()
     msg["Subject"] = subject(digest)
     msg["From"] = sender
     msg["To"] = formataddr((digest.name, digest.email)) if digest.name != digest.email else digest.email
-    msg["Message-ID"] = f"<digest-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
+    msg["Message-ID"] = make_msgid("preview", domain) if preview else \
+        f"<digest-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
     if digest.unsubscribe_link:
         msg["List-Unsubscribe"] = f"<{digest.unsubscribe_link}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

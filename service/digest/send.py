@@ -13,15 +13,17 @@ from datetime import UTC, date, datetime, timedelta
 from pymongo.database import Database
 from redis import Redis
 
-from service import outbox
+from service import outbox, when
 from service.config import Settings
 from service.digest import links
-from service.digest.build import Digest, build_digest
+from service.digest.build import Digest, PersonView, TipView, build_digest
 from service.digest.render import message
 from service.insights import coaching, days, meetings, org
 from service.insights.collaborators import top_collaborators
 from service.insights.matching import Directory, attendee_emails
+from service.insights.people import styles
 from service.mail import Mailer
+from service.store import coaching as coaching_store
 from service.store import digests as digests_store
 from service.store import users as users_store
 from service.store import utcnow
@@ -31,9 +33,9 @@ log = logging.getLogger(__name__)
 
 
 def compose(db: Database, settings: Settings, user: User, day: date, now: datetime | None = None,
-            record: bool = True) -> Digest:
-    """Build a user's digest for a local day from the stores, links included (``record``: the coaching tips
-    shown count as shown; a preview passes False)."""
+            record: bool = True, preview: bool = False) -> Digest:
+    """Build a user's digest for a local day from the stores, links included (``record``: the tips shown count as
+    shown; a preview passes False, and with ``preview`` says why it would not be sent, if it would not)."""
     zone = days.user_zone(user)
     start, end = days.day_bounds(zone, day)
     # A day either side catches all-day events stored at another zone's midnight.
@@ -41,14 +43,47 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
                                 (end + timedelta(days=1)).astimezone(UTC))
     directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     meet_most = top_collaborators(db, user, limit=3, now=now)
-    digest = build_digest(user, day, events, directory, meet_most, zone, org.for_user(db, user))
-    digest.coaching = coaching.suggest(db, user, day, now=now, record=record)
+    chooser = coaching.TipChooser(db, user, day, styles(directory.person(user.email)))
+    digest = build_digest(user, day, events, directory, meet_most, zone, org.for_user(db, user), choose=chooser.choose)
+    met_today = {p.person_id for p in digest.people}
+    digest.coaching = [s for s in coaching.suggest(db, user, day, now=now, limit=3, record=False, chooser=chooser,
+                                                   skip=met_today) if s.reason == coaching.MET_OFTEN]
+    digest.also = [PersonView(f"a{n}", s.name, s.email, s.person_id, s.labels, [TipView(s.tip, s.person_id)],
+                              why=s.why) for n, s in enumerate(digest.coaching, start=1)]
+    if record:
+        coaching_store.record(db, user.id, day, chooser.shown)
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
         meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)
+    for number, tip in enumerate([t for p in digest.people + digest.also for t in p.tips], start=1):
+        tip.number = number
+        tip.useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.USEFUL)
+        tip.not_useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.NOT_USEFUL)
+        tip.rate = links.feedback_url(settings, user.id, tip.key, tip.person_id)
     digest.settings_link = links.settings_url(settings, user.id)
     digest.unsubscribe_link = links.unsubscribe_url(settings, user.id)
+    digest.home_link = links.home_url(settings, user.id)
+    if preview:
+        digest.notice = preview_notice(user, digest)
     return digest
+
+
+def preview_notice(user: User, digest: Digest) -> str:
+    """What a preview says first: that it is one, and why this day's digest would not go out, if it would not."""
+    chosen = when.weekdays(user.digest.days)
+    if not user.digest.enabled:
+        return "A preview: your daily digest is turned off, so this one would not be sent."
+    if digest.local_date.weekday() not in user.digest.days:
+        return (f"A preview: {digest.local_date:%A}s are not among your digest days ({chosen}), so this one "
+                "would not be sent.")
+    if digest.empty and not user.digest.send_empty:
+        return "A preview: there are no meetings, and you get no digest on such days, so this one would not be sent."
+    return "A preview of this day's digest: the one sent in the morning may differ if your calendar changes."
+
+
+def not_sent_reason(user: User, day: date) -> str | None:
+    """Why no digest goes out on this local day whatever the calendar holds (a day the user did not choose)."""
+    return "not-a-digest-day" if day.weekday() not in user.digest.days else None
 
 
 def skip_reason(user: User | None) -> str | None:
@@ -72,7 +107,7 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
     if claim is None:
         log.info("digest %s for user %s already handled", local_date, user_id)
         return "already-handled"
-    reason = skip_reason(user)
+    reason = skip_reason(user) or not_sent_reason(user, day)
     if reason:
         digests_store.finish(db, user_id, local_date, digests_store.SKIPPED, reason=reason)
         return f"skipped:{reason}"

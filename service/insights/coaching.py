@@ -10,7 +10,7 @@ shown again while another tip for that person remains; asking again for the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from pymongo.database import Database
@@ -18,7 +18,7 @@ from pymongo.database import Database
 from service.insights import days, meetings
 from service.insights.collaborators import counts, rank
 from service.insights.matching import Directory, attendee_emails, match_attendees, self_emails
-from service.insights.people import styles
+from service.insights.people import style_label, styles
 from service.insights.tips import Tip, candidates
 from service.store import as_utc
 from service.store import coaching as coaching_store
@@ -42,11 +42,13 @@ class Suggestion:
     tip: Tip
     at: datetime | None = None   # the first meeting with them that day (local), for meeting_today
     meetings: int = 0            # meetings together in the last 14 days, for met_often
+    labels: list[str] = field(default_factory=list)   # their styles in words ("DISC I (Influence)")
 
     def as_dict(self) -> dict:
         return {"person": {"id": self.person_id, "name": self.name, "email": self.email},
                 "reason": self.reason, "why": self.why, "tip": self.tip.text, "framework": self.tip.framework,
-                "style": self.tip.style, "at": self.at.isoformat() if self.at else None, "meetings": self.meetings}
+                "style": self.tip.style, "meetings": self.meetings,
+                "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z") if self.at else None}
 
 
 def _small(others: list) -> bool:
@@ -79,25 +81,57 @@ def _history(db: Database, user_id: str, day: date) -> dict[str, str]:
     return last
 
 
-def _choose(options: list[Tip], recent: dict[str, str], used: set[str]) -> Tip | None:
-    """The first tip not shown lately; when every one was, the one shown longest ago."""
-    open_options = [t for t in options if t.key not in used]
+def _choose(options: list[Tip], recent: dict[str, str], used: set[str], verdicts: dict[str, str] | None = None,
+            fresh_only: bool = False) -> Tip | None:
+    """The first tip neither shown lately nor marked not useful; else (unless ``fresh_only``) the one shown
+    longest ago. A tip the user marked not useful is never chosen."""
+    verdicts = verdicts or {}
+    open_options = [t for t in options if t.key not in used and verdicts.get(t.key) != coaching_store.NOT_USEFUL]
     fresh = [t for t in open_options if t.key not in recent]
     if fresh:
         return fresh[0]
+    if fresh_only:
+        return None
     return min(open_options, key=lambda t: recent[t.key], default=None)
 
 
+class TipChooser:
+    """Tips for one user's local day: per person the freshest (none shown on the 14 days before), never one the
+    user marked not useful, and no tip twice in the day's set; ``shown`` is what to record."""
+
+    def __init__(self, db: Database, user: User, day: date, my_styles: dict[str, str]):
+        self.day, self.my_styles = day, my_styles
+        self.recent = _history(db, user.id, day)
+        self.verdicts = coaching_store.feedback(db, user.id)
+        self.shown: list[str] = []
+
+    def choose(self, person: dict | None, limit: int = 1) -> list[Tip]:
+        """Up to ``limit`` tips for ``person``: the first may be an older one when nothing fresh is left, the
+        others only fresh ones (no padding with repeats)."""
+        if not person:
+            return []
+        options = candidates(person, self.my_styles, f"{self.day.isoformat()}:{person['_id']}")
+        picked: list[Tip] = []
+        while len(picked) < limit:
+            tip = _choose(options, self.recent, set(self.shown), self.verdicts, fresh_only=bool(picked))
+            if tip is None:
+                break
+            picked.append(tip)
+            self.shown.append(tip.key)
+        return picked
+
+
 def suggest(db: Database, user: User, day: date, now: datetime | None = None, limit: int = LIMIT,
-            record: bool = True) -> list[Suggestion]:
-    """Up to ``limit`` suggestions for the user's local ``day``; with ``record`` the tips count as shown."""
+            record: bool = True, chooser: TipChooser | None = None, skip: set[str] | None = None) -> list[Suggestion]:
+    """Up to ``limit`` suggestions for the user's local ``day``; with ``record`` the tips count as shown.
+    ``chooser`` shares the day's tips with a digest being built; ``skip`` leaves out people (ids) it covers."""
     zone = days.user_zone(user)
     start, end = (edge.astimezone(UTC) for edge in days.day_bounds(zone, day))
     since = start - timedelta(days=LOOKBACK_DAYS)
     events = meetings.in_window(db, user.id, since, end)
     directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
     me = self_emails(user, directory)
-    my_styles = styles(directory.person(user.email))
+    chooser = chooser or TipChooser(db, user, day, styles(directory.person(user.email)))
     earlier = [e for e in events if as_utc(e["start"]) < start]
     people: list[tuple[dict, str, str, datetime | None, int]] = [
         (person, TODAY, f"meeting them today at {at:%H:%M}", at, 0)
@@ -108,17 +142,17 @@ def suggest(db: Database, user: User, day: date, now: datetime | None = None, li
             times = "once" if collaborator.meetings == 1 else f"{collaborator.meetings} times"
             people.append((person, MET_OFTEN, f"met {times} in the last {LOOKBACK_DAYS} days", None,
                            collaborator.meetings))
-    recent, used, chosen, seen = _history(db, user.id, day), set(), [], set()
+    chosen, seen = [], set(skip or ())
     for person, reason, why, at, met in people:
         if person["_id"] in seen:
             continue
-        tip = _choose(candidates(person, my_styles, f"{day.isoformat()}:{person['_id']}"), recent, used)
-        if tip is None:
+        tips = chooser.choose(person)
+        if not tips:
             continue
         seen.add(person["_id"])
-        used.add(tip.key)
         chosen.append(Suggestion(person.get("name") or person.get("primary_email") or "",
-                                 person.get("primary_email") or "", person["_id"], reason, why, tip, at, met))
+                                 person.get("primary_email") or "", person["_id"], reason, why, tips[0], at, met,
+                                 [style_label(f, c) for f, c in styles(person).items()]))
         if len(chosen) == limit:
             break
     if record:

@@ -1,4 +1,6 @@
-"""Meeting dashboard: who is in the room, their styles, the style mix as an SVG chart, group notes."""
+"""Meeting dashboard: who is in the room, their styles and tips for working with them (the viewer marked
+"you"), the style mix as an SVG chart (styles nobody has are left out), group notes, and who can see the
+results shown (``service.insights.visibility`` decides, per person)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,17 @@ from xml.sax.saxutils import escape
 
 from pymongo.database import Database
 
-from service.insights.matching import Directory, Match, attendee_emails, match_attendees
+from service.insights.matching import Directory, Match, attendee_emails, has_own_name, match_attendees, self_emails
 from service.insights.org import Organization
 from service.insights.people import frameworks, style_label, styles
-from service.insights.tips import group_notes
+from service.insights.tips import Tip, group_notes, tips_for
+from service.insights.visibility import EVERYONE_IN_ORGANISATION, Visibility, notice, visibility
+from service.store.records import User
 
 BAR_HEIGHT = 22
 BAR_GAP = 8
-LABEL_WIDTH = 170
-CHART_WIDTH = 520
+LABEL_WIDTH = 140
+CHART_WIDTH = 360       # drawn at this size on a phone and a desktop alike (the page caps it), so text stays 13 px
 DEFAULT_COLOR = "#6a737d"
 
 
@@ -30,12 +34,36 @@ class Mix:
 
 
 @dataclass
+class Row:
+    """One attendee as the viewer sees them."""
+
+    match: Match
+    labels: list[str]                          # their style labels (empty when not shown or not known)
+    tips: list[Tip] = field(default_factory=list)
+    you: bool = False                          # the viewer themself
+    seen: Visibility = EVERYONE_IN_ORGANISATION
+
+    @property
+    def name(self) -> str:
+        """Their name, or their address when they have none of their own ("External" for external@… is not)."""
+        return self.match.name if has_own_name(self.match) else self.match.email
+
+    @property
+    def status(self) -> str:
+        """What the styles column says when there are no labels."""
+        if not self.seen.shows_results:
+            return "not shared with you"
+        return "not in the directory" if self.match.person is None else "no assessment"
+
+
+@dataclass
 class Dashboard:
     event: dict
-    people: list[tuple[Match, list[str]]]          # attendee and their style labels
+    people: list[Row]                          # inside the organization
     mixes: list[Mix] = field(default_factory=list)
     unmatched: int = 0
-    outside: list[tuple[Match, list[str]]] = field(default_factory=list)   # from outside the organization
+    outside: list[Row] = field(default_factory=list)   # from outside the organization
+    notice: str | None = None                  # who can see the results shown
 
 
 def style_counts(matches: list[Match]) -> dict[str, Counter]:
@@ -51,10 +79,11 @@ def mix_svg(framework: str, counts: dict[str, int]) -> str:
     """A horizontal bar chart of one framework's style mix, as standalone inline SVG."""
     spec = frameworks()[framework]
     codes = list(spec["categories"])
-    shown_codes = [c for c in codes if counts.get(c)] if len(codes) > 9 else codes
+    shown_codes = [c for c in codes if counts.get(c)]      # a style nobody in the room has is no row
     top = max(counts.values(), default=0) or 1
     height = len(shown_codes) * (BAR_HEIGHT + BAR_GAP) + BAR_GAP
-    title = f"{spec['label']} style mix"
+    title = f"{spec['label']} style mix: " + ", ".join(
+        f"{counts[c]} {style_label(framework, c).removeprefix(spec['label'] + ' ')}" for c in shown_codes)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="style-mix" data-framework="{escape(framework)}" '
         f'width="{CHART_WIDTH}" height="{height}" viewBox="0 0 {CHART_WIDTH} {height}" role="img" '
@@ -67,26 +96,41 @@ def mix_svg(framework: str, counts: dict[str, int]) -> str:
         color = spec.get("colors", {}).get(code, DEFAULT_COLOR)
         label = escape(style_label(framework, code).removeprefix(spec["label"] + " "))
         parts.append(
-            f'<text x="0" y="{y + 16}" font-family="Arial, sans-serif" font-size="13" fill="#24292e">{label}</text>'
+            f'<text x="0" y="{y + 16}" font-family="Arial, sans-serif" font-size="13" '
+            f'fill="currentColor">{label}</text>'
             f'<rect class="bar" data-code="{escape(code)}" x="{LABEL_WIDTH}" y="{y}" width="{n * scale:.1f}" '
             f'height="{BAR_HEIGHT}" rx="3" fill="{escape(color)}"/>'
             f'<text x="{LABEL_WIDTH + n * scale + 6:.1f}" y="{y + 16}" font-family="Arial, sans-serif" '
-            f'font-size="13" fill="#24292e">{n}</text>'
+            f'font-size="13" fill="currentColor">{n}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def build_dashboard(db: Database, event: dict, organization: Organization | None = None) -> Dashboard:
-    """Everyone in the meeting (the calendar's owner included), their styles and the group's mix; those from
-    outside the owner's ``organization`` listed apart."""
-    directory = Directory.for_emails(db, attendee_emails([event]))
+def build_dashboard(db: Database, event: dict, organization: Organization | None = None,
+                    viewer: User | None = None) -> Dashboard:
+    """Everyone in the meeting (the calendar's owner included), their styles and, for the ``viewer``, tips for
+    working with each; those from outside the owner's ``organization`` listed apart. The style mix counts only
+    the results the viewer may see."""
+    directory = Directory.for_emails(db, attendee_emails([event]) | ({viewer.email} if viewer else set()))
     everyone = match_attendees(event, set(), directory)
-    people = [(m, [style_label(f, c) for f, c in styles(m.person).items()]) for m in everyone]
-    outside = [p for p in people if organization is not None and organization.is_external(p[0].email)]
-    dashboard = Dashboard(event, [p for p in people if p not in outside],
-                          unmatched=sum(1 for m in everyone if m.person is None), outside=outside)
-    for framework, counter in sorted(style_counts(everyone).items()):
+    me = self_emails(viewer, directory) if viewer else set()
+    mine = styles(directory.person(viewer.email)) if viewer else {}
+    seed = f"dashboard:{event.get('graph_id')}"
+    rows = []
+    for match in everyone:
+        seen = visibility(viewer, match.person, organization)
+        you = match.email in me or bool(match.person and set(match.person.get("emails", [])) & me)
+        labels = [style_label(f, c) for f, c in styles(match.person).items()] if seen.shows_results else []
+        tips = tips_for(match.person, mine, f"{seed}:{match.email}") if seen.shows_results and not you else []
+        rows.append(Row(match, labels, tips, you, seen))
+    rows.sort(key=lambda r: not r.you)                     # the viewer first
+    outside = [r for r in rows if organization is not None and organization.is_external(r.match.email)]
+    visible = [r.match for r in rows if r.seen.shows_results]
+    dashboard = Dashboard(event, [r for r in rows if r not in outside],
+                          unmatched=sum(1 for m in everyone if m.person is None), outside=outside,
+                          notice=notice(r.seen for r in rows if r.labels))
+    for framework, counter in sorted(style_counts(visible).items()):
         counts = dict(counter)
         dashboard.mixes.append(
             Mix(framework, frameworks()[framework]["label"], counts, group_notes(framework, counts),

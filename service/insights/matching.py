@@ -5,6 +5,7 @@ Rooms and other resources are dropped, and so is the user themself (under any of
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -117,3 +118,14 @@ def user_response(event: dict, me: set[str]) -> str | None:
         if (attendee.get("email") or "").lower() in me and attendee.get("response"):
             return str(attendee["response"]).lower()
     return None
+
+
+def has_own_name(match: Match) -> bool:
+    """Whether an attendee has a real name, not just their address or a one-word mailbox name made from it
+    ("External" for external@fabrikam.com, "Info" for info@…): the directory's, or one their mail system gave
+    them ("New Person" for new.person@… is a name)."""
+    if match.person is not None:
+        return True
+    name = (match.name or "").strip().casefold()
+    local = match.email.split("@", 1)[0].casefold()
+    return bool(name) and name != match.email.casefold() and not (name == local and not re.search(r"[\s._-]", local))

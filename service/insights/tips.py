@@ -104,3 +104,20 @@ def group_notes(framework: str, counts: dict[str, int]) -> list[str]:
             continue
         notes.append(rule["text"])
     return notes
+
+
+@cache
+def _by_key() -> dict[str, Tip]:
+    found: dict[str, Tip] = {}
+    for framework, doc in library().items():
+        for code, style in doc.get("styles", {}).items():
+            for text in style.get("tips") or []:
+                found.setdefault(Tip(framework, code, text).key, Tip(framework, code, text))
+        for pair, text in doc.get("pairs", {}).items():
+            found.setdefault(Tip(framework, pair.split("+")[-1], text).key, Tip(framework, pair.split("+")[-1], text))
+    return found
+
+
+def by_key(key: str) -> Tip | None:
+    """The tip a key names (feedback pages show it again), or None when the library no longer has it."""
+    return _by_key().get(key)

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, render_template, request, url_for
 
 from service.connections import export as mydata
-from service.ops.routes import ops_required
+from service.ops.routes import failure, form_expired, ops_required
 from service.store import as_utc, users
 from service.store import calendars as calendar_store
-from service.web.csrf import csrf
+from service.web.csrf import CSRFError, csrf
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops_data", __name__, url_prefix="/ops/api/users")
 csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
+bp.register_error_handler(CSRFError, form_expired)
 
 
 def _rt():
@@ -30,7 +31,7 @@ def _user(key: str):
 
 
 def _not_found():
-    return {"error": {"code": "not_found", "message": "no such user"}}, 404
+    return failure("not-found", "no such user")
 
 
 @bp.get("/<key>/calendars")
@@ -67,8 +68,15 @@ def delete(key: str):
     user = _user(key)
     if user is None:
         return _not_found()
+    if "csrf_token" in request.form and (request.form.get("confirm") or "").strip().lower() != user.email.lower():
+        return failure("bad-request", "Nothing was deleted: type the user's email exactly to confirm.",
+                       back=url_for("ops_users.page", key=user.id))
     done = _rt().connections.delete_all_data(user.id)
     log.info("operator deleted the data of user %s", user.id)
+    if "csrf_token" in request.form:
+        return render_template("ops/done.html", title="Data deleted", text=(
+            f"Everything calsync held about {user.email} is deleted" + (
+                " (a sync was running: the rest goes within minutes)." if done.get("pending") else ".")))
     return {"user_id": user.id, **done}, 202 if done.get("pending") else 200
 
 

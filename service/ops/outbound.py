@@ -13,15 +13,16 @@ from datetime import datetime
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from service import inputs, outbox
-from service.ops.routes import ops_required
+from service.ops.routes import failure, form_expired, ops_required
 from service.outbound import endpoints
 from service.store import outbound as store
-from service.web.csrf import csrf
+from service.web.csrf import CSRFError, csrf
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ops_outbound", __name__, url_prefix="/ops", template_folder="templates")
 csrf.exempt(bp)  # as /ops: bearer-token scripts need no form token; ops_required checks session requests
+bp.register_error_handler(CSRFError, form_expired)
 
 MAX_LIST = 500
 STATUSES = (store.PENDING, store.DELIVERED, store.FAILED)
@@ -50,11 +51,11 @@ def _input() -> dict:
 @bp.errorhandler(endpoints.InvalidEndpoint)
 @bp.errorhandler(inputs.BadInput)
 def _invalid(exc: ValueError):
-    return {"error": {"code": "bad_request", "message": str(exc)}}, 400
+    return failure("bad-request", str(exc))
 
 
 def _missing():
-    return {"error": {"code": "not_found", "message": "no such endpoint"}}, 404
+    return failure("not-found", "no such endpoint", back=url_for("ops_outbound.page"))
 
 
 def _endpoint(endpoint_id: str) -> store.Endpoint | None:
@@ -174,7 +175,7 @@ def replay(endpoint_id: str):
     if data.get("delivery_id"):
         if not isinstance(data["delivery_id"], str) or not endpoints.replay_delivery(
                 rt.db, rt.redis, endpoint_id, data["delivery_id"]):
-            return {"error": {"code": "not_found", "message": "no such delivery for this endpoint"}}, 404
+            return failure("not-found", "no such delivery for this endpoint")
         queued = 1
     else:
         queued = endpoints.replay_range(rt.db, rt.redis, endpoint, _time(data, "since"), _time(data, "until"))

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
-from service import cursors, inputs, queues, store
+from service import cursors, inputs, queues, store, when
 from service.ops import queues as queue_health
+from service.outbound import endpoints
 from service.store import ops as ops_store
+from service.store import outbound as outbound_store
 from service.store import users
-from service.store.records import SubscriptionStatus
+from service.store.records import SubscriptionStatus, connection_words
 from service.sync.requests import request_sync
-from service.web import health
+from service.web import health, problems
 from service.web.csrf import CSRFError, csrf
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
 csrf.exempt(bp)  # the same URLs serve bearer-token scripts; session requests are checked in ops_required
 
 EXPIRING_SOON = timedelta(hours=24)
+OPERATOR_ZONE = "UTC"      # operators' pages show UTC, and say so
 PAGE_SIZE = 50             # rows of the subscriptions table per page
 HEALTH_PAGE_SIZE = 500     # /ops/api/health lists the first 500, as it always has
 MAX_PAGE = 500
@@ -49,17 +52,55 @@ def ops_required(view):
         if session.get("ops"):
             csrf.protect()  # a browser sends the session cookie by itself, so a POST needs the form's token
             return view(*args, **kwargs)
-        if request.accept_mimetypes.accept_html and request.method == "GET":
+        if request.accept_mimetypes.accept_html and request.method == "GET" and \
+                not request.path.startswith("/ops/api/"):
             return redirect(url_for("ops.login"))
-        return {"error": "operator token required"}, 401, {"WWW-Authenticate": "Bearer"}
+        return problems.problem("unauthorized", "operator token required", headers={"WWW-Authenticate": "Bearer"})
 
     return wrapper
 
 
+def wants_page() -> bool:
+    """Whether a failure goes back to a person (a page's form, a page) rather than a script (a problem)."""
+    if "csrf_token" in request.form:
+        return True
+    accept = request.accept_mimetypes
+    browser = any(value == "text/html" for value, _ in accept) and \
+        accept.quality("text/html") >= accept.quality("application/json")   # not a script's */*
+    return request.method == "GET" and not request.path.startswith("/ops/api/") and browser
+
+
+def failure(kind: str, detail: str, back: str | None = None):
+    """An operator's mistake or a missing thing: a page with a way back for the browser, an RFC 9457 problem for
+    scripts; the same status either way."""
+    found = problems.kind_of(kind)
+    if wants_page():
+        return render_template("ops/error.html", kind=found, detail=detail,
+                               back=back or request.referrer or url_for("ops.dashboard")), found.status
+    return problems.problem(kind, detail)
+
+
+@bp.app_template_filter("ops_time")
+def ops_time(value) -> str:
+    """An operator's time in words, in UTC (the pages say so): datetimes and the APIs' ISO strings alike."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return when.moment(value, OPERATOR_ZONE) if value else ""
+
+
+@bp.app_template_filter("status_words")
+def status_words(value) -> str:
+    return connection_words(value)
+
+
 @bp.errorhandler(CSRFError)
-def _form_expired(exc: CSRFError):
+def form_expired(exc: CSRFError):
+    """A form whose CSRF token expired (every /ops blueprint answers it so): a page saying so, or a problem."""
     current_app.logger.info("ops form refused: %s", exc.description)
-    return {"error": "this form expired; reload the page"}, 403
+    return failure("forbidden", "This form expired: reload the page and try again.")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -90,11 +131,12 @@ def _overview() -> dict:
     now = store.utcnow()
     checks = health.probe(rt)
     data = {"generated_at": now, "dependencies": checks, "counts": None, "needs_reconnect": [],
-            "unsubscribed": [], "queues": [], "workers": None, "stats": []}
+            "unsubscribed": [], "queues": [], "workers": None, "stats": [], "deliveries": None}
     if checks["mongodb"] == "ok":
         try:
             data.update(counts=ops_store.counts(rt.db, now, EXPIRING_SOON),
-                        needs_reconnect=users.needing_reconnect(rt.db), unsubscribed=users.missing_subscriptions(rt.db))
+                        needs_reconnect=users.needing_reconnect(rt.db), unsubscribed=users.missing_subscriptions(rt.db),
+                        deliveries=_delivery_health(rt.db, now))
         except PyMongoError as exc:
             checks["mongodb"] = _failed("MongoDB", exc)
     if checks["redis"] == "ok":
@@ -105,6 +147,27 @@ def _overview() -> dict:
             checks["redis"] = _failed("Redis", exc)
     data["failed"] = sorted(name for name, state in checks.items() if state != "ok")
     return data
+
+
+COUNT_LABELS = {
+    "users_total": "Users", "users_connected": "Connected", "users_needs_reconnect": "Need to reconnect",
+    "subscriptions_total": "Subscriptions", "subscriptions_failing": "Subscriptions failing",
+    "subscriptions_expiring_soon": "Expiring within 24 h", "subscriptions_expired": "Subscriptions expired",
+    "users_with_sync_errors": "Users with sync errors", "events_stored": "Meetings stored",
+}
+BAD_COUNTS = {"users_needs_reconnect", "subscriptions_failing", "subscriptions_expired", "users_with_sync_errors"}
+DELIVERY_LABELS = {"digests_sent": "Digests sent today", "digests_failed": "Digests failed today",
+                   "preps_sent": "Prep mails sent today", "preps_failed": "Prep mails failed today",
+                   "endpoints_failing": "Webhook endpoints failing", "endpoints_paused": "Webhook endpoints paused"}
+
+
+def _delivery_health(db, now: datetime) -> dict[str, int]:
+    """Today's mail outcomes (the operators' day is UTC) and the outbound endpoints not delivering."""
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    found = ops_store.delivery_health(db, start)
+    states = [endpoints.health(e) for e in outbound_store.endpoints(db)]
+    found.update(endpoints_failing=states.count("failing"), endpoints_paused=states.count("paused"))
+    return found
 
 
 def _failed(name: str, exc: Exception) -> str:
@@ -118,7 +181,7 @@ class BadListing(ValueError):
 
 @bp.errorhandler(BadListing)
 def _bad_listing(exc: BadListing):
-    return {"error": str(exc)}, 400
+    return failure("bad-request", str(exc))
 
 
 def _listing(args, default_limit: int) -> dict:
@@ -182,7 +245,8 @@ def dashboard():
     data = _overview()
     listing = _listing(request.args, PAGE_SIZE) if "mongodb" not in data["failed"] else None
     return render_template("ops/dashboard.html", soon=data["generated_at"] + EXPIRING_SOON, listing=listing,
-                           statuses=STATUSES, **data)
+                           statuses=STATUSES, count_labels=COUNT_LABELS, bad_counts=BAD_COUNTS,
+                           delivery_labels=DELIVERY_LABELS, **data)
 
 
 @bp.get("/api/subscriptions")
@@ -218,6 +282,7 @@ def health_api():
         "queues": data["queues"],
         "workers": data["workers"],
         "stats": [{"name": name, "key": label, "value": value} for name, label, value in data["stats"]],
+        "deliveries": data["deliveries"],
     }
     return (body, 503, {"Retry-After": "5"}) if data["failed"] else body
 
@@ -227,7 +292,7 @@ def health_api():
 def resync_user(user_id: str):
     rt = _runtime()
     if users.get(rt.db, user_id) is None:
-        return {"error": "unknown user"}, 404
+        return failure("not-found", "no such user")
     queued = request_sync(rt.redis, user_id, "operator")
     return _done({"user_id": user_id, "queued": queued})
 
@@ -237,7 +302,7 @@ def resync_user(user_id: str):
 def recreate_subscription(user_id: str):
     rt = _runtime()
     if users.get(rt.db, user_id) is None:
-        return {"error": "unknown user"}, 404
+        return failure("not-found", "no such user")
     job = queues.enqueue(rt.redis, queues.SUBSCRIPTIONS, queues.ENSURE_SUBSCRIPTION, user_id)
     return _done({"user_id": user_id, "job_id": job.id})
 
@@ -246,14 +311,15 @@ def recreate_subscription(user_id: str):
 @ops_required
 def requeue_failed(name: str):
     if name not in queues.ALL:
-        return {"error": "unknown queue"}, 404
+        return failure("not-found", f"no queue {name[:40]!r}; the queues are {', '.join(queues.ALL)}")
     return _done({"queue": name, "requeued": queue_health.requeue_failed(_runtime().redis, name)})
 
 
 def _done(body: dict):
-    """JSON for API callers; back to the dashboard for the browser form."""
+    """JSON for API callers; back where the browser form was (the dashboard, or a user's page)."""
     if request.form.get("csrf_token"):
-        return redirect(url_for("ops.dashboard"))
+        back = request.form.get("back") or ""
+        return redirect(back if back.startswith("/ops/") else url_for("ops.dashboard"), 303)
     return body, 202
 
 

@@ -140,11 +140,20 @@ def rotate_keys(db: Database, settings: Settings) -> tuple[int, int]:
     return rotated, unreadable
 
 
+def health(endpoint: store.Endpoint) -> str:
+    """What an operator should read: ``paused``, ``failing`` (active, but its latest attempts failed: it is being
+    retried and probed) or ``active`` (delivering)."""
+    if endpoint.status == store.PAUSED:
+        return "paused"
+    return "failing" if endpoint.failing_since is not None else "active"
+
+
 def describe(db: Database, endpoint: store.Endpoint, attempts: int = 0) -> dict:
     """The endpoint as operators see it (never its secrets); ``attempts`` newest entries of its log."""
     body = {
         "id": endpoint.id, "url": endpoint.url, "event_types": list(endpoint.event_types),
-        "description": endpoint.description, "status": endpoint.status, "paused_reason": endpoint.paused_reason,
+        "description": endpoint.description, "status": endpoint.status, "health": health(endpoint),
+        "consecutive_failures": endpoint.consecutive_failures, "paused_reason": endpoint.paused_reason,
         "paused_at": outbox.iso(endpoint.paused_at), "failing_since": outbox.iso(endpoint.failing_since),
         "last_success_at": outbox.iso(endpoint.last_success_at), "created_at": outbox.iso(endpoint.created_at),
         "secrets": [{"created_at": outbox.iso(s.created_at), "expires_at": outbox.iso(s.expires_at)}

@@ -36,6 +36,7 @@ DOMAIN_MODULES = (
     "service.store.ops",
     "service.store.migrations",
     "service.store.outbound",
+    "service.store.activity",
 )
 
 EMBEDDED_WARNING = (

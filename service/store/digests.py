@@ -25,6 +25,8 @@ STALE_CLAIM = timedelta(minutes=15)
 
 INDEXES = {
     "digests_sent": [
+        # Operators count today's outcomes (sent, failed) by when they finished.
+        IndexModel([("status", ASCENDING), ("finished_at", ASCENDING)], name="status_finished"),
         IndexModel([("user_id", ASCENDING), ("local_date", ASCENDING)], unique=True, name="user_local_date"),
     ],
 }

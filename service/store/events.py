@@ -543,6 +543,13 @@ def by_ical_uids(db: Database, user_id: str, ical_uids: Iterable[str]) -> list[d
     return list(db.events.find({"user_id": user_id, "ical_uid": {"$in": wanted}}))
 
 
+def one_of_series(db: Database, user_id: str, series_master_id: str) -> dict | None:
+    """One stored occurrence of a series (the user's page names an excluded series by it): the user's events
+    through the unique index's ``user_id`` prefix, filtered on the series."""
+    return db.events.find_one({"user_id": user_id, "series_master_id": series_master_id},
+                              sort=[("start", ASCENDING)])
+
+
 def by_key(db: Database, key: str) -> dict | None:
     """An event by its stored ``_id`` (the key in dashboard URLs); None for anything malformed."""
     if not isinstance(key, str) or len(key) > 200:

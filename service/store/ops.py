@@ -120,3 +120,14 @@ def counts(db: Database, now: datetime, soon: timedelta) -> dict[str, int]:
         "users_with_sync_errors": db.users.count_documents({"sync.error_count": {"$gt": 0}}),
         "events_stored": db.events.estimated_document_count(),
     }
+
+
+def delivery_health(db: Database, since: datetime) -> dict[str, int]:
+    """Digests and prep mails sent and failed since ``since`` (an operator's day), each a count on the
+    ``status_finished`` index."""
+    found = {}
+    for collection, name in (("digests_sent", "digests"), ("preps_sent", "preps")):
+        for status in ("sent", "failed"):
+            found[f"{name}_{status}"] = db[collection].count_documents(
+                {"status": status, "finished_at": {"$gte": since}}, hint="status_finished")
+    return found

@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, InsertOne, ReturnDocument, UpdateOne
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from service.store import utcnow
 
@@ -66,6 +67,28 @@ def replace_fields(db: Database, person_id: str, fields: dict) -> dict | None:
         {"$set": {**fields, "updated_at": utcnow()}},
         return_document=ReturnDocument.AFTER,
     )
+
+
+DUPLICATE_KEY = 11000
+
+
+def write_many(db: Database, writes: list[tuple[str | None, dict]]) -> set[int]:
+    """Create (person id None) or overwrite the directory fields of many people in one unordered bulk write;
+    returns the positions the unique email index refused (another writer holds one of their emails)."""
+    if not writes:
+        return set()
+    now = utcnow()
+    operations = [InsertOne({"_id": uuid.uuid4().hex, **fields, "created_at": now, "updated_at": now})
+                  if person_id is None else UpdateOne({"_id": person_id}, {"$set": {**fields, "updated_at": now}})
+                  for person_id, fields in writes]
+    try:
+        db.people.bulk_write(operations, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors") or []
+        if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return {e["index"] for e in errors}
+    return set()
 
 
 def delete(db: Database, person_id: str) -> bool:

@@ -29,6 +29,8 @@ KEEP = timedelta(days=7)
 
 INDEXES = {
     "preps_sent": [
+        # Operators count today's outcomes (sent, failed) by when they finished.
+        IndexModel([("status", ASCENDING), ("finished_at", ASCENDING)], name="status_finished"),
         IndexModel([("user_id", ASCENDING), ("start", ASCENDING)], name="user_start"),
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at"),
     ],

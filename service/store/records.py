@@ -31,7 +31,7 @@ LIVE_SUBSCRIPTION = (SubscriptionStatus.ACTIVE, SubscriptionStatus.FAILING)
 
 @dataclass(frozen=True)
 class Connection:
-    status: ConnectionStatus | None = None
+    status: ConnectionStatus | str | None = None   # a status this code does not name yet stays its stored string
     reason: str | None = None
     since: datetime | None = None
     home_account_id: str | None = None
@@ -41,9 +41,23 @@ class Connection:
     def from_doc(cls, doc: dict | None) -> Connection:
         doc = doc or {}
         status = doc.get("status")
-        return cls(ConnectionStatus(status) if status in ConnectionStatus._value2member_map_ else None,
+        known = ConnectionStatus(status) if status in ConnectionStatus._value2member_map_ else None
+        return cls(known or (status if isinstance(status, str) and status else None),
                    doc.get("reason"), as_utc(doc.get("since")), doc.get("home_account_id"),
                    as_utc(doc.get("reconnect_mail_sent_at")))
+
+
+CONNECTION_WORDS = {ConnectionStatus.CONNECTED: "connected",
+                    ConnectionStatus.NEEDS_RECONNECT: "needs to be reconnected",
+                    ConnectionStatus.DISCONNECTED: "disconnected"}
+
+
+def connection_words(status: str | None) -> str:
+    """A connection status in words: the known ones by name, any other stored status (a newer release's, say
+    ``no_mailbox``) from its own name, so new statuses show without a change here."""
+    if not status:
+        return "unknown"
+    return CONNECTION_WORDS.get(status) or str(status).replace("_", " ").replace("-", " ").strip()
 
 
 WEEKDAYS = (0, 1, 2, 3, 4)             # Monday to Friday (date.weekday() numbers): the default digest days

@@ -12,7 +12,7 @@ from datetime import datetime
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
-from service.store import utcnow
+from service.store import activity, utcnow
 from service.store.records import LIVE_SUBSCRIPTION, Subscription, SubscriptionStatus
 
 ACTIVE = SubscriptionStatus.ACTIVE.value
@@ -97,15 +97,21 @@ def mark_reauthorized(db: Database, subscription_id: str, now: datetime | None =
 
 def mark_failure(db: Database, subscription_id: str, error: str, next_attempt_at: datetime) -> None:
     """Record a failed renew/reauthorize: status failing, a back-off time, and the error for operators."""
-    db.subscriptions.update_one(
+    found = db.subscriptions.find_one_and_update(
         {"_id": subscription_id},
         {"$set": {"status": FAILING, "last_error": error[:300], "next_attempt_at": next_attempt_at},
-         "$inc": {"failures": 1}},
+         "$inc": {"failures": 1}}, projection={"user_id": 1},
     )
+    if found and found.get("user_id"):
+        activity.note(db, found["user_id"], "error", utcnow(), f"subscription failing: {error}", error=error)
 
 
 def mark_removed(db: Database, subscription_id: str, reason: str) -> None:
-    db.subscriptions.update_one({"_id": subscription_id}, {"$set": {"status": REMOVED, "last_error": reason[:300]}})
+    found = db.subscriptions.find_one_and_update({"_id": subscription_id},
+                                                 {"$set": {"status": REMOVED, "last_error": reason[:300]}},
+                                                 projection={"user_id": 1})
+    if found and found.get("user_id"):
+        activity.note(db, found["user_id"], "error", utcnow(), f"subscription removed: {reason}", error=reason)
 
 
 def postpone(db: Database, subscription_id: str, until: datetime) -> None:

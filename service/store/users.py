@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 
-from service.store import utcnow
+from service.store import activity, utcnow
 from service.store.records import ConnectionStatus, User
 
 CONNECTED = ConnectionStatus.CONNECTED.value
@@ -108,11 +108,14 @@ def set_connection_status(
 ) -> User | None:
     """Record a connection state change; returns the user as they were before (None if unknown)."""
     now = now or utcnow()
-    return _record(db.users.find_one_and_update(
+    before = _record(db.users.find_one_and_update(
         {"_id": user_id},
         {"$set": {"connection.status": str(status), "connection.reason": reason, "connection.since": now,
                   "updated_at": now}},
     ))
+    if before is not None:
+        activity.note(db, user_id, "connection", now, f"connection: {status}", status=str(status), reason=reason)
+    return before
 
 
 def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime | None = None) -> bool:
@@ -123,6 +126,9 @@ def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime 
         {"$set": {"connection.status": NEEDS_RECONNECT, "connection.reason": reason, "connection.since": now,
                   "updated_at": now}},
     )
+    if result.modified_count == 1:
+        activity.note(db, user_id, "connection", now, f"connection: {NEEDS_RECONNECT}", status=NEEDS_RECONNECT,
+                      reason=reason)
     return result.modified_count == 1
 
 
@@ -201,6 +207,19 @@ def set_prep_preferences(db: Database, user_id: str, *, minutes: int | None | ob
         db.users.update_one({"_id": user_id}, {"$set": {**fields, "updated_at": utcnow()}})
 
 
+def by_ids(db: Database, user_ids: Iterable[str]) -> dict[str, User]:
+    """The users among ``user_ids``, by id (one query by _id)."""
+    wanted = sorted(set(user_ids))
+    return {u["_id"]: User.from_doc(u) for u in db.users.find({"_id": {"$in": wanted}})} if wanted else {}
+
+
+def listing(db: Database, status: str | None = None, limit: int = 1000) -> list[User]:
+    """Users by email (optionally of one connection status, whatever it is), at most ``limit``: for the CLI."""
+    query = {"connection.status": status} if status else {}
+    index = BY_STATUS_AND_LAST_SYNC if status else BY_EMAIL
+    return [User.from_doc(u) for u in db.users.find(query).sort("email", ASCENDING).hint(index).limit(limit)]
+
+
 PREP_FIELDS = {"_id": 1, "email": 1, "tenant_id": 1, "time_zone": 1, "graph_time_zone": 1, "prep": 1,
                "connection.status": 1}
 
@@ -223,6 +242,7 @@ def record_calendars_refreshed(db: Database, user_id: str, at: datetime) -> None
 def touch_notification(db: Database, user_id: str, at: datetime) -> None:
     """A change notification for this user arrived at ``at``."""
     db.users.update_one({"_id": user_id}, {"$set": {"sync.last_notification_at": at}})
+    activity.note(db, user_id, "notification", at, "change notification from Graph")
 
 
 def record_sync_success(db: Database, user_id: str, now: datetime, result: str, lag_seconds: float | None) -> None:
@@ -232,6 +252,8 @@ def record_sync_success(db: Database, user_id: str, now: datetime, result: str, 
     if lag_seconds is not None:
         fields["sync.lag_seconds"] = round(lag_seconds, 3)
     db.users.update_one({"_id": user_id}, {"$set": fields})
+    activity.note(db, user_id, "sync", now, f"synced ({result})", result=result,
+                  lag_seconds=round(lag_seconds, 3) if lag_seconds is not None else None)
 
 
 def record_sync_failure(db: Database, user_id: str, now: datetime, result: str, error: str) -> None:
@@ -242,6 +264,7 @@ def record_sync_failure(db: Database, user_id: str, now: datetime, result: str, 
                   "updated_at": now},
          "$inc": {"sync.error_count": 1, "sync.errors_total": 1}},
     )
+    activity.note(db, user_id, "error", now, f"sync {result}: {error}", result=result, error=error)
 
 
 def stale(db: Database, cutoff: datetime) -> list[str]:

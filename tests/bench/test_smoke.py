@@ -32,14 +32,15 @@ def _our_processes() -> set[int]:
 def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     out = tmp_path / "results.json"
     before = _our_processes()
-    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P1,P2,P4,P5,P6", "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P1,P2,P4,P5,P6,P10", "--json",
+                           str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["mode"] == "smoke"
     assert results["machine"]["cores"] and "load average" in results["machine"]["uptime"]
     parts = {part["key"]: part for part in results["parts"]}
-    assert set(parts) == {"P1", "P2", "P4", "P5", "P6"}
+    assert set(parts) == {"P1", "P2", "P4", "P5", "P6", "P10"}
     for part in parts.values():
         assert part["rows"], part["key"]
     p1 = {row["name"]: row for row in parts["P1"]["rows"]}
@@ -49,5 +50,7 @@ def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     p2 = {row["name"]: row for row in parts["P2"]["rows"]}
     assert p2["events differing from Graph after draining"]["value"] == 0
     assert any(row["name"].endswith("subscriptions that expired") and row["value"] == 0 for row in parts["P4"]["rows"])
+    p10 = parts["P10"]["rows"]
+    assert all(row["baseline"] for row in p10) and p10[-1]["unit"] == "us/row"
     assert "P1" in done.stdout and "ratio" in done.stdout
     assert _our_processes() <= before

@@ -29,11 +29,11 @@ def test_people_import_reports_created_updated_rejected(runner, db, tmp_path):
     first = runner.invoke(cli, ["people", "import", str(csv_file)])
     second = runner.invoke(cli, ["people", "import", str(json_file)])
 
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output            # rows were rejected: a script must notice
     assert "created 1, updated 0, unchanged 0, rejected 2" in first.output
     assert "row 3: email is not a valid address" in first.output
     assert "row 4: disc.primary must be one of D, I, S, C" in first.output
-    assert "updated 1" in second.output
+    assert "updated 1" in second.output and second.exit_code == 0
     assert people_store.by_email(db, "ana@example.com") is None
     assert people_store.by_email(db, "a@ex.org")["name"] == "Ana Updated"
 
@@ -60,11 +60,21 @@ def test_digest_preview_prints_text_and_writes_html_without_sending(runner, db, 
                                  "--html", str(html)])
 
     assert result.exit_code == 0, result.output
-    assert "Subject: Your day, Wed 01 Jul: 1 meeting" in result.output
+    assert "Subject: Preview: Your day, Wed 1 Jul: 1 meeting" in result.output
     assert "10:00-11:00  Hiring sync" in result.output
     assert "<html" in html.read_text()
     assert smtp_inbox.messages == []
     assert db.digests_sent.count_documents({}) == 0
+
+
+def test_digest_preview_of_a_day_the_user_did_not_choose_says_why_it_would_not_be_sent(runner, db):
+    add_user(db, digest={"days": [0, 1, 2, 3, 4]})
+
+    result = runner.invoke(cli, ["digest", "preview", "--user", "me@example.com", "--date", "2026-07-04"])
+
+    assert result.exit_code == 0, result.output
+    assert "A preview: Saturdays are not among your digest days (Mon to Fri), so this one would not " \
+           "be sent." in result.output
 
 
 def test_digest_preview_for_an_unknown_user(runner):

@@ -47,11 +47,17 @@ def test_digest_lists_the_local_day_in_local_time_skipping_cancelled_and_decline
     planning = digest.meetings[1]
     ana, sam = planning.attendees
     assert ana.styles == ["DISC D (Dominance)", "Enneagram 8 (The Challenger)"]
-    assert 1 <= len(ana.tips) <= 2
+    assert (sam.matched, sam.tips, sam.styles, sam.external) == (False, [], [], False)
+    # Tips are once per person, in the people section (Cy first: met first), not under each meeting.
+    assert ana.tips == [] and [p.name for p in digest.people] == ["Cy", "Ana"]
+    person = digest.people[1]
+    assert 1 <= len(person.tips) <= 2 and ana.anchor == person.anchor
     # The user is an S; Ana a D: the first tip is the S+D pairing.
-    assert ana.tips[0].text.startswith("Say your concern early")
-    assert (sam.matched, sam.tips, sam.styles) == (False, [], [])
+    assert person.tips[0].text.startswith("Say your concern early")
+    assert person.meetings == ["16:00 Planning"]
     assert digest.meet_most[0].name == "Ana"
+    assert digest.summary.words == ("2 meetings with 3 people, 1 h 30 min in all; heaviest stretch 16:00–17:00 "
+                                    "(1 h); and 1 all-day event.")
 
 
 def test_rendered_digest_has_text_and_self_contained_html(db):
@@ -67,9 +73,13 @@ def test_rendered_digest_has_text_and_self_contained_html(db):
     text, html = render_text(digest), render_html(digest)
 
     assert "10:00-10:45  Budget <review> & plan" in text
-    assert "You meet most with: Ana" in text
+    assert "You meet most with Ana (last 30 days)." in text
     assert "Budget &lt;review&gt; &amp; plan" in html
     assert "<img" not in html and "<link" not in html and "<style" not in html
     assert re.search(r'style="[^"]+"', html)
     assert 'href="https://calsync.example/meetings/abc?t=tok"' in html
-    assert all(url.startswith("https://calsync.example/") for url in re.findall(r'(?:href|src)="([^"]+)"', html))
+    urls = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert all(url.startswith("https://calsync.example/") for url in urls if not url.startswith("#"))
+    # In-mail links from an attendee to their tips, and semantic headings for screen readers.
+    assert 'href="#p1"' in html and 'id="p1"' in html
+    assert html.count("<h1") == 1 and "<h2" in html and "<h3" in html

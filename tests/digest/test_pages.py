@@ -36,13 +36,18 @@ def test_dashboard_from_a_signed_link_shows_styles_chart_and_notes(client, rt, m
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "Pricing &lt;decision&gt;" in html
-    assert "17:00–18:00 (Europe/Paris)" in html
+    assert "Wed 1 Jul, 17:00–18:00" in html and "times in Europe/Paris" in html
     assert html.count('class="attendee"') == 5  # the room is left out
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="style-mix" data-framework="disc"' in html
     bars = dict(re.findall(r'data-code="(\w)" x="\d+" y="\d+" width="([\d.]+)"', html))
-    assert float(bars["D"]) > float(bars["C"]) > 0 and float(bars["I"]) == 0
+    assert float(bars["D"]) > float(bars["C"]) > 0 and "I" not in bars     # nobody is an I: no empty row
+    # The viewer (the owner, through the link) is marked, first, with no tips about themself; the others have tips.
+    first = html.split('class="attendee"')[1]
+    assert 'data-you="1"' in first and '<span class="you">you</span>' in first and "Morgan Me" in first
+    assert html.count('<ul class="person-tips">') == 3           # Ana, Ben, Cy: everyone with a style
+    assert "The assessment results shown here are visible to everyone in your organisation." in html
     assert "Several fast deciders and one careful analyst" in html
-    assert "1 attendee(s) are not in the people directory" in html
+    assert "1 attendee is not in the people directory" in html
     assert response.headers["Cache-Control"] == "no-store"
 
 

@@ -66,14 +66,20 @@ def test_the_prep_mail_arrives_over_smtp_with_styles_tips_notes_outsiders_apart_
     assert message["Subject"] == "Prep: Design review at 09:00"
     assert message["To"] == "Morgan Me <me@example.com>"
     text = _parts(message)["text/plain"]
-    inside, outside = text.split("From outside your organization:")
+    inside, outside = text.split("FROM OUTSIDE YOUR ORGANIZATION")
     assert "Ana" in inside and "Ben" in inside and "Nobody" in inside and "Zed" not in inside
     assert "Zed <zed@partner.example>: DISC I (Influence)" in outside
-    assert "Tip: " in inside and "For the group:" in outside
+    assert "    * " in inside and "FOR THE GROUP" in outside
+    assert f"Useful? {rt.settings.public_url}/digest/tips?t=" in inside
     assert f"Dashboard: {rt.settings.public_url}/meetings/" in text
-    assert "In 15 minutes: Design review" in text
+    assert "In 15 minutes: Design review" in text and "Wed 1 Jul, 09:00–09:30" in text
     html = _parts(message)["text/html"]
     assert 'class="external"' in html and "From outside your organization" in html
+    assert "<h1" in html and html.count("<h2") == 3 and "Was this useful?" in html
+    # One-click unsubscribe (RFC 8058), as the digest has: the provider's button turns prep mails off.
+    assert message["List-Unsubscribe"] == f"<{rt.settings.public_url}/digest/unsubscribe?list=prep&t=" \
+        f"{message['List-Unsubscribe'].split('&t=')[1]}"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert sent == [{"type": "meeting.prep_due", "user_id": me.id, "meeting_key": "uid-m1", "event_id": "m1",
                      "start": "2026-07-01T09:00:00Z",
                      "attendees": ["ana@example.com", "ben@example.com", "zed@partner.example"]}]
@@ -215,4 +221,4 @@ def test_lead_times_are_exact_across_daylight_saving_changes_and_mails_show_loca
     assert _deliver(rt, due, now=utc_due) == "sent"
 
     assert smtp_inbox.messages[0]["Subject"] == f"Prep: Design review at {local_start:%H:%M}"
-    assert f"{local_start:%H:%M}-" in _parts(smtp_inbox.messages[0])["text/plain"]
+    assert f", {local_start:%H:%M}–" in _parts(smtp_inbox.messages[0])["text/plain"]

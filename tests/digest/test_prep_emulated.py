@@ -50,8 +50,8 @@ def test_preps_follow_meetings_moved_cancelled_and_declined_in_outlook(stack, sm
 
     assert [m["Subject"] for m in smtp_inbox.messages] == [f"Prep: Kept at {start:%H:%M}"]
     text = next(p.get_content() for p in smtp_inbox.messages[0].walk() if p.get_content_type() == "text/plain")
-    inside, outside = text.split("From outside your organization:")
-    assert "Ben <ben@contoso.com>: DISC D (Dominance)" in inside and "guest@fabrikam.example" in outside
+    inside, outside = text.split("FROM OUTSIDE YOUR ORGANIZATION")
+    assert "Ben <ben@contoso.com>: DISC D (Dominance)" in inside and "fabrikam.example" in outside
     outcomes = {preps_store.get(db, user_id, e["ical_uid"], start)["reason"] for e in db.events.find(
         {"user_id": user_id, "subject": {"$in": ["Moved", "Cancelled", "Declined"]}})
         if preps_store.get(db, user_id, e["ical_uid"], start)}

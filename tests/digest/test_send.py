@@ -35,7 +35,7 @@ def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox)
 
     [message] = smtp_inbox.messages
     assert smtp_inbox.envelopes[0][1] == ["me@example.com"]
-    assert message["Subject"] == "Your day, Wed 01 Jul: 1 meeting"
+    assert message["Subject"] == "Your day, Wed 1 Jul: 1 meeting"
     assert message["Message-ID"] == "<digest-user-1-2026-07-01@calsync>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message.get_content_type() == "multipart/alternative"
@@ -43,9 +43,10 @@ def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox)
     assert set(parts) == {"text/plain", "text/html"}
     assert "09:00-09:30  Design review" in parts["text/plain"]
     assert "Pacific/Honolulu" in parts["text/plain"]
-    assert "New Person <new.person@partner.example> (not in the people directory)" in parts["text/plain"]
+    assert "With: Ana, New Person (partner.example)" in parts["text/plain"]   # a named outsider keeps the name
     assert "room@example.com" not in parts["text/plain"]
-    assert "Tip: " in parts["text/plain"]
+    assert "\nTHE PEOPLE YOU MEET TODAY\r\n\r\nAna\r\n" in parts["text/plain"]
+    assert "  * " in parts["text/plain"] and f"{rt.settings.public_url}/digest/tips?t=" in parts["text/plain"]
     assert f"{rt.settings.public_url}/meetings/" in parts["text/html"]
     assert f"{rt.settings.public_url}/digest/unsubscribe?t=" in parts["text/html"]
     assert digests_store.get(db, user.id, "2026-07-01")["status"] == "sent"

@@ -16,7 +16,7 @@ PACKAGES = ("service", "emulator")
 LAYERS = (
     ("base", ("service.config", "service.timezones", "service.inputs", "service.logs", "service.metrics",
               "service.locks", "service.embedded", "service.mail", "service.mailbox", "service.graph",
-              "service.queues", "service.cursors", "service.procfile")),
+              "service.queues", "service.cursors", "service.procfile", "service.when")),
     ("store", ("service.store",)),
     ("outbox", ("service.outbox",)),
     ("web plumbing", ("service.web",)),

@@ -90,14 +90,40 @@ def test_a_tip_is_not_repeated_within_14_days_while_others_remain_and_the_same_d
     assert recorded[days[0].isoformat()] == {shown[0]}
 
 
-def test_the_digest_has_a_coaching_section(rt, db, smtp_inbox):
+def test_the_digest_shows_each_persons_tips_once_and_records_every_tip_it_showed(rt, db, smtp_inbox):
     user = add_user(db)
     add_people(db, PEOPLE)
-    _event(db, "m1", _at(DAY, 10), ["p1@example.com"])
+    _event(db, "m1", _at(DAY, 10), ["p1@example.com", "p2@example.com"])
+    _event(db, "m2", _at(DAY, 14), ["p1@example.com"])
+    for n in range(3):   # p3: met three times in the last two weeks, not today
+        _event(db, f"p3-{n}", _at(DAY - timedelta(days=n + 1), 9), ["p3@example.com"])
 
     assert send.deliver(rt.db, rt.settings, rt.mailer, user.id, DAY.isoformat()) == "sent"
 
     text = next(p.get_content() for p in smtp_inbox.messages[0].walk() if p.get_content_type() == "text/plain")
-    section = text.split("Coaching for today:")[1]
-    assert "Person 1 (meeting them today at 10:00): " in section and "[disc]" in section
-    assert coaching_store.shown_between(db, user.id, DAY, DAY)[DAY.isoformat()]
+    people = text.split("THE PEOPLE YOU MEET TODAY")[1].split("ALSO WORTH A THOUGHT")[0]
+    also = text.split("ALSO WORTH A THOUGHT")[1].split("WAS A TIP USEFUL?")[0]
+    assert people.count("Person 1") == 1 and "In: 10:00 Meeting; 14:00 Meeting" in people
+    assert "Person 2" in people and "Person 3" not in people
+    assert "Person 3 (met 3 times in the last 14 days)" in also
+    tips = [line.strip()[2:].rsplit(" [", 1)[0] for line in (people + also).splitlines()
+            if line.strip().startswith("* ")]
+    assert len(tips) == len(set(tips)) >= 3                   # no tip twice in one mail
+    recorded = coaching_store.shown_between(db, user.id, DAY, DAY)[DAY.isoformat()]
+    assert len(recorded) == len(tips)                        # every tip shown counts for the 14-day no-repeat
+
+
+def test_a_tip_marked_not_useful_is_not_shown_again_while_another_remains(db):
+    user = add_user(db)
+    add_people(db, PEOPLE)
+    _event(db, "today", _at(DAY, 10), ["p1@example.com"])
+    [first] = coaching.suggest(db, user, DAY, record=False)
+
+    coaching_store.record_feedback(db, user.id, first.tip.key, first.person_id, coaching_store.NOT_USEFUL)
+    [again] = coaching.suggest(db, user, DAY, record=False)
+    coaching_store.record_feedback(db, user.id, first.tip.key, first.person_id, coaching_store.USEFUL)
+    [changed_mind] = coaching.suggest(db, user, DAY, record=False)
+
+    assert again.tip.key != first.tip.key and again.person_id == first.person_id
+    assert changed_mind.tip.key == first.tip.key
+    assert coaching_store.feedback(db, user.id) == {first.tip.key: "useful"}

@@ -105,11 +105,70 @@ def test_unreadable_files_are_refused_whole(text, fmt, reason):
         list(read_rows(text, fmt))
 
 
-def test_csv_row_with_unknown_column_is_rejected_not_fatal(db):
-    summary = import_rows(db, read_rows("email,shoe.size\na@example.com,9\nb@example.com,\n", "csv"))
+def test_unknown_csv_columns_are_warned_about_once_and_ignored_not_fatal(db):
+    warnings = []
+    text = "Email,shoe.size,DISC.Primary,disc.colour\na@example.com,9,d,red\nb@example.com,,I,\n"
 
-    assert summary.rejected == [(2, "unknown assessment framework 'shoe'")]
-    assert summary.created == 1
+    summary = import_rows(db, read_rows(text, "csv", warn=warnings.append))
+
+    assert summary.created == 2 and summary.rejected == []
+    assert len(warnings) == 2
+    assert "'shoe.size' is not a column calsync knows" in warnings[0] and "ignored" in warnings[0]
+    assert "'disc.colour': disc has no such field (primary, secondary, scores)" in warnings[1]
+    assert styles(people_store.by_email(db, "a@example.com")) == {"disc": "D"}
+
+
+def test_a_row_reports_every_problem_it_has_not_just_the_first(db):
+    text = ("email,aliases,name,disc.primary,disc.secondary,enneagram.type,enneagram.wing\n"
+            "not-an-email,ok@example.com;bad@alias@x,X,Q,Z,1,5\n")
+
+    summary = import_rows(db, read_rows(text, "csv"))
+
+    assert summary.rejected == [(2, "email is not a valid address; alias 'bad@alias@x' is not a valid address; "
+                                    "disc.primary must be one of D, I, S, C; disc.secondary must be one of D, I, "
+                                    "S, C; enneagram.wing must be next to enneagram.type (9 or 2)")]
+    assert summary.as_dict()["rejected"][0]["problems"][0] == "email is not a valid address"
+    assert len(summary.as_dict()["rejected"][0]["problems"]) == 5
+
+
+@pytest.mark.parametrize(("columns", "values", "expected"), [
+    ("enneagram.type", "3w4", {"enneagram": {"type": "3", "wing": "4"}}),
+    ("enneagram", "9W1", {"enneagram": {"type": "9", "wing": "1"}}),
+    ("enneagram.type,enneagram.wing", "3w4,4", {"enneagram": {"type": "3", "wing": "4"}}),
+    ("disc.primary", "Di", {"disc": {"primary": "D", "secondary": "I"}}),
+    ("disc", "s/c", {"disc": {"primary": "S", "secondary": "C"}}),
+    ("DISC.Primary", "influence", {"disc": {"primary": "I"}}),
+    ("mbti16.type", "intj-a", {"mbti16": {"type": "INTJ"}}),
+    ("mbti16", "Enfp", {"mbti16": {"type": "ENFP"}}),
+])
+def test_codes_in_any_case_and_common_notations_are_accepted(db, columns, values, expected):
+    summary = import_rows(db, read_rows(f"email,{columns}\na@example.com,{values}\n", "csv"))
+
+    assert summary.rejected == [] and summary.created == 1
+    assert people_store.by_email(db, "a@example.com")["assessments"] == expected
+
+
+def test_a_notation_that_contradicts_its_neighbouring_column_is_a_problem(db):
+    summary = import_rows(db, read_rows("email,enneagram.type,enneagram.wing\na@example.com,3w4,2\n", "csv"))
+
+    assert summary.rejected == [(2, "enneagram.type '3w4' says wing 4, but enneagram.wing is 2")]
+
+
+def test_a_large_import_goes_in_chunks_with_every_outcome_counted(db):
+    rows = [(n, {"email": f"p{n}@example.com", "assessments": {"disc": {"primary": "DISC"[n % 4]}}})
+            for n in range(1, 26)]
+    rows[3] = (4, {"email": "p1@example.com"})                    # repeats row 1
+    progress = []
+
+    first = import_rows(db, rows, progress=progress.append, chunk=10)
+    rows[5] = (6, {"email": "p6@example.com", "name": "Renamed", "assessments": {"disc": {"primary": "I"}}})
+    second = import_rows(db, rows, chunk=7)
+
+    assert (first.created, first.updated, first.unchanged) == (24, 0, 0)
+    assert first.rejected == [(4, "an email repeats row 1 of this file")] and sum(progress) == 25
+    assert (second.created, second.updated, second.unchanged) == (0, 1, 23)
+    assert db.people.count_documents({}) == 24
+    assert people_store.by_email(db, "p6@example.com")["name"] == "Renamed"
 
 
 def test_a_new_framework_is_a_data_addition(tmp_path, monkeypatch):

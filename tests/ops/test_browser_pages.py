@@ -76,10 +76,10 @@ def test_main_pages_work_under_their_csp_with_no_violation(served, db, browser_p
 
     page.goto(links.settings_url(rt.settings, user.id))
     page.fill("#time", "07:15")
-    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("button", name="Save digest settings").click()
     page.get_by_text("Saved.").wait_for(timeout=10000)
     seen["digest settings"] = violations(page)
-    assert page.locator("main").evaluate("e => getComputedStyle(e).maxWidth") == "760px"   # its stylesheet
+    assert page.locator("main").evaluate("e => getComputedStyle(e).maxWidth") == "736px"   # its stylesheet
 
     page.goto(links.dashboard_url(rt.settings, str(event["_id"]), user.id, "g-1"))
     chart = page.locator("svg.style-mix[data-framework='disc']")

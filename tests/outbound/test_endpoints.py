@@ -46,7 +46,7 @@ def test_bad_endpoints_get_a_clear_400(client, ops_headers, rt, receiver, body, 
     answer = client.post("/ops/api/webhooks", headers=ops_headers, json=body)
 
     assert answer.status_code == 400
-    assert message in answer.get_json()["error"]["message"]
+    assert message in answer.get_json()["detail"]
     assert store.endpoints(rt.db) == []
 
 
@@ -102,7 +102,7 @@ def test_without_the_setting_a_loopback_receiver_is_refused_at_registration_and_
     outcome = delivery.attempt(db, redis_conn, strict.settings, strict.ssl_context,
                                db.outbound_deliveries.find_one({})["_id"])
 
-    assert answer.status_code == 400 and "loopback" in answer.get_json()["error"]["message"]
+    assert answer.status_code == 400 and "loopback" in answer.get_json()["detail"]
     assert outcome == "failed" and receiver.requests == []
     (logged,) = store.get_endpoint(db, "ep_old").attempts
     assert logged["error"] == "refused: url resolves to a loopback, private or reserved address"
@@ -210,4 +210,4 @@ def test_odd_numbers_and_far_dates_in_the_ops_api_are_a_400(client, ops_headers,
                                    json={"since": since, "until": until}))
 
     assert [a.status_code for a in answers] == [400, 400, 400]
-    assert all(a.get_json()["error"]["code"] == "bad_request" for a in answers)
+    assert all(a.get_json()["code"] == "bad_request" for a in answers)

@@ -93,7 +93,7 @@ def test_ops_forms_refuse_a_missing_or_forged_token(operator, path, forged):
 def test_ops_forms_work_with_the_dashboards_token_and_scripts_need_only_the_bearer(operator, client, ops_headers):
     token = token_in(operator.get("/ops/").get_data(as_text=True))
 
-    assert operator.post("/ops/queues/sync/requeue-failed", data={"csrf_token": token}).status_code == 302
+    assert operator.post("/ops/queues/sync/requeue-failed", data={"csrf_token": token}).status_code == 303
     with client.session_transaction() as session:
         session.clear()
     assert client.post("/ops/queues/sync/requeue-failed", headers=ops_headers).status_code == 202
