@@ -162,6 +162,19 @@ class Summary:
 
 
 @dataclass
+class Section:
+    """A section another part of the product adds to the digest (the Monday look-ahead, say). Every channel
+    renders ``Digest.sections`` the same generic way (email HTML and text, Teams, Slack), so what one adds here
+    reaches each of them without a template of its own."""
+
+    key: str                         # a stable name ("week-ahead"): a class in the HTML, a block id in a card
+    title: str
+    lines: list[str]                 # plain sentences, already in the reader's zone and words
+    tips: list[TipView] = field(default_factory=list)
+    link: tuple[str, str] | None = None   # (label, url)
+
+
+@dataclass
 class Digest:
     user_id: str
     email: str
@@ -178,6 +191,7 @@ class Digest:
     also: list[PersonView] = field(default_factory=list)     # people met often, not met today
     notice: str | None = None                                # a preview's note (why it would not be sent...)
     home_link: str | None = None                             # the user's page
+    sections: list[Section] = field(default_factory=list)    # added by other parts of the product, in order
 
     @property
     def empty(self) -> bool:

@@ -55,7 +55,8 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
         meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)
-    for number, tip in enumerate([t for p in digest.people + digest.also for t in p.tips], start=1):
+    tips = [t for p in digest.people + digest.also for t in p.tips] + [t for s in digest.sections for t in s.tips]
+    for number, tip in enumerate(tips, start=1):
         tip.number = number
         tip.useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.USEFUL)
         tip.not_useful = links.feedback_url(settings, user.id, tip.key, tip.person_id, coaching_store.NOT_USEFUL)

@@ -3,10 +3,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from service.digest.build import build_digest
+from service.digest.build import Section, TipView, build_digest
 from service.digest.render import render_html, render_text
 from service.insights.collaborators import Collaborator
 from service.insights.matching import Directory, attendee_emails
+from service.insights.tips import Tip
 from tests.support.factories import add_event, add_people, add_user, attendee
 
 DAY = date(2026, 3, 8)  # spring-forward day in New York
@@ -83,3 +84,21 @@ def test_rendered_digest_has_text_and_self_contained_html(db):
     # In-mail links from an attendee to their tips, and semantic headings for screen readers.
     assert 'href="#p1"' in html and 'id="p1"' in html
     assert html.count("<h1") == 1 and "<h2" in html and "<h3" in html
+
+
+def test_a_section_added_by_another_part_reads_the_same_in_html_and_text(db):
+    user = add_user(db, time_zone="America/New_York")
+    digest = _digest(db, [], user)
+    tip = TipView(Tip("disc", "C", "Send the agenda the day before."), useful="https://calsync.example/f?t=u",
+                  not_useful="https://calsync.example/f?t=n", rate="https://calsync.example/f?t=r", number=1)
+    digest.sections.append(Section("week-ahead", "Next week", ["22 h of meetings; Tuesday is the heaviest."],
+                                   [tip], ("Your week", "https://calsync.example/week?t=w")))
+
+    text, html = render_text(digest), render_html(digest)
+
+    assert 'class="section week-ahead"' in html and ">Next week</h2>" in html
+    assert "22 h of meetings; Tuesday is the heaviest." in html and "Send the agenda the day before." in html
+    assert 'href="https://calsync.example/week?t=w"' in html and 'href="https://calsync.example/f?t=n"' in html
+    assert "NEXT WEEK\n22 h of meetings; Tuesday is the heaviest." in text
+    assert "* Send the agenda the day before. [1]" in text and "[1] https://calsync.example/f?t=r" in text
+    assert "Your week: https://calsync.example/week?t=w" in text
