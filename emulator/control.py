@@ -150,6 +150,12 @@ def create_control_blueprint() -> Blueprint:
         _em().state.delete_event(user_id, event_id)
         return "", 204
 
+    @bp.post("/users/<user_id>/events/<event_id>/move")
+    def move_event(user_id: str, event_id: str):
+        """Move an item to another of the owner's calendars: its immutable id stays, its regular id changes."""
+        item = _em().state.move_event(user_id, event_id, _body())
+        return jsonify(events.render(item, None, _em().base_url) | {"restId": item.rest_id})
+
     @bp.get("/users/<user_id>/events/<event_id>")
     def get_event(user_id: str, event_id: str):
         item, instance = _em().state.find(user_id, event_id)

@@ -35,6 +35,7 @@ class DeltaToken:
     items: set[str]  # stored item ids seen in the window
     seq: int
     epoch: int
+    rest_ids: dict[str, str] = field(default_factory=dict)  # instance id -> its regular id when the token was made
 
 
 @dataclass
@@ -108,21 +109,25 @@ class DeltaEngine:
             seq = state.seq
             entries = []
             snapshot = {inst.id: inst.change_key for inst in current}
+            rest_ids = {inst.id: _rest_id(inst) for inst in current}
             items = {inst.item.id for inst in current}
             for inst in current:
                 if since is None or since.snapshot.get(inst.id) != inst.change_key:
-                    entries.append(_entry(events.render(inst.item, inst, base_url, out_tz)))
+                    entries.append(_entry(events.render(inst.item, inst, base_url, out_tz), inst))
             if since is not None:
+                # A regular id gone from this calendar is reported under the id the client knew (the item may
+                # have moved to another calendar, where it has a new one).
+                known = lambda iid: since.rest_ids.get(iid) or state.rest_id(iid)  # noqa: E731
                 gone = [iid for iid in since.snapshot if iid not in snapshot]
-                entries.extend(_removed(iid) for iid in gone)
+                entries.extend(_removed(iid, known(iid)) for iid in gone)
                 seen = set(since.snapshot) | set(snapshot)
                 for item in state.calendar_items(source):  # changed outside the window
                     if item.seq > since.seq and item.id not in items and item.id not in seen:
-                        entries.append(_removed(item.id))
+                        entries.append(_removed(item.id, item.rest_id))
                 for item_id, deleted_seq in state.calendar_tombstones(source).items():
                     if deleted_seq > since.seq and item_id not in since.items and item_id not in seen:
-                        entries.append(_removed(item_id))
-        token = DeltaToken(user_id, calendar_id, start, end, snapshot, items, seq, self._epoch(user_id))
+                        entries.append(_removed(item_id, state.rest_id(item_id)))
+        token = DeltaToken(user_id, calendar_id, start, end, snapshot, items, seq, self._epoch(user_id), rest_ids)
         token_id = secrets.token_urlsafe(24)
         round_id = secrets.token_urlsafe(18)
         with self._lock:
@@ -134,8 +139,8 @@ class DeltaEngine:
                 self.rounds.popitem(last=False)
         return round_id
 
-    def page(self, skiptoken: str, page_size: int | None, link_base: str, default_size: int = 10
-             ) -> tuple[list[dict], str | None, str | None]:
+    def page(self, skiptoken: str, page_size: int | None, link_base: str, default_size: int = 10,
+             immutable: bool = True) -> tuple[list[dict], str | None, str | None]:
         """(entries, next skiptoken or None, delta token when this is the last page).
 
         A page size given on the round's first request sticks to the round unless a later request names another.
@@ -151,7 +156,7 @@ class DeltaEngine:
         if page_size is not None and offset == 0:
             rnd.page_size = page_size
         page_size = page_size or rnd.page_size or default_size
-        chunk = rnd.entries[offset:offset + page_size]
+        chunk = [_with_ids(entry, immutable) for entry in rnd.entries[offset:offset + page_size]]
         end = offset + page_size
         if end < len(rnd.entries):
             return chunk, f"{round_id}.{end}", None
@@ -170,12 +175,27 @@ class DeltaEngine:
         return (token.user_id, token.calendar_id) if token else None
 
 
-def _entry(event: dict) -> dict:
-    return {"@odata.type": "#microsoft.graph.event"} | event
+def _rest_id(inst: events.Instance) -> str:
+    return events.occurrence_id(inst.item.rest_id, inst.key) if inst.key else inst.item.rest_id
 
 
-def _removed(event_id: str) -> dict:
-    return {"@odata.type": "#microsoft.graph.event", "id": event_id, "@removed": {"reason": "deleted"}}
+def _entry(event: dict, inst: events.Instance) -> dict:
+    """A delta entry, remembering its regular ids for a page asked without `IdType="ImmutableId"`."""
+    rest = {"id": _rest_id(inst)}
+    if event.get("seriesMasterId"):
+        rest["seriesMasterId"] = inst.item.rest_id
+    return {"@odata.type": "#microsoft.graph.event"} | event | {"_rest": rest}
+
+
+def _removed(event_id: str, rest_id: str) -> dict:
+    return {"@odata.type": "#microsoft.graph.event", "id": event_id, "@removed": {"reason": "deleted"},
+            "_rest": {"id": rest_id}}
+
+
+def _with_ids(entry: dict, immutable: bool) -> dict:
+    """The entry as served: immutable ids, or the regular ones it had when its round was made."""
+    served = {k: v for k, v in entry.items() if k != "_rest"}
+    return served if immutable else served | entry["_rest"]
 
 
 def _iso(value: dt.datetime) -> str:

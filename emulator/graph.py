@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from emulator import calendars, events
 from emulator.calendars import Calendar
-from emulator.errors import GraphError, bad_request, error_response
+from emulator.errors import GraphError, add_request_ids, bad_request, error_response
 from emulator.identity import InvalidToken
 from emulator.state import item_not_found
 from emulator.subscriptions import Caller
@@ -24,6 +24,9 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
 SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
+# translateExchangeIds: User.ReadBasic.All least privileged, User.Read among the higher (user-translateexchangeids)
+TRANSLATE_SCOPES = {"User.ReadBasic.All", "User.Read", "User.Read.All", "User.ReadWrite", "User.ReadWrite.All"}
+ID_FORMATS = ("restId", "restImmutableEntryId")
 MAILBOX_PATH = re.compile(r"^/v1\.0/(?:(me)|users/([^/]+))/.")
 
 
@@ -40,6 +43,12 @@ def _prefer() -> dict[str, str]:
             if name:
                 prefs[name.strip().lower()] = value.strip().strip('"')
     return prefs
+
+
+def immutable_ids() -> bool:
+    """Whether this request asked for immutable ids (`Prefer: IdType="ImmutableId"`); it applies to this request
+    only, as Graph documents."""
+    return _prefer().get("idtype", "").lower() == "immutableid"
 
 
 def _out_tz() -> str | None:
@@ -201,8 +210,10 @@ def create_graph_blueprint() -> Blueprint:
 
     @bp.after_request
     def _log(response: Response):
-        _em().record_request(request.method, request.path, response.status_code)
-        return response
+        _em().record_request(request.method, request.path, response.status_code,
+                             ", ".join(request.headers.getlist("Prefer")) or None,
+                             request.headers.get("client-request-id"))
+        return add_request_ids(response)
 
     @bp.teardown_request
     def _release(_exc: BaseException | None):
@@ -293,7 +304,7 @@ def create_graph_blueprint() -> Blueprint:
             if item.calendar_id != source.id:
                 raise item_not_found()
         out_tz = _out_tz()
-        event = events.render(item, instance, _em().base_url, out_tz)
+        event = events.render(item, instance, _em().base_url, out_tz, immutable_ids())
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
         response = jsonify({"@odata.context": context} | events.select(event, _select_arg()))
         if out_tz:
@@ -308,6 +319,11 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/me/calendars/<calendar_id>/calendarview/delta")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView/delta")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview/delta")
+    # OData's function-call form, which Microsoft's SDKs send: `.../calendarView/delta()`.
+    @bp.get("/me/calendarView/delta()")
+    @bp.get("/users/<user_ref>/calendarView/delta()")
+    @bp.get("/me/calendars/<calendar_id>/calendarView/delta()")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView/delta()")
     def calendar_view_delta(user_ref: str | None = None, calendar_id: str | None = None):
         return _delta(authenticate(), user_ref, calendar_id)
 
@@ -327,13 +343,16 @@ def create_graph_blueprint() -> Blueprint:
         skip = _int_arg("$skip", 0)
         top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         found = _em().state.calendar(user["id"], start, end, calendar.id)
-        value = [events.select(events.render(i.item, i, _em().base_url, out_tz), _select_arg())
+        value = [events.select(events.render(i.item, i, _em().base_url, out_tz, immutable_ids()), _select_arg())
                  for i in found[skip:skip + top]]
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                       "value": value}
         if skip + top < len(found):
             body["@odata.nextLink"] = _next_link(skip + top, top)
-        return jsonify(body)
+        response = jsonify(body)
+        if out_tz:
+            response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
+        return response
 
     # ------------------------------------------------------------ subscriptions
 
@@ -341,7 +360,7 @@ def create_graph_blueprint() -> Blueprint:
     def create_subscription():
         caller = authenticate()
         body = request.get_json(silent=True)
-        sub = _em().subscriptions.create(caller, body)
+        sub = _em().subscriptions.create(caller, body, immutable_ids())
         return jsonify(sub.public()), 201
 
     @bp.get("/subscriptions")
@@ -369,6 +388,27 @@ def create_graph_blueprint() -> Blueprint:
     def reauthorize_subscription(sub_id: str):
         _em().subscriptions.reauthorize(authenticate(), sub_id)
         return "", 204
+
+    # ------------------------------------------------------------ ids
+
+    @bp.post("/me/translateExchangeIds")
+    @bp.post("/users/<user_ref>/translateExchangeIds")
+    def translate_exchange_ids(user_ref: str | None = None):
+        """user: translateExchangeIds, between the regular and the immutable REST formats (delegated only)."""
+        caller = authenticate()
+        if not caller.delegated:
+            raise _access_denied()
+        user = mailbox(caller, user_ref, TRANSLATE_SCOPES)
+        body = request.get_json(silent=True)
+        ids = body.get("inputIds") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(isinstance(i, str) for i in ids):
+            raise bad_request("inputIds must be a collection of 1 to 1000 identifiers.", "ErrorInvalidRequest")
+        source, target = body.get("sourceIdType"), body.get("targetIdType")
+        if source not in ID_FORMATS or target not in ID_FORMATS:
+            raise bad_request("sourceIdType and targetIdType must be restId or restImmutableEntryId here.",
+                              "ErrorInvalidRequest")
+        return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(convertIdResult)",
+                        "value": _em().state.translate_ids(user["id"], ids, source, target)})
 
     return bp
 
@@ -424,7 +464,7 @@ def _delta(caller: Caller, user_ref: str | None, calendar_id: str | None):
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
         round_id = em.delta.start_round(user["id"], calendar.id, start, end, em.base_url, out_tz)
     entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
-                                                  DEFAULT_PAGE_SIZE)
+                                                  DEFAULT_PAGE_SIZE, immutable_ids())
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                   "value": entries}
     if next_skip:

@@ -68,6 +68,9 @@ class Subscription:
     created: dt.datetime
     status: str = "active"  # active | expired | deleted | removed
     reauth_sent: set[str] = field(default_factory=set)
+    # Created with `Prefer: IdType="ImmutableId"`: its notifications carry immutable ids; "Existing subscriptions
+    # created without the header continue to use the default ID format" (outlook-immutable-id).
+    immutable_ids: bool = False
 
     def public(self) -> dict:
         return {
@@ -89,6 +92,10 @@ class Subscription:
             "notificationUrlAppId": None,
             "notificationContentType": "application/json",
         }
+
+    def control_view(self) -> dict:
+        return self.public() | {"status": self.status, "userId": self.user_id, "tenantId": self.tenant_id,
+                                "immutableIds": self.immutable_ids}
 
 
 def _url(value: object, name: str) -> str:
@@ -137,7 +144,7 @@ class Subscriptions:
 
     # ------------------------------------------------------------ Graph API
 
-    def create(self, caller: Caller, body: object) -> Subscription:
+    def create(self, caller: Caller, body: object, immutable_ids: bool = False) -> Subscription:
         if not isinstance(body, dict):
             raise bad_request("The request body must be a subscription object.", "InvalidRequest")
         now = self.em.clock()
@@ -184,6 +191,7 @@ class Subscriptions:
             encryption_certificate_id=cert_id, cert=cert, latest_tls=tls, application_id=caller.app_id,
             creator_id=caller.user_id if caller.delegated else caller.claims.get("oid", caller.app_id),
             tenant_id=caller.tenant_id, user_id=user_id, select=select, token_exp=caller.token_exp, created=now,
+            immutable_ids=immutable_ids,
         )
         with self.lock:
             self.by_id[sub.id] = sub
@@ -359,20 +367,29 @@ class Subscriptions:
 
     def public_all(self) -> list[dict]:
         with self.lock:
-            return [s.public() | {"status": s.status, "userId": s.user_id, "tenantId": s.tenant_id}
-                    for s in self.by_id.values()]
+            return [s.control_view() for s in self.by_id.values()]
 
     # ------------------------------------------------------------ change notifications
 
-    def on_change(self, user_id: str, event_id: str, change_type: str) -> None:
+    def on_change(self, user_id: str, event_id: str, change_type: str, previous_rest_id: str | None = None) -> None:
+        """Notify the mailbox's subscriptions of a change to ``event_id`` (immutable). A move between calendars is
+        an update of the same item for subscriptions with immutable ids, and a deletion of the old regular id
+        plus a creation of the new one for the others (the id changed: outlook-immutable-id)."""
         with self.lock:
-            targets = [s for s in self.by_id.values()
-                       if s.user_id == user_id and change_type in s.change_types and s.status == "active"]
+            targets = [s for s in self.by_id.values() if s.user_id == user_id and s.status == "active"]
         for sub in targets:
             if self._expire_if_due(sub):
                 continue
-            self.notifier.publish(sub.notification_url, "change", self._notification(sub, user_id, event_id,
-                                                                                     change_type))
+            if change_type != "moved":
+                changes = [(change_type, event_id if sub.immutable_ids else self.em.state.rest_id(event_id))]
+            elif sub.immutable_ids:
+                changes = [("updated", event_id)]
+            else:
+                changes = [("deleted", previous_rest_id or event_id), ("created", self.em.state.rest_id(event_id))]
+            for kind, shown_id in changes:
+                if kind in sub.change_types:
+                    self.notifier.publish(sub.notification_url, "change",
+                                          self._notification(sub, user_id, shown_id, kind))
 
     def _notification(self, sub: Subscription, user_id: str, event_id: str, change_type: str) -> Pending:
         change_key = ""
@@ -380,7 +397,7 @@ class Subscriptions:
         if change_type != "deleted":
             try:
                 item, instance = self.em.state.find(user_id, event_id)
-                rendered = events.render(item, instance, self.em.base_url)
+                rendered = events.render(item, instance, self.em.base_url, immutable=sub.immutable_ids)
                 change_key = rendered["changeKey"]
                 resource_json = rendered
             except GraphError:

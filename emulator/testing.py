@@ -85,6 +85,11 @@ class ControlClient:
     def update_event(self, user_id: str, event_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"/users/{user_id}/events/{event_id}", changes)
 
+    def move_event(self, user_id: str, event_id: str, calendar_id: str) -> dict:
+        """Move an event to another of the user's calendars (Outlook's drag): the immutable id stays, ``restId``
+        (the regular id) changes."""
+        return self.request("POST", f"/users/{user_id}/events/{event_id}/move", {"calendar_id": calendar_id})
+
     def delete_event(self, user_id: str, event_id: str) -> None:
         self.request("DELETE", f"/users/{user_id}/events/{event_id}")
 
