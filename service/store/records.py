@@ -148,6 +148,11 @@ class User:
     sync: SyncInfo = field(default_factory=SyncInfo)
     subscription_missing_since: datetime | None = None
     created_at: datetime | None = None
+    graph_ids: str | None = None          # "immutable" once stored ids are Graph's immutable ones (sync.ids)
+
+    @property
+    def immutable_ids(self) -> bool:
+        return self.graph_ids == IMMUTABLE
 
     @property
     def connected(self) -> bool:
@@ -167,8 +172,11 @@ class User:
             digest=DigestSettings.from_doc(doc.get("digest")), prep=PrepSettings.from_doc(doc.get("prep")),
             sync=SyncInfo.from_doc(doc.get("sync")),
             subscription_missing_since=as_utc(doc.get("subscription_missing_since")),
-            created_at=as_utc(doc.get("created_at")),
+            created_at=as_utc(doc.get("created_at")), graph_ids=doc.get("graph_ids"),
         )
+
+
+IMMUTABLE = "immutable"
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,8 @@ class Subscription:
     last_error: str | None = None
     next_attempt_at: datetime | None = None
     client_state_sha256: str = field(default="", repr=False)  # what is stored: the webhook compares digests
+    immutable_ids: bool = False          # created with Prefer: IdType="ImmutableId": its notifications carry them
+    recreate_reason: str | None = None   # to be replaced without a gap (e.g. "immutable-ids"; subscriptions.switch)
 
     @property
     def live(self) -> bool:
@@ -215,6 +225,7 @@ class Subscription:
             last_notification_at=as_utc(doc.get("last_notification_at")), renewed_at=as_utc(doc.get("renewed_at")),
             reauthorized_at=as_utc(doc.get("reauthorized_at")), failures=int(doc.get("failures") or 0),
             last_error=doc.get("last_error"), next_attempt_at=as_utc(doc.get("next_attempt_at")),
+            immutable_ids=doc.get("immutable_ids") is True, recreate_reason=doc.get("recreate_reason"),
         )
 
 

@@ -88,6 +88,7 @@ def upsert_from_graph(
             },
             "$setOnInsert": {
                 "created_at": now,
+                "graph_ids": "immutable",   # nothing stored yet: every id calsync stores will be immutable
                 "time_zone": None,
                 "digest": {"enabled": True, "time": None, "send_empty": False},
                 "sync": {"error_count": 0},
@@ -214,6 +215,11 @@ def for_prep(db: Database, user_ids: Iterable[str]) -> dict[str, User]:
 
 
 # ------------------------------------------------------------------ sync observability (users.sync)
+
+def record_immutable_ids(db: Database, user_id: str, at: datetime) -> None:
+    """The user's stored ids are Graph's immutable ones from now on (service.sync.ids)."""
+    db.users.update_one({"_id": user_id}, {"$set": {"graph_ids": "immutable", "graph_ids_at": at}})
+
 
 def record_calendars_refreshed(db: Database, user_id: str, at: datetime) -> None:
     """When the user's calendar list was last read from Graph (it is read again after a while)."""

@@ -73,25 +73,28 @@ def baseline_reason(calendar: Calendar, window: tuple[datetime, datetime]) -> st
 
 def run_round(db: Database, settings: Settings, calendar: Calendar, graph: GraphClient, *,
               keep: Callable[[], None] | None = None, now: datetime | None = None,
-              changes: events_store.MeetingChanges | None = None) -> RoundResult:
+              changes: events_store.MeetingChanges | None = None,
+              removals: events_store.Removals | None = None) -> RoundResult:
     """One delta round for one calendar; a rejected delta token turns into a full resync (nothing lost).
 
     ``changes`` collects the meetings each page created, updated or deleted as it is written, so a round
-    that fails half-way still reports what it wrote (``meetings.changed``)."""
+    that fails half-way still reports what it wrote (``meetings.changed``). ``removals`` (a round over all
+    the user's calendars) collects what left this calendar instead of deleting it at once: it may have moved
+    to another one (``events.apply_changes``)."""
     now = now or utcnow()
     window = window_for(settings, now)
     reason = baseline_reason(calendar, window)
     if reason is None:
         try:
             return _round(db, calendar, graph, window, calendar.delta_link, None, keep, calendar.baseline_at,
-                          changes)
+                          changes, removals)
         except GraphError as exc:
             if not token_rejected(exc):
                 raise
             log.info("delta token for a calendar of user %s rejected (%s %s); full resync", calendar.user_id,
                      exc.status, exc.code)
             reason = "token-rejected"
-    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now, changes)
+    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now, changes, removals)
 
 
 def token_rejected(exc: GraphError) -> bool:
@@ -107,7 +110,8 @@ def initial_url(calendar: Calendar, window: tuple[datetime, datetime]) -> str:
 
 def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[datetime, datetime], url: str,
            full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None,
-           changes: events_store.MeetingChanges | None = None) -> RoundResult:
+           changes: events_store.MeetingChanges | None = None,
+           removals: events_store.Removals | None = None) -> RoundResult:
     result = RoundResult(full=full_reason is not None, reason=full_reason or "delta")
     started = utcnow()
     headers = {"Prefer": PREFER.format(size=PAGE_SIZE)}
@@ -118,7 +122,7 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
         items, next_link, delta_link = _page_parts(page, graph.base_url)
         if keep is not None:
             keep()
-        applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id)
+        applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id, removals)
         result.applied.add(applied)
         if changes is not None:
             changes.add(applied.changes)
@@ -130,7 +134,8 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
         gone = events_store.MeetingChanges()
         result.removed_missing = events_store.delete_missing(db, calendar.user_id, calendar.calendar_id,
                                                              result.applied.seen, started,
-                                                             orphans=calendar.is_default, changes=gone)
+                                                             orphans=calendar.is_default, changes=gone,
+                                                             removals=removals)
         result.applied.changes.add(gone)
         if changes is not None:
             changes.add(gone)

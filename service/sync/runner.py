@@ -29,7 +29,7 @@ from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
 from service.store.records import Calendar, User
-from service.sync import requests, rounds
+from service.sync import ids, requests, rounds
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +123,21 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     user_id = user.id
     graph = graph_for(user_id)
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
+    removals: events_store.Removals = {}   # what left a calendar: deleted once every calendar was read
     try:
         keep()
+        ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
         known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
             changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
             known = calendar_store.for_user(db, user_id)
-        results = [_calendar_round(db, settings, graph, calendar, keep, changes)
-                   for calendar in known if calendar.enabled]
+        try:
+            results = [_calendar_round(db, settings, graph, calendar, keep, changes, removals)
+                       for calendar in known if calendar.enabled]
+        finally:
+            if removals and not requests.is_deleting(redis, user_id):
+                events_store.apply_removals(db, user_id, removals, utcnow(), changes)
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
@@ -179,11 +185,12 @@ def _keep(redis: Redis, lock, user_id: str) -> None:
 
 
 def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calendar: Calendar,
-                    keep: Callable[[], None], changes: events_store.MeetingChanges) -> rounds.RoundResult | None:
+                    keep: Callable[[], None], changes: events_store.MeetingChanges,
+                    removals: events_store.Removals) -> rounds.RoundResult | None:
     """One calendar's round; a calendar Outlook deleted meanwhile (404) or one we may not read (403) is
     recorded and left out of this round, never the whole user's."""
     try:
-        result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes)
+        result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes, removals=removals)
     except GraphError as exc:
         if exc.status == 404 and exc.code in CALENDAR_GONE:
             log.info("a calendar of user %s is gone from Graph; refreshing the list", calendar.user_id)

@@ -102,6 +102,16 @@ def renew_subscription(subscription_id: str) -> str:
     return str(runtime.current().subscriptions.renew(subscription_id))
 
 
+def switch_subscription(subscription_id: str) -> str:
+    """Replace a subscription marked for recreation (immutable ids) without a gap in notifications."""
+    return str(runtime.current().subscriptions.switch(subscription_id))
+
+
+def retire_subscription(subscription_id: str, user_id: str) -> bool:
+    """Delete a subscription its successor replaced, once the overlap is over."""
+    return runtime.current().subscriptions.retire(subscription_id, user_id)
+
+
 def renewal_sweep(now_iso: str | None = None) -> dict:
     rt = runtime.current()
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
