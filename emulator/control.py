@@ -92,6 +92,12 @@ def create_control_blueprint() -> Blueprint:
     def get_user(user_id: str):
         return jsonify(_em().state.require_user(user_id))
 
+    @bp.put("/users/<user_id>/mailbox")
+    def set_mailbox(user_id: str):
+        """Make the user's mailbox unreadable as real tenants can (a guest, no licence, on-premises, an access
+        policy, a disabled account...), or readable again with "ok"."""
+        return jsonify({"state": _em().state.set_mailbox_state(user_id, _body())})
+
     @bp.post("/tokens")
     def mint_token():
         """A Graph access token for a user (delegated) or an app in a tenant, without an OAuth dance."""

@@ -108,6 +108,7 @@ def _path_user(caller: Caller, user_ref: str | None) -> dict:
         user = state.get_user(user_ref) or state.find_user(user_ref)
     if user is None or user["tenant_id"] != caller.tenant_id:
         raise GraphError(404, "ErrorInvalidUser", f"The requested user '{(user_ref or 'me')[:100]}' is invalid.")
+    state.check_mailbox(user["id"])
     return user
 
 

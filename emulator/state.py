@@ -18,6 +18,24 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 Listener = Callable[..., None]  # (user_id, event_id, change_type, previous_rest_id=None)
 
 
+# Why Graph cannot read a user's mailbox, and what it answers (a directory read, /me or /users/{id}, still works).
+MAILBOX_STATES: dict[str, tuple[int, str, str]] = {
+    # Guests and accounts without an Exchange Online licence ("This error means that the target user is missing
+    # an Office 365 license", Microsoft Q&A), inactive or soft-deleted mailboxes:
+    "no_license": (404, "MailboxNotEnabledForRESTAPI",
+                   "The mailbox is either inactive, soft-deleted, or is hosted on-premise."),
+    "guest": (404, "MailboxNotEnabledForRESTAPI",
+              "The mailbox is either inactive, soft-deleted, or is hosted on-premise."),
+    # A mailbox on a dedicated Exchange server (Microsoft KB 4462988: HTTP 404, this code or the next one):
+    "on_premises": (404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox."),
+    "not_supported": (404, "MailboxNotSupportedForRESTAPI", "REST API is not yet supported for this mailbox."),
+    "invalid_user": (404, "ErrorInvalidUser", "The requested user is invalid."),
+    # Outside an application access policy's scope ("Access to OData is disabled."), or a disabled account:
+    "access_denied": (403, "ErrorAccessDenied", "Access to OData is disabled."),
+    "disabled": (403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+}
+
+
 def item_not_found() -> GraphError:
     return not_found("The specified object was not found in the store.", "ErrorItemNotFound")
 
@@ -35,6 +53,7 @@ class State:
         self.tombstones: dict[str, dict[str, tuple[int, str]]] = {}  # owner -> item id -> (seq of deletion, calendar)
         self.rest_ids: dict[str, str] = {}  # an item's current regular id -> its immutable id (any owner)
         self.deleted_rest_ids: dict[str, str] = {}  # immutable id -> the regular id it had when deleted
+        self.mailbox_states: dict[str, str] = {}  # user -> why Graph cannot read the mailbox (MAILBOX_STATES)
         self.seq = 0
         self.listeners: list[Listener] = []
 
@@ -126,6 +145,27 @@ class State:
             self.items[user_id] = {}
             self.tombstones[user_id] = {}
             return dict(user)
+
+    def set_mailbox_state(self, user_id: str, data: object) -> str:
+        """Give a user's mailbox one of MAILBOX_STATES (or "ok"); Graph then answers its mailbox requests so."""
+        user = self.require_user(user_id)
+        state = data.get("state") if isinstance(data, dict) else None
+        if state != "ok" and state not in MAILBOX_STATES:
+            raise bad_request(f"'state' must be ok or one of: {', '.join(MAILBOX_STATES)}.", "InvalidRequest")
+        with self.lock:
+            if state == "ok":
+                self.mailbox_states.pop(user["id"], None)
+            else:
+                self.mailbox_states[user["id"]] = state
+        return state
+
+    def check_mailbox(self, user_id: str) -> None:
+        """Raise Graph's answer for a mailbox it cannot read."""
+        with self.lock:
+            state = self.mailbox_states.get(user_id)
+        if state is not None:
+            status, code, message = MAILBOX_STATES[state]
+            raise GraphError(status, code, message)
 
     def require_user(self, user_id: str) -> dict:
         user = self.get_user(user_id)

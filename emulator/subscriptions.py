@@ -221,6 +221,7 @@ class Subscriptions:
         if me:
             if not caller.delegated:
                 raise bad_request("/me request is only valid with delegated authentication flow.", "BadRequest")
+            self.em.state.check_mailbox(caller.user_id)
             return caller.user_id, select
         user = self.em.state.get_user(user_ref) or self.em.state.find_user(user_ref)
         if user is None or user["tenant_id"] != caller.tenant_id:
@@ -228,6 +229,7 @@ class Subscriptions:
         if caller.delegated and user["id"] != caller.user_id:
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
+        self.em.state.check_mailbox(user["id"])
         return user["id"], select
 
     def _handshake(self, url: str) -> None:

@@ -52,6 +52,11 @@ class ControlClient:
     def create_user(self, **fields: Any) -> dict:
         return self.request("POST", "/users", fields)
 
+    def set_mailbox(self, user_id: str, state: str) -> None:
+        """Make the user's mailbox unreadable (no_license, guest, on_premises, not_supported, invalid_user,
+        access_denied, disabled: emulator.state.MAILBOX_STATES) or readable again ("ok")."""
+        self.request("PUT", f"/users/{user_id}/mailbox", {"state": state})
+
     def token(self, user_id: str | None = None, tenant_id: str | None = None, **fields: Any) -> str:
         """A Graph access token: delegated for ``user_id``, or application-only for ``tenant_id``."""
         body = {k: v for k, v in {"user_id": user_id, "tenant_id": tenant_id, **fields}.items() if v is not None}

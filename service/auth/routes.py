@@ -23,7 +23,8 @@ from service.connections import export as mydata
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.runtime import Runtime
 from service.store import tenants, users
-from service.store.records import User
+from service.store.records import ConnectionStatus, User
+from service.sync import mailboxes
 from service.web.csrf import CSRFError
 
 log = logging.getLogger(__name__)
@@ -177,11 +178,12 @@ def status_page():
             return {"error": "not signed in"}, 401
         return render_template("auth/status.html", user=None), 401
     connection = user.connection
+    reason_text = mailboxes.describe(connection.reason) if connection.status == ConnectionStatus.CANNOT_SYNC else None
     if wants_json:
         since = connection.since
         return {"user_id": user.id, "email": user.email, "status": connection.status,
-                "reason": connection.reason, "since": since.isoformat() if since else None}
-    return render_template("auth/status.html", user=user, connection=connection,
+                "reason": connection.reason, "reason_text": reason_text, "since": since.isoformat() if since else None}
+    return render_template("auth/status.html", user=user, connection=connection, reason_text=reason_text,
                            retention_days=_rt().settings.retention_days)
 
 

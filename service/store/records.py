@@ -18,6 +18,7 @@ class ConnectionStatus(StrEnum):
     CONNECTED = "connected"
     NEEDS_RECONNECT = "needs_reconnect"
     DISCONNECTED = "disconnected"
+    CANNOT_SYNC = "cannot_sync"          # the grant is fine, the mailbox cannot be read (service.sync.mailboxes)
 
 
 class SubscriptionStatus(StrEnum):
@@ -36,6 +37,7 @@ class Connection:
     since: datetime | None = None
     home_account_id: str | None = None
     reconnect_mail_sent_at: datetime | None = None
+    next_check_at: datetime | None = None     # cannot_sync: when the mailbox is looked at again
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> Connection:
@@ -43,7 +45,7 @@ class Connection:
         status = doc.get("status")
         return cls(ConnectionStatus(status) if status in ConnectionStatus._value2member_map_ else None,
                    doc.get("reason"), as_utc(doc.get("since")), doc.get("home_account_id"),
-                   as_utc(doc.get("reconnect_mail_sent_at")))
+                   as_utc(doc.get("reconnect_mail_sent_at")), as_utc(doc.get("next_check_at")))
 
 
 WEEKDAYS = (0, 1, 2, 3, 4)             # Monday to Friday (date.weekday() numbers): the default digest days

@@ -22,14 +22,14 @@ from redis import Redis
 
 from service import locks, metrics, queues
 from service.config import Settings
-from service.graph import GraphClient, GraphError, Throttled
+from service.graph import GraphClient, GraphError, Throttled, mailbox_unavailable
 from service.identity.tokens import ReconnectRequired, TokenUnavailable
 from service.store import as_utc, users, utcnow
 from service.store import subscriptions as store
 from service.store.records import Subscription, SubscriptionStatus
 from service.subscriptions import mirror
 from service.subscriptions.certificate import KeyPair, load_keypair
-from service.sync import ids
+from service.sync import ids, mailboxes
 from service.sync.requests import request_sync
 from service.sync.runner import LOCK_KEY as SYNC_LOCK_KEY
 from service.sync.runner import LOCK_SECONDS as SYNC_LOCK_SECONDS
@@ -123,7 +123,7 @@ class Subscriptions:
         """Create the user's subscription and sync the gap since connect; None when they cannot have one."""
         try:
             subscription = self.create(user_id)
-        except (NotConnected, ReconnectRequired) as exc:
+        except (NotConnected, ReconnectRequired, mailboxes.MailboxUnavailable) as exc:
             log.info("no subscription for user %s: %s", user_id, type(exc).__name__)
             return None
         request_sync(self.redis, user_id, "subscribed")  # changes between connect and the subscription's birth
@@ -133,8 +133,8 @@ class Subscriptions:
         """Replace a gone subscription and ask for a resync (changes in the gap were not notified)."""
         try:
             subscription = self.create(user_id)
-        except NotConnected:
-            log.info("not recreating the subscription of user %s: not connected", user_id)
+        except (NotConnected, mailboxes.MailboxUnavailable):
+            log.info("not recreating the subscription of user %s: not connected, or the mailbox cannot sync", user_id)
             return None
         self._count("recreated")
         request_sync(self.redis, user_id, reason)
@@ -283,6 +283,10 @@ class Subscriptions:
             self._count("create_failed")
             if previous:
                 store.mark_removed(self.db, previous.id, f"replacement failed: {exc}")
+            reason = mailbox_unavailable(exc, mailbox_wide=True)
+            if reason is not None:   # not a failure to retry: the user cannot sync, checked again daily
+                mailboxes.mark(self.db, self.redis, user_id, reason, now)
+                raise mailboxes.MailboxUnavailable(reason) from exc
             users.mark_subscription_missing(self.db, user_id, now)
             raise
         subscription = self._record(created, body, client_state, user, bool(keypair), now)

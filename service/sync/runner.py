@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -29,7 +30,7 @@ from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
 from service.store.records import Calendar, User
-from service.sync import ids, requests, rounds
+from service.sync import ids, mailboxes, requests, rounds
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Outcome(StrEnum):
     THROTTLED = "throttled"              # Graph asked us to wait; rescheduled
     NEEDS_RECONNECT = "needs_reconnect"
     LOCK_LOST = "lock-lost"
+    CANNOT_SYNC = "cannot_sync"          # Graph says the mailbox cannot be read: checked again daily
 
 
 class UserGone(Exception):  # noqa: N818 - a state, not a bug
@@ -126,11 +128,13 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     removals: events_store.Removals = {}   # what left a calendar: deleted once every calendar was read
     try:
         keep()
-        ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
+        with _mailbox_wide():
+            ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
         known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
-            changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
+            with _mailbox_wide():
+                changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
             known = calendar_store.for_user(db, user_id)
         try:
             results = [_calendar_round(db, settings, graph, calendar, keep, changes, removals)
@@ -158,6 +162,12 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     except locks.LockLost:
         log.warning("sync of user %s lost its lock mid-round; the new holder continues", user_id)
         return Report(Outcome.LOCK_LOST)
+    except mailboxes.MailboxUnavailable as exc:
+        if exc.__cause__ is not None and getattr(exc.__cause__, "status", 0) == 404 and _gone(graph):
+            raise UserGone(user_id) from None
+        mailboxes.mark(db, redis, user_id, exc.reason, utcnow())   # no retry: one check a day from now on
+        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason)
+        return Report(Outcome.CANNOT_SYNC)
     except GraphError as exc:
         if exc.status == 404 and _gone(graph):
             raise UserGone(user_id) from None
@@ -172,6 +182,17 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
              len(done), sum(r.pages for r in done), sum(r.applied.upserted for r in done),
              sum(r.applied.deleted + r.removed_missing for r in done), sum(r.applied.stale for r in done))
     return Report(Outcome.OK, zone)
+
+
+@contextmanager
+def _mailbox_wide() -> Iterator[None]:
+    """A failure of a call only a readable mailbox answers (its calendar list, translateExchangeIds) that says the
+    mailbox cannot be read becomes MailboxUnavailable."""
+    try:
+        yield
+    except GraphError as exc:
+        mailboxes.raise_if_unavailable(exc, mailbox_wide=True)
+        raise
 
 
 class DataDeleted(locks.LockLost):
@@ -192,6 +213,7 @@ def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calend
     try:
         result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes, removals=removals)
     except GraphError as exc:
+        mailboxes.raise_if_unavailable(exc, mailbox_wide=False)   # MailboxNotEnabledForRESTAPI, from any calendar
         if exc.status == 404 and exc.code in CALENDAR_GONE:
             log.info("a calendar of user %s is gone from Graph; refreshing the list", calendar.user_id)
             user = users.get(db, calendar.user_id)
