@@ -8,10 +8,19 @@ from xml.sax.saxutils import escape
 
 from pymongo.database import Database
 
-from service.insights.matching import Directory, Match, attendee_emails, match_attendees
+from service.insights.matching import (
+    HIDDEN_NOTE,
+    Directory,
+    Match,
+    attendee_emails,
+    attendees_hidden,
+    match_attendees,
+    self_emails,
+)
 from service.insights.org import Organization
 from service.insights.people import frameworks, style_label, styles
 from service.insights.tips import group_notes
+from service.store import users as users_store
 
 BAR_HEIGHT = 22
 BAR_GAP = 8
@@ -36,6 +45,7 @@ class Dashboard:
     mixes: list[Mix] = field(default_factory=list)
     unmatched: int = 0
     outside: list[tuple[Match, list[str]]] = field(default_factory=list)   # from outside the organization
+    note: str | None = None      # "attendee list hidden by the organizer"
 
 
 def style_counts(matches: list[Match]) -> dict[str, Counter]:
@@ -81,11 +91,19 @@ def build_dashboard(db: Database, event: dict, organization: Organization | None
     """Everyone in the meeting (the calendar's owner included), their styles and the group's mix; those from
     outside the owner's ``organization`` listed apart."""
     directory = Directory.for_emails(db, attendee_emails([event]))
+    owner = users_store.get(db, event.get("user_id") or "")
+    hidden = attendees_hidden(event, self_emails(owner, directory) if owner else set())
     everyone = match_attendees(event, set(), directory)
+    if hidden:   # only the organizer can be seen: no one else, and no mix of a group nobody knows
+        organizer = ((event.get("organizer") or {}).get("email") or "").lower()
+        everyone = [m for m in everyone if m.email == organizer]
     people = [(m, [style_label(f, c) for f, c in styles(m.person).items()]) for m in everyone]
     outside = [p for p in people if organization is not None and organization.is_external(p[0].email)]
     dashboard = Dashboard(event, [p for p in people if p not in outside],
-                          unmatched=sum(1 for m in everyone if m.person is None), outside=outside)
+                          unmatched=sum(1 for m in everyone if m.person is None), outside=outside,
+                          note=HIDDEN_NOTE if hidden else None)
+    if hidden:
+        return dashboard
     for framework, counter in sorted(style_counts(everyone).items()):
         counts = dict(counter)
         dashboard.mixes.append(

@@ -197,7 +197,7 @@ def to_document(item: dict) -> dict:
         "showAs": ("show_as", _text), "isOnlineMeeting": ("is_online_meeting", _bool), "type": ("type", _text),
         "seriesMasterId": ("series_master_id", _text), "iCalUId": ("ical_uid", _text),
         "changeKey": ("change_key", _text), "lastModifiedDateTime": ("last_modified", parse_graph_time),
-        "sensitivity": ("sensitivity", _text),
+        "sensitivity": ("sensitivity", _text), "hideAttendees": ("hide_attendees", _bool),
     }
     for source, (target, convert) in simple.items():
         if source in item:
