@@ -110,6 +110,7 @@ class Emulator:
         """Forget faults, limit settings and logs (tenants, users, calendars, events and subscriptions stay)."""
         self.faults.clear()
         self.limits.reset()
+        self.delta.silent_occurrence_removal = False
         self.notifier.clear()
         self.clear_requests()
 

@@ -211,6 +211,18 @@ def create_control_blueprint() -> Blueprint:
         _em().faults.clear()
         return "", 204
 
+    @bp.put("/quirks")
+    def set_quirks():
+        """Behaviours developers report but Microsoft does not document, off by default:
+        ``silent_occurrence_removal`` (calendarView delta gives no sign of an occurrence removed from a series)."""
+        data = _body()
+        unknown = sorted(set(data) - {"silent_occurrence_removal"})
+        value = data.get("silent_occurrence_removal", False)
+        if unknown or not isinstance(value, bool):
+            raise bad_request("Known quirks: silent_occurrence_removal (true or false).", "InvalidRequest")
+        _em().delta.silent_occurrence_removal = value
+        return jsonify({"silent_occurrence_removal": value})
+
     @bp.get("/limits")
     def get_limits():
         return jsonify(_em().limits.public())

@@ -306,11 +306,33 @@ def create_graph_blueprint() -> Blueprint:
                 raise item_not_found()
         out_tz = _out_tz()
         event = events.render(item, instance, _em().base_url, out_tz, immutable_ids())
+        event = events.select(event, _select_arg()) | _series_parts(item, instance, out_tz)
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
-        response = jsonify({"@odata.context": context} | events.select(event, _select_arg()))
+        response = jsonify({"@odata.context": context} | event)
         if out_tz:
             response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
         return response
+
+    @bp.get("/me/events/<event_id>/instances")
+    @bp.get("/users/<user_ref>/events/<event_id>/instances")
+    def list_instances(event_id: str, user_ref: str | None = None):
+        """event: instances: "the occurrences and exceptions of the event in the specified time range" (cancelled
+        occurrences are not among them); client paging with $top/$skip as calendarView."""
+        user = mailbox(authenticate(), user_ref)
+        item, instance = _em().state.find(user["id"], event_id)
+        start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
+        end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
+        if end <= start:
+            raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
+        found = [] if instance is not None else events.instances(item, start, end)
+        skip, top = _int_arg("$skip", 0), _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
+        out_tz = _out_tz()
+        body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
+                      "value": [events.select(events.render(item, i, _em().base_url, out_tz, immutable_ids()),
+                                              _select_arg()) for i in found[skip:skip + top]]}
+        if skip + top < len(found):
+            body["@odata.nextLink"] = _next_link(skip + top, top)
+        return jsonify(body)
 
     @bp.get("/me/calendarView/delta")
     @bp.get("/me/calendarview/delta")
@@ -412,6 +434,24 @@ def create_graph_blueprint() -> Blueprint:
                         "value": _em().state.translate_ids(user["id"], ids, source, target)})
 
     return bp
+
+
+def _series_parts(item: events.Item, instance: events.Instance | None, out_tz: str | None) -> dict:
+    """A series master's ``cancelledOccurrences`` ($select: "OID.{master id}.{date}") and ``exceptionOccurrences``
+    ($expand), which Graph returns only on a GET of the master that asks for them."""
+    if instance is not None or item.type != "seriesMaster":
+        return {}
+    wanted = {n.strip().lower() for n in (_select_arg() or [])}
+    expand = {n.strip().split("(")[0].lower() for n in (request.args.get("$expand") or "").split(",")}
+    master_id = item.id if immutable_ids() else item.rest_id
+    parts: dict = {}
+    if "cancelledoccurrences" in wanted:
+        parts["cancelledOccurrences"] = [f"OID.{master_id}.{key}" for key in sorted(item.deleted)]
+    if "exceptionoccurrences" in expand:
+        parts["exceptionOccurrences"] = [
+            events.render(item, events.occurrence(item, key), _em().base_url, out_tz, immutable_ids())
+            for key in sorted(item.exceptions) if key not in item.deleted]
+    return parts
 
 
 def _select_arg() -> list[str] | None:

@@ -110,6 +110,10 @@ class ControlClient:
     def advance_clock(self, seconds: float = 0, minutes: float = 0) -> dict:
         return self.request("POST", "/clock/advance", {"seconds": seconds, "minutes": minutes})
 
+    def set_quirks(self, **quirks: Any) -> dict:
+        """Undocumented behaviours developers report (silent_occurrence_removal)."""
+        return self.request("PUT", "/quirks", quirks)
+
     def set_faults(self, **config: Any) -> dict:
         return self.request("PUT", "/faults", config)
 

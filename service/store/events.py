@@ -512,6 +512,19 @@ def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[st
     return len(stale)
 
 
+def series_occurrences(db: Database, user_id: str, calendar_id: str, masters: Iterable[str] | None,
+                       start: datetime, end: datetime) -> dict[str, list[dict]]:
+    """master id -> the stored occurrences and exceptions of that series in one calendar overlapping [start, end);
+    every series with some when ``masters`` is None."""
+    query: dict = {"user_id": user_id, "calendar_id": calendar_id, "start": {"$lt": end}, "end": {"$gt": start}}
+    query["series_master_id"] = {"$in": sorted(masters)} if masters is not None else {"$type": "string"}
+    found: dict[str, list[dict]] = {}
+    fields = {"graph_id": 1, "series_master_id": 1, "start": 1, "start_tz": 1, "type": 1}
+    for doc in db.events.find(query, fields).hint(BY_USER_AND_START):
+        found.setdefault(doc["series_master_id"], []).append(doc)
+    return found
+
+
 def calendars_of(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, str | None]:
     """{graph id: calendar id} of the given events that are stored (None for an event of no known calendar)."""
     if not graph_ids:

@@ -49,6 +49,8 @@ class RoundResult:
     reason: str = "delta"
     pages: int = 0
     removed_missing: int = 0
+    items: int = 0                                       # entries the pages carried (0: the round revealed nothing)
+    series: set[str] = field(default_factory=set)        # series masters whose occurrences the pages touched
     applied: events_store.ApplyResult = field(default_factory=events_store.ApplyResult)
 
     @property
@@ -120,6 +122,9 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
             raise BadGraphResponse(0, "tooManyPages")
         page = graph.get_json(url, headers=headers)
         items, next_link, delta_link = _page_parts(page, graph.base_url)
+        result.items += len(items)
+        result.series |= {i["seriesMasterId"] for i in items
+                          if isinstance(i, dict) and isinstance(i.get("seriesMasterId"), str)}
         if keep is not None:
             keep()
         applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id, removals)
@@ -152,12 +157,13 @@ def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | No
     link = next_link if isinstance(next_link, str) else delta_link if isinstance(delta_link, str) else None
     if link is None or (isinstance(next_link, str) and isinstance(delta_link, str)):
         raise BadGraphResponse(0, "malformedPage")
-    if _origin(link) != _origin(base_url):
+    if origin(link) != origin(base_url):
         raise BadGraphResponse(0, "foreignLink")   # never send the user's token anywhere else
     return page["value"], (link if link is next_link else None), (link if link is delta_link else None)
 
 
-def _origin(url: str) -> tuple[str, str]:
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host) of a URL: links Graph returns must stay on Graph's own host."""
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
 
@@ -184,7 +190,7 @@ def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email
             raise BadGraphResponse(0, "malformedCalendarList")
         listed += [entry for raw in page["value"] if (entry := _calendar_entry(raw, user_email))]
         next_link = page.get("@odata.nextLink")
-        if isinstance(next_link, str) and _origin(next_link) != _origin(graph.base_url):
+        if isinstance(next_link, str) and origin(next_link) != origin(graph.base_url):
             raise BadGraphResponse(0, "foreignLink")
         url, pages = (next_link if isinstance(next_link, str) else None), pages + 1
     first_listing = not calendar_store.for_user(db, user_id)

@@ -30,7 +30,7 @@ from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
 from service.store.records import Calendar, User
-from service.sync import ids, mailboxes, requests, rounds
+from service.sync import ids, mailboxes, requests, rounds, series
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
                 changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
             known = calendar_store.for_user(db, user_id)
         try:
-            results = [_calendar_round(db, settings, graph, calendar, keep, changes, removals)
+            results = [_calendar_round(db, redis, settings, graph, calendar, keep, changes, removals)
                        for calendar in known if calendar.enabled]
         finally:
             if removals and not requests.is_deleting(redis, user_id):
@@ -205,13 +205,19 @@ def _keep(redis: Redis, lock, user_id: str) -> None:
     locks.keep(lock)
 
 
-def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calendar: Calendar,
+def _calendar_round(db: Database, redis: Redis, settings: Settings, graph: GraphClient, calendar: Calendar,
                     keep: Callable[[], None], changes: events_store.MeetingChanges,
                     removals: events_store.Removals) -> rounds.RoundResult | None:
-    """One calendar's round; a calendar Outlook deleted meanwhile (404) or one we may not read (403) is
-    recorded and left out of this round, never the whole user's."""
+    """One calendar's round, then a check of the series delta may not have told all (``series``); a calendar
+    Outlook deleted meanwhile (404) or one we may not read (403) is recorded and left out of this round, never
+    the whole user's."""
     try:
         result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes, removals=removals)
+        if not result.full:
+            masters = result.series if result.items or not series.all_due(redis, calendar) else None
+            if masters is None or masters:
+                series.check(db, graph, calendar, masters, rounds.window_for(settings, utcnow()), utcnow(),
+                             removals, changes)
     except GraphError as exc:
         mailboxes.raise_if_unavailable(exc, mailbox_wide=False)   # MailboxNotEnabledForRESTAPI, from any calendar
         if exc.status == 404 and exc.code in CALENDAR_GONE:

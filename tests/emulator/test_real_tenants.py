@@ -157,3 +157,42 @@ def test_hidden_attendees_show_each_attendee_only_themselves(world, emu):
     assert organizer_copy["hideAttendees"] is True and len(organizer_copy["attendees"]) == 2
     assert attendee_copy["hideAttendees"] is True
     assert [a["emailAddress"]["address"] for a in attendee_copy["attendees"]] == ["ada@contoso.com"]
+
+
+def test_a_series_master_reports_cancelled_and_exception_occurrences_and_its_instances(world, emu):
+    control, ada = emu.control, world.ada
+    series = control.create_event(ada["id"], meeting("Weekly", recurrence={
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+        "range": {"type": "numbered", "numberOfOccurrences": 4}}))
+    listed = world.ada_graph.get(f"/me/events/{series['id']}/instances?{WINDOW}").json()["value"]
+    control.delete_event(ada["id"], listed[1]["id"])
+    control.update_event(ada["id"], listed[2]["id"], {"subject": "Weekly (moved)"})
+
+    master = world.ada_graph.get(f"/me/events/{series['id']}?$select=id,cancelledOccurrences"
+                                 "&$expand=exceptionOccurrences").json()
+    now_listed = world.ada_graph.get(f"/me/events/{series['id']}/instances?{WINDOW}").json()["value"]
+
+    assert master["cancelledOccurrences"] == [f"OID.{series['id']}.{listed[1]['start']['dateTime'][:10]}"]
+    assert [(e["id"], e["type"]) for e in master["exceptionOccurrences"]] == [(listed[2]["id"], "exception")]
+    assert [e["id"] for e in now_listed] == [listed[0]["id"], listed[2]["id"], listed[3]["id"]]
+    plain = world.ada_graph.get(f"/me/events/{series['id']}").json()
+    assert "cancelledOccurrences" not in plain and "exceptionOccurrences" not in plain   # only when asked for
+
+
+def test_the_silent_occurrence_removal_quirk_hides_the_removal_from_delta(world, emu):
+    control, ada = emu.control, world.ada
+    series = control.create_event(ada["id"], meeting("Weekly", recurrence={
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+        "range": {"type": "numbered", "numberOfOccurrences": 4}}))
+    url = f"{world.handle.graph_url}/me/calendarView/delta?{WINDOW}"
+    entries, link, _ = world.ada_graph.delta_all(url)
+    control.set_quirks(silent_occurrence_removal=True)
+
+    control.delete_event(ada["id"], entries[1]["id"])
+    silent, link, _ = world.ada_graph.delta_all(link)
+    control.set_quirks(silent_occurrence_removal=False)
+    control.delete_event(ada["id"], series["id"])
+    whole, _, _ = world.ada_graph.delta_all(link)
+
+    assert silent == []
+    assert {e["id"] for e in whole if "@removed" in e} == {entries[0]["id"], entries[2]["id"], entries[3]["id"]}
