@@ -1,7 +1,6 @@
 """Recurring series as Outlook reports them (issue 21): removing an occurrence notifies only the master, and
-calendarView
-delta may not reveal it; calsync converges anyway, for cancelled and moved occurrences, changed and truncated
-series, series in other zones, all-day series and series across a daylight-saving change."""
+calendarView delta may not reveal it; calsync converges anyway, for cancelled and moved occurrences, changed and
+truncated series, series in other zones, all-day series and series across a daylight-saving change."""
 
 from __future__ import annotations
 
