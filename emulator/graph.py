@@ -93,6 +93,21 @@ def _has_permission(caller: Caller, wanted: set[str]) -> bool:
     return bool(granted & wanted)
 
 
+FULL_READ = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
+BASIC_HIDDEN = ("body", "bodyPreview")   # Calendars.ReadBasic: "except for properties such as body, attachments,
+                                         # and extensions" (attachments and extensions are not modelled)
+
+
+def basic_only(caller: Caller) -> bool:
+    """The caller may read events only without their body (Calendars.ReadBasic, nothing more)."""
+    return _has_permission(caller, {"Calendars.ReadBasic"}) and not _has_permission(caller, FULL_READ)
+
+
+def as_permitted(caller: Caller, event: dict) -> dict:
+    """An event as the caller's permissions let Graph show it."""
+    return {k: v for k, v in event.items() if k not in BASIC_HIDDEN} if basic_only(caller) else event
+
+
 def _access_denied() -> GraphError:
     return GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 
@@ -306,7 +321,7 @@ def create_graph_blueprint() -> Blueprint:
                 raise item_not_found()
         out_tz = _out_tz()
         event = events.render(item, instance, _em().base_url, out_tz, immutable_ids())
-        event = events.select(event, _select_arg()) | _series_parts(item, instance, out_tz)
+        event = as_permitted(caller, events.select(event, _select_arg()) | _series_parts(item, instance, out_tz))
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
         response = jsonify({"@odata.context": context} | event)
         if out_tz:
@@ -318,7 +333,8 @@ def create_graph_blueprint() -> Blueprint:
     def list_instances(event_id: str, user_ref: str | None = None):
         """event: instances: "the occurrences and exceptions of the event in the specified time range" (cancelled
         occurrences are not among them); client paging with $top/$skip as calendarView."""
-        user = mailbox(authenticate(), user_ref)
+        caller = authenticate()
+        user = mailbox(caller, user_ref)
         item, instance = _em().state.find(user["id"], event_id)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
@@ -328,8 +344,9 @@ def create_graph_blueprint() -> Blueprint:
         skip, top = _int_arg("$skip", 0), _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         out_tz = _out_tz()
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                      "value": [events.select(events.render(item, i, _em().base_url, out_tz, immutable_ids()),
-                                              _select_arg()) for i in found[skip:skip + top]]}
+                      "value": [as_permitted(caller, events.select(
+                          events.render(item, i, _em().base_url, out_tz, immutable_ids()), _select_arg()))
+                          for i in found[skip:skip + top]]}
         if skip + top < len(found):
             body["@odata.nextLink"] = _next_link(skip + top, top)
         return jsonify(body)
@@ -359,15 +376,16 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview")
     def calendar_view(user_ref: str | None = None, calendar_id: str | None = None):
-        user, calendar = calendar_access(authenticate(), user_ref, calendar_id)
+        caller = authenticate()
+        user, calendar = calendar_access(caller, user_ref, calendar_id)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         out_tz = _out_tz()
         skip = _int_arg("$skip", 0)
         top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         found = _em().state.calendar(user["id"], start, end, calendar.id)
-        value = [events.select(events.render(i.item, i, _em().base_url, out_tz, immutable_ids()), _select_arg())
-                 for i in found[skip:skip + top]]
+        value = [as_permitted(caller, events.select(events.render(i.item, i, _em().base_url, out_tz, immutable_ids()),
+                                                    _select_arg())) for i in found[skip:skip + top]]
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                       "value": value}
         if skip + top < len(found):
@@ -507,7 +525,7 @@ def _delta(caller: Caller, user_ref: str | None, calendar_id: str | None):
     entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
                                                   DEFAULT_PAGE_SIZE, immutable_ids())
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                  "value": entries}
+                  "value": [as_permitted(caller, e) for e in entries]}
     if next_skip:
         body["@odata.nextLink"] = f"{link_base}?$skiptoken={next_skip}"
     else:

@@ -150,6 +150,9 @@ class Subscriptions:
         now = self.em.clock()
         change_types = self._change_types(body.get("changeType"))
         user_id, select = self._resource(caller, body.get("resource"))
+        if not self._may_subscribe(caller):
+            raise GraphError(403, "ExtensionError",
+                             "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         notification_url = _url(body.get("notificationUrl"), "notificationUrl")
         lifecycle_url = body.get("lifecycleNotificationUrl")
         if lifecycle_url is not None:
@@ -196,6 +199,14 @@ class Subscriptions:
         with self.lock:
             self.by_id[sub.id] = sub
         return sub
+
+    @staticmethod
+    def _may_subscribe(caller: Caller) -> bool:
+        """Event subscriptions need Calendars.Read (create subscription's permission table: "event | Calendars.Read
+        | Calendars.Read | Calendars.Read"; Calendars.ReadBasic is not listed, unlike Mail.ReadBasic for messages)."""
+        granted = set(str(caller.claims.get("scp", "")).split()) if caller.delegated else set(
+            caller.claims.get("roles") or [])
+        return bool(granted & {"Calendars.Read", "Calendars.ReadWrite"})
 
     def _change_types(self, value: object) -> list[str]:
         if not isinstance(value, str) or not value.strip():

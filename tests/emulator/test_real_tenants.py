@@ -196,3 +196,23 @@ def test_the_silent_occurrence_removal_quirk_hides_the_removal_from_delta(world,
 
     assert silent == []
     assert {e["id"] for e in whole if "@removed" in e} == {entries[0]["id"], entries[2]["id"], entries[3]["id"]}
+
+
+def test_a_read_basic_token_reads_events_without_bodies_and_cannot_subscribe(world, emu, receiver):
+    control, ada = emu.control, world.ada
+    created = control.create_event(ada["id"], meeting("Budget", body={"contentType": "text", "content": "secret"}))
+    basic = world.graph(control.token(user_id=ada["id"], scopes=["Calendars.ReadBasic", "User.Read"]))
+    full = world.graph(control.token(user_id=ada["id"], scopes=["Calendars.Read", "User.Read"]))
+
+    delta, _, _ = basic.delta_all(f"{world.handle.graph_url}/me/calendarView/delta?{WINDOW}")
+    single = basic.get(f"/me/events/{created['id']}").json()
+    listed = basic.get("/me/calendars")
+    refused = basic.post("/subscriptions", sub_body(receiver))
+    allowed = full.post("/subscriptions", sub_body(receiver))
+
+    assert [e["subject"] for e in delta] == ["Budget"] and not {"body", "bodyPreview"} & set(delta[0])
+    assert single["subject"] == "Budget" and "body" not in single and "bodyPreview" not in single
+    assert listed.status_code == 200
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "ExtensionError"
+    assert allowed.status_code == 201
+    assert full.get(f"/me/events/{created['id']}").json()["body"]["content"] == "secret"
