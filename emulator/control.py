@@ -175,6 +175,15 @@ def create_control_blueprint() -> Blueprint:
         found = _em().state.calendar(user_id, start, end, request.args.get("calendar_id"))
         return jsonify({"value": [events.render(i.item, i, _em().base_url) for i in found]})
 
+    @bp.post("/users/<user_id>/delta/inject")
+    def inject_delta(user_id: str):
+        """Raw entries for the next delta round of a calendar (``calendar_id``, the default when absent)."""
+        data = _body()
+        calendar_id = data.get("calendar_id")
+        if calendar_id is not None and not isinstance(calendar_id, str):
+            raise bad_request("'calendar_id' must be a string.", "InvalidRequest")
+        return jsonify({"injected": _em().delta.inject(user_id, calendar_id, data.get("entries"))}), 201
+
     @bp.post("/users/<user_id>/delta/invalidate")
     def invalidate_delta(user_id: str):
         data = request.get_json(silent=True) or {}

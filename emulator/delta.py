@@ -61,6 +61,7 @@ class DeltaEngine:
         # Reported by developers, not documented by Microsoft: "No indication is given for a deleted occurrence"
         # in calendarView delta (microsoft-graph-docs PR #4501, found by experiment). Off unless a test asks.
         self.silent_occurrence_removal = False
+        self.injected: dict[tuple[str, str], list] = {}  # (user, calendar) -> raw entries for its next round
 
     def invalidate(self, user_id: str, mode: str = "gone") -> None:
         """Make every token issued so far for ``user_id`` fail: 'gone' (410 + Location) or 'expired'."""
@@ -130,6 +131,8 @@ class DeltaEngine:
                 for item_id, deleted_seq in state.calendar_tombstones(source).items():
                     if deleted_seq > since.seq and item_id not in since.items and item_id not in seen:
                         entries.append(_removed(item_id, state.rest_id(item_id)))
+        with self._lock:
+            entries.extend(_raw(e) for e in self.injected.pop((user_id, calendar_id), []))
         token = DeltaToken(user_id, calendar_id, start, end, snapshot, items, seq, self._epoch(user_id), rest_ids)
         token_id = secrets.token_urlsafe(24)
         round_id = secrets.token_urlsafe(18)
@@ -141,6 +144,16 @@ class DeltaEngine:
             while len(self.rounds) > MAX_ROUNDS:
                 self.rounds.popitem(last=False)
         return round_id
+
+    def inject(self, user_id: str, calendar_id: str | None, entries: object) -> int:
+        """Raw entries (anything JSON: unknown types, nulls, oversized events) for the next round of a calendar
+        (the default one when None), to see what a client makes of what a real tenant may send."""
+        calendar = self.state.get_calendar(user_id, calendar_id)
+        if not isinstance(entries, list) or not 1 <= len(entries) <= 1000:
+            raise bad_request("'entries' must be a list of 1 to 1,000 raw entries.", "InvalidRequest")
+        with self._lock:
+            self.injected.setdefault((calendar.user_id, calendar.id), []).extend(entries)
+        return len(entries)
 
     def _silent(self, instance_id: str) -> bool:
         """With the quirk on, an occurrence gone from a series that still exists is not reported (call under the
@@ -202,8 +215,14 @@ def _removed(event_id: str, rest_id: str) -> dict:
             "_rest": {"id": rest_id}}
 
 
-def _with_ids(entry: dict, immutable: bool) -> dict:
+def _raw(entry: object) -> object:
+    return entry | {"_rest": {}} if isinstance(entry, dict) else entry
+
+
+def _with_ids(entry: object, immutable: bool) -> object:
     """The entry as served: immutable ids, or the regular ones it had when its round was made."""
+    if not isinstance(entry, dict):
+        return entry
     served = {k: v for k, v in entry.items() if k != "_rest"}
     return served if immutable else served | entry["_rest"]
 

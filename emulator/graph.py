@@ -525,7 +525,7 @@ def _delta(caller: Caller, user_ref: str | None, calendar_id: str | None):
     entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
                                                   DEFAULT_PAGE_SIZE, immutable_ids())
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                  "value": [as_permitted(caller, e) for e in entries]}
+                  "value": [as_permitted(caller, e) if isinstance(e, dict) else e for e in entries]}
     if next_skip:
         body["@odata.nextLink"] = f"{link_base}?$skiptoken={next_skip}"
     else:

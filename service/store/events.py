@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TOMBSTONE_DAYS = 3      # long enough to outlive any replay or delayed rich notification
 MAX_ID_LENGTH = 512     # Graph ids are ~150 characters; anything longer is not an id
 MAX_TEXT = 1_000        # subject and names are capped; Graph allows 255 for a subject
+MAX_ATTENDEES = 500     # "The maximum number of attendees included in an event ... is 500" (event resource)
 DUPLICATE_KEY = 11000
 
 # Range and sort queries name the index they rely on (``hint``): a missing index should fail loudly rather
@@ -217,7 +218,7 @@ def to_document(item: dict) -> dict:
         doc["organizer"] = _recipient(item["organizer"])
     if "attendees" in item:
         attendees = item["attendees"] if isinstance(item["attendees"], list) else []
-        doc["attendees"] = [_attendee(a) for a in attendees[:500] if isinstance(a, dict)]
+        doc["attendees"] = [_attendee(a) for a in attendees[:MAX_ATTENDEES] if isinstance(a, dict)]
     return doc
 
 
@@ -265,8 +266,12 @@ def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now
         elif not _is_event(item):
             result.invalid += 1
             _log_skipped(user_id, item)
+        elif not _usable_times(item):
+            result.invalid += 1
+            log.warning("skipped event %s of user %s: its start or end is not a dateTimeTimeZone", graph_id, user_id)
         else:
             result.seen.add(graph_id)
+            _log_trimmed(user_id, graph_id, item)
             doc = to_document(item)
             if calendar_id is not None:
                 doc["calendar_id"] = calendar_id
@@ -289,6 +294,24 @@ def _is_event(item: dict) -> bool:
     ``@odata.type`` on delta entries; rich notification payloads may omit it)."""
     kind = item.get("@odata.type")
     return kind is None or (isinstance(kind, str) and kind.lower() in EVENT_TYPES)
+
+
+def _usable_times(item: dict) -> bool:
+    """A start or end that is sent must be readable (null, or something else where Graph sends a
+    dateTimeTimeZone, would store a meeting at no time)."""
+    return all(parse_date_time_zone(item[edge]) is not None for edge in ("start", "end") if edge in item)
+
+
+def _log_trimmed(user_id: str, graph_id: str, item: dict) -> None:
+    """Say what the whitelist transform cuts from an oversized event (Graph allows 500 attendees)."""
+    attendees = item.get("attendees")
+    if isinstance(attendees, list) and len(attendees) > MAX_ATTENDEES:
+        log.warning("event %s of user %s lists %d attendees; kept the first %d", graph_id, user_id, len(attendees),
+                    MAX_ATTENDEES)
+    subject = item.get("subject")
+    if isinstance(subject, str) and len(subject) > MAX_TEXT:
+        log.warning("event %s of user %s has a %d-character subject; kept %d", graph_id, user_id, len(subject),
+                    MAX_TEXT)
 
 
 def _log_skipped(user_id: str, item: object) -> None:
