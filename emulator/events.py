@@ -637,7 +637,6 @@ def render(
         "isOnlineMeeting": online,
         "onlineMeetingProvider": fields["online_meeting_provider"] if online else "unknown",
         "allowNewTimeProposals": True,
-        "occurrenceId": None,
         "isDraft": False,
         "hideAttendees": item.hide_attendees,
         "responseStatus": dict(item.response),

@@ -441,10 +441,13 @@ def create_graph_blueprint() -> Blueprint:
             raise _access_denied()
         user = mailbox(caller, user_ref, TRANSLATE_SCOPES)
         body = request.get_json(silent=True)
-        ids = body.get("inputIds") if isinstance(body, dict) else None
+        # The docs name the parameters inputIds, sourceIdType, targetIdType; the v1.0 schema (and so the SDKs)
+        # InputIds, SourceIdType, TargetIdType: OData binds them either way.
+        body = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+        ids = body.get("inputids")
         if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(isinstance(i, str) for i in ids):
             raise bad_request("inputIds must be a collection of 1 to 1000 identifiers.", "ErrorInvalidRequest")
-        source, target = body.get("sourceIdType"), body.get("targetIdType")
+        source, target = body.get("sourceidtype"), body.get("targetidtype")
         if source not in ID_FORMATS or target not in ID_FORMATS:
             raise bad_request("sourceIdType and targetIdType must be restId or restImmutableEntryId here.",
                               "ErrorInvalidRequest")
