@@ -330,12 +330,22 @@ def create_graph_blueprint() -> Blueprint:
 
     @bp.get("/me/events/<event_id>/instances")
     @bp.get("/users/<user_ref>/events/<event_id>/instances")
-    def list_instances(event_id: str, user_ref: str | None = None):
+    @bp.get("/me/calendars/<calendar_id>/events/<event_id>/instances")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/events/<event_id>/instances")
+    def list_instances(event_id: str, user_ref: str | None = None, calendar_id: str | None = None):
         """event: instances: "the occurrences and exceptions of the event in the specified time range" (cancelled
         occurrences are not among them); client paging with $top/$skip as calendarView."""
         caller = authenticate()
-        user = mailbox(caller, user_ref)
-        item, instance = _em().state.find(user["id"], event_id)
+        state = _em().state
+        if calendar_id is None:
+            user = mailbox(caller, user_ref)
+            item, instance = state.find_visible(user["id"], event_id)
+        else:
+            user, calendar = calendar_access(caller, user_ref, calendar_id)
+            source = state.source(calendar)
+            item, instance = state.find(source.user_id, event_id)
+            if item.calendar_id != source.id:
+                raise item_not_found()
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         if end <= start:

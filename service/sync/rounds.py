@@ -51,6 +51,7 @@ class RoundResult:
     removed_missing: int = 0
     items: int = 0                                       # entries the pages carried (0: the round revealed nothing)
     series: set[str] = field(default_factory=set)        # series masters whose occurrences the pages touched
+    cursor: tuple | None = None                          # (delta link, window start, window end, baseline_at)
     applied: events_store.ApplyResult = field(default_factory=events_store.ApplyResult)
 
     @property
@@ -144,9 +145,17 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
         result.applied.changes.add(gone)
         if changes is not None:
             changes.add(gone)
-    calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, delta_link, window[0], window[1],
-                               baseline_at)
+    result.cursor = (delta_link, window[0], window[1], baseline_at)
+    if removals is None:
+        save_cursor(db, calendar, result)
     return result
+
+
+def save_cursor(db: Database, calendar: Calendar, result: RoundResult) -> None:
+    """Store where a finished round ended. A round over several calendars saves every cursor only after the
+    removals it noted were applied: saved earlier, a worker dying in between would skip them for good."""
+    if result.cursor is not None:
+        calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, *result.cursor)
 
 
 def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | None]:

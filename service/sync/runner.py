@@ -136,12 +136,22 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
             with _mailbox_wide():
                 changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
             known = calendar_store.for_user(db, user_id)
+        finished: list[tuple[Calendar, rounds.RoundResult]] = []
         try:
-            results = [_calendar_round(db, redis, settings, graph, calendar, keep, changes, removals)
-                       for calendar in known if calendar.enabled]
+            for calendar in known:
+                result = _calendar_round(db, redis, settings, graph, calendar, keep, changes, removals) \
+                    if calendar.enabled else None
+                if result is not None:
+                    finished.append((calendar, result))
+        except locks.LockLost:
+            finished.clear()   # the new holder reads on from the cursors saved so far
+            raise
         finally:
-            if removals and not requests.is_deleting(redis, user_id):
+            if finished and not requests.is_deleting(redis, user_id):
                 events_store.apply_removals(db, user_id, removals, utcnow(), changes)
+                for calendar, result in finished:   # only now: a crash before this replays the removals
+                    rounds.save_cursor(db, calendar, result)
+        results = [result for _, result in finished]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd

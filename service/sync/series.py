@@ -36,9 +36,8 @@ from service.sync import rounds
 
 log = logging.getLogger(__name__)
 
-MASTER = "users/{user_id}/events/{master_id}"
+MASTER = "users/{user_id}/calendars/{calendar_id}/events/{master_id}"   # the calendar's own: shared ones too
 MASTER_QUERY = {"$select": "id,type,lastModifiedDateTime,cancelledOccurrences", "$expand": "exceptionOccurrences"}
-INSTANCES = "users/{user_id}/events/{master_id}/instances"
 MAX_SERIES = 25                  # series checked in one round: the soonest first
 MAX_PAGES = 50
 CHECK_EVERY = 300                # seconds between checks of every series of a calendar after rounds that showed nothing
@@ -73,7 +72,7 @@ def check(db: Database, graph: GraphClient, calendar: Calendar, masters: set[str
     for master_id in sorted(masters, key=lambda m: min((as_utc(d["start"]) for d in stored.get(m, [])),
                                                         default=window[1]))[:MAX_SERIES]:
         try:
-            items = _truth(graph, calendar.user_id, master_id, window, stored.get(master_id, []), done)
+            items = _truth(graph, calendar, master_id, window, stored.get(master_id, []), done)
         except Throttled:
             raise                    # the round is rescheduled, this check with it
         except GraphError as exc:    # a supplement to delta: logged (with Graph's request ids), tried next round
@@ -91,10 +90,11 @@ def check(db: Database, graph: GraphClient, calendar: Calendar, masters: set[str
     return done
 
 
-def _truth(graph: GraphClient, user_id: str, master_id: str, window: tuple[datetime, datetime],
+def _truth(graph: GraphClient, calendar: Calendar, master_id: str, window: tuple[datetime, datetime],
            stored: list[dict], done: SeriesCheck) -> list[dict]:
     """The series' occurrences in the window as Graph lists them now, and removals for stored ones it does not."""
-    path = MASTER.format(user_id=quote(user_id, safe=""), master_id=quote(master_id, safe=""))
+    path = MASTER.format(user_id=quote(calendar.user_id, safe=""), calendar_id=quote(calendar.calendar_id, safe=""),
+                         master_id=quote(master_id, safe=""))
     try:
         master = graph.get_json(path, params=MASTER_QUERY)
         done.requests += 1

@@ -138,7 +138,7 @@ def test_microsofts_sdk_drives_the_emulator_and_its_schema_finds_no_gap(world, e
     client, adapter, recorder = sdk_client(emu.graph_url, emu.ca_bundle, emu.control.token(user_id=world.ada["id"]))
     client.__dict__["_recorder"] = recorder
 
-    seen = run(drive(world, emu, receiver, client, adapter))
+    seen = run(drive(world, emu, receiver, client, adapter), recorder)
 
     assert len(seen["calendars"]) == 12 and sum("/calendars" in x.path and x.method == "GET" and
                                                x.path.endswith("/calendars") for x in recorder.exchanges) == 2

@@ -57,6 +57,8 @@ class Exchange:
 @dataclass
 class Recorder:
     exchanges: list[Exchange] = field(default_factory=list)
+    http: httpx.AsyncClient | None = None     # the SDK's client and the transport under its middleware,
+    transport: httpx.AsyncHTTPTransport | None = None   # both closed by ``run``
 
     async def __call__(self, response: httpx.Response) -> None:
         await response.aread()
@@ -79,17 +81,25 @@ def sdk_client(graph_url: str, ca_bundle: str, token: str) -> tuple[GraphService
                                                                      Recorder]:
     """GraphServiceClient on the emulator: Microsoft's default middleware over an httpx client trusting its CA."""
     recorder = Recorder()
-    http = httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca_bundle), trust_env=False,
+    recorder.transport = httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=ca_bundle))
+    http = httpx.AsyncClient(transport=recorder.transport, trust_env=False,
                              event_hooks={"request": [prefer_immutable_ids], "response": [recorder]})
-    http = GraphClientFactory.create_with_default_middleware(client=http)
+    http = recorder.http = GraphClientFactory.create_with_default_middleware(client=http)
     adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(MintedToken(token)), client=http)
     adapter.base_url = graph_url
     return GraphServiceClient(request_adapter=adapter), adapter, recorder
 
 
-def run(coroutine):
-    """Run one SDK coroutine to completion (each test drives the SDK in its own event loop)."""
-    return asyncio.run(coroutine)
+def run(coroutine, recorder: Recorder):
+    """Run one SDK coroutine to completion in its own event loop, closing the SDK's connections in it."""
+    async def then_close():
+        try:
+            return await coroutine
+        finally:
+            await recorder.http.aclose()
+            await recorder.transport.aclose()
+
+    return asyncio.run(then_close())
 
 
 def judge(raw: Any, model_type: type[Parsable]) -> list[str]:

@@ -118,9 +118,11 @@ def accepted_ids(stack) -> dict[str, set[str]]:
     return seen
 
 
-def dropped(stack) -> int:
+def dropped(stack) -> dict[str, int]:
+    """The webhook's drops by reason."""
     redis = stack.runtime.redis
-    return sum(int(redis.get(k) or 0) for k in redis.scan_iter("calsync:stats:webhook:dropped:*"))
+    keys = redis.scan_iter("calsync:stats:webhook:dropped:*")
+    return {k.decode().rsplit(":", 1)[1]: int(redis.get(k) or 0) for k in keys}
 
 
 def test_the_release_migration_switches_subscriptions_without_a_pause_in_notifications(stack, mia, capsys):
@@ -170,7 +172,9 @@ def test_the_release_migration_switches_subscriptions_without_a_pause_in_notific
         print(f"\nswitch took {switched - started:.3f}s; {len(made)} changes made meanwhile, "
               f"{len(missing)} without an accepted notification (pause {pause * 1000:.0f} ms), "
               f"{both} notified by both subscriptions, {dropped(stack)} dropped")
-    assert missing == [] and dropped(stack) == 0
+    # Drops can only be the retired subscription's last deliveries, arriving after it went (each change they
+    # named was also notified by its successor): never a clientState mismatch.
+    assert missing == [] and set(dropped(stack)) <= {"unknown_subscription"}
     assert any(old.id in seen.get(e, ()) for _, e in made) and any(new.id in seen.get(e, ()) for _, e in made)
 
 
