@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from service.store import calendars
 from service.sync import rounds
+from service.sync.requests import request_sync
 from tests.support.connect import connect_user, emulated_user
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -141,3 +143,30 @@ def test_a_series_in_another_zone_across_a_daylight_saving_change_converges(make
         all_day = list(stack.runtime.db.events.find({"user_id": user_id, "subject": "Offsite"}))
         assert len(all_day) == 10 and all(d["is_all_day"] and d["start_tz"] == "W. Europe Standard Time"
                                           for d in all_day)
+
+
+def test_a_series_in_a_calendar_someone_shares_is_checked_there(stack):
+    control = stack.emulator.control
+    ana = emulated_user(stack, mail="ana@contoso.com")
+    ben = emulated_user(stack, mail="ben@contoso.com")
+    shared = control.create_calendar(ana["id"], "Ben's team", owner_user_id=ben["id"])
+    first = tomorrow(11)
+    day = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"][first.weekday()]
+    control.create_event(ben["id"], weekly("Ben's 1:1s", first, [day], 4), calendar_id=shared["sourceCalendarId"])
+    user_id = connect_user(stack, ana["id"])
+    stack.run_jobs()
+    calendars.set_enabled(stack.runtime.db, user_id, shared["id"], True)
+    request_sync(stack.runtime.redis, user_id, "test")
+    stack.run_jobs()
+    start, end = (w.strftime(ISO) for w in rounds.window_for(stack.settings, datetime.now(UTC)))
+    listed = sorted(control.calendar(ben["id"], start, end, calendar_id=shared["sourceCalendarId"]),
+                    key=lambda e: e["start"]["dateTime"])
+    control.set_quirks(silent_occurrence_removal=True)
+    later(stack)
+
+    control.delete_event(ben["id"], listed[1]["id"])
+    request_sync(stack.runtime.redis, user_id, "poll")     # a calendar someone shares is polled, not notified
+    stack.run_jobs()
+
+    kept = {d["graph_id"] for d in stack.runtime.db.events.find({"user_id": user_id, "calendar_id": shared["id"]})}
+    assert kept == {e["id"] for e in listed} - {listed[1]["id"]}
