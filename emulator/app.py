@@ -92,9 +92,11 @@ class Emulator:
         return {"access_token": self.identity.sign(claims), "token_type": "Bearer",
                 "expires_in": claims["exp"] - claims["iat"]}
 
-    def record_request(self, method: str, path: str, status: int) -> None:
+    def record_request(self, method: str, path: str, status: int, prefer: str | None = None,
+                       client_request_id: str | None = None) -> None:
         with self._requests_lock:
-            self._requests.append({"at": self.clock().isoformat(), "method": method, "path": path, "status": status})
+            self._requests.append({"at": self.clock().isoformat(), "method": method, "path": path, "status": status,
+                                   "prefer": prefer, "client_request_id": client_request_id})
 
     def requests_log(self) -> list[dict]:
         with self._requests_lock:
@@ -108,6 +110,7 @@ class Emulator:
         """Forget faults, limit settings and logs (tenants, users, calendars, events and subscriptions stay)."""
         self.faults.clear()
         self.limits.reset()
+        self.delta.silent_occurrence_removal = False
         self.notifier.clear()
         self.clear_requests()
 

@@ -92,6 +92,12 @@ def create_control_blueprint() -> Blueprint:
     def get_user(user_id: str):
         return jsonify(_em().state.require_user(user_id))
 
+    @bp.put("/users/<user_id>/mailbox")
+    def set_mailbox(user_id: str):
+        """Make the user's mailbox unreadable as real tenants can (a guest, no licence, on-premises, an access
+        policy, a disabled account...), or readable again with "ok"."""
+        return jsonify({"state": _em().state.set_mailbox_state(user_id, _body())})
+
     @bp.post("/tokens")
     def mint_token():
         """A Graph access token for a user (delegated) or an app in a tenant, without an OAuth dance."""
@@ -150,6 +156,12 @@ def create_control_blueprint() -> Blueprint:
         _em().state.delete_event(user_id, event_id)
         return "", 204
 
+    @bp.post("/users/<user_id>/events/<event_id>/move")
+    def move_event(user_id: str, event_id: str):
+        """Move an item to another of the owner's calendars: its immutable id stays, its regular id changes."""
+        item = _em().state.move_event(user_id, event_id, _body())
+        return jsonify(events.render(item, None, _em().base_url) | {"restId": item.rest_id})
+
     @bp.get("/users/<user_id>/events/<event_id>")
     def get_event(user_id: str, event_id: str):
         item, instance = _em().state.find(user_id, event_id)
@@ -162,6 +174,15 @@ def create_control_blueprint() -> Blueprint:
         end = events.parse_instant(request.args.get("end"), "end")
         found = _em().state.calendar(user_id, start, end, request.args.get("calendar_id"))
         return jsonify({"value": [events.render(i.item, i, _em().base_url) for i in found]})
+
+    @bp.post("/users/<user_id>/delta/inject")
+    def inject_delta(user_id: str):
+        """Raw entries for the next delta round of a calendar (``calendar_id``, the default when absent)."""
+        data = _body()
+        calendar_id = data.get("calendar_id")
+        if calendar_id is not None and not isinstance(calendar_id, str):
+            raise bad_request("'calendar_id' must be a string.", "InvalidRequest")
+        return jsonify({"injected": _em().delta.inject(user_id, calendar_id, data.get("entries"))}), 201
 
     @bp.post("/users/<user_id>/delta/invalidate")
     def invalidate_delta(user_id: str):
@@ -198,6 +219,18 @@ def create_control_blueprint() -> Blueprint:
     def clear_faults():
         _em().faults.clear()
         return "", 204
+
+    @bp.put("/quirks")
+    def set_quirks():
+        """Behaviours developers report but Microsoft does not document, off by default:
+        ``silent_occurrence_removal`` (calendarView delta gives no sign of an occurrence removed from a series)."""
+        data = _body()
+        unknown = sorted(set(data) - {"silent_occurrence_removal"})
+        value = data.get("silent_occurrence_removal", False)
+        if unknown or not isinstance(value, bool):
+            raise bad_request("Known quirks: silent_occurrence_removal (true or false).", "InvalidRequest")
+        _em().delta.silent_occurrence_removal = value
+        return jsonify({"silent_occurrence_removal": value})
 
     @bp.get("/limits")
     def get_limits():

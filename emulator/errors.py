@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import uuid
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,30 @@ def not_found(message: str, code: str = "ResourceNotFound") -> GraphError:
     return GraphError(404, code, message)
 
 
+MAX_CLIENT_REQUEST_ID = 100
+
+
+def request_ids() -> tuple[str, str]:
+    """(request-id, client-request-id) of the current request: Graph names every request it answers and echoes
+    the caller's ``client-request-id`` (or, without one, uses its own request id for both)."""
+    if not has_request_context():
+        fresh = str(uuid.uuid4())
+        return fresh, fresh
+    if "request_ids" not in g:
+        request_id = str(uuid.uuid4())
+        given = request.headers.get("client-request-id", "").strip()
+        g.request_ids = (request_id, given if 0 < len(given) <= MAX_CLIENT_REQUEST_ID else request_id)
+    return g.request_ids
+
+
 def error_body(code: str, message: str, request_id: str | None = None) -> dict:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
-    request_id = request_id or str(uuid.uuid4())
+    own, client = request_ids()
     return {
         "error": {
             "code": code,
             "message": message,
-            "innerError": {"date": now, "request-id": request_id, "client-request-id": request_id},
+            "innerError": {"date": now, "request-id": request_id or own, "client-request-id": client},
         }
     }
 
@@ -46,11 +62,17 @@ def error_body(code: str, message: str, request_id: str | None = None) -> dict:
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     response = jsonify(error_body(code, message))
     response.status_code = status
-    request_id = response.json["error"]["innerError"]["request-id"]
-    response.headers["request-id"] = request_id
-    response.headers["client-request-id"] = request_id
+    add_request_ids(response)
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    return response
+
+
+def add_request_ids(response: Response) -> Response:
+    """Graph's ``request-id`` and the echoed ``client-request-id`` on an answer (successes included)."""
+    own, client = request_ids()
+    response.headers["request-id"] = own
+    response.headers["client-request-id"] = client
     return response
 
 

@@ -19,6 +19,7 @@ UTC = dt.UTC
 NO_TIME = "0001-01-01T00:00:00Z"
 ITEM_PREFIX = "AAMkAGI2"
 OCCURRENCE_PREFIX = "AAMkADAw"
+REST_PREFIX = "AAMkAGR1"  # regular (non-immutable) item ids: they change when the item moves to another folder
 RESPONSES = ("none", "organizer", "tentativelyAccepted", "accepted", "declined", "notResponded")
 ATTENDEE_TYPES = ("required", "optional", "resource")
 SHOW_AS = ("free", "tentative", "busy", "oof", "workingElsewhere", "unknown")
@@ -37,6 +38,13 @@ OVERRIDABLE = (
 
 def new_item_id() -> str:
     return ITEM_PREFIX + base64.urlsafe_b64encode(os.urandom(33)).decode()
+
+
+def rest_item_id(item_id: str, generation: int) -> str:
+    """An item's regular id while it sits in its ``generation``-th folder (Outlook ids change on a move; the
+    immutable id, ``item_id``, does not: outlook-immutable-id)."""
+    digest = hashlib.sha256(f"{item_id}\x00{generation}".encode()).digest()
+    return REST_PREFIX + base64.urlsafe_b64encode(digest + digest[:12]).decode()
 
 
 def occurrence_id(master_id: str, key: str) -> str:
@@ -142,6 +150,13 @@ class Item:
     deleted: set[str] = field(default_factory=set)  # keys of deleted occurrences
     seq: int = 0  # the state's change counter when this item last changed
     calendar_id: str = ""  # the owner's calendar holding the item
+    generation: int = 0  # how many times it moved to another calendar: its regular id changes each time
+    owner_mail: str = ""  # the mailbox holding this copy (hideAttendees shows its owner only themselves)
+    hide_attendees: bool = False
+
+    @property
+    def rest_id(self) -> str:
+        return rest_item_id(self.id, self.generation)
 
     def touch(self, now: dt.datetime) -> None:
         self.last_modified = now
@@ -350,7 +365,8 @@ def parse_fields(data: Any, *, partial: bool, allow_recurrence: bool = True) -> 
     ):
         if name in data or not partial:
             out[key] = _choice(data, name, allowed, default)
-    for name, key in (("isCancelled", "is_cancelled"), ("isOnlineMeeting", "is_online_meeting")):
+    for name, key in (("isCancelled", "is_cancelled"), ("isOnlineMeeting", "is_online_meeting"),
+                      ("hideAttendees", "hide_attendees")):
         if name in data or not partial:
             out[key] = _bool(data, name)
     if "categories" in data or not partial:
@@ -393,7 +409,8 @@ def new_item(user: dict, fields: dict, now: dt.datetime, calendar_id: str = "") 
         online_meeting_provider=fields["online_meeting_provider"], importance=fields["importance"],
         sensitivity=fields["sensitivity"], categories=fields["categories"], recurrence=recurrence,
         ical_uid=new_ical_uid(), created=now, last_modified=now, change_key=new_change_key(),
-        is_organizer=is_organizer, response=response, calendar_id=calendar_id,
+        is_organizer=is_organizer, response=response, calendar_id=calendar_id, owner_mail=user["mail"],
+        hide_attendees=fields.get("hide_attendees", False),
     )
 
 
@@ -571,12 +588,17 @@ def _location(name: str) -> dict:
 
 
 def render(
-    item: Item, instance: Instance | None, base_url: str, out_tz: str | None = None
+    item: Item, instance: Instance | None, base_url: str, out_tz: str | None = None, immutable: bool = True
 ) -> dict[str, Any]:
-    """Graph's event JSON for a stored item (series master or single) or one of its instances."""
+    """Graph's event JSON for a stored item (series master or single) or one of its instances, with immutable
+    or (``immutable=False``) regular ids."""
     fields = instance.fields if instance else _base_fields(item)
     kind = instance.type if instance else item.type
-    event_id = instance.id if instance else item.id
+    master_id = item.id if immutable else item.rest_id
+    event_id = (occurrence_id(master_id, instance.key) if instance and instance.key else
+                instance.id if instance else item.id)
+    if not immutable and not (instance and instance.key):
+        event_id = item.rest_id
     change_key = instance.change_key if instance else item.change_key
     modified = instance.last_modified if instance else item.last_modified
     ical_uid = item.ical_uid
@@ -607,7 +629,7 @@ def render(
         "isCancelled": fields["is_cancelled"],
         "isOrganizer": item.is_organizer,
         "responseRequested": True,
-        "seriesMasterId": item.id if kind in ("occurrence", "exception") else None,
+        "seriesMasterId": master_id if kind in ("occurrence", "exception") else None,
         "showAs": fields["show_as"],
         "type": kind,
         "webLink": f"https://outlook.office365.com/owa/?itemid={event_id}&exvsurl=1&path=/calendar/item",
@@ -615,9 +637,8 @@ def render(
         "isOnlineMeeting": online,
         "onlineMeetingProvider": fields["online_meeting_provider"] if online else "unknown",
         "allowNewTimeProposals": True,
-        "occurrenceId": None,
         "isDraft": False,
-        "hideAttendees": False,
+        "hideAttendees": item.hide_attendees,
         "responseStatus": dict(item.response),
         "body": dict(fields["body"]),
         "start": _render_dtz(fields["start"], fields["tz"], fields["is_all_day"], out_tz),
@@ -627,7 +648,7 @@ def render(
         "recurrence": item.recurrence if kind == "seriesMaster" else None,
         "attendees": [
             {"type": a["type"], "status": dict(a["status"]), "emailAddress": dict(a["emailAddress"])}
-            for a in fields["attendees"]
+            for a in _visible_attendees(item, fields["attendees"])
         ],
         "organizer": {"emailAddress": dict(item.organizer["emailAddress"])},
         "onlineMeeting": (
@@ -639,6 +660,15 @@ def render(
             _utc(dt.datetime.combine(dt.date.fromisoformat(instance.key), item.start.time()), item.tz)
         ).replace(".0000000Z", "Z")
     return event
+
+
+def _visible_attendees(item: Item, attendees: list[dict]) -> list[dict]:
+    """hideAttendees: "each attendee only sees themselves in the meeting request" (event resource); the
+    organizer's own copy lists everyone."""
+    if not item.hide_attendees or item.is_organizer:
+        return attendees
+    me = item.owner_mail.lower()
+    return [a for a in attendees if a["emailAddress"]["address"].lower() == me]
 
 
 def select(event: dict, names: list[str] | None) -> dict:

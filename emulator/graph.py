@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from emulator import calendars, events
 from emulator.calendars import Calendar
-from emulator.errors import GraphError, bad_request, error_response
+from emulator.errors import GraphError, add_request_ids, bad_request, error_response
 from emulator.identity import InvalidToken
 from emulator.state import item_not_found
 from emulator.subscriptions import Caller
@@ -24,6 +24,9 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
 SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
+# translateExchangeIds: User.ReadBasic.All least privileged, User.Read among the higher (user-translateexchangeids)
+TRANSLATE_SCOPES = {"User.ReadBasic.All", "User.Read", "User.Read.All", "User.ReadWrite", "User.ReadWrite.All"}
+ID_FORMATS = ("restId", "restImmutableEntryId")
 MAILBOX_PATH = re.compile(r"^/v1\.0/(?:(me)|users/([^/]+))/.")
 
 
@@ -40,6 +43,12 @@ def _prefer() -> dict[str, str]:
             if name:
                 prefs[name.strip().lower()] = value.strip().strip('"')
     return prefs
+
+
+def immutable_ids() -> bool:
+    """Whether this request asked for immutable ids (`Prefer: IdType="ImmutableId"`); it applies to this request
+    only, as Graph documents."""
+    return _prefer().get("idtype", "").lower() == "immutableid"
 
 
 def _out_tz() -> str | None:
@@ -84,6 +93,21 @@ def _has_permission(caller: Caller, wanted: set[str]) -> bool:
     return bool(granted & wanted)
 
 
+FULL_READ = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
+BASIC_HIDDEN = ("body", "bodyPreview")   # Calendars.ReadBasic: "except for properties such as body, attachments,
+                                         # and extensions" (attachments and extensions are not modelled)
+
+
+def basic_only(caller: Caller) -> bool:
+    """The caller may read events only without their body (Calendars.ReadBasic, nothing more)."""
+    return _has_permission(caller, {"Calendars.ReadBasic"}) and not _has_permission(caller, FULL_READ)
+
+
+def as_permitted(caller: Caller, event: dict) -> dict:
+    """An event as the caller's permissions let Graph show it."""
+    return {k: v for k, v in event.items() if k not in BASIC_HIDDEN} if basic_only(caller) else event
+
+
 def _access_denied() -> GraphError:
     return GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 
@@ -99,6 +123,7 @@ def _path_user(caller: Caller, user_ref: str | None) -> dict:
         user = state.get_user(user_ref) or state.find_user(user_ref)
     if user is None or user["tenant_id"] != caller.tenant_id:
         raise GraphError(404, "ErrorInvalidUser", f"The requested user '{(user_ref or 'me')[:100]}' is invalid.")
+    state.check_mailbox(user["id"])
     return user
 
 
@@ -201,8 +226,10 @@ def create_graph_blueprint() -> Blueprint:
 
     @bp.after_request
     def _log(response: Response):
-        _em().record_request(request.method, request.path, response.status_code)
-        return response
+        _em().record_request(request.method, request.path, response.status_code,
+                             ", ".join(request.headers.getlist("Prefer")) or None,
+                             request.headers.get("client-request-id"))
+        return add_request_ids(response)
 
     @bp.teardown_request
     def _release(_exc: BaseException | None):
@@ -293,12 +320,46 @@ def create_graph_blueprint() -> Blueprint:
             if item.calendar_id != source.id:
                 raise item_not_found()
         out_tz = _out_tz()
-        event = events.render(item, instance, _em().base_url, out_tz)
+        event = events.render(item, instance, _em().base_url, out_tz, immutable_ids())
+        event = as_permitted(caller, events.select(event, _select_arg()) | _series_parts(item, instance, out_tz))
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/events/$entity"
-        response = jsonify({"@odata.context": context} | events.select(event, _select_arg()))
+        response = jsonify({"@odata.context": context} | event)
         if out_tz:
             response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
         return response
+
+    @bp.get("/me/events/<event_id>/instances")
+    @bp.get("/users/<user_ref>/events/<event_id>/instances")
+    @bp.get("/me/calendars/<calendar_id>/events/<event_id>/instances")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/events/<event_id>/instances")
+    def list_instances(event_id: str, user_ref: str | None = None, calendar_id: str | None = None):
+        """event: instances: "the occurrences and exceptions of the event in the specified time range" (cancelled
+        occurrences are not among them); client paging with $top/$skip as calendarView."""
+        caller = authenticate()
+        state = _em().state
+        if calendar_id is None:
+            user = mailbox(caller, user_ref)
+            item, instance = state.find_visible(user["id"], event_id)
+        else:
+            user, calendar = calendar_access(caller, user_ref, calendar_id)
+            source = state.source(calendar)
+            item, instance = state.find(source.user_id, event_id)
+            if item.calendar_id != source.id:
+                raise item_not_found()
+        start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
+        end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
+        if end <= start:
+            raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
+        found = [] if instance is not None else events.instances(item, start, end)
+        skip, top = _int_arg("$skip", 0), _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
+        out_tz = _out_tz()
+        body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
+                      "value": [as_permitted(caller, events.select(
+                          events.render(item, i, _em().base_url, out_tz, immutable_ids()), _select_arg()))
+                          for i in found[skip:skip + top]]}
+        if skip + top < len(found):
+            body["@odata.nextLink"] = _next_link(skip + top, top)
+        return jsonify(body)
 
     @bp.get("/me/calendarView/delta")
     @bp.get("/me/calendarview/delta")
@@ -308,6 +369,11 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/me/calendars/<calendar_id>/calendarview/delta")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView/delta")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview/delta")
+    # OData's function-call form, which Microsoft's SDKs send: `.../calendarView/delta()`.
+    @bp.get("/me/calendarView/delta()")
+    @bp.get("/users/<user_ref>/calendarView/delta()")
+    @bp.get("/me/calendars/<calendar_id>/calendarView/delta()")
+    @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView/delta()")
     def calendar_view_delta(user_ref: str | None = None, calendar_id: str | None = None):
         return _delta(authenticate(), user_ref, calendar_id)
 
@@ -320,20 +386,24 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarView")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/calendarview")
     def calendar_view(user_ref: str | None = None, calendar_id: str | None = None):
-        user, calendar = calendar_access(authenticate(), user_ref, calendar_id)
+        caller = authenticate()
+        user, calendar = calendar_access(caller, user_ref, calendar_id)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         out_tz = _out_tz()
         skip = _int_arg("$skip", 0)
         top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         found = _em().state.calendar(user["id"], start, end, calendar.id)
-        value = [events.select(events.render(i.item, i, _em().base_url, out_tz), _select_arg())
-                 for i in found[skip:skip + top]]
+        value = [as_permitted(caller, events.select(events.render(i.item, i, _em().base_url, out_tz, immutable_ids()),
+                                                    _select_arg())) for i in found[skip:skip + top]]
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
                       "value": value}
         if skip + top < len(found):
             body["@odata.nextLink"] = _next_link(skip + top, top)
-        return jsonify(body)
+        response = jsonify(body)
+        if out_tz:
+            response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
+        return response
 
     # ------------------------------------------------------------ subscriptions
 
@@ -341,7 +411,7 @@ def create_graph_blueprint() -> Blueprint:
     def create_subscription():
         caller = authenticate()
         body = request.get_json(silent=True)
-        sub = _em().subscriptions.create(caller, body)
+        sub = _em().subscriptions.create(caller, body, immutable_ids())
         return jsonify(sub.public()), 201
 
     @bp.get("/subscriptions")
@@ -370,7 +440,49 @@ def create_graph_blueprint() -> Blueprint:
         _em().subscriptions.reauthorize(authenticate(), sub_id)
         return "", 204
 
+    # ------------------------------------------------------------ ids
+
+    @bp.post("/me/translateExchangeIds")
+    @bp.post("/users/<user_ref>/translateExchangeIds")
+    def translate_exchange_ids(user_ref: str | None = None):
+        """user: translateExchangeIds, between the regular and the immutable REST formats (delegated only)."""
+        caller = authenticate()
+        if not caller.delegated:
+            raise _access_denied()
+        user = mailbox(caller, user_ref, TRANSLATE_SCOPES)
+        body = request.get_json(silent=True)
+        # The docs name the parameters inputIds, sourceIdType, targetIdType; the v1.0 schema (and so the SDKs)
+        # InputIds, SourceIdType, TargetIdType: OData binds them either way.
+        body = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+        ids = body.get("inputids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(isinstance(i, str) for i in ids):
+            raise bad_request("inputIds must be a collection of 1 to 1000 identifiers.", "ErrorInvalidRequest")
+        source, target = body.get("sourceidtype"), body.get("targetidtype")
+        if source not in ID_FORMATS or target not in ID_FORMATS:
+            raise bad_request("sourceIdType and targetIdType must be restId or restImmutableEntryId here.",
+                              "ErrorInvalidRequest")
+        return jsonify({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(convertIdResult)",
+                        "value": _em().state.translate_ids(user["id"], ids, source, target)})
+
     return bp
+
+
+def _series_parts(item: events.Item, instance: events.Instance | None, out_tz: str | None) -> dict:
+    """A series master's ``cancelledOccurrences`` ($select: "OID.{master id}.{date}") and ``exceptionOccurrences``
+    ($expand), which Graph returns only on a GET of the master that asks for them."""
+    if instance is not None or item.type != "seriesMaster":
+        return {}
+    wanted = {n.strip().lower() for n in (_select_arg() or [])}
+    expand = {n.strip().split("(")[0].lower() for n in (request.args.get("$expand") or "").split(",")}
+    master_id = item.id if immutable_ids() else item.rest_id
+    parts: dict = {}
+    if "cancelledoccurrences" in wanted:
+        parts["cancelledOccurrences"] = [f"OID.{master_id}.{key}" for key in sorted(item.deleted)]
+    if "exceptionoccurrences" in expand:
+        parts["exceptionOccurrences"] = [
+            events.render(item, events.occurrence(item, key), _em().base_url, out_tz, immutable_ids())
+            for key in sorted(item.exceptions) if key not in item.deleted]
+    return parts
 
 
 def _select_arg() -> list[str] | None:
@@ -424,9 +536,9 @@ def _delta(caller: Caller, user_ref: str | None, calendar_id: str | None):
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
         round_id = em.delta.start_round(user["id"], calendar.id, start, end, em.base_url, out_tz)
     entries, next_skip, new_delta = em.delta.page(skiptoken or f"{round_id}.0", page_size, link_base,
-                                                  DEFAULT_PAGE_SIZE)
+                                                  DEFAULT_PAGE_SIZE, immutable_ids())
     body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                  "value": entries}
+                  "value": [as_permitted(caller, e) if isinstance(e, dict) else e for e in entries]}
     if next_skip:
         body["@odata.nextLink"] = f"{link_base}?$skiptoken={next_skip}"
     else:

@@ -15,7 +15,25 @@ from emulator.events import Instance, Item
 from emulator.zones import zone
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-Listener = Callable[[str, str, str], None]  # (user_id, event_id, change_type)
+Listener = Callable[..., None]  # (user_id, event_id, change_type, previous_rest_id=None)
+
+
+# Why Graph cannot read a user's mailbox, and what it answers (a directory read, /me or /users/{id}, still works).
+MAILBOX_STATES: dict[str, tuple[int, str, str]] = {
+    # Guests and accounts without an Exchange Online licence ("This error means that the target user is missing
+    # an Office 365 license", Microsoft Q&A), inactive or soft-deleted mailboxes:
+    "no_license": (404, "MailboxNotEnabledForRESTAPI",
+                   "The mailbox is either inactive, soft-deleted, or is hosted on-premise."),
+    "guest": (404, "MailboxNotEnabledForRESTAPI",
+              "The mailbox is either inactive, soft-deleted, or is hosted on-premise."),
+    # A mailbox on a dedicated Exchange server (Microsoft KB 4462988: HTTP 404, this code or the next one):
+    "on_premises": (404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox."),
+    "not_supported": (404, "MailboxNotSupportedForRESTAPI", "REST API is not yet supported for this mailbox."),
+    "invalid_user": (404, "ErrorInvalidUser", "The requested user is invalid."),
+    # Outside an application access policy's scope ("Access to OData is disabled."), or a disabled account:
+    "access_denied": (403, "ErrorAccessDenied", "Access to OData is disabled."),
+    "disabled": (403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+}
 
 
 def item_not_found() -> GraphError:
@@ -33,6 +51,9 @@ class State:
         self.calendars: dict[str, dict[str, Calendar]] = {}  # user -> calendar id -> calendar (own and copies)
         self.items: dict[str, dict[str, Item]] = {}  # owner -> item id -> item, whichever calendar holds it
         self.tombstones: dict[str, dict[str, tuple[int, str]]] = {}  # owner -> item id -> (seq of deletion, calendar)
+        self.rest_ids: dict[str, str] = {}  # an item's current regular id -> its immutable id (any owner)
+        self.deleted_rest_ids: dict[str, str] = {}  # immutable id -> the regular id it had when deleted
+        self.mailbox_states: dict[str, str] = {}  # user -> why Graph cannot read the mailbox (MAILBOX_STATES)
         self.seq = 0
         self.listeners: list[Listener] = []
 
@@ -124,6 +145,27 @@ class State:
             self.items[user_id] = {}
             self.tombstones[user_id] = {}
             return dict(user)
+
+    def set_mailbox_state(self, user_id: str, data: object) -> str:
+        """Give a user's mailbox one of MAILBOX_STATES (or "ok"); Graph then answers its mailbox requests so."""
+        user = self.require_user(user_id)
+        state = data.get("state") if isinstance(data, dict) else None
+        if state != "ok" and state not in MAILBOX_STATES:
+            raise bad_request(f"'state' must be ok or one of: {', '.join(MAILBOX_STATES)}.", "InvalidRequest")
+        with self.lock:
+            if state == "ok":
+                self.mailbox_states.pop(user["id"], None)
+            else:
+                self.mailbox_states[user["id"]] = state
+        return state
+
+    def check_mailbox(self, user_id: str) -> None:
+        """Raise Graph's answer for a mailbox it cannot read."""
+        with self.lock:
+            state = self.mailbox_states.get(user_id)
+        if state is not None:
+            status, code, message = MAILBOX_STATES[state]
+            raise GraphError(status, code, message)
 
     def require_user(self, user_id: str) -> dict:
         user = self.get_user(user_id)
@@ -236,6 +278,8 @@ class State:
         owner = calendar.user_id
         gone = [item.id for item in self.items[owner].values() if item.calendar_id == calendar.id]
         for item_id in gone:
+            self.rest_ids.pop(self.items[owner][item_id].rest_id, None)
+            self.deleted_rest_ids[item_id] = self.items[owner][item_id].rest_id
             del self.items[owner][item_id]
             self.seq += 1
             self.tombstones[owner][item_id] = (self.seq, calendar.id)
@@ -250,9 +294,70 @@ class State:
         self.seq += 1
         item.seq = self.seq
 
-    def _notify(self, user_id: str, event_id: str, change_type: str) -> None:
+    def _notify(self, user_id: str, event_id: str, change_type: str, previous_rest_id: str | None = None) -> None:
         for listener in list(self.listeners):
-            listener(user_id, event_id, change_type)
+            listener(user_id, event_id, change_type, previous_rest_id=previous_rest_id)
+
+    # ------------------------------------------------------------ the two id formats
+
+    def immutable_id(self, event_id: str) -> str:
+        """The immutable form of an item or occurrence id given in either format (unknown ids unchanged)."""
+        with self.lock:
+            if event_id in self.rest_ids:
+                return self.rest_ids[event_id]
+            parsed = events.parse_occurrence_id(event_id)
+            if parsed and parsed[0] in self.rest_ids:
+                return events.occurrence_id(self.rest_ids[parsed[0]], parsed[1])
+        return event_id
+
+    def rest_id(self, event_id: str) -> str:
+        """The regular form of an immutable item or occurrence id, as Graph would give it now (a deleted
+        item's is the one it had last)."""
+        with self.lock:
+            parsed = events.parse_occurrence_id(event_id)
+            master, key = parsed if parsed else (event_id, None)
+            item = next((i[master] for i in self.items.values() if master in i), None)
+            rest = item.rest_id if item else self.deleted_rest_ids.get(master, master)
+        return events.occurrence_id(rest, key) if key else rest
+
+    def translate_ids(self, user_id: str, ids: list[str], source: str, target: str) -> list[dict]:
+        """translateExchangeIds between ``restId`` and ``restImmutableEntryId`` for items of one mailbox."""
+        results = []
+        for given in ids:
+            immutable = self.immutable_id(given) if source == "restId" else given
+            try:
+                self.find(user_id, immutable)
+            except GraphError:
+                results.append({"sourceId": given, "errorDetails": {
+                    "code": "ErrorItemNotFound", "message": "The specified object was not found in the store."}})
+                continue
+            results.append({"sourceId": given,
+                            "targetId": immutable if target == "restImmutableEntryId" else self.rest_id(immutable)})
+        return results
+
+    def move_event(self, user_id: str, event_id: str, data: object) -> Item:
+        """Move an item to another of the owner's own calendars, as Outlook does when it is dragged there: the
+        immutable id stays, the regular id changes (a new folder), and it counts as a change."""
+        target = data.get("calendar_id") if isinstance(data, dict) else None
+        if not isinstance(target, str):
+            raise bad_request("'calendar_id' must name one of the user's own calendars.", "InvalidRequest")
+        with self.lock:
+            item, instance = self.find(user_id, event_id)
+            calendar = self.get_calendar(user_id, target)
+            if instance is not None or calendar.shared:
+                raise bad_request("Only a whole item can move, and only to one of its owner's own calendars.",
+                                  "ErrorInvalidRequest")
+            if calendar.id == item.calendar_id:
+                return item
+            previous = item.rest_id
+            del self.rest_ids[previous]
+            item.calendar_id = calendar.id
+            item.generation += 1
+            self.rest_ids[item.rest_id] = item.id
+            item.touch(self.clock())
+            self._bump(item)
+        self._notify(user_id, item.id, "moved", previous_rest_id=previous)
+        return item
 
     def event_calendar(self, user_id: str, data: object) -> Calendar:
         """The calendar that holds a new event: ``calendar_id`` of the input (the default when absent)."""
@@ -271,6 +376,7 @@ class State:
             item = events.new_item(owner, fields, self.clock(), calendar.id)
             self._bump(item)
             self.items[owner["id"]][item.id] = item
+            self.rest_ids[item.rest_id] = item.id
         self._notify(owner["id"], item.id, "created")
         return item
 
@@ -288,8 +394,10 @@ class State:
         return None
 
     def find(self, user_id: str, event_id: str) -> tuple[Item, Instance | None]:
-        """The stored item for an id in the user's mailbox, and the resolved instance when it names an occurrence."""
+        """The stored item for an id (either format) in the user's mailbox, and the resolved instance when it
+        names an occurrence."""
         self.require_user(user_id)
+        event_id = self.immutable_id(event_id)
         with self.lock:
             found = self._find_in(self.items[user_id], event_id)
         if found is None:
@@ -299,6 +407,7 @@ class State:
     def find_visible(self, user_id: str, event_id: str) -> tuple[Item, Instance | None]:
         """Like ``find``, also looking in the calendars others share with the user."""
         self.require_user(user_id)
+        event_id = self.immutable_id(event_id)
         with self.lock:
             found = self._find_in(self.items[user_id], event_id)
             for copy in self.calendars[user_id].values():
@@ -337,11 +446,16 @@ class State:
                 del self.items[user_id][item.id]
                 self.seq += 1
                 self.tombstones[user_id][item.id] = (self.seq, item.calendar_id)
+                self.rest_ids.pop(item.rest_id, None)
+                self.deleted_rest_ids[item.id] = item.rest_id
             else:
                 item.deleted.add(instance.key)
                 item.exceptions.pop(instance.key, None)
                 self._bump(item)
-        self._notify(user_id, event_id, "deleted")
+        if instance is None:
+            self._notify(user_id, item.id, "deleted")
+        else:  # "Removal of a recurring event instance causes only update notification on the SeriesMaster"
+            self._notify(user_id, item.id, "updated")
 
     def calendar_items(self, calendar: Calendar) -> list[Item]:
         """The stored items of an own calendar (call under the lock)."""

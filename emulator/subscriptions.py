@@ -68,6 +68,9 @@ class Subscription:
     created: dt.datetime
     status: str = "active"  # active | expired | deleted | removed
     reauth_sent: set[str] = field(default_factory=set)
+    # Created with `Prefer: IdType="ImmutableId"`: its notifications carry immutable ids; "Existing subscriptions
+    # created without the header continue to use the default ID format" (outlook-immutable-id).
+    immutable_ids: bool = False
 
     def public(self) -> dict:
         return {
@@ -89,6 +92,10 @@ class Subscription:
             "notificationUrlAppId": None,
             "notificationContentType": "application/json",
         }
+
+    def control_view(self) -> dict:
+        return self.public() | {"status": self.status, "userId": self.user_id, "tenantId": self.tenant_id,
+                                "immutableIds": self.immutable_ids}
 
 
 def _url(value: object, name: str) -> str:
@@ -137,12 +144,15 @@ class Subscriptions:
 
     # ------------------------------------------------------------ Graph API
 
-    def create(self, caller: Caller, body: object) -> Subscription:
+    def create(self, caller: Caller, body: object, immutable_ids: bool = False) -> Subscription:
         if not isinstance(body, dict):
             raise bad_request("The request body must be a subscription object.", "InvalidRequest")
         now = self.em.clock()
         change_types = self._change_types(body.get("changeType"))
         user_id, select = self._resource(caller, body.get("resource"))
+        if not self._may_subscribe(caller):
+            raise GraphError(403, "ExtensionError",
+                             "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         notification_url = _url(body.get("notificationUrl"), "notificationUrl")
         lifecycle_url = body.get("lifecycleNotificationUrl")
         if lifecycle_url is not None:
@@ -184,10 +194,19 @@ class Subscriptions:
             encryption_certificate_id=cert_id, cert=cert, latest_tls=tls, application_id=caller.app_id,
             creator_id=caller.user_id if caller.delegated else caller.claims.get("oid", caller.app_id),
             tenant_id=caller.tenant_id, user_id=user_id, select=select, token_exp=caller.token_exp, created=now,
+            immutable_ids=immutable_ids,
         )
         with self.lock:
             self.by_id[sub.id] = sub
         return sub
+
+    @staticmethod
+    def _may_subscribe(caller: Caller) -> bool:
+        """Event subscriptions need Calendars.Read (create subscription's permission table: "event | Calendars.Read
+        | Calendars.Read | Calendars.Read"; Calendars.ReadBasic is not listed, unlike Mail.ReadBasic for messages)."""
+        granted = set(str(caller.claims.get("scp", "")).split()) if caller.delegated else set(
+            caller.claims.get("roles") or [])
+        return bool(granted & {"Calendars.Read", "Calendars.ReadWrite"})
 
     def _change_types(self, value: object) -> list[str]:
         if not isinstance(value, str) or not value.strip():
@@ -213,6 +232,7 @@ class Subscriptions:
         if me:
             if not caller.delegated:
                 raise bad_request("/me request is only valid with delegated authentication flow.", "BadRequest")
+            self.em.state.check_mailbox(caller.user_id)
             return caller.user_id, select
         user = self.em.state.get_user(user_ref) or self.em.state.find_user(user_ref)
         if user is None or user["tenant_id"] != caller.tenant_id:
@@ -220,6 +240,7 @@ class Subscriptions:
         if caller.delegated and user["id"] != caller.user_id:
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
+        self.em.state.check_mailbox(user["id"])
         return user["id"], select
 
     def _handshake(self, url: str) -> None:
@@ -359,20 +380,29 @@ class Subscriptions:
 
     def public_all(self) -> list[dict]:
         with self.lock:
-            return [s.public() | {"status": s.status, "userId": s.user_id, "tenantId": s.tenant_id}
-                    for s in self.by_id.values()]
+            return [s.control_view() for s in self.by_id.values()]
 
     # ------------------------------------------------------------ change notifications
 
-    def on_change(self, user_id: str, event_id: str, change_type: str) -> None:
+    def on_change(self, user_id: str, event_id: str, change_type: str, previous_rest_id: str | None = None) -> None:
+        """Notify the mailbox's subscriptions of a change to ``event_id`` (immutable). A move between calendars is
+        an update of the same item for subscriptions with immutable ids, and a deletion of the old regular id
+        plus a creation of the new one for the others (the id changed: outlook-immutable-id)."""
         with self.lock:
-            targets = [s for s in self.by_id.values()
-                       if s.user_id == user_id and change_type in s.change_types and s.status == "active"]
+            targets = [s for s in self.by_id.values() if s.user_id == user_id and s.status == "active"]
         for sub in targets:
             if self._expire_if_due(sub):
                 continue
-            self.notifier.publish(sub.notification_url, "change", self._notification(sub, user_id, event_id,
-                                                                                     change_type))
+            if change_type != "moved":
+                changes = [(change_type, event_id if sub.immutable_ids else self.em.state.rest_id(event_id))]
+            elif sub.immutable_ids:
+                changes = [("updated", event_id)]
+            else:
+                changes = [("deleted", previous_rest_id or event_id), ("created", self.em.state.rest_id(event_id))]
+            for kind, shown_id in changes:
+                if kind in sub.change_types:
+                    self.notifier.publish(sub.notification_url, "change",
+                                          self._notification(sub, user_id, shown_id, kind))
 
     def _notification(self, sub: Subscription, user_id: str, event_id: str, change_type: str) -> Pending:
         change_key = ""
@@ -380,7 +410,7 @@ class Subscriptions:
         if change_type != "deleted":
             try:
                 item, instance = self.em.state.find(user_id, event_id)
-                rendered = events.render(item, instance, self.em.base_url)
+                rendered = events.render(item, instance, self.em.base_url, immutable=sub.immutable_ids)
                 change_key = rendered["changeKey"]
                 resource_json = rendered
             except GraphError:

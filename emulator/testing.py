@@ -52,6 +52,11 @@ class ControlClient:
     def create_user(self, **fields: Any) -> dict:
         return self.request("POST", "/users", fields)
 
+    def set_mailbox(self, user_id: str, state: str) -> None:
+        """Make the user's mailbox unreadable (no_license, guest, on_premises, not_supported, invalid_user,
+        access_denied, disabled: emulator.state.MAILBOX_STATES) or readable again ("ok")."""
+        self.request("PUT", f"/users/{user_id}/mailbox", {"state": state})
+
     def token(self, user_id: str | None = None, tenant_id: str | None = None, **fields: Any) -> str:
         """A Graph access token: delegated for ``user_id``, or application-only for ``tenant_id``."""
         body = {k: v for k, v in {"user_id": user_id, "tenant_id": tenant_id, **fields}.items() if v is not None}
@@ -85,6 +90,11 @@ class ControlClient:
     def update_event(self, user_id: str, event_id: str, changes: dict) -> dict:
         return self.request("PATCH", f"/users/{user_id}/events/{event_id}", changes)
 
+    def move_event(self, user_id: str, event_id: str, calendar_id: str) -> dict:
+        """Move an event to another of the user's calendars (Outlook's drag): the immutable id stays, ``restId``
+        (the regular id) changes."""
+        return self.request("POST", f"/users/{user_id}/events/{event_id}/move", {"calendar_id": calendar_id})
+
     def delete_event(self, user_id: str, event_id: str) -> None:
         self.request("DELETE", f"/users/{user_id}/events/{event_id}")
 
@@ -93,12 +103,21 @@ class ControlClient:
         params = {"start": start, "end": end} | ({"calendar_id": calendar_id} if calendar_id else {})
         return self.request("GET", f"/users/{user_id}/calendar", params=params)["value"]
 
+    def inject_delta(self, user_id: str, entries: list, calendar_id: str | None = None) -> None:
+        """Raw entries the next delta round of the calendar returns as they are (bad input, on purpose)."""
+        body = {"entries": entries} | ({"calendar_id": calendar_id} if calendar_id else {})
+        self.request("POST", f"/users/{user_id}/delta/inject", body, timeout=60)
+
     def invalidate_delta(self, user_id: str, mode: str = "gone") -> None:
         self.request("POST", f"/users/{user_id}/delta/invalidate", {"mode": mode})
 
     # time and faults
     def advance_clock(self, seconds: float = 0, minutes: float = 0) -> dict:
         return self.request("POST", "/clock/advance", {"seconds": seconds, "minutes": minutes})
+
+    def set_quirks(self, **quirks: Any) -> dict:
+        """Undocumented behaviours developers report (silent_occurrence_removal)."""
+        return self.request("PUT", "/quirks", quirks)
 
     def set_faults(self, **config: Any) -> dict:
         return self.request("PUT", "/faults", config)

@@ -6,6 +6,11 @@ worker (other users' jobs keep flowing). With a ``MailboxGate`` every request ho
 four slots (Outlook's concurrency limit, across all workers) and a 429 pauses the whole mailbox for its
 ``Retry-After``. A 401 refreshes the token once. Graph's error bodies become
 ``GraphError`` with the documented ``code``; callers branch on status and code, never on the message.
+
+Every request asks for immutable ids (``Prefer: IdType="ImmutableId"``: "This header only applies to the
+request it is included with. If you want to always use immutable IDs, you must include this header with
+every API request", outlook-immutable-id) and carries a ``client-request-id`` of its own; every failed
+call is logged with that id and Graph's ``request-id``, the two Microsoft's support asks for.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -28,6 +34,12 @@ from service.mailbox import MailboxBusy, MailboxGate
 log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({429, 503, 504})
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+# Graph's answers for a mailbox calsync cannot read, whatever the token (guests, no Exchange Online licence,
+# on-premises or soft-deleted mailboxes; Microsoft KB 4462988: HTTP 404, "MailboxNotEnabledForRESTAPI or
+# MailboxNotSupportedForRESTAPI", "REST API is not yet supported for this mailbox").
+NO_MAILBOX_CODES = frozenset({"mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi",
+                              "errormailboxnotenabledforrestapi"})
 
 
 class TokenProvider(Protocol):
@@ -37,12 +49,15 @@ class TokenProvider(Protocol):
 class GraphError(Exception):
     """Graph answered with an error status (or could not be reached: status 0)."""
 
-    def __init__(self, status: int, code: str = "", message: str = "", retry_after: float | None = None):
+    def __init__(self, status: int, code: str = "", message: str = "", retry_after: float | None = None,
+                 request_id: str | None = None, client_request_id: str | None = None):
         super().__init__(f"Graph {status} {code}".strip())
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.request_id = request_id                  # Graph's, for Microsoft's support
+        self.client_request_id = client_request_id    # ours, sent with the request
 
 
 class Throttled(GraphError):
@@ -76,6 +91,8 @@ class GraphClient:
         """Send one logical request; returns the 2xx response or raises GraphError."""
         url = self.url(path_or_url)
         headers = dict(kwargs.pop("headers", None) or {})
+        headers["Prefer"] = ", ".join(p for p in (headers.get("Prefer"), IMMUTABLE_IDS) if p)
+        headers["client-request-id"] = client_request_id = str(uuid.uuid4())
         refreshed = False
         new_connection = False
         for attempt in range(1, self.max_attempts + 1):
@@ -94,25 +111,30 @@ class GraphClient:
             except MailboxBusy as exc:
                 raise Throttled(429, "MailboxBusy", str(exc), retry_after=exc.retry_after) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
+                _log_failure(method, url, 0, type(exc).__name__, None, client_request_id, attempt)
                 if attempt == self.max_attempts:
-                    raise GraphError(0, "unreachable", type(exc).__name__) from None
+                    raise GraphError(0, "unreachable", type(exc).__name__,
+                                     client_request_id=client_request_id) from None
                 self._backoff(attempt, None)
                 continue
             if response.status_code < 400:
                 return response
-            error = _error_from(response)
+            error = _error_from(response, client_request_id)
+            _log_failure(method, url, error.status, error.code, error.request_id, client_request_id, attempt)
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 continue
             if response.status_code == 401:
-                raise Unauthorized(401, error.code, error.message)
+                raise Unauthorized(401, error.code, error.message, request_id=error.request_id,
+                                   client_request_id=client_request_id)
             if response.status_code not in RETRYABLE:
                 raise error
             wait = error.retry_after
             if response.status_code == 429 and self.gate is not None:
                 self.gate.pause(self.mailbox, wait if wait is not None else 2.0 ** attempt)
             if attempt == self.max_attempts or (wait is not None and wait > self.max_inline_wait):
-                raise Throttled(error.status, error.code, error.message, retry_after=wait)
+                raise Throttled(error.status, error.code, error.message, retry_after=wait, request_id=error.request_id,
+                                client_request_id=client_request_id)
             new_connection = response.status_code == 503  # Graph advises a new connection for a retry after a 503
             self._backoff(attempt, wait)
         raise AssertionError("unreachable")  # pragma: no cover - the loop always returns or raises
@@ -159,13 +181,43 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(seconds, 0.0) if seconds == seconds else None  # NaN is not a delay
 
 
-def _error_from(response: requests.Response) -> GraphError:
-    code, message = "", ""
+def mailbox_unavailable(exc: GraphError, *, mailbox_wide: bool = False) -> str | None:
+    """Why this error means calsync cannot read the mailbox at all, as a reason code; None when it does not.
+
+    ``no_exchange_mailbox``: MailboxNotEnabledForRESTAPI and its kin, wherever they come from. With
+    ``mailbox_wide`` (the caller asked for something only a mailbox answers, such as its calendar list, not one
+    calendar of it) also ``mailbox_not_found`` (404 ErrorInvalidUser) and ``mailbox_access_denied`` (403
+    ErrorAccessDenied: an application access policy, a disabled account).
+    """
+    code = (exc.code or "").lower()
+    if code in NO_MAILBOX_CODES:
+        return "no_exchange_mailbox"
+    if mailbox_wide and exc.status == 404 and code == "errorinvaliduser":
+        return "mailbox_not_found"
+    if mailbox_wide and exc.status == 403 and code == "erroraccessdenied":
+        return "mailbox_access_denied"
+    return None
+
+
+def _log_failure(method: str, url: str, status: int, code: str, request_id: str | None, client_request_id: str,
+                 attempt: int) -> None:
+    """One line per failed Graph call, with the ids Microsoft's support asks for (the path only: query strings
+    carry delta and skip tokens)."""
+    log.warning("Graph %s %s failed: %s %s (attempt %d, request-id %s, client-request-id %s)", method,
+                urlsplit(url).path, status or "unreachable", code, attempt, request_id or "-", client_request_id)
+
+
+def _error_from(response: requests.Response, client_request_id: str | None = None) -> GraphError:
+    code, message, inner = "", "", {}
     try:
         body = response.json()
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            code = str(body["error"].get("code") or "")
+            code = str(body["error"].get("code") or "")[:100]
             message = str(body["error"].get("message") or "")[:500]
+            inner = body["error"].get("innerError") if isinstance(body["error"].get("innerError"), dict) else {}
     except ValueError:
         pass
-    return GraphError(response.status_code, code, message, retry_after_seconds(response.headers.get("Retry-After")))
+    request_id = response.headers.get("request-id") or inner.get("request-id")
+    return GraphError(response.status_code, code, message, retry_after_seconds(response.headers.get("Retry-After")),
+                      request_id=str(request_id)[:100] if request_id else None,
+                      client_request_id=client_request_id)

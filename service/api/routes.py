@@ -301,6 +301,7 @@ def _meeting_json(event: dict, directory: Directory, organization: org.Organizat
         "organizer": {"name": organizer.get("name"), "email": (organizer.get("email") or "").lower() or None,
                       "person": _person_json(directory.person(organizer.get("email")))},
         "attendees": attendees,
+        "attendees_hidden": event.get("hide_attendees") is True,   # the organizer hid the list: it is not complete
     }
 
 

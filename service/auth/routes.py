@@ -28,7 +28,8 @@ from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redi
 from service.insights import days
 from service.runtime import Runtime
 from service.store import tenants, users
-from service.store.records import User, connection_words
+from service.store.records import ConnectionStatus, User, connection_words
+from service.sync import mailboxes
 from service.web import problems
 from service.web.csrf import CSRFError
 
@@ -195,13 +196,18 @@ def status_page():
             return problems.problem("unauthorized", "not signed in")
         return render_template("auth/status.html", user=None), 401
     connection = user.connection
+    reason_text = mailboxes.describe(connection.reason) if connection.status == ConnectionStatus.CANNOT_SYNC else None
     if wants_json:
         since = connection.since
         return {"user_id": user.id, "email": user.email, "status": connection.status,
-                "reason": connection.reason, "since": since.isoformat().replace("+00:00", "Z") if since else None}
+                "reason": connection.reason, "reason_text": reason_text,
+                "since": since.isoformat().replace("+00:00", "Z") if since else None}
     rt = _rt()
     now = datetime.now(UTC)
     return render_template("auth/status.html", user=user, connection=connection, signed_in=signed_in,
+                           reason_text=reason_text,
+                           next_check=when.moment(connection.next_check_at, days.user_zone(user), now)
+                           if connection.next_check_at else None,
                            status_words=connection_words(connection.status),
                            since=when.moment(connection.since, days.user_zone(user), now),
                            overview=overview.build(rt.db, rt.settings, user, now),

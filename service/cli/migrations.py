@@ -45,11 +45,22 @@ def _per_calendar_cursors(db: Database, settings: Settings) -> int:
     return calendars.retire_user_cursors(db)
 
 
+def _immutable_id_subscriptions(db: Database, settings: Settings) -> int:
+    """Subscriptions created without ``Prefer: IdType="ImmutableId"`` are marked for a replacement without a gap.
+
+    Only a mark: the release step makes no Graph call. The renewal sweep (every 5 minutes) queues one
+    ``switch_subscription`` job per marked subscription, spread per tenant; each job translates the owner's
+    stored ids and creates the new subscription before deleting the old one (service.subscriptions.lifecycle).
+    """
+    return subscriptions.mark_for_immutable_ids(db)
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Database, Settings], int]], ...] = (
     ("2026-12-digest-next-at", _digest_schedules),
     ("2026-12-subscription-missing-since", _subscription_markers),
     ("2026-12-per-calendar-cursors", _per_calendar_cursors),
     ("2026-12-client-state-digests", _client_state_digests),
+    ("2027-01-immutable-id-subscriptions", _immutable_id_subscriptions),
 )
 
 

@@ -17,7 +17,16 @@ from zoneinfo import ZoneInfo
 from service import timezones, when
 from service.insights import days
 from service.insights.collaborators import Collaborator
-from service.insights.matching import Directory, Match, has_own_name, match_attendees, self_emails, user_response
+from service.insights.matching import (
+    HIDDEN_NOTE,
+    Directory,
+    Match,
+    attendees_hidden,
+    has_own_name,
+    match_attendees,
+    self_emails,
+    user_response,
+)
 from service.insights.meetings import subject_of
 from service.insights.org import Organization, domain_of
 from service.insights.people import style_label, styles
@@ -119,6 +128,7 @@ class MeetingView(SplitsAttendees):
     attendees: list[AttendeeView]
     link: str | None = None      # the dashboard URL, filled in by the sender
     exclude_link: str | None = None   # where the user keeps it out of insights, filled in by the sender
+    note: str | None = None      # "attendee list hidden by the organizer"
 
 
 @dataclass
@@ -286,6 +296,7 @@ def build_digest(
             all_day=bool(event.get("is_all_day")),
             online=bool(event.get("is_online_meeting")),
             attendees=attendees,
+            note=HIDDEN_NOTE if attendees_hidden(event, me) else None,
         )
         (all_day if view.all_day else meetings).append(view)
     digest = Digest(user.id, user.email, user.name, day, zone.key, meetings, all_day, list(meet_most or [])[:3])

@@ -32,7 +32,16 @@ from service.digest.build import TIPS_PER_PERSON, AttendeeView, SplitsAttendees,
 from service.digest.render import environment
 from service.insights import coaching, days, meetings, org
 from service.insights.dashboard import style_counts
-from service.insights.matching import Directory, Match, attendee_emails, match_attendees, self_emails, user_response
+from service.insights.matching import (
+    HIDDEN_NOTE,
+    Directory,
+    Match,
+    attendee_emails,
+    attendees_hidden,
+    match_attendees,
+    self_emails,
+    user_response,
+)
 from service.insights.people import frameworks, styles
 from service.insights.tips import group_notes, size_notes
 from service.mail import Mailer
@@ -97,15 +106,16 @@ def prep_due_payload(user_id: str, meeting: str, event_id: str, start: datetime,
 
 # ------------------------------------------------------------------ deciding
 
-def chosen(user: User, others: list[Match], organization: org.Organization) -> bool:
-    """Whether the user's choice of meetings takes this one."""
+def chosen(user: User, others: list[Match], organization: org.Organization, hidden: bool = False) -> bool:
+    """Whether the user's choice of meetings takes this one (a meeting whose attendee list is ``hidden`` has no
+    known size: it is no one-to-one and no meeting of at least K people)."""
     kind = user.prep.meetings
     if kind == PrepMeetings.ONE_ON_ONE:
-        return len(others) == 1
+        return len(others) == 1 and not hidden
     if kind == PrepMeetings.EXTERNAL:
         return any(organization.is_external(o.email) for o in others)
     if kind == PrepMeetings.MIN_SIZE:
-        return len(others) + 1 >= user.prep.min_size
+        return len(others) + 1 >= user.prep.min_size and not hidden
     return True
 
 
@@ -135,7 +145,7 @@ def meeting_reason(user: User, event: dict, directory: Directory, organization: 
     if user_response(event, me) == "declined":
         return "declined"
     others = match_attendees(event, me, directory)
-    if not chosen(user, others, organization):
+    if not chosen(user, others, organization, attendees_hidden(event, me)):
         return "not-chosen"
     if not any(o.person is not None for o in others):
         return "no-match"
@@ -223,10 +233,11 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
         tip.rate = links.feedback_url(settings, user.id, tip.key, tip.person_id)
     coaching_store.record(db, user.id, local_day, chooser.shown)
     notes = []
-    everyone = match_attendees(event, set(), directory)
+    hidden = attendees_hidden(event, me)
+    everyone = [] if hidden else match_attendees(event, set(), directory)
     for framework, counter in sorted(style_counts(everyone).items()):
         notes += group_notes(framework, dict(counter)) if framework in frameworks() else []
-    notes += [tip.text for tip in size_notes(len(others) + 1)]
+    notes += [HIDDEN_NOTE.capitalize() + "."] if hidden else [tip.text for tip in size_notes(len(others) + 1)]
     return PrepMail(
         record_id=record_id, user_id=user.id, email=user.email, name=user.name, subject=meetings.subject_of(event),
         start=start.astimezone(zone), end=as_utc(event["end"]).astimezone(zone), zone=zone.key,

@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pymongo.database import Database
 
 from service.insights import meetings
-from service.insights.matching import Directory, attendee_emails, match_attendees, self_emails, user_response
+from service.insights.matching import (
+    Directory,
+    attendee_emails,
+    attendees_hidden,
+    match_attendees,
+    self_emails,
+    user_response,
+)
 from service.store import as_utc, utcnow
 from service.store.records import User
 
@@ -35,8 +42,10 @@ class Collaborator:
 
 
 def counts(event: dict, me: set[str]) -> bool:
-    """Whether a meeting counts as time spent with people."""
-    return not (event.get("is_cancelled") or event.get("is_all_day") or user_response(event, me) == "declined")
+    """Whether a meeting counts as time spent with people (not with a hidden attendee list: who was there is
+    unknown)."""
+    return not (event.get("is_cancelled") or event.get("is_all_day") or user_response(event, me) == "declined"
+                or attendees_hidden(event, me))
 
 
 def rank(events: Iterable[dict], me: set[str], directory: Directory, limit: int = 10,

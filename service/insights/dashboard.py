@@ -10,11 +10,21 @@ from xml.sax.saxutils import escape
 
 from pymongo.database import Database
 
-from service.insights.matching import Directory, Match, attendee_emails, has_own_name, match_attendees, self_emails
+from service.insights.matching import (
+    HIDDEN_NOTE,
+    Directory,
+    Match,
+    attendee_emails,
+    attendees_hidden,
+    has_own_name,
+    match_attendees,
+    self_emails,
+)
 from service.insights.org import Organization
 from service.insights.people import frameworks, style_label, styles
 from service.insights.tips import Tip, group_notes, tips_for
 from service.insights.visibility import EVERYONE_IN_ORGANISATION, Visibility, notice, visibility
+from service.store import users as users_store
 from service.store.records import User
 
 BAR_HEIGHT = 22
@@ -64,6 +74,7 @@ class Dashboard:
     unmatched: int = 0
     outside: list[Row] = field(default_factory=list)   # from outside the organization
     notice: str | None = None                  # who can see the results shown
+    note: str | None = None                    # "attendee list hidden by the organizer"
 
 
 def style_counts(matches: list[Match]) -> dict[str, Counter]:
@@ -111,9 +122,15 @@ def build_dashboard(db: Database, event: dict, organization: Organization | None
                     viewer: User | None = None) -> Dashboard:
     """Everyone in the meeting (the calendar's owner included), their styles and, for the ``viewer``, tips for
     working with each; those from outside the owner's ``organization`` listed apart. The style mix counts only
-    the results the viewer may see."""
+    the results the viewer may see. When the organizer hid the attendee list, only the organizer is shown, and
+    there is no mix of a group nobody knows."""
     directory = Directory.for_emails(db, attendee_emails([event]) | ({viewer.email} if viewer else set()))
+    owner = users_store.get(db, event.get("user_id") or "")
+    hidden = attendees_hidden(event, self_emails(owner, directory) if owner else set())
     everyone = match_attendees(event, set(), directory)
+    if hidden:
+        organizer = ((event.get("organizer") or {}).get("email") or "").lower()
+        everyone = [m for m in everyone if m.email == organizer]
     me = self_emails(viewer, directory) if viewer else set()
     mine = styles(directory.person(viewer.email)) if viewer else {}
     seed = f"dashboard:{event.get('graph_id')}"
@@ -129,7 +146,9 @@ def build_dashboard(db: Database, event: dict, organization: Organization | None
     visible = [r.match for r in rows if r.seen.shows_results]
     dashboard = Dashboard(event, [r for r in rows if r not in outside],
                           unmatched=sum(1 for m in everyone if m.person is None), outside=outside,
-                          notice=notice(r.seen for r in rows if r.labels))
+                          notice=notice(r.seen for r in rows if r.labels), note=HIDDEN_NOTE if hidden else None)
+    if hidden:
+        return dashboard
     for framework, counter in sorted(style_counts(visible).items()):
         counts = dict(counter)
         dashboard.mixes.append(

@@ -67,16 +67,29 @@ def attendee_emails(events: Iterable[dict]) -> set[str]:
     return found
 
 
+HIDDEN_NOTE = "attendee list hidden by the organizer"
+
+
+def attendees_hidden(event: dict, me: set[str]) -> bool:
+    """The organizer hid the attendee list ("each attendee only sees themselves in the meeting request",
+    ``hideAttendees``) and the user is not the organizer: the stored list is not who is there. Such a meeting
+    counts for no collaborator, is no one-to-one and gets no tip about people calsync cannot see (the organizer
+    stays visible)."""
+    organizer = ((event.get("organizer") or {}).get("email") or "").strip().lower()
+    return event.get("hide_attendees") is True and organizer not in me
+
+
 def is_resource(attendee: dict) -> bool:
     return (attendee.get("type") or "").lower() in RESOURCE_TYPES
 
 
 def match_attendees(event: dict, me: set[str], directory: Directory) -> list[Match]:
-    """The other people in a meeting (organizer first if not listed), each with their directory entry."""
+    """The other people in a meeting (organizer first if not listed), each with their directory entry; of a
+    meeting whose attendee list is hidden from the user, only the organizer."""
     matches: list[Match] = []
     seen: set[str] = set()
     organizer = event.get("organizer") or {}
-    candidates = list(event.get("attendees") or [])
+    candidates = [] if attendees_hidden(event, me) else list(event.get("attendees") or [])
     if organizer.get("email"):
         candidates.insert(0, {**organizer, "type": "organizer", "response": "organizer"})
     for attendee in candidates:

@@ -16,7 +16,8 @@ from service.outbound import endpoints
 from service.store import ops as ops_store
 from service.store import outbound as outbound_store
 from service.store import users
-from service.store.records import SubscriptionStatus, connection_words
+from service.store.records import ConnectionStatus, SubscriptionStatus, connection_words
+from service.sync import mailboxes
 from service.sync.requests import request_sync
 from service.web import health, problems
 from service.web.csrf import CSRFError, csrf
@@ -131,12 +132,13 @@ def _overview() -> dict:
     now = store.utcnow()
     checks = health.probe(rt)
     data = {"generated_at": now, "dependencies": checks, "counts": None, "needs_reconnect": [],
-            "unsubscribed": [], "queues": [], "workers": None, "stats": [], "deliveries": None}
+            "unsubscribed": [], "cannot_sync": [], "queues": [], "workers": None, "stats": [], "deliveries": None}
     if checks["mongodb"] == "ok":
         try:
             data.update(counts=ops_store.counts(rt.db, now, EXPIRING_SOON),
                         needs_reconnect=users.needing_reconnect(rt.db), unsubscribed=users.missing_subscriptions(rt.db),
-                        deliveries=_delivery_health(rt.db, now))
+                        deliveries=_delivery_health(rt.db, now),
+                        cannot_sync=users.with_status(rt.db, ConnectionStatus.CANNOT_SYNC, MAX_USERS))
         except PyMongoError as exc:
             checks["mongodb"] = _failed("MongoDB", exc)
     if checks["redis"] == "ok":
@@ -246,7 +248,7 @@ def dashboard():
     listing = _listing(request.args, PAGE_SIZE) if "mongodb" not in data["failed"] else None
     return render_template("ops/dashboard.html", soon=data["generated_at"] + EXPIRING_SOON, listing=listing,
                            statuses=STATUSES, count_labels=COUNT_LABELS, bad_counts=BAD_COUNTS,
-                           delivery_labels=DELIVERY_LABELS, **data)
+                           delivery_labels=DELIVERY_LABELS, describe=mailboxes.describe, **data)
 
 
 @bp.get("/api/subscriptions")
@@ -279,12 +281,39 @@ def health_api():
             for u in data["needs_reconnect"]
         ],
         "connected_without_subscription": [{"user_id": u.id, "email": u.email} for u in data["unsubscribed"]],
+        "cannot_sync": [_user_json(u) for u in data["cannot_sync"]],
         "queues": data["queues"],
         "workers": data["workers"],
         "stats": [{"name": name, "key": label, "value": value} for name, label, value in data["stats"]],
         "deliveries": data["deliveries"],
     }
     return (body, 503, {"Retry-After": "5"}) if data["failed"] else body
+
+
+USER_STATUSES = tuple(str(s) for s in ConnectionStatus)
+MAX_USERS = 500
+
+
+@bp.get("/api/users")
+@ops_required
+def users_api():
+    """Users of one connection ``status`` (``cannot_sync``: the mailbox cannot be read, with the reason and the
+    next daily check), at most ``limit``."""
+    status = request.args.get("status") or ""
+    if status not in USER_STATUSES:
+        raise BadListing(f"status must be one of {', '.join(USER_STATUSES)}")
+    limit = _whole_number(request.args.get("limit"), PAGE_SIZE, MAX_USERS)
+    found = users.with_status(_runtime().db, status, limit + 1)
+    return {"users": [_user_json(u) for u in found[:limit]], "status": status, "limit": limit,
+            "truncated": len(found) > limit}
+
+
+def _user_json(user) -> dict:
+    connection = user.connection
+    return {"user_id": user.id, "email": user.email, "status": connection.status, "reason": connection.reason,
+            "reason_text": mailboxes.describe(connection.reason) if connection.status == "cannot_sync" else None,
+            "since": _iso(connection.since), "next_check_at": _iso(connection.next_check_at),
+            "last_sync_at": _iso(user.sync.last_sync_at)}
 
 
 @bp.post("/users/<user_id>/resync")

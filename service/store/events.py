@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TOMBSTONE_DAYS = 3      # long enough to outlive any replay or delayed rich notification
 MAX_ID_LENGTH = 512     # Graph ids are ~150 characters; anything longer is not an id
 MAX_TEXT = 1_000        # subject and names are capped; Graph allows 255 for a subject
+MAX_ATTENDEES = 500     # "The maximum number of attendees included in an event ... is 500" (event resource)
 DUPLICATE_KEY = 11000
 
 # Range and sort queries name the index they rely on (``hint``): a missing index should fail loudly rather
@@ -62,7 +63,8 @@ RETIRED_INDEXES = {"events": ["attendee_email"]}   # nothing queries attendees b
 STORED_FIELDS = frozenset({
     "_id", "user_id", "graph_id", "calendar_id", "subject", "sensitivity", "start", "end", "start_tz", "end_tz",
     "is_all_day", "organizer", "attendees", "is_cancelled", "show_as", "is_online_meeting", "type",
-    "series_master_id", "ical_uid", "last_modified", "change_key", "stored_at", "response",
+    "series_master_id", "ical_uid", "last_modified", "change_key", "stored_at", "response", "hide_attendees",
+    "former_graph_id",
 })
 # Meetings the user marked private: stored without their subject, shown as "Private meeting".
 PRIVATE = frozenset({"private", "confidential"})
@@ -196,7 +198,7 @@ def to_document(item: dict) -> dict:
         "showAs": ("show_as", _text), "isOnlineMeeting": ("is_online_meeting", _bool), "type": ("type", _text),
         "seriesMasterId": ("series_master_id", _text), "iCalUId": ("ical_uid", _text),
         "changeKey": ("change_key", _text), "lastModifiedDateTime": ("last_modified", parse_graph_time),
-        "sensitivity": ("sensitivity", _text),
+        "sensitivity": ("sensitivity", _text), "hideAttendees": ("hide_attendees", _bool),
     }
     for source, (target, convert) in simple.items():
         if source in item:
@@ -216,7 +218,7 @@ def to_document(item: dict) -> dict:
         doc["organizer"] = _recipient(item["organizer"])
     if "attendees" in item:
         attendees = item["attendees"] if isinstance(item["attendees"], list) else []
-        doc["attendees"] = [_attendee(a) for a in attendees[:500] if isinstance(a, dict)]
+        doc["attendees"] = [_attendee(a) for a in attendees[:MAX_ATTENDEES] if isinstance(a, dict)]
     return doc
 
 
@@ -227,14 +229,22 @@ def _graph_id(item: object) -> str | None:
 
 # ------------------------------------------------------------------ writes
 
+Removals = dict[str, tuple[str | None, bool]]   # graph id -> (calendar it left, write a tombstone)
+
+
 def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now: datetime,
-                  calendar_id: str | None = None) -> ApplyResult:
+                  calendar_id: str | None = None, removals: Removals | None = None) -> ApplyResult:
     """Apply Graph event items in order: ``@removed`` deletes, anything else upserts if not older.
 
     A run of upserts costs a few round trips whatever its length (one read of the stored versions, one
     ``insert_many``, one ``bulk_write``); a removal of an id waiting in the run flushes it first, so the
     outcome is that of applying the items one by one. Safe against another process writing the same
     events at the same time (see ``_flush``).
+
+    With ``removals`` (a round over several calendars), an ``@removed`` is only noted there: an event moved
+    to another calendar keeps its immutable id, and that calendar's round may store it under its new calendar
+    (cancelling the note) before or after this one says it left; ``apply_removals`` then deletes what is
+    still stored under the calendar it left.
     """
     result = ApplyResult()
     pending: dict[str, dict] = {}
@@ -242,15 +252,26 @@ def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now
         graph_id = _graph_id(item)
         if graph_id is None:
             result.invalid += 1
+            _log_skipped(user_id, item)
         elif "@removed" in item:
             if graph_id in pending:
-                _flush(db, user_id, pending, now, result)
+                _forget_applied(removals, _flush(db, user_id, pending, now, result))
+            if removals is not None:
+                removals[graph_id] = (calendar_id, True)
+                continue
             removed = _delete(db, user_id, graph_id, now)
             result.deleted += removed
             if removed:
                 result.changes.delete(graph_id)
+        elif not _is_event(item):
+            result.invalid += 1
+            _log_skipped(user_id, item)
+        elif not _usable_times(item):
+            result.invalid += 1
+            log.warning("skipped event %s of user %s: its start or end is not a dateTimeTimeZone", graph_id, user_id)
         else:
             result.seen.add(graph_id)
+            _log_trimmed(user_id, graph_id, item)
             doc = to_document(item)
             if calendar_id is not None:
                 doc["calendar_id"] = calendar_id
@@ -261,8 +282,62 @@ def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now
             if kept is not None:
                 result.stale += 1
             pending[graph_id] = doc
-    _flush(db, user_id, pending, now, result)
+    _forget_applied(removals, _flush(db, user_id, pending, now, result))
     return result
+
+
+EVENT_TYPES = frozenset({"#microsoft.graph.event"})
+
+
+def _is_event(item: dict) -> bool:
+    """An item of a delta page is an event unless it says it is something else (Graph names the type in
+    ``@odata.type`` on delta entries; rich notification payloads may omit it)."""
+    kind = item.get("@odata.type")
+    return kind is None or (isinstance(kind, str) and kind.lower() in EVENT_TYPES)
+
+
+def _usable_times(item: dict) -> bool:
+    """A start or end that is sent must be readable (null, or something else where Graph sends a
+    dateTimeTimeZone, would store a meeting at no time)."""
+    return all(parse_date_time_zone(item[edge]) is not None for edge in ("start", "end") if edge in item)
+
+
+def _log_trimmed(user_id: str, graph_id: str, item: dict) -> None:
+    """Say what the whitelist transform cuts from an oversized event (Graph allows 500 attendees)."""
+    attendees = item.get("attendees")
+    if isinstance(attendees, list) and len(attendees) > MAX_ATTENDEES:
+        log.warning("event %s of user %s lists %d attendees; kept the first %d", graph_id, user_id, len(attendees),
+                    MAX_ATTENDEES)
+    subject = item.get("subject")
+    if isinstance(subject, str) and len(subject) > MAX_TEXT:
+        log.warning("event %s of user %s has a %d-character subject; kept %d", graph_id, user_id, len(subject),
+                    MAX_TEXT)
+
+
+def _log_skipped(user_id: str, item: object) -> None:
+    kind = item.get("@odata.type") if isinstance(item, dict) else type(item).__name__
+    log.warning("skipped a Graph item for user %s that is not a usable event (type %r)", user_id,
+                str(kind)[:80] if kind is not None else None)
+
+
+def _forget_applied(removals: Removals | None, applied: Iterable[str]) -> None:
+    """An event written after a calendar said it left (it moved here) is no longer to be removed."""
+    if removals is not None:
+        for graph_id in applied:
+            removals.pop(graph_id, None)
+
+
+def apply_removals(db: Database, user_id: str, removals: Removals, now: datetime,
+                   changes: MeetingChanges | None = None) -> int:
+    """Delete each noted event still stored under the calendar it left (or under none); returns how many."""
+    removed = 0
+    for graph_id, (calendar_id, tombstone) in sorted(removals.items()):
+        if _delete(db, user_id, graph_id, now, calendar_id, tombstone):
+            removed += 1
+            if changes is not None:
+                changes.delete(graph_id)
+    removals.clear()
+    return removed
 
 
 def _is_newer(doc: dict, stored: dict) -> bool:
@@ -277,7 +352,7 @@ class WriteConflict(Exception):  # noqa: N818 - a state, not a bug
     """Other writers kept changing the same events; the job is retried rather than guessing."""
 
 
-def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, result: ApplyResult) -> None:
+def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, result: ApplyResult) -> list[str]:
     """Write the pending documents: read the stored versions once, then insert what is new and update what
     is newer, each write conditional on the version read (compare-and-set).
 
@@ -287,7 +362,7 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
     that raced a deletion is undone after checking the tombstones again (deletions write theirs first).
     """
     if not pending:
-        return
+        return []
     batch = dict(pending)
     pending.clear()
     deleted_versions = _tombstones(db, user_id, list(batch), now)
@@ -329,6 +404,7 @@ def _flush(db: Database, user_id: str, pending: dict[str, dict], now: datetime, 
             lag = max((now - doc["last_modified"]).total_seconds(), 0.0)
             result.lag_seconds = max(result.lag_seconds or 0.0, lag)
             metrics.STORED_LAG.observe(lag)
+    return [g for g in applied if g not in undone]
 
 
 MAX_WRITE_ATTEMPTS = 5
@@ -418,24 +494,30 @@ def _undo_buried_inserts(db: Database, user_id: str, inserted: dict[str, dict], 
     return undone
 
 
-def _delete(db: Database, user_id: str, graph_id: str, now: datetime) -> int:
-    """Delete a stored event, writing its tombstone first so a concurrent older insert can see it."""
+def _delete(db: Database, user_id: str, graph_id: str, now: datetime, calendar_id: str | None = None,
+            tombstone: bool = True) -> int:
+    """Delete a stored event (only while it is stored under ``calendar_id``, or under none, when given), writing
+    its tombstone first so a concurrent older insert can see it."""
     key = {"user_id": user_id, "graph_id": graph_id}
-    existing = db.events.find_one(key, {"last_modified": 1})
+    where = key | ({"calendar_id": {"$in": [calendar_id, None]}} if calendar_id is not None else {})
+    existing = db.events.find_one(where, {"last_modified": 1})
     if existing is None:
         return 0
     last_modified = as_utc(existing.get("last_modified"))
-    db.event_tombstones.update_one(
-        key, {"$set": {"last_modified": last_modified, "expires_at": now + timedelta(days=TOMBSTONE_DAYS)}},
-        upsert=True,
-    )
-    return db.events.delete_one(key).deleted_count
+    if tombstone:
+        db.event_tombstones.update_one(
+            key, {"$set": {"last_modified": last_modified, "expires_at": now + timedelta(days=TOMBSTONE_DAYS)}},
+            upsert=True,
+        )
+    return db.events.delete_one(where).deleted_count
 
 
 def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[str], before: datetime, *,
-                   orphans: bool = False, changes: MeetingChanges | None = None) -> int:
+                   orphans: bool = False, changes: MeetingChanges | None = None,
+                   removals: Removals | None = None) -> int:
     """After a full resync of a calendar: delete its events Graph no longer lists (stored before it began).
-    With ``orphans`` (the default calendar), events stored without a calendar count as this one's."""
+    With ``orphans`` (the default calendar), events stored without a calendar count as this one's. With
+    ``removals`` they are only noted there (see ``apply_changes``)."""
     calendars = {"$in": [calendar_id, None]} if orphans else calendar_id
     stale = [
         doc["graph_id"]
@@ -443,11 +525,27 @@ def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[st
                                   {"graph_id": 1})
         if doc["graph_id"] not in present
     ]
+    if removals is not None:
+        removals.update({graph_id: (calendar_id, False) for graph_id in stale})
+        return 0
     if stale:
         db.events.delete_many({"user_id": user_id, "graph_id": {"$in": stale}})
     for graph_id in stale if changes is not None else ():
         changes.delete(graph_id)
     return len(stale)
+
+
+def series_occurrences(db: Database, user_id: str, calendar_id: str, masters: Iterable[str] | None,
+                       start: datetime, end: datetime) -> dict[str, list[dict]]:
+    """master id -> the stored occurrences and exceptions of that series in one calendar overlapping [start, end);
+    every series with some when ``masters`` is None."""
+    query: dict = {"user_id": user_id, "calendar_id": calendar_id, "start": {"$lt": end}, "end": {"$gt": start}}
+    query["series_master_id"] = {"$in": sorted(masters)} if masters is not None else {"$type": "string"}
+    found: dict[str, list[dict]] = {}
+    fields = {"graph_id": 1, "series_master_id": 1, "start": 1, "start_tz": 1, "type": 1}
+    for doc in db.events.find(query, fields).hint(BY_USER_AND_START):
+        found.setdefault(doc["series_master_id"], []).append(doc)
+    return found
 
 
 def calendars_of(db: Database, user_id: str, graph_ids: list[str]) -> dict[str, str | None]:
@@ -505,7 +603,46 @@ def most_common_organizer_zone(db: Database, user_id: str, email: str) -> str | 
 # ------------------------------------------------------------------ reads
 
 def get(db: Database, user_id: str, graph_id: str) -> dict | None:
-    return db.events.find_one({"user_id": user_id, "graph_id": graph_id})
+    """An event by its Graph id, or by the regular id it had before calsync switched to immutable ids (links
+    sent before the switch name that one; a miss reads only this user's events, by the user_graph_id prefix)."""
+    return (db.events.find_one({"user_id": user_id, "graph_id": graph_id})
+            or db.events.find_one({"user_id": user_id, "former_graph_id": graph_id}))
+
+
+def ids_of(db: Database, user_id: str) -> tuple[set[str], set[str]]:
+    """(every stored Graph id, every series master id) of a user's events and tombstones."""
+    graph_ids, masters = set(), set()
+    for doc in db.events.find({"user_id": user_id}, {"graph_id": 1, "series_master_id": 1}):
+        graph_ids.add(doc["graph_id"])
+        if doc.get("series_master_id"):
+            masters.add(doc["series_master_id"])
+    graph_ids |= {t["graph_id"] for t in db.event_tombstones.find({"user_id": user_id}, {"graph_id": 1})}
+    return graph_ids, masters
+
+
+def rename_ids(db: Database, user_id: str, renamed: dict[str, str]) -> int:
+    """Give stored events (and tombstones) their new Graph ids in place, keeping each document (its ``_id`` is the
+    dashboard key) and the old id as ``former_graph_id``; series references follow. Returns events renamed."""
+    changed = 0
+    for old, new in renamed.items():
+        if old == new:
+            continue
+        # A copy already stored under the new id (written meanwhile) gives way to the older document.
+        db.events.delete_one({"user_id": user_id, "graph_id": new})
+        changed += db.events.update_one({"user_id": user_id, "graph_id": old},
+                                        {"$set": {"graph_id": new, "former_graph_id": old}}).modified_count
+        db.events.update_many({"user_id": user_id, "series_master_id": old}, {"$set": {"series_master_id": new}})
+        db.event_tombstones.delete_one({"user_id": user_id, "graph_id": new})
+        db.event_tombstones.update_one({"user_id": user_id, "graph_id": old}, {"$set": {"graph_id": new}})
+    return changed
+
+
+def calendars_holding(db: Database, user_id: str, graph_ids: Iterable[str]) -> set[str]:
+    """The calendars whose stored events include any of ``graph_ids``."""
+    wanted = sorted(set(graph_ids))
+    if not wanted:
+        return set()
+    return {c for c in db.events.distinct("calendar_id", {"user_id": user_id, "graph_id": {"$in": wanted}}) if c}
 
 
 def in_window(db: Database, user_id: str, start: datetime, end: datetime) -> list[dict]:

@@ -72,3 +72,19 @@ def listed(db: Database, user_id: str) -> list[dict]:
 
 def delete_for_user(db: Database, user_id: str) -> int:
     return db.exclusions.delete_many({"user_id": user_id}).deleted_count
+
+
+def rename_keys(db: Database, user_id: str, renamed: dict[str, str]) -> int:
+    """Exclusions named by Graph ids (a series' master, a meeting without iCalUId) follow their new ids."""
+    changed = 0
+    for doc in list(db.exclusions.find({"user_id": user_id, "key": {"$in": sorted(renamed)}})):
+        try:
+            changed += db.exclusions.update_one({"_id": doc["_id"]},
+                                                {"$set": {"key": renamed[doc["key"]]}}).modified_count
+        except DuplicateKeyError:
+            db.exclusions.delete_one({"_id": doc["_id"]})   # already excluded under the new id
+    return changed
+
+
+def keys_of(db: Database, user_id: str) -> set[str]:
+    return {doc["key"] for doc in db.exclusions.find({"user_id": user_id}, {"key": 1})}

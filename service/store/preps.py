@@ -94,3 +94,35 @@ def for_user(db: Database, user_id: str) -> list[dict]:
 
 def delete_for_user(db: Database, user_id: str) -> int:
     return db.preps_sent.delete_many({"user_id": user_id}).deleted_count
+
+
+def rename_ids(db: Database, user_id: str, renamed: dict[str, str]) -> int:
+    """Prep records follow their meetings' new Graph ids: the ``graph_id`` field, and the record itself (its id
+    derives from the meeting key) when the meeting had no iCalUId and was named by its Graph id."""
+    wanted = sorted(renamed)
+    changed = 0
+    for doc in list(db.preps_sent.find({"user_id": user_id, "$or": [{"graph_id": {"$in": wanted}},
+                                                                     {"meeting": {"$in": wanted}}]})):
+        fields = {}
+        if doc.get("graph_id") in renamed:
+            fields["graph_id"] = renamed[doc["graph_id"]]
+        if doc.get("meeting") in renamed:
+            meeting = renamed[doc["meeting"]]
+            moved = {**doc, **fields, "meeting": meeting, "_id": record_id(user_id, meeting, as_utc(doc["start"]))}
+            try:
+                db.preps_sent.insert_one(moved)
+            except DuplicateKeyError:
+                pass
+            db.preps_sent.delete_one({"_id": doc["_id"]})
+            changed += 1
+        elif fields:
+            changed += db.preps_sent.update_one({"_id": doc["_id"]}, {"$set": fields}).modified_count
+    return changed
+
+
+def meetings_of(db: Database, user_id: str) -> set[str]:
+    """The meeting keys and Graph ids the user's prep records name."""
+    found = set()
+    for doc in db.preps_sent.find({"user_id": user_id}, {"meeting": 1, "graph_id": 1}).hint("user_start"):
+        found |= {v for v in (doc.get("meeting"), doc.get("graph_id")) if isinstance(v, str)}
+    return found

@@ -18,6 +18,7 @@ class ConnectionStatus(StrEnum):
     CONNECTED = "connected"
     NEEDS_RECONNECT = "needs_reconnect"
     DISCONNECTED = "disconnected"
+    CANNOT_SYNC = "cannot_sync"          # the grant is fine, the mailbox cannot be read (service.sync.mailboxes)
 
 
 class SubscriptionStatus(StrEnum):
@@ -36,6 +37,7 @@ class Connection:
     since: datetime | None = None
     home_account_id: str | None = None
     reconnect_mail_sent_at: datetime | None = None
+    next_check_at: datetime | None = None     # cannot_sync: when the mailbox is looked at again
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> Connection:
@@ -44,12 +46,13 @@ class Connection:
         known = ConnectionStatus(status) if status in ConnectionStatus._value2member_map_ else None
         return cls(known or (status if isinstance(status, str) and status else None),
                    doc.get("reason"), as_utc(doc.get("since")), doc.get("home_account_id"),
-                   as_utc(doc.get("reconnect_mail_sent_at")))
+                   as_utc(doc.get("reconnect_mail_sent_at")), as_utc(doc.get("next_check_at")))
 
 
 CONNECTION_WORDS = {ConnectionStatus.CONNECTED: "connected",
                     ConnectionStatus.NEEDS_RECONNECT: "needs to be reconnected",
-                    ConnectionStatus.DISCONNECTED: "disconnected"}
+                    ConnectionStatus.DISCONNECTED: "disconnected",
+                    ConnectionStatus.CANNOT_SYNC: "cannot sync"}
 
 
 def connection_words(status: str | None) -> str:
@@ -162,6 +165,11 @@ class User:
     sync: SyncInfo = field(default_factory=SyncInfo)
     subscription_missing_since: datetime | None = None
     created_at: datetime | None = None
+    graph_ids: str | None = None          # "immutable" once stored ids are Graph's immutable ones (sync.ids)
+
+    @property
+    def immutable_ids(self) -> bool:
+        return self.graph_ids == IMMUTABLE
 
     @property
     def connected(self) -> bool:
@@ -181,8 +189,11 @@ class User:
             digest=DigestSettings.from_doc(doc.get("digest")), prep=PrepSettings.from_doc(doc.get("prep")),
             sync=SyncInfo.from_doc(doc.get("sync")),
             subscription_missing_since=as_utc(doc.get("subscription_missing_since")),
-            created_at=as_utc(doc.get("created_at")),
+            created_at=as_utc(doc.get("created_at")), graph_ids=doc.get("graph_ids"),
         )
+
+
+IMMUTABLE = "immutable"
 
 
 @dataclass(frozen=True)
@@ -203,6 +214,8 @@ class Subscription:
     last_error: str | None = None
     next_attempt_at: datetime | None = None
     client_state_sha256: str = field(default="", repr=False)  # what is stored: the webhook compares digests
+    immutable_ids: bool = False          # created with Prefer: IdType="ImmutableId": its notifications carry them
+    recreate_reason: str | None = None   # to be replaced without a gap (e.g. "immutable-ids"; subscriptions.switch)
 
     @property
     def live(self) -> bool:
@@ -229,6 +242,7 @@ class Subscription:
             last_notification_at=as_utc(doc.get("last_notification_at")), renewed_at=as_utc(doc.get("renewed_at")),
             reauthorized_at=as_utc(doc.get("reauthorized_at")), failures=int(doc.get("failures") or 0),
             last_error=doc.get("last_error"), next_attempt_at=as_utc(doc.get("next_attempt_at")),
+            immutable_ids=doc.get("immutable_ids") is True, recreate_reason=doc.get("recreate_reason"),
         )
 
 

@@ -24,12 +24,15 @@ BY_USER = "user_id"
 # Both end in _id, so a page by (expires_at, _id) is read in index order: no sort, whatever the count.
 BY_STATUS_AND_EXPIRY = "status_expires_id"       # the renewal sweep; operators' listing of one status
 BY_EXPIRY = "expires_at_id"                      # operators' listing, soonest expiry first
+BY_RECREATE = "recreate_reason"                  # the few marked for a replacement without a gap (sparse)
+IMMUTABLE_IDS = "immutable-ids"
 
 INDEXES = {
     "subscriptions": [
         IndexModel([("user_id", ASCENDING)], unique=True, name=BY_USER),
         IndexModel([("status", ASCENDING), ("expires_at", ASCENDING), ("_id", ASCENDING)], name=BY_STATUS_AND_EXPIRY),
         IndexModel([("expires_at", ASCENDING), ("_id", ASCENDING)], name=BY_EXPIRY),
+        IndexModel([("recreate_reason", ASCENDING)], name=BY_RECREATE, sparse=True),
     ],
 }
 RETIRED_INDEXES = {"subscriptions": ["status_expires", "expires_at"]}   # the same, without _id
@@ -46,7 +49,24 @@ def document(subscription: Subscription) -> dict:
     doc["status"] = str(subscription.status)
     del doc["client_state"]   # a secret shared with Graph: at rest only its digest, which is all the webhook needs
     doc["client_state_sha256"] = subscription.client_state_digest.hex()
+    if doc["recreate_reason"] is None:
+        del doc["recreate_reason"]   # sparse: only marked subscriptions are in its index
     return doc
+
+
+def mark_for_immutable_ids(db: Database) -> int:
+    """Live subscriptions created before calsync asked for immutable ids are to be replaced (the header works
+    only when a subscription is created); returns how many were marked. No Graph call: a job does that."""
+    return db.subscriptions.update_many(
+        {"immutable_ids": {"$ne": True}, "status": {"$in": LIVE}, "recreate_reason": {"$exists": False}},
+        {"$set": {"recreate_reason": IMMUTABLE_IDS}}).modified_count
+
+
+def marked_for_recreation(db: Database, now: datetime, limit: int) -> list[Subscription]:
+    """Subscriptions marked for a replacement without a gap, not already scheduled (the sparse index)."""
+    found = db.subscriptions.find({"recreate_reason": {"$exists": True}}).hint(BY_RECREATE).limit(limit)
+    return [s for s in map(Subscription.from_doc, found)
+            if s.live and (s.next_attempt_at is None or s.next_attempt_at <= now)]
 
 
 def hash_client_states(db: Database) -> int:

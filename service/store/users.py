@@ -12,12 +12,13 @@ from datetime import date, datetime, timedelta
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 
-from service.store import activity, utcnow
+from service.store import activity, as_utc, utcnow
 from service.store.records import ConnectionStatus, User
 
 CONNECTED = ConnectionStatus.CONNECTED.value
 NEEDS_RECONNECT = ConnectionStatus.NEEDS_RECONNECT.value
 DISCONNECTED = ConnectionStatus.DISCONNECTED.value
+CANNOT_SYNC = ConnectionStatus.CANNOT_SYNC.value
 
 BY_EMAIL = "email"
 BY_STATUS_AND_LAST_SYNC = "status_last_sync"
@@ -88,6 +89,7 @@ def upsert_from_graph(
             },
             "$setOnInsert": {
                 "created_at": now,
+                "graph_ids": "immutable",   # nothing stored yet: every id calsync stores will be immutable
                 "time_zone": None,
                 "digest": {"enabled": True, "time": None, "send_empty": False},
                 "sync": {"error_count": 0},
@@ -130,6 +132,51 @@ def mark_needs_reconnect(db: Database, user_id: str, reason: str, now: datetime 
         activity.note(db, user_id, "connection", now, f"connection: {NEEDS_RECONNECT}", status=NEEDS_RECONNECT,
                       reason=reason)
     return result.modified_count == 1
+
+
+def mark_cannot_sync(db: Database, user_id: str, reason: str, next_check_at: datetime,
+                     now: datetime | None = None) -> ConnectionStatus | None:
+    """A connected (or already cannot_sync) user's mailbox cannot be read; returns the status before (None when
+    the user is neither: disconnected users stay so). ``since`` keeps the first time while the reason holds."""
+    now = now or utcnow()
+    before = db.users.find_one_and_update(
+        {"_id": user_id, "connection.status": {"$in": [CONNECTED, CANNOT_SYNC]}},
+        {"$set": {"connection.status": CANNOT_SYNC, "connection.reason": reason,
+                  "connection.next_check_at": next_check_at, "updated_at": now},
+         "$unset": {"subscription_missing_since": ""}})
+    if before is None:
+        return None
+    previous = User.from_doc(before).connection
+    if previous.status != ConnectionStatus.CANNOT_SYNC or previous.reason != reason:
+        db.users.update_one({"_id": user_id}, {"$set": {"connection.since": now}})
+    return previous.status
+
+
+def set_next_mailbox_check(db: Database, user_id: str, at: datetime) -> None:
+    db.users.update_one({"_id": user_id, "connection.status": CANNOT_SYNC}, {"$set": {"connection.next_check_at": at}})
+
+
+def mark_available(db: Database, user_id: str, now: datetime | None = None) -> bool:
+    """A cannot_sync user's mailbox answers again: connected; True only for the call that made the change."""
+    now = now or utcnow()
+    return db.users.update_one(
+        {"_id": user_id, "connection.status": CANNOT_SYNC},
+        {"$set": {"connection.status": CONNECTED, "connection.reason": None, "connection.since": now,
+                  "updated_at": now}, "$unset": {"connection.next_check_at": ""}}).modified_count == 1
+
+
+def cannot_sync_due(db: Database, now: datetime) -> list[str]:
+    """Users who cannot sync and whose next mailbox check is due (a prefix of the status index; they are few)."""
+    found = db.users.find({"connection.status": CANNOT_SYNC}, {"connection.next_check_at": 1}).hint(
+        BY_STATUS_AND_LAST_SYNC)
+    return [u["_id"] for u in found
+            if (as_utc((u.get("connection") or {}).get("next_check_at")) or now) <= now]
+
+
+def with_status(db: Database, status: str, limit: int) -> list[User]:
+    """Users of one connection status, for operators (a prefix of the status index)."""
+    found = db.users.find({"connection.status": status}).hint(BY_STATUS_AND_LAST_SYNC).limit(limit)
+    return [User.from_doc(doc) for doc in found]
 
 
 def claim_reconnect_mail(db: Database, user_id: str, interval: timedelta, now: datetime | None = None) -> User | None:
@@ -233,6 +280,11 @@ def for_prep(db: Database, user_ids: Iterable[str]) -> dict[str, User]:
 
 
 # ------------------------------------------------------------------ sync observability (users.sync)
+
+def record_immutable_ids(db: Database, user_id: str, at: datetime) -> None:
+    """The user's stored ids are Graph's immutable ones from now on (service.sync.ids)."""
+    db.users.update_one({"_id": user_id}, {"$set": {"graph_ids": "immutable", "graph_ids_at": at}})
+
 
 def record_calendars_refreshed(db: Database, user_id: str, at: datetime) -> None:
     """When the user's calendar list was last read from Graph (it is read again after a while)."""

@@ -20,16 +20,19 @@ from enum import StrEnum
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks, metrics
+from service import locks, metrics, queues
 from service.config import Settings
-from service.graph import GraphClient, GraphError, Throttled
+from service.graph import GraphClient, GraphError, Throttled, mailbox_unavailable
 from service.identity.tokens import ReconnectRequired, TokenUnavailable
 from service.store import as_utc, users, utcnow
 from service.store import subscriptions as store
 from service.store.records import Subscription, SubscriptionStatus
 from service.subscriptions import mirror
 from service.subscriptions.certificate import KeyPair, load_keypair
+from service.sync import ids, mailboxes
 from service.sync.requests import request_sync
+from service.sync.runner import LOCK_KEY as SYNC_LOCK_KEY
+from service.sync.runner import LOCK_SECONDS as SYNC_LOCK_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ LOCK_WAIT_SECONDS = 60
 LIFECYCLE_PENDING = "calsync:lifecycle-pending:{subscription_id}:{event}"
 LIFECYCLE_PENDING_TTL = 600
 QUIET_WINDOW = timedelta(minutes=10)        # between a reauthorize and a PATCH of the same subscription
+# A replaced subscription lives on this long beside its successor: notifications Graph generated for it before
+# the successor existed are still on their way (batched, retried), and are accepted until it goes.
+SWITCH_OVERLAP = timedelta(minutes=2)
 FIRST_BACKOFF = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=2)
 STATS = "calsync:stats:subscriptions:{name}"
@@ -69,20 +75,23 @@ class NotConnected(Exception):  # noqa: N818 - a state, not an error
     """The user is not connected: there is nothing we may subscribe to."""
 
 
-def resource_for(user_id: str, rich: bool) -> str:
-    base = f"users/{user_id}/events"
+def resource_for(user_id: str, rich: bool, me: bool = False) -> str:
+    """``users/{id}/events``, or its documented equivalent ``me/events`` ("Any path starting with me can also be
+    used with users/{id} instead of me"), which a replacement uses to exist beside the old subscription: Graph
+    refuses a second one with "the same values for changeType and resource" (409)."""
+    base = "me/events" if me else f"users/{user_id}/events"
     return f"{base}?$select={RICH_SELECT}" if rich else base
 
 
 def subscription_body(settings: Settings, user_id: str, client_state: str, now: datetime,
-                      keypair: KeyPair | None = None) -> dict:
+                      keypair: KeyPair | None = None, me: bool = False) -> dict:
     """The POST /subscriptions body; ``keypair`` makes it a rich subscription."""
     minutes = settings.rich_subscription_minutes if keypair else settings.subscription_minutes
     body = {
         "changeType": CHANGE_TYPES,
         "notificationUrl": settings.notification_url,
         "lifecycleNotificationUrl": settings.lifecycle_url,
-        "resource": resource_for(user_id, bool(keypair)),
+        "resource": resource_for(user_id, bool(keypair), me),
         "expirationDateTime": graph_time(now + timedelta(minutes=minutes)),
         "clientState": client_state,
         "latestSupportedTlsVersion": "v1_2",
@@ -114,7 +123,7 @@ class Subscriptions:
         """Create the user's subscription and sync the gap since connect; None when they cannot have one."""
         try:
             subscription = self.create(user_id)
-        except (NotConnected, ReconnectRequired) as exc:
+        except (NotConnected, ReconnectRequired, mailboxes.MailboxUnavailable) as exc:
             log.info("no subscription for user %s: %s", user_id, type(exc).__name__)
             return None
         request_sync(self.redis, user_id, "subscribed")  # changes between connect and the subscription's birth
@@ -124,8 +133,8 @@ class Subscriptions:
         """Replace a gone subscription and ask for a resync (changes in the gap were not notified)."""
         try:
             subscription = self.create(user_id)
-        except NotConnected:
-            log.info("not recreating the subscription of user %s: not connected", user_id)
+        except (NotConnected, mailboxes.MailboxUnavailable):
+            log.info("not recreating the subscription of user %s: not connected, or the mailbox cannot sync", user_id)
             return None
         self._count("recreated")
         request_sync(self.redis, user_id, reason)
@@ -274,14 +283,13 @@ class Subscriptions:
             self._count("create_failed")
             if previous:
                 store.mark_removed(self.db, previous.id, f"replacement failed: {exc}")
+            reason = mailbox_unavailable(exc, mailbox_wide=True)
+            if reason is not None:   # not a failure to retry: the user cannot sync, checked again daily
+                mailboxes.mark(self.db, self.redis, user_id, reason, now)
+                raise mailboxes.MailboxUnavailable(reason) from exc
             users.mark_subscription_missing(self.db, user_id, now)
             raise
-        subscription = Subscription(
-            id=created["id"], user_id=user_id, client_state=client_state, tenant_id=user.tenant_id,
-            resource=body["resource"], expires_at=parse_time(created.get("expirationDateTime"),
-                                                             body["expirationDateTime"]),
-            rich=bool(keypair), created_at=now,
-        )
+        subscription = self._record(created, body, client_state, user, bool(keypair), now)
         store.replace_for_user(self.db, subscription)
         users.clear_subscription_missing(self.db, user_id)
         mirror.remember(self.redis, subscription)
@@ -290,6 +298,98 @@ class Subscriptions:
         self._count(Outcome.CREATED)
         log.info("created subscription %s for user %s (expires %s)", subscription.id, user_id, subscription.expires_at)
         return subscription
+
+    @staticmethod
+    def _record(created: dict, body: dict, client_state: str, user, rich: bool, now: datetime) -> Subscription:
+        """Our record of a subscription Graph just created (GraphClient asks for immutable ids on every request,
+        so its notifications carry them)."""
+        return Subscription(
+            id=created["id"], user_id=user.id, client_state=client_state, tenant_id=user.tenant_id,
+            resource=body["resource"], expires_at=parse_time(created.get("expirationDateTime"),
+                                                             body["expirationDateTime"]),
+            rich=rich, created_at=now, immutable_ids=True,
+        )
+
+    # ------------------------------------------------------------ replacing without a gap
+
+    def switch(self, subscription_id: str) -> Outcome:
+        """Replace a subscription marked for recreation (``recreate_reason``) without a pause in notifications:
+        the owner's stored ids become immutable first (under their sync lock), then the new subscription is
+        created beside the old one and mirrored for the webhook; the old one is deleted ``SWITCH_OVERLAP`` later
+        (``retire``), when what Graph had queued for it has been delivered."""
+        held = store.get(self.db, subscription_id)
+        if held is None or not held.live or not held.recreate_reason:
+            return Outcome.GONE if held is None or not held.live else Outcome.SKIPPED
+        user = users.get(self.db, held.user_id)
+        if user is None or not user.connected:
+            return Outcome.SKIPPED
+        now = self.clock()
+        try:
+            with locks.held(self.redis, SYNC_LOCK_KEY.format(user_id=user.id), SYNC_LOCK_SECONDS,
+                            wait=LOCK_WAIT_SECONDS):
+                ids.ensure_immutable(self.db, self.graph_for(user.id), user, now)
+            with self._user_lock(user.id):
+                current = store.get(self.db, subscription_id)
+                if current is None or not current.live or not current.recreate_reason:
+                    return Outcome.SKIPPED   # replaced meanwhile (a lifecycle event, a reconnect)
+                self._replace_beside_locked(current, now)
+        except (ReconnectRequired, TokenUnavailable, locks.LockBusy) as exc:
+            store.postpone(self.db, subscription_id, now + FIRST_BACKOFF)
+            log.info("switching subscription %s waits: %s", subscription_id, type(exc).__name__)
+            return Outcome.POSTPONED
+        except GraphError as exc:
+            self._record_failure(held, now, f"switch: {exc}", exc.retry_after if isinstance(exc, Throttled) else None)
+            return Outcome.FAILED
+        self._count(Outcome.RECREATED)
+        return Outcome.RECREATED
+
+    def _replace_beside_locked(self, old: Subscription, now: datetime) -> Subscription:
+        user = users.get(self.db, old.user_id)
+        graph = self.graph_for(old.user_id)
+        keypair = load_keypair(self.settings) if self.settings.rich_notifications else None
+        client_state = secrets.token_urlsafe(48)
+        body = subscription_body(self.settings, old.user_id, client_state, now, keypair,
+                                 me=not old.resource.startswith("me/"))
+        try:
+            created = graph.request("POST", "subscriptions", json=body).json()
+            gap = False
+        except GraphError as exc:
+            if exc.status != 409:
+                raise
+            # Graph counts the two resource forms as one: delete the old one first after all (a gap of one
+            # request and the handshake), and ask for a sync to read what changed in it.
+            log.warning("subscription %s: Graph refused a second one beside it (409); replacing it in turn", old.id)
+            _delete_quietly(graph, old.id)
+            created = graph.request("POST", "subscriptions", json=body).json()
+            gap = True
+        subscription = self._record(created, body, client_state, user, bool(keypair), now)
+        store.replace_for_user(self.db, subscription)
+        mirror.remember(self.redis, subscription)      # the webhook accepts the new one from here on ...
+        if gap:
+            mirror.forget(self.redis, old.id)
+            request_sync(self.redis, old.user_id, "subscription-switch-gap")
+        else:                                          # ... and the old one goes once its deliveries are in
+            queues.get_queue(queues.SUBSCRIPTIONS, self.redis).enqueue_in(
+                SWITCH_OVERLAP, queues.RETIRE_SUBSCRIPTION, old.id, old.user_id, retry=None, job_timeout=120,
+                result_ttl=3600, failure_ttl=7 * 86400)
+        log.info("subscription %s of user %s replaced by %s (%s) without a gap", old.id, old.user_id, subscription.id,
+                 old.recreate_reason)
+        return subscription
+
+    def retire(self, subscription_id: str, user_id: str) -> bool:
+        """Delete a subscription its successor replaced (after the overlap); the webhook forgets it. Its record is
+        gone already. False when it could not be deleted at Graph (it then expires on its own)."""
+        if store.get(self.db, subscription_id) is not None:
+            return False   # it is someone's current subscription again: not ours to retire
+        try:
+            with self._user_lock(user_id):
+                _delete_quietly(self.graph_for(user_id), subscription_id)
+            deleted = True
+        except (ReconnectRequired, TokenUnavailable):
+            deleted = False
+        mirror.forget(self.redis, subscription_id)
+        self._count("retired")
+        return deleted
 
     def _call(self, subscription: Subscription, now: datetime, method: str, path: str, fresh_token: bool,
               **kwargs):

@@ -47,9 +47,31 @@ def renewal_sweep(db: Database, redis: Redis, settings: Settings, now: datetime)
     for subscription_id in plan.not_connected:
         store.postpone(db, subscription_id, now + NOT_CONNECTED_RECHECK)
     counts = {"scheduled": len(plan.scheduled), "not_connected": len(plan.not_connected),
-              "deferred": plan.deferred, "repaired": repair_lost_subscriptions(db, redis, now)}
+              "deferred": plan.deferred, "repaired": repair_lost_subscriptions(db, redis, now),
+              "switches": schedule_switches(db, redis, now)}
     log.info("renewal sweep: %s", counts)
     return counts
+
+
+SWITCHES_PER_SWEEP = 1_000
+
+
+def schedule_switches(db: Database, redis: Redis, now: datetime, rate: float = RENEWALS_PER_SECOND_PER_TENANT) -> int:
+    """Subscriptions marked for a replacement without a gap (``calsync init-db`` marks those made before calsync
+    asked for immutable ids) get a ``switch_subscription`` job each, spread per tenant like renewals."""
+    per_tenant: dict[str, int] = defaultdict(int)
+    queue = queues.get_queue(queues.SUBSCRIPTIONS, redis)
+    marked = store.marked_for_recreation(db, now, SWITCHES_PER_SWEEP)
+    for subscription in marked:
+        delay = per_tenant[subscription.tenant_id or "-"] / rate
+        per_tenant[subscription.tenant_id or "-"] += 1
+        store.postpone(db, subscription.id, now + timedelta(seconds=delay) + CLAIM_GRACE)
+        options = {"retry": None, "job_timeout": 300, "result_ttl": 3600, "failure_ttl": 7 * 86400}
+        if delay <= 0:
+            queue.enqueue(queues.SWITCH_SUBSCRIPTION, subscription.id, **options)
+        else:
+            queue.enqueue_in(timedelta(seconds=delay), queues.SWITCH_SUBSCRIPTION, subscription.id, **options)
+    return len(marked)
 
 
 def repair_lost_subscriptions(db: Database, redis: Redis, now: datetime) -> int:

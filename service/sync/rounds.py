@@ -49,6 +49,9 @@ class RoundResult:
     reason: str = "delta"
     pages: int = 0
     removed_missing: int = 0
+    items: int = 0                                       # entries the pages carried (0: the round revealed nothing)
+    series: set[str] = field(default_factory=set)        # series masters whose occurrences the pages touched
+    cursor: tuple | None = None                          # (delta link, window start, window end, baseline_at)
     applied: events_store.ApplyResult = field(default_factory=events_store.ApplyResult)
 
     @property
@@ -73,25 +76,28 @@ def baseline_reason(calendar: Calendar, window: tuple[datetime, datetime]) -> st
 
 def run_round(db: Database, settings: Settings, calendar: Calendar, graph: GraphClient, *,
               keep: Callable[[], None] | None = None, now: datetime | None = None,
-              changes: events_store.MeetingChanges | None = None) -> RoundResult:
+              changes: events_store.MeetingChanges | None = None,
+              removals: events_store.Removals | None = None) -> RoundResult:
     """One delta round for one calendar; a rejected delta token turns into a full resync (nothing lost).
 
     ``changes`` collects the meetings each page created, updated or deleted as it is written, so a round
-    that fails half-way still reports what it wrote (``meetings.changed``)."""
+    that fails half-way still reports what it wrote (``meetings.changed``). ``removals`` (a round over all
+    the user's calendars) collects what left this calendar instead of deleting it at once: it may have moved
+    to another one (``events.apply_changes``)."""
     now = now or utcnow()
     window = window_for(settings, now)
     reason = baseline_reason(calendar, window)
     if reason is None:
         try:
             return _round(db, calendar, graph, window, calendar.delta_link, None, keep, calendar.baseline_at,
-                          changes)
+                          changes, removals)
         except GraphError as exc:
             if not token_rejected(exc):
                 raise
             log.info("delta token for a calendar of user %s rejected (%s %s); full resync", calendar.user_id,
                      exc.status, exc.code)
             reason = "token-rejected"
-    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now, changes)
+    return _round(db, calendar, graph, window, initial_url(calendar, window), reason, keep, now, changes, removals)
 
 
 def token_rejected(exc: GraphError) -> bool:
@@ -107,7 +113,8 @@ def initial_url(calendar: Calendar, window: tuple[datetime, datetime]) -> str:
 
 def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[datetime, datetime], url: str,
            full_reason: str | None, keep: Callable[[], None] | None, baseline_at: datetime | None,
-           changes: events_store.MeetingChanges | None = None) -> RoundResult:
+           changes: events_store.MeetingChanges | None = None,
+           removals: events_store.Removals | None = None) -> RoundResult:
     result = RoundResult(full=full_reason is not None, reason=full_reason or "delta")
     started = utcnow()
     headers = {"Prefer": PREFER.format(size=PAGE_SIZE)}
@@ -116,9 +123,12 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
             raise BadGraphResponse(0, "tooManyPages")
         page = graph.get_json(url, headers=headers)
         items, next_link, delta_link = _page_parts(page, graph.base_url)
+        result.items += len(items)
+        result.series |= {i["seriesMasterId"] for i in items
+                          if isinstance(i, dict) and isinstance(i.get("seriesMasterId"), str)}
         if keep is not None:
             keep()
-        applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id)
+        applied = events_store.apply_changes(db, calendar.user_id, items, utcnow(), calendar.calendar_id, removals)
         result.applied.add(applied)
         if changes is not None:
             changes.add(applied.changes)
@@ -130,13 +140,22 @@ def _round(db: Database, calendar: Calendar, graph: GraphClient, window: tuple[d
         gone = events_store.MeetingChanges()
         result.removed_missing = events_store.delete_missing(db, calendar.user_id, calendar.calendar_id,
                                                              result.applied.seen, started,
-                                                             orphans=calendar.is_default, changes=gone)
+                                                             orphans=calendar.is_default, changes=gone,
+                                                             removals=removals)
         result.applied.changes.add(gone)
         if changes is not None:
             changes.add(gone)
-    calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, delta_link, window[0], window[1],
-                               baseline_at)
+    result.cursor = (delta_link, window[0], window[1], baseline_at)
+    if removals is None:
+        save_cursor(db, calendar, result)
     return result
+
+
+def save_cursor(db: Database, calendar: Calendar, result: RoundResult) -> None:
+    """Store where a finished round ended. A round over several calendars saves every cursor only after the
+    removals it noted were applied: saved earlier, a worker dying in between would skip them for good."""
+    if result.cursor is not None:
+        calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, *result.cursor)
 
 
 def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | None]:
@@ -147,12 +166,13 @@ def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | No
     link = next_link if isinstance(next_link, str) else delta_link if isinstance(delta_link, str) else None
     if link is None or (isinstance(next_link, str) and isinstance(delta_link, str)):
         raise BadGraphResponse(0, "malformedPage")
-    if _origin(link) != _origin(base_url):
+    if origin(link) != origin(base_url):
         raise BadGraphResponse(0, "foreignLink")   # never send the user's token anywhere else
     return page["value"], (link if link is next_link else None), (link if link is delta_link else None)
 
 
-def _origin(url: str) -> tuple[str, str]:
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host) of a URL: links Graph returns must stay on Graph's own host."""
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
 
@@ -179,7 +199,7 @@ def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email
             raise BadGraphResponse(0, "malformedCalendarList")
         listed += [entry for raw in page["value"] if (entry := _calendar_entry(raw, user_email))]
         next_link = page.get("@odata.nextLink")
-        if isinstance(next_link, str) and _origin(next_link) != _origin(graph.base_url):
+        if isinstance(next_link, str) and origin(next_link) != origin(graph.base_url):
             raise BadGraphResponse(0, "foreignLink")
         url, pages = (next_link if isinstance(next_link, str) else None), pages + 1
     first_listing = not calendar_store.for_user(db, user_id)

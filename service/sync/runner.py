@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -29,7 +30,7 @@ from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
 from service.store.records import Calendar, User
-from service.sync import requests, rounds
+from service.sync import ids, mailboxes, requests, rounds, series
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Outcome(StrEnum):
     THROTTLED = "throttled"              # Graph asked us to wait; rescheduled
     NEEDS_RECONNECT = "needs_reconnect"
     LOCK_LOST = "lock-lost"
+    CANNOT_SYNC = "cannot_sync"          # Graph says the mailbox cannot be read: checked again daily
 
 
 class UserGone(Exception):  # noqa: N818 - a state, not a bug
@@ -123,15 +125,33 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     user_id = user.id
     graph = graph_for(user_id)
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
+    removals: events_store.Removals = {}   # what left a calendar: deleted once every calendar was read
     try:
         keep()
+        with _mailbox_wide():
+            ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
         known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
-            changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
+            with _mailbox_wide():
+                changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
             known = calendar_store.for_user(db, user_id)
-        results = [_calendar_round(db, settings, graph, calendar, keep, changes)
-                   for calendar in known if calendar.enabled]
+        finished: list[tuple[Calendar, rounds.RoundResult]] = []
+        try:
+            for calendar in known:
+                result = _calendar_round(db, redis, settings, graph, calendar, keep, changes, removals) \
+                    if calendar.enabled else None
+                if result is not None:
+                    finished.append((calendar, result))
+        except locks.LockLost:
+            finished.clear()   # the new holder reads on from the cursors saved so far
+            raise
+        finally:
+            if finished and not requests.is_deleting(redis, user_id):
+                events_store.apply_removals(db, user_id, removals, utcnow(), changes)
+                for calendar, result in finished:   # only now: a crash before this replays the removals
+                    rounds.save_cursor(db, calendar, result)
+        results = [result for _, result in finished]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
@@ -152,6 +172,12 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     except locks.LockLost:
         log.warning("sync of user %s lost its lock mid-round; the new holder continues", user_id)
         return Report(Outcome.LOCK_LOST)
+    except mailboxes.MailboxUnavailable as exc:
+        if exc.__cause__ is not None and getattr(exc.__cause__, "status", 0) == 404 and _gone(graph):
+            raise UserGone(user_id) from None
+        mailboxes.mark(db, redis, user_id, exc.reason, utcnow())   # no retry: one check a day from now on
+        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason)
+        return Report(Outcome.CANNOT_SYNC)
     except GraphError as exc:
         if exc.status == 404 and _gone(graph):
             raise UserGone(user_id) from None
@@ -168,6 +194,17 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     return Report(Outcome.OK, zone)
 
 
+@contextmanager
+def _mailbox_wide() -> Iterator[None]:
+    """A failure of a call only a readable mailbox answers (its calendar list, translateExchangeIds) that says the
+    mailbox cannot be read becomes MailboxUnavailable."""
+    try:
+        yield
+    except GraphError as exc:
+        mailboxes.raise_if_unavailable(exc, mailbox_wide=True)
+        raise
+
+
 class DataDeleted(locks.LockLost):
     """The user's data is being deleted: the round stops before writing another page."""
 
@@ -178,13 +215,21 @@ def _keep(redis: Redis, lock, user_id: str) -> None:
     locks.keep(lock)
 
 
-def _calendar_round(db: Database, settings: Settings, graph: GraphClient, calendar: Calendar,
-                    keep: Callable[[], None], changes: events_store.MeetingChanges) -> rounds.RoundResult | None:
-    """One calendar's round; a calendar Outlook deleted meanwhile (404) or one we may not read (403) is
-    recorded and left out of this round, never the whole user's."""
+def _calendar_round(db: Database, redis: Redis, settings: Settings, graph: GraphClient, calendar: Calendar,
+                    keep: Callable[[], None], changes: events_store.MeetingChanges,
+                    removals: events_store.Removals) -> rounds.RoundResult | None:
+    """One calendar's round, then a check of the series delta may not have told all (``series``); a calendar
+    Outlook deleted meanwhile (404) or one we may not read (403) is recorded and left out of this round, never
+    the whole user's."""
     try:
-        result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes)
+        result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes, removals=removals)
+        if not result.full:
+            masters = result.series if result.items or not series.all_due(redis, calendar) else None
+            if masters is None or masters:
+                series.check(db, graph, calendar, masters, rounds.window_for(settings, utcnow()), utcnow(),
+                             removals, changes)
     except GraphError as exc:
+        mailboxes.raise_if_unavailable(exc, mailbox_wide=False)   # MailboxNotEnabledForRESTAPI, from any calendar
         if exc.status == 404 and exc.code in CALENDAR_GONE:
             log.info("a calendar of user %s is gone from Graph; refreshing the list", calendar.user_id)
             user = users.get(db, calendar.user_id)

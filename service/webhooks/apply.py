@@ -59,7 +59,11 @@ def _apply(db: Database, redis: Redis, user_id: str, items: list[dict], keypair:
     if user is None or not user.connected:
         return "skipped"     # disconnected or deleted meanwhile: nothing may be written for them
     changes, doubtful = [], 0
+    same_ids = _same_id_format(db, user.immutable_ids, items)
     for item in items:
+        if item.get("subscription_id") not in same_ids:
+            doubtful += 1    # its ids are not the stored ones' format (a subscription being switched): sync
+            continue
         change = _change_for(redis, item, keypair)
         if change is None:
             doubtful += 1
@@ -82,6 +86,13 @@ def _apply(db: Database, redis: Redis, user_id: str, items: list[dict], keypair:
     if doubtful:
         return _fallback(redis, user_id, "item", doubtful)
     return "applied"
+
+
+def _same_id_format(db: Database, immutable: bool, items: list[dict]) -> set[str]:
+    """The subscriptions among the items whose notifications carry ids in the format the user's events are
+    stored with (immutable or regular: service.sync.ids); a subscription gone from the store counts as neither."""
+    wanted = sorted({i["subscription_id"] for i in items if isinstance(i.get("subscription_id"), str)})
+    return {s.id for s in subscription_store.get_many(db, wanted) if s.immutable_ids == immutable}
 
 
 def _change_for(redis: Redis, item: dict, keypair: KeyPair) -> dict | None:

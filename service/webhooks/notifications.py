@@ -99,13 +99,15 @@ def parse_collection(body: bytes, *, lifecycle: bool = False) -> Collection:
 def _parse_item(raw: object, lifecycle: bool) -> Notification | None:
     if not isinstance(raw, dict):
         return None
-    subscription_id = raw.get("subscriptionId")
+    subscription_id = _lifecycle_subscription(raw) if lifecycle else raw.get("subscriptionId")
     if not _short_text(subscription_id):
         return None
     client_state = raw.get("clientState")
     if client_state is not None and not isinstance(client_state, str):
         return None
-    tenant_id = raw.get("tenantId") if _short_text(raw.get("tenantId")) else None
+    # Lifecycle notifications have been seen naming the tenant "organizationId" (msgraph-sdk-java#1551).
+    tenant = raw.get("tenantId") if raw.get("tenantId") is not None else raw.get("organizationId")
+    tenant_id = tenant if _short_text(tenant) else None
     if lifecycle:
         event = raw.get("lifecycleEvent")
         if not isinstance(event, str) or event not in LIFECYCLE_EVENTS:
@@ -122,6 +124,18 @@ def _parse_item(raw: object, lifecycle: bool) -> Notification | None:
         return None
     return Notification(subscription_id, client_state, tenant_id, change_type=change_type.lower(),
                         resource=resource, resource_id=resource_id, encrypted=encrypted)
+
+
+def _lifecycle_subscription(raw: dict) -> str | None:
+    """The subscription a lifecycle notification is about: ``subscriptionId`` as documented, or (as seen in the
+    wild) only ``resource: "Subscriptions/{id}"`` or ``resourceData["@odata.id"]: "subscriptions/{id}"``. Ids
+    that disagree make the item malformed (None)."""
+    named = {raw.get("subscriptionId")} if raw.get("subscriptionId") is not None else set()
+    data = raw.get("resourceData") if isinstance(raw.get("resourceData"), dict) else {}
+    for path in (raw.get("resource"), data.get("@odata.id")):
+        if isinstance(path, str) and path.lower().startswith(("subscriptions/", "/subscriptions/")):
+            named.add(path.lstrip("/").split("/", 1)[1])
+    return named.pop() if len(named) == 1 else None
 
 
 def _short_text(value: object, limit: int = MAX_ID) -> bool:

@@ -21,8 +21,8 @@ from service.digest import tick as digests
 from service.outbound import delivery as outbound_delivery
 from service.store import utcnow
 from service.subscriptions import sweep
+from service.sync import mailboxes, runner, sweeps
 from service.sync import requests as sync_requests
-from service.sync import runner, sweeps
 from service.webhooks import apply, rich
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,16 @@ def sync_user(user_id: str) -> str:
 
 
 def reconcile_sweep() -> int:
+    """Users silent too long are synced; users who cannot sync get their (daily) mailbox check when due."""
     rt = runtime.current()
-    return sweeps.reconcile(rt.db, rt.redis, rt.settings, utcnow())
+    return sweeps.reconcile(rt.db, rt.redis, rt.settings, utcnow()) + mailboxes.queue_checks(rt.db, rt.redis,
+                                                                                               utcnow())
+
+
+def check_mailbox(user_id: str) -> str:
+    """Whether the mailbox of a user who cannot sync can be read again (then they sync as after a connect)."""
+    rt = runtime.current()
+    return mailboxes.check(rt.db, rt.redis, rt.graph_for, user_id, utcnow())
 
 
 def window_roll_sweep() -> int:
@@ -100,6 +108,16 @@ def handle_lifecycle(subscription_id: str, lifecycle_event: str) -> str:
 
 def renew_subscription(subscription_id: str) -> str:
     return str(runtime.current().subscriptions.renew(subscription_id))
+
+
+def switch_subscription(subscription_id: str) -> str:
+    """Replace a subscription marked for recreation (immutable ids) without a gap in notifications."""
+    return str(runtime.current().subscriptions.switch(subscription_id))
+
+
+def retire_subscription(subscription_id: str, user_id: str) -> bool:
+    """Delete a subscription its successor replaced, once the overlap is over."""
+    return runtime.current().subscriptions.retire(subscription_id, user_id)
 
 
 def renewal_sweep(now_iso: str | None = None) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 
 from service.ops.queues import stat_label
 from service.store import activity, users
@@ -58,7 +59,14 @@ def test_a_users_page_has_their_connection_in_words_the_timeline_and_the_actions
     assert [e["kind"] for e in api["timeline"]].count("sync") == 1
 
 
-def test_the_dashboard_has_delivery_health_and_labelled_counts(operator, db):
+@pytest.fixture
+def noon():
+    """A UTC noon before the operator signs in: "today" (the operators' day is UTC) spans the history."""
+    with time_machine.travel(datetime(2026, 12, 2, 12, 0, tzinfo=UTC), tick=True):
+        yield
+
+
+def test_the_dashboard_has_delivery_health_and_labelled_counts(noon, operator, db):
     client, _ = operator
     _user_with_history(db)
     db.outbound_endpoints.insert_one({"_id": "ep_1", "url": "https://hooks.example.com/x",

@@ -98,13 +98,13 @@ def test_users_are_isolated_by_the_unique_user_graph_id_key(db):
 
 
 def test_junk_items_are_counted_not_crashed_on(db):
-    junk = [None, 3, "x", {}, {"id": 5}, {"id": "x" * 5000}, {"id": "ok", "start": "nope", "attendees": "no",
-                                                               "organizer": [], "lastModifiedDateTime": 7}]
+    junk = [None, 3, "x", {}, {"id": 5}, {"id": "x" * 5000}, {"id": "no-time", "start": "nope"},
+            {"id": "ok", "attendees": "no", "organizer": [], "lastModifiedDateTime": 7}]
 
     result = events.apply_changes(db, "u1", junk, NOW)
 
-    assert result.invalid == 6 and result.upserted == 1
-    assert set(events.get(db, "u1", "ok")) <= events.STORED_FIELDS
+    assert result.invalid == 7 and result.upserted == 1   # a start that is not a time: skipped, not stored timeless
+    assert set(events.get(db, "u1", "ok")) <= events.STORED_FIELDS and events.get(db, "u1", "no-time") is None
 
 
 def test_local_wall_times_are_converted_to_utc():

@@ -38,8 +38,10 @@ def test_migrations_schedule_digests_and_mark_users_without_a_subscription_once(
     again = migrations.run(db, settings)
 
     assert first == {"2026-12-digest-next-at": 2, "2026-12-subscription-missing-since": 1,
-                     "2026-12-per-calendar-cursors": 1, "2026-12-client-state-digests": 1}
+                     "2026-12-per-calendar-cursors": 1, "2026-12-client-state-digests": 1,
+                     "2027-01-immutable-id-subscriptions": 1}
     stored = db.subscriptions.find_one({"_id": "s1"})
+    assert stored["recreate_reason"] == "immutable-ids"   # only marked: a job replaces it, not the release step
     assert "client_state" not in stored
     assert stored["client_state_sha256"] == hashlib.sha256(b"a-clientState-stored-in-clear").hexdigest()
     assert "sync_state" not in db.list_collection_names()

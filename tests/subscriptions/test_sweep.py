@@ -49,9 +49,10 @@ def test_sweep_schedules_jobs_in_the_future_and_claims_them(rt, db, redis_conn):
     seed(db, 12, "t1")
     seed(db, 2, "t1", status="disconnected", prefix="off")
     counts = worker_jobs.renewal_sweep()
-    assert counts == {"scheduled": 12, "not_connected": 2, "deferred": 0, "repaired": 0}
+    assert counts == {"scheduled": 12, "not_connected": 2, "deferred": 0, "repaired": 0, "switches": 0}
     scheduled = ScheduledJobRegistry("subscriptions", connection=redis_conn).get_job_ids()
     assert len(scheduled) == 11  # the first one is queued now, the rest spread over the next second
-    assert worker_jobs.renewal_sweep() == {"scheduled": 0, "not_connected": 0, "deferred": 0, "repaired": 0}
+    assert worker_jobs.renewal_sweep() == {"scheduled": 0, "not_connected": 0, "deferred": 0, "repaired": 0,
+                                           "switches": 0}
     claimed = store.get(db, "s-t1-5-sub").next_attempt_at
     assert claimed > utcnow() + jobs.CLAIM_GRACE - timedelta(seconds=5)

@@ -37,7 +37,7 @@ def expected(item: dict) -> dict:
         "is_cancelled": item["isCancelled"], "show_as": item["showAs"], "is_online_meeting": item["isOnlineMeeting"],
         "type": item["type"], "series_master_id": item["seriesMasterId"], "ical_uid": item["iCalUId"],
         "last_modified": _ms(item["lastModifiedDateTime"]), "change_key": item["changeKey"],
-        "response": item["responseStatus"]["response"],
+        "response": item["responseStatus"]["response"], "hide_attendees": item.get("hideAttendees", False),
     }
 
 

@@ -83,11 +83,25 @@ class Receiver:
                 self.cond.wait(remaining)
 
 
-class Graph:
-    """A tiny Graph client: a Bearer token, the emulator's CA, nothing from the environment."""
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
 
-    def __init__(self, handle: EmulatorHandle, token: str | None):
+
+def _prefer_immutable(kwargs: dict, immutable: bool) -> dict:
+    """Ask for immutable ids (as calsync does on every request), keeping any other Prefer the test gives."""
+    if not immutable:
+        return kwargs
+    headers = dict(kwargs.get("headers") or {})
+    headers["Prefer"] = ", ".join(p for p in (headers.get("Prefer"), IMMUTABLE_IDS) if p)
+    return kwargs | {"headers": headers}
+
+
+class Graph:
+    """A tiny Graph client: a Bearer token, the emulator's CA, nothing from the environment. It asks for immutable
+    ids unless ``immutable=False`` (then Outlook's regular ids, which change when an item moves)."""
+
+    def __init__(self, handle: EmulatorHandle, token: str | None, immutable: bool = True):
         self.base = handle.graph_url
+        self.immutable = immutable
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.verify = handle.ca_bundle
@@ -96,13 +110,14 @@ class Graph:
 
     def get(self, path: str, **kwargs) -> requests.Response:
         url = path if path.startswith("https://") else self.base + path
-        return self.session.get(url, timeout=10, **kwargs)
+        return self.session.get(url, timeout=10, **_prefer_immutable(kwargs, self.immutable))
 
     def post(self, path: str, body: dict | None = None, **kwargs) -> requests.Response:
-        return self.session.post(self.base + path, json=body, timeout=15, **kwargs)
+        return self.session.post(self.base + path, json=body, timeout=15, **_prefer_immutable(kwargs, self.immutable))
 
     def patch(self, path: str, body: dict, **kwargs) -> requests.Response:
-        return self.session.patch(self.base + path, json=body, timeout=15, **kwargs)
+        return self.session.patch(self.base + path, json=body, timeout=15,
+                                  **_prefer_immutable(kwargs, self.immutable))
 
     def delete(self, path: str) -> requests.Response:
         return self.session.delete(self.base + path, timeout=10)
@@ -132,8 +147,8 @@ class World:
     app_graph: Graph
     handle: EmulatorHandle
 
-    def graph(self, token: str | None) -> Graph:
-        return Graph(self.handle, token)
+    def graph(self, token: str | None, immutable: bool = True) -> Graph:
+        return Graph(self.handle, token, immutable)
 
 
 def event_body(subject: str, start: str, end: str, tz: str = PT, **extra) -> dict:

@@ -123,8 +123,8 @@ def test_a_calendar_deleted_mid_round_is_dropped_and_the_others_still_sync(stack
     real = events_store.apply_changes
     pages = []
 
-    def apply_then_delete(db, uid, items, now, calendar_id=None):
-        result = real(db, uid, items, now, calendar_id)
+    def apply_then_delete(db, uid, items, now, calendar_id=None, removals=None):
+        result = real(db, uid, items, now, calendar_id, removals)
         if calendar_id == ana["projects"]:
             pages.append(1)
             if len(pages) == 1:
