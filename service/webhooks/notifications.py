@@ -130,7 +130,10 @@ def _lifecycle_subscription(raw: dict) -> str | None:
     """The subscription a lifecycle notification is about: ``subscriptionId`` as documented, or (as seen in the
     wild) only ``resource: "Subscriptions/{id}"`` or ``resourceData["@odata.id"]: "subscriptions/{id}"``. Ids
     that disagree make the item malformed (None)."""
-    named = {raw.get("subscriptionId")} if raw.get("subscriptionId") is not None else set()
+    given = raw.get("subscriptionId")
+    if given is not None and not isinstance(given, str):
+        return None
+    named = {given} if given is not None else set()
     data = raw.get("resourceData") if isinstance(raw.get("resourceData"), dict) else {}
     for path in (raw.get("resource"), data.get("@odata.id")):
         if isinstance(path, str) and path.lower().startswith(("subscriptions/", "/subscriptions/")):

@@ -89,3 +89,13 @@ def test_validation_token_is_returned_decoded_and_bounded():
         validation_token({"validationToken": "x" * 5000})
     with pytest.raises(BadPayload):
         validation_token({"validationToken": ""})
+
+
+@pytest.mark.parametrize("odd", [["a", "b"], {"id": "x"}, 7, True])
+def test_a_lifecycle_item_whose_subscription_id_is_not_text_is_malformed(odd):
+    """Seen by the fuzz test: a list as ``subscriptionId`` once made the lifecycle route answer 500."""
+    good = LIFECYCLE["value"][0]
+    collection = parse_collection(json.dumps({"value": [{**good, "subscriptionId": odd}, good]}).encode(),
+                                  lifecycle=True)
+    assert collection.malformed == 1
+    assert [i.subscription_id for i in collection.items] == [good["subscriptionId"]]
