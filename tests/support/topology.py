@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from rq import Queue
+from rq.job import Job
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
-from service import metrics, procfile
+from service import metrics, procfile, queues
 from tests.support.calendars import expected, stored
 
 
@@ -183,3 +186,10 @@ def ready(url: str) -> bool:
         return False
 
 
+def digest_tick_done(redis_conn, after: float) -> bool:
+    """A digest tick enqueued after ``after`` has finished, and every digest it queued has run."""
+    digest = Queue(queues.DIGEST, connection=redis_conn)
+    finished = Job.fetch_many(FinishedJobRegistry(queue=digest).get_job_ids(), connection=redis_conn)
+    ticked = any(job is not None and job.func_name == queues.DIGEST_TICK and job.enqueued_at is not None
+                 and job.enqueued_at.timestamp() > after for job in finished)
+    return ticked and digest.count == 0 and StartedJobRegistry(queue=digest).count == 0
