@@ -19,7 +19,8 @@ from pathlib import Path
 
 import redis
 
-from bench.common import Part, PeakRSS, Processes, free_port, python_env, wait_port, wrk, wrk_post_script
+from bench.common import Part, PeakRSS, Processes, python_env, wait_port, wrk, wrk_post_script
+from harness.loopback import free_port
 from service import procfile
 from service.store import utcnow
 from service.store.records import Subscription

@@ -9,10 +9,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.cli.demo import browser_session
 from service.identity import idtoken
 from service.identity.jwks import KeySets
 from service.store import tenants
-from tests.support.connect import browser_session, connect_session, emulated_user, sign_in_at_emulator
+from tests.support.connect import connect_session, emulated_user, sign_in_at_emulator
 
 
 def start_admin_consent(stack, session):

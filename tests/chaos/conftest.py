@@ -23,15 +23,17 @@ import requests
 from rq import Worker
 
 from emulator.testing import running_emulator
+from harness.loopback import free_port
+from harness.topology import Topology
 from harness.waiting import wait_until
 from service.cli import demo
 from service.config import Settings
 from service.sync import rounds
-from tests.support.chaos import USERS, RedisServer, Supervisor, TcpProxy, free_port
+from tests.support.chaos import USERS, RedisServer, Supervisor, TcpProxy
 from tests.support.clock import digest_due_today, midday_zone
 from tests.support.connect import emulated_user
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import Topology, active, differences, environment, ready
+from tests.support.topology import active, differences, environment, ready
 
 
 @dataclass

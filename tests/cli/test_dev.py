@@ -10,9 +10,9 @@ import pytest
 import requests
 from rq import Worker
 
+from harness.loopback import free_port
 from harness.waiting import wait_until
 from service.config import DEV_OPS_TOKEN
-from tests.support.loopback import free_port
 from tests.support.processes import children_of, descendants, embedded_env, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]

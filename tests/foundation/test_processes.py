@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.loopback import free_port
 from harness.waiting import wait_until
-from tests.support.loopback import free_port
 from tests.support.processes import descendants, embedded_env, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
+from harness.waiting import wait_until
 from service import queues
 from service.store import calendars
 from service.sync import requests
@@ -36,14 +37,6 @@ def start_worker(tmp_path, settings, fake_graph, *extra) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 @pytest.mark.wire
 def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
@@ -61,7 +54,8 @@ def test_sigkill_mid_sync_leaves_the_old_cursor_and_the_rerun_converges(
     requests.request_sync(rt.redis, user_id, "webhook")
 
     worker = start_worker(tmp_path, rt.settings, fake_graph)
-    wait_for(lambda: fake_graph.delta_pages >= pages_before + 4 and (tmp_path / "horse.pid").exists())
+    wait_until(lambda: fake_graph.delta_pages >= pages_before + 4 and (tmp_path / "horse.pid").exists(),
+               timeout=60, interval=0.02, message="the sync to be four pages in, in its work horse")
     horse = int((tmp_path / "horse.pid").read_text())
     os.kill(worker.pid, signal.SIGKILL)   # the worker first, so it cannot report its horse's death
     os.kill(horse, signal.SIGKILL)

@@ -22,6 +22,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
+from harness.loopback import free_port
+from harness.topology import Topology
 from harness.waiting import wait_until
 from service import queues
 from service.config import Settings
@@ -30,9 +32,8 @@ from service.sync import rounds
 from tests.support.calendars import Calendar
 from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
-from tests.support.loopback import free_port
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import Topology, active, differences, digest_tick_done, environment, ready
+from tests.support.topology import active, differences, digest_tick_done, environment, ready
 
 OPERATIONS = 500
 ROOT = Path(__file__).resolve().parents[2]
