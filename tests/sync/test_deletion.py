@@ -14,17 +14,21 @@ from service import queues
 from service.digest import plan
 from service.store import users
 from service.sync import requests as sync_requests
-from tests.support.fakegraph import soon
+from tests.support.mailboxes import soon
+
+
+@pytest.fixture
+def rt(graph_rt):
+    return graph_rt
 
 
 @pytest.mark.wire
-def test_a_delete_while_a_sync_is_running_is_not_undone_by_the_sync(rt, connected, fake_graph, run_jobs):
+def test_a_delete_while_a_sync_is_running_is_not_undone_by_the_sync(rt, mailbox, mailboxes, run_jobs):
     """The sync stops at its next page and the purge waits for its lock: nothing is written back."""
-    user_id = connected("dana")
-    for d in range(60):
-        fake_graph.create(user_id, soon(d % 30, 8 + d % 9))
+    user_id = mailbox("dana")
+    mailboxes.create_many(user_id, [soon(d % 30, 8 + d % 9) for d in range(60)])
     plan.reschedule(rt.db, user_id, "06:30")
-    fake_graph.page_delay, fake_graph.default_page_size = 0.2, 5
+    mailboxes.slow_delta(user_id, 0.2)     # six pages of ten, each 0.2 s late: the delete comes mid-way
     sync_requests.request_sync(rt.redis, user_id, "connect")
     worker = threading.Thread(target=run_jobs)
     worker.start()
