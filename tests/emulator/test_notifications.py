@@ -66,7 +66,9 @@ def test_slow_endpoint_times_out_and_is_retried(world, receiver, emu):
 def test_giving_up_sends_missed(world, receiver, emu):
     sub = subscribe(world, receiver)
     receiver.default_status = 500
-    emu.emulator.notifier.give_up_after = 60.0  # 60 s of simulated retrying (60 ms at this time scale)
+    # 600 s of simulated retrying, 0.6 s at this time scale: room for six back-offs (5, 10, 20, ... s) even when
+    # each failed POST takes tens of real milliseconds on a loaded machine (60 s left room for two).
+    emu.emulator.notifier.give_up_after = 600.0
     emu.control.create_event(world.ada["id"], event_body("x", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
     emu.control.wait_idle()
     outcomes = [e["outcome"] for e in emu.control.deliveries("change")]
