@@ -26,7 +26,8 @@ import redis
 
 from bench import common
 from bench.common import Part
-from tests.support.loopback import stop_process
+from harness.loopback import free_port, stop_process
+from harness.waiting import wait_until
 
 PARTS = ("P1", "P2", "P3", "P4", "P5", "P6", "P10")
 INSTALL = "scripts/install-bench-deps.sh"
@@ -80,22 +81,26 @@ def pick_redis(work: Path):
 
 def start_redis(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
-    port = common.free_port()
+    port = free_port()
     process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(directory),
                                 "--loglevel", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
+        assert process.poll() is None, "redis-server exited"
         try:
-            redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
-            return url, _Stoppable(process)
+            return redis.Redis.from_url(url, socket_connect_timeout=0.2).ping()
         except redis.RedisError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(answers, timeout=10, message="redis-server to start")
+    except AssertionError as exc:
+        process.kill()
+        raise RuntimeError(f"redis-server did not start: {exc}") from None
+    return url, _Stoppable(process)
 
 
 class _Stoppable:

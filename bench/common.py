@@ -14,12 +14,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.loopback import free_port  # noqa: F401 - bench modules import it from here
-from tests.support.topology import group_members
+from harness.topology import group_members, wait_for_groups
+from harness.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,14 +55,14 @@ class Part:
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f}s")
+            return False
+
+    wait_until(listening, timeout=timeout, message=f"something to listen on port {port}")
 
 
 class Processes:
@@ -91,9 +90,7 @@ class Processes:
         except subprocess.TimeoutExpired:
             pass
         _killpg(process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while group_members(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_groups([process.pid], 5)
         process.wait(timeout=5)
 
     def stop_all(self) -> None:

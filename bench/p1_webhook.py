@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import redis
+import requests
 
-from bench.common import Part, PeakRSS, Processes, free_port, python_env, wait_port, wrk, wrk_post_script
+from bench.common import Part, PeakRSS, Processes, python_env, wait_port, wrk, wrk_post_script
+from harness.loopback import free_port
+from harness.waiting import wait_until
 from service import procfile
 from service.store import utcnow
 from service.store.records import Subscription
@@ -138,21 +140,22 @@ def run(ctx) -> Part:
 
 
 def _wait_answers(url: str, body: str, timeout: float = 60) -> None:
-    """Until both gunicorn workers answer (the port opens before they have imported the app)."""
-    import requests
+    """Until both gunicorn workers answer (the port opens before they have imported the app): eight 202s."""
+    answered = 0
 
-    deadline, answered = time.monotonic() + timeout, 0
-    while answered < 8:
+    def eight_answers() -> bool:
+        nonlocal answered
         try:
             answer = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=5)
-            if answer.status_code == 202:
-                answered += 1
-                continue
+            answered += answer.status_code == 202
         except requests.RequestException:
             pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer 202 within {timeout:.0f}s")
-        time.sleep(0.1)
+        return answered >= 8
+
+    try:
+        wait_until(eight_answers, timeout=timeout, interval=0.1, message=f"{url} to answer 202")
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def _parent(pid: int) -> int:

@@ -1,8 +1,10 @@
 """P2: Graph requests per notification in a burst (10,000 notifications over 100 users).
 
 The notifications go through the real webhook app (Flask test client: parsing, the one-trip Redis script,
-the stream), the dispatcher and two RQ workers (threads) running the real sync job against the loopback
-fake Graph of the sync tests, which counts every request; MongoDB is mongomock (the store's cost is P3's).
+the stream), the dispatcher and two RQ workers (threads) running the real sync job against the Graph
+emulator (in this process, over HTTPS on loopback), whose request log counts every Graph request; MongoDB is
+mongomock (the store's cost is P3's). Each change is made in the emulator's state (as its control API
+does, without the HTTPS round trip, so the burst arrives as fast as with Graph), then notified.
 The workers run while the burst arrives, as they would. Baseline: fetching each changed event, one Graph
 request per notification.
 """
@@ -19,6 +21,8 @@ import redis
 import requests
 
 from bench.common import Part
+from emulator.testing import running_emulator
+from harness.waiting import wait_until
 from service import queues, store
 from service.app import create_app
 from service.config import Settings
@@ -30,13 +34,12 @@ from service.subscriptions import mirror
 from service.sync import dispatch
 from service.workers import jobs
 from service.workers.inprocess import ThreadWorker
-from tests.support.fakegraph import running_fake_graph
 
 STATE = "bench-client-state-" + "z" * 30
 
 
-def _sub(n: int) -> Subscription:
-    return Subscription(id=f"{n:08d}-0000-4000-8000-{n:012d}", user_id=f"user-{n:03d}", client_state=STATE,
+def _sub(n: int, user_id: str) -> Subscription:
+    return Subscription(id=f"{n:08d}-0000-4000-8000-{n:012d}", user_id=user_id, client_state=STATE,
                         expires_at=datetime.now(UTC) + timedelta(days=3))
 
 
@@ -50,28 +53,35 @@ def run(ctx) -> Part:
     conn.flushdb()
     db = store.embedded_client()["calsync_bench_p2"]
     store.init_db(db)
-    with running_fake_graph() as fake:
-        fake.default_page_size = 1000
+    with running_emulator(ctx.work / "p2-emulator") as graph:
+        control = graph.control
+        tenant = control.create_tenant(display_name="Bench")
+        tokens: dict[str, str] = {}
 
         def graph_for(user_id: str) -> GraphClient:
             session = requests.Session()
-            session.trust_env = False
-            return GraphClient(session, f"{fake.url}/v1.0", token=lambda force_refresh=False: f"tok-{user_id}")
+            session.trust_env, session.verify = False, graph.ca_bundle
+            return GraphClient(session, graph.graph_url, token=lambda force_refresh=False: tokens[user_id])
 
-        rt = Runtime(Settings(redis_url=ctx.redis_url, data_dir=str(ctx.work / "p2")), db=db, redis_conn=conn,
-                     graph_for=graph_for)
+        rt = Runtime(Settings(redis_url=ctx.redis_url, data_dir=str(ctx.work / "p2"), **graph.settings_overrides()),
+                     db=db, redis_conn=conn, graph_for=graph_for)
         install(rt)
         try:
-            subs = [_sub(n) for n in range(user_count)]
+            subs, subjects = [], {}
             start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-            for sub in subs:
-                fake.add_user(sub.user_id, f"{sub.user_id}@contoso.example")
-                users.upsert_from_graph(db, {"id": sub.user_id, "mail": f"{sub.user_id}@contoso.example"}, "t", "h")
-                for day in range(5):
-                    fake.create(sub.user_id, start + timedelta(days=day))
+            for n in range(user_count):
+                person = control.create_user(tenant_id=tenant["id"], mail=f"user-{n:03d}@contoso.example")
+                tokens[person["id"]] = control.token(user_id=person["id"])
+                sub = _sub(n, person["id"])
+                subs.append(sub)
+                users.upsert_from_graph(db, {"id": sub.user_id, "mail": person["mail"]}, tenant["id"], "h")
+                bodies = [_event(f"Meeting {n}.{day}", start + timedelta(days=day)) for day in range(5)]
+                made = control.create_events(sub.user_id, bodies)
+                subjects |= {(sub.user_id, event["id"]): body["subject"]
+                             for event, body in zip(made, bodies, strict=True)}
                 mirror.remember(conn, sub)
                 jobs.sync_user(sub.user_id)          # the backfill, before the burst
-            event_ids = {s.user_id: list(fake.users[s.user_id].events) for s in subs}
+            event_ids = {s.user_id: [e for u, e in subjects if u == s.user_id] for s in subs}
             client = create_app(runtime=rt).test_client()
             stop = threading.Event()
             workers = [threading.Thread(target=_work, args=(ctx.redis_url, stop), daemon=True) for _ in range(2)]
@@ -79,16 +89,18 @@ def run(ctx) -> Part:
                                           daemon=True)
             for thread in (*workers, dispatcher):
                 thread.start()
-            before, began = fake.requests, time.monotonic()
+            graph.emulator.clear_requests()
+            began = time.monotonic()
             sent = 0
             while sent < notifications:
                 items = []
                 for _ in range(min(batch, notifications - sent)):
                     sub = rng.choice(subs)
                     event_id = rng.choice(event_ids[sub.user_id])
-                    fake.update(sub.user_id, event_id, subject=f"burst {sent}")    # the change, then its notification
+                    subjects[(sub.user_id, event_id)] = f"burst {sent}"
+                    graph.emulator.state.update_event(sub.user_id, event_id, {"subject": f"burst {sent}"})
                     items.append({"subscriptionId": sub.id, "changeType": "updated", "clientState": STATE,
-                                  "tenantId": "t", "resource": f"Users/{sub.user_id}/Events/{event_id}",
+                                  "tenantId": tenant["id"], "resource": f"Users/{sub.user_id}/Events/{event_id}",
                                   "resourceData": {"id": event_id}})
                     sent += 1
                 answer = client.post("/webhooks/graph", data=json.dumps({"value": items}),
@@ -100,10 +112,10 @@ def run(ctx) -> Part:
             stop.set()
             for thread in (*workers, dispatcher):
                 thread.join(timeout=15)
-            made = fake.requests - before
-            stale = sum(1 for s in subs for e in fake.users[s.user_id].events.values()
-                        if (db.events.find_one({"user_id": s.user_id, "graph_id": e["id"]}) or {}).get("subject")
-                        != e.get("subject"))
+            made = sum(1 for r in graph.emulator.requests_log() if r["path"].startswith("/v1.0/"))
+            stale = sum(1 for (user_id, event_id), subject in subjects.items()
+                        if (db.events.find_one({"user_id": user_id, "graph_id": event_id}) or {}).get("subject")
+                        != subject)
         finally:
             install(None)
     part.add("Graph requests per notification", round(made / notifications, 4), "req/notif", 1.0,
@@ -113,10 +125,16 @@ def run(ctx) -> Part:
     part.add("burst delivered through the webhook in", round(delivered, 1), "s")
     part.add("queue drained (every user synced) after", round(drained, 1), "s")
     part.notes.append(f"{notifications:,} notifications over {user_count} users, {batch} per POST, "
-                      f"2 RQ workers (threads) syncing while the burst arrives; fake Graph on loopback, mongomock")
+                      f"2 RQ workers (threads) syncing while the burst arrives; the Graph emulator over HTTPS on "
+                      f"loopback (each change made in its state first), mongomock")
     conn.flushdb()
     conn.close()
     return part
+
+
+def _event(subject: str, start: datetime) -> dict:
+    return {"subject": subject, "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
 
 
 def _work(url: str, stop: threading.Event) -> None:
@@ -128,14 +146,15 @@ def _work(url: str, stop: threading.Event) -> None:
 
 
 def _wait_drained(conn: redis.Redis, timeout: float = 300) -> None:
+    """Until nothing is waiting, queued, running or scheduled for the sync queue, five looks in a row."""
     queue = queues.get_queue(queues.SYNC, conn)
-    deadline = time.monotonic() + timeout
     quiet = 0
-    while time.monotonic() < deadline:
+
+    def drained() -> bool:
+        nonlocal quiet
         busy = (dispatch.backlog(conn) or queue.count or queue.started_job_registry.count
                 or queue.scheduled_job_registry.count or conn.keys("calsync:sync-pending:*"))
         quiet = 0 if busy else quiet + 1
-        if quiet >= 5:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the sync queue did not drain")
+        return quiet >= 5
+
+    wait_until(drained, timeout=timeout, interval=0.1, message="the sync queue to drain")

@@ -12,6 +12,7 @@ single write costs there, before any of calsync's work). Also samples the proces
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -26,10 +27,12 @@ import pymongo
 import redis
 import requests
 
-from bench.common import Part, PeakRSS, Processes, cmdline, free_port, percentile, python_env
+from bench.common import Part, PeakRSS, Processes, cmdline, percentile, python_env
 from bench.servers import start_emulator
+from harness.loopback import free_port
+from harness.topology import Topology
+from harness.waiting import wait_until
 from service.cli import demo
-from tests.support.topology import Topology
 
 
 def _parent(pid: int) -> int:
@@ -211,8 +214,8 @@ def _wait_stored(db, created, timeout: float) -> list[float]:
     seconds, which the bench then measured as their lag.
     """
     lags: dict[str, float] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(lags) < len(created):
+
+    def all_stored() -> bool:
         waiting: dict[str, dict[str, datetime]] = {}
         for user_id, graph_id, changed in created:
             if graph_id not in lags:
@@ -223,8 +226,10 @@ def _wait_stored(db, created, timeout: float) -> list[float]:
                 stored = doc["stored_at"]
                 stored = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
                 lags[doc["graph_id"]] = (stored - want[doc["graph_id"]]).total_seconds()
-        if len(lags) < len(created):
-            time.sleep(0.5)
+        return len(lags) >= len(created)
+
+    with contextlib.suppress(AssertionError):   # the stragglers count as not stored (the caller reports them)
+        wait_until(all_stored, timeout=timeout, interval=0.5, message="every created event to be stored")
     return list(lags.values())
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import redis
 
 from bench.__main__ import pick_redis
-from bench.common import Processes, children, free_port, python_env, wait_port, wrk, wrk_post_script
+from bench.common import Processes, children, python_env, wait_port, wrk, wrk_post_script
 from bench.p1_webhook import bodies, gunicorn_argv, seed
+from harness.loopback import free_port
 
 
 def main() -> int:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port
-from tests.support.secantus import MongoServer
-from tests.support.secantus import start_secantus as _start_secantus
+from harness.loopback import free_port
+from harness.secantus import MongoServer
+from harness.secantus import start_secantus as _start_secantus
+from harness.waiting import wait_until
 
 
 def start_secantus(directory: Path) -> MongoServer:
@@ -46,8 +46,6 @@ def start_emulator(procs, directory: Path, env: dict) -> EmulatorProcess:
 
     wait_port(port, timeout=60)
     ca = directory / "ca.pem"
-    deadline = time.monotonic() + 30
-    while not ca.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(ca.exists, timeout=30, message=f"the emulator's CA at {ca}")
     base = f"https://127.0.0.1:{port}"
     return EmulatorProcess(base, str(ca), ControlClient(base, DEFAULT_CONTROL_SECRET, str(ca)))

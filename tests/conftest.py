@@ -27,14 +27,14 @@ import time_machine
 from werkzeug.serving import make_server
 
 from emulator.testing import running_emulator
+from harness.loopback import free_port
+from harness.secantus import MongoServer, start_secantus
 from service import store
 from service.app import create_app
 from service.config import Settings
 from service.embedded import start_embedded_redis
 from service.runtime import Runtime, install
 from service.workers.inprocess import work_burst
-from tests.support.loopback import free_port
-from tests.support.secantus import MongoServer, start_secantus
 from tests.support.serving import OPS_TOKEN, Deferred
 
 # --- The clock: CALSYNC_TEST_NOW runs the whole session from another instant --------------------------

@@ -9,10 +9,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from service.cli.demo import browser_session
 from service.identity import idtoken
 from service.identity.jwks import KeySets
 from service.store import tenants
-from tests.support.connect import browser_session, connect_session, emulated_user, sign_in_at_emulator
+from tests.support.connect import connect_session, emulated_user, sign_in_at_emulator
 
 
 def start_admin_consent(stack, session):
@@ -154,14 +155,29 @@ def id_tokens_with(stack, ssl_context=None, cooldown: float = 30) -> idtoken.IdT
     return idtoken.IdTokens(stack.runtime.settings, stack.runtime.http, keys)
 
 
-def test_a_rotated_signing_key_is_fetched_once_the_refetch_cooldown_allows(stack):
-    id_tokens = id_tokens_with(stack, cooldown=2.0)
+class MonotonicClock:
+    """PyJWT's key client measures its refetch cooldown with ``time.monotonic``; this one moves when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_rotated_signing_key_is_fetched_once_the_refetch_cooldown_allows(stack, monkeypatch):
+    clock = MonotonicClock()
+    monkeypatch.setattr("jwt.jwks_client.time", clock)   # the cooldown's clock; the key set's lifespan keeps its own
+    id_tokens = id_tokens_with(stack, cooldown=30.0)
     id_tokens.validate(signed(stack), NONCE)  # caches the key set
     stack.emulator.control.request("POST", "/identity/rotate-signing-key")
 
     with pytest.raises(idtoken.IdTokenInvalid, match="unknown signing key"):
         id_tokens.validate(signed(stack), NONCE)  # a kid we do not hold, but the keys were fetched just now
-    time.sleep(2.1)
+    clock.now += 29.9
+    with pytest.raises(idtoken.IdTokenInvalid, match="unknown signing key"):
+        id_tokens.validate(signed(stack), NONCE)  # still inside the cooldown: no refetch
+    clock.now += 0.2
 
     assert id_tokens.validate(signed(stack), NONCE)["tid"]
 

@@ -5,11 +5,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from service.cli.demo import browser_session
 from service.identity import crypto
 from service.queues import ENSURE_SUBSCRIPTION, SUBSCRIPTIONS, get_queue
 from service.store import users
 from tests.support.connect import (
-    browser_session,
     connect_session,
     connect_user,
     emulated_user,

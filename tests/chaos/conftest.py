@@ -23,14 +23,17 @@ import requests
 from rq import Worker
 
 from emulator.testing import running_emulator
+from harness.loopback import free_port
+from harness.topology import Topology
+from harness.waiting import wait_until
 from service.cli import demo
 from service.config import Settings
 from service.sync import rounds
-from tests.support.chaos import USERS, RedisServer, Supervisor, TcpProxy, free_port
+from tests.support.chaos import USERS, RedisServer, Supervisor, TcpProxy
 from tests.support.clock import digest_due_today, midday_zone
 from tests.support.connect import emulated_user
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import Topology, active, differences, environment, ready, wait_until
+from tests.support.topology import active, differences, environment, ready
 
 
 @dataclass
@@ -96,7 +99,7 @@ class Chaos:
             return not self.differences()
 
         try:
-            wait_until(what, settled, timeout=timeout, every=2)
+            wait_until(settled, timeout=timeout, interval=2, message=what)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {self.differences()}\n{self.redis_state()}\n{self.topology.tail()}") from None
         return time.monotonic() - started
@@ -164,7 +167,7 @@ def chaos(tmp_path_factory, mongo_server, _smtp_server):
         for kind in ("web", "worker", "worker", "scheduler"):
             supervisor.start(kind)
         url = f"http://127.0.0.1:{port}"
-        wait_until("gunicorn", lambda: ready(url), timeout=60)
+        wait_until(lambda: ready(url), timeout=60, interval=0.5, message="gunicorn")
         responses = Responses(base=url)
         chaos = Chaos(url, emulator, client.get_default_database(), redis_server, proxy, topology, supervisor,
                       [], [], responses, rounds.window_for(Settings(), datetime.now(UTC)), random.Random(16),
@@ -176,7 +179,7 @@ def chaos(tmp_path_factory, mongo_server, _smtp_server):
             chaos.sessions.append(_connect(chaos, person))
             digest_due_today(chaos.db, person["id"])   # whatever the weekday or hour: R4 counts them
             chaos.people.append(person)
-        wait_until("every subscription", lambda: len(active(chaos.control)) == USERS, timeout=120)
+        wait_until(lambda: len(active(chaos.control)) == USERS, timeout=120, interval=0.5, message="every subscription")
         chaos.converge("the backfill", timeout=180)
         chaos.figures["connect_and_backfill_s"] = round(time.monotonic() - booted, 1)
         yield chaos

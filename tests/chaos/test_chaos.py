@@ -28,6 +28,7 @@ import redis as redis_lib
 from bson import json_util
 from rq import Worker
 
+from harness.waiting import wait_until
 from service.config import SECRET_FIELDS, Settings
 from service.identity import crypto
 from service.store import digests
@@ -35,7 +36,7 @@ from tests.support.calendars import Calendar
 from tests.support.chaos import CHANGES, KILL_EVERY, LONG, STORM_SECONDS, USERS
 from tests.support.clock import local_today
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import active, wait_until
+from tests.support.topology import active, digest_tick_done
 
 pytestmark = [pytest.mark.slow, pytest.mark.wire]
 
@@ -106,9 +107,8 @@ def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_
     control.wait_idle(timeout=120)
     # A SIGKILL mid-sync keeps that user's lock until RQ retries the job (about 90 s) or the lock expires.
     converged = chaos.converge("R1 convergence", timeout=600 if LONG else 240)
-    wait_until("a new subscription for the removed one",
-               lambda: removed["id"] not in {s["id"] for s in active(control)} and len(active(control)) == USERS,
-               timeout=120)
+    wait_until(lambda: removed["id"] not in {s["id"] for s in active(control)} and len(active(control)) == USERS,
+               timeout=120, interval=0.5, message="a new subscription for the removed one")
     seen = outcomes(control)
     throttled = sum(1 for r in control.graph_requests() if r.get("status") == 429)
     chaos.figures["r1"] = figures = {
@@ -139,8 +139,8 @@ def test_r4_outages_lose_nothing(chaos):
         "subscriptionId": active(control)[0]["id"], "clientState": "x", "changeType": "updated"}]}, timeout=30)
     for _ in range(20 if not LONG else 200):
         chaos.rng.choice(calendars).step()
-    wait_until("a notification refused with 503", lambda: any(
-        d.get("status") == 503 for d in control.deliveries()), timeout=30)
+    wait_until(lambda: any(d.get("status") == 503 for d in control.deliveries()),
+               timeout=30, interval=0.5, message="a notification refused with 503")
     time.sleep(2)
     chaos.redis.start()
     control.wait_idle(timeout=120)
@@ -168,15 +168,16 @@ def test_r4_outages_lose_nothing(chaos):
     for name in chaos.supervisor.names("scheduler"):
         new = supervisor.kill(name)
     try:   # the group's pids are read each time: the shell may start the program after a moment
-        wait_until("the new scheduler to lead", lambda: any(
-            f":{pid}:" in (conn.get("calsync:scheduler:leader") or b"").decode() for pid in chaos.topology.pids(new)),
-            timeout=90, every=1)
-        wait_until("a digest tick by the new leader",
-                   lambda: float(conn.get("calsync:scheduler:last:digest-tick") or 0) > killed_at, timeout=120, every=1)
+        wait_until(lambda: any(f":{pid}:" in (conn.get("calsync:scheduler:leader") or b"").decode()
+                               for pid in chaos.topology.pids(new)),
+                   timeout=90, interval=1, message="the new scheduler to lead")
+        wait_until(lambda: float(conn.get("calsync:scheduler:last:digest-tick") or 0) > killed_at,
+                   timeout=120, interval=1, message="a digest tick by the new leader")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: leader {conn.get('calsync:scheduler:leader')!r}, new {new} pids "
                              f"{chaos.topology.pids(new)}\n{chaos.topology.tail()}") from None
-    time.sleep(3)
+    wait_until(lambda: digest_tick_done(conn, killed_at), timeout=120, interval=0.5,
+               message="the new leader's digest tick, and the digests it queued, to finish")   # none is due again
     conn.close()
     today = local_today(chaos.zone).isoformat()
     mine = {p["mail"] for p in chaos.people}   # the session's SMTP server also holds other tests' mail

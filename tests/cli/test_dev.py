@@ -10,8 +10,9 @@ import pytest
 import requests
 from rq import Worker
 
+from harness.loopback import free_port
+from harness.waiting import wait_until
 from service.config import DEV_OPS_TOKEN
-from tests.support.loopback import free_port
 from tests.support.processes import children_of, descendants, embedded_env, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,11 +44,27 @@ def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp
     assert process.returncode == 0, output
     assert "NOTHING PERSISTS" in output  # the loud warning about the in-memory store
     assert children, "the embedded redis-server should have been a child process"
-    time.sleep(0.2)
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "orphaned child processes"
+    wait_until(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], timeout=10,
+               message="the child processes to exit (else they are orphaned)")
 
 
 @pytest.mark.wire
+def procfile_started(pid: int) -> list[str]:
+    """The command lines under ``calsync dev`` once the Procfile's four lines run (gunicorn with its workers)."""
+    commands = [cmdline for child in descendants(pid) if (cmdline := command_line(child))]
+    shells = [c.removeprefix("/bin/sh -c ") for c in commands if c.startswith("/bin/sh -c ")]
+    complete = sorted(line.split()[0] for line in shells) == ["calsync", "gunicorn", "rq", "rq"]
+    gunicorns = sum("gunicorn" in c and "sh -c" not in c for c in commands)   # master and workers
+    return commands if complete and gunicorns >= 2 else []
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_stops_them_all(
         tmp_path, mongodb_uri, redis_url):
     port = free_port()
@@ -57,10 +74,9 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
     process = start_dev(env, port)
     try:
         ready = wait_ready(port, 60)
-        time.sleep(1)   # every process has started
+        commands = wait_until(lambda: procfile_started(process.pid), timeout=60,
+                              message="every Procfile process to start")
         tree = descendants(process.pid)
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in tree
-                    if Path(f"/proc/{pid}/cmdline").exists()]
 
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -73,12 +89,10 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
                     os.kill(pid, signal.SIGKILL)
 
     assert ready is not None and ready.status_code == 200, output
-    shells = [c.removeprefix("/bin/sh -c ") for c in commands if c.startswith("/bin/sh -c ")]
-    assert sorted(line.split()[0] for line in shells) == ["calsync", "gunicorn", "rq", "rq"], shells
-    assert sum("gunicorn" in c and "sh -c" not in c for c in commands) >= 2, commands   # master and workers
+    assert commands
     assert stopped_in < 10, output
-    time.sleep(0.5)
-    assert not [pid for pid in tree if running(pid)], "orphaned processes"
+    wait_until(lambda: not [pid for pid in tree if running(pid)], timeout=10,
+               message="every process to exit (else they are orphaned)")
 
 
 def test_the_embedded_worker_shows_as_one_live_worker_for_seconds_on_end(tmp_path, redis_url, redis_conn):

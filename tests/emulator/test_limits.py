@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from emulator.identity import DEV_CLIENT_ID
 from emulator.testing import ControlError
+from harness.waiting import wait_until
 from tests.support.emulated import assert_graph_error
 
 CONCURRENCY_MESSAGE = "Application is over its MailboxConcurrency limit."
@@ -71,10 +71,8 @@ def test_limits_are_per_mailbox_and_slots_come_back_after_failures(world, emu):
     emu.control.set_faults(slow_rate=1.0, slow_seconds=0.6, path_prefix=f"/users/{world.ada['id']}/")
     holder = threading.Thread(target=world.app_graph.get, args=(f"/users/{world.ada['id']}/calendars",))
     holder.start()
-    deadline = time.monotonic() + 5
-    while stats_for(emu, world.ada["id"])["in_flight"] == 0:
-        assert time.monotonic() < deadline, "the slow request never started"
-        time.sleep(0.01)
+    wait_until(lambda: stats_for(emu, world.ada["id"])["in_flight"], timeout=5, interval=0.01,
+               message="the slow request to start")
     assert_graph_error(world.app_graph.get(f"/users/{world.ada['id']}/calendar"), 429, "ApplicationThrottled")
     assert world.app_graph.get(f"/users/{world.bob['id']}/calendars").status_code == 200, "another mailbox"
     other_app = world.graph(emu.control.token(tenant_id=world.tenant["id"], client_id="another-app"))

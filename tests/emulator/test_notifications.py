@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from tests.support.emulated import event_body, subscribe
+from harness.waiting import wait_until
+from tests.support.emulated import event_body, sub_body, subscribe
 
 
 def test_notification_shape_and_batching(world, receiver, emu):
@@ -67,7 +66,9 @@ def test_slow_endpoint_times_out_and_is_retried(world, receiver, emu):
 def test_giving_up_sends_missed(world, receiver, emu):
     sub = subscribe(world, receiver)
     receiver.default_status = 500
-    emu.emulator.notifier.give_up_after = 60.0  # 60 s of simulated retrying (60 ms at this time scale)
+    # 600 s of simulated retrying, 0.6 s at this time scale: room for six back-offs (5, 10, 20, ... s) even when
+    # each failed POST takes tens of real milliseconds on a loaded machine (60 s left room for two).
+    emu.emulator.notifier.give_up_after = 600.0
     emu.control.create_event(world.ada["id"], event_body("x", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
     emu.control.wait_idle()
     outcomes = [e["outcome"] for e in emu.control.deliveries("change")]
@@ -80,19 +81,28 @@ def test_notifications_wait_while_the_subscription_token_is_expired_until_reauth
     sub = subscribe(world, receiver)
     emu.control.advance_clock(minutes=61)   # the token the subscription was made with has expired
     emu.control.create_event(world.ada["id"], event_body("held", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
-    deadline = time.monotonic() + 10
-    while "paused" not in [e["outcome"] for e in emu.control.deliveries("change")] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)
+    wait_until(lambda: "paused" in [e["outcome"] for e in emu.control.deliveries("change")], timeout=10,
+               message="the notification to be held")
+    # A later change to a subscription made with a fresh token goes out: the notifier has worked past the held one.
+    bobs = world.graph(emu.control.token(user_id=world.bob["id"])).post("/subscriptions", sub_body(
+        receiver, changeType="created"))
+    assert bobs.status_code == 201, bobs.text
+    emu.control.create_event(world.bob["id"], event_body("later", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
+    receiver.wait_for(lambda: receiver.notifications("/notify"))
 
-    assert receiver.notifications("/notify") == []   # held, not sent and not lost
+    def adas() -> list[dict]:
+        return [n for n in receiver.notifications("/notify") if n["subscriptionId"] == sub["id"]]
+
+    assert [n["subscriptionId"] for n in receiver.notifications("/notify")] == [bobs.json()["id"]]
+    assert adas() == []   # held, not sent and not lost
     fresh = world.graph(emu.control.token(user_id=world.ada["id"]))
     assert fresh.post(f"/subscriptions/{sub['id']}/reauthorize").status_code == 204
     emu.control.wait_idle()
 
-    (note,) = receiver.notifications("/notify")
-    assert note["subscriptionId"] == sub["id"] and note["changeType"] == "created"
-    assert [e["outcome"] for e in emu.control.deliveries("change")] == ["paused", "delivered"]
+    (note,) = adas()
+    assert note["changeType"] == "created"
+    assert [e["outcome"] for e in emu.control.deliveries("change") if sub["id"] in e["subscription_ids"]] == [
+        "paused", "delivered"]
 
 
 def test_held_notifications_are_given_up_after_the_limit_with_missed(world, receiver, emu):
@@ -126,7 +136,8 @@ def test_delivery_faults_duplicate_drop_reorder(world, receiver, emu):
 
     emu.control.set_faults(reorder_rate=1.0, seed=1)
     first = emu.control.create_event(uid, event_body("first", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
-    time.sleep(0.12)  # a separate batch
+    wait_until(lambda: not emu.emulator.notifier.queues, timeout=10,
+               message="the first change to leave for its own batch")   # which the reorder fault holds back
     emu.control.set_faults(seed=1)
     second = emu.control.create_event(uid, event_body("second", "2030-03-04T09:00:00", "2030-03-04T10:00:00"))
     emu.control.wait_idle()

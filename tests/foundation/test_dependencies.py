@@ -130,14 +130,15 @@ def _place(module: str) -> str | None:
 
 def test_the_emulator_and_calsync_meet_only_where_they_should():
     """Only the command line imports the emulator (``calsync emulator``, ``calsync demo``); the emulator takes
-    only the dev app registration from service.config; neither imports the tests or the benchmarks."""
+    only the dev app registration from service.config; neither imports the tests, the benchmarks or their
+    harness."""
     crossings = []
     for module, tree in sources():
         named = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
         named += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
         for name in named:
             top = name.split(".")[0]
-            if top in ("tests", "bench") or (
+            if top in ("tests", "bench", "harness") or (
                     module.startswith("service") and top == "emulator" and not module.startswith("service.cli")) or (
                     module.startswith("emulator") and top == "service" and name != "service.config"):
                 crossings.append(f"{module} -> {name}")
@@ -162,3 +163,68 @@ def test_the_layers_listed_exist():
     for _, places in LAYERS + EMULATOR_LAYERS:
         for place in places:
             assert any(m == place or m.startswith(place + ".") for m in modules), place
+
+
+# --- tests, bench and harness ---------------------------------------------------------------------
+# The suite and the benchmarks share helpers through the top-level ``harness`` package only: bench/ and
+# harness/ import no test module, a test module imports no other test module (only tests.support and
+# harness), and tests/support hands on nothing it imported (each name is imported from where it is made).
+
+def _every_import(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import statement in the file, function bodies included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def _files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_bench_and_harness_import_no_test_module():
+    crossings = [f"{path.relative_to(ROOT)} -> {module}" for folder in ("bench", "harness") for path in _files(folder)
+                 for module, _ in _every_import(path) if module.split(".")[0] == "tests"]
+    crossings += [f"{path.relative_to(ROOT)} -> {module}" for path in _files("harness")
+                  for module, _ in _every_import(path) if module.split(".")[0] == "bench"]
+    assert crossings == []
+
+
+def test_test_modules_import_only_support_and_harness():
+    crossings = []
+    for path in _files("tests"):
+        for module, names in _every_import(path):
+            imported = [module] if module != "tests" else [f"tests.{name}" for name in names]
+            crossings += [f"{path.relative_to(ROOT)} -> {name}" for name in imported
+                          if name.split(".")[0] == "tests" and not name.startswith("tests.support")]
+    assert crossings == []
+
+
+def _made_in(path: Path) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments), not those it imports."""
+    made = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            made.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                made |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return made
+
+
+def test_support_modules_hand_on_nothing_they_imported():
+    """``from tests.support.x import y`` names a ``y`` that x makes; a helper from harness is imported from harness."""
+    handed_on = []
+    for path in _files("tests"):
+        for module, names in _every_import(path):
+            if not module.startswith("tests.support."):
+                continue
+            source = ROOT / Path(*module.split(".")).with_suffix(".py")
+            made = _made_in(source)
+            handed_on += [f"{path.relative_to(ROOT)}: {module}.{name}" for name in names if name not in made]
+    assert handed_on == []
+

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.loopback import free_port
+from harness.loopback import free_port
+from harness.waiting import wait_until
 from tests.support.processes import descendants, embedded_env, running, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +99,8 @@ def test_calsync_dev_embedded_stops_on_sigterm_to_its_group_within_10s(tmp_path)
     # job then, and it leaves at its next look (one line at most), never retrying on and on.
     assert output.count(RETRYING) <= 1, output
     assert "calsync dev stopped" in output, output
-    time.sleep(0.3)
-    assert not [pid for pid in tree if running(pid)], "orphaned processes"
+    wait_until(lambda: not [pid for pid in tree if running(pid)], timeout=10,
+               message="every process to exit (else they are orphaned)")
 
 
 @pytest.mark.wire
@@ -109,7 +110,8 @@ def test_calsync_dev_procfile_mode_stops_on_ctrl_c_to_its_group_within_10s(tmp_p
     env = plain_env(tmp_path, MONGODB_URI=mongodb_uri)
     process = start_dev_group(env, port)
     ready = wait_ready(port, 60)
-    time.sleep(1)   # every process has started
+    # redis-server, 4 shells, gunicorn master + 2 workers, 2 rq workers, scheduler
+    wait_until(lambda: len(descendants(process.pid)) >= 8, timeout=60, message="every process to start")
 
     output, seconds, tree = stop_group(process, signal.SIGINT)
 
@@ -117,6 +119,6 @@ def test_calsync_dev_procfile_mode_stops_on_ctrl_c_to_its_group_within_10s(tmp_p
     assert len(tree) >= 8, tree    # redis-server, 4 shells, gunicorn master + 2 workers, 2 rq workers, scheduler
     assert seconds < 10, output
     assert output.count(RETRYING) <= 1, output
-    time.sleep(0.5)
-    assert not [pid for pid in tree if running(pid)], "orphaned processes"
+    wait_until(lambda: not [pid for pid in tree if running(pid)], timeout=10,
+               message="every process to exit (else they are orphaned)")
     assert list((tmp_path / "var" / "prometheus").glob("*.db")), "the processes shared no metrics directory"

@@ -4,12 +4,12 @@ import shlex
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 from rq import Worker
 
+from harness.waiting import wait_until
 from service import queues
 from service.workers import jobs
 from service.workers.inprocess import InProcessWorker, scheduled_forever
@@ -69,14 +69,14 @@ def test_the_embedded_worker_is_a_registered_worker_runs_scheduled_jobs_and_stop
         thread.start()
     maintenance = queues.get_queue(queues.MAINTENANCE, redis_conn)
     maintenance.enqueue_in(timedelta(seconds=1), "service.workers.jobs.ping", "later")
-    deadline = time.monotonic() + 15
-    while redis_conn.get("calsync:ping:later") is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    registered = len(Worker.all(connection=redis_conn))
-
-    worker.stop()
-    for thread in threads:
-        thread.join(timeout=10)
+    try:
+        wait_until(lambda: redis_conn.get("calsync:ping:later"), timeout=15, interval=0.1,
+                   message="the scheduled ping to run")
+        registered = len(Worker.all(connection=redis_conn))
+    finally:
+        worker.stop()
+        for thread in threads:
+            thread.join(timeout=10)
 
     assert redis_conn.get("calsync:ping:later") == b"pong"
     assert registered == 1

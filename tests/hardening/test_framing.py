@@ -8,7 +8,6 @@ import http.client
 import os
 import socket
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,11 +15,13 @@ import hypothesis
 import pytest
 import requests
 
+from harness.loopback import free_port
+from harness.topology import Topology
+from harness.waiting import wait_until
 from service.app import create_app
 from tests.support.fuzz import LONG, attacks, make_context, seed
-from tests.support.loopback import free_port
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import Topology
+from tests.support.topology import ready
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 4096   # CALSYNC_MAX_NOTIFICATION_BYTES for this server, so "too large" is cheap to send
@@ -118,16 +119,11 @@ def gunicorn(tmp_path, mongodb_uri, redis_url, db):
     topology = Topology(env, tmp_path / "logs")
     seeded = seed(db)
     topology.start("web")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
+    try:
+        wait_until(lambda: ready(f"http://127.0.0.1:{port}"), timeout=60, interval=0.2, message="gunicorn to be ready")
+    except AssertionError as exc:
         topology.stop()
-        raise AssertionError(f"gunicorn did not become ready\n{topology.tail()}")
+        raise AssertionError(f"{exc}\n{topology.tail()}") from None
     try:
         yield port, topology, seeded
     finally:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.loopback import free_port
+from harness.waiting import wait_until
 from service import queues
 from service.app import create_app
 from service.runtime import Runtime
-from tests.support.loopback import free_port
 
 
 def samples(text: str) -> dict:
@@ -31,14 +31,15 @@ def own_redis(tmp_path):
     process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no",
                                 "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
+        assert process.poll() is None, "redis-server exited"
         try:
-            redis.Redis.from_url(url).ping()
-            break
+            return redis.Redis.from_url(url).ping()
         except redis.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
-            time.sleep(0.05)
+            return False
+
+    wait_until(answers, timeout=10, message="redis-server to start")
     yield process, url
     if process.poll() is None:
         process.terminate()

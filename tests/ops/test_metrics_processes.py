@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,11 +17,12 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.loopback import free_port
+from harness.topology import group_members, signal_group, wait_for_groups
+from harness.waiting import wait_until
 from service import queues
 from service.workers import jobs
-from tests.support.loopback import free_port
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import _signal_group, _wait_for_groups, group_members
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK = (("endpoint", "webhooks.changes"), ("method", "GET"), ("status", "200"))
@@ -73,24 +73,28 @@ def test_a_scrape_adds_up_two_gunicorn_workers_and_an_rq_worker(tmp_path, redis_
         worker = subprocess.run(["rq", "worker", "-w", "service.workers.worker.Worker", "--url", redis_url,
                                  "--burst", queues.MAINTENANCE], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=60)
-        _wait_for(lambda: _answers(f"{base}/healthz"), 30)
+        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, interval=0.1, message="gunicorn to answer")
         with ThreadPoolExecutor(8) as pool:   # enough concurrent requests that both workers serve some
-            deadline = time.monotonic() + 30
-            while len(per_file(metrics_dir, "calsync_http_requests_total", WEBHOOK)) < 2:
-                assert time.monotonic() < deadline, "one gunicorn worker served every request"
+
+            def served_by_both() -> bool:
                 list(pool.map(lambda _: requests.get(f"{base}/webhooks/graph?validationToken=x", timeout=5),
                               range(40)))
+                return len(per_file(metrics_dir, "calsync_http_requests_total", WEBHOOK)) >= 2
+
+            wait_until(served_by_both, timeout=30, interval=0,
+                       message="both gunicorn workers to serve requests (one served every request)")
         by_process = per_file(metrics_dir, "calsync_http_requests_total", WEBHOOK)
         scraped = samples(requests.get(f"{base}/metrics", headers=headers, timeout=10).text)
 
         victim = gunicorn_workers(web.pid)[0]
         os.kill(victim, signal.SIGTERM)   # gunicorn replaces it; its child_exit hook marks it dead
-        _wait_for(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), 15)
+        wait_until(lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(), timeout=15, interval=0.1,
+                   message="the stopped worker's live gauges to be marked dead")
         after = samples(requests.get(f"{base}/ops/metrics", headers=headers, timeout=10).text)
     finally:
-        _signal_group(web.pid, signal.SIGTERM)
-        left = _wait_for_groups([web.pid], 10)
-        _signal_group(web.pid, signal.SIGKILL)
+        signal_group(web.pid, signal.SIGTERM)
+        left = wait_for_groups([web.pid], 10)
+        signal_group(web.pid, signal.SIGKILL)
         web.wait(timeout=10)
 
     assert worker.returncode == 0, worker.stdout + worker.stderr
@@ -112,9 +116,3 @@ def _answers(url: str) -> bool:
     except requests.RequestException:
         return False
 
-
-def _wait_for(check, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

@@ -3,24 +3,43 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from service.store import events
-from tests.support.fakegraph import FakeGraph
+from tests.support.mailboxes import Mailboxes
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def graph_event(fake: FakeGraph, user_id: str = "u1", **changes) -> dict:
-    if user_id not in fake.users:
-        fake.add_user(user_id, f"{user_id}@contoso.example")
-    event_id = fake.create(user_id, NOW + timedelta(days=1))
-    if changes:
-        fake.update(user_id, event_id, **changes)
-    return fake.render(fake.users[user_id], fake.users[user_id].events[event_id])
+@pytest.fixture
+def graph_event(mailboxes: Mailboxes):
+    """graph_event(**changes) → an event as Graph answers it (the emulator, read back as its organizer), with
+    a body, an attachment and attendees whose addresses are not in lower case."""
+    u1 = mailboxes.add("u1")
+    made = 0
+
+    def make(**changes) -> dict:
+        nonlocal made
+        made += 1
+        start = (NOW + timedelta(days=1, minutes=made)).astimezone(ZoneInfo("America/Los_Angeles"))
+        event_id = mailboxes.control.create_event(u1["id"], {
+            "subject": "Planning", "body": {"contentType": "text", "content": "SECRET agenda"},
+            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "Pacific Standard Time"},
+            "end": {"dateTime": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "Pacific Standard Time"},
+            "attendees": [{"emailAddress": {"name": f"Person {n}", "address": f"Person{n}@Example.COM"},
+                           "type": "required"} for n in range(2)]})["id"]
+        if changes:
+            mailboxes.control.update_event(u1["id"], event_id, changes)
+        return mailboxes.client(u1["id"]).get_json(f"users/{u1['id']}/events/{event_id}")
+
+    return make
 
 
-def test_only_whitelisted_fields_are_stored_and_no_body_text_survives(db):
-    item = graph_event(FakeGraph())
+def test_only_whitelisted_fields_are_stored_and_no_body_text_survives(db, graph_event):
+    item = graph_event()
     item["attachments"] = [{"contentBytes": "SECRET"}]
 
     events.apply_changes(db, "u1", [item], NOW)
@@ -33,9 +52,8 @@ def test_only_whitelisted_fields_are_stored_and_no_body_text_survives(db):
     assert stored["start_tz"] == "Pacific Standard Time" and stored["start"].tzinfo is not None
 
 
-def test_an_older_last_modified_never_overwrites_a_newer_one(db):
-    fake = FakeGraph()
-    old = graph_event(fake, subject="old")
+def test_an_older_last_modified_never_overwrites_a_newer_one(db, graph_event):
+    old = graph_event(subject="old")
     new = dict(old, subject="new", lastModifiedDateTime="2099-01-01T00:00:00.0000000Z", changeKey="k2")
 
     events.apply_changes(db, "u1", [new], NOW)
@@ -45,8 +63,8 @@ def test_an_older_last_modified_never_overwrites_a_newer_one(db):
     assert events.get(db, "u1", old["id"])["subject"] == "new"
 
 
-def test_replaying_the_same_page_changes_nothing(db):
-    items = [graph_event(FakeGraph(), subject=f"s{i}") for i in range(3)]
+def test_replaying_the_same_page_changes_nothing(db, graph_event):
+    items = [graph_event(subject=f"s{i}") for i in range(3)]
     events.apply_changes(db, "u1", items, NOW)
     before = list(db.events.find({}, {"_id": 0}))
 
@@ -56,8 +74,8 @@ def test_replaying_the_same_page_changes_nothing(db):
     assert list(db.events.find({}, {"_id": 0})) == before
 
 
-def test_removed_items_delete_and_a_replayed_older_upsert_does_not_resurrect(db):
-    item = graph_event(FakeGraph())
+def test_removed_items_delete_and_a_replayed_older_upsert_does_not_resurrect(db, graph_event):
+    item = graph_event()
     events.apply_changes(db, "u1", [item], NOW)
 
     deleted = events.apply_changes(db, "u1", [{"id": item["id"], "@removed": {"reason": "deleted"}}], NOW)
@@ -67,8 +85,8 @@ def test_removed_items_delete_and_a_replayed_older_upsert_does_not_resurrect(db)
     assert events.get(db, "u1", item["id"]) is None
 
 
-def test_a_newer_version_after_removal_comes_back(db):
-    item = graph_event(FakeGraph())
+def test_a_newer_version_after_removal_comes_back(db, graph_event):
+    item = graph_event()
     events.apply_changes(db, "u1", [item, {"id": item["id"], "@removed": {"reason": "deleted"}}], NOW)
 
     newer = dict(item, lastModifiedDateTime="2099-01-01T00:00:00.0000000Z", changeKey="moved-back")
@@ -77,8 +95,8 @@ def test_a_newer_version_after_removal_comes_back(db):
     assert result.upserted == 1 and events.get(db, "u1", item["id"])["change_key"] == "moved-back"
 
 
-def test_a_partial_item_does_not_blank_stored_fields(db):
-    item = graph_event(FakeGraph())
+def test_a_partial_item_does_not_blank_stored_fields(db, graph_event):
+    item = graph_event()
     events.apply_changes(db, "u1", [item], NOW)
 
     partial = {"id": item["id"], "subject": "renamed", "lastModifiedDateTime": "2099-01-01T00:00:00Z"}
@@ -88,8 +106,8 @@ def test_a_partial_item_does_not_blank_stored_fields(db):
     assert stored["subject"] == "renamed" and stored["attendees"] and stored["start"]
 
 
-def test_users_are_isolated_by_the_unique_user_graph_id_key(db):
-    item = graph_event(FakeGraph())
+def test_users_are_isolated_by_the_unique_user_graph_id_key(db, graph_event):
+    item = graph_event()
 
     events.apply_changes(db, "u1", [item], NOW)
     events.apply_changes(db, "u2", [item], NOW)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pymongo
 
+from harness.waiting import wait_until
 from service.store import events
 from tests.support.racing import removed, version
 
@@ -22,9 +22,8 @@ def run_ttl_monitor(db) -> None:
         return
     except pymongo.errors.OperationFailure:
         pass
-    deadline = time.monotonic() + 75
-    while db.event_tombstones.count_documents({"graph_id": "a"}) and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_until(lambda: not db.event_tombstones.count_documents({"graph_id": "a"}), timeout=75, interval=1,
+               message="the TTL monitor to delete the expired tombstone")
 
 
 def test_the_ttl_index_deletes_expired_tombstones(db):

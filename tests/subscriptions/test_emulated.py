@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 
 import pytest
 import requests
@@ -12,6 +11,7 @@ from rq import Queue
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
+from harness.waiting import wait_until
 from service import queues
 from service.graph import GraphError
 from service.runtime import Runtime
@@ -200,11 +200,9 @@ def test_changes_held_by_graph_for_an_expired_token_arrive_after_we_reauthorize(
     control = stack.emulator.control
     control.advance_clock(minutes=61)   # the access token the subscription was made with has expired
     control.create_event(connected, event_body("While the token was expired"))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (
-            "paused" in [d["outcome"] for d in control.deliveries("change")]
-            and "delivered" in [d["outcome"] for d in control.deliveries("lifecycle")]):
-        time.sleep(0.05)
+    wait_until(lambda: "paused" in [d["outcome"] for d in control.deliveries("change")]
+               and "delivered" in [d["outcome"] for d in control.deliveries("lifecycle")], timeout=20,
+               message="the change held and the reauthorizationRequired delivered")
 
     stack.run_jobs()   # reauthorizationRequired: we renew with a refreshed token, which resumes delivery
     control.wait_idle(timeout=20)
@@ -218,9 +216,8 @@ def test_changes_held_by_graph_for_an_expired_token_arrive_after_we_reauthorize(
 def test_a_reauthorization_challenge_is_answered_with_a_fresh_token_so_deliveries_never_pause(stack, connected):
     control = stack.emulator.control
     control.advance_clock(minutes=46)   # the subscription's token has 14 minutes left: Graph challenges us
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "delivered" not in [d["outcome"] for d in control.deliveries("lifecycle")]:
-        time.sleep(0.05)
+    wait_until(lambda: "delivered" in [d["outcome"] for d in control.deliveries("lifecycle")], timeout=20,
+               message="the reauthorizationRequired challenge delivered")
     stack.run_jobs()   # we renew, handing Graph a freshly refreshed token rather than the cached one
 
     control.advance_clock(minutes=20)   # past the first token's expiry

@@ -14,13 +14,13 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import redis
 
-from tests.support.loopback import free_port, stop_process
-from tests.support.topology import Topology
+from harness.loopback import free_port, stop_process
+from harness.topology import Topology
+from harness.waiting import wait_until
 
 # The profile: CALSYNC_CHAOS=long runs the issue's full sizes; the default is a short one.
 LONG = os.environ.get("CALSYNC_CHAOS") == "long"
@@ -52,15 +52,15 @@ class RedisServer:
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                  "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
                 stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
+
+        def answers() -> bool:
+            assert self.process.poll() is None, f"redis-server exited: {self.directory / 'redis.log'}"
             try:
-                redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
-                return
+                return redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping()
             except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start: {self.directory / 'redis.log'}") from None
-                time.sleep(0.05)
+                return False
+
+        wait_until(answers, timeout=20, message=f"redis-server to start ({self.directory / 'redis.log'})")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would; what was acknowledged is in the append-only file."""

@@ -20,7 +20,7 @@ import uuid
 import requests
 
 from service.cli import demo
-from service.cli.demo import browser_session  # noqa: F401 - re-exported for tests
+from service.cli.demo import browser_session
 
 
 class ConnectFailed(AssertionError):

@@ -1,6 +1,5 @@
-"""Loopback helpers: ``free_port()``, ``stop_process()`` for the servers the suite starts, and a small
-HTTP/1.1 server on loopback that keeps connections alive, as Graph and the identity platform do, answering
-with a function of the test's.
+"""A small HTTP/1.1 server on loopback that keeps connections alive, as Graph and the identity platform do,
+answering with a function of the test's.
 
     def answer(path: str, client_port: int) -> tuple[int, dict[str, str], bytes]: ...
 
@@ -10,33 +9,12 @@ with a function of the test's.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Answer = Callable[[str, int], tuple[int, dict[str, str], bytes]]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
-    """SIGTERM a server process the suite started and wait for it; SIGKILL it if it does not exit in time."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
 
 
 @contextmanager

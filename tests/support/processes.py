@@ -3,21 +3,29 @@ processes are still alive below a pid."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 from pathlib import Path
 
 import requests
 
+from harness.waiting import wait_until
+
 
 def wait_ready(port: int, seconds: float) -> requests.Response | None:
     """The first 200 from /readyz within ``seconds`` (else the last answer, or None if nothing answered)."""
-    ready, deadline = None, time.monotonic() + seconds
-    while time.monotonic() < deadline and (ready is None or ready.status_code != 200):
+    ready = None
+
+    def answered() -> bool:
+        nonlocal ready
         try:
             ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
         except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
-            time.sleep(0.2)
+            return False
+        return ready.status_code == 200
+
+    with contextlib.suppress(AssertionError):   # the caller asserts on the answer, with its output
+        wait_until(answered, timeout=seconds, interval=0.2, message="/readyz to answer 200")
     return ready
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness.waiting import wait_until
+
 
 @dataclass
 class Received:
@@ -29,9 +31,9 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while len(self.requests) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
+        """The requests received, once there are ``count`` (AssertionError after ``timeout`` seconds)."""
+        wait_until(lambda: len(self.requests) >= count, timeout=timeout, interval=0.02,
+                   message=f"{count} requests at the receiver")
         return self.requests
 
 

@@ -1,3 +1,3 @@
-"""The fake Graph's fixtures for these tests (tests/support/fakegraph.py)."""
+"""Fixtures for these tests: the emulator's mailboxes (tests/support/mailboxes.py)."""
 
-from tests.support.fakegraph import connected, fake_graph, graph_route, rt  # noqa: F401 - fixtures
+from tests.support.mailboxes import graph_rt, mailbox, mailboxes  # noqa: F401 - fixtures

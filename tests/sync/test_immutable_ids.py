@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from harness.waiting import wait_until
 from service import queues
 from service.cli import migrations
 from service.outbound import endpoints
@@ -149,9 +150,14 @@ def test_the_release_migration_switches_subscriptions_without_a_pause_in_notific
         assert [j.func_name for j in queued] == [queues.SWITCH_SUBSCRIPTION]
         stack.run_jobs()
         switched = time.monotonic()
-        time.sleep(0.3)
+
+        def made_since(instant: float) -> int:
+            return sum(1 for t, _ in list(made) if t > instant)
+
+        wait_until(lambda: made_since(switched) >= 5, timeout=30, message="changes while both subscriptions live")
         jobs.retire_subscription(old.id, mia["id"])   # the job SWITCH_OVERLAP later
-        time.sleep(0.3)
+        retired = time.monotonic()
+        wait_until(lambda: made_since(retired) >= 5, timeout=30, message="changes after the old one is retired")
     finally:
         stopping.set()
         thread.join(timeout=10)

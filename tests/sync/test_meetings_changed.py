@@ -10,13 +10,18 @@ from standardwebhooks import Webhook
 from service.outbound import endpoints
 from service.store.events import MeetingChanges
 from service.sync import requests
-from tests.support.fakegraph import soon
+from tests.support.mailboxes import soon
 from tests.support.receiver import running_receiver
 
 
 @pytest.fixture
 def settings(make_settings):
     return make_settings(outbound_allow_private=True, outbound_timeout=1.0)
+
+
+@pytest.fixture
+def rt(graph_rt):
+    return graph_rt
 
 
 @pytest.fixture
@@ -33,17 +38,17 @@ def changed(receiver, secret, count):
 
 
 def test_each_round_sends_one_event_with_its_created_updated_and_deleted_meetings(
-        rt, connected, fake_graph, run_jobs, subscribed):
+        rt, mailbox, mailboxes, run_jobs, subscribed):
     receiver, secret = subscribed
-    user_id = connected("alice")
-    ids = [fake_graph.create(user_id, soon(d), subject="Confidential merger") for d in range(4)]
+    user_id = mailbox("alice")
+    ids = [mailboxes.create(user_id, soon(d), subject="Confidential merger") for d in range(4)]
     requests.request_sync(rt.redis, user_id, "connect")
     run_jobs()
 
-    fake_graph.update(user_id, ids[0], move_minutes=30)
-    fake_graph.update(user_id, ids[0], move_minutes=30)
-    fake_graph.delete(user_id, ids[1])
-    added = fake_graph.create(user_id, soon(2))
+    mailboxes.update(user_id, ids[0], move_minutes=30)
+    mailboxes.update(user_id, ids[0], move_minutes=30)
+    mailboxes.delete(user_id, ids[1])
+    added = mailboxes.create(user_id, soon(2))
     requests.request_sync(rt.redis, user_id, "webhook")
     run_jobs()
     requests.request_sync(rt.redis, user_id, "webhook")   # nothing changed: no event

@@ -1,4 +1,4 @@
-"""Sync jobs against a fake Graph on loopback, drained by a real RQ worker on real Redis."""
+"""Sync jobs against the Graph emulator (over HTTPS on loopback), drained by a real RQ worker on real Redis."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 
 from service import locks, queues, runtime
-from service.graph import GraphClient, GraphError
+from service.graph import GraphError
 from service.store import calendars, users
 from service.sync import requests, rounds, runner
 from service.workers import jobs
-from tests.support.fakegraph import fake_client, soon
-from tests.support.truth import differences, no_secret_anywhere
+from tests.support.mailboxes import Mailboxes, no_secret_anywhere, soon
+
+
+@pytest.fixture
+def rt(graph_rt):
+    return graph_rt
+
+
+def differences(rt, mailboxes: Mailboxes, user_id: str) -> list[str]:
+    return mailboxes.differences(rt.db, rt.settings, user_id)
 
 
 def sync_info(rt, user_id):
@@ -34,17 +42,17 @@ def make_due(redis_conn) -> int:
     return len(ids)
 
 
-def test_backfill_stores_the_window_field_by_field_without_bodies(rt, connected, fake_graph, run_jobs):
-    user_id = connected("alice")
+def test_backfill_stores_the_window_field_by_field_without_bodies(rt, mailbox, mailboxes, run_jobs):
+    user_id = mailbox("alice")
     for day in range(-10, 40, 2):
-        fake_graph.create(user_id, soon(day))
-    fake_graph.create_series(user_id, soon(3), count=4)
+        mailboxes.create(user_id, soon(day))
+    mailboxes.create_series(user_id, soon(3), count=4)
 
     assert request(rt, user_id, "connect") is True
     run_jobs()
 
-    assert differences(rt, fake_graph, user_id) == []
-    assert no_secret_anywhere(rt)
+    assert differences(rt, mailboxes, user_id) == []
+    assert no_secret_anywhere(rt.db)
     assert rt.db.events.count_documents({"user_id": user_id}) > 20
     (calendar,) = calendars.for_user(rt.db, user_id)
     assert calendar.is_default and calendar.enabled and "$deltatoken" in calendar.delta_link
@@ -53,48 +61,48 @@ def test_backfill_stores_the_window_field_by_field_without_bodies(rt, connected,
     assert info.lag_seconds >= 0 and info.last_sync_at
 
 
-def test_incremental_round_applies_creates_updates_and_removals(rt, connected, fake_graph, run_jobs):
-    user_id = connected("bob")
-    ids = [fake_graph.create(user_id, soon(d)) for d in range(5)]
-    series = fake_graph.create_series(user_id, soon(1, 15), count=3)
+def test_incremental_round_applies_creates_updates_and_removals(rt, mailbox, mailboxes, run_jobs):
+    user_id = mailbox("bob")
+    ids = [mailboxes.create(user_id, soon(d)) for d in range(5)]
+    master = mailboxes.create_series(user_id, soon(1, 15), count=3)
+    series = mailboxes.occurrences(user_id, master)
     request(rt, user_id, "connect")
     run_jobs()
 
-    fake_graph.update(user_id, ids[0], subject="renamed", move_minutes=90)
-    fake_graph.delete(user_id, ids[1])
-    fake_graph.update_series(user_id, fake_graph.users[user_id].events[series[0]]["series_master_id"],
-                             is_cancelled=True)
-    fake_graph.delete(user_id, series[2])
-    fake_graph.update(user_id, ids[2], start=soon(90), end=soon(90, 11))   # moved out of the window
-    fake_graph.create(user_id, soon(2))
+    mailboxes.update(user_id, ids[0], subject="renamed", move_minutes=90)
+    mailboxes.delete(user_id, ids[1])
+    mailboxes.update(user_id, master, subject="series renamed")   # every occurrence changes
+    mailboxes.delete(user_id, series[2])                          # one occurrence goes
+    mailboxes.update(user_id, ids[2], start=soon(90), minutes=60)   # moved out of the window
+    mailboxes.create(user_id, soon(2))
     request(rt, user_id, "webhook")
     run_jobs()
 
-    assert differences(rt, fake_graph, user_id) == []
+    assert differences(rt, mailboxes, user_id) == []
     assert sync_info(rt, user_id).last_result == "delta"
 
 
-def test_rejected_delta_token_triggers_a_full_resync_that_drops_vanished_events(rt, connected, fake_graph, run_jobs):
-    user_id = connected("carol")
+def test_rejected_delta_token_triggers_a_full_resync_that_drops_vanished_events(rt, mailbox, mailboxes, run_jobs):
+    user_id = mailbox("carol")
     for d in range(4):
-        fake_graph.create(user_id, soon(d))
+        mailboxes.create(user_id, soon(d))
     request(rt, user_id, "connect")
     run_jobs()
     rt.db.events.insert_one({"user_id": user_id, "graph_id": "ghost", "subject": "gone",
                              "stored_at": datetime.now(UTC) - timedelta(days=1)})
-    fake_graph.reject_delta_tokens = 1
-    fake_graph.create(user_id, soon(5))
+    mailboxes.control.invalidate_delta(user_id, "gone")   # 410 for the delta token we hold
+    mailboxes.create(user_id, soon(5))
 
     request(rt, user_id, "webhook")
     run_jobs()
 
-    assert differences(rt, fake_graph, user_id) == []
+    assert differences(rt, mailboxes, user_id) == []
     assert sync_info(rt, user_id).last_result == "full:token-rejected"
 
 
-def test_window_roll_sweep_rebaselines_users_whose_window_moved(rt, connected, fake_graph, run_jobs):
-    user_id = connected("dave")
-    fake_graph.create(user_id, soon(1))
+def test_window_roll_sweep_rebaselines_users_whose_window_moved(rt, mailbox, mailboxes, run_jobs):
+    user_id = mailbox("dave")
+    mailboxes.create(user_id, soon(1))
     request(rt, user_id, "connect")
     run_jobs()
     assert jobs.window_roll_sweep() == 0   # already on today's window
@@ -131,16 +139,16 @@ def test_request_sync_refuses_junk_user_ids(redis_conn, bad):
         requests.request_sync(redis_conn, bad, "webhook")
 
 
-def test_a_request_during_a_running_sync_is_not_lost(rt, connected, fake_graph, run_jobs, monkeypatch):
-    user_id = connected("erin")
-    fake_graph.create(user_id, soon(1))
+def test_a_request_during_a_running_sync_is_not_lost(rt, mailbox, mailboxes, run_jobs, monkeypatch):
+    user_id = mailbox("erin")
+    mailboxes.create(user_id, soon(1))
     real_round = rounds.run_round
     late = []
 
     def round_with_a_notification_mid_way(*args, **kwargs):
         result = real_round(*args, **kwargs)
         if not late:   # a change and its notification land while the first round is finishing
-            late.append(fake_graph.create(user_id, soon(2)))
+            late.append(mailboxes.create(user_id, soon(2)))
             request(rt, user_id, "webhook")
         return result
 
@@ -148,13 +156,13 @@ def test_a_request_during_a_running_sync_is_not_lost(rt, connected, fake_graph, 
     request(rt, user_id, "connect")
     run_jobs()
 
-    assert late and differences(rt, fake_graph, user_id) == []
+    assert late and differences(rt, mailboxes, user_id) == []
 
 
 def test_a_user_locked_by_another_worker_is_not_interleaved_and_is_rechecked_once(
-        rt, connected, fake_graph, run_jobs, redis_conn):
-    user_id = connected("frank")
-    fake_graph.create(user_id, soon(1))
+        rt, mailbox, mailboxes, run_jobs, redis_conn):
+    user_id = mailbox("frank")
+    mailboxes.create(user_id, soon(1))
     redis_conn.set(f"calsync:lock:sync:{user_id}", "another-job", px=60_000)   # a holder that never finishes
 
     request(rt, user_id, "connect")
@@ -162,25 +170,25 @@ def test_a_user_locked_by_another_worker_is_not_interleaved_and_is_rechecked_onc
     request(rt, user_id, "webhook")   # still enqueued at once: nothing blocks new requests
     run_jobs()
 
-    assert rt.db.events.count_documents({}) == 0 and fake_graph.delta_pages == 0
+    assert rt.db.events.count_documents({}) == 0 and mailboxes.delta_pages(user_id) == 0
     assert redis_conn.exists(f"calsync:dirty:{user_id}")
     redis_conn.delete(f"calsync:lock:sync:{user_id}")
     assert make_due(redis_conn) == 1   # one delayed re-check, however many requests met the lock
     run_jobs()
-    assert differences(rt, fake_graph, user_id) == []
+    assert differences(rt, mailboxes, user_id) == []
 
 
 def test_a_notification_after_the_last_round_is_picked_up_when_the_holder_releases(
-        rt, connected, fake_graph, run_jobs, redis_conn, monkeypatch):
-    user_id = connected("fay")
-    fake_graph.create(user_id, soon(1))
+        rt, mailbox, mailboxes, run_jobs, redis_conn, monkeypatch):
+    user_id = mailbox("fay")
+    mailboxes.create(user_id, soon(1))
     real_rounds = runner._rounds
     late, second = [], []
 
     def rounds_then_a_notification_that_meets_the_lock(*args, **kwargs):
         outcome = real_rounds(*args, **kwargs)
         if not late:   # after the holder's last look at the dirty flag, before it releases the lock
-            late.append(fake_graph.create(user_id, soon(2)))
+            late.append(mailboxes.create(user_id, soon(2)))
             request(rt, user_id, "webhook")
             queues.get_queue(queues.SYNC, redis_conn).empty()   # that job is the one another worker runs now:
             with monkeypatch.context() as m:                    # it meets the held lock and leaves it to us
@@ -193,13 +201,13 @@ def test_a_notification_after_the_last_round_is_picked_up_when_the_holder_releas
     run_jobs()
 
     assert second == ["coalesced"]
-    assert late and differences(rt, fake_graph, user_id) == []
+    assert late and differences(rt, mailboxes, user_id) == []
 
 
-def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, redis_conn):
-    user_id = connected("gina")
-    for d in range(25):
-        fake_graph.create(user_id, soon(d % 30))
+def test_losing_the_lock_mid_round_stores_no_cursor(rt, mailbox, mailboxes, redis_conn, monkeypatch):
+    user_id = mailbox("gina")
+    mailboxes.create_many(user_id, [soon(d % 30) for d in range(25)])
+    monkeypatch.setattr(rounds, "PAGE_SIZE", 10)    # three pages
     lock = locks.lock(redis_conn, runner.LOCK_KEY.format(user_id=user_id), 60, token="me")
     assert locks.take(lock)
     pages = []
@@ -210,7 +218,7 @@ def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, r
             redis_conn.set(lock.name, "someone-else")   # our lock expired and another worker took it
         locks.keep(lock)
 
-    graph = fake_client(fake_graph, user_id)
+    graph = mailboxes.client(user_id)
     user = users.get(rt.db, user_id)
     rounds.refresh_calendars(rt.db, graph, user_id, user.email)
     (calendar,) = calendars.for_user(rt.db, user_id)
@@ -221,51 +229,52 @@ def test_losing_the_lock_mid_round_stores_no_cursor(rt, connected, fake_graph, r
     assert 0 < rt.db.events.count_documents({}) < 25
 
 
-def test_throttling_reschedules_without_blocking_other_users(rt, connected, fake_graph, run_jobs, redis_conn):
-    slow, fast = connected("hank"), connected("ivy")
-    fake_graph.create(slow, soon(1))
-    fake_graph.create(fast, soon(1))
+def test_throttling_reschedules_without_blocking_other_users(rt, mailbox, mailboxes, run_jobs, redis_conn):
+    slow, fast = mailbox("hank"), mailbox("ivy")
+    mailboxes.create(slow, soon(1))
+    mailboxes.create(fast, soon(1))
     request(rt, slow, "connect")
-    fake_graph.failures.extend([(429, "7.5")])   # longer than the client waits inline
+    mailboxes.fail_next((429, "7.5"))   # longer than the client waits inline
 
     request(rt, fast, "connect")
     run_jobs()
 
-    assert differences(rt, fake_graph, fast) == []
+    assert differences(rt, mailboxes, fast) == []
     assert sync_info(rt, slow).last_result == "throttled"
     registry = ScheduledJobRegistry(queue=queues.get_queue(queues.SYNC, redis_conn))
     (job_id,) = registry.get_job_ids()
-    delay = registry.get_scheduled_time(job_id) - datetime.now(UTC)
-    assert timedelta(seconds=6) < delay < timedelta(seconds=10)
+    throttled_at = next(datetime.fromisoformat(r["at"]) for r in mailboxes.handle.emulator.requests_log()
+                        if r["status"] == 429)
+    delay = registry.get_scheduled_time(job_id) - throttled_at   # counted from Graph's answer, not from now
+    assert timedelta(seconds=7) <= delay < timedelta(seconds=10)
     make_due(redis_conn)
     run_jobs()
-    assert differences(rt, fake_graph, slow) == []
+    assert differences(rt, mailboxes, slow) == []
     assert sync_info(rt, slow).error_count == 0
 
 
-def test_short_fractional_retry_after_is_waited_inline(rt, connected, fake_graph, graph_route):
-    user_id = connected("jack")
-    fake_graph.create(user_id, soon(1))
+def test_short_fractional_retry_after_is_waited_inline(rt, mailbox, mailboxes):
+    user_id = mailbox("jack")
+    mailboxes.create(user_id, soon(1))
     waits = []
-    graph_route.factory = lambda uid: fake_client(fake_graph, uid, sleep=waits.append)
-    fake_graph.failures.extend([(429, "0.25"), (503, "1.5"), (504, None)])
+    mailboxes.factory = lambda uid: mailboxes.client(uid, sleep=waits.append)
+    mailboxes.fail_next((429, "0.25"), (503, "1.5"), (504, None))
 
     assert jobs.sync_user(user_id) == "ok"
 
     assert waits[:2] == [0.25, 1.5] and len(waits) == 3
-    assert differences(rt, fake_graph, user_id) == []
+    assert differences(rt, mailboxes, user_id) == []
 
 
-def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, connected, fake_graph, graph_route):
-    user_id = connected("kate")
+def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, mailbox, mailboxes):
+    user_id = mailbox("kate")
     refreshed = []
 
     def token(force_refresh=False):
         refreshed.append(force_refresh)
         return "tok-revoked"
 
-    graph_route.factory = lambda uid: GraphClient(fake_client(fake_graph, uid).session, f"{fake_graph.url}/v1.0",
-                                                  token=token, timeout=5)
+    mailboxes.factory = lambda uid: mailboxes.client(uid, token=token)
 
     assert jobs.sync_user(user_id) == "needs_reconnect"
 
@@ -274,51 +283,42 @@ def test_a_token_refused_after_refresh_marks_the_user_needs_reconnect(rt, connec
     assert user.connection.status == users.NEEDS_RECONNECT and user.sync.error_count == 1
 
 
-def test_a_user_gone_from_graph_is_disconnected(rt, connected, fake_graph):
-    user_id = connected("liam")
-    fake_graph.gone.add(user_id)
-
-    assert jobs.sync_user(user_id) == "disconnected"
-
-    assert users.get(rt.db, user_id).connection.status == users.DISCONNECTED
-
-
-def test_other_graph_errors_propagate_to_rq_and_are_counted(rt, connected, fake_graph):
-    user_id = connected("mia")
-    fake_graph.failures.append((500, None))
+def test_other_graph_errors_propagate_to_rq_and_are_counted(rt, mailbox, mailboxes):
+    user_id = mailbox("mia")
+    mailboxes.fail_next((500, None))
 
     with pytest.raises(GraphError):
         jobs.sync_user(user_id)
 
     info = sync_info(rt, user_id)
     assert info.last_result == "error" and info.error_count == 1
-    assert info.last_error == "500 ServiceUnavailable"
+    assert info.last_error == "500 InternalServerError"
 
 
-def test_graph_still_unavailable_after_inline_retries_is_rescheduled(rt, connected, fake_graph, redis_conn):
-    user_id = connected("max")
-    fake_graph.failures.extend([(503, "0")] * 4)
+def test_graph_still_unavailable_after_inline_retries_is_rescheduled(rt, mailbox, mailboxes, redis_conn):
+    user_id = mailbox("max")
+    mailboxes.fail_next(*[(503, "0")] * 4)
 
     assert jobs.sync_user(user_id) == "throttled"
 
     assert ScheduledJobRegistry(queue=queues.get_queue(queues.SYNC, redis_conn)).count == 1
 
 
-def test_disconnected_users_are_skipped(rt, connected, fake_graph):
-    user_id = connected("noah")
+def test_disconnected_users_are_skipped(rt, mailbox, mailboxes):
+    user_id = mailbox("noah")
     users.set_connection_status(rt.db, user_id, users.DISCONNECTED)
 
     assert jobs.sync_user(user_id) == "skipped"
-    assert fake_graph.requests == 0
+    assert mailboxes.requests_for(user_id) == 0
 
 
-def test_time_zone_is_inferred_from_meetings_the_user_organizes(rt, connected, fake_graph):
-    user_id = connected("olga")
+def test_time_zone_is_inferred_from_meetings_the_user_organizes(rt, mailbox, mailboxes):
+    user_id = mailbox("olga")
     for d in range(3):
-        fake_graph.create(user_id, soon(d), tz="W. Europe Standard Time")
-    fake_graph.create(user_id, soon(4), tz="Tokyo Standard Time")
+        mailboxes.create(user_id, soon(d), tz="W. Europe Standard Time")
+    mailboxes.create(user_id, soon(4), tz="Tokyo Standard Time")
     for d in range(5):
-        fake_graph.create(user_id, soon(d, 16), tz="Pacific Standard Time", organizer="boss@contoso.example")
+        mailboxes.create(user_id, soon(d, 16), tz="Pacific Standard Time", organizer="boss@contoso.example")
 
     jobs.sync_user(user_id)
 
@@ -327,18 +327,18 @@ def test_time_zone_is_inferred_from_meetings_the_user_organizes(rt, connected, f
     assert user.digest.next_at is not None   # the digest was planned again in the new zone
 
 
-def test_an_explicit_time_zone_is_not_overwritten(rt, connected, fake_graph):
-    user_id = connected("pete")
+def test_an_explicit_time_zone_is_not_overwritten(rt, mailbox, mailboxes):
+    user_id = mailbox("pete")
     users.choose_time_zone(rt.db, user_id, "Asia/Kolkata")
-    fake_graph.create(user_id, soon(1), tz="W. Europe Standard Time")
+    mailboxes.create(user_id, soon(1), tz="W. Europe Standard Time")
 
     jobs.sync_user(user_id)
 
     assert users.get(rt.db, user_id).time_zone == "Asia/Kolkata"
 
 
-def test_reconcile_sweep_syncs_only_users_quiet_for_too_long(rt, connected, fake_graph, redis_conn):
-    quiet, recent, never = connected("quinn"), connected("rose"), connected("sam")
+def test_reconcile_sweep_syncs_only_users_quiet_for_too_long(rt, mailbox, mailboxes, redis_conn):
+    quiet, recent, never = mailbox("quinn"), mailbox("rose"), mailbox("sam")
     users.record_sync_success(rt.db, quiet, datetime.now(UTC) - timedelta(hours=7), "delta", None)
     users.record_sync_success(rt.db, recent, datetime.now(UTC) - timedelta(minutes=5), "delta", None)
 
@@ -355,10 +355,10 @@ def test_a_job_in_a_process_without_a_runtime_fails_saying_how_to_start_workers(
         jobs.sync_user("anyone")
 
 
-def test_events_stored_before_calendars_were_known_are_filed_under_the_default_calendar(rt, connected, fake_graph,
+def test_events_stored_before_calendars_were_known_are_filed_under_the_default_calendar(rt, mailbox, mailboxes,
                                                                                          run_jobs):
-    user_id = connected("olga")
-    kept = fake_graph.create(user_id, soon(2))
+    user_id = mailbox("olga")
+    kept = mailboxes.create(user_id, soon(2))
     before = datetime.now(UTC) - timedelta(days=1)
     rt.db.events.insert_many([{"user_id": user_id, "graph_id": kept, "subject": "old copy", "stored_at": before},
                               {"user_id": user_id, "graph_id": "vanished", "subject": "gone", "stored_at": before}])
@@ -369,4 +369,4 @@ def test_events_stored_before_calendars_were_known_are_filed_under_the_default_c
     (calendar,) = calendars.for_user(rt.db, user_id)
     assert {e["graph_id"]: e.get("calendar_id") for e in rt.db.events.find({"user_id": user_id})} == \
         {kept: calendar.calendar_id}
-    assert differences(rt, fake_graph, user_id) == []
+    assert differences(rt, mailboxes, user_id) == []

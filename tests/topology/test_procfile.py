@@ -22,15 +22,18 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
+from harness.loopback import free_port
+from harness.topology import Topology
+from harness.waiting import wait_until
+from service import queues
 from service.config import Settings
 from service.store import digests, events
 from service.sync import rounds
 from tests.support.calendars import Calendar
 from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
-from tests.support.loopback import free_port
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import Topology, active, differences, environment, ready, wait_until
+from tests.support.topology import active, differences, digest_tick_done, environment, ready
 
 OPERATIONS = 500
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,16 +41,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def busy_sync_worker(topology: Topology, redis_conn, timeout: float = 20) -> tuple[str, bool]:
     """The topology name of an rq worker running a sync job right now (else any worker), and whether busy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def syncing() -> str | None:
         for worker in Worker.all(connection=redis_conn):
             job = worker.get_current_job()
-            if job is not None and job.func_name == "service.workers.jobs.sync_user":
+            if job is not None and job.func_name == queues.SYNC_USER:
                 for name in [n for n in topology.running if n.startswith("worker.")]:
                     if worker.pid in topology.pids(name):
-                        return name, True
-        time.sleep(0.05)
-    return next(n for n in topology.running if n.startswith("worker.")), False
+                        return name
+        return None
+
+    try:
+        return wait_until(syncing, timeout=timeout, message="a worker running a sync job"), True
+    except AssertionError:
+        return next(n for n in topology.running if n.startswith("worker.")), False
 
 
 @pytest.mark.slow
@@ -68,7 +74,7 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         assert "user_graph_id" in db.events.index_information()   # release created the indexes
         for kind, index in (("web", 1), ("worker", 1), ("worker", 2), ("scheduler", 1)):
             topology.start(kind, index)
-        wait_until("gunicorn", lambda: ready(url), timeout=60)
+        wait_until(lambda: ready(url), timeout=60, interval=0.5, message="gunicorn")
 
         people = [emulated_user(stack, mail=f"person{n}@contoso.com") for n in range(2)]
         zone = midday_zone()
@@ -77,11 +83,11 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
             # Due today whatever the weekday or hour, and sent even if the random changes below leave the
             # user no meeting today: "each got today's digest exactly once" does not hang on chance.
             digest_due_today(db, person["id"])
-        wait_until("two subscriptions", lambda: len(active(control)) == 2, timeout=60)
+        wait_until(lambda: len(active(control)) == 2, timeout=60, interval=0.5, message="two subscriptions")
         window = rounds.window_for(Settings(), datetime.now(UTC))
         for person in people:
-            wait_until(f"backfill of {person['mail']}",
-                       lambda p=person: not differences(db, control, p["id"], window), timeout=60)
+            wait_until(lambda p=person: not differences(db, control, p["id"], window),
+                       timeout=60, interval=0.5, message=f"backfill of {person['mail']}")
 
         control.set_faults(duplicate_rate=0.15, reorder_rate=0.15, seed=11)
         calendars = [Calendar(control, person, rng) for person in people]
@@ -106,20 +112,21 @@ def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_sch
         # A SIGKILLed sync keeps its user's lock until RQ retries its job (about 90 s) or the lock expires.
         for person in people:
             try:
-                wait_until(f"{person['mail']} to converge",
-                           lambda p=person: not differences(db, control, p["id"], window), timeout=240, every=2)
+                wait_until(lambda p=person: not differences(db, control, p["id"], window),
+                           timeout=240, interval=2, message=f"{person['mail']} to converge")
             except AssertionError as exc:   # name what still differs, so that a failure can be diagnosed
                 left = differences(db, control, person["id"], window)
                 raise AssertionError(f"{exc}; user {person['id']}: {len(left)} left, {left[:20]}") from None
-        wait_until("a new subscription for the removed one", lambda: {s["userId"] for s in active(control)} ==
-                   {p["id"] for p in people} and removed["id"] not in {s["id"] for s in active(control)}, timeout=60)
+        wait_until(lambda: {s["userId"] for s in active(control)} ==
+                   {p["id"] for p in people} and removed["id"] not in {s["id"] for s in active(control)},
+                   timeout=60, interval=0.5, message="a new subscription for the removed one")
         converged = time.monotonic() - changed
         today = local_today(zone).isoformat()
-        wait_until("both digests", lambda: len(smtp_inbox.messages) >= 2, timeout=120)
+        wait_until(lambda: len(smtp_inbox.messages) >= 2, timeout=120, interval=0.5, message="both digests")
         sent_at = time.time()
-        wait_until("another digest tick", lambda: float(redis_conn.get("calsync:scheduler:last:digest-tick") or 0)
-                   > sent_at, timeout=90)
-        time.sleep(3)   # the tick's jobs, if it had queued any, have run by now
+        # Another tick ran after both digests went out, and whatever it queued has run: nobody gets a second.
+        wait_until(lambda: digest_tick_done(redis_conn, sent_at), timeout=120, interval=0.5,
+                   message="another digest tick, and the digests it queued, to finish")
 
         print(f"topology: killed {killed} (mid-sync: {busy}); converged {converged:.1f}s after the last change; "
               f"{len(db.events.find({}).to_list())} events stored; {len(smtp_inbox.messages)} digests")

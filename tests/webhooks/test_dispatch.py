@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 
+from harness.waiting import wait_until
 from service import queues
 from service.app import create_app
 from service.cli.devserver import DevServer
@@ -131,7 +131,9 @@ def test_entries_a_dead_dispatcher_read_are_claimed_by_another(client, redis_con
     assert len(read[0][1]) == 2                 # read, never enqueued nor acknowledged: then it died
     assert dispatch.drain(redis_conn, "survivor") == 0 and syncs(redis_conn) == []   # not idle long enough yet
     monkeypatch.setattr(dispatch, "CLAIM_IDLE_MS", 50)
-    time.sleep(0.1)
+    wait_until(lambda: all(entry["time_since_delivered"] >= 50 for entry in
+                           redis_conn.xpending_range(dispatch.STREAM, dispatch.GROUP, "-", "+", 10)),
+               timeout=10, message="the dead dispatcher's entries to be idle for 50 ms")
     assert dispatch.drain(redis_conn, "survivor") == 2
     assert syncs(redis_conn) == ["user-1"]
     assert redis_conn.xpending(dispatch.STREAM, dispatch.GROUP)["pending"] == 0
@@ -169,22 +171,22 @@ def test_the_scheduler_process_dispatches_and_restarts_without_losing_requests(c
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_for(users, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and syncs(redis_conn) != users:
-            time.sleep(0.05)
-        return syncs(redis_conn)
+        wait_until(lambda: syncs(redis_conn) == users, timeout=timeout, message=f"sync jobs for {users}")
+
+    def waiting_in_stream() -> list[bytes]:
+        return sorted(fields[b"u"] for _, fields in redis_conn.xrange(dispatch.STREAM) if fields[b"k"] == b"sync")
 
     first = start()
     try:
-        assert wait_for(["user-0", "user-1"]) == ["user-0", "user-1"]
+        wait_for(["user-0", "user-1"])
         first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        assert first.wait(timeout=10) == -signal.SIGKILL    # gone: no dispatcher runs from here on
         post(client, 2, 3)                      # nobody dispatches now: the requests wait in Redis
-        time.sleep(0.3)
+        assert b"user-2" in waiting_in_stream() and b"user-3" in waiting_in_stream()
         assert syncs(redis_conn) == ["user-0", "user-1"]
         second = start()
         try:
-            assert wait_for(["user-0", "user-1", "user-2", "user-3"]) == ["user-0", "user-1", "user-2", "user-3"]
+            wait_for(["user-0", "user-1", "user-2", "user-3"])
         finally:
             second.terminate()
             assert second.wait(timeout=15) == 0
@@ -202,11 +204,9 @@ def test_calsync_dev_embedded_dispatches_and_syncs(rt, redis_conn, db):
     try:
         client = server.app.test_client()
         assert post(client, 1).status_code == 202
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and redis_conn.exists("calsync:sync-pending:user-1", "calsync:dirty:user-1"):
-            time.sleep(0.05)
         # The sync job ran (it clears the guard as it starts, the dirty flag as its round starts).
-        assert not redis_conn.exists("calsync:sync-pending:user-1", "calsync:dirty:user-1")
+        wait_until(lambda: not redis_conn.exists("calsync:sync-pending:user-1", "calsync:dirty:user-1"),
+                   timeout=20, message="the sync job to clear user-1's guard and dirty flag")
         assert dispatch.backlog(redis_conn) == 0
     finally:
         server.stop()

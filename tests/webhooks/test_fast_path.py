@@ -10,8 +10,7 @@ import json
 import pytest
 
 from service import metrics
-from tests.support.notifications import change, subscribe
-from tests.webhooks.test_routes import STATE_A, SUB_A
+from tests.support.notifications import STATE_A, SUB_A, change, subscribe
 
 CASES = {
     "accepted": json.dumps({"value": [change(SUB_A, STATE_A)]}),

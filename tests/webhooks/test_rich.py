@@ -129,10 +129,15 @@ def validate(tokens, keys, tenants=frozenset({TENANT})):
 
 
 def test_a_genuine_token_passes(signing):
+    """A v2.0 token (``azp``) and a v1.0 one (``appid``, the sts.windows.net issuer) from Graph's publisher app
+    each vouch for their tenant, and a batch from that tenant passes with either."""
     key, keys = signing
-    validate([token(key)], keys)
     v1 = token(key, iss=f"https://sts.windows.net/{TENANT}/", ver="1.0", azp=None, appid=rich.PUBLISHER_APP_ID)
-    validate([v1], keys)
+    for genuine in (token(key), v1):
+        assert rich._validate_token(genuine, keys, CLIENT_ID, AUTHORITY) == TENANT
+        validate([genuine], keys)       # raises RichError on any refusal
+        with pytest.raises(rich.RichError, match="tenant_not_covered"):
+            validate([genuine], keys, {TENANT, "another-tenant"})   # it vouches for its own tenant only
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [

@@ -143,8 +143,9 @@ def test_redis_down_is_a_5xx_so_graph_redelivers(make_settings, db):
     subscribe(db, SUB_A, "user-a", STATE_A)
     client = create_app(runtime=rt).test_client()
     response = post(client, [change(SUB_A, STATE_A)])
-    assert response.status_code == 503
-    assert post(client, [], "/webhooks/graph/lifecycle").status_code in (202, 503)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    lifecycle = post(client, [lifecycle_item(SUB_A, STATE_A, "reauthorizationRequired")], "/webhooks/graph/lifecycle")
+    assert lifecycle.status_code == 503 and lifecycle.headers["Retry-After"]   # verified in Redis: Graph retries
     lifecycle = [{"subscriptionId": SUB_A, "clientState": STATE_A, "lifecycleEvent": "missed", "tenantId": "t1"}]
     assert post(client, lifecycle, "/webhooks/graph/lifecycle").status_code == 503
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from service import cli as cli_module
 from service import queues
 from service.cli import sync as workers_cli
 from service.workers.scheduler import PERIODIC, Scheduler
-from tests.support.fakegraph import soon
-from tests.support.truth import differences
+from tests.support.mailboxes import soon
+
+
+@pytest.fixture
+def rt(graph_rt):
+    return graph_rt
 
 
 def test_the_scheduler_runs_every_sweep_as_real_jobs(rt, redis_conn, run_jobs):
@@ -43,25 +48,25 @@ def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):
     assert "digest-tick" in second.tick(now=2_000_061.0)
 
 
-def test_the_reconcile_job_enqueued_by_the_scheduler_runs(rt, connected, fake_graph, run_jobs, redis_conn):
-    user_id = connected("tom")
-    fake_graph.create(user_id, soon(1))
+def test_the_reconcile_job_enqueued_by_the_scheduler_runs(rt, mailbox, mailboxes, run_jobs, redis_conn):
+    user_id = mailbox("tom")
+    mailboxes.create(user_id, soon(1))
     tasks = tuple(t for t in PERIODIC if t.name == "reconcile-sweep")
 
     Scheduler(redis_conn, tasks=tasks, identity="x").tick()
     run_jobs()
 
-    assert differences(rt, fake_graph, user_id) == []
+    assert mailboxes.differences(rt.db, rt.settings, user_id) == []
 
 
-def test_calsync_sync_command_syncs_a_user_by_email(rt, connected, fake_graph, monkeypatch):
-    user_id = connected("uma", "Uma@Contoso.example")
-    fake_graph.create(user_id, soon(1))
+def test_calsync_sync_command_syncs_a_user_by_email(rt, mailbox, mailboxes, monkeypatch):
+    user_id = mailbox("uma", "Uma@Contoso.example")
+    mailboxes.create(user_id, soon(1))
     monkeypatch.setattr(workers_cli, "runtime_from_env", lambda: rt)
 
     result = CliRunner().invoke(cli_module.cli, ["sync", "uma@contoso.example"])
 
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: last_result=full:initial")
-    assert differences(rt, fake_graph, user_id) == []
+    assert mailboxes.differences(rt.db, rt.settings, user_id) == []
     assert CliRunner().invoke(cli_module.cli, ["sync", "nobody@x"]).exit_code == 1

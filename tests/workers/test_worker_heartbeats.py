@@ -17,6 +17,7 @@ from rq import Retry
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
+from harness.waiting import wait_until
 from service import queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,13 +28,6 @@ TTL = INTERVAL + 60   # RQ's heartbeat TTL for a job with a longer timeout
 
 def started_scores(redis_conn, registry: StartedJobRegistry) -> list[float]:
     return [score for _, score in redis_conn.zrange(registry.key, 0, -1, withscores=True)]
-
-
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -48,10 +42,12 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_rq_retries_after_the_heartbea
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     registry = StartedJobRegistry(queue=queue)
     try:
-        wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED and started_scores(redis_conn, registry))
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED and started_scores(redis_conn, registry),
+                   timeout=30, message="the job to start")
         first = max(started_scores(redis_conn, registry))
         assert first - time.time() <= TTL + 1                   # not the job's 300 s timeout + 60
-        wait_for(lambda: max(started_scores(redis_conn, registry)) >= first + 2 * INTERVAL, timeout=10)  # renewed
+        wait_until(lambda: max(started_scores(redis_conn, registry)) >= first + 2 * INTERVAL, timeout=10,
+                   message="the worker to renew the job's heartbeat twice")
     finally:
         os.kill(worker.pid, signal.SIGKILL)                     # mid-job, as a lost machine
         worker.wait(timeout=10)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pymongo
 
-from tests.support.loopback import free_port, stop_process
+from harness.loopback import free_port, stop_process
+from harness.waiting import wait_until
 
 
 @dataclass
@@ -42,14 +42,19 @@ def start_secantus(directory: Path, own_session: bool = False) -> MongoServer:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session,
         )
     uri = f"mongodb://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
+        assert process.poll() is None, "secantusd-py exited"
         try:
             with pymongo.MongoClient(uri, serverSelectionTimeoutMS=200) as client:
                 client.admin.command("ping")
-            return MongoServer(uri, process)
+            return True
         except pymongo.errors.PyMongoError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"secantusd-py did not start; see {directory / 'secantusd.log'}") from None
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(answers, timeout=30, message="secantusd-py to answer")
+    except AssertionError as exc:
+        process.kill()
+        raise RuntimeError(f"secantusd-py did not start ({exc}); see {directory / 'secantusd.log'}") from None
+    return MongoServer(uri, process)
