@@ -38,8 +38,9 @@ LAYERS = (
 # registration from service.config, and only the command line serves it. Its own layers, lowest first.
 EMULATOR_LAYERS = (
     ("parts", ("emulator.clock", "emulator.errors", "emulator.tls", "emulator.zones", "emulator.limits",
-               "emulator.faults", "emulator.rich", "emulator.delta", "emulator.calendars", "emulator.events",
-               "emulator.state", "emulator.identity", "emulator.notify", "emulator.subscriptions")),
+               "emulator.faults", "emulator.rich", "emulator.delta", "emulator.directory",
+               "emulator.calendars", "emulator.events", "emulator.state", "emulator.identity", "emulator.notify",
+               "emulator.subscriptions")),
     ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control")),
     ("app", ("emulator.app",)),
     ("serving", ("emulator.server", "emulator.testing")),
