@@ -106,7 +106,7 @@ class Runtime:
 
     @cached_property
     def tokens(self) -> Tokens:
-        return Tokens(self.settings, self.db, self.redis, self.http)
+        return Tokens(self.settings, self.db, self.redis, self.http, self.app_tokens)
 
     @cached_property
     def app_tokens(self) -> AppTokens:

@@ -50,6 +50,14 @@ class AppTokens:
     def token(self, tenant_id: str) -> str:
         """A client-credentials access token for Graph in ``tenant_id`` (MSAL's cached one while it is valid)."""
         result = self._app(tenant_id).acquire_token_for_client([DEFAULT_SCOPE])
+        if result.get("error") == "invalid_client" and len(self.settings.client_certificates) > 1:
+            # A rotation under way: the newest certificate is not (yet) on the app registration; the previous
+            # one still is. Use it for this tenant until the process restarts or the consent changes.
+            log.warning("app token for tenant %s: the newest client certificate was refused; using the previous "
+                        "one", tenant_id)
+            with self._lock:
+                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, credential=1)
+            result = app.acquire_token_for_client([DEFAULT_SCOPE])
         if "access_token" not in result:
             # No service principal in the tenant, a revoked consent, a wrong credential: all say "no consent"
             # to the caller; the identity platform's error code goes to the log (never the token request).
