@@ -93,6 +93,12 @@ class Tokens:
         return GraphClient(self.http, self.settings.graph_url, token=self._memo(user_id, source),
                            timeout=self.settings.http_timeout, gate=self.mailboxes, mailbox=user_id)
 
+    def forget(self, user_id: str) -> None:
+        """Drop this process's memos of the user's tokens (their token source changed)."""
+        with self._memos_lock:
+            for source in (USER_SOURCE, APP_SOURCE):
+                self._memos.pop(f"{source}:{user_id}", None)
+
     def _memo(self, user_id: str, source: str = USER_SOURCE) -> TokenMemo:
         """This process's token memo for the user and source (the most recently used ``MEMO_USERS`` are kept)."""
         key = f"{source}:{user_id}"

@@ -27,6 +27,7 @@ LAYERS = (
     ("insights", ("service.insights",)),
     ("digest", ("service.digest",)),
     ("connections", ("service.connections",)),
+    ("tenant-wide", ("service.tenantwide",)),
     ("outbound", ("service.outbound",)),
     ("runtime", ("service.runtime",)),
     ("pages and APIs", ("service.auth", "service.api", "service.ops")),
