@@ -12,7 +12,6 @@ from tests.support.connect import connect_user, emulated_user
 from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant
 
 
-
 def _event(days_ahead: int = 2) -> dict:
     """A meeting inside the sync window, whatever today is."""
     start = (datetime.now(UTC) + timedelta(days=days_ahead)).replace(hour=10, minute=0, second=0, microsecond=0)
