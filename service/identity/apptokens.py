@@ -56,7 +56,8 @@ class AppTokens:
             log.warning("app token for tenant %s: the newest client certificate was refused; using the previous "
                         "one", tenant_id)
             with self._lock:
-                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, credential=1)
+                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, credential=1,
+                                                        http_cache={})
             result = app.acquire_token_for_client([DEFAULT_SCOPE])
         if "access_token" not in result:
             # No service principal in the tenant, a revoked consent, a wrong credential: all say "no consent"
@@ -96,5 +97,7 @@ class AppTokens:
         with self._lock:
             app = self._apps.get(tenant_id)
             if app is None:
-                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id)
+                # Its own HTTP cache: MSAL's throttling replays a refused token request from that cache, which must
+                # not outlive forget() (a tenant whose admin has just consented again).
+                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, http_cache={})
             return app

@@ -52,7 +52,8 @@ def client_credential(settings: Settings, index: int = 0) -> str | dict:
 
 
 def build_app(settings: Settings, http: requests.Session, cache: msal.TokenCache | None = None,
-              tenant: str | None = None, credential: int = 0) -> msal.ConfidentialClientApplication:
+              tenant: str | None = None, credential: int = 0,
+              http_cache: dict | None = None) -> msal.ConfidentialClientApplication:
     """A confidential client for the configured app, using ``cache`` (one user's) and our trusted session;
     ``tenant`` names a customer's tenant instead of the configured authority (application tokens);
     ``credential`` picks an older certificate while a rotation is under way."""
@@ -66,7 +67,7 @@ def build_app(settings: Settings, http: requests.Session, cache: msal.TokenCache
         token_cache=cache,
         http_client=http,
         timeout=settings.http_timeout,
-        http_cache=_http_cache,
+        http_cache=_http_cache if http_cache is None else http_cache,
         **options,
     )
 

@@ -37,6 +37,7 @@ from service.identity.tokens import ReconnectRequired, TokenUnavailable, consent
 from service.mail import Mailer
 from service.store import people, tenants, users, utcnow
 from service.store import tenantwide as store
+from service.store import tokens as token_store
 from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
 from service.sync import mailboxes
 from service.sync.requests import request_sync
@@ -228,7 +229,7 @@ class TenantWide:
         return "disconnected"
 
     def _has_cache(self, user_id: str) -> bool:
-        return self.db.tokens.find_one({"_id": user_id}, {"_id": 1}) is not None
+        return token_store.get_blob(self.db, user_id) is not None
 
     # ------------------------------------------------------------ the tenant's mode
 
