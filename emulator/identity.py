@@ -335,7 +335,6 @@ class Identity:
         self._user_consents: dict[tuple[str, str], set[str]] = {}
         self._tenant_consents: dict[tuple[str, str], dict[str, set[str]]] = {}
         self._denied: dict[str, str] = {}
-        self._assertions: dict[str, int] = {}   # client assertion jti -> exp (replays are refused)
         # Entra answers AADSTS700016 to client credentials in a tenant without the app's service principal (no
         # consent ever, or the admin deleted the enterprise app). Off by default: older tests mint role-less
         # app tokens in tenants that never consented.
@@ -633,7 +632,8 @@ class Identity:
 
     def authenticate_assertion(self, tenant: str, client_id: str | None, form: dict[str, str], host: str) -> App:
         """A certificate credential: a JWT signed with a registered certificate's key, for this token endpoint,
-        issued by and about the client, unexpired and not seen before (Entra refuses a replayed `jti`)."""
+        issued by and about the client, unexpired. (MSAL reuses one assertion for about ten minutes, so a `jti`
+        seen before is accepted.) Thumbprints are base64url, with or without padding, as MSAL sends them."""
         if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
             raise OAuthError("invalid_client", 7000218, "The client_assertion_type is not valid.", status=401)
         assertion = form["client_assertion"]
@@ -648,7 +648,7 @@ class Identity:
             raise unknown_app(str(client_id), tenant)
         thumbprint = header.get("x5t#S256") or header.get("x5t")
         algorithm = header.get("alg")
-        key = app.certificates.get(thumbprint) if isinstance(thumbprint, str) else None
+        key = app.certificates.get(thumbprint.rstrip("=")) if isinstance(thumbprint, str) else None
         if key is None or algorithm not in ("PS256", "RS256"):
             raise OAuthError("invalid_client", 700027,
                              f"Client assertion contains an invalid signature. [Reason - The key was not found., "
@@ -663,14 +663,6 @@ class Identity:
                              status=401) from None
         if claims.get("sub") != app.client_id:
             raise OAuthError("invalid_client", 700023, "Client assertion subject is not the client.", status=401)
-        with self._lock:
-            if claims["jti"] in self._assertions:
-                raise OAuthError("invalid_client", 7000215, "The client assertion was already used (jti replay).",
-                                 status=401)
-            self._assertions[claims["jti"]] = int(claims["exp"])
-            now = self._epoch()
-            for jti in [j for j, exp in self._assertions.items() if exp < now - 600]:
-                del self._assertions[jti]
         return app
 
     def revoke_tenant_consent(self, tenant_id: str, client_id: str) -> bool:

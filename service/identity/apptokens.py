@@ -62,7 +62,8 @@ class AppTokens:
         if "access_token" not in result:
             # No service principal in the tenant, a revoked consent, a wrong credential: all say "no consent"
             # to the caller; the identity platform's error code goes to the log (never the token request).
-            log.warning("app token for tenant %s refused: %s", tenant_id, result.get("error"))
+            log.warning("app token for tenant %s refused: %s (%s)", tenant_id, result.get("error"),
+                        str(result.get("error_description") or "")[:200])
             raise AppConsentMissing(tenant_id, None, f"no application token ({result.get('error')})")
         return result["access_token"]
 
