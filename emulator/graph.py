@@ -246,6 +246,7 @@ def create_graph_blueprint() -> Blueprint:
     # ------------------------------------------------------------ users
 
     @bp.get("/users/delta")
+    @bp.get("/users/delta()")
     def users_delta():
         """`GET /users/delta` (User.Read.All): the tenant's users, then only what changed (deltaLink)."""
         caller = authenticate()
@@ -265,6 +266,7 @@ def create_graph_blueprint() -> Blueprint:
 
     @bp.get("/groups/<group_id>/transitiveMembers")
     @bp.get("/groups/<group_id>/transitiveMembers/microsoft.graph.user")
+    @bp.get("/groups/<group_id>/transitiveMembers/graph.user")
     def transitive_members(group_id: str):
         """A group's members, nested groups flattened (GroupMember.Read.All; the cast keeps users only)."""
         caller = authenticate()
@@ -272,7 +274,7 @@ def create_graph_blueprint() -> Blueprint:
             raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         state = _em().state
         members = state.directory.transitive_members(caller.tenant_id, group_id)
-        users_only = request.path.endswith("/microsoft.graph.user")
+        users_only = request.path.endswith("graph.user")
         entries = []
         for member in members:
             user = state.get_user(member)
