@@ -9,8 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from service.store import tenantwide
 from tests.support.connect import emulated_user
-from tests.support.tenant_admin import (PRIVILEGED_ROLE_ADMIN, admin_session, connect_tenant, csrf_token,
-                                        grant_consent)
+from tests.support.tenant_admin import PRIVILEGED_ROLE_ADMIN, admin_session, connect_tenant, csrf_token, grant_consent
 from tests.tenantwide.test_tenant_wide import _tenant
 
 JSON = {"Accept": "application/json"}
