@@ -140,10 +140,25 @@ def create_control_blueprint() -> Blueprint:
         if user_ids is not None and not (isinstance(user_ids, list) and all(isinstance(u, str) for u in user_ids)):
             raise bad_request("'user_ids' must be a list of ids or null.", "InvalidRequest")
         tenant_id, client_id = data.get("tenant_id"), data.get("client_id", DEV_CLIENT_ID)
-        if not isinstance(tenant_id, str) or not isinstance(client_id, str):
-            raise bad_request("'tenant_id' and 'client_id' must be strings.", "InvalidRequest")
-        _em().state.directory.set_scope(tenant_id, client_id, user_ids)
-        return jsonify({"tenant_id": tenant_id, "client_id": client_id, "user_ids": user_ids})
+        kind = data.get("kind", "access_policy")
+        if not isinstance(tenant_id, str) or not isinstance(client_id, str) or kind not in ("access_policy", "rbac"):
+            raise bad_request("'tenant_id' and 'client_id' must be strings, 'kind' access_policy or rbac.",
+                              "InvalidRequest")
+        _em().state.directory.set_scope(tenant_id, client_id, user_ids, kind)
+        return jsonify({"tenant_id": tenant_id, "client_id": client_id, "user_ids": user_ids, "kind": kind})
+
+    @bp.get("/scopes/test")
+    def test_scope():
+        """Test-ServicePrincipalAuthorization: whether the app may read a mailbox (InScope), by Exchange's rules."""
+        tenant_id, client_id = request.args.get("tenant_id", ""), request.args.get("client_id", DEV_CLIENT_ID)
+        resource = request.args.get("resource", "")
+        user = _em().state.get_user(resource) or _em().state.find_user(resource)
+        if user is None:
+            raise not_found(f"The mailbox '{resource[:64]}' was not found.", "ErrorInvalidUser")
+        consent = _em().identity.tenant_consent(tenant_id, client_id) or {}
+        entra = bool({"Calendars.Read", "Calendars.ReadWrite"} & set(consent.get("roles", [])))
+        return jsonify({"Resource": user["mail"], "InScope": _em().state.directory.may_read(
+            tenant_id, client_id, user["id"], entra), "EntraGrant": entra})
 
     @bp.put("/users/<user_id>/mailbox")
     def set_mailbox(user_id: str):

@@ -50,7 +50,9 @@ class Directory:
         self.changed: dict[str, tuple[int, str]] = {}   # user id -> (seq of last change, tenant)
         self.removed: dict[str, dict] = {}              # user id -> the user as last seen (deleted ones)
         self.groups: dict[str, dict] = {}               # group id -> {id, tenant_id, display_name, members: set}
-        self.scopes: dict[tuple[str, str], set[str]] = {}   # (tenant, app id) -> user ids the app may read
+        # (tenant, app id) -> (kind, user ids): "access_policy" restricts what the Entra grant allows to these
+        # mailboxes; "rbac" (RBAC for Applications) grants these mailboxes on its own, in addition to the Entra grant.
+        self.scopes: dict[tuple[str, str], tuple[str, set[str]]] = {}
 
     # ------------------------------------------------------------ change log
 
@@ -162,16 +164,24 @@ class Directory:
 
     # ------------------------------------------------------------ mailbox scopes (RBAC for Applications)
 
-    def set_scope(self, tenant_id: str, app_id: str, user_ids: list[str] | None) -> None:
-        """Restrict the app to these mailboxes in the tenant (None: no restriction)."""
+    def set_scope(self, tenant_id: str, app_id: str, user_ids: list[str] | None, kind: str = "access_policy") -> None:
+        """Scope the app's mailbox access in the tenant (None: no scope)."""
         with self.lock:
             key = (tenant_id.lower(), app_id.lower())
             if user_ids is None:
                 self.scopes.pop(key, None)
             else:
-                self.scopes[key] = {u.lower() for u in user_ids}
+                self.scopes[key] = (kind, {u.lower() for u in user_ids})
 
-    def in_scope(self, tenant_id: str, app_id: str, user_id: str) -> bool:
+    def may_read(self, tenant_id: str, app_id: str, user_id: str, entra_grant: bool) -> bool:
+        """Whether an app token may read a mailbox: Exchange's answer from the Entra grant and the scopes. RBAC
+        for Applications adds to the Entra grant, so a tenant-wide Entra grant defeats an RBAC scope; an
+        application access policy restricts the Entra grant."""
         with self.lock:
-            allowed = self.scopes.get((tenant_id.lower(), app_id.lower()))
-        return allowed is None or user_id.lower() in allowed
+            kind, allowed = self.scopes.get((tenant_id.lower(), app_id.lower()), (None, set()))
+        inside = user_id.lower() in allowed
+        if kind == "rbac":
+            return entra_grant or inside
+        if kind == "access_policy":
+            return entra_grant and inside
+        return entra_grant

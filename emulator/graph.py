@@ -134,9 +134,12 @@ def _path_user(caller: Caller, user_ref: str | None) -> dict:
 def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES) -> dict:
     """The user whose data is asked for, if the caller may read it."""
     user = _path_user(caller, user_ref)
-    if (caller.delegated and user["id"] != caller.user_id) or not _has_permission(caller, wanted):
-        raise _access_denied()
-    if not caller.delegated and not _em().state.directory.in_scope(caller.tenant_id, caller.app_id, user["id"]):
+    if caller.delegated:
+        if user["id"] != caller.user_id or not _has_permission(caller, wanted):
+            raise _access_denied()
+        return user
+    if not _em().state.directory.may_read(caller.tenant_id, caller.app_id, user["id"],
+                                          _has_permission(caller, wanted)):
         raise GraphError(403, "ErrorAccessDenied", OUT_OF_SCOPE)   # RBAC for Applications / access policy
     return user
 

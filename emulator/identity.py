@@ -665,11 +665,18 @@ class Identity:
             raise OAuthError("invalid_client", 700023, "Client assertion subject is not the client.", status=401)
         return app
 
-    def revoke_tenant_consent(self, tenant_id: str, client_id: str) -> bool:
-        """The tenant's admin removed the app (or its grants): client-credentials tokens carry no roles any more,
-        and the service principal is gone, so the token endpoint refuses the app in that tenant."""
+    def revoke_tenant_consent(self, tenant_id: str, client_id: str, roles: list[str] | None = None) -> bool:
+        """The tenant's admin removed the app (the service principal goes: the token endpoint refuses the app in
+        that tenant), or with ``roles`` only those application permission grants."""
         with self._lock:
-            return self._tenant_consents.pop((tenant_id.lower(), client_id.lower()), None) is not None
+            key = (tenant_id.lower(), client_id.lower())
+            if roles is None:
+                return self._tenant_consents.pop(key, None) is not None
+            consent = self._tenant_consents.get(key)
+            if consent is None:
+                return False
+            consent["roles"].difference_update(roles)
+            return True
 
     def token(self, tenant: str, form: dict[str, str], basic: tuple[str, str] | None, host: str) -> dict:
         """Run the token endpoint for a form body; return the JSON response or raise OAuthError.

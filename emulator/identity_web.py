@@ -539,7 +539,9 @@ def control_blueprint(identity: Identity) -> Blueprint:
     def revoke_consent() -> Response:
         """The tenant's admin removes the app's grants (deletes the enterprise application)."""
         data = _body()
-        return jsonify({"revoked": identity.revoke_tenant_consent(_text(data, "tenant"), _text(data, "client_id"))})
+        roles = _strings(data, "roles") if "roles" in data else None
+        return jsonify({"revoked": identity.revoke_tenant_consent(_text(data, "tenant"), _text(data, "client_id"),
+                                                                  roles)})
 
     @bp.post("/require-service-principal")
     def require_service_principal() -> Response:

@@ -152,7 +152,7 @@ class Subscriptions:
         now = self.em.clock()
         change_types = self._change_types(body.get("changeType"))
         user_id, select = self._resource(caller, body.get("resource"))
-        if not self._may_subscribe(caller):
+        if caller.delegated and not self._may_subscribe(caller):
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         notification_url = _url(body.get("notificationUrl"), "notificationUrl")
@@ -243,7 +243,8 @@ class Subscriptions:
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         self.em.state.check_mailbox(user["id"])
-        if not caller.delegated and not self.em.state.directory.in_scope(caller.tenant_id, caller.app_id, user["id"]):
+        if not caller.delegated and not self.em.state.directory.may_read(caller.tenant_id, caller.app_id, user["id"],
+                                                                          self._may_subscribe(caller)):
             raise GraphError(403, "ErrorAccessDenied", OUT_OF_SCOPE)
         return user["id"], select
 
