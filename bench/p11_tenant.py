@@ -20,10 +20,13 @@ import time
 from pathlib import Path
 
 import redis
+from rq.job import Job
+from rq.registry import FinishedJobRegistry
 from werkzeug.serving import make_server
 
 from bench.common import Part
 from emulator.testing import running_emulator
+from service import queues
 from service.app import create_app
 from service.config import Settings
 from service.runtime import Runtime, install
@@ -35,6 +38,20 @@ from tests.support.serving import Deferred
 TARGET = 20_000
 SUBSCRIPTION_WRITES_PER_20_S = 1_000
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
+
+
+def job_seconds(conn) -> dict[str, tuple[int, float]]:
+    """Finished jobs by entry point: how many and the seconds they ran (RQ's own start and end times)."""
+    spent: dict[str, tuple[int, float]] = {}
+    for name in queues.ALL:
+        queue = queues.get_queue(name, conn)
+        for job in Job.fetch_many(FinishedJobRegistry(queue=queue).get_job_ids(), connection=conn):
+            if job is None or not job.started_at or not job.ended_at:
+                continue
+            key = job.func_name.rsplit(".", 1)[-1]
+            count, seconds = spent.get(key, (0, 0.0))
+            spent[key] = (count + 1, seconds + (job.ended_at - job.started_at).total_seconds())
+    return spent
 
 
 class _Stack:
@@ -86,6 +103,7 @@ def run(ctx) -> Part:
             subscribed = rt.db.subscriptions.count_documents({})
             synced = rt.db.users.count_documents({"tenant_id": tenant, "sync.last_sync_at": {"$ne": None}})
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            spent = job_seconds(rt.redis)
         finally:
             server.shutdown()
             thread.join(timeout=5)
@@ -104,6 +122,8 @@ def run(ctx) -> Part:
     part.add("mailboxes synced", synced, "", size, "enrolled", "all", synced == size)
     part.add("peak RSS of the process (emulator, web, worker together)", round(peak, 1), "MB",
              round(rss_before, 1), "before enrolment")
+    for name, (count, seconds) in sorted(spent.items()):
+        part.add(f"job {name}: mean of {count}", round(1000 * seconds / max(count, 1), 1), "ms")
     part.notes.append(f"one in-process RQ worker; {setup:.1f} s to create the tenant's users in the emulator "
                       "(not timed); the emulator, the web app and the worker share this process and its cores")
     return part
