@@ -363,6 +363,14 @@ def admin_consent_callback():
         log.warning("admin consent: the consent is for tenant %s, the signed-in admin's is %s", tenant_id, expected)
         return _page_error(403, "That consent was for another organisation",
                            "Sign in as an administrator of the organisation you are connecting.")
+    # The redirect itself proves nothing (anyone can type its query string): ask the identity platform for a
+    # token of that tenant and believe the consent only if it carries application permissions.
+    _rt().app_tokens.forget(tenant_id.lower())
+    if not _rt().app_tokens.roles(tenant_id.lower()):
+        log.warning("admin consent callback for tenant %s, but the identity platform grants nothing there",
+                    tenant_id.lower())
+        return _page_error(400, "Admin consent did not complete",
+                           "Microsoft has not confirmed calsync's permissions in that organisation. Please try again.")
     user = _signed_in_user()
     by = session.get("admin_email") or (user.email if user else None)
     record = tenants.record_consent(_rt().db, tenant_id.lower(), by, [f"{GRAPH_RESOURCE}/.default"])

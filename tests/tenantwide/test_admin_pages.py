@@ -50,6 +50,18 @@ def test_a_consent_for_another_tenant_is_refused(stack):
     assert stack.runtime.db.tenants.find_one({"_id": other}) is None
 
 
+def test_a_consent_callback_microsoft_did_not_send_records_nothing(stack):
+    tenant = _tenant(stack)
+    admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
+    session, _ = admin_session(stack, admin["id"])
+    started = session.get(f"{stack.url}/admin/consent", allow_redirects=False, timeout=10)
+    state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+    answer = session.get(f"{stack.url}/admin/consent/callback?admin_consent=True&tenant={tenant}&state={state}",
+                         timeout=10)      # a valid state, but the admin never consented at Microsoft
+    assert answer.status_code == 400 and "not confirmed" in answer.text
+    assert stack.runtime.db.tenants.find_one({"_id": tenant, "consented_at": {"$exists": True}}) is None
+
+
 def test_the_admin_sees_counts_a_searchable_paged_list_and_a_csv_of_their_tenant_only(stack):
     tenant, other = _tenant(stack), _tenant(stack, "Fabrikam")
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
