@@ -68,6 +68,7 @@ class Emulator:
         self.notifier.is_active = self.subscriptions.is_active
         self.notifier.is_paused = self.subscriptions.is_paused
         self.state.listeners.append(self.subscriptions.on_change)
+        self.state.user_listeners.append(self._on_user)
         self._requests: deque[dict] = deque(maxlen=50_000)
         self._requests_lock = threading.Lock()
         self._started = False
@@ -83,6 +84,11 @@ class Emulator:
             self.subscriptions.stop()
             self.notifier.stop()
         self.session.close()
+
+    def _on_user(self, user_id: str, what: str) -> None:
+        if what in ("password_changed", "disabled", "deleted"):
+            self.identity.revoke(user_id)
+        self.subscriptions.on_user(user_id, what)
 
     def _validation_token(self, app_id: str, tenant_id: str) -> str:
         return self.identity.sign(validation_claims(app_id, tenant_id, self.clock()))

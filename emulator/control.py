@@ -92,6 +92,74 @@ def create_control_blueprint() -> Blueprint:
     def get_user(user_id: str):
         return jsonify(_em().state.require_user(user_id))
 
+    @bp.patch("/users/<user_id>")
+    def update_user(user_id: str):
+        """Directory changes: {account_enabled, user_type, roles, display_name}; users/delta reports them."""
+        return jsonify(_em().state.update_user(user_id, _body()))
+
+    @bp.delete("/users/<user_id>")
+    def delete_user(user_id: str):
+        _em().state.delete_user(user_id)
+        return "", 204
+
+    @bp.post("/users/<user_id>/password")
+    def change_password(user_id: str):
+        """The user's password changes: refresh tokens are revoked and subscriptions made with the user's tokens
+        are removed (subscriptionRemoved); those made with an app token stay."""
+        before = {s["id"] for s in _em().subscriptions.public_all() if s["status"] == "active"}
+        _em().state.change_password(user_id)
+        after = {s["id"] for s in _em().subscriptions.public_all() if s["status"] == "active"}
+        return jsonify({"removed_subscriptions": sorted(before - after)})
+
+    @bp.post("/groups")
+    def create_group():
+        data = _body()
+        tenant_id = data.get("tenant_id")
+        if not isinstance(tenant_id, str) or tenant_id.lower() not in {t["id"] for t in _em().state.tenants()}:
+            raise bad_request("'tenant_id' must name an existing tenant.", "InvalidRequest")
+        name = data.get("display_name") or "Group"
+        group_id = data.get("id") or str(uuid.uuid4())
+        return jsonify(_em().state.directory.add_group(tenant_id.lower(), str(group_id).lower(), str(name)[:256])), 201
+
+    @bp.post("/groups/<group_id>/members")
+    def set_group_members(group_id: str):
+        """{add: [user or group ids], remove: [...]}."""
+        data = _body()
+        add, remove = data.get("add", []), data.get("remove", [])
+        if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (add, remove)):
+            raise bad_request("'add' and 'remove' must be lists of ids.", "InvalidRequest")
+        return jsonify(_em().state.directory.set_members(group_id.lower(), [a.lower() for a in add],
+                                                         [r.lower() for r in remove]))
+
+    @bp.put("/scopes")
+    def set_scope():
+        """Exchange Online RBAC for Applications: {tenant_id, client_id?, user_ids: [...] | null}; the app's
+        application-permission requests to other mailboxes answer 403 ErrorAccessDenied."""
+        data = _body()
+        user_ids = data.get("user_ids")
+        if user_ids is not None and not (isinstance(user_ids, list) and all(isinstance(u, str) for u in user_ids)):
+            raise bad_request("'user_ids' must be a list of ids or null.", "InvalidRequest")
+        tenant_id, client_id = data.get("tenant_id"), data.get("client_id", DEV_CLIENT_ID)
+        kind = data.get("kind", "access_policy")
+        if not isinstance(tenant_id, str) or not isinstance(client_id, str) or kind not in ("access_policy", "rbac"):
+            raise bad_request("'tenant_id' and 'client_id' must be strings, 'kind' access_policy or rbac.",
+                              "InvalidRequest")
+        _em().state.directory.set_scope(tenant_id, client_id, user_ids, kind)
+        return jsonify({"tenant_id": tenant_id, "client_id": client_id, "user_ids": user_ids, "kind": kind})
+
+    @bp.get("/scopes/test")
+    def test_scope():
+        """Test-ServicePrincipalAuthorization: whether the app may read a mailbox (InScope), by Exchange's rules."""
+        tenant_id, client_id = request.args.get("tenant_id", ""), request.args.get("client_id", DEV_CLIENT_ID)
+        resource = request.args.get("resource", "")
+        user = _em().state.get_user(resource) or _em().state.find_user(resource)
+        if user is None:
+            raise not_found(f"The mailbox '{resource[:64]}' was not found.", "ErrorInvalidUser")
+        consent = _em().identity.tenant_consent(tenant_id, client_id) or {}
+        entra = bool({"Calendars.Read", "Calendars.ReadWrite"} & set(consent.get("roles", [])))
+        return jsonify({"Resource": user["mail"], "InScope": _em().state.directory.may_read(
+            tenant_id, client_id, user["id"], entra), "EntraGrant": entra})
+
     @bp.put("/users/<user_id>/mailbox")
     def set_mailbox(user_id: str):
         """Make the user's mailbox unreadable as real tenants can (a guest, no licence, on-premises, an access

@@ -15,14 +15,18 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from emulator import calendars, events
 from emulator.calendars import Calendar
+from emulator.directory import DEFAULT_PAGE, MAX_PAGE, USER_FIELDS, user_json
 from emulator.errors import GraphError, add_request_ids, bad_request, error_response
 from emulator.identity import InvalidToken
 from emulator.state import item_not_found
-from emulator.subscriptions import Caller
+from emulator.subscriptions import OUT_OF_SCOPE, Caller
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 1000
 READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "Calendars.Read.Shared"}
+DIRECTORY_READ = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+GROUP_MEMBERS_READ = {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All",
+                      "GroupMember.ReadWrite.All"}
 SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
 # translateExchangeIds: User.ReadBasic.All least privileged, User.Read among the higher (user-translateexchangeids)
 TRANSLATE_SCOPES = {"User.ReadBasic.All", "User.Read", "User.Read.All", "User.ReadWrite", "User.ReadWrite.All"}
@@ -130,8 +134,13 @@ def _path_user(caller: Caller, user_ref: str | None) -> dict:
 def mailbox(caller: Caller, user_ref: str | None, wanted: set[str] = READ_SCOPES) -> dict:
     """The user whose data is asked for, if the caller may read it."""
     user = _path_user(caller, user_ref)
-    if (caller.delegated and user["id"] != caller.user_id) or not _has_permission(caller, wanted):
-        raise _access_denied()
+    if caller.delegated:
+        if user["id"] != caller.user_id or not _has_permission(caller, wanted):
+            raise _access_denied()
+        return user
+    if not _em().state.directory.may_read(caller.tenant_id, caller.app_id, user["id"],
+                                          _has_permission(caller, wanted)):
+        raise GraphError(403, "ErrorAccessDenied", OUT_OF_SCOPE)   # RBAC for Applications / access policy
     return user
 
 
@@ -238,6 +247,52 @@ def create_graph_blueprint() -> Blueprint:
             _em().limits.release(slot)
 
     # ------------------------------------------------------------ users
+
+    @bp.get("/users/delta")
+    @bp.get("/users/delta()")
+    def users_delta():
+        """`GET /users/delta` (User.Read.All): the tenant's users, then only what changed (deltaLink)."""
+        caller = authenticate()
+        if not _has_permission(caller, DIRECTORY_READ):
+            raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        select = _select_arg()
+        if select and any(name not in USER_FIELDS + ("givenName", "surname", "jobTitle") for name in select):
+            raise bad_request("Could not find a property named in $select on type 'microsoft.graph.user'.",
+                              "Request_BadRequest")
+        page = _prefer().get("odata.maxpagesize", "")
+        size = min(int(page), MAX_PAGE) if page.isdigit() and int(page) > 0 else DEFAULT_PAGE
+        state = _em().state
+        body = state.directory.delta_page(
+            caller.tenant_id, state.users(), request.args.get("$deltatoken"), request.args.get("$skiptoken"), size,
+            f"{_em().base_url}/v1.0/users/delta", select)
+        return jsonify(body)
+
+    @bp.get("/groups/<group_id>/transitiveMembers")
+    @bp.get("/groups/<group_id>/transitiveMembers/microsoft.graph.user")
+    @bp.get("/groups/<group_id>/transitiveMembers/graph.user")
+    def transitive_members(group_id: str):
+        """A group's members, nested groups flattened (GroupMember.Read.All; the cast keeps users only)."""
+        caller = authenticate()
+        if not _has_permission(caller, GROUP_MEMBERS_READ):
+            raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        state = _em().state
+        members = state.directory.transitive_members(caller.tenant_id, group_id)
+        users_only = request.path.endswith("graph.user")
+        entries = []
+        for member in members:
+            user = state.get_user(member)
+            if user is not None:
+                entries.append({"@odata.type": "#microsoft.graph.user"} | user_json(user))
+            elif not users_only and (group := state.directory.is_group(member)):
+                entries.append({"@odata.type": "#microsoft.graph.group", "id": group["id"],
+                                "displayName": group["displayName"]})
+        top = _page_size(_int_arg("$top", DEFAULT_PAGE))
+        skip = _int_arg("$skip", 0)
+        body = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+                "value": entries[skip:skip + top]}
+        if skip + top < len(entries):
+            body["@odata.nextLink"] = f"{_em().base_url}{request.path}?" + urlencode({"$top": top, "$skip": skip + top})
+        return jsonify(body)
 
     @bp.get("/me")
     @bp.get("/users/<user_ref>")

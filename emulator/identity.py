@@ -103,7 +103,25 @@ class App:
     redirect_uris: tuple[str, ...] = ()
     display_name: str = "calsync"
     scopes: tuple[str, ...] = ("Calendars.Read", "User.Read")
-    roles: tuple[str, ...] = ("Calendars.Read",)
+    roles: tuple[str, ...] = ("Calendars.Read", "User.Read.All", "GroupMember.Read.All")
+    # Certificate credentials (keyCredentials): base64url SHA-256 and SHA-1 thumbprints -> public key. A client
+    # proves itself with a JWT assertion signed by the private key and naming the certificate in `x5t#S256`
+    # (PS256) or `x5t` (RS256), as MSAL sends it.
+    certificates: dict = field(default_factory=dict, repr=False)
+
+    def add_certificate(self, pem: str) -> str:
+        """Register a certificate (PEM) as a credential; returns its SHA-256 thumbprint (base64url)."""
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        sha256 = b64url(cert.fingerprint(hashes.SHA256()))
+        sha1 = b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S303 - Entra's x5t is the SHA-1 thumbprint
+        self.certificates[sha256] = cert.public_key()
+        self.certificates[sha1] = cert.public_key()
+        return sha256
+
+    def remove_certificate(self, pem: str) -> None:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        for digest in (hashes.SHA256(), hashes.SHA1()):  # noqa: S303
+            self.certificates.pop(b64url(cert.fingerprint(digest)), None)
 
     def service_principal_id(self, tenant_id: str) -> str:
         """The app's service principal object id in a tenant (stable, like Entra's)."""
@@ -317,6 +335,10 @@ class Identity:
         self._user_consents: dict[tuple[str, str], set[str]] = {}
         self._tenant_consents: dict[tuple[str, str], dict[str, set[str]]] = {}
         self._denied: dict[str, str] = {}
+        # Entra answers AADSTS700016 to client credentials in a tenant without the app's service principal (no
+        # consent ever, or the admin deleted the enterprise app). Off by default: older tests mint role-less
+        # app tokens in tenants that never consented.
+        self.require_service_principal = False
         self.access_token_seconds = DEFAULT_ACCESS_TOKEN_SECONDS
         self.refresh_token_seconds = DEFAULT_REFRESH_TOKEN_SECONDS
         self.code_seconds = DEFAULT_CODE_SECONDS
@@ -608,6 +630,54 @@ class Identity:
                              f"'{app.client_id}'.", status=401)
         return app
 
+    def authenticate_assertion(self, tenant: str, client_id: str | None, form: dict[str, str], host: str) -> App:
+        """A certificate credential: a JWT signed with a registered certificate's key, for this token endpoint,
+        issued by and about the client, unexpired. (MSAL reuses one assertion for about ten minutes, so a `jti`
+        seen before is accepted.) Thumbprints are base64url, with or without padding, as MSAL sends them."""
+        if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            raise OAuthError("invalid_client", 7000218, "The client_assertion_type is not valid.", status=401)
+        assertion = form["client_assertion"]
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise OAuthError("invalid_client", 700027, "Client assertion is not a valid JWT.", status=401) from None
+        client_id = client_id or unverified.get("iss")
+        app = self.apps.get(client_id)
+        if app is None:
+            raise unknown_app(str(client_id), tenant)
+        thumbprint = header.get("x5t#S256") or header.get("x5t")
+        algorithm = header.get("alg")
+        key = app.certificates.get(thumbprint.rstrip("=")) if isinstance(thumbprint, str) else None
+        if key is None or algorithm not in ("PS256", "RS256"):
+            raise OAuthError("invalid_client", 700027,
+                             f"Client assertion contains an invalid signature. [Reason - The key was not found., "
+                             f"Thumbprint of key used by client: '{str(thumbprint)[:64]}']", status=401)
+        audience = f"{host.rstrip('/')}/{tenant}/oauth2/v2.0/token"
+        try:
+            claims = jwt.decode(assertion, key, algorithms=[algorithm], audience=[audience, audience.lower()],
+                                issuer=app.client_id, leeway=300, options={"require": ["exp", "jti", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise OAuthError("invalid_client", 700027,
+                             f"Client assertion failed signature validation ({type(exc).__name__}).",
+                             status=401) from None
+        if claims.get("sub") != app.client_id:
+            raise OAuthError("invalid_client", 700023, "Client assertion subject is not the client.", status=401)
+        return app
+
+    def revoke_tenant_consent(self, tenant_id: str, client_id: str, roles: list[str] | None = None) -> bool:
+        """The tenant's admin removed the app (the service principal goes: the token endpoint refuses the app in
+        that tenant), or with ``roles`` only those application permission grants."""
+        with self._lock:
+            key = (tenant_id.lower(), client_id.lower())
+            if roles is None:
+                return self._tenant_consents.pop(key, None) is not None
+            consent = self._tenant_consents.get(key)
+            if consent is None:
+                return False
+            consent["roles"].difference_update(roles)
+            return True
+
     def token(self, tenant: str, form: dict[str, str], basic: tuple[str, str] | None, host: str) -> dict:
         """Run the token endpoint for a form body; return the JSON response or raise OAuthError.
 
@@ -617,13 +687,13 @@ class Identity:
         client_id, secret = form.get("client_id"), form.get("client_secret")
         if basic is not None:
             client_id, secret = client_id or basic[0], basic[1]
-        if form.get("client_assertion"):
-            raise OAuthError("invalid_client", 700027,
-                             "Client assertion failed signature validation.", status=401)
         grant_type = form.get("grant_type")
         if not grant_type:
             raise missing("grant_type")
-        app = self.authenticate_client(tenant, client_id, secret)
+        if form.get("client_assertion"):
+            app = self.authenticate_assertion(tenant, client_id, form, host)
+        else:
+            app = self.authenticate_client(tenant, client_id, secret)
         if grant_type == "authorization_code":
             return self._redeem_code(tenant, app, form, host)
         if grant_type == "refresh_token":
@@ -733,6 +803,11 @@ class Identity:
         with self._lock:
             consent = self._tenant_consents.get((tenant.lower(), app.client_id.lower()))
             roles = sorted(consent["roles"]) if consent else []
+        if consent is None and self.require_service_principal:
+            raise OAuthError("unauthorized_client", 700016,
+                             f"Application with identifier '{app.client_id}' was not found in the directory "
+                             f"'{tenant}'. This can happen if the application has not been installed by the "
+                             "administrator of the tenant or consented to by any user in the tenant.")
         now = self._epoch()
         life = self.access_token_seconds
         sp_id = app.service_principal_id(tenant)
@@ -787,6 +862,10 @@ class Identity:
             }
             if nonce:
                 id_claims["nonce"] = nonce
+            if user.get("roles"):
+                # Directory role template ids, as Entra emits them when the app's groupMembershipClaims includes
+                # directory roles ("DirectoryRole" or "All").
+                id_claims["wids"] = list(user["roles"])
             if "email" in scopes.oidc and user.get("mail"):
                 id_claims["email"] = user["mail"]
             body["id_token"] = self.sign(id_claims)

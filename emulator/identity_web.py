@@ -512,6 +512,42 @@ def control_blueprint(identity: Identity) -> Blueprint:
         return jsonify({"tenant": tenant, "client_id": client_id,
                         "consent": identity.tenant_consent(tenant, client_id)})
 
+    @bp.post("/apps/<client_id>/certificates")
+    def add_certificate(client_id: str) -> Response:
+        """Add a certificate credential (PEM) to an app registration, as an admin uploads one."""
+        app = identity.apps.get(client_id)
+        if app is None:
+            raise ControlError("Request_ResourceNotFound", "No app with that client id.", 404)
+        try:
+            thumbprint = app.add_certificate(_text(_body(), "pem"))
+        except ValueError:
+            raise ControlError("BadRequest", "'pem' must be a PEM certificate.") from None
+        return jsonify({"client_id": app.client_id, "thumbprint": thumbprint}), 201
+
+    @bp.post("/apps/<client_id>/certificates/remove")
+    def remove_certificate(client_id: str) -> Response:
+        app = identity.apps.get(client_id)
+        if app is None:
+            raise ControlError("Request_ResourceNotFound", "No app with that client id.", 404)
+        try:
+            app.remove_certificate(_text(_body(), "pem"))
+        except ValueError:
+            raise ControlError("BadRequest", "'pem' must be a PEM certificate.") from None
+        return jsonify({"client_id": app.client_id}), 200
+
+    @bp.post("/consents/revoke")
+    def revoke_consent() -> Response:
+        """The tenant's admin removes the app's grants (deletes the enterprise application)."""
+        data = _body()
+        roles = _strings(data, "roles") if "roles" in data else None
+        return jsonify({"revoked": identity.revoke_tenant_consent(_text(data, "tenant"), _text(data, "client_id"),
+                                                                  roles)})
+
+    @bp.post("/require-service-principal")
+    def require_service_principal() -> Response:
+        identity.require_service_principal = bool(_body().get("enabled", True))
+        return jsonify({"enabled": identity.require_service_principal})
+
     @bp.post("/rotate-signing-key")
     def rotate_signing_key() -> Response:
         return jsonify({"kid": identity.rotate_signing_key()})

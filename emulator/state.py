@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from emulator import events
 from emulator.calendars import Calendar, new_calendar_id, parse_color, parse_name
+from emulator.directory import Directory
 from emulator.errors import GraphError, bad_request, not_found
 from emulator.events import Instance, Item
 from emulator.zones import zone
@@ -56,6 +57,8 @@ class State:
         self.mailbox_states: dict[str, str] = {}  # user -> why Graph cannot read the mailbox (MAILBOX_STATES)
         self.seq = 0
         self.listeners: list[Listener] = []
+        self.directory = Directory()
+        self.user_listeners: list[Callable[[str, str], None]] = []   # (user id, what happened)
 
     # ------------------------------------------------------------ directory (identity contract)
 
@@ -133,9 +136,17 @@ class State:
                 raise bad_request("'time_zone' is not a known time zone.", "InvalidRequest") from None
             if self.find_user(mail) or self.find_user(upn):
                 raise GraphError(409, "Conflict", "A user with this mail or userPrincipalName already exists.")
+            user_type = data.get("user_type", "Member")
+            if user_type not in ("Member", "Guest"):
+                raise bad_request("'user_type' must be Member or Guest.", "InvalidRequest")
+            roles = data.get("roles", [])
+            if not isinstance(roles, list) or not all(isinstance(r, str) and GUID.match(r) for r in roles):
+                raise bad_request("'roles' must be a list of directory role template ids.", "InvalidRequest")
             user = {
                 "id": user_id, "tenant_id": tenant_id, "display_name": display, "mail": mail,
                 "user_principal_name": upn, "time_zone": time_zone,
+                "account_enabled": bool(data.get("account_enabled", True)), "user_type": user_type,
+                "roles": [r.lower() for r in roles],
                 "given_name": display.split(" ")[0], "surname": display.split(" ")[-1] if " " in display else None,
                 "job_title": data.get("job_title") if isinstance(data.get("job_title"), str) else None,
             }
@@ -144,7 +155,56 @@ class State:
             self.calendars[user_id] = {default.id: default}
             self.items[user_id] = {}
             self.tombstones[user_id] = {}
+            if user_type == "Guest":
+                self.mailbox_states[user_id] = "guest"
+            elif data.get("licensed", True) is False:
+                self.mailbox_states[user_id] = "no_license"
+            self.directory.touch(user)
             return dict(user)
+
+    def update_user(self, user_id: str, data: object) -> dict:
+        """Change a user's directory fields (account_enabled, user_type, roles, display_name) or password."""
+        if not isinstance(data, dict):
+            raise bad_request("The request body must be a JSON object.", "InvalidRequest")
+        with self.lock:
+            user = self.users_by_id.get(user_id.lower()) if isinstance(user_id, str) else None
+            if user is None:
+                raise not_found(f"The requested user '{str(user_id)[:64]}' is invalid.", "ErrorInvalidUser")
+            if "account_enabled" in data:
+                user["account_enabled"] = bool(data["account_enabled"])
+                if user["account_enabled"] and self.mailbox_states.get(user["id"]) == "disabled":
+                    del self.mailbox_states[user["id"]]
+                elif not user["account_enabled"]:
+                    self.mailbox_states.setdefault(user["id"], "disabled")
+            if data.get("user_type") in ("Member", "Guest"):
+                user["user_type"] = data["user_type"]
+            if isinstance(data.get("roles"), list):
+                user["roles"] = [str(r).lower() for r in data["roles"]]
+            if isinstance(data.get("display_name"), str):
+                user["display_name"] = data["display_name"][:256]
+            self.directory.touch(user)
+            snapshot = dict(user)
+        for listener in self.user_listeners:
+            listener(snapshot["id"], "disabled" if not snapshot["account_enabled"] else "updated")
+        return snapshot
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete the account: the directory reports it removed and Graph no longer finds it."""
+        with self.lock:
+            user = self.users_by_id.pop(user_id.lower(), None) if isinstance(user_id, str) else None
+            if user is None:
+                raise not_found(f"The requested user '{str(user_id)[:64]}' is invalid.", "ErrorInvalidUser")
+            self.directory.forget(user)
+        for listener in self.user_listeners:
+            listener(user["id"], "deleted")
+
+    def change_password(self, user_id: str) -> dict:
+        """The user changes (or an admin resets) their password: listeners revoke grants and drop what Microsoft
+        drops with them (subscriptions made with the user's tokens)."""
+        user = self.require_user(user_id)
+        for listener in self.user_listeners:
+            listener(user["id"], "password_changed")
+        return user
 
     def set_mailbox_state(self, user_id: str, data: object) -> str:
         """Give a user's mailbox one of MAILBOX_STATES (or "ok"); Graph then answers its mailbox requests so."""

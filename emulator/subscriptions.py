@@ -41,6 +41,7 @@ class Caller:
     token_exp: dt.datetime
 
 
+OUT_OF_SCOPE = "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings."
 TOKEN_CHALLENGE_WINDOW = dt.timedelta(minutes=15)
 HELD_DELIVERY_LIMIT = dt.timedelta(hours=4)
 
@@ -71,6 +72,7 @@ class Subscription:
     # Created with `Prefer: IdType="ImmutableId"`: its notifications carry immutable ids; "Existing subscriptions
     # created without the header continue to use the default ID format" (outlook-immutable-id).
     immutable_ids: bool = False
+    delegated: bool = True    # created with a user's token (Microsoft removes those when the user's password changes)
 
     def public(self) -> dict:
         return {
@@ -150,7 +152,7 @@ class Subscriptions:
         now = self.em.clock()
         change_types = self._change_types(body.get("changeType"))
         user_id, select = self._resource(caller, body.get("resource"))
-        if not self._may_subscribe(caller):
+        if caller.delegated and not self._may_subscribe(caller):
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         notification_url = _url(body.get("notificationUrl"), "notificationUrl")
@@ -194,7 +196,7 @@ class Subscriptions:
             encryption_certificate_id=cert_id, cert=cert, latest_tls=tls, application_id=caller.app_id,
             creator_id=caller.user_id if caller.delegated else caller.claims.get("oid", caller.app_id),
             tenant_id=caller.tenant_id, user_id=user_id, select=select, token_exp=caller.token_exp, created=now,
-            immutable_ids=immutable_ids,
+            immutable_ids=immutable_ids, delegated=caller.delegated,
         )
         with self.lock:
             self.by_id[sub.id] = sub
@@ -241,6 +243,9 @@ class Subscriptions:
             raise GraphError(403, "ExtensionError",
                              "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied.]")
         self.em.state.check_mailbox(user["id"])
+        if not caller.delegated and not self.em.state.directory.may_read(caller.tenant_id, caller.app_id, user["id"],
+                                                                          self._may_subscribe(caller)):
+            raise GraphError(403, "ErrorAccessDenied", OUT_OF_SCOPE)
         return user["id"], select
 
     def _handshake(self, url: str) -> None:
@@ -343,6 +348,19 @@ class Subscriptions:
             sub.status = "removed"
         self.lifecycle(sub, "subscriptionRemoved", force=True)
         return sub
+
+    def on_user(self, user_id: str, what: str) -> int:
+        """Microsoft removes subscriptions made with a user's tokens when the password changes or the account is
+        disabled ("Applications that use app tokens to create subscriptions are not affected"); a deleted account
+        takes every subscription on its mailbox. Each removed one gets subscriptionRemoved."""
+        with self.lock:
+            targets = [s for s in self.by_id.values() if s.status == "active" and s.user_id == user_id
+                       and (what == "deleted" or (s.delegated and what in ("password_changed", "disabled")))]
+        for sub in targets:
+            with self.lock:
+                sub.status = "removed"
+            self.lifecycle(sub, "subscriptionRemoved", force=True)
+        return len(targets)
 
     def lifecycle(self, sub: Subscription, event: str, force: bool = False) -> bool:
         """Queue a lifecycle notification; False when the subscription has no lifecycle URL."""

@@ -18,6 +18,7 @@ BLUEPRINTS = (
     "service.web.health",
     "service.auth.home",
     "service.auth.routes",
+    "service.auth.tenant_admin",
     "service.webhooks.routes",
     "service.digest.pages",
     "service.api.openapi",

@@ -39,6 +39,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     client_id: str = DEV_CLIENT_ID
     client_secret: str = field(default=DEV_CLIENT_SECRET, repr=False)
+    # Certificate credentials (PEM files holding a private key and its certificate), newest first: the default in
+    # production; the client secret is used only when none is configured. Rotation keeps the old one after the new.
+    client_certificates: tuple[str, ...] = ()
     tenant: str = "common"
     authority_host: str = "https://login.microsoftonline.com"
     graph_url: str = "https://graph.microsoft.com/v1.0"
@@ -108,6 +111,8 @@ class Settings:
             public_url=env.url("CALSYNC_PUBLIC_URL", ("http", "https")) or cls.public_url,
             client_id=env.text("CALSYNC_CLIENT_ID", DEV_CLIENT_ID),
             client_secret=env.text("CALSYNC_CLIENT_SECRET", DEV_CLIENT_SECRET),
+            client_certificates=tuple(p.strip() for p in env.text("CALSYNC_CLIENT_CERTIFICATES", "").split(",")
+                                      if p.strip()),
             tenant=env.text("CALSYNC_TENANT", "common"),
             authority_host=env.url("CALSYNC_AUTHORITY_HOST", ("https",)) or cls.authority_host,
             graph_url=env.url("CALSYNC_GRAPH_URL", ("https",)) or cls.graph_url,
@@ -154,7 +159,7 @@ def _check_prod(s: Settings) -> None:
         raise ConfigError("REDIS_URL: required when CALSYNC_ENV=prod (embedded Redis is for dev only)")
     dev_values = {
         "CALSYNC_CLIENT_ID": (s.client_id, DEV_CLIENT_ID),
-        "CALSYNC_CLIENT_SECRET": (s.client_secret, DEV_CLIENT_SECRET),
+        "CALSYNC_CLIENT_SECRET": (s.client_secret if not s.client_certificates else "", DEV_CLIENT_SECRET),
         "CALSYNC_SECRET_KEY": (s.secret_key, DEV_SECRET_KEY),
         "CALSYNC_OPS_TOKEN": (s.ops_token, DEV_OPS_TOKEN),
         "CALSYNC_TOKEN_KEYS": (s.token_keys[0], DEV_TOKEN_KEY),

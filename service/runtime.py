@@ -37,6 +37,7 @@ from service.identity.jwks import KeySets
 from service.identity.tokens import Tokens
 from service.mail import Mailer
 from service.subscriptions.lifecycle import Subscriptions
+from service.tenantwide.enrolment import TenantWide
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Runtime:
 
     @cached_property
     def tokens(self) -> Tokens:
-        return Tokens(self.settings, self.db, self.redis, self.http)
+        return Tokens(self.settings, self.db, self.redis, self.http, self.app_tokens)
 
     @cached_property
     def app_tokens(self) -> AppTokens:
@@ -125,6 +126,12 @@ class Runtime:
     @cached_property
     def connections(self) -> Connections:
         return Connections(self.settings, self.db, self.redis, self.tokens, self.subscriptions, self.mailer)
+
+    @cached_property
+    def tenant_wide(self) -> TenantWide:
+        """Tenant-wide connection: directory, enrolment, scope checker, opt-out (service.tenantwide)."""
+        return TenantWide(self.settings, self.db, self.redis, self.http, self.app_tokens, self.connections,
+                          self.mailer)
 
     def close(self) -> None:
         if self._owns_db and "db" in self.__dict__ and not self.settings.embedded_mongo:

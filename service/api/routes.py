@@ -428,3 +428,6 @@ def delete_person(key: str):
         return problems.problem("not-found", "no such person")
     people_store.delete(_db(), person["_id"])
     return "", 204
+
+
+from service.api import tenantwide as _tenantwide  # noqa: E402, F401 - registers its routes on bp

@@ -27,9 +27,10 @@ from service.identity.apptokens import TENANT_ID
 from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
 from service.insights import days
 from service.runtime import Runtime
-from service.store import tenants, users
+from service.store import tenants, tenantwide, users
 from service.store.records import ConnectionStatus, User, connection_words
 from service.sync import mailboxes
+from service.tenantwide import enrolment
 from service.web import problems
 from service.web.csrf import CSRFError
 
@@ -120,6 +121,8 @@ def callback():
         return _page_error(400, "Sign-in could not be verified", "Please start again from the connect page.")
     if args.get("error"):
         return _identity_error(args)
+    if record.get("admin"):
+        return _admin_signed_in(flow, args)
     if not args.get("code"):
         return _page_error(400, "Sign-in did not complete", "Microsoft sent no authorization code. Please retry.")
     try:
@@ -288,18 +291,50 @@ def sign_out():
     return redirect("/connect", 303)
 
 
-# ----- admin consent --------------------------------------------------------------------------------
+# ----- admin sign-in and consent ----------------------------------------------------------------------
+
+@bp.post("/admin/signin")
+def admin_sign_in():
+    """An administrator of the customer's tenant signs in (the same code flow, nothing connected): their role
+    comes from the id token's ``wids``."""
+    rt = _rt()
+    try:
+        flow = _initiate_flow(rt)
+    except (requests.RequestException, ValueError):
+        return _page_error(502, "Microsoft sign-in is unavailable", "Please try again in a minute.")
+    key = secrets.token_urlsafe(32)
+    rt.redis.set(FLOW_KEY.format(key), json.dumps({"flow": flow, "admin": True}), ex=FLOW_SECONDS)
+    session["auth_flow"] = key
+    return redirect(flow["auth_uri"], 303)
+
+
+def _admin_signed_in(flow: dict, args: dict[str, str]):
+    rt = _rt()
+    try:
+        claims = signin.verify_admin(rt.settings, rt.http, rt.id_tokens, flow, args)
+    except signin.SignInFailed as exc:
+        return _page_error(exc.status, exc.title, exc.detail)
+    if not enrolment.is_admin(claims):
+        log.info("admin sign-in refused: no administrator role in tenant %s", claims.get("tid"))
+        return _page_error(403, "Only your organisation's administrator can do this",
+                           "Sign in as a Global Administrator or Privileged Role Administrator of your organisation.")
+    session["admin_tenant"] = str(claims["tid"]).lower()
+    session["admin_email"] = str(claims.get("preferred_username") or claims.get("email") or "")[:320]
+    return redirect("/admin/tenant", 303)
+
 
 @bp.get("/admin/consent")
 def admin_consent():
-    """Send an administrator to the v2 admin-consent endpoint for our delegated scopes."""
+    """Send an administrator to the v2 admin-consent endpoint for calsync's application permissions
+    (``.default``: the ones on the app registration: Calendars.Read, User.Read.All, GroupMember.Read.All)."""
     settings = _rt().settings
     state = secrets.token_urlsafe(24)
-    _rt().redis.set(CONSENT_KEY.format(state), "1", ex=FLOW_SECONDS)
+    _rt().redis.set(CONSENT_KEY.format(state), session.get("admin_tenant") or "-", ex=FLOW_SECONDS)
     tenant = settings.tenant if settings.tenant.lower() not in ("common", "consumers") else "organizations"
+    tenant = session.get("admin_tenant") or tenant
     query = urlencode({
         "client_id": settings.client_id,
-        "scope": " ".join(f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES),
+        "scope": f"{GRAPH_RESOURCE}/.default",
         "redirect_uri": admin_consent_redirect_uri(settings),
         "state": state,
     })
@@ -311,7 +346,8 @@ def admin_consent_callback():
     """Record the consenting tenant, or show the error Microsoft returned."""
     args = request.args
     state = args.get("state", "")
-    if not state or len(state) > 128 or not _rt().redis.getdel(CONSENT_KEY.format(state)):
+    expected = _rt().redis.getdel(CONSENT_KEY.format(state)) if state and len(state) <= 128 else None
+    if not expected:
         return _page_error(400, "This consent link has expired", "Start again from the admin consent link.")
     if args.get("error"):
         error = args.get("error", "")[:64]
@@ -322,9 +358,25 @@ def admin_consent_callback():
     tenant_id = args.get("tenant", "")
     if args.get("admin_consent", "").lower() != "true" or not TENANT_ID.match(tenant_id):
         return _page_error(400, "Admin consent did not complete", "Microsoft's answer was incomplete.")
+    expected = expected.decode() if isinstance(expected, bytes) else str(expected)
+    if expected != "-" and expected != tenant_id.lower():
+        log.warning("admin consent: the consent is for tenant %s, the signed-in admin's is %s", tenant_id, expected)
+        return _page_error(403, "That consent was for another organisation",
+                           "Sign in as an administrator of the organisation you are connecting.")
+    # The redirect itself proves nothing (anyone can type its query string): ask the identity platform for a
+    # token of that tenant and believe the consent only if it carries application permissions.
+    _rt().app_tokens.forget(tenant_id.lower())
+    if not _rt().app_tokens.roles(tenant_id.lower()):
+        log.warning("admin consent callback for tenant %s, but the identity platform grants nothing there",
+                    tenant_id.lower())
+        return _page_error(400, "Admin consent did not complete",
+                           "Microsoft has not confirmed calsync's permissions in that organisation. Please try again.")
     user = _signed_in_user()
-    record = tenants.record_consent(_rt().db, tenant_id.lower(), user.email if user else None,
-                                    [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
+    by = session.get("admin_email") or (user.email if user else None)
+    record = tenants.record_consent(_rt().db, tenant_id.lower(), by, [f"{GRAPH_RESOURCE}/.default"])
+    if by:
+        tenantwide.update_settings(_rt().db, tenant_id.lower(), {"admin_email": by})
+    _rt().tenant_wide.consent_restored(tenant_id.lower())
     log.info("admin consent recorded for tenant %s", tenant_id.lower())
     return render_template("auth/admin_consented.html", tenant=record,
                            granted=when.moment(record["consented_at"], "UTC"))

@@ -73,3 +73,21 @@ def _home_account_id(app: msal.ClientApplication, claims: dict) -> str:
         if account.get("local_account_id") == claims["oid"]:
             return account["home_account_id"]
     return f"{claims['oid']}.{claims['tid']}"
+
+
+def verify_admin(settings: Settings, http: requests.Session, id_tokens: idtoken.IdTokens, flow: dict,
+                 auth_response: dict[str, str]) -> dict:
+    """Redeem an admin's sign-in and return the verified id token's claims (``tid``, ``wids``...); nothing is
+    stored: signing in as an admin does not connect the admin's own calendar."""
+    app = build_app(settings, http, msal.SerializableTokenCache())
+    try:
+        result = app.acquire_token_by_auth_code_flow(flow, auth_response, scopes=list(SCOPES))
+    except (ValueError, RuntimeError):
+        raise SignInFailed(400, "Sign-in could not be verified", "Please start again from the admin page.") from None
+    if "error" in result:
+        raise SignInFailed(400, "Sign-in did not complete", "Microsoft did not accept this sign-in.")
+    try:
+        return id_tokens.validate(result.get("id_token"), flow["nonce"])
+    except idtoken.IdTokenInvalid as exc:
+        log.warning("admin sign-in: id token rejected: %s", exc)
+        raise SignInFailed(400, "Sign-in could not be verified", "Please start again from the admin page.") from None

@@ -109,3 +109,22 @@ def feedback_url(settings: Settings, user_id: str, tip_key: str, person_id: str 
     recording, because mail scanners open every link in a message: following a link decides nothing."""
     token = feedback_token(settings, user_id, tip_key, person_id)
     return f"{base(settings)}/digest/tips?{f'v={verdict}&' if verdict else ''}t={token}"
+
+
+OPT_OUT_SALT = "calsync.opt-out"
+OPT_OUT_MAX_AGE = timedelta(days=180)
+
+
+def opt_out_token(settings: Settings, user_id: str) -> str:
+    return _serializer(settings, OPT_OUT_SALT).dumps(user_id)
+
+
+def read_opt_out_token(settings: Settings, token: str | None) -> str | None:
+    """The user id a signed opt-out link was made for; None when forged or too old."""
+    user_id = _load(settings, OPT_OUT_SALT, token, OPT_OUT_MAX_AGE)
+    return user_id if isinstance(user_id, str) else None
+
+
+def opt_out_url(settings: Settings, user_id: str) -> str:
+    """The signed link in every mail and card footer: stop calsync reading my calendar and delete my data."""
+    return f"{base(settings)}/opt-out?t={opt_out_token(settings, user_id)}"

@@ -86,6 +86,7 @@ class PrepMail(SplitsAttendees):
     link: str | None = None
     settings_link: str | None = None
     unsubscribe_link: str | None = None    # RFC 8058 one-click: turns prep mails off
+    opt_out_link: str | None = None        # signed: stop calsync altogether and delete my data
 
     @property
     def when(self) -> str:
@@ -244,7 +245,8 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
         minutes=user.prep.minutes or 0, online=bool(event.get("is_online_meeting")), attendees=attendees,
         notes=notes, link=links.dashboard_url(settings, str(event["_id"]), user.id, event["graph_id"]),
         settings_link=links.settings_url(settings, user.id),
-        unsubscribe_link=links.unsubscribe_prep_url(settings, user.id))
+        unsubscribe_link=links.unsubscribe_prep_url(settings, user.id),
+        opt_out_link=links.opt_out_url(settings, user.id))
 
 
 def message(mail: PrepMail, sender: str, domain: str = "calsync") -> EmailMessage:

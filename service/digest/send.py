@@ -63,6 +63,7 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
         tip.rate = links.feedback_url(settings, user.id, tip.key, tip.person_id)
     digest.settings_link = links.settings_url(settings, user.id)
     digest.unsubscribe_link = links.unsubscribe_url(settings, user.id)
+    digest.opt_out_link = links.opt_out_url(settings, user.id)
     digest.home_link = links.home_url(settings, user.id)
     if preview:
         digest.notice = preview_notice(user, digest)

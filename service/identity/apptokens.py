@@ -50,10 +50,20 @@ class AppTokens:
     def token(self, tenant_id: str) -> str:
         """A client-credentials access token for Graph in ``tenant_id`` (MSAL's cached one while it is valid)."""
         result = self._app(tenant_id).acquire_token_for_client([DEFAULT_SCOPE])
+        if result.get("error") == "invalid_client" and len(self.settings.client_certificates) > 1:
+            # A rotation under way: the newest certificate is not (yet) on the app registration; the previous
+            # one still is. Use it for this tenant until the process restarts or the consent changes.
+            log.warning("app token for tenant %s: the newest client certificate was refused; using the previous "
+                        "one", tenant_id)
+            with self._lock:
+                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, credential=1,
+                                                        http_cache={})
+            result = app.acquire_token_for_client([DEFAULT_SCOPE])
         if "access_token" not in result:
             # No service principal in the tenant, a revoked consent, a wrong credential: all say "no consent"
             # to the caller; the identity platform's error code goes to the log (never the token request).
-            log.warning("app token for tenant %s refused: %s", tenant_id, result.get("error"))
+            log.warning("app token for tenant %s refused: %s (%s)", tenant_id, result.get("error"),
+                        str(result.get("error_description") or "")[:200])
             raise AppConsentMissing(tenant_id, None, f"no application token ({result.get('error')})")
         return result["access_token"]
 
@@ -88,5 +98,7 @@ class AppTokens:
         with self._lock:
             app = self._apps.get(tenant_id)
             if app is None:
-                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id)
+                # Its own HTTP cache: MSAL's throttling replays a refused token request from that cache, which must
+                # not outlive forget() (a tenant whose admin has just consented again).
+                app = self._apps[tenant_id] = build_app(self.settings, self.http, tenant=tenant_id, http_cache={})
             return app

@@ -34,11 +34,12 @@ from service import locks, outbox, queues
 from service.config import Settings
 from service.graph import GraphClient
 from service.identity import crypto
+from service.identity.apptokens import AppConsentMissing, AppTokens
 from service.identity.msal_app import RECONNECT_ERRORS, SCOPES, build_app
 from service.mailbox import MailboxGate
 from service.store import tokens as token_store
 from service.store import users
-from service.store.records import ConnectionStatus
+from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ LOCK_SECONDS = 30          # a refresh is one HTTP call with a 10 s timeout; a d
 LOCK_WAIT_SECONDS = 20
 EARLY_REFRESH_SECONDS = 300  # the memo treats a token as stale this long before it expires
 MEMO_SECONDS = 300           # and reads the user's connection and cache again after this long at most
+APP_TOKEN_MEMO_SECONDS = 300  # MSAL keeps the tenant's token; the memo only saves the lookup
 MEMO_USERS = 2_000           # users whose token a process keeps (an access token is about 2 KB)
 
 
@@ -71,6 +73,7 @@ class Tokens:
     db: Database
     redis: Redis
     http: requests.Session
+    app_tokens: AppTokens | None = None    # tenant-wide mailboxes (``token_source: "app"``) read with these
 
     def __post_init__(self) -> None:
         self.mailboxes = MailboxGate(self.redis)   # Outlook's per-mailbox limits, across every worker
@@ -81,16 +84,26 @@ class Tokens:
         """A valid Graph access token for ``user_id``; raises ReconnectRequired or TokenUnavailable."""
         return self._acquire(user_id, force_refresh)["access_token"]
 
-    def graph(self, user_id: str) -> GraphClient:
-        """A GraphClient acting as ``user_id`` (token fetched lazily, reused until close to expiry)."""
-        return GraphClient(self.http, self.settings.graph_url, token=self._memo(user_id),
+    def graph(self, user_id: str, source: str | None = None) -> GraphClient:
+        """A GraphClient for ``user_id``'s mailbox (token fetched lazily, reused until close to expiry): with the
+        user's own token, or with their tenant's application token when they are synced tenant-wide. One code
+        path, two token sources: sync, subscriptions and the mailbox checks all come through here."""
+        source = source or users.token_source(self.db, user_id)
+        return GraphClient(self.http, self.settings.graph_url, token=self._memo(user_id, source),
                            timeout=self.settings.http_timeout, gate=self.mailboxes, mailbox=user_id)
 
-    def _memo(self, user_id: str) -> TokenMemo:
-        """This process's token memo for the user (the most recently used ``MEMO_USERS`` are kept)."""
+    def forget(self, user_id: str) -> None:
+        """Drop this process's memos of the user's tokens (their token source changed)."""
         with self._memos_lock:
-            memo = self._memos.pop(user_id, None) or TokenMemo(self, user_id)
-            self._memos[user_id] = memo
+            for source in (USER_SOURCE, APP_SOURCE):
+                self._memos.pop(f"{source}:{user_id}", None)
+
+    def _memo(self, user_id: str, source: str = USER_SOURCE) -> TokenMemo:
+        """This process's token memo for the user and source (the most recently used ``MEMO_USERS`` are kept)."""
+        key = f"{source}:{user_id}"
+        with self._memos_lock:
+            memo = self._memos.pop(key, None) or TokenMemo(self, user_id, source=source)
+            self._memos[key] = memo
             while len(self._memos) > MEMO_USERS:
                 self._memos.popitem(last=False)
         return memo
@@ -104,12 +117,14 @@ class Tokens:
         except locks.LockBusy:
             raise TokenUnavailable("token lock busy") from None
 
-    def _acquire(self, user_id: str, force_refresh: bool) -> dict:
+    def _acquire(self, user_id: str, force_refresh: bool, source: str = USER_SOURCE) -> dict:
         user = users.get(self.db, user_id)
         if user is None:
             raise ReconnectRequired(user_id, "unknown user")
         if not user.connected:
             raise ReconnectRequired(user_id, user.connection.reason or user.connection.status or "not connected")
+        if source == APP_SOURCE:
+            return self._app_token(user.id, user.tenant_id)
         with self.locked(user_id):
             cache = self._load_cache(user_id)  # read under the lock: another worker may just have refreshed
             app = build_app(self.settings, self.http, cache)
@@ -125,6 +140,20 @@ class Tokens:
             self._needs_reconnect(user_id, error)
         log.warning("token refresh failed for user %s: %s", user_id, error)
         raise TokenUnavailable(error)
+
+    def _app_token(self, user_id: str, tenant_id: str | None) -> dict:
+        """The tenant's application token (MSAL keeps it per process); a tenant whose consent is gone moves
+        every tenant-wide mailbox to needs_admin once and mails its admin once, never retried in a loop."""
+        if self.app_tokens is None or not tenant_id:
+            raise TokenUnavailable("no application tokens in this process")
+        try:
+            # Not require("Calendars.Read"): under Exchange's RBAC for Applications the token carries no Calendars.Read
+            # role at all; Exchange answers per mailbox (ErrorAccessDenied), which the scope checker reports.
+            token = self.app_tokens.token(tenant_id)
+        except AppConsentMissing as exc:
+            consent_lost(self.db, self.redis, tenant_id, exc.reason)
+            raise ReconnectRequired(user_id, "admin_consent_missing") from None
+        return {"access_token": token, "expires_in": APP_TOKEN_MEMO_SECONDS + EARLY_REFRESH_SECONDS}
 
     def _load_cache(self, user_id: str) -> msal.SerializableTokenCache:
         """The user's decrypted cache; an unreadable one means the user must reconnect (logged, not raised raw)."""
@@ -158,14 +187,15 @@ class Tokens:
 class TokenMemo:
     """Token provider for a user's GraphClients: keeps the last token so each request does not reload the cache."""
 
-    def __init__(self, tokens: Tokens, user_id: str, clock: Callable[[], float] = time.monotonic):
-        self.tokens, self.user_id, self.clock = tokens, user_id, clock
+    def __init__(self, tokens: Tokens, user_id: str, clock: Callable[[], float] = time.monotonic,
+                 source: str = USER_SOURCE):
+        self.tokens, self.user_id, self.clock, self.source = tokens, user_id, clock, source
         self._token: str | None = None
         self._fresh_until = 0.0
 
     def __call__(self, force_refresh: bool = False) -> str:
         if force_refresh or self._token is None or self.clock() >= self._fresh_until:
-            result = self.tokens._acquire(self.user_id, force_refresh)
+            result = self.tokens._acquire(self.user_id, force_refresh, self.source)
             self._token = result["access_token"]
             lifetime = int(result.get("expires_in") or 0)
             self._fresh_until = self.clock() + min(max(lifetime - EARLY_REFRESH_SECONDS, 0), MEMO_SECONDS)
@@ -180,11 +210,29 @@ def _account(app: msal.ClientApplication, home_account_id: str | None, user_id: 
     return next((a for a in accounts if a.get("local_account_id") == user_id), None)
 
 
+def consent_lost(db: Database, redis: Redis, tenant_id: str, reason: str) -> int:
+    """The tenant's application consent is gone: its tenant-wide mailboxes wait for the admin (one status
+    change each), and one job mails the admin (it claims the mail on the tenant record). Returns how many moved."""
+    moved = users.mark_tenant_needs_admin(db, tenant_id, reason)
+    for user_id in moved:
+        outbox.connection_status_changed(db, redis, user_id, ConnectionStatus.NEEDS_ADMIN, reason,
+                                         ConnectionStatus.CONNECTED)
+    if moved:
+        log.warning("tenant %s: application consent missing (%s); %d mailbox(es) wait for its admin", tenant_id,
+                    reason, len(moved))
+        queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_CONSENT_LOST, tenant_id, retry=None)
+    return len(moved)
+
+
 def require_reconnect(db: Database, redis: Redis, user_id: str, reason: str) -> bool:
     """Move a connected user to needs_reconnect and queue their reconnect mail; True if this call did it.
 
     Also for callers that learn the grant is unusable some other way (Graph answers 401 to a fresh token).
+    A tenant-wide mailbox has no grant of its own: its tenant's consent is what failed.
     """
+    user = users.get(db, user_id)
+    if user is not None and user.tenant_wide and user.tenant_id:
+        return consent_lost(db, redis, user.tenant_id, reason) > 0
     if not users.mark_needs_reconnect(db, user_id, reason):
         return False
     log.warning("user %s must reconnect their calendar (%s)", user_id, reason)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Modules that declare ``INDEXES = {collection: [IndexModel, ...]}``. init_db() applies them all.
 DOMAIN_MODULES = (
     "service.store.users",
+    "service.store.tenantwide",
     "service.store.events",
     "service.store.subscriptions",
     "service.store.people",

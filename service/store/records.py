@@ -13,12 +13,16 @@ from enum import StrEnum
 
 from service.store import as_utc
 
+USER_SOURCE = "user"   # token sources of a mailbox: the person's own delegated token ...
+APP_SOURCE = "app"     # ... or the tenant's application token (tenant-wide connection)
+
 
 class ConnectionStatus(StrEnum):
     CONNECTED = "connected"
     NEEDS_RECONNECT = "needs_reconnect"
     DISCONNECTED = "disconnected"
     CANNOT_SYNC = "cannot_sync"          # the grant is fine, the mailbox cannot be read (service.sync.mailboxes)
+    NEEDS_ADMIN = "needs_admin"          # tenant-wide: the tenant's admin consent is gone (service.tenantwide)
 
 
 class SubscriptionStatus(StrEnum):
@@ -52,7 +56,8 @@ class Connection:
 CONNECTION_WORDS = {ConnectionStatus.CONNECTED: "connected",
                     ConnectionStatus.NEEDS_RECONNECT: "needs to be reconnected",
                     ConnectionStatus.DISCONNECTED: "disconnected",
-                    ConnectionStatus.CANNOT_SYNC: "cannot sync"}
+                    ConnectionStatus.CANNOT_SYNC: "cannot sync",
+                    ConnectionStatus.NEEDS_ADMIN: "waits for the organization's administrator"}
 
 
 def connection_words(status: str | None) -> str:
@@ -166,10 +171,20 @@ class User:
     subscription_missing_since: datetime | None = None
     created_at: datetime | None = None
     graph_ids: str | None = None          # "immutable" once stored ids are Graph's immutable ones (sync.ids)
+    token_source: str = USER_SOURCE       # APP_SOURCE: read with the tenant's application token (tenant-wide)
+    entra_id: str | None = None           # the Entra object id (== id; kept explicit for the directory's joins)
+    opted_out_at: datetime | None = None  # the person opted out: nothing of theirs is read or kept
+    opted_in_at: datetime | None = None   # an opt-in tenant syncs only people who opted in
+    has_user_grant: bool = False          # a per-user connection's token cache exists (switching back keeps it)
 
     @property
     def immutable_ids(self) -> bool:
         return self.graph_ids == IMMUTABLE
+
+    @property
+    def tenant_wide(self) -> bool:
+        """Read with the tenant's application token (enrolled by the tenant's admin), not the person's own."""
+        return self.token_source == APP_SOURCE
 
     @property
     def connected(self) -> bool:
@@ -190,6 +205,9 @@ class User:
             sync=SyncInfo.from_doc(doc.get("sync")),
             subscription_missing_since=as_utc(doc.get("subscription_missing_since")),
             created_at=as_utc(doc.get("created_at")), graph_ids=doc.get("graph_ids"),
+            token_source=doc.get("token_source") or "user", entra_id=doc.get("entra_id"),
+            opted_out_at=as_utc(doc.get("opted_out_at")), opted_in_at=as_utc(doc.get("opted_in_at")),
+            has_user_grant=bool(doc.get("has_user_grant")),
         )
 
 

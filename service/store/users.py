@@ -13,7 +13,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 
 from service.store import activity, as_utc, utcnow
-from service.store.records import ConnectionStatus, User
+from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus, User
 
 CONNECTED = ConnectionStatus.CONNECTED.value
 NEEDS_RECONNECT = ConnectionStatus.NEEDS_RECONNECT.value
@@ -85,8 +85,12 @@ def upsert_from_graph(
                 "connection.reason": None,
                 "connection.since": now,
                 "connection.home_account_id": home_account_id,
+                "entra_id": me["id"],
+                "has_user_grant": True,
                 "updated_at": now,
             },
+            # Connecting is consent: an earlier opt-out no longer applies.
+            "$unset": {"opted_out_at": ""},
             "$setOnInsert": {
                 "created_at": now,
                 "graph_ids": "immutable",   # nothing stored yet: every id calsync stores will be immutable
@@ -98,6 +102,25 @@ def upsert_from_graph(
         upsert=True,
         return_document=ReturnDocument.AFTER,
     ))
+
+
+def token_source(db: Database, user_id: str) -> str:
+    """"app" when the user's mailbox is read with their tenant's application token, else "user"."""
+    found = db.users.find_one({"_id": user_id}, {"token_source": 1}) if isinstance(user_id, str) else None
+    return (found or {}).get("token_source") or USER_SOURCE
+
+
+def mark_tenant_needs_admin(db: Database, tenant_id: str, reason: str, now: datetime | None = None) -> list[str]:
+    """Every tenant-wide mailbox of the tenant that was connected (or could not sync) now waits for the admin;
+    returns the ids that changed."""
+    now = now or utcnow()
+    query = {"tenant_id": tenant_id, "token_source": APP_SOURCE, "connection.status": {"$in": [CONNECTED, CANNOT_SYNC]}}
+    ids = [doc["_id"] for doc in db.users.find(query, {"_id": 1})]
+    if ids:
+        db.users.update_many({"_id": {"$in": ids}, **query}, {"$set": {
+            "connection.status": ConnectionStatus.NEEDS_ADMIN.value, "connection.reason": reason,
+            "connection.since": now, "updated_at": now}})
+    return ids
 
 
 def delete(db: Database, user_id: str) -> bool:

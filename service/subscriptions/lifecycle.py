@@ -348,9 +348,12 @@ class Subscriptions:
         graph = self.graph_for(old.user_id)
         keypair = load_keypair(self.settings) if self.settings.rich_notifications else None
         client_state = secrets.token_urlsafe(48)
+        # An application token has no "me": a tenant-wide mailbox's subscription is replaced in turn (below).
         body = subscription_body(self.settings, old.user_id, client_state, now, keypair,
-                                 me=not old.resource.startswith("me/"))
+                                 me=not old.resource.startswith("me/") and not user.tenant_wide)
         try:
+            if user.tenant_wide:
+                raise GraphError(409, "Conflict", "one resource form under an application token")
             created = graph.request("POST", "subscriptions", json=body).json()
             gap = False
         except GraphError as exc:

@@ -23,6 +23,7 @@ from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import mailboxes, runner, sweeps
 from service.sync import requests as sync_requests
+from service.tenantwide import enrolment as tenant_wide
 from service.webhooks import apply, rich
 
 log = logging.getLogger(__name__)
@@ -181,3 +182,34 @@ def outbox_sweep() -> dict:
     """Scheduler entry point (every minute): late deliveries queued again, endpoints failing 3 days paused."""
     rt = runtime.current()
     return outbound_delivery.sweep(rt.db, rt.redis)
+
+
+# ------------------------------------------------------------------ tenant-wide connection
+
+def tenant_directory_sync(tenant_id: str) -> str:
+    """A users/delta round for a tenant-wide tenant, then enrolment (joiners probed, leavers let go)."""
+    return str(runtime.current().tenant_wide.sync_directory(tenant_id))
+
+
+def tenant_enrol_mailbox(user_id: str, what: str = "new") -> str:
+    """Probe one enrolled mailbox with the app token; in scope → its subscription and first sync."""
+    return runtime.current().tenant_wide.enrol_mailbox(user_id, what)
+
+
+def tenant_consent_lost(tenant_id: str) -> str:
+    """The tenant's consent is gone: one mail to its admin."""
+    return "mailed" if runtime.current().tenant_wide.consent_lost_mail(tenant_id) else "not mailed"
+
+
+def tenant_opt_out(user_id: str) -> str:
+    return str(runtime.current().tenant_wide.opt_out(user_id))
+
+
+def tenant_disconnect(tenant_id: str) -> str:
+    return str(runtime.current().tenant_wide.disconnect_tenant(tenant_id))
+
+
+def tenant_sweep() -> int:
+    """Periodic: a directory round for every tenant-wide tenant."""
+    rt = runtime.current()
+    return tenant_wide.sweep(rt.db, rt.redis)

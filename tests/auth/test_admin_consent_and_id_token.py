@@ -22,14 +22,14 @@ def start_admin_consent(stack, session):
     return response.headers["Location"]
 
 
-def test_admin_consent_redirects_to_the_v2_endpoint_for_our_scopes(stack):
+def test_admin_consent_redirects_to_the_v2_endpoint_for_our_application_permissions(stack):
     location = start_admin_consent(stack, browser_session())
 
     parts = urlsplit(location)
     query = parse_qs(parts.query)
     assert location.startswith(f"{stack.emulator.base_url}/organizations/v2.0/adminconsent?")
     assert query["client_id"] == [stack.settings.client_id]
-    assert query["scope"] == ["https://graph.microsoft.com/Calendars.Read https://graph.microsoft.com/User.Read"]
+    assert query["scope"] == ["https://graph.microsoft.com/.default"]   # what the app registration lists
     assert query["redirect_uri"] == [f"{stack.url}/admin/consent/callback"]
     assert len(query["state"][0]) >= 20
 
@@ -44,11 +44,11 @@ def test_an_admins_consent_is_recorded_for_the_tenant(stack):
     record = tenants.get(stack.runtime.db, admin["tenant_id"])
     assert response.status_code == 200 and "Admin consent granted" in response.text
     assert record["consented_at"] is not None
-    assert record["scopes"] == ["https://graph.microsoft.com/Calendars.Read",
-                                "https://graph.microsoft.com/User.Read"]
+    assert record["scopes"] == ["https://graph.microsoft.com/.default"]
     consent = stack.emulator.control.request("GET", "/identity/consents", params={
         "tenant": admin["tenant_id"], "client_id": stack.settings.client_id})["consent"]
     assert consent["scopes"] == ["Calendars.Read", "User.Read"]
+    assert consent["roles"] == ["Calendars.Read", "GroupMember.Read.All", "User.Read.All"]
 
 
 def test_a_signed_in_admin_is_recorded_as_the_consenter(stack):

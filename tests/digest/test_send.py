@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service import queues
-from service.digest import send
+from service.digest import links, send
 from service.digest import tick as jobs
 from service.store import digests as digests_store
 from service.store import users as users_store
@@ -49,6 +49,11 @@ def test_digest_arrives_over_smtp_as_multipart_text_and_html(rt, db, smtp_inbox)
     assert "  * " in parts["text/plain"] and f"{rt.settings.public_url}/digest/tips?t=" in parts["text/plain"]
     assert f"{rt.settings.public_url}/meetings/" in parts["text/html"]
     assert f"{rt.settings.public_url}/digest/unsubscribe?t=" in parts["text/html"]
+    # The signed opt-out link (issue 23) in both parts: it opens for this user only.
+    for body in parts.values():
+        assert f"{rt.settings.public_url}/opt-out?t=" in body
+    token = parts["text/plain"].split("/opt-out?t=")[1].split()[0]
+    assert links.read_opt_out_token(rt.settings, token) == user.id
     assert digests_store.get(db, user.id, "2026-07-01")["status"] == "sent"
 
 

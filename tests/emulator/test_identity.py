@@ -400,10 +400,11 @@ def test_admin_consent_then_client_credentials_carry_roles(server):
     body = raw.json()
     assert set(body) == {"token_type", "expires_in", "ext_expires_in", "access_token"}
     claims = server.identity.verify_access_token(body["access_token"])
-    assert claims["roles"] == ["Calendars.Read"] and claims["idtyp"] == "app" and "scp" not in claims
+    assert claims["roles"] == ["Calendars.Read", "GroupMember.Read.All", "User.Read.All"]
+    assert claims["idtyp"] == "app" and "scp" not in claims
     assert claims["tid"] == TENANT and claims["appid"] == DEV_CLIENT_ID
     fresh = server.msal(tenant=TENANT).acquire_token_for_client(["https://graph.microsoft.com/.default"])
-    assert server.identity.verify_access_token(fresh["access_token"])["roles"] == ["Calendars.Read"]
+    assert server.identity.verify_access_token(fresh["access_token"])["roles"] == claims["roles"]
 
     common = server.token(tenant="common", grant_type="client_credentials",
                           scope="https://graph.microsoft.com/.default")

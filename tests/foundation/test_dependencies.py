@@ -27,6 +27,7 @@ LAYERS = (
     ("insights", ("service.insights",)),
     ("digest", ("service.digest",)),
     ("connections", ("service.connections",)),
+    ("tenant-wide", ("service.tenantwide",)),
     ("outbound", ("service.outbound",)),
     ("runtime", ("service.runtime",)),
     ("pages and APIs", ("service.auth", "service.api", "service.ops")),
@@ -38,8 +39,9 @@ LAYERS = (
 # registration from service.config, and only the command line serves it. Its own layers, lowest first.
 EMULATOR_LAYERS = (
     ("parts", ("emulator.clock", "emulator.errors", "emulator.tls", "emulator.zones", "emulator.limits",
-               "emulator.faults", "emulator.rich", "emulator.delta", "emulator.calendars", "emulator.events",
-               "emulator.state", "emulator.identity", "emulator.notify", "emulator.subscriptions")),
+               "emulator.faults", "emulator.rich", "emulator.delta", "emulator.directory",
+               "emulator.calendars", "emulator.events", "emulator.state", "emulator.identity", "emulator.notify",
+               "emulator.subscriptions")),
     ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control")),
     ("app", ("emulator.app",)),
     ("serving", ("emulator.server", "emulator.testing")),

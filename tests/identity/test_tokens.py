@@ -269,7 +269,7 @@ def test_a_process_reuses_a_users_token_across_jobs_and_reads_the_connection_aga
     tokens._memo(user_id).clock = lambda: clock[0]
     reads = []
     real = tokens._acquire
-    tokens._acquire = lambda uid, force: reads.append(uid) or real(uid, force)
+    tokens._acquire = lambda uid, force, source="user": reads.append(uid) or real(uid, force, source)
 
     for _ in range(3):                             # three jobs, each with its own GraphClient
         seen.append(tokens.graph(user_id).get_json("/me")["id"])

@@ -1,0 +1,323 @@
+"""Tenant-wide connection, after the tenant's admin granted calsync's application permissions.
+
+The directory comes from ``GET /users/delta`` (User.Read.All), kept incrementally with its delta link and
+mapped by Entra object id. Guests (``userType: Guest``), disabled accounts and entries without a mailbox address
+are never enrolled. The tenant chooses who is enrolled (everyone; the transitive members of one group, which
+Microsoft documents as needing GroupMember.Read.All; or the people in calsync's people directory) and whether
+people opt out (the default) or in.
+
+An enrolled person is a ``users`` document with ``token_source: "app"``: the same sync, subscription, renewal,
+lifecycle and coalescing code as a per-user connection reads their mailbox, only the token differs
+(``service.identity.tokens``). A person covered both ways is one document, one subscription: the app token
+wins while the tenant is tenant-wide (it survives password changes), and their own grant is kept, so switching
+the tenant back to per-user resumes with it. Each mailbox is probed first (``enrol_mailbox``): in scope →
+subscription and first sync; ``ErrorAccessDenied`` (out of an Exchange RBAC scope or access policy) →
+reported, left alone, checked again only after the admin says the policy changed (and once more an hour later,
+Exchange's own delay); ``MailboxNotEnabledForRESTAPI`` → no mailbox; ``ErrorInvalidUser`` → invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import requests
+from pymongo.database import Database
+from redis import Redis
+
+from service import outbox, queues
+from service.config import Settings
+from service.connections.lifecycle import Connections
+from service.graph import GraphClient, GraphError, mailbox_unavailable
+from service.identity.apptokens import AppConsentMissing, AppTokens
+from service.identity.tokens import ReconnectRequired, TokenUnavailable, consent_lost
+from service.mail import Mailer
+from service.store import people, tenants, users, utcnow
+from service.store import tenantwide as store
+from service.store import tokens as token_store
+from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
+from service.sync import mailboxes
+from service.sync.requests import request_sync
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_ROLE = "User.Read.All"
+GROUP_ROLE = "GroupMember.Read.All"     # /groups/{id}/transitiveMembers: Microsoft's least privilege for it
+DELTA_URL = "users/delta?$select=id,displayName,mail,userPrincipalName,accountEnabled,userType"
+GROUP_URL = "groups/{group_id}/transitiveMembers/microsoft.graph.user?$select=id&$top=999"
+SCOPE_STATES = {"mailbox_access_denied": "out_of_scope", "no_exchange_mailbox": "no_mailbox",
+                "mailbox_not_found": "invalid"}
+POLICY_DELAY = timedelta(minutes=65)    # Exchange may take an hour to apply an RBAC / access-policy change
+MAX_DELTA_PAGES = 10_000
+# Global Administrator and Privileged Role Administrator (role template ids): the roles Microsoft lets grant
+# tenant-wide consent to application permissions of Microsoft Graph.
+ADMIN_ROLES = frozenset({"62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814"})
+
+
+class NotAdmin(Exception):  # noqa: N818
+    """The signed-in person holds no role that may connect the tenant."""
+
+
+def is_admin(claims: dict) -> bool:
+    """Whether an id token's ``wids`` name a role that may grant application permissions tenant-wide."""
+    wids = claims.get("wids")
+    return isinstance(wids, list) and any(isinstance(w, str) and w.lower() in ADMIN_ROLES for w in wids)
+
+
+@dataclass
+class TenantWide:
+    settings: Settings
+    db: Database
+    redis: Redis
+    http: requests.Session
+    app_tokens: AppTokens
+    connections: Connections
+    mailer: Mailer
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    # ------------------------------------------------------------ the directory
+
+    def _graph(self, tenant_id: str, role: str) -> GraphClient:
+        return GraphClient(self.http, self.settings.graph_url,
+                           token=lambda force_refresh=False: self.app_tokens.require(tenant_id, role),
+                           timeout=self.settings.http_timeout)
+
+    def sync_directory(self, tenant_id: str) -> dict:
+        """One users/delta round (from the stored delta link), then enrolment; returns what changed."""
+        config = store.settings(self.db, tenant_id)
+        if config["mode"] != "tenant_wide":
+            return {"skipped": "per_user"}
+        try:
+            graph = self._graph(tenant_id, DIRECTORY_ROLE)
+            url = config.get("delta_link") or DELTA_URL
+            seen = 0
+            for _ in range(MAX_DELTA_PAGES):
+                page = graph.get_json(url)
+                seen += store.apply_delta(self.db, tenant_id, page.get("value") or [], self.clock())
+                if page.get("@odata.nextLink"):
+                    url = page["@odata.nextLink"]
+                    continue
+                store.save_delta_link(self.db, tenant_id, page.get("@odata.deltaLink"), self.clock())
+                break
+            group = self._group_members(tenant_id, config)
+        except AppConsentMissing as exc:
+            consent_lost(self.db, self.redis, tenant_id, exc.reason)
+            return {"consent_missing": exc.reason}
+        except GraphError as exc:
+            if exc.status == 410:   # the delta link expired: start from scratch next time
+                store.save_delta_link(self.db, tenant_id, None, self.clock())
+            raise
+        return {"directory_entries": seen} | self.enrol_tenant(tenant_id, config, group)
+
+    def _group_members(self, tenant_id: str, config: dict) -> set[str] | None:
+        if config["enrolment"] != "group" or not config.get("group_id"):
+            return None
+        graph = self._graph(tenant_id, GROUP_ROLE)
+        url: str | None = GROUP_URL.format(group_id=config["group_id"])
+        found: set[str] = set()
+        while url:
+            page = graph.get_json(url)
+            found.update(m["id"] for m in page.get("value") or [] if isinstance(m.get("id"), str))
+            url = page.get("@odata.nextLink")
+        return found
+
+    def eligible(self, entry: dict, config: dict, group: set[str] | None, person: dict | None) -> bool:
+        """Who the tenant enrols: enabled members with a mailbox address, by the tenant's enrolment and opt rules
+        (``person`` is their users document, if any)."""
+        if entry.get("removed") or entry.get("enabled") is False or entry.get("user_type") == "Guest":
+            return False
+        if not (entry.get("mail") or "").strip():
+            return False
+        if person and person.get("opted_out_at"):
+            return False
+        if config["opt"] == "opt_in" and not (person and person.get("opted_in_at")):
+            return False
+        if config["enrolment"] == "group":
+            return group is not None and entry["_id"] in group
+        if config["enrolment"] == "directory":
+            return people.by_email(self.db, entry["mail"]) is not None
+        return True
+
+    def enrol_tenant(self, tenant_id: str, config: dict | None = None, group: set[str] | None = None) -> dict:
+        """Enrol who is eligible (queueing each mailbox's probe) and let go of who no longer is."""
+        config = config or store.settings(self.db, tenant_id)
+        if config["enrolment"] == "group" and group is None:
+            group = self._group_members(tenant_id, config)
+        done = {"enrolled": 0, "left": 0}
+        enrolled_now = set(store.app_user_ids(self.db, tenant_id))
+        for entry in store.members(self.db, tenant_id):
+            person = self.db.users.find_one({"_id": entry["_id"]}, {"opted_out_at": 1, "opted_in_at": 1})
+            if self.eligible(entry, config, group, person):
+                what, _ = store.enrol(self.db, tenant_id, entry, self.clock())
+                if what != "unchanged":
+                    done["enrolled"] += 1
+                    queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOX, entry["_id"], what)
+            elif entry["_id"] in enrolled_now:
+                self.leave(entry["_id"], "no longer enrolled")
+                done["left"] += 1
+        return done
+
+    def enrol_mailbox(self, user_id: str, what: str = "new") -> str:
+        """Probe the mailbox with the app token and classify it; in scope → the (one) subscription and a sync.
+        A person switched from their own token has their old subscription replaced by one made with the app's."""
+        user = users.get(self.db, user_id)
+        if user is None or not user.tenant_wide or not user.connected:
+            return "skipped"
+        state = self.probe(user_id)
+        if state != "in_scope":
+            return state
+        self.connections.tokens.forget(user_id)
+        self.connections.subscriptions.create(user_id)   # replaces (never duplicates) a per-user one
+        users.clear_subscription_missing(self.db, user_id)
+        request_sync(self.redis, user_id, "tenant_wide")
+        return f"subscribed:{what}"
+
+    def probe(self, user_id: str) -> str:
+        """Ask for one calendar with the app token: in_scope, out_of_scope (ErrorAccessDenied), no_mailbox
+        (MailboxNotEnabledForRESTAPI) or invalid (ErrorInvalidUser). Anything else raises (RQ retries)."""
+        now = self.clock()
+        try:
+            self.connections.tokens.graph(user_id, APP_SOURCE).get_json(mailboxes.PROBE.format(user_id=user_id))
+        except GraphError as exc:
+            reason = mailbox_unavailable(exc, mailbox_wide=True)
+            if reason is None:
+                raise
+            state = SCOPE_STATES[reason]
+            store.record_scope(self.db, user_id, state, exc.code, now)
+            mailboxes.mark(self.db, self.redis, user_id, reason, now)
+            log.info("tenant-wide mailbox %s: %s (%s); reported, not retried", user_id, state, exc.code)
+            return state
+        except (ReconnectRequired, TokenUnavailable):
+            return "no_token"
+        store.record_scope(self.db, user_id, "in_scope", None, now)
+        if users.mark_available(self.db, user_id, now):   # it could not be read before: now it can
+            outbox.connection_status_changed(self.db, self.redis, user_id, ConnectionStatus.CONNECTED,
+                                             mailboxes.MAILBOX_AVAILABLE, ConnectionStatus.CANNOT_SYNC, now)
+        return "in_scope"
+
+    def policy_changed(self, tenant_id: str) -> int:
+        """The admin changed an RBAC scope or access policy: probe every tenant-wide mailbox now and again after
+        Exchange's hour. Returns how many are queued."""
+        ids = store.app_user_ids(self.db, tenant_id)
+        queue = queues.get_queue(queues.SUBSCRIPTIONS, self.redis)
+        for user_id in ids:
+            users.mark_available(self.db, user_id, self.clock())
+            queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOX, user_id, "recheck")
+            queue.enqueue_in(POLICY_DELAY, queues.TENANT_ENROL_MAILBOX, user_id, "recheck", retry=None,
+                             job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400)
+        store.update_settings(self.db, tenant_id, {"scope_changed_at": self.clock()})
+        return len(ids)
+
+    def leave(self, user_id: str, reason: str) -> str:
+        """Someone the tenant no longer enrols: back to their own grant if they connected themselves, else
+        disconnected (their data kept, as for anyone who disconnects)."""
+        user = users.get(self.db, user_id)
+        if user is None or not user.tenant_wide:
+            return "skipped"
+        if user.has_user_grant and self._has_cache(user_id):
+            self.connections.subscriptions.delete_for_user(user_id)   # with the app token that made it
+            store.set_source(self.db, user_id, USER_SOURCE, self.clock())
+            self.connections.tokens.forget(user_id)
+            if user.connection.status in (ConnectionStatus.NEEDS_ADMIN, ConnectionStatus.DISCONNECTED):
+                users.set_connection_status(self.db, user_id, ConnectionStatus.CONNECTED, reason="per_user")
+            self.connections.start_syncing(user_id)
+            return "per_user"
+        self.connections.disconnect(user_id, purge=False, reason=reason)
+        return "disconnected"
+
+    def _has_cache(self, user_id: str) -> bool:
+        return token_store.get_blob(self.db, user_id) is not None
+
+    # ------------------------------------------------------------ the tenant's mode
+
+    def set_mode(self, tenant_id: str, mode: str) -> dict:
+        """Switch the tenant between per-user and tenant-wide; nothing is lost either way: history stays, people
+        who connected themselves go back to their own grant, the others keep their data until they connect."""
+        before = store.settings(self.db, tenant_id)
+        store.update_settings(self.db, tenant_id, {"mode": mode})
+        if mode == "tenant_wide":
+            if before["mode"] != "tenant_wide":
+                store.save_delta_link(self.db, tenant_id, None, self.clock())   # a full directory read
+            queues.enqueue(self.redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id)
+            return {"mode": mode}
+        moved = {"per_user": 0, "disconnected": 0}
+        for user_id in store.app_user_ids(self.db, tenant_id):
+            outcome = self.leave(user_id, "tenant-wide connection turned off")
+            moved[outcome] = moved.get(outcome, 0) + 1
+        return {"mode": mode} | moved
+
+    def disconnect_tenant(self, tenant_id: str) -> dict:
+        """Delete every subscription at Graph and purge the data of every person of the tenant."""
+        store.update_settings(self.db, tenant_id, {"mode": "per_user", "delta_link": None})
+        purged = 0
+        for user_id in store.user_ids(self.db, tenant_id):
+            self.connections.delete_all_data(user_id)
+            purged += 1
+        store.forget_directory(self.db, tenant_id)
+        self.app_tokens.forget(tenant_id)
+        log.info("tenant %s disconnected: %d people purged", tenant_id, purged)
+        return {"purged": purged}
+
+    # ------------------------------------------------------------ opt-out / opt-in
+
+    def opt_out(self, user_id: str) -> dict:
+        """A person opts out: the subscription goes (with the token that made it), their data is purged, and a
+        record of the opt-out stays so no enrolment brings them back. Per-user connections likewise."""
+        user = users.get(self.db, user_id)
+        if user is None:
+            return {"opted_out": False}
+        done = self.connections.delete_all_data(user_id)
+        store.record_opt_out(self.db, user_id, user.tenant_id, user.email, self.clock())
+        log.info("user %s opted out; data purged%s", user_id, " (finishing in a job)" if done.get("pending") else "")
+        return {"opted_out": True} | {k: v for k, v in done.items() if k in ("subscription_deleted", "pending")}
+
+    def opt_in(self, user_id: str) -> dict:
+        user = users.get(self.db, user_id)
+        if user is None:
+            return {"opted_in": False}
+        store.record_opt_in(self.db, user_id, self.clock())
+        if user.tenant_id and store.settings(self.db, user.tenant_id)["mode"] == "tenant_wide":
+            queues.enqueue(self.redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, user.tenant_id)
+        return {"opted_in": True}
+
+    # ------------------------------------------------------------ consent lost / restored
+
+    def consent_lost_mail(self, tenant_id: str) -> bool:
+        """One mail to the tenant's admin per loss of consent (claimed on the tenant record)."""
+        config = store.settings(self.db, tenant_id)
+        admin = config.get("admin_email") or (tenants.get(self.db, tenant_id) or {}).get("consented_by")
+        if not admin or store.claim_consent_lost_mail(self.db, tenant_id, self.clock()) is None:
+            return False
+        waiting = len(store.needs_admin_ids(self.db, tenant_id))
+        message = EmailMessage()
+        message["To"] = admin
+        message["Subject"] = "calsync: your organisation's consent was removed"
+        link = f"{self.settings.public_url.rstrip('/')}/admin/tenant"
+        message.set_content(
+            "Hello,\n\ncalsync can no longer read calendars in your organisation: its application permissions\n"
+            f"(admin consent) were removed or reduced. {waiting} mailbox(es) wait; nothing is retried until you\n"
+            f"grant consent again from {link}.\n\nIf you meant to stop calsync, disconnect the organisation on that "
+            "page to delete every subscription and all stored data.\n")
+        self.mailer.send(message)
+        return True
+
+    def consent_restored(self, tenant_id: str) -> int:
+        """The admin consented again: mailboxes that waited for them resume (probe, subscription, sync)."""
+        self.app_tokens.forget(tenant_id)
+        store.clear_consent_lost(self.db, tenant_id)
+        waiting = store.needs_admin_ids(self.db, tenant_id)
+        for user_id in waiting:
+            users.set_connection_status(self.db, user_id, ConnectionStatus.CONNECTED, reason="consent restored")
+            queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOX, user_id, "resumed")
+        return len(waiting)
+
+
+def sweep(db: Database, redis: Redis) -> int:
+    """Periodic: a users/delta round for every tenant-wide tenant (joiners, leavers, disabled accounts)."""
+    tenant_ids = store.tenants_in_mode(db)
+    for tenant_id in tenant_ids:
+        queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id, retry=None)
+    return len(tenant_ids)

@@ -1,0 +1,72 @@
+"""A tenant enrolled end to end over the Procfile topology: release, gunicorn, an rq worker and the scheduler as
+separate processes on the MongoDB wire server, real Redis and the emulator. The admin signs in and consents
+through the real pages; the worker reads the directory (users/delta), probes each mailbox, creates one
+subscription per mailbox with the app token and backfills; a change then arrives as a notification, a
+password change leaves the app-token subscriptions alone, and stopping leaves no process."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from service.config import Settings
+from service.sync import rounds
+from tests.support.connect import emulated_user
+from tests.support.loopback import free_port
+from tests.support.serving import OPS_TOKEN
+from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant
+from tests.support.topology import Topology, active, differences, environment, ready, wait_until
+from tests.tenantwide.test_tenant_wide import _event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.wire
+def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emulator, mongodb_uri, redis_url,
+                                                                  redis_conn, smtp_inbox, db):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "logs").mkdir()
+    env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN)
+    topology = Topology(env, tmp_path / "logs")
+    control = emulator.control
+    stack = SimpleNamespace(url=url, emulator=emulator)
+    try:
+        released = topology.release()
+        assert released.returncode == 0, released.stderr[-2000:]
+        for kind, index in (("web", 1), ("worker", 1), ("scheduler", 1)):
+            topology.start(kind, index)
+        wait_until("gunicorn", lambda: ready(url), timeout=60)
+
+        tenant = control.create_tenant(display_name="Contoso")["id"]
+        admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
+        people = [emulated_user(stack, mail=f"person{n}@contoso.com", tenant_id=tenant) for n in range(4)]
+        emulated_user(stack, mail="guest@fabrikam.com", tenant_id=tenant, user_type="Guest")
+        for person in people:
+            control.create_event(person["id"], _event())
+        connect_tenant(stack, admin["id"])
+
+        everyone = {p["id"] for p in [admin, *people]}
+        wait_until("one app-token subscription per mailbox", lambda: {s["userId"] for s in active(control)
+                                                                      if s["creatorId"] != s["userId"]} == everyone,
+                   timeout=120, every=1)
+        window = rounds.window_for(Settings(), datetime.now(UTC))
+        for person in people:
+            wait_until(f"backfill of {person['mail']}",
+                       lambda p=person: not differences(db, control, p["id"], window), timeout=90, every=1)
+        assert len(active(control)) == len(everyone)       # the guest has none, nobody has two
+
+        control.request("POST", f"/users/{people[0]['id']}/password", {})
+        control.create_event(people[0]["id"], _event(3))
+        wait_until("the change, notified and stored",
+                   lambda: not differences(db, control, people[0]["id"], window), timeout=90, every=1)
+        assert len(active(control)) == len(everyone)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{topology.tail()}") from None
+    finally:
+        leftovers = topology.stop()
+    assert leftovers == [], leftovers
