@@ -26,14 +26,14 @@ from werkzeug.serving import make_server
 
 from bench.common import Part
 from emulator.testing import running_emulator
+from harness.loopback import Deferred
 from service import queues
 from service.app import create_app
+from service.cli import demo
 from service.config import Settings
 from service.runtime import Runtime, install
 from service.store import init_db, tenantwide
 from service.workers.inprocess import work_burst
-from tests.support.connect import sign_in_at_emulator
-from tests.support.serving import Deferred
 
 TARGET = 20_000
 SUBSCRIPTION_WRITES_PER_20_S = 1_000
@@ -52,11 +52,6 @@ def job_seconds(conn) -> dict[str, tuple[int, float]]:
             count, seconds = spent.get(key, (0, 0.0))
             spent[key] = (count + 1, seconds + (job.ended_at - job.started_at).total_seconds())
     return spent
-
-
-class _Stack:
-    def __init__(self, settings, emulator):
-        self.settings, self.emulator = settings, emulator
 
 
 def run(ctx) -> Part:
@@ -90,7 +85,7 @@ def run(ctx) -> Part:
         try:
             consent = (f"{emu.authority_host}/{tenant}/adminconsent?client_id={settings.client_id}"
                        f"&redirect_uri={url}/admin/consent/callback&state=bench")
-            sign_in_at_emulator(_Stack(settings, emu), consent, admin["id"])
+            demo.sign_in_at_emulator(emu.control, consent, admin["id"])
             tenantwide.update_settings(rt.db, tenant, {"mode": "tenant_wide"})
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -23,3 +23,12 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+class Deferred:
+    """A WSGI app filled in after the server is bound (so the app can know its own URL)."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)

@@ -27,7 +27,7 @@ import time_machine
 from werkzeug.serving import make_server
 
 from emulator.testing import running_emulator
-from harness.loopback import free_port
+from harness.loopback import Deferred, free_port
 from harness.secantus import MongoServer, start_secantus
 from service import store
 from service.app import create_app
@@ -35,7 +35,7 @@ from service.config import Settings
 from service.embedded import start_embedded_redis
 from service.runtime import Runtime, install
 from service.workers.inprocess import work_burst
-from tests.support.serving import OPS_TOKEN, Deferred
+from tests.support.serving import OPS_TOKEN
 
 # --- The clock: CALSYNC_TEST_NOW runs the whole session from another instant --------------------------
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from werkzeug.serving import make_server
 
+from harness.loopback import Deferred
 from service.app import create_app
 from service.digest import links
 from service.runtime import Runtime
 from tests.support.factories import add_event, add_people, add_user, attendee
-from tests.support.serving import Deferred
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

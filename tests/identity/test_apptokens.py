@@ -6,14 +6,8 @@ from __future__ import annotations
 import pytest
 
 from service.identity.apptokens import AppConsentMissing
-from tests.support.connect import emulated_user, sign_in_at_emulator
-
-
-def grant_application_permissions(stack, admin: dict) -> None:
-    """The tenant's admin consents to calsync's application permissions (the app's registered roles)."""
-    url = (f"{stack.emulator.base_url}/{admin['tenant_id']}/adminconsent?client_id={stack.settings.client_id}"
-           f"&redirect_uri={stack.url}/admin/consent/callback&state=s")
-    assert "admin_consent=True" in sign_in_at_emulator(stack, url, admin["id"])
+from tests.support.connect import emulated_user
+from tests.support.tenant_admin import grant_application_permissions
 
 
 def count_token_requests(stack) -> list[str]:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from service.cli.main import cli
 from service.identity.apptokens import AppTokens
 from service.identity.credentials import make_certificate
-from tests.identity.test_apptokens import grant_application_permissions
 from tests.support.connect import emulated_user
+from tests.support.tenant_admin import grant_application_permissions
 
 
 def _upload(stack, path) -> str:

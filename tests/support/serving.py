@@ -8,19 +8,11 @@ from contextlib import contextmanager
 
 from werkzeug.serving import make_server
 
+from harness.loopback import Deferred
 from service.app import create_app
 from service.runtime import Runtime
 
 OPS_TOKEN = "test-ops-token-0123456789abcdef"
-
-
-class Deferred:
-    """A WSGI app filled in after the server is bound."""
-
-    app = None
-
-    def __call__(self, environ, start_response):
-        return self.app(environ, start_response)
 
 
 @contextmanager

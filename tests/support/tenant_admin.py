@@ -3,6 +3,8 @@ settings forms with the session's CSRF token."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import requests
 
 from service.cli.demo import CSRF_FIELD, browser_session
@@ -51,3 +53,26 @@ def connect_tenant(stack, admin_id: str, **settings) -> requests.Session:
     assert consent.status_code == 200 and "Admin consent granted" in consent.text, consent.status_code
     assert save_settings(stack, session, mode="tenant_wide", **settings).status_code == 303
     return session
+
+
+def meeting_soon(days_ahead: int = 2) -> dict:
+    """A meeting inside the sync window, whatever today is."""
+    start = (datetime.now(UTC) + timedelta(days=days_ahead)).replace(hour=10, minute=0, second=0, microsecond=0)
+    return {"subject": "Planning", "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+
+
+def new_tenant(stack, name: str = "Contoso") -> str:
+    return stack.emulator.control.create_tenant(display_name=name)["id"]
+
+
+def active_subscriptions(stack, user_id: str) -> list[dict]:
+    return [s for s in stack.emulator.control.subscriptions()
+            if s["userId"] == user_id and s["status"] == "active"]
+
+
+def grant_application_permissions(stack, admin: dict) -> None:
+    """The tenant's admin consents to calsync's application permissions (the app's registered roles)."""
+    url = (f"{stack.emulator.base_url}/{admin['tenant_id']}/adminconsent?client_id={stack.settings.client_id}"
+           f"&redirect_uri={stack.url}/admin/consent/callback&state=s")
+    assert "admin_consent=True" in sign_in_at_emulator(stack, url, admin["id"])

@@ -9,14 +9,20 @@ from urllib.parse import parse_qs, urlsplit
 
 from service.store import tenantwide
 from tests.support.connect import emulated_user
-from tests.support.tenant_admin import PRIVILEGED_ROLE_ADMIN, admin_session, connect_tenant, csrf_token, grant_consent
-from tests.tenantwide.test_tenant_wide import _tenant
+from tests.support.tenant_admin import (
+    PRIVILEGED_ROLE_ADMIN,
+    admin_session,
+    connect_tenant,
+    csrf_token,
+    grant_consent,
+    new_tenant,
+)
 
 JSON = {"Accept": "application/json"}
 
 
 def test_a_person_without_an_admin_role_is_refused(stack):
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     plain = emulated_user(stack, mail="plain@contoso.com", tenant_id=tenant)
     session, answer = admin_session(stack, plain["id"])
     assert answer.status_code == 403 and "administrator" in answer.text
@@ -27,7 +33,7 @@ def test_a_person_without_an_admin_role_is_refused(stack):
 
 
 def test_a_replayed_or_forged_consent_callback_is_refused(stack):
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
     session, _ = admin_session(stack, admin["id"])
     first = grant_consent(stack, session, admin["id"])
@@ -39,7 +45,7 @@ def test_a_replayed_or_forged_consent_callback_is_refused(stack):
 
 
 def test_a_consent_for_another_tenant_is_refused(stack):
-    tenant, other = _tenant(stack), _tenant(stack, "Fabrikam")
+    tenant, other = new_tenant(stack), new_tenant(stack, "Fabrikam")
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
     session, _ = admin_session(stack, admin["id"])
     started = session.get(f"{stack.url}/admin/consent", allow_redirects=False, timeout=10)
@@ -51,7 +57,7 @@ def test_a_consent_for_another_tenant_is_refused(stack):
 
 
 def test_a_consent_callback_microsoft_did_not_send_records_nothing(stack):
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
     session, _ = admin_session(stack, admin["id"])
     started = session.get(f"{stack.url}/admin/consent", allow_redirects=False, timeout=10)
@@ -63,7 +69,7 @@ def test_a_consent_callback_microsoft_did_not_send_records_nothing(stack):
 
 
 def test_the_admin_sees_counts_a_searchable_paged_list_and_a_csv_of_their_tenant_only(stack):
-    tenant, other = _tenant(stack), _tenant(stack, "Fabrikam")
+    tenant, other = new_tenant(stack), new_tenant(stack, "Fabrikam")
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[PRIVILEGED_ROLE_ADMIN])
     for n in range(60):
         emulated_user(stack, mail=f"p{n:02d}@contoso.com", tenant_id=tenant)

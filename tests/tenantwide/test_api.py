@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from service.store import users as user_store
 from tests.support.connect import emulated_user
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant
-from tests.tenantwide.test_tenant_wide import _active_subscriptions, _tenant
+from tests.support.tenant_admin import GLOBAL_ADMIN, active_subscriptions, connect_tenant, new_tenant
 
 
 def test_the_api_reports_changes_and_opts_out(stack, ops_headers):
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
     ada = emulated_user(stack, mail="ada@contoso.com", tenant_id=tenant)
     connect_tenant(stack, admin["id"])
@@ -30,6 +29,6 @@ def test_the_api_reports_changes_and_opts_out(stack, ops_headers):
     assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
     assert unknown.status_code == 404
     assert opted == {"user_id": ada["id"], "opted_out": True, "pending": False}
-    assert _active_subscriptions(stack, ada["id"]) == []
+    assert active_subscriptions(stack, ada["id"]) == []
     assert user_store.get(stack.runtime.db, ada["id"]).opted_out_at is not None
     assert client.get(f"/api/tenants/{tenant}/connection", headers={}).status_code == 401

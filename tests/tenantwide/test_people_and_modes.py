@@ -12,12 +12,18 @@ from service.digest import links
 from service.store import tenantwide
 from service.store import users as user_store
 from tests.support.connect import connect_session, connect_user, emulated_user
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, save_settings
-from tests.tenantwide.test_tenant_wide import _active_subscriptions, _event, _tenant
+from tests.support.tenant_admin import (
+    GLOBAL_ADMIN,
+    active_subscriptions,
+    connect_tenant,
+    meeting_soon,
+    new_tenant,
+    save_settings,
+)
 
 
 def _org(stack, *names: str) -> tuple[str, dict, dict]:
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
     people = {name: emulated_user(stack, mail=f"{name}@contoso.com", tenant_id=tenant) for name in names}
     return tenant, admin, people
@@ -26,24 +32,24 @@ def _org(stack, *names: str) -> tuple[str, dict, dict]:
 def test_a_signed_opt_out_link_deletes_the_subscription_and_data_and_enrolment_leaves_them_out(stack):
     tenant, admin, people = _org(stack, "alice")
     alice = people["alice"]
-    stack.emulator.control.create_event(alice["id"], _event())
+    stack.emulator.control.create_event(alice["id"], meeting_soon())
     connect_tenant(stack, admin["id"])
     stack.run_jobs()
     db = stack.runtime.db
-    assert db.events.count_documents({"user_id": alice["id"]}) == 1 and _active_subscriptions(stack, alice["id"])
+    assert db.events.count_documents({"user_id": alice["id"]}) == 1 and active_subscriptions(stack, alice["id"])
 
     link = links.opt_out_url(stack.settings, alice["id"])
     page = stack.client.get(link.removeprefix(stack.settings.public_url))
     done = stack.client.post("/opt-out", data={"t": dict(p.split("=", 1) for p in [urlsplit(link).query])["t"]})
 
     assert page.status_code == 200 and done.status_code == 200 and "You have opted out" in done.text
-    assert _active_subscriptions(stack, alice["id"]) == []
+    assert active_subscriptions(stack, alice["id"]) == []
     assert db.events.count_documents({"user_id": alice["id"]}) == 0
     record = user_store.get(db, alice["id"])
     assert record.opted_out_at is not None and not record.connected
     stack.runtime.tenant_wide.sync_directory(tenant)     # the next directory round does not bring her back
     stack.run_jobs()
-    assert _active_subscriptions(stack, alice["id"]) == [] and not user_store.get(db, alice["id"]).connected
+    assert active_subscriptions(stack, alice["id"]) == [] and not user_store.get(db, alice["id"]).connected
 
 
 def test_a_forged_opt_out_link_changes_nothing(stack):
@@ -52,16 +58,16 @@ def test_a_forged_opt_out_link_changes_nothing(stack):
 
 
 def test_a_per_user_connection_is_opted_out_the_same_way(stack):
-    erin = emulated_user(stack, mail="erin@fabrikam.com", tenant_id=_tenant(stack, "Fabrikam"))
-    stack.emulator.control.create_event(erin["id"], _event())
+    erin = emulated_user(stack, mail="erin@fabrikam.com", tenant_id=new_tenant(stack, "Fabrikam"))
+    stack.emulator.control.create_event(erin["id"], meeting_soon())
     user_id, session = connect_session(stack, erin["id"])
     stack.run_jobs()
-    assert _active_subscriptions(stack, erin["id"])
+    assert active_subscriptions(stack, erin["id"])
     token = session.get(f"{stack.url}/connections/me", timeout=10).text.split('name="csrf_token" value="')[1]
     answer = session.post(f"{stack.url}/connections/me/opt-out", data={"csrf_token": token.split('"')[0]},
                           timeout=30)
     assert answer.status_code == 200
-    assert _active_subscriptions(stack, erin["id"]) == []
+    assert active_subscriptions(stack, erin["id"]) == []
     assert stack.runtime.db.events.count_documents({"user_id": user_id}) == 0
     assert user_store.get(stack.runtime.db, user_id).opted_out_at is not None
 
@@ -87,7 +93,7 @@ def test_enrolment_by_group_and_opt_in(stack):
     stack.runtime.tenant_wide.opt_in(people["bob"]["id"])
     stack.run_jobs()
     assert user_store.get(db, people["bob"]["id"]).connected
-    assert len(_active_subscriptions(stack, people["bob"]["id"])) == 1
+    assert len(active_subscriptions(stack, people["bob"]["id"])) == 1
 
 
 def test_joiners_and_leavers_come_from_users_delta(stack):
@@ -102,9 +108,9 @@ def test_joiners_and_leavers_come_from_users_delta(stack):
     stack.runtime.tenant_wide.sync_directory(tenant)
     stack.run_jobs()
 
-    assert user_store.get(db, dana["id"]).tenant_wide and len(_active_subscriptions(stack, dana["id"])) == 1
+    assert user_store.get(db, dana["id"]).tenant_wide and len(active_subscriptions(stack, dana["id"])) == 1
     assert not user_store.get(db, people["alice"]["id"]).connected
-    assert _active_subscriptions(stack, people["alice"]["id"]) == []
+    assert active_subscriptions(stack, people["alice"]["id"]) == []
     assert tenantwide.member(db, dana["id"])["mail"] == "dana@contoso.com"
 
 
@@ -112,7 +118,7 @@ def test_switching_to_per_user_and_back_loses_nothing(stack):
     tenant, admin, people = _org(stack, "alice", "bob")
     alice, bob = people["alice"], people["bob"]
     for person in (alice, bob):
-        stack.emulator.control.create_event(person["id"], _event())
+        stack.emulator.control.create_event(person["id"], meeting_soon())
     connect_user(stack, bob["id"])
     session = connect_tenant(stack, admin["id"])
     stack.run_jobs()
@@ -120,17 +126,17 @@ def test_switching_to_per_user_and_back_loses_nothing(stack):
 
     assert save_settings(stack, session, mode="per_user").status_code == 303
     stack.run_jobs()
-    bob_subs = _active_subscriptions(stack, bob["id"])
+    bob_subs = active_subscriptions(stack, bob["id"])
     assert user_store.get(db, bob["id"]).token_source == "user" and user_store.get(db, bob["id"]).connected
     assert len(bob_subs) == 1 and bob_subs[0]["creatorId"] == bob["id"]          # his own token again
-    assert not user_store.get(db, alice["id"]).connected and _active_subscriptions(stack, alice["id"]) == []
+    assert not user_store.get(db, alice["id"]).connected and active_subscriptions(stack, alice["id"]) == []
     assert db.events.count_documents({"user_id": {"$in": [alice["id"], bob["id"]]}}) == 2   # history kept
 
     assert save_settings(stack, session, mode="tenant_wide").status_code == 303
     stack.run_jobs()
     for person in (alice, bob):
         record = user_store.get(db, person["id"])
-        subs = _active_subscriptions(stack, person["id"])
+        subs = active_subscriptions(stack, person["id"])
         assert record.tenant_wide and record.connected and len(subs) == 1 and subs[0]["creatorId"] != person["id"]
     assert db.events.count_documents({"user_id": {"$in": [alice["id"], bob["id"]]}}) == 2
 

@@ -8,13 +8,12 @@ from rq import Queue
 
 from service import queues
 from tests.support.connect import emulated_user
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, csrf_token
-from tests.tenantwide.test_tenant_wide import _active_subscriptions, _tenant
+from tests.support.tenant_admin import GLOBAL_ADMIN, active_subscriptions, connect_tenant, csrf_token, new_tenant
 
 
 def _scoped_org(stack):
     control = stack.emulator.control
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
     sales = emulated_user(stack, mail="sales@contoso.com", tenant_id=tenant)
     ceo = emulated_user(stack, mail="ceo@contoso.com", tenant_id=tenant)
@@ -37,7 +36,7 @@ def test_an_rbac_scope_limits_the_mailboxes_and_a_policy_change_is_probed_again(
     stack.run_jobs()
 
     assert (_scope(stack, sales), _scope(stack, ceo)) == ("in_scope", "out_of_scope")
-    assert len(_active_subscriptions(stack, sales["id"])) == 1 and _active_subscriptions(stack, ceo["id"]) == []
+    assert len(active_subscriptions(stack, sales["id"])) == 1 and active_subscriptions(stack, ceo["id"]) == []
     test = control.request("GET", "/scopes/test", params={"tenant_id": tenant, "resource": ceo["mail"]})
     assert test["InScope"] is False and test["EntraGrant"] is False
     # Left alone: nothing queued, nothing failed, for the out-of-scope mailbox.
@@ -50,7 +49,7 @@ def test_an_rbac_scope_limits_the_mailboxes_and_a_policy_change_is_probed_again(
     stack.run_jobs()
 
     assert answer.status_code == 303 and _scope(stack, ceo) == "in_scope"
-    assert len(_active_subscriptions(stack, ceo["id"])) == 1
+    assert len(active_subscriptions(stack, ceo["id"])) == 1
     scheduled = Queue(queues.SUBSCRIPTIONS, connection=stack.runtime.redis).scheduled_job_registry.count
     assert scheduled == 3      # each mailbox is probed once more after Exchange's hour
 
@@ -60,6 +59,6 @@ def test_a_tenant_wide_entra_grant_defeats_the_rbac_scope(stack):
     connect_tenant(stack, admin["id"])         # .default grants Calendars.Read tenant-wide in Entra
     stack.run_jobs()
 
-    assert _scope(stack, ceo) == "in_scope" and len(_active_subscriptions(stack, ceo["id"])) == 1
+    assert _scope(stack, ceo) == "in_scope" and len(active_subscriptions(stack, ceo["id"])) == 1
     test = stack.emulator.control.request("GET", "/scopes/test", params={"tenant_id": tenant, "resource": ceo["mail"]})
     assert test == {"Resource": "ceo@contoso.com", "InScope": True, "EntraGrant": True}

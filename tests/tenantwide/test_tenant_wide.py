@@ -4,33 +4,15 @@ with the app token, and what a password change does to user-token and app-token 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from service.store import tenantwide
 from service.store import users as user_store
 from tests.support.connect import connect_user, emulated_user
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant
-
-
-def _event(days_ahead: int = 2) -> dict:
-    """A meeting inside the sync window, whatever today is."""
-    start = (datetime.now(UTC) + timedelta(days=days_ahead)).replace(hour=10, minute=0, second=0, microsecond=0)
-    return {"subject": "Planning", "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-            "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
-
-
-def _tenant(stack, name: str = "Contoso") -> str:
-    return stack.emulator.control.create_tenant(display_name=name)["id"]
-
-
-def _active_subscriptions(stack, user_id: str) -> list[dict]:
-    return [s for s in stack.emulator.control.subscriptions()
-            if s["userId"] == user_id and s["status"] == "active"]
+from tests.support.tenant_admin import GLOBAL_ADMIN, active_subscriptions, connect_tenant, meeting_soon, new_tenant
 
 
 def test_an_admin_connects_the_whole_organisation(stack):
     control = stack.emulator.control
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
     alice = emulated_user(stack, mail="alice@contoso.com", tenant_id=tenant)
     bob = emulated_user(stack, mail="bob@contoso.com", tenant_id=tenant)
@@ -40,10 +22,10 @@ def test_an_admin_connects_the_whole_organisation(stack):
     scoped_out = emulated_user(stack, mail="ceo@contoso.com", tenant_id=tenant)
     control.request("PUT", "/scopes", {"tenant_id": tenant, "user_ids": [
         u["id"] for u in (admin, alice, bob, unlicensed)]})
-    control.create_event(alice["id"], _event())
+    control.create_event(alice["id"], meeting_soon())
     connect_user(stack, bob["id"])            # bob connected himself before: covered both ways afterwards
     stack.run_jobs()
-    assert len(_active_subscriptions(stack, bob["id"])) == 1
+    assert len(active_subscriptions(stack, bob["id"])) == 1
 
     connect_tenant(stack, admin["id"])
     stack.run_jobs()
@@ -59,9 +41,9 @@ def test_an_admin_connects_the_whole_organisation(stack):
                      "kiosk@contoso.com": "no_mailbox", "ceo@contoso.com": "out_of_scope"}
     # One subscription per mailbox in scope, each made with the app token; bob's own one was replaced.
     for person in (alice, bob):
-        subs = _active_subscriptions(stack, person["id"])
+        subs = active_subscriptions(stack, person["id"])
         assert len(subs) == 1 and subs[0]["creatorId"] != person["id"], person["mail"]
-    assert _active_subscriptions(stack, scoped_out["id"]) == []
+    assert active_subscriptions(stack, scoped_out["id"]) == []
     assert user_store.get(db, scoped_out["id"]).connection.status == "cannot_sync"
     counts = tenantwide.counts(db, tenant)
     assert counts["tenant_wide"] == 3 and counts["cannot_sync"] == 2   # admin, alice, bob; kiosk, ceo
@@ -69,19 +51,19 @@ def test_an_admin_connects_the_whole_organisation(stack):
 
 def test_a_password_change_removes_user_token_subscriptions_but_not_app_token_ones(stack):
     control = stack.emulator.control
-    tenant = _tenant(stack)
+    tenant = new_tenant(stack)
     admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
     alice = emulated_user(stack, mail="alice@contoso.com", tenant_id=tenant)
-    other = _tenant(stack, "Fabrikam")
+    other = new_tenant(stack, "Fabrikam")
     erin = emulated_user(stack, mail="erin@fabrikam.com", tenant_id=other)
     connect_user(stack, erin["id"])
     connect_tenant(stack, admin["id"])
     stack.run_jobs()
-    assert len(_active_subscriptions(stack, alice["id"])) == 1 and len(_active_subscriptions(stack, erin["id"])) == 1
+    assert len(active_subscriptions(stack, alice["id"])) == 1 and len(active_subscriptions(stack, erin["id"])) == 1
 
     removed = [control.request("POST", f"/users/{u['id']}/password", {})["removed_subscriptions"]
                for u in (alice, erin)]
 
     assert removed[0] == [] and len(removed[1]) == 1
-    assert len(_active_subscriptions(stack, alice["id"])) == 1
-    assert _active_subscriptions(stack, erin["id"]) == []
+    assert len(active_subscriptions(stack, alice["id"])) == 1
+    assert active_subscriptions(stack, erin["id"]) == []

@@ -12,14 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from harness.loopback import free_port
+from harness.topology import Topology
+from harness.waiting import wait_until
 from service.config import Settings
 from service.sync import rounds
 from tests.support.connect import emulated_user
-from tests.support.loopback import free_port
 from tests.support.serving import OPS_TOKEN
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant
-from tests.support.topology import Topology, active, differences, environment, ready, wait_until
-from tests.tenantwide.test_tenant_wide import _event
+from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, meeting_soon
+from tests.support.topology import active, differences, environment, ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         people = [emulated_user(stack, mail=f"person{n}@contoso.com", tenant_id=tenant) for n in range(4)]
         emulated_user(stack, mail="guest@fabrikam.com", tenant_id=tenant, user_type="Guest")
         for person in people:
-            control.create_event(person["id"], _event())
+            control.create_event(person["id"], meeting_soon())
         connect_tenant(stack, admin["id"])
 
         everyone = {p["id"] for p in [admin, *people]}
@@ -61,7 +62,7 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         assert len(active(control)) == len(everyone)       # the guest has none, nobody has two
 
         control.request("POST", f"/users/{people[0]['id']}/password", {})
-        control.create_event(people[0]["id"], _event(3))
+        control.create_event(people[0]["id"], meeting_soon(3))
         wait_until("the change, notified and stored",
                    lambda: not differences(db, control, people[0]["id"], window), timeout=90, every=1)
         assert len(active(control)) == len(everyone)
