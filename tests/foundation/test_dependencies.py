@@ -25,6 +25,7 @@ LAYERS = (
     ("subscriptions", ("service.subscriptions",)),
     ("webhooks", ("service.webhooks",)),
     ("insights", ("service.insights",)),
+    ("channels", ("service.channels",)),
     ("digest", ("service.digest",)),
     ("connections", ("service.connections",)),
     ("outbound", ("service.outbound",)),
