@@ -41,7 +41,7 @@ EMULATOR_LAYERS = (
     ("parts", ("emulator.clock", "emulator.errors", "emulator.tls", "emulator.zones", "emulator.limits",
                "emulator.faults", "emulator.rich", "emulator.delta", "emulator.calendars", "emulator.events",
                "emulator.state", "emulator.identity", "emulator.notify", "emulator.subscriptions")),
-    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control")),
+    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control", "emulator.teams", "emulator.slack")),
     ("app", ("emulator.app",)),
     ("serving", ("emulator.server", "emulator.testing")),
 )
