@@ -54,6 +54,11 @@ def _installation(install: dict) -> dict:
 def create_teams_graph_blueprint() -> Blueprint:
     bp = Blueprint("teams_graph", __name__, url_prefix="/v1.0")
 
+    @bp.after_request
+    def _log(response):
+        _em().record_request(request.method, request.path, response.status_code)
+        return response
+
     @bp.post("/users/<user_ref>/teamwork/installedApps")
     def install_app(user_ref: str):
         user = _installer(user_ref)
