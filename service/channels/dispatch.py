@@ -41,17 +41,18 @@ def _send_email(rt, user: User, message: Outgoing) -> None:
 SENDERS: dict[str, Callable] = {store.EMAIL: _send_email, store.TEAMS: teams.send, store.SLACK: slack.send}
 
 
-def deliver(rt, user: User, kind: str, message: Outgoing) -> dict[str, str]:
-    """{channel: "sent" | "unavailable: <why>"} for every channel used; raises the first transient failure
-    after every channel had its try, so the caller's job retries and the channels already sent are skipped."""
-    chosen = store.choice(rt.db, user.id, user.tenant_id).get(kind) or [store.EMAIL]
+def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """{channel: "sent" | "unavailable: <why>"} for every channel used (those chosen for ``kind``, but ``skip``);
+    raises the first transient failure after every channel had its try, so the caller's job retries and the
+    channels already sent are skipped."""
+    chosen = [c for c in store.choice(rt.db, user.id, user.tenant_id).get(kind) or [store.EMAIL] if c not in skip]
     results: dict[str, str] = {}
     retry: Exception | None = None
     for channel in chosen:
         results[channel], failure = _one(rt, user, channel, message)
         retry = retry or failure
     given_up = [c for c, r in results.items() if r != SENT and c != store.EMAIL and r.startswith("unavailable")]
-    if given_up and store.EMAIL not in results:
+    if given_up and store.EMAIL not in results and store.EMAIL not in skip:
         results[store.EMAIL], failure = _one(rt, user, store.EMAIL, message)
         retry = retry or failure
         for channel in given_up:

@@ -152,6 +152,33 @@ def prep_outline(mail) -> Outline:
     return Outline(title, parts, more_link=mail.link)
 
 
+def reconnect_outline(name: str, link: str) -> Outline:
+    """The reconnect reminder: what stopped, and the one link that fixes it."""
+    parts = [Part("text", f"Hello {name}. calsync can no longer read your Microsoft 365 calendar: Microsoft asked "
+                          "for you to sign in again. Until you reconnect, your meetings are not kept up to date."),
+             Part("buttons", buttons=[Button("Reconnect", url=link), Button("Stop these", STOP,
+                                                                           {"kind": "reconnect"})])]
+    return Outline("Please reconnect your calendar", parts, more_link=link)
+
+
+def coaching_outline(digest: Digest) -> Outline | None:
+    """The digest's coaching on its own (for channels chosen for coaching but not for the digest): the tips for
+    today's people, for people met often, and those of the added sections; None when there are none."""
+    whole = digest_outline(digest)
+    people = [p for p in digest.people + digest.also if p.tips]
+    if not people and not any(s.tips for s in digest.sections):
+        return None
+    parts = []
+    for p in people:
+        parts += [Part("text", f"{p.name}" + (f" ({p.why})" if p.why else "") + f"\n{_tip_lines(p.tips)}"),
+                  Part("buttons", buttons=_tip_buttons(p.tips, "coaching"))]
+    for section in (s for s in digest.sections if s.tips):
+        parts += [Part("heading", section.title), Part("text", _tip_lines(section.tips)),
+                  Part("buttons", buttons=_tip_buttons(section.tips, "coaching"))]
+    parts.append(Part("buttons", buttons=[Button("Stop these", STOP, {"kind": "coaching"})]))
+    return Outline(f"Coaching for {when.day(digest.local_date)}", parts, more_link=whole.more_link)
+
+
 # --- Adaptive Card 1.5 (Teams) ----------------------------------------------------------------------
 
 def adaptive_card(outline: Outline) -> dict:

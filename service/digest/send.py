@@ -24,6 +24,7 @@ from service.insights.collaborators import top_collaborators
 from service.insights.matching import Directory, attendee_emails
 from service.insights.people import styles
 from service.mail import Mailer
+from service.store import channels as channels_store
 from service.store import coaching as coaching_store
 from service.store import digests as digests_store
 from service.store import users as users_store
@@ -122,8 +123,9 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
             digests_store.finish(db, user_id, local_date, digests_store.SKIPPED, reason="no-meetings")
             return "skipped:no-meetings"
         email = message(digest, settings.mail_from)
-        results = channels.deliver(rt or Parts(db, settings, mailer, redis), user, "digest",
-                                   outgoing(digest, email, claim["_id"]))
+        sender = rt or Parts(db, settings, mailer, redis)
+        results = channels.deliver(sender, user, "digest", outgoing(digest, email, claim["_id"]))
+        coaching_alone(sender, user, digest, claim["_id"], skip=tuple(results))
     except BaseException as exc:
         digests_store.finish(db, user_id, local_date, digests_store.FAILED, error=type(exc).__name__)
         raise
@@ -136,6 +138,18 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
     log.info("digest %s sent to user %s (%d meetings) by %s", local_date, user_id, len(digest.meetings),
              ", ".join(used))
     return "sent"
+
+
+def coaching_alone(sender, user: User, digest: Digest, record: str, skip: tuple[str, ...]) -> dict[str, str]:
+    """The digest's coaching as a message of its own, on the channels chosen for coaching that did not get the
+    digest (where the digest went, its coaching went with it)."""
+    outline = cards.coaching_outline(digest)
+    if outline is None:
+        return {}
+    blocks, text = cards.block_kit(outline)
+    return channels.deliver(sender, user, "coaching", channels.Outgoing(
+        "coaching", f"{record}:coaching", text, email=None, card=cards.adaptive_card(outline), blocks=blocks,
+        settings_link=digest.settings_link), skip=skip + (channels_store.EMAIL,))
 
 
 @dataclass

@@ -134,7 +134,8 @@ def purge_user_data(user_id: str) -> dict:
 
 
 def send_reconnect_mail(user_id: str) -> bool:
-    return runtime.current().connections.send_reconnect_mail(user_id)
+    rt = runtime.current()
+    return rt.connections.send_reconnect_mail(user_id, rt=rt)
 
 
 def digest_tick() -> int:

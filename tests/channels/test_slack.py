@@ -12,9 +12,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from service import queues
-from service.digest import links
+from service.channels.errors import Busy
+from service.digest import links, send
 from service.store import channels as channels_store
+from service.store import users as users_store
 from tests.channels.helpers import person
+from tests.support.factories import add_people
 
 
 @pytest.fixture
@@ -197,3 +200,50 @@ def test_the_emulator_answers_slack_sdk_with_slacks_errors_and_limits(slack_stac
     assert too_many.value.response["error"] == "invalid_blocks"
     assert unknown.value.response["error"] == "users_not_found"
     assert limited.value.response.status_code == 429 and int(limited.value.response.headers["Retry-After"]) >= 1
+
+
+def test_a_reconnect_reminder_goes_to_slack_when_chosen(slack_stack, smtp_inbox):
+    emu, user = person(slack_stack, {"reconnect": ["slack"]})
+    install_slack(slack_stack, user.id, [emu["mail"]])
+    users_store.mark_needs_reconnect(slack_stack.runtime.db, user.id, "invalid_grant")
+
+    queues.enqueue(slack_stack.runtime.redis, queues.MAINTENANCE, queues.SEND_RECONNECT_MAIL, user.id)
+    slack_stack.run_jobs()
+
+    (dm,) = slack_messages(slack_stack)
+    assert dm["text"].startswith("Please reconnect your calendar") and "/connect" in json.dumps(dm["blocks"])
+    assert smtp_inbox.messages == []
+
+
+def test_coaching_chosen_for_slack_alone_comes_as_its_own_dm_beside_the_emailed_digest(slack_stack, smtp_inbox):
+    add_people(slack_stack.runtime.db)
+    emu, user = person(slack_stack, {"digest": ["email"], "coaching": ["slack"]})
+    install_slack(slack_stack, user.id, [emu["mail"]])
+
+    send_digest(slack_stack, user.id)
+
+    (dm,) = slack_messages(slack_stack)
+    assert dm["text"].startswith("Coaching for") and "Ana" in dm["text"]
+    assert [m["Subject"] for m in smtp_inbox.messages][0].startswith("Your day")
+
+
+def test_a_429_pauses_the_workspace_for_every_worker_until_retry_after(slack_stack, smtp_inbox):
+    emu, user = person(slack_stack, {"digest": ["slack"]})
+    install_slack(slack_stack, user.id, [emu["mail"]])
+    control = slack_stack.emulator.control
+    control.request("POST", "/slack/config", {"rate_scale": 0.001})    # users.lookupByEmail: 0.1 a minute
+    today = slack_stack.runtime.db.events.find_one({"user_id": user.id})["start"].date().isoformat()
+    rt = slack_stack.runtime
+
+    with pytest.raises(Busy):
+        send.deliver(rt.db, rt.settings, rt.mailer, user.id, today, redis=rt.redis, rt=rt)
+    team = channels_store.workspace_for_tenant(rt.db, emu["tenant_id"])["_id"]
+    paused_for = rt.redis.pttl(f"calsync:slack:pause:{team}") / 1000
+    control.request("POST", "/slack/config", {"rate_scale": 1})
+    with pytest.raises(Busy):   # still paused: Slack is not asked again before Retry-After
+        send.deliver(rt.db, rt.settings, rt.mailer, user.id, today, redis=rt.redis, rt=rt)
+    rt.redis.delete(f"calsync:slack:pause:{team}")                     # Retry-After has passed
+    result = send.deliver(rt.db, rt.settings, rt.mailer, user.id, today, redis=rt.redis, rt=rt)
+
+    assert 60 < paused_for <= 600
+    assert result == "sent" and len(slack_messages(slack_stack)) == 1 and smtp_inbox.messages == []
