@@ -12,6 +12,7 @@ BOT_ISSUER = "https://api.botframework.com"
 BOT_AUDIENCE = "https://api.botframework.com"
 # Teams' documented per-bot, per-conversation limit: 7 operations a second (teams platform "rate limiting").
 PER_CONVERSATION_PER_SECOND = 7
+PER_TENANT_PER_SECOND = 50       # "the global limit per app per tenant is 50 requests per second"
 MAX_MESSAGE_BYTES = 28 * 1024     # Teams refuses a message over about 28 KB ("MessageSizeTooBig")
 
 
@@ -43,15 +44,19 @@ class TeamsState:
             return [dict(i) for (u, _), i in self.installs.items() if u == user_id]
 
     def admit(self, chat_id: str) -> float | None:
-        """None if the bot may post in the chat now, else the seconds to wait (Teams' 429 Retry-After)."""
+        """None if the bot may post in the chat now, else the seconds to wait (Teams' 429 Retry-After): at most
+        7 a second in one conversation and 50 a second in the tenant."""
         now = time.monotonic()
         with self.lock:
-            recent = self._recent[chat_id]
-            while recent and recent[0] <= now - 1.0:
-                recent.popleft()
-            if len(recent) >= PER_CONVERSATION_PER_SECOND:
-                return max(0.05, 1.0 - (now - recent[0]))
-            recent.append(now)
+            tenant = f"tenant:{self.chats[chat_id]['tenant_id']}"
+            for key, limit in ((chat_id, PER_CONVERSATION_PER_SECOND), (tenant, PER_TENANT_PER_SECOND)):
+                recent = self._recent[key]
+                while recent and recent[0] <= now - 1.0:
+                    recent.popleft()
+                if len(recent) >= limit:
+                    return max(0.05, 1.0 - (now - recent[0]))
+            self._recent[chat_id].append(now)
+            self._recent[tenant].append(now)
             return None
 
     def record(self, chat_id: str, activity: dict) -> str:

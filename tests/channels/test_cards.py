@@ -121,3 +121,20 @@ def test_the_prep_card_and_blocks_are_valid_and_carry_the_meetings_exclude_butto
     assert message.kind == "prep" and message.text.startswith("In 15 minutes: Design review")
     assert {"action": "exclude", "kind": "prep", "meeting": str(event["_id"])} in [
         a["data"] for b in message.card["body"] if b["type"] == "ActionSet" for a in b["actions"] if "data" in a]
+
+
+def test_a_meeting_whose_organizer_hid_the_attendees_shows_none_of_them_in_card_or_blocks(rt, db):
+    user = add_user(db)
+    add_people(db)
+    ten = DAY.replace(hour=10)
+    add_event(db, user.id, "h1", ten, ten + timedelta(minutes=30), subject="Town hall", hide_attendees=True,
+              organizer={"name": "Cy", "email": "cy@example.com"},
+              attendees=[attendee("me@example.com"), attendee("ana@example.com", "Ana Secret")])
+    digest = send.compose(db, rt.settings, user, date(2026, 7, 1), record=False)
+
+    outline = cards.digest_outline(digest)
+    blocks, text = cards.block_kit(outline)
+
+    for rendered in (json.dumps(cards.adaptive_card(outline)), json.dumps(blocks), text):
+        assert "Ana Secret" not in rendered and "ana@example.com" not in rendered
+        assert "Attendee list hidden by the organizer." in rendered
