@@ -98,6 +98,9 @@ def teams_messages():
     conversation = (activity.get("conversation") or {}).get("id")
     if isinstance(activity.get("serviceUrl"), str) and isinstance(conversation, str):
         teams.remember_service_url(rt, user.id, activity["serviceUrl"], conversation)
+    if activity.get("type") == "installationUpdate" and str(activity.get("action", "")).startswith("remove"):
+        store.disable_link(rt.db, store.TEAMS, user.id, "unavailable: you removed calsync's app in Teams")
+        return "", 200
     if activity.get("type") != "invoke" or activity.get("name") != "adaptiveCard/action":
         return "", 200      # conversation updates, messages typed to the bot: nothing to do
     action = ((activity.get("value") or {}).get("action") or {})

@@ -186,7 +186,8 @@ def digest_settings():
     if user is None:
         return _message("Link expired", "Open the settings link from a recent digest, or sign in again.", 403)
     errors: dict[str, str] = {}
-    saved = section = None
+    section = None
+    saved = "channels" if request.args.get("saved") == "channels" else None   # /channels/settings sent us back
     if request.method == "POST":
         section = request.form.get("section") or None
         errors = _save_settings(rt, user, request.form, section)

@@ -14,7 +14,6 @@ Slack workspaces that installed calsync, and one claim per message per channel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -184,12 +183,3 @@ def claim_send(db: Database, record: str, channel: str, user_id: str, now: datet
 def finish_send(db: Database, record: str, channel: str, status: str, **fields) -> None:
     db.channel_sends.update_one({"_id": f"{record}:{channel}"},
                                 {"$set": {"status": status, "finished_at": utcnow(), **fields}})
-
-
-def sends(db: Database, records: Iterable[str]) -> list[dict]:
-    ids = list(records)
-    return list(db.channel_sends.find({"_id": {"$regex": "^(" + "|".join(map(_escape, ids)) + "):"}})) if ids else []
-
-
-def _escape(text: str) -> str:
-    return "".join("\\" + c if not c.isalnum() else c for c in text)

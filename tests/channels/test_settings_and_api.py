@@ -19,6 +19,7 @@ def test_the_settings_page_shows_the_section_and_saves_a_choice(client, rt, db):
 
     assert page.status_code == 200 and "Where messages go" in page.text and 'value="slack"' in page.text
     assert saved.status_code == 303 and "#channels" in saved.headers["Location"]
+    assert "Channels saved." in client.get(saved.headers["Location"]).text
     choice = channels_store.choice(db, user.id)
     assert choice["digest"] == ["email", "slack"] and choice["prep"] == ["teams"] and choice["coaching"] == ["email"]
 
