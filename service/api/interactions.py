@@ -19,7 +19,6 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 from jwt import PyJWKClient
-from microsoft_agents.hosting.core import AgentAuthConfiguration, JwtTokenValidator
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 
@@ -63,9 +62,12 @@ class ConfiguredKeys:
         return await asyncio.to_thread(self.client.get_signing_key, header["kid"])
 
 
-def _validator(rt) -> JwtTokenValidator:
+def _validator(rt):
+    """The Agents SDK's ``JwtTokenValidator`` for our bot (imported on first use: see channels.teams.send)."""
     cached = rt.__dict__.get("_bot_validator")
     if cached is None:
+        from microsoft_agents.hosting.core import AgentAuthConfiguration, JwtTokenValidator  # noqa: PLC0415
+
         configuration = AgentAuthConfiguration(client_id=rt.settings.bot_id, tenant_id=rt.settings.bot_tenant,
                                                issuers=[BOT_ISSUER], validate_issuer=True)
         cached = JwtTokenValidator(configuration)

@@ -19,8 +19,6 @@ from urllib.parse import quote
 
 import aiohttp
 import msal
-from microsoft_agents.activity import Activity, Attachment
-from microsoft_agents.hosting.core import ConnectorClient
 
 from service.channels.errors import Busy, Unavailable
 from service.identity.apptokens import AppConsentMissing
@@ -48,6 +46,10 @@ def send(rt, user: User, message) -> None:
         raise Unavailable(link["reason"])
     if link is None:
         link = install(rt, user)
+    # The Agents SDK's package imports its whole hosting framework (pydantic models, ~1 s on this machine):
+    # only a process that talks to Teams pays for it, not every web and worker process at start.
+    from microsoft_agents.activity import Activity, Attachment  # noqa: PLC0415 - see above
+
     activity = Activity(type="message", text=message.text[:1000], summary=message.text.split("\n", 1)[0][:200],
                         attachments=[Attachment(content_type=CARD, content=message.card)])
     try:
@@ -56,7 +58,9 @@ def send(rt, user: User, message) -> None:
         _connector_error(rt, user, exc)
 
 
-async def _post(rt, service_url: str, token: str, conversation_id: str, activity: Activity) -> None:
+async def _post(rt, service_url: str, token: str, conversation_id: str, activity) -> None:
+    from microsoft_agents.hosting.core import ConnectorClient  # noqa: PLC0415 - see send()
+
     timeout = aiohttp.ClientTimeout(total=rt.settings.http_timeout)
     connector = aiohttp.TCPConnector(ssl=rt.ssl_context)
     async with aiohttp.ClientSession(base_url=_slash(service_url), connector=connector, timeout=timeout) as session:
