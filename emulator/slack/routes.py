@@ -10,7 +10,6 @@ import json
 import time
 from urllib.parse import urlencode
 
-import requests
 from flask import Blueprint, current_app, jsonify, redirect, request
 
 from emulator.errors import error_response
@@ -249,7 +248,7 @@ def create_slack_control_blueprint() -> Blueprint:
         body = urlencode({"payload": json.dumps(payload)})
         timestamp = str(int(time.time()) + int(data.get("skew", 0)))
         signature = data.get("signature") or sign(slack.signing_secret, timestamp, body)
-        answer = requests.post(slack.interactivity_url, data=body, timeout=10, headers={
+        answer = current_app.config["EMULATOR"].session.post(slack.interactivity_url, data=body, timeout=10, headers={
             "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": timestamp,
             "X-Slack-Signature": signature})
         return jsonify({"status": answer.status_code, "body": answer.text, "request": {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import requests
 from flask import Blueprint, current_app, jsonify, request
 
 from emulator.errors import GraphError, bad_request, error_response
@@ -196,7 +195,7 @@ def create_teams_control_blueprint() -> Blueprint:
         activity = invoke_activity(sent, user, data.get("verb"), data.get("data"), _em().base_url)
         token = data.get("token") or _em().identity.sign(bot_claims(_em().identity.now(), teams.bot_app_id,
                                                                      _em().base_url))
-        answer = requests.post(teams.messaging_endpoint, json=activity, timeout=10,
+        answer = _em().session.post(teams.messaging_endpoint, json=activity, timeout=10,
                                headers={"Authorization": f"Bearer {token}"})
         try:
             body = answer.json()
