@@ -113,6 +113,15 @@ def create_slack_blueprint() -> Blueprint:
         handler = METHODS.get(method)
         return handler(team, args) if handler else _fail("unknown_method")
 
+    @bp.post("/hooks/<hook>")
+    def response_url(hook: str):
+        """A press's ``response_url``: the app's answer shown to the person (ephemeral unless it says not)."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("text"):
+            return "no_text", 400
+        _slack().responses.append({"hook": hook, **body})
+        return "ok", 200
+
     return bp
 
 
@@ -226,6 +235,10 @@ def create_slack_control_blueprint() -> Blueprint:
     def messages():
         return jsonify({"value": list(_slack().messages)})
 
+    @bp.get("/responses")
+    def responses():
+        return jsonify({"value": list(_slack().responses)})
+
     @bp.post("/press")
     def press():
         """A person presses a button in a DM: Slack POSTs a signed ``block_actions`` payload (form-encoded)."""
@@ -243,6 +256,7 @@ def create_slack_control_blueprint() -> Blueprint:
                    "team": {"id": message["team_id"]}, "api_app_id": "A0CALSYNC",
                    "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"]},
                    "channel": {"id": message["channel"]}, "trigger_id": "1.2.3",
+                   "response_url": f"{current_app.config['EMULATOR'].base_url}/slack/hooks/{message['ts']}",
                    "actions": [{"type": "button", "action_id": element["action_id"], "block_id": "b",
                                 "value": element.get("value"), "action_ts": f"{time.time():.6f}"}]}
         body = urlencode({"payload": json.dumps(payload)})

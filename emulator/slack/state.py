@@ -47,6 +47,7 @@ class SlackState:
         self.codes: dict[str, dict] = {}            # OAuth code -> {team_id, redirect_uri, scope}
         self.dms: dict[tuple[str, str], str] = {}   # (team, user) -> D channel
         self.messages: list[dict] = []
+        self.responses: list[dict] = []             # what apps posted to a press's response_url
         self.rate_scale = 1.0                       # a control multiplies every limit (tests slow it down)
         self._buckets: dict[tuple, Bucket] = {}
 

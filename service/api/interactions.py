@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from urllib.parse import urlsplit
 
+import requests
 from flask import Blueprint, current_app, jsonify, redirect, request
 from jwt import PyJWKClient
 from slack_sdk.errors import SlackApiError
@@ -156,7 +158,25 @@ def slack_interactivity():
         done = actions.apply(rt.db, user_id, store.SLACK, value)
     except (ValueError, TypeError, AttributeError) as exc:
         return _refuse(400, str(exc) if isinstance(exc, actions.Refused) else "unknown button")
+    _answer_slack(rt, payload.get("response_url"), done)
     return jsonify({"text": done, "response_type": "ephemeral"}), 200
+
+
+def _answer_slack(rt, response_url: object, text: str) -> None:
+    """Tell the person what their press did: Slack ignores a block_actions answer's body and shows what the app
+    posts to the payload's ``response_url`` (only ever a Slack host: the API's own or a subdomain of it)."""
+    if not isinstance(response_url, str) or len(response_url) > 500:
+        return
+    url, api = urlsplit(response_url), urlsplit(rt.settings.slack_api_url)
+    if url.scheme != "https" or not url.hostname or not (
+            url.hostname == api.hostname or url.hostname.endswith("." + (api.hostname or "-"))):
+        log.info("a Slack press named a response_url off Slack's hosts; not answered")
+        return
+    try:
+        rt.http.post(response_url, json={"text": text, "response_type": "ephemeral", "replace_original": False},
+                     timeout=rt.settings.http_timeout)
+    except requests.RequestException as exc:   # the press is done; only its confirmation is lost
+        log.info("could not answer a Slack press (%s)", type(exc).__name__)
 
 
 def _install_redirect(rt) -> str:

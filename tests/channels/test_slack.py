@@ -116,6 +116,8 @@ def test_exclude_pressed_in_slack_excludes_the_meeting_and_a_replay_changes_noth
                                     "X-Slack-Signature": pressed["request"]["signature"]}, timeout=10)
 
     assert pressed["status"] == 200 and "kept out of your insights" in pressed["body"]
+    (told,) = slack_stack.emulator.control.request("GET", "/slack/responses")["value"]
+    assert told["response_type"] == "ephemeral" and "kept out of your insights" in told["text"]
     assert slack_stack.runtime.db.exclusions.count_documents({"user_id": user.id}) == 1
     assert replay.status_code == 409
 
