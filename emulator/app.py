@@ -20,8 +20,16 @@ from emulator.identity_web import control_blueprint, identity_blueprint
 from emulator.limits import MailboxLimits
 from emulator.notify import Notifier
 from emulator.rich import validation_claims
+from emulator.slack.routes import create_slack_blueprint, create_slack_control_blueprint
+from emulator.slack.state import SlackState
 from emulator.state import State
 from emulator.subscriptions import Subscriptions
+from emulator.teams.routes import (
+    create_connector_blueprint,
+    create_teams_control_blueprint,
+    create_teams_graph_blueprint,
+)
+from emulator.teams.state import TeamsState
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,8 @@ class Emulator:
         self.faults = Faults(seed)
         self.limits = MailboxLimits(self.clock)
         self.delta = DeltaEngine(self.state)
+        self.teams = TeamsState()
+        self.slack = SlackState()
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE and proxies from the environment must not apply
         if notify_ca_bundle:
@@ -134,6 +144,11 @@ def create_app(emulator: Emulator) -> Flask:
             check_control_secret()
 
     app.register_blueprint(create_graph_blueprint())
+    app.register_blueprint(create_teams_graph_blueprint())
+    app.register_blueprint(create_connector_blueprint())
+    app.register_blueprint(create_slack_blueprint())
+    app.register_blueprint(create_teams_control_blueprint())
+    app.register_blueprint(create_slack_control_blueprint())
     app.register_blueprint(create_control_blueprint())
     app.register_blueprint(identity_blueprint(emulator.identity))
     app.register_blueprint(control_blueprint(emulator.identity), url_prefix="/_emulator/identity")

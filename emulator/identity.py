@@ -184,8 +184,11 @@ class Scopes:
     default: bool
 
 
+BOT_FRAMEWORK_RESOURCE = "https://api.botframework.com"
+
+
 def parse_scopes(raw: str | None, tenant: str) -> Scopes:
-    """Split a space-separated scope string; only Microsoft Graph is a known resource here."""
+    """Split a space-separated scope string; Microsoft Graph and the Bot Framework are the known resources."""
     items = [s for s in (raw or "").split() if s]
     if not items:
         raise missing("scope")
@@ -202,6 +205,8 @@ def parse_scopes(raw: str | None, tenant: str) -> Scopes:
             audience = GRAPH_RESOURCE
         elif prefix.lower() == GRAPH_APP_ID:
             audience = GRAPH_APP_ID
+        elif prefix.rstrip("/").lower() == BOT_FRAMEWORK_RESOURCE:
+            audience = BOT_FRAMEWORK_RESOURCE     # the Bot Connector's (emulator.teams) tokens
         elif prefix:
             raise OAuthError("invalid_resource", 500011,
                              f"The resource principal named {prefix} was not found in the tenant named "
@@ -383,6 +388,15 @@ class Identity:
             raise InvalidToken("expired")
         if isinstance(claims.get("nbf"), int) and claims["nbf"] > now + 300:
             raise InvalidToken("not yet valid")
+        return claims
+
+    def verify_access_token_for(self, token: str, audience: str) -> dict:
+        """Claims of an application token issued here for another resource (the Bot Framework's)."""
+        claims = self._verified_claims(token)
+        if claims.get("aud") != audience:
+            raise InvalidToken("wrong audience")
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= self._epoch():
+            raise InvalidToken("expired")
         return claims
 
     def _verified_claims(self, token: str) -> dict:

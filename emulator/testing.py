@@ -185,7 +185,14 @@ class EmulatorHandle:
 
     def settings_overrides(self) -> dict[str, str]:
         """Keyword arguments for calsync's ``Settings.with_overrides(**...)``."""
-        return {"authority_host": self.authority_host, "graph_url": self.graph_url, "ca_bundle": self.ca_bundle}
+        return {"authority_host": self.authority_host, "graph_url": self.graph_url, "ca_bundle": self.ca_bundle,
+                "teams_service_url": self.base_url + "/teams/connector/",
+                "botframework_jwks_url": self.base_url + "/teams/botframework/keys",
+                "slack_api_url": self.base_url + "/slack/api/",
+                "slack_authorize_url": self.base_url + "/slack/oauth/v2/authorize",
+                "slack_client_id": self.emulator.slack.client_id,
+                "slack_client_secret": self.emulator.slack.client_secret,
+                "slack_signing_secret": self.emulator.slack.signing_secret}
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ BLUEPRINTS = (
     "service.digest.pages",
     "service.api.openapi",
     "service.api.routes",
+    "service.api.channels",
+    "service.api.interactions",
     "service.ops.routes",
     "service.ops.data",
     "service.ops.metrics",

@@ -71,6 +71,18 @@ class Settings:
     proxy_hops: int = 0                 # proxies in front whose X-Forwarded-For/-Proto are believed
     outbound_timeout: float = 10.0      # outbound webhooks: a 2xx within this is a delivery
     outbound_allow_private: bool = False  # let webhook endpoints resolve to loopback/private addresses
+    # Teams and Slack delivery (service/channels). The bot's app id is the Entra app's client id by default.
+    teams_app_id: str = "8b3f4a1e-5c7d-4e2f-9a6b-0c1d2e3f4a5b"   # the app's id in the Teams app catalog
+    bot_app_id: str | None = None
+    bot_tenant: str | None = None       # a single-tenant bot's home tenant (None: the user's tenant)
+    teams_service_url: str = "https://smba.trafficmanager.net/teams/"
+    botframework_scope: str = "https://api.botframework.com/.default"
+    botframework_jwks_url: str = "https://login.botframework.com/v1/.well-known/keys"
+    slack_api_url: str = "https://slack.com/api/"
+    slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
 
     @property
     def embedded_mongo(self) -> bool:
@@ -83,6 +95,11 @@ class Settings:
     @property
     def authority(self) -> str:
         return f"{self.authority_host.rstrip('/')}/{self.tenant}"
+
+    @property
+    def bot_id(self) -> str:
+        """The bot's Microsoft App ID (the audience of the Bot Connector's tokens to us)."""
+        return self.bot_app_id or self.client_id
 
     @property
     def notification_url(self) -> str:
@@ -142,6 +159,16 @@ class Settings:
             proxy_hops=env.number("CALSYNC_PROXY_HOPS", 0, int, low=0, high=5),
             outbound_timeout=env.number("CALSYNC_OUTBOUND_TIMEOUT", 10.0, float, high=60),
             outbound_allow_private=env.flag("CALSYNC_OUTBOUND_ALLOW_PRIVATE"),
+            teams_app_id=env.text("CALSYNC_TEAMS_APP_ID", cls.teams_app_id),
+            bot_app_id=env.text("CALSYNC_BOT_APP_ID", None),
+            bot_tenant=env.text("CALSYNC_BOT_TENANT", None),
+            teams_service_url=env.url("CALSYNC_TEAMS_SERVICE_URL", ("https",)) or cls.teams_service_url,
+            botframework_jwks_url=env.url("CALSYNC_BOTFRAMEWORK_JWKS_URL", ("https",)) or cls.botframework_jwks_url,
+            slack_api_url=env.url("CALSYNC_SLACK_API_URL", ("https",)) or cls.slack_api_url,
+            slack_authorize_url=env.url("CALSYNC_SLACK_AUTHORIZE_URL", ("https",)) or cls.slack_authorize_url,
+            slack_client_id=env.text("CALSYNC_SLACK_CLIENT_ID", None),
+            slack_client_secret=env.text("CALSYNC_SLACK_CLIENT_SECRET", None),
+            slack_signing_secret=env.text("CALSYNC_SLACK_SIGNING_SECRET", None),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "

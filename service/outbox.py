@@ -122,22 +122,23 @@ def connection_status_changed(db: Database, redis: Redis, user_id: str, status: 
 
 
 def digest_sent(db: Database, redis: Redis, user_id: str, local_date: str, sent_at: datetime, meetings: int,
-                now: datetime | None = None) -> str | None:
-    """The user's daily digest for ``local_date`` (YYYY-MM-DD, their zone) went out."""
+                now: datetime | None = None, channels: list[str] | None = None) -> str | None:
+    """The user's daily digest for ``local_date`` (YYYY-MM-DD, their zone) went out, on ``channels``."""
     return emit(db, redis, DIGEST_SENT, user_id,
-                {"local_date": local_date, "sent_at": iso(sent_at), "meetings": meetings}, now)
+                {"local_date": local_date, "sent_at": iso(sent_at), "meetings": meetings,
+                 "channels": channels or ["email"]}, now)
 
 
 def prep_due(db: Database, redis: Redis, user_id: str, meeting_id: str, start: datetime,
              attendee_emails: Iterable[str], prep_at: datetime | None = None, meeting_key: str | None = None,
-             now: datetime | None = None) -> str | None:
+             now: datetime | None = None, channels: list[str] | None = None) -> str | None:
     """It is time to prepare for a meeting (meeting prep sends its mail, ``service.digest.prep``): its Graph
     id, its start, and the emails of the attendees matched in the people directory (never its subject);
     ``meeting_key`` is the dashboard's key for the meeting when the caller has it."""
     emails = sorted({e.strip().lower() for e in attendee_emails if isinstance(e, str) and e.strip()})[:MAX_EMAILS]
     now = now or utcnow()
     data = {"meeting_id": meeting_id, "start": iso(start), "prep_at": iso(prep_at or now),
-            "matched_attendees": emails}
+            "matched_attendees": emails, "channels": channels or ["email"]}
     if meeting_key is not None:
         data["meeting_key"] = meeting_key
     return emit(db, redis, MEETING_PREP_DUE, user_id, data, now)

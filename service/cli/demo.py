@@ -25,15 +25,17 @@ import requests
 
 from emulator.testing import running_emulator
 from service import when
+from service.channels import dispatch, teams
 from service.cli.context import load_settings
 from service.cli.devserver import DevServer
 from service.config import DEV_OPS_TOKEN
-from service.digest import links
+from service.digest import links, prep
 from service.digest.send import deliver
 from service.insights.people import import_rows
 from service.logs import configure
 from service.runtime import Runtime
 from service.store import calendars, events
+from service.store import channels as channels_store
 from service.store import users as users_store
 
 DEMO_ZONE = "America/New_York"
@@ -215,7 +217,10 @@ class Demo:
         self.say("4. Ana's daily digest (exactly once per local day; written to the dev mail sink)")
         self.digest(ana)
 
-        self.say("5. What operators see (times in UTC)")
+        self.say("5. Ana's meeting prep as a Slack DM, Ben's as a Teams card (both recorded by the emulator)")
+        self.chat_channels(ana, ben, users)
+
+        self.say("6. What operators see (times in UTC)")
         health = requests.get(f"{self.url}/ops/api/health", timeout=10,
                               headers={"Authorization": f"Bearer {self.rt.settings.ops_token}"}).json()
         for row in health["subscriptions"]:
@@ -242,6 +247,39 @@ class Demo:
         newest = max(sink.glob("*.eml"), default=None, key=lambda p: p.stat().st_mtime) if sink.exists() else None
         if newest and first == "sent":
             self.say(f"   the mail: {newest.resolve()}")
+
+    def chat_channels(self, ana: str, ben: str, users: dict) -> None:
+        """Contoso installs the Slack app and consents to the Teams install; each person's next prep goes there."""
+        control, rt = self.emulator.control, self.rt
+        control.request("POST", "/slack/workspaces", {"name": "Contoso", "emails": [p["email"] for p in PEOPLE]})
+        control.request("POST", "/slack/config", {"interactivity_url": f"{self.url}/channels/slack/interactivity"})
+        session = browser_session()
+        session.verify = self.emulator.ca_bundle
+        session.get(f"{self.url}/channels/slack/install?t={links.settings_token(rt.settings, ana)}", timeout=30)
+        control.request("POST", "/teams/config", {"messaging_endpoint": f"{self.url}/channels/teams/messages",
+                                                  "bot_app_id": rt.settings.bot_id})
+        control.request("POST", "/identity/apps", {
+            "client_id": rt.settings.client_id, "client_secret": rt.settings.client_secret,
+            "redirect_uris": [f"{self.url}/auth/callback", f"{self.url}/admin/consent/callback"],
+            "roles": ["Calendars.Read", teams.ROLE]})
+        tenant = users["ana@contoso.com"]["tenant_id"]
+        consent = (f"{self.emulator.base_url}/{tenant}/adminconsent?client_id={rt.settings.client_id}"
+                   f"&redirect_uri={self.url}/admin/consent/callback&state=demo")
+        browser_session().get(sign_in_at_emulator(control, consent, ana), timeout=30)
+        rt.app_tokens.forget(tenant)
+        channels_store.set_choice(rt.db, ana, {"prep": ["slack"]})
+        channels_store.set_choice(rt.db, ben, {"prep": ["teams"]})
+        for person, subject in ((ana, "Quarterly planning"), (ben, "Pipeline review")):
+            event = next(e for e in events.for_user(rt.db, person) if e.get("subject") == subject)
+            start = event["start"] if event["start"].tzinfo else event["start"].replace(tzinfo=UTC)
+            result = prep.deliver(rt.db, rt.settings, rt.mailer, person, event.get("ical_uid") or event["graph_id"],
+                                  start.isoformat(), now=start - timedelta(minutes=15), rt=rt)
+            sent = (rt.db.preps_sent.find_one({"user_id": person}) or {}).get("channels")
+            used = ", ".join(dispatch.NAMES[c] for c, r in (sent or {}).items() if r == "sent")
+            self.say(f"   {subject}: {result.replace(':', ': ')}" + (f" on {used}" if used else ""))
+        where = self.emulator.base_url + "/_emulator"
+        self.say(f"   Slack DMs: GET {where}/slack/messages; Teams activities: GET {where}/teams/activities "
+                 f"(header Authorization: Bearer {self.emulator.control_secret})")
 
     def links(self, ana: str) -> list[tuple[str, str]]:
         """Where to look: Ana's pages (signed links, as her mails carry) and the operators'."""

@@ -20,13 +20,15 @@ import msal
 from pymongo.database import Database
 from redis import Redis
 
-from service import locks, outbox, queues
+from service import channels, locks, outbox, queues
 from service.config import Settings
+from service.digest import cards
 from service.digest import plan as digest_plan
 from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
 from service.store import activity, calendars, coaching, digests, events, exclusions, preps, users, utcnow
+from service.store import channels as channels_store
 from service.store import outbound as outbound_store
 from service.store import tokens as token_store
 from service.store.records import ConnectionStatus, User
@@ -136,6 +138,7 @@ class Connections:
                     "outbound_events": outbound_store.delete_events_for_user(
                         self.db, user_id, keep_types=(outbox.CONNECTION_STATUS_CHANGED,)),
                     "activity": activity.delete_for_user(self.db, user_id),
+                    "channels": channels_store.delete_for_user(self.db, user_id),
                     "user": users.delete(self.db, user_id)}
         sync_requests.deletion_done(self.redis, user_id)
         return done
@@ -147,8 +150,10 @@ class Connections:
         calendars.clear_cursor(self.db, user_id)
         users.record_sync_failure(self.db, user_id, utcnow(), "disconnected", "404 user not found")
 
-    def send_reconnect_mail(self, user_id: str, now: datetime | None = None) -> bool:
-        """Email a user who must reconnect a link to /connect, at most once per 24 h; True if a mail went out."""
+    def send_reconnect_mail(self, user_id: str, now: datetime | None = None, rt=None) -> bool:
+        """Remind a user who must reconnect (a link to /connect) on the channels they chose for reminders (email
+        by default), at most once per 24 h; True if it went out. ``rt`` (a Runtime) is needed for Teams and
+        Slack; without it this object stands in for email."""
         now = now or utcnow()
         before = users.claim_reconnect_mail(self.db, user_id, RECONNECT_MAIL_INTERVAL, now)
         if before is None:
@@ -158,7 +163,15 @@ class Connections:
             log.warning("user %s must reconnect but has no email address", user_id)
             return False
         try:
-            self.mailer.send(reconnect_message(self.settings.public_url, before))
+            link = f"{self.settings.public_url.rstrip('/')}/connect"
+            outline = cards.reconnect_outline(before.name, link)
+            blocks, text = cards.block_kit(outline)
+            previous = before.connection.reconnect_mail_sent_at
+            # One record per reminder: a retry (the claim given back) names the same one, so channels sent stay sent.
+            record = f"reconnect:{user_id}:{previous.isoformat() if previous else 'first'}"
+            channels.deliver(rt or self, before, "reconnect", channels.Outgoing(
+                "reconnect", record, text, email=reconnect_message(self.settings.public_url, before),
+                card=cards.adaptive_card(outline), blocks=blocks))
         except BaseException:
             # Give the claim back so RQ's retry can send it; the error itself propagates to RQ.
             users.release_reconnect_mail(self.db, user_id, now, before.connection.reconnect_mail_sent_at)

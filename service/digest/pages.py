@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from flask import Blueprint, current_app, redirect, request, session
 
 from service import inputs, timezones, when
+from service.channels import status as channel_status
 from service.digest import links, plan, schedule, send
 from service.digest.render import environment, render_html
 from service.insights import days, meetings, org, tips
@@ -185,7 +186,8 @@ def digest_settings():
     if user is None:
         return _message("Link expired", "Open the settings link from a recent digest, or sign in again.", 403)
     errors: dict[str, str] = {}
-    saved = section = None
+    section = None
+    saved = "channels" if request.args.get("saved") == "channels" else None   # /channels/settings sent us back
     if request.method == "POST":
         section = request.form.get("section") or None
         errors = _save_settings(rt, user, request.form, section)
@@ -209,6 +211,7 @@ def _settings_page(rt, user: User, token: str, *, saved: str | None = None, erro
                  zones=timezones.iana_names(), saved=saved, errors=errors or {}, form=form or {},
                  failed_section=section, section_titles=SECTION_TITLES,
                  calendars=calendar_store.for_user(rt.db, user.id), calendars_saved=calendars_saved,
+                 channels=channel_status.view(rt.db, user),
                  home_link=links.home_url(rt.settings, user.id), settings_link=links.settings_url(rt.settings, user.id))
 
 

@@ -25,9 +25,9 @@ from pymongo.database import Database
 from redis import Redis
 from rq.exceptions import DuplicateJobError
 
-from service import queues, when
+from service import channels, queues, when
 from service.config import Settings
-from service.digest import links
+from service.digest import cards, links
 from service.digest.build import TIPS_PER_PERSON, AttendeeView, SplitsAttendees, attendee_view
 from service.digest.render import environment
 from service.insights import coaching, days, meetings, org
@@ -87,6 +87,7 @@ class PrepMail(SplitsAttendees):
     settings_link: str | None = None
     unsubscribe_link: str | None = None    # RFC 8058 one-click: turns prep mails off
     opt_out_link: str | None = None        # signed: stop calsync altogether and delete my data
+    meeting_key: str | None = None         # the stored event's id: what a card's "exclude" button names
 
     @property
     def when(self) -> str:
@@ -244,6 +245,7 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
         start=start.astimezone(zone), end=as_utc(event["end"]).astimezone(zone), zone=zone.key,
         minutes=user.prep.minutes or 0, online=bool(event.get("is_online_meeting")), attendees=attendees,
         notes=notes, link=links.dashboard_url(settings, str(event["_id"]), user.id, event["graph_id"]),
+        meeting_key=str(event["_id"]),
         settings_link=links.settings_url(settings, user.id),
         unsubscribe_link=links.unsubscribe_prep_url(settings, user.id),
         opt_out_link=links.opt_out_url(settings, user.id))
@@ -265,10 +267,11 @@ def message(mail: PrepMail, sender: str, domain: str = "calsync") -> EmailMessag
 
 
 def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, meeting: str, start_iso: str,
-            now: datetime | None = None, notify: Callable[[dict], None] | None = None) -> str:
+            now: datetime | None = None, notify: Callable[[dict], None] | None = None, rt=None) -> str:
     """Send one prep unless it was handled already; returns sent, skipped:<why> or already-handled.
 
-    ``notify`` receives the ``meeting.prep_due`` payload once the mail is sent.
+    It goes on each channel the user chose for preps (``service.channels``; email by default), once per
+    channel. ``notify`` receives the ``meeting.prep_due`` payload (with the channels used) once it is sent.
     """
     start = as_utc(datetime.fromisoformat(start_iso))
     now = (now or utcnow()).astimezone(UTC)
@@ -289,15 +292,33 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, meet
     try:
         mail = compose(db, settings, user, event, directory, organization, record)
         email = message(mail, settings.mail_from)
-        mailer.send(email)
+        results = channels.deliver(rt or Parts(db, settings, mailer), user, "prep", outgoing(mail, email))
     except BaseException as exc:
         preps_store.finish(db, record, preps_store.FAILED, error=type(exc).__name__)
         raise
+    used = channels.sent_channels(results)
     preps_store.finish(db, record, preps_store.SENT, sent_at=utcnow(), message_id=email["Message-ID"],
-                       graph_id=event["graph_id"])
-    log.info("prep sent to user %s (%d attendee(s))", user_id, len(mail.attendees))
+                       graph_id=event["graph_id"], channels=results)
+    log.info("prep sent to user %s (%d attendee(s)) by %s", user_id, len(mail.attendees), ", ".join(used))
     if notify is not None:
         # outbound: meeting.prep_due
-        notify(prep_due_payload(user_id, meeting, event["graph_id"], start,
-                                [a.email for a in mail.attendees if a.matched]))
+        notify({**prep_due_payload(user_id, meeting, event["graph_id"], start,
+                                   [a.email for a in mail.attendees if a.matched]), "channels": used})
     return "sent"
+
+
+@dataclass
+class Parts:
+    """What sending by email needs, for callers without a Runtime (Teams and Slack need one)."""
+
+    db: Database
+    settings: Settings
+    mailer: Mailer
+
+
+def outgoing(mail: PrepMail, email: EmailMessage) -> channels.Outgoing:
+    """The prep note in every channel's form: the mail, an Adaptive Card, Block Kit and plain text."""
+    outline = cards.prep_outline(mail)
+    blocks, text = cards.block_kit(outline)
+    return channels.Outgoing("prep", mail.record_id, text, email=email, card=cards.adaptive_card(outline),
+                             blocks=blocks, settings_link=mail.settings_link)

@@ -8,14 +8,15 @@ the user asked for empty digests, so the tick does not enqueue them again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from pymongo.database import Database
 from redis import Redis
 
-from service import outbox, when
+from service import channels, outbox, when
 from service.config import Settings
-from service.digest import links
+from service.digest import cards, links
 from service.digest.build import Digest, PersonView, TipView, build_digest
 from service.digest.render import message
 from service.insights import coaching, days, meetings, org
@@ -23,6 +24,7 @@ from service.insights.collaborators import top_collaborators
 from service.insights.matching import Directory, attendee_emails
 from service.insights.people import styles
 from service.mail import Mailer
+from service.store import channels as channels_store
 from service.store import coaching as coaching_store
 from service.store import digests as digests_store
 from service.store import users as users_store
@@ -101,8 +103,11 @@ def skip_reason(user: User | None) -> str | None:
 
 
 def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, local_date: str,
-            now: datetime | None = None, redis: Redis | None = None) -> str:
-    """Send the digest unless it was already handled; returns sent, skipped:<why> or already-handled."""
+            now: datetime | None = None, redis: Redis | None = None, rt=None) -> str:
+    """Send the digest unless it was already handled; returns sent, skipped:<why> or already-handled.
+
+    It goes on each channel the user chose for digests (``service.channels``; email by default), once per
+    channel: a retry after one channel failed for now sends only on the channels not yet sent."""
     day = date.fromisoformat(local_date)
     user = users_store.get(db, user_id)
     claim = digests_store.claim(db, user_id, local_date, now)
@@ -119,14 +124,48 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
             digests_store.finish(db, user_id, local_date, digests_store.SKIPPED, reason="no-meetings")
             return "skipped:no-meetings"
         email = message(digest, settings.mail_from)
-        mailer.send(email)
+        sender = rt or Parts(db, settings, mailer, redis)
+        results = channels.deliver(sender, user, "digest", outgoing(digest, email, claim["_id"]))
+        coaching_alone(sender, user, digest, claim["_id"], skip=tuple(results))
     except BaseException as exc:
         digests_store.finish(db, user_id, local_date, digests_store.FAILED, error=type(exc).__name__)
         raise
     sent_at = utcnow()
+    used = channels.sent_channels(results)
     digests_store.finish(db, user_id, local_date, digests_store.SENT, sent_at=sent_at,
-                         message_id=email["Message-ID"], meetings=len(digest.meetings))
+                         message_id=email["Message-ID"], meetings=len(digest.meetings), channels=results)
     if redis is not None:
-        outbox.digest_sent(db, redis, user_id, local_date, sent_at, len(digest.meetings))
-    log.info("digest %s sent to user %s (%d meetings)", local_date, user_id, len(digest.meetings))
+        outbox.digest_sent(db, redis, user_id, local_date, sent_at, len(digest.meetings), channels=used)
+    log.info("digest %s sent to user %s (%d meetings) by %s", local_date, user_id, len(digest.meetings),
+             ", ".join(used))
     return "sent"
+
+
+def coaching_alone(sender, user: User, digest: Digest, record: str, skip: tuple[str, ...]) -> dict[str, str]:
+    """The digest's coaching as a message of its own, on the channels chosen for coaching that did not get the
+    digest (where the digest went, its coaching went with it)."""
+    outline = cards.coaching_outline(digest)
+    if outline is None:
+        return {}
+    blocks, text = cards.block_kit(outline)
+    return channels.deliver(sender, user, "coaching", channels.Outgoing(
+        "coaching", f"{record}:coaching", text, email=None, card=cards.adaptive_card(outline), blocks=blocks,
+        settings_link=digest.settings_link), skip=skip + (channels_store.EMAIL,))
+
+
+@dataclass
+class Parts:
+    """What sending by email needs, for callers without a Runtime (Teams and Slack need one)."""
+
+    db: Database
+    settings: Settings
+    mailer: Mailer
+    redis: Redis | None = None
+
+
+def outgoing(digest: Digest, email, record: str) -> channels.Outgoing:
+    """The digest in every channel's form: the mail, an Adaptive Card, Block Kit and plain text."""
+    outline = cards.digest_outline(digest)
+    blocks, text = cards.block_kit(outline)
+    return channels.Outgoing("digest", record, text, email=email, card=cards.adaptive_card(outline),
+                             blocks=blocks, settings_link=digest.settings_link)

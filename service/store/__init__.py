@@ -38,6 +38,7 @@ DOMAIN_MODULES = (
     "service.store.migrations",
     "service.store.outbound",
     "service.store.activity",
+    "service.store.channels",
 )
 
 EMBEDDED_WARNING = (

@@ -135,7 +135,8 @@ def purge_user_data(user_id: str) -> dict:
 
 
 def send_reconnect_mail(user_id: str) -> bool:
-    return runtime.current().connections.send_reconnect_mail(user_id)
+    rt = runtime.current()
+    return rt.connections.send_reconnect_mail(user_id, rt=rt)
 
 
 def digest_tick() -> int:
@@ -147,7 +148,7 @@ def digest_tick() -> int:
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = runtime.current()
-    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
+    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis, rt=rt)
 
 
 def prep_tick() -> int:
@@ -159,14 +160,14 @@ def prep_tick() -> int:
 def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
     """Send one meeting's prep mail; safe to retry or run twice."""
     rt = runtime.current()
-    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
+    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt), rt=rt)
 
 
 def _prep_due(rt):
     """prep.deliver's ``notify``: its ``meeting.prep_due`` payload becomes the outbound event."""
     def notify(event: dict) -> None:
         outbox.prep_due(rt.db, rt.redis, event["user_id"], event["event_id"], datetime.fromisoformat(event["start"]),
-                        event["attendees"], meeting_key=event["meeting_key"])
+                        event["attendees"], meeting_key=event["meeting_key"], channels=event.get("channels"))
     return notify
 
 

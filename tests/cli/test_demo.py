@@ -48,7 +48,9 @@ def test_the_readme_demo_runs_end_to_end_on_embedded_defaults(tmp_path):
     # Narration in words: no None, no ISO microseconds, times with their zone said once.
     narration = out.split("Look around")[0]
     assert "None" not in narration and not re.search(r"\d{2}:\d{2}:\d{2}\.\d+", narration)
-    assert "5. What operators see (times in UTC)" in out
+    assert "   Quarterly planning: sent on Slack" in out and "   Pipeline review: sent on Microsoft Teams" in out
+    assert "/_emulator/slack/messages" in out and "/_emulator/teams/activities" in out
+    assert "6. What operators see (times in UTC)" in out
     assert re.search(r"expires \w{3} \d{1,2} \w{3}, \d\d:\d\d \(in 7 days\)", out)
     # Direct links to what it made, and the certificate explained once.
     for label in ("Ana's page:", "Ana's settings:", "A meeting dashboard:", "Ana's digest for today, as a page:",

@@ -82,7 +82,7 @@ def test_the_prep_mail_arrives_over_smtp_with_styles_tips_notes_outsiders_apart_
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert sent == [{"type": "meeting.prep_due", "user_id": me.id, "meeting_key": "uid-m1", "event_id": "m1",
                      "start": "2026-07-01T09:00:00Z",
-                     "attendees": ["ana@example.com", "ben@example.com", "zed@partner.example"]}]
+                     "attendees": ["ana@example.com", "ben@example.com", "zed@partner.example"], "channels": ["email"]}]
     assert preps_store.get(db, me.id, "uid-m1", NINE)["status"] == "sent"
 
 
@@ -94,7 +94,7 @@ def test_a_private_meeting_prep_and_payload_never_show_its_subject(rt, db, me, s
     assert _deliver(rt, due, notify=sent.append) == "sent"
 
     assert smtp_inbox.messages[0]["Subject"] == "Prep: Private meeting at 09:00"
-    assert set(sent[0]) == {"type", "user_id", "meeting_key", "event_id", "start", "attendees"}
+    assert set(sent[0]) == {"type", "user_id", "meeting_key", "event_id", "start", "attendees", "channels"}
 
 
 def test_a_prep_is_sent_once_however_often_the_job_runs_and_a_failed_send_is_retried(

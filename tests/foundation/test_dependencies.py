@@ -25,6 +25,7 @@ LAYERS = (
     ("subscriptions", ("service.subscriptions",)),
     ("webhooks", ("service.webhooks",)),
     ("insights", ("service.insights",)),
+    ("channels", ("service.channels",)),
     ("digest", ("service.digest",)),
     ("connections", ("service.connections",)),
     ("tenant-wide", ("service.tenantwide",)),
@@ -42,7 +43,7 @@ EMULATOR_LAYERS = (
                "emulator.faults", "emulator.rich", "emulator.delta", "emulator.directory",
                "emulator.calendars", "emulator.events", "emulator.state", "emulator.identity", "emulator.notify",
                "emulator.subscriptions")),
-    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control")),
+    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control", "emulator.teams", "emulator.slack")),
     ("app", ("emulator.app",)),
     ("serving", ("emulator.server", "emulator.testing")),
 )

@@ -102,7 +102,8 @@ def test_meeting_prep_due_delivers_a_minimal_signed_payload(rt, endpoint, receiv
 
     (prep,) = payloads(receiver, secret, 1)
     assert prep["data"] == {"meeting_id": "AAMkAGI2", "start": "2026-07-01T15:00:00Z",
-                            "prep_at": "2026-07-01T14:30:00Z", "matched_attendees": ["ana@example.com"]}
+                            "prep_at": "2026-07-01T14:30:00Z", "matched_attendees": ["ana@example.com"],
+                            "channels": ["email"]}
 
 
 def _changes(**sets):

@@ -1,0 +1,147 @@
+"""Teams end to end against the emulator: no consent is "unavailable: admin consent needed" once (no loop);
+with consent the app is installed through Graph, the card goes through the Bot Connector (the Agents SDK's
+ConnectorClient), and a pressed button comes back as an invoke checked by the Agents SDK's JWT validation."""
+
+from __future__ import annotations
+
+import json
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from service import queues
+from service.store import channels as channels_store
+from tests.channels.helpers import grant_teams_install, person
+
+
+@pytest.fixture
+def teams_stack(make_stack):
+    with make_stack() as stack:
+        stack.emulator.control.request("POST", "/teams/config", {
+            "messaging_endpoint": f"{stack.url}/channels/teams/messages", "bot_app_id": stack.settings.bot_id})
+        yield stack
+
+
+def send_digest(stack, user_id: str) -> None:
+    today = stack.runtime.db.events.find_one({"user_id": user_id})["start"].date().isoformat()
+    queues.enqueue(stack.runtime.redis, queues.DIGEST, queues.SEND_DIGEST, user_id, today)
+    stack.run_jobs()
+
+
+def activities(stack) -> list[dict]:
+    return stack.emulator.control.request("GET", "/teams/activities")["value"]
+
+
+def graph_calls(stack, fragment: str) -> list[dict]:
+    return [r for r in stack.emulator.control.graph_requests() if fragment in r["path"]]
+
+
+def test_without_admin_consent_teams_is_unavailable_email_stands_in_and_nothing_loops(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+
+    send_digest(teams_stack, user.id)
+    teams_stack.runtime.db.digests_sent.delete_many({})
+    teams_stack.runtime.db.channel_sends.delete_many({})
+    send_digest(teams_stack, user.id)
+
+    record = teams_stack.runtime.db.digests_sent.find_one({"user_id": user.id})
+    assert record["channels"] == {"teams": "unavailable: admin consent needed", "email": "sent"}
+    subjects = [m["Subject"] for m in smtp_inbox.messages]
+    assert subjects.count("calsync could not reach you on Microsoft Teams") == 1
+    assert graph_calls(teams_stack, "/teamwork/installedApps") == []   # never asked Graph without the role
+    assert channels_store.teams_unavailable(teams_stack.runtime.db, emu["tenant_id"])
+
+
+def test_with_consent_the_app_is_installed_and_the_digest_card_arrives_once(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+
+    send_digest(teams_stack, user.id)
+    send_digest(teams_stack, user.id)
+
+    (sent,) = activities(teams_stack)
+    card = sent["activity"]["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert card["content"]["version"] == "1.5" and "Quarterly planning" in json.dumps(card["content"])
+    assert sent["conversation_id"] == channels_store.link(teams_stack.runtime.db, "teams", user.id)["conversation_id"]
+    assert smtp_inbox.messages == []
+    assert len([c for c in graph_calls(teams_stack, "/teamwork/installedApps") if c["method"] == "POST"]) == 1
+
+
+def _press(stack, label: str, **extra) -> dict:
+    (sent,) = activities(stack)
+    body = sent["activity"]["attachments"][0]["content"]["body"]
+    action = next(a for b in body if b["type"] == "ActionSet" for a in b["actions"] if a["title"] == label)
+    return stack.emulator.control.request("POST", "/teams/press", {
+        "activity_id": sent["id"], "verb": action["verb"], "data": action["data"], **extra})
+
+
+def test_exclude_pressed_in_teams_excludes_the_meeting(teams_stack):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    send_digest(teams_stack, user.id)
+
+    pressed = _press(teams_stack, "Exclude this meeting")
+
+    assert pressed["status"] == 200 and pressed["body"]["statusCode"] == 200
+    assert "kept out of your insights" in pressed["body"]["value"]
+    assert teams_stack.runtime.db.exclusions.count_documents({"user_id": user.id}) == 1
+
+
+def _forged(stack) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"iss": "https://api.botframework.com", "aud": stack.settings.bot_id, "exp": 4_000_000_000,
+              "serviceurl": stack.emulator.base_url + "/teams/connector/"}
+    kid = stack.emulator.emulator.identity.jwks()["keys"][0]["kid"]
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.mark.parametrize("token", ["forged", "garbage", "expired", "other-audience"])
+def test_presses_with_a_bad_token_are_refused_and_change_nothing(teams_stack, token):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    send_digest(teams_stack, user.id)
+    identity = teams_stack.emulator.emulator.identity
+    now = int(identity.now().timestamp())
+    tokens = {"forged": _forged(teams_stack), "garbage": "not.a.token",
+              "expired": identity.sign({"iss": "https://api.botframework.com", "aud": teams_stack.settings.bot_id,
+                                        "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}),
+              "other-audience": identity.sign({"iss": "https://api.botframework.com", "aud": "another-bot",
+                                               "iat": now, "nbf": now, "exp": now + 3600})}
+
+    pressed = _press(teams_stack, "Exclude this meeting", token=tokens[token])
+
+    assert pressed["status"] == 401
+    assert teams_stack.runtime.db.exclusions.count_documents({}) == 0
+
+
+def test_a_press_for_another_persons_meeting_is_refused(teams_stack):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    _, other = person(teams_stack, mail="other@contoso.com")
+    grant_teams_install(teams_stack, emu)
+    send_digest(teams_stack, user.id)
+    theirs = str(teams_stack.runtime.db.events.find_one({"user_id": other.id})["_id"])
+
+    (sent,) = activities(teams_stack)
+    pressed = teams_stack.emulator.control.request("POST", "/teams/press", {
+        "activity_id": sent["id"], "verb": "exclude", "data": {"action": "exclude", "meeting": theirs}})
+
+    assert pressed["status"] == 200 and pressed["body"]["statusCode"] == 400
+    assert teams_stack.runtime.db.exclusions.count_documents({}) == 0
+
+
+def test_a_blocked_bot_disables_teams_for_that_person_with_a_status(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    send_digest(teams_stack, user.id)
+    teams_stack.emulator.control.request("POST", "/teams/block", {"user_id": emu["id"]})
+    teams_stack.runtime.db.digests_sent.delete_many({})
+    teams_stack.runtime.db.channel_sends.delete_many({})
+
+    send_digest(teams_stack, user.id)
+
+    link = channels_store.link(teams_stack.runtime.db, "teams", user.id)
+    assert link["status"] == "disabled" and "blocked" in link["reason"]
+    subjects = [m["Subject"] for m in smtp_inbox.messages]
+    assert subjects[0].startswith("Your day") and subjects[1] == "calsync could not reach you on Microsoft Teams"
