@@ -15,8 +15,8 @@ from service.digest import cards, send
 from service.digest.build import Section, TipView
 from service.insights.tips import Tip
 from service.store import events as events_store
-from tests.digest.test_privacy import SECRET, graph_item
 from tests.support.factories import add_event, add_people, add_user, attendee
+from tests.support.privacy import SECRET, graph_item
 
 SCHEMA = json.loads((Path(__file__).parent / "adaptive-card-1.5.json").read_text())
 DAY = datetime(2026, 7, 1, tzinfo=UTC)

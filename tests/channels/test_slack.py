@@ -16,7 +16,7 @@ from service.channels.errors import Busy
 from service.digest import links, send
 from service.store import channels as channels_store
 from service.store import users as users_store
-from tests.channels.helpers import person
+from tests.support.channels import person
 from tests.support.factories import add_people
 
 

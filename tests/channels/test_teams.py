@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service import queues
 from service.store import channels as channels_store
-from tests.channels.helpers import grant_teams_install, person
+from tests.support.channels import grant_teams_install, person
 
 
 @pytest.fixture
