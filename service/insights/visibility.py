@@ -29,15 +29,37 @@ class Visibility:
 
 
 EVERYONE_IN_ORGANISATION = Visibility(ORGANIZATION, "everyone in your organisation", True)
+NOT_OUTSIDE = Visibility(ORGANIZATION, "everyone in their organisation", False)
+CHOSEN = "the people they chose and their manager"
+NOBODY = Visibility(PRIVATE, "nobody: they keep their results private", False)
 
 
 def visibility(viewer: User | None, person: dict | None, organization: Organization | None = None) -> Visibility:
-    """What ``viewer`` may see about ``person`` (a people-directory entry, or None for someone not in it).
-
-    Today: everyone in the organisation sees everyone's results. The person's own choice (stored with them)
-    is read here when it exists.
-    """
+    """What ``viewer`` may see about ``person`` (a people-directory entry, or None for someone not in it), by the
+    person's choice stored with them: ``organization`` (the default) shows their results to colleagues, and to
+    people from outside unless they turned ``external_tips`` off; ``restricted`` only to the ``viewers`` they
+    list and their ``manager``; ``private`` to nobody. ``organization`` is the viewer's (their tenant's
+    domains): a person outside it is external to the viewer. The person always sees their own results."""
+    if not person:
+        return EVERYONE_IN_ORGANISATION
+    viewer_email = (viewer.email if viewer else "").strip().lower()
+    if viewer_email and viewer_email in (person.get("emails") or []):
+        return EVERYONE_IN_ORGANISATION
+    level = person.get("visibility") or ORGANIZATION
+    if level == PRIVATE:
+        return NOBODY
+    if level == RESTRICTED:
+        allowed = {*(person.get("viewers") or []), (person.get("manager") or "").lower()} - {""}
+        return Visibility(RESTRICTED, CHOSEN, bool(viewer_email) and viewer_email in allowed)
+    outside = organization is not None and organization.is_external(person.get("primary_email"))
+    if outside and person.get("external_tips") is False:
+        return NOT_OUTSIDE
     return EVERYONE_IN_ORGANISATION
+
+
+def shows(viewer: User | None, person: dict | None, organization: Organization | None = None) -> bool:
+    """Whether tips and styles about ``person`` may be shown to ``viewer``."""
+    return visibility(viewer, person, organization).shows_results
 
 
 def notice(shown: Iterable[Visibility]) -> str | None:
