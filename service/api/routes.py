@@ -428,3 +428,7 @@ def delete_person(key: str):
         return problems.problem("not-found", "no such person")
     people_store.delete(_db(), person["_id"])
     return "", 204
+
+
+# The time side of coaching keeps its routes in its own module, on this blueprint.
+from service.api import timeside as _timeside  # noqa: E402,F401
