@@ -92,6 +92,11 @@ def create_control_blueprint() -> Blueprint:
     def get_user(user_id: str):
         return jsonify(_em().state.require_user(user_id))
 
+    @bp.put("/users/<user_id>/working-hours")
+    def set_working_hours(user_id: str):
+        """Set a user's Outlook working hours (Graph's workingHours object, as mailboxSettings returns it)."""
+        return jsonify(_em().state.set_working_hours(user_id, _body()))
+
     @bp.put("/users/<user_id>/mailbox")
     def set_mailbox(user_id: str):
         """Make the user's mailbox unreadable as real tenants can (a guest, no licence, on-premises, an access

@@ -68,6 +68,7 @@ class Settings:
     proxy_hops: int = 0                 # proxies in front whose X-Forwarded-For/-Proto are believed
     outbound_timeout: float = 10.0      # outbound webhooks: a 2xx within this is a delivery
     outbound_allow_private: bool = False  # let webhook endpoints resolve to loopback/private addresses
+    outlook_working_hours: bool = False   # ask for MailboxSettings.Read and read Outlook's working hours
 
     @property
     def embedded_mongo(self) -> bool:
@@ -137,6 +138,7 @@ class Settings:
             proxy_hops=env.number("CALSYNC_PROXY_HOPS", 0, int, low=0, high=5),
             outbound_timeout=env.number("CALSYNC_OUTBOUND_TIMEOUT", 10.0, float, high=60),
             outbound_allow_private=env.flag("CALSYNC_OUTBOUND_ALLOW_PRIVATE"),
+            outlook_working_hours=env.flag("CALSYNC_OUTLOOK_WORKING_HOURS"),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "

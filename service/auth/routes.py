@@ -24,7 +24,13 @@ from service.auth import signin
 from service.connections import export as mydata
 from service.digest import links, overview, render, send
 from service.identity.apptokens import TENANT_ID
-from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
+from service.identity.msal_app import (
+    GRAPH_RESOURCE,
+    admin_consent_redirect_uri,
+    build_app,
+    redirect_uri,
+    sign_in_scopes,
+)
 from service.insights import days
 from service.runtime import Runtime
 from service.store import tenants, users
@@ -48,7 +54,7 @@ def _rt() -> Runtime:
 
 @bp.context_processor
 def _template_helpers() -> dict:
-    return {"scopes": SCOPES}
+    return {"scopes": sign_in_scopes(_rt().settings)}
 
 
 @bp.errorhandler(CSRFError)
@@ -147,7 +153,8 @@ def _initiate_flow(rt: Runtime) -> dict:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
         app = build_app(rt.settings, rt.http)
-        return app.initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings), response_mode="query")
+        return app.initiate_auth_code_flow(list(sign_in_scopes(rt.settings)), redirect_uri=redirect_uri(rt.settings),
+                                           response_mode="query")
 
 
 def _take_flow(key: object) -> dict | None:
@@ -299,7 +306,7 @@ def admin_consent():
     tenant = settings.tenant if settings.tenant.lower() not in ("common", "consumers") else "organizations"
     query = urlencode({
         "client_id": settings.client_id,
-        "scope": " ".join(f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES),
+        "scope": " ".join(f"{GRAPH_RESOURCE}/{scope}" for scope in sign_in_scopes(settings)),
         "redirect_uri": admin_consent_redirect_uri(settings),
         "state": state,
     })
@@ -324,7 +331,7 @@ def admin_consent_callback():
         return _page_error(400, "Admin consent did not complete", "Microsoft's answer was incomplete.")
     user = _signed_in_user()
     record = tenants.record_consent(_rt().db, tenant_id.lower(), user.email if user else None,
-                                    [f"{GRAPH_RESOURCE}/{scope}" for scope in SCOPES])
+                                    [f"{GRAPH_RESOURCE}/{scope}" for scope in sign_in_scopes(_rt().settings)])
     log.info("admin consent recorded for tenant %s", tenant_id.lower())
     return render_template("auth/admin_consented.html", tenant=record,
                            granted=when.moment(record["consented_at"], "UTC"))

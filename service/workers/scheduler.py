@@ -43,6 +43,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("retention", 86_400, queues.RETENTION_SWEEP, queues.MAINTENANCE),
     Periodic("calendar-poll", 300, queues.CALENDAR_POLL_SWEEP, queues.MAINTENANCE),
     Periodic("outbox-sweep", 60, queues.OUTBOX_SWEEP, queues.OUTBOUND),
+    Periodic("working-hours-sweep", 86_400, queues.WORKING_HOURS_SWEEP, queues.MAINTENANCE),
 )
 
 
