@@ -20,6 +20,7 @@ BLUEPRINTS = (
     "service.auth.routes",
     "service.webhooks.routes",
     "service.digest.pages",
+    "service.digest.week_pages",
     "service.api.openapi",
     "service.api.routes",
     "service.ops.routes",

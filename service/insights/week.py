@@ -51,6 +51,10 @@ class Meeting:
     people: tuple[str, ...]       # the other attendees' addresses (lower case), organizer included
     is_private: bool = False
 
+    @property
+    def start_at(self) -> datetime:
+        return datetime.fromtimestamp(self.start, UTC)
+
 
 @dataclass
 class DayLoad:
