@@ -15,7 +15,7 @@ from redis import Redis
 
 from service import outbox, when
 from service.config import Settings
-from service.digest import links
+from service.digest import links, lookahead
 from service.digest.build import Digest, PersonView, TipView, build_digest
 from service.digest.render import message
 from service.insights import coaching, days, meetings, org
@@ -52,6 +52,7 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
                               why=s.why) for n, s in enumerate(digest.coaching, start=1)]
     if record:
         coaching_store.record(db, user.id, day, chooser.shown)
+    digest.sections += lookahead.sections(db, settings, user, day, now or utcnow())
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
         meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)

@@ -98,6 +98,7 @@ class FirstMeeting:
     name: str
     email: str
     tip: Tip | None
+    person_id: str | None = None
 
 
 @dataclass
@@ -107,23 +108,24 @@ class LookAhead:
     report: WeekReport
     first_meetings: list[FirstMeeting] = field(default_factory=list)
     tips: list[Tip] = field(default_factory=list)
+    overdue: list[rhythm.Rhythm] = field(default_factory=list)     # 1:1s past 1.5 times their usual interval
 
 
-def look_ahead(db: Database, user: User, now: datetime | None = None) -> LookAhead:
-    """The ISO week after the one ``now`` falls in (in the person's zone), with who they meet for the first time
-    (nobody calsync has seen them meet in the 90 days before now) and tips for both."""
+def look_ahead(db: Database, user: User, year: int, number: int, now: datetime | None = None) -> LookAhead:
+    """An ISO week (in the person's zone) seen from ``now``: its load, who they meet for the first time (nobody
+    calsync has seen them meet in the 90 days before now) and tips for both."""
     now = (now or utcnow()).astimezone(UTC)
     zone = days.user_zone(user)
-    year, number = week.next_week(*week.week_of(now, zone))
     start, end = week.week_bounds(year, number, zone)
-    events = meetings.in_window(db, user.id, now - HISTORY, end.astimezone(UTC))
+    events = meetings.in_window(db, user.id, now - HISTORY, max(end.astimezone(UTC), now + timedelta(days=60)))
     person = person_for(db, user, events)
     report = week.measure(events, person.me, zone, year, number, person.hours)
-    met_before = {email for m in week.clean([e for e in events if e["start"] < now], person.me) for email in m.people}
+    now_s = now.timestamp()
+    met_before = {email for m in week.clean(events, person.me) if m.start < now_s for email in m.people}
     first: list[FirstMeeting] = []
     seen: set[str] = set()
     for meeting in week.clean(events, person.me):
-        if not (start.timestamp() <= meeting.start < end.timestamp()):
+        if not (max(start.timestamp(), now_s) <= meeting.start < end.timestamp()):
             continue
         for email in meeting.people:
             entry = person.directory.person(email)
@@ -133,8 +135,11 @@ def look_ahead(db: Database, user: User, now: datetime | None = None) -> LookAhe
             seen |= known
             tip = _first_meeting_tip(entry) if entry and person.shown(entry) else None
             first.append(FirstMeeting(datetime.fromtimestamp(meeting.start, zone), meeting.subject,
-                                      (entry or {}).get("name") or email, email, tip))
-    return LookAhead(report, first, _load_tips(report, events, person))
+                                      (entry or {}).get("name") or email, email, tip,
+                                      entry["_id"] if entry else None))
+    overdue = [r for r in rhythm.rhythms(events, person.me, person.directory, now,
+                                         (person.entry or {}).get("manager"), shown=person.shown) if r.overdue]
+    return LookAhead(report, first, _load_tips(report, events, person), overdue)
 
 
 def _first_meeting_tip(entry: dict) -> Tip | None:
