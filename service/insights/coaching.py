@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pymongo.database import Database
 
-from service.insights import days, meetings
+from service.insights import days, meetings, org, visibility
 from service.insights.collaborators import counts, rank
 from service.insights.matching import Directory, attendee_emails, match_attendees, self_emails
 from service.insights.people import style_label, styles
@@ -129,7 +129,8 @@ def suggest(db: Database, user: User, day: date, now: datetime | None = None, li
     start, end = (edge.astimezone(UTC) for edge in days.day_bounds(zone, day))
     since = start - timedelta(days=LOOKBACK_DAYS)
     events = meetings.in_window(db, user.id, since, end)
-    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
+    directory = visibility.redact(Directory.for_emails(db, attendee_emails(events) | {user.email}), user,
+                                  org.for_user(db, user))
     me = self_emails(user, directory)
     chooser = chooser or TipChooser(db, user, day, styles(directory.person(user.email)))
     earlier = [e for e in events if as_utc(e["start"]) < start]

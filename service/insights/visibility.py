@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from service.insights.matching import Directory
 from service.insights.org import Organization
 from service.store.records import User
 
@@ -70,3 +71,12 @@ def notice(shown: Iterable[Visibility]) -> str | None:
     if len(audiences) == 1:
         return f"The assessment results shown here are visible to {audiences[0]}."
     return "The assessment results shown here are visible to: " + "; ".join(audiences) + ", depending on the person."
+
+
+def redact(directory: Directory, viewer: User | None, organization: Organization | None = None) -> Directory:
+    """The directory as ``viewer`` may see it: people who do not show their results to the viewer keep their
+    name and addresses (they are in the meeting) but lose their assessments, so no style, tip or mix is drawn
+    from them on any surface built from it (digest, prep, coaching, API, outbound payloads, channel messages)."""
+    return Directory(person if shows(viewer, person, organization) else {**person, "assessments": {},
+                                                                          "hidden": True}
+                     for person in directory.people())
