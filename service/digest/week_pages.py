@@ -17,8 +17,10 @@ from service import when
 from service.digest import links
 from service.digest.pages import _message, _page, _rt, _settings_page, _settings_user
 from service.insights import days, network, timeside, week
+from service.insights import people as people_io
 from service.insights.people import frameworks, style_label
 from service.insights.workhours import InvalidWorkingHours, from_doc, validated
+from service.store import people as people_store
 from service.store import users as users_store
 from service.store import utcnow
 from service.store import workhours as workhours_store
@@ -123,6 +125,33 @@ def working_hours_settings():
     workhours_store.save(rt.db, user.id, hours.as_doc())
     log.info("working hours changed on the settings page for user %s", user.id)
     return _settings_page(rt, users_store.get(rt.db, user.id), token, saved="working_hours")
+
+
+@bp.route("/people/say", methods=["GET", "POST"])
+@csrf.exempt  # authorised by the signed link token ``t``, which only the person described receives
+def people_say():
+    """Where a person in the directory chooses who may see tips about them: organization, restricted (the
+    people they list, and their manager), private; and whether people from outside get tips about them."""
+    rt = _rt()
+    person_id = links.read_say_token(rt.settings, request.values.get("t"))
+    person = people_store.get(rt.db, person_id) if person_id else None
+    if person is None:
+        return _message("Link expired", "Open the link from a recent mail.", 403)
+    error, saved = None, False
+    if request.method == "POST":
+        form = request.form
+        row = {"visibility": form.get("visibility", ""), "viewers": form.get("viewers", "").strip() or [],
+               "external_tips": "true" if form.get("external_tips") == "1" else "false"}
+        try:
+            changes = people_io.validate_say(row)
+        except people_io.InvalidPerson as exc:
+            error = str(exc)
+        else:
+            person = people_store.replace_fields(rt.db, person["_id"], {"viewers": [], **changes}) or person
+            saved = True
+            log.info("person %s changed who sees tips about them", person["_id"])
+    return _page("say.html", 400 if error else 200, title="Tips about you", person=person, error=error,
+                 saved=saved, token=request.values.get("t"), home_link=None, settings_link=None)
 
 
 def _sentence(exc: InvalidWorkingHours) -> str:

@@ -10,6 +10,7 @@ import pytest
 import time_machine
 
 from service.digest import links
+from service.store import people as people_store
 from service.store import workhours as workhours_store
 from tests.support.factories import add_event, add_people, add_user, attendee
 
@@ -80,3 +81,23 @@ def test_bad_working_hours_on_the_page_name_the_field_and_store_nothing(client, 
     assert answer.status_code == 400
     assert re.search(rf'id="{field}-error"', html) and "Working hours" in html
     assert workhours_store.get(db, me.id) is None
+
+
+def test_the_person_described_chooses_who_sees_tips_about_them_through_a_signed_link(client, settings, db, me):
+    settings_page = client.get(f"/digest/settings?t={links.settings_token(settings, me.id)}").get_data(as_text=True)
+    link = re.search(r'href="([^"]*/people/say\?t=[^"]+)"', settings_page).group(1)
+    token = link.split("t=", 1)[1]
+    ana = people_store.by_email(db, "ana@example.com")
+
+    page = client.get(link.removeprefix(links.base(settings)))
+    saved = client.post("/people/say", data={"t": token, "visibility": "restricted", "viewers": "ben@example.com"})
+    refused = client.post("/people/say", data={"t": token, "visibility": "everyone"})
+    forged = client.post("/people/say", data={"t": links.say_token(settings, ana["_id"]) + "x",
+                                              "visibility": "private"})
+
+    assert page.status_code == 200 and "Tips about you" in page.get_data(as_text=True)
+    assert saved.status_code == 200 and "Saved." in saved.get_data(as_text=True)
+    mine = people_store.by_email(db, "me@example.com")
+    assert (mine["visibility"], mine["viewers"], mine["external_tips"]) == ("restricted", ["ben@example.com"], False)
+    assert refused.status_code == 400 and people_store.by_email(db, "me@example.com")["visibility"] == "restricted"
+    assert forged.status_code == 403 and "visibility" not in people_store.by_email(db, "ana@example.com")
