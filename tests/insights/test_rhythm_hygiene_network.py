@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.insights import hygiene, network, rhythm, visibility
+from service.insights import coaching, hygiene, network, rhythm, visibility
 from service.insights.matching import Directory
 from service.insights.org import Organization
 from service.store.records import User
+from tests.support.factories import add_event, add_people, add_user, attendee
 
 ME = {"me@example.com"}
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
@@ -154,3 +155,17 @@ def test_network_shares_sum_to_one_for_every_framework(drawn):
     for shares in found.styles.values():
         assert not drawn or abs(sum(shares.values()) - 1) < 0.01
     assert not drawn or abs(found.internal + found.external - 1) < 0.01
+
+
+def test_coaching_suggests_the_overdue_one_to_one_with_the_rhythm_tip(db):
+    add_people(db)
+    me = add_user(db)
+    for n in range(4):
+        start = NOW - timedelta(days=21 + 7 * n)
+        add_event(db, me.id, f"o{n}", start, start + timedelta(minutes=30), attendees=[attendee("ben@example.com")])
+
+    found = coaching.suggest(db, me, NOW.date(), now=NOW, record=False)
+
+    ben = next(s for s in found if s.email == "ben@example.com")
+    assert ben.reason == coaching.OVERDUE and ben.why == "your 1:1 is a week overdue (usually every 7 days)"
+    assert ben.tip == rhythm.rhythm_tip({"assessments": {"disc": {"primary": "D"}}}, "")
