@@ -17,17 +17,20 @@ Intervals are whole seconds since the epoch, so the arithmetic is exact and the 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from service.insights import meetings
-from service.insights.matching import attendees_hidden, is_resource, user_response
+from service.insights.matching import RESOURCE_TYPES, attendees_hidden, user_response
 from service.insights.workhours import STANDARD, WorkingHours
 from service.store import as_utc
+from service.store.exclusions import Excluded
 
 MAX_ATTENDEES = 25
+ROOMS = frozenset(RESOURCE_TYPES)
 FOCUS_BLOCK = 2 * 3600
 BACK_TO_BACK_GAP = 10 * 60
 BACK_TO_BACK_RUN = 3
@@ -151,27 +154,29 @@ def next_week(year: int, week: int) -> tuple[int, int]:
 def others(event: dict, me: set[str]) -> list[str]:
     """The other people in a meeting (organizer included, rooms out), by address; of a meeting whose list the
     organizer hid, only the organizer."""
-    found: list[str] = []
+    found: dict[str, None] = {}
     organizer = ((event.get("organizer") or {}).get("email") or "").strip().lower()
     if organizer and organizer not in me:
-        found.append(organizer)
+        found[organizer] = None
     if not attendees_hidden(event, me):
-        for attendee in event.get("attendees") or []:
-            email = (attendee.get("email") or "").strip().lower()
-            if email and email not in me and email not in found and not is_resource(attendee):
-                found.append(email)
-    return found
+        for attendee in event.get("attendees") or ():
+            email = attendee.get("email")
+            if email:
+                email = email.strip().lower()
+                if email not in me and email not in found and (attendee.get("type") or "").lower() not in ROOMS:
+                    found[email] = None
+    return list(found)
 
 
-def leave_out(event: dict, me: set[str]) -> str | None:
-    """Why a meeting does not count for the week (None when it does)."""
+def leave_out(event: dict, me: set[str], people: list[str] | None = None) -> str | None:
+    """Why a meeting does not count for the week (None when it does); ``people``: its ``others`` if known."""
     if event.get("is_cancelled"):
         return "cancelled"
     if event.get("is_all_day"):
         return "all_day"
     if user_response(event, me) == "declined":
         return "declined"
-    people = others(event, me)
+    people = others(event, me) if people is None else people
     if not people:
         return "alone"
     if len(people) + 1 > MAX_ATTENDEES:
@@ -179,11 +184,14 @@ def leave_out(event: dict, me: set[str]) -> str | None:
     return None
 
 
-def clean(events: Iterable[dict], me: set[str], left_out: dict[str, int] | None = None) -> list[Meeting]:
-    """The meetings that count, once each, earliest first; ``left_out`` (if given) counts the others by reason."""
+def clean(events: Iterable[dict], me: set[str], left_out: dict[str, int] | None = None,
+          excluded: Excluded | None = None) -> list[Meeting]:
+    """The meetings that count, once each, earliest first (none the person ``excluded``); ``left_out`` (if given)
+    counts the others by reason."""
     kept: list[Meeting] = []
-    for event in meetings.usable(events, None):
-        reason = leave_out(event, me)
+    for event in meetings.usable(events, excluded):
+        people = others(event, me)
+        reason = leave_out(event, me, people)
         start, end = _seconds(event.get("start")), _seconds(event.get("end"))
         if reason is None and (start is None or end is None or end <= start):
             reason = "no_duration"
@@ -192,7 +200,7 @@ def clean(events: Iterable[dict], me: set[str], left_out: dict[str, int] | None 
                 left_out[reason] = left_out.get(reason, 0) + 1
             continue
         kept.append(Meeting(event.get("ical_uid") or event.get("graph_id") or "", start, end,
-                            meetings.subject_of(event), tuple(others(event, me)), meetings.is_private(event)))
+                            meetings.subject_of(event), tuple(people), meetings.is_private(event)))
     return sorted(kept, key=lambda m: (m.start, m.end, m.key))
 
 
@@ -296,12 +304,13 @@ def working_intervals(hours: WorkingHours, person_zone: ZoneInfo, start: datetim
 
 
 def measure(events: Iterable[dict], me: set[str], zone: ZoneInfo, year: int, week: int,
-            hours: WorkingHours = STANDARD) -> WeekReport:
-    """Measure one ISO week of a person's meetings (``events``: stored events overlapping it, excluded ones out)."""
+            hours: WorkingHours = STANDARD, excluded: Excluded | None = None) -> WeekReport:
+    """Measure one ISO week of a person's meetings (``events``: stored events overlapping it, less those they
+    ``excluded``)."""
     start, end = week_bounds(year, week, zone)
     bounds = [(_epoch(start), _epoch(end))]
     left_out: dict[str, int] = {}
-    inside = [m for m in clean(events, me, left_out) if m.end > bounds[0][0] and m.start < bounds[0][1]]
+    inside = [m for m in clean(events, me, left_out, excluded) if m.end > bounds[0][0] and m.start < bounds[0][1]]
     clipped = [(max(m.start, bounds[0][0]), min(m.end, bounds[0][1])) for m in inside]
     busy = union(clipped)
     working = working_intervals(hours, zone, start, end)
@@ -320,17 +329,28 @@ def measure(events: Iterable[dict], me: set[str], zone: ZoneInfo, year: int, wee
 
 def _days(inside: list[Meeting], busy: list[Interval], working: list[Interval], zone: ZoneInfo,
           start: datetime) -> list[DayLoad]:
-    loads = []
+    """Each local day's meeting hours, meetings begun and working hours (days 23 or 25 hours long on DST changes)."""
     monday = start.date()
-    for offset in range(7):
-        day = monday + timedelta(days=offset)
-        day_start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
-        day_end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
-        span = [(_epoch(day_start), _epoch(day_end))]
-        count = sum(1 for m in inside if span[0][0] <= m.start < span[0][1])
-        loads.append(DayLoad(day, _hours(length(intersect(busy, span))), count,
-                             _hours(length(intersect(working, span)))))
-    return loads
+    days = [monday + timedelta(days=n) for n in range(7)]
+    edges = [_epoch(datetime.combine(d, datetime.min.time(), tzinfo=zone)) for d in days]
+    edges.append(_epoch(datetime.combine(monday + timedelta(days=7), datetime.min.time(), tzinfo=zone)))
+    busy_by_day, working_by_day, counts = _spread(busy, edges), _spread(working, edges), [0] * 7
+    for meeting in inside:
+        n = bisect_right(edges, meeting.start) - 1
+        if 0 <= n < 7:
+            counts[n] += 1
+    return [DayLoad(days[n], _hours(busy_by_day[n]), counts[n], _hours(working_by_day[n])) for n in range(7)]
+
+
+def _spread(intervals: list[Interval], edges: list[int]) -> list[int]:
+    """Seconds of ``intervals`` falling between each pair of consecutive ``edges``."""
+    found = [0] * (len(edges) - 1)
+    for begins, ends in intervals:
+        n = max(0, bisect_right(edges, begins) - 1)
+        while n < len(found) and edges[n] < ends:
+            found[n] += max(0, min(ends, edges[n + 1]) - max(begins, edges[n]))
+            n += 1
+    return found
 
 
 def _seconds(value: object) -> int | None:
