@@ -81,18 +81,18 @@ def get_working_hours(key: str):
 @bp.put("/users/<key>/working-hours")
 def put_working_hours(key: str):
     """Set working hours: ``{"start": "09:00", "end": "17:00", "days": [0, 1, 2, 3, 4]}`` (0 is Monday), in the
-    person's zone; they then win over Outlook's."""
+    person's zone or ``time_zone``; they then win over Outlook's."""
     user = _user_or_404(key)
     if user is None:
         return _not_found()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest('body must be a JSON object like {"start": "09:00", "end": "17:00", "days": [0, 1, 2, 3, 4]}')
-    unknown = sorted(set(body) - {"start", "end", "days"})
+    unknown = sorted(set(body) - {"start", "end", "days", "time_zone"})
     if unknown:
         raise BadRequest(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
     try:
-        hours = validated(body.get("start"), body.get("end"), body.get("days"))
+        hours = validated(body.get("start"), body.get("end"), body.get("days"), time_zone=body.get("time_zone"))
     except InvalidWorkingHours as exc:
         raise BadRequest(str(exc), pointer=f"/{exc.field}") from None
     workhours_store.save(_db(), user.id, hours.as_doc())

@@ -84,13 +84,22 @@ def parse_days(value: object) -> tuple[int, ...]:
     return tuple(sorted(days))
 
 
+def parse_zone(value: object) -> str | None:
+    """An IANA zone name (None: the person's own zone); raises InvalidWorkingHours for one that does not exist."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or value.strip() not in timezones.iana_names():
+        raise InvalidWorkingHours("time_zone", "time_zone must be an IANA time zone like Europe/Paris")
+    return value.strip()
+
+
 def validated(start: object, end: object, days: object, source: str = SETTINGS,
-              time_zone: str | None = None) -> WorkingHours:
+              time_zone: object = None) -> WorkingHours:
     """Working hours from input; raises InvalidWorkingHours naming the first field at fault."""
     begins, ends = parse_clock(start, "start"), parse_clock(end, "end")
     if ends <= begins:
         raise InvalidWorkingHours("end", "end must come after start on the same day")
-    return WorkingHours(begins, ends, parse_days(days), source, time_zone)
+    return WorkingHours(begins, ends, parse_days(days), source, parse_zone(time_zone))
 
 
 def from_doc(doc: object) -> WorkingHours:

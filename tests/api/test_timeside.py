@@ -97,6 +97,8 @@ def test_working_hours_are_set_and_read_back(client, ops_headers, db, me):
     ({"start": "09:00", "end": "17:00", "days": [7]}, "/days"),
     ({"start": "09:00", "end": "17:00", "days": [True]}, "/days"),
     ({"start": "09:00", "end": "17:00", "days": [0], "zone": "x"}, "/zone"),
+    ({"start": "09:00", "end": "17:00", "days": [0], "time_zone": "Mars/Olympus_Mons"}, "/time_zone"),
+    ({"start": "09:00", "end": "17:00", "days": [0], "time_zone": 5}, "/time_zone"),
 ])
 def test_bad_working_hours_are_a_400_naming_the_field_and_nothing_is_stored(client, ops_headers, db, me, body, field):
     response = client.put("/api/users/me@example.com/working-hours", headers=ops_headers, json=body)
@@ -104,6 +106,13 @@ def test_bad_working_hours_are_a_400_naming_the_field_and_nothing_is_stored(clie
     assert response.status_code == 400
     assert response.get_json()["errors"][0]["pointer"] == field
     assert workhours_store.get(db, me.id) is None
+
+
+def test_working_hours_may_be_kept_in_another_zone(client, ops_headers, db, me):
+    response = client.put("/api/users/me@example.com/working-hours", headers=ops_headers,
+                          json={"start": "09:00", "end": "17:00", "days": [0], "time_zone": "America/New_York"})
+
+    assert response.status_code == 200 and workhours_store.get(db, me.id)["time_zone"] == "America/New_York"
 
 
 def test_a_person_restricts_who_sees_tips_about_them(client, ops_headers, db, me):

@@ -177,7 +177,7 @@ def test_the_measures_add_up_in_every_zone_and_week(zone_name, iso, drawn, first
     assert 0 <= s["double_booked"] <= s["meeting"] <= (ends - begins).total_seconds()
     assert all(e - b >= week.FOCUS_BLOCK for b, e in report.focus_blocks)
     assert all(len(run) >= 3 for run in report.back_to_back)
-    assert round(sum(d.meeting_hours for d in report.days), 1) == round(report.meeting, 1)
+    assert abs(sum(d.meeting_hours for d in report.days) - report.meeting) <= 0.04    # each rounded to 0.01 h
 
 
 @settings(max_examples=100, deadline=None)
