@@ -90,7 +90,8 @@ def _series(master: str, occurrences: list[dict], me: set[str], horizon: datetim
         suggestions.append({"problem": "too_many_attendees", "text": texts["too_many_attendees"]})
     if minutes > MAX_MINUTES:
         suggestions.append({"problem": "too_long", "text": texts["too_long"]})
-    subject = clean([occurrences[0]], me)[0].subject if clean([occurrences[0]], me) else "(series)"
+    named = clean([occurrences[0]], me)
+    subject = named[0].subject if named else "(series)"
     return Series(master, subject, len(occurrences), people, minutes, interval, cost, no_end, suggestions)
 
 

@@ -49,8 +49,8 @@ def analyse(events: Iterable[dict], me: set[str], directory: Directory, organiza
     recent: dict[str, list] = {}
     earlier: dict[str, list] = {}
     for meeting in clean(events, me):
-        if meeting.start >= now_s or meeting.start < before_s:
-            continue
+        if meeting.start >= now_s or meeting.start < before_s or meeting.hidden:
+            continue        # a hidden attendee list says nothing about who was met
         people = _people(meeting.people, directory)
         seen = recent if meeting.start >= start_s else earlier
         for key, email, person in people:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from service.insights.collaborators import rank
-from service.insights.matching import Directory
+from service.insights.matching import Directory, attendees_hidden
 from service.insights.people import DATA_DIR, styles
 from service.insights.tips import Tip
 from service.insights.week import leave_out, others
@@ -62,8 +62,8 @@ def one_on_ones(events: Iterable[dict], me: set[str], directory: Directory) -> d
     """person key (directory id, else address) -> start times of the 1:1s with them, earliest first."""
     found: dict[str, list[datetime]] = {}
     for event in events:
-        if leave_out(event, me) is not None:
-            continue
+        if leave_out(event, me) is not None or attendees_hidden(event, me):
+            continue        # a hidden attendee list is no 1:1 (who was there is unknown)
         people = others(event, me)
         if len(people) != 1:
             continue

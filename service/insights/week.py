@@ -53,6 +53,7 @@ class Meeting:
     subject: str
     people: tuple[str, ...]       # the other attendees' addresses (lower case), organizer included
     is_private: bool = False
+    hidden: bool = False          # the organizer hid the attendee list: who was there is unknown
 
     @property
     def start_at(self) -> datetime:
@@ -200,7 +201,8 @@ def clean(events: Iterable[dict], me: set[str], left_out: dict[str, int] | None 
                 left_out[reason] = left_out.get(reason, 0) + 1
             continue
         kept.append(Meeting(event.get("ical_uid") or event.get("graph_id") or "", start, end,
-                            meetings.subject_of(event), tuple(people), meetings.is_private(event)))
+                            meetings.subject_of(event), tuple(people), meetings.is_private(event),
+                            attendees_hidden(event, me)))
     return sorted(kept, key=lambda m: (m.start, m.end, m.key))
 
 

@@ -169,3 +169,11 @@ def test_coaching_suggests_the_overdue_one_to_one_with_the_rhythm_tip(db):
     ben = next(s for s in found if s.email == "ben@example.com")
     assert ben.reason == coaching.OVERDUE and ben.why == "your 1:1 is a week overdue (usually every 7 days)"
     assert ben.tip == rhythm.rhythm_tip({"assessments": {"disc": {"primary": "D"}}}, "")
+
+
+def test_a_meeting_whose_attendee_list_is_hidden_is_no_one_to_one_and_no_network_time():
+    hidden = [meeting(NOW - timedelta(days=7 * n), others=("sam@example.com", "carl@example.com"),
+                      organizer="sam@example.com", gid=f"h{n}", hide_attendees=True) for n in range(1, 4)]
+
+    assert rhythm.one_on_ones(hidden, ME, DIRECTORY) == {}
+    assert network.analyse(hidden, ME, DIRECTORY, None, NOW).hours == 0
