@@ -3,8 +3,9 @@
 
 For each series: whether it has no end in sight, more than 8 attendees, occurrences longer than 60 minutes, and
 what it costs in attendee-hours a month, each with a suggestion (add an end date, make people optional,
-shorten). calsync stores occurrences, not the series master's recurrence range, so "no end date" is read from
-the occurrences: a series still meeting in the last week of the synced window has no end in sight.
+shorten). "No end date" is the master's ``recurrence.range`` (``noEnd``), which the sync's series check records
+(``store.series``); for a series not checked yet it is read from the occurrences: one still meeting in the last
+week of the synced window has no end in sight.
 """
 
 from __future__ import annotations
@@ -57,21 +58,22 @@ def organised_by(event: dict, me: set[str]) -> bool:
 
 
 def review(events: Iterable[dict], me: set[str], now: datetime, horizon: datetime,
-           window: timedelta = timedelta(days=28)) -> Hygiene:
+           window: timedelta = timedelta(days=28), ranges: dict[str, dict] | None = None) -> Hygiene:
     """Hygiene of the series ``me`` organises among ``events`` (usable meetings around ``now``; ``horizon``: the
-    end of the synced window)."""
+    end of the synced window; ``ranges``: master id -> ``{range_type, end_date}`` where known)."""
     events = list(events)
     grouped: dict[str, list[dict]] = {}
     for event in events:
         master = event.get("series_master_id")
         if master and organised_by(event, me) and leave_out(event, me) in (None, "declined"):
             grouped.setdefault(master, []).append(event)
-    found = [_series(master, occurrences, me, horizon) for master, occurrences in grouped.items()]
+    found = [_series(master, occurrences, me, horizon, (ranges or {}).get(master))
+             for master, occurrences in grouped.items()]
     found.sort(key=lambda s: (-len(s.suggestions), -s.attendee_hours_a_month, s.subject, s.series_id))
     return Hygiene(found, _recurring_share(events, me, now, window))
 
 
-def _series(master: str, occurrences: list[dict], me: set[str], horizon: datetime) -> Series:
+def _series(master: str, occurrences: list[dict], me: set[str], horizon: datetime, known: dict | None) -> Series:
     occurrences.sort(key=lambda e: as_utc(e["start"]))
     starts = [as_utc(e["start"]) for e in occurrences]
     minutes = int(statistics.median((as_utc(e["end"]) - as_utc(e["start"])) / timedelta(minutes=1)
@@ -81,7 +83,7 @@ def _series(master: str, occurrences: list[dict], me: set[str], horizon: datetim
     interval = round(statistics.median(gaps), 2) if gaps else None
     a_month = DAYS_A_MONTH / interval if interval else 1.0
     cost = round(people * minutes / 60 * a_month, 1)
-    no_end = starts[-1] >= horizon - END_IN_SIGHT
+    no_end = known["range_type"] == "noEnd" if known else starts[-1] >= horizon - END_IN_SIGHT
     texts = time_tips()["hygiene"]
     suggestions = []
     if no_end:

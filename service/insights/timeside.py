@@ -22,6 +22,7 @@ from service.insights.tips import Tip
 from service.insights.workhours import WorkingHours, from_doc
 from service.store import events as events_store
 from service.store import exclusions, utcnow
+from service.store import series as series_store
 from service.store import workhours as workhours_store
 from service.store.records import User
 
@@ -104,7 +105,8 @@ def hygiene_report(db: Database, user: User, horizon: datetime, now: datetime | 
     now = (now or utcnow()).astimezone(UTC)
     events = meetings.in_window(db, user.id, now - timedelta(days=28), horizon)
     person = person_for(db, user, events)
-    return hygiene.review(events, person.me, now, horizon)
+    ranges = series_store.for_user(db, user.id, {e["series_master_id"] for e in events if e.get("series_master_id")})
+    return hygiene.review(events, person.me, now, horizon, ranges=ranges)
 
 
 def network_report(db: Database, user: User, now: datetime | None = None) -> network.Network:

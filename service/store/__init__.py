@@ -37,6 +37,7 @@ DOMAIN_MODULES = (
     "service.store.migrations",
     "service.store.outbound",
     "service.store.activity",
+    "service.store.series",
 )
 
 EMBEDDED_WARNING = (

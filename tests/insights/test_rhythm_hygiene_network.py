@@ -177,3 +177,13 @@ def test_a_meeting_whose_attendee_list_is_hidden_is_no_one_to_one_and_no_network
 
     assert rhythm.one_on_ones(hidden, ME, DIRECTORY) == {}
     assert network.analyse(hidden, ME, DIRECTORY, None, NOW).hours == 0
+
+
+def test_the_masters_range_decides_no_end_date_when_known():
+    events = [meeting(NOW + timedelta(days=7 * n), gid=f"r{n}", series_master_id="r") for n in range(-2, 5)]
+    horizon = NOW + timedelta(days=35)
+
+    ends = hygiene.review(events, ME, NOW, horizon, ranges={"r": {"range_type": "endDate", "end_date": "2026-07-20"}})
+    endless = hygiene.review(events[:2], ME, NOW, horizon, ranges={"r": {"range_type": "noEnd", "end_date": None}})
+
+    assert not ends.series[0].no_end_date and endless.series[0].no_end_date
