@@ -5,7 +5,7 @@ channel renders it like any other section (email HTML and text, Teams, Slack).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pymongo.database import Database
@@ -18,6 +18,7 @@ from service.insights import days, timeside, week
 from service.store.records import User
 
 KEY = "week-ahead"
+SUMMARY_KEY = "week-summary"
 MONDAY = 0
 MAX_FIRST_MEETINGS = 5
 
@@ -28,7 +29,23 @@ def sections(db: Database, settings: Settings, user: User, day: date, now: datet
         return []
     year, number, _ = day.isocalendar()
     ahead = timeside.look_ahead(db, user, year, number, now)
-    return [section(ahead, days.user_zone(user), now, links.week_url(settings, user.id, f"{year}-W{number:02d}"))]
+    last_year, last_number, _ = (day - timedelta(days=7)).isocalendar()
+    last = timeside.week_report(db, user, last_year, last_number)
+    found = [section(ahead, days.user_zone(user), now, links.week_url(settings, user.id, f"{year}-W{number:02d}"))]
+    if last.meetings:
+        found.append(summary(last, now, links.week_url(settings, user.id, f"{last_year}-W{last_number:02d}")))
+    return found
+
+
+def summary(report: week.WeekReport, now: datetime, link: str) -> Section:
+    """Last week in a few lines (pure): time in meetings, focus, after-hours, double booking."""
+    lines = [f"{when.count(report.meetings, 'meeting')}, {when.duration(report.meeting * 3600)} in meetings, "
+             f"{when.duration(report.focus * 3600)} of focus time and {when.duration(report.fragmented * 3600)} in "
+             "fragments under 2 hours."]
+    if report.after_hours or report.double_booked:
+        lines.append(f"{when.duration(report.after_hours * 3600)} of meetings after hours, "
+                     f"{when.duration(report.double_booked * 3600)} double-booked.")
+    return Section(SUMMARY_KEY, f"Your last week ({week_label(report)})", lines, [], ("See last week", link))
 
 
 def section(ahead: timeside.LookAhead, zone: ZoneInfo, now: datetime, link: str) -> Section:

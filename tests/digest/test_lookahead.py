@@ -50,6 +50,21 @@ def test_monday_digest_carries_the_week_ahead_with_tips_and_a_link(db, settings)
     assert found.link[0] == "See your week" and "/insights/week?t=" in found.link[1]
     html, plain = render_html(digest), render_text(digest)
     assert "Your week ahead" in html and "Heaviest day: Wed 4 Mar" in plain
+    assert [s.key for s in digest.sections] == [lookahead.KEY]          # nothing met last week: no summary
+
+
+def test_monday_digest_sums_up_last_week_when_there_was_one(db, settings):
+    user = _calendar(db)
+    start = datetime(2026, 2, 24, 20, tzinfo=TOKYO)                      # Tuesday of last week, after hours
+    add_event(db, user.id, "late", start, start + timedelta(minutes=90), attendees=[attendee("cy@example.com")])
+
+    with time_machine.travel(NOW, tick=False):
+        digest = send.compose(db, settings, user, MONDAY, record=False)
+
+    last = next(s for s in digest.sections if s.key == lookahead.SUMMARY_KEY)
+    assert last.title == "Your last week (week 9)"
+    assert last.lines[0].startswith("1 meeting, 1 h 30 min in meetings")
+    assert "1 h 30 min of meetings after hours" in last.lines[1] and "week=2026-W09" in last.link[1]
 
 
 def test_other_days_have_no_look_ahead(db, settings):
