@@ -19,7 +19,7 @@ def test_the_scheduler_runs_every_sweep_as_real_jobs(rt, redis_conn, run_jobs):
     run_jobs()
 
     assert sorted(enqueued) == ["calendar-poll", "digest-tick", "outbox-sweep", "prep-tick", "reconcile-sweep",
-                                "renewal-sweep", "retention", "window-roll"]
+                                "renewal-sweep", "retention", "window-roll", "working-hours-sweep"]
     assert sorted(job.func_name for job in jobs) == sorted(task.func for task in PERIODIC)
     assert [job.get_status(refresh=True) for job in jobs] == ["finished"] * len(PERIODIC)
 
@@ -31,7 +31,7 @@ def test_only_one_of_two_schedulers_enqueues(redis_conn):
     again = first.tick(now=1_000_001.0) + second.tick(now=1_000_001.0)
 
     assert sorted(enqueued) == sorted(t.name for t in PERIODIC) and again == []
-    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 5
+    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 6
 
 
 def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):
