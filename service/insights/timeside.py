@@ -60,11 +60,8 @@ def _manager_of(db: Database, user: User) -> set[str]:
 
 
 def week_report(db: Database, user: User, year: int, number: int) -> WeekReport:
-    zone = days.user_zone(user)
-    start, end = week.week_bounds(year, number, zone)
-    events = meetings.in_window(db, user.id, start.astimezone(UTC), end.astimezone(UTC))
-    person = person_for(db, user, events)
-    return week.measure(events, person.me, zone, year, number, person.hours)
+    """One person's ISO week in their zone (the batched read, for one: a bounded index range)."""
+    return weeks_for(db, [user], year, number)[user.id]
 
 
 WeekReport = week.WeekReport
