@@ -730,9 +730,13 @@ def in_window_for_users(db: Database, user_ids: Iterable[str], start: datetime, 
     found: dict[str, list[dict]] = {user_id: [] for user_id in user_ids}
     if not found:
         return found
-    query = {"user_id": {"$gte": min(found), "$lte": max(found)}, "start": {"$gte": start - longest, "$lt": end}}
-    for doc in db.events.find(query, WEEK_FIELDS).sort([("user_id", ASCENDING), ("start", ASCENDING)]) \
-            .hint(BY_USER_AND_START):
+    ids = {"$gte": min(found), "$lte": max(found)} if len(found) > 1 else next(iter(found))
+    cursor = db.events.find({"user_id": ids, "start": {"$gte": start - longest, "$lt": end}}, WEEK_FIELDS) \
+        .sort([("user_id", ASCENDING), ("start", ASCENDING)])
+    # One person: an equality on user_id, which every planner bounds on (user_id, start). Many: the hint keeps
+    # the planner on that index for the id range (measured on SecantusDB: a hinted single-user read scanned
+    # the whole index, 2.5 s among 40,000 events, against 10 ms unhinted).
+    for doc in cursor.hint(BY_USER_AND_START) if len(found) > 1 else cursor:
         if doc["user_id"] in found and as_utc(doc["end"]) > start:
             found[doc["user_id"]].append(doc)
     return found
