@@ -159,6 +159,10 @@ def create_control_blueprint() -> Blueprint:
         entra = bool({"Calendars.Read", "Calendars.ReadWrite"} & set(consent.get("roles", [])))
         return jsonify({"Resource": user["mail"], "InScope": _em().state.directory.may_read(
             tenant_id, client_id, user["id"], entra), "EntraGrant": entra})
+    @bp.put("/users/<user_id>/working-hours")
+    def set_working_hours(user_id: str):
+        """Set a user's Outlook working hours (Graph's workingHours object, as mailboxSettings returns it)."""
+        return jsonify(_em().state.set_working_hours(user_id, _body()))
 
     @bp.put("/users/<user_id>/mailbox")
     def set_mailbox(user_id: str):

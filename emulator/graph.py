@@ -27,6 +27,7 @@ READ_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic", "
 DIRECTORY_READ = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
 GROUP_MEMBERS_READ = {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All",
                       "GroupMember.ReadWrite.All"}
+MAILBOX_SETTINGS_SCOPES = {"MailboxSettings.Read", "MailboxSettings.ReadWrite"}
 SHARED_SCOPES = {"Calendars.Read.Shared", "Calendars.ReadWrite.Shared"}
 # translateExchangeIds: User.ReadBasic.All least privileged, User.Read among the higher (user-translateexchangeids)
 TRANSLATE_SCOPES = {"User.ReadBasic.All", "User.Read", "User.Read.All", "User.ReadWrite", "User.ReadWrite.All"}
@@ -36,6 +37,14 @@ MAILBOX_PATH = re.compile(r"^/v1\.0/(?:(me)|users/([^/]+))/.")
 
 def _em():
     return current_app.config["EMULATOR"]
+
+
+def _working_hours(user: dict) -> dict:
+    """The user's Outlook working hours (Graph's workingHours shape); Outlook's default unless a test set them."""
+    return user.get("working_hours") or {
+        "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+        "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
+        "timeZone": {"name": events.windows_name(user["time_zone"])}}
 
 
 def _prefer() -> dict[str, str]:
@@ -316,17 +325,23 @@ def create_graph_blueprint() -> Blueprint:
     @bp.get("/me/mailboxSettings")
     @bp.get("/users/<user_ref>/mailboxSettings")
     def mailbox_settings(user_ref: str | None = None):
-        user = mailbox(authenticate(), user_ref, READ_SCOPES | {"MailboxSettings.Read", "User.Read"})
+        # user-get-mailboxsettings: delegated and application MailboxSettings.Read (least), MailboxSettings.ReadWrite
+        user = mailbox(authenticate(), user_ref, MAILBOX_SETTINGS_SCOPES)
         return jsonify({
             "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/mailboxSettings",
             "timeZone": events.windows_name(user["time_zone"]),
             "dateFormat": "yyyy-MM-dd",
             "timeFormat": "HH:mm",
             "language": {"locale": "en-US", "displayName": "English (United States)"},
-            "workingHours": {"daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
-                             "startTime": "08:00:00.0000000", "endTime": "17:00:00.0000000",
-                             "timeZone": {"name": events.windows_name(user["time_zone"])}},
+            "workingHours": _working_hours(user),
         })
+
+    @bp.get("/me/mailboxSettings/workingHours")
+    @bp.get("/users/<user_ref>/mailboxSettings/workingHours")
+    def mailbox_working_hours(user_ref: str | None = None):
+        user = mailbox(authenticate(), user_ref, MAILBOX_SETTINGS_SCOPES)
+        return jsonify({"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')"
+                                          "/mailboxSettings/workingHours", **_working_hours(user)})
 
     # ------------------------------------------------------------ calendars
 

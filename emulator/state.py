@@ -205,6 +205,17 @@ class State:
         for listener in self.user_listeners:
             listener(user["id"], "password_changed")
         return user
+    def set_working_hours(self, user_id: str, data: object) -> dict:
+        """Store a user's Outlook working hours: ``daysOfWeek`` names, ``startTime``/``endTime`` like
+        "08:00:00.0000000", ``timeZone.name``; kept as given (Outlook's own users set odd ones too)."""
+        if not isinstance(data, dict) or not isinstance(data.get("daysOfWeek"), list) \
+                or not all(isinstance(data.get(k), str) for k in ("startTime", "endTime")) \
+                or not isinstance(data.get("timeZone"), dict):
+            raise bad_request("working hours need daysOfWeek, startTime, endTime and timeZone.", "InvalidRequest")
+        with self.lock:
+            user = self.require_user(user_id)
+            self.users_by_id[user["id"]]["working_hours"] = dict(data)
+            return dict(data)
 
     def set_mailbox_state(self, user_id: str, data: object) -> str:
         """Give a user's mailbox one of MAILBOX_STATES (or "ok"); Graph then answers its mailbox requests so."""

@@ -62,6 +62,9 @@ class ControlClient:
         body = {k: v for k, v in {"user_id": user_id, "tenant_id": tenant_id, **fields}.items() if v is not None}
         return self.request("POST", "/tokens", body)["access_token"]
 
+    def set_working_hours(self, user_id: str, working_hours: dict) -> dict:
+        return self.request("PUT", f"/users/{user_id}/working-hours", working_hours)
+
     # calendars
     def create_calendar(self, user_id: str, name: str | None, owner_user_id: str | None = None,
                         **fields: Any) -> dict:

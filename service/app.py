@@ -21,6 +21,7 @@ BLUEPRINTS = (
     "service.auth.tenant_admin",
     "service.webhooks.routes",
     "service.digest.pages",
+    "service.digest.week_pages",
     "service.api.openapi",
     "service.api.routes",
     "service.api.channels",

@@ -83,6 +83,7 @@ class Settings:
     slack_client_id: str | None = None
     slack_client_secret: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
+    outlook_working_hours: bool = False   # ask for MailboxSettings.Read and read Outlook's working hours
 
     @property
     def embedded_mongo(self) -> bool:
@@ -169,6 +170,7 @@ class Settings:
             slack_client_id=env.text("CALSYNC_SLACK_CLIENT_ID", None),
             slack_client_secret=env.text("CALSYNC_SLACK_CLIENT_SECRET", None),
             slack_signing_secret=env.text("CALSYNC_SLACK_SIGNING_SECRET", None),
+            outlook_working_hours=env.flag("CALSYNC_OUTLOOK_WORKING_HOURS"),
         )
         if settings.retention_days <= settings.sync_days_back:
             raise ConfigError("CALSYNC_RETENTION_DAYS: must be more than CALSYNC_SYNC_DAYS_BACK (the sync would "

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from service import cursors, inputs
 from service.digest import plan, schedule
-from service.insights import coaching, days, meetings, org
+from service.insights import coaching, days, meetings, org, visibility
 from service.insights import people as people_io
 from service.insights.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
 from service.insights.matching import Directory, attendee_emails, is_resource
@@ -320,8 +320,8 @@ def list_meetings(key: str):
     cursor = _decode_cursor(2)
     after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
     page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
-    directory = Directory.for_emails(_db(), attendee_emails(page))
     organization = org.for_user(_db(), user)
+    directory = visibility.redact(Directory.for_emails(_db(), attendee_emails(page)), user, organization)
     body = {"items": [_meeting_json(e, directory, organization) for e in page], "start": _iso(start), "end": _iso(end),
             "next_cursor": cursors.encode([next_key[0].isoformat(), next_key[1]]) if next_key else None}
     return jsonify(body)
@@ -431,3 +431,4 @@ def delete_person(key: str):
 
 
 from service.api import tenantwide as _tenantwide  # noqa: E402, F401 - registers its routes on bp
+from service.api import timeside as _timeside  # noqa: E402, F401 - registers its routes on bp

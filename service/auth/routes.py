@@ -24,7 +24,13 @@ from service.auth import signin
 from service.connections import export as mydata
 from service.digest import links, overview, render, send
 from service.identity.apptokens import TENANT_ID
-from service.identity.msal_app import GRAPH_RESOURCE, SCOPES, admin_consent_redirect_uri, build_app, redirect_uri
+from service.identity.msal_app import (
+    GRAPH_RESOURCE,
+    admin_consent_redirect_uri,
+    build_app,
+    redirect_uri,
+    sign_in_scopes,
+)
 from service.insights import days
 from service.runtime import Runtime
 from service.store import tenants, tenantwide, users
@@ -49,7 +55,7 @@ def _rt() -> Runtime:
 
 @bp.context_processor
 def _template_helpers() -> dict:
-    return {"scopes": SCOPES}
+    return {"scopes": sign_in_scopes(_rt().settings)}
 
 
 @bp.errorhandler(CSRFError)
@@ -150,7 +156,8 @@ def _initiate_flow(rt: Runtime) -> dict:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
         app = build_app(rt.settings, rt.http)
-        return app.initiate_auth_code_flow(list(SCOPES), redirect_uri=redirect_uri(rt.settings), response_mode="query")
+        return app.initiate_auth_code_flow(list(sign_in_scopes(rt.settings)), redirect_uri=redirect_uri(rt.settings),
+                                           response_mode="query")
 
 
 def _take_flow(key: object) -> dict | None:

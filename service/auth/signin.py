@@ -12,7 +12,7 @@ from service.config import Settings
 from service.connections.lifecycle import Connected, Connections
 from service.graph import GraphClient, GraphError
 from service.identity import idtoken
-from service.identity.msal_app import SCOPES, build_app
+from service.identity.msal_app import build_app, sign_in_scopes
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def complete_sign_in(connections: Connections, http: requests.Session, id_tokens
     cache = msal.SerializableTokenCache()
     app = build_app(settings, http, cache)
     try:
-        result = app.acquire_token_by_auth_code_flow(flow, auth_response, scopes=list(SCOPES))
+        result = app.acquire_token_by_auth_code_flow(flow, auth_response, scopes=list(sign_in_scopes(settings)))
     except (ValueError, RuntimeError) as exc:  # state/nonce mismatch, scope change: MSAL raises these
         log.warning("sign-in rejected by MSAL: %s", type(exc).__name__)
         raise SignInFailed(400, "Sign-in could not be verified", RETRY_CONNECT) from None
@@ -81,7 +81,7 @@ def verify_admin(settings: Settings, http: requests.Session, id_tokens: idtoken.
     stored: signing in as an admin does not connect the admin's own calendar."""
     app = build_app(settings, http, msal.SerializableTokenCache())
     try:
-        result = app.acquire_token_by_auth_code_flow(flow, auth_response, scopes=list(SCOPES))
+        result = app.acquire_token_by_auth_code_flow(flow, auth_response, scopes=list(sign_in_scopes(settings)))
     except (ValueError, RuntimeError):
         raise SignInFailed(400, "Sign-in could not be verified", "Please start again from the admin page.") from None
     if "error" in result:

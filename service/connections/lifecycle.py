@@ -27,7 +27,7 @@ from service.digest import plan as digest_plan
 from service.identity import crypto
 from service.identity.tokens import Tokens
 from service.mail import Mailer
-from service.store import activity, calendars, coaching, digests, events, exclusions, preps, users, utcnow
+from service.store import activity, calendars, coaching, digests, events, exclusions, preps, series, users, utcnow
 from service.store import channels as channels_store
 from service.store import outbound as outbound_store
 from service.store import tokens as token_store
@@ -139,6 +139,7 @@ class Connections:
                         self.db, user_id, keep_types=(outbox.CONNECTION_STATUS_CHANGED,)),
                     "activity": activity.delete_for_user(self.db, user_id),
                     "channels": channels_store.delete_for_user(self.db, user_id),
+                    "series_ranges": series.delete_for_user(self.db, user_id),
                     "user": users.delete(self.db, user_id)}
         sync_requests.deletion_done(self.redis, user_id)
         return done

@@ -15,6 +15,7 @@ FEEDBACK_SALT = "calsync.tip-feedback"
 DASHBOARD_MAX_AGE = timedelta(days=14)
 SETTINGS_MAX_AGE = timedelta(days=90)
 FEEDBACK_MAX_AGE = timedelta(days=30)
+SAY_MAX_AGE = timedelta(days=90)
 
 
 def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
@@ -82,6 +83,27 @@ def unsubscribe_prep_url(settings: Settings, user_id: str) -> str:
 def home_url(settings: Settings, user_id: str) -> str:
     """The user's page (their meetings, digest and prep times, settings), opened from a mail."""
     return f"{base(settings)}/connections/me?t={settings_token(settings, user_id)}"
+
+
+def week_url(settings: Settings, user_id: str, week: str | None = None) -> str:
+    """The person's "your week" page (default: this week in their zone)."""
+    which = f"&week={week}" if week else ""
+    return f"{base(settings)}/insights/week?t={settings_token(settings, user_id)}{which}"
+
+
+def say_token(settings: Settings, person_id: str) -> str:
+    return _serializer(settings, "say").dumps(person_id)
+
+
+def read_say_token(settings: Settings, token: str | None) -> str | None:
+    found = _load(settings, "say", token, SAY_MAX_AGE)
+    return found if isinstance(found, str) else None
+
+
+def say_url(settings: Settings, person_id: str) -> str:
+    """The page where someone named in a mail chooses who may see tips about them (no sign-in: the link is theirs,
+    sent only in mail addressed to them)."""
+    return f"{base(settings)}/people/say?t={say_token(settings, person_id)}"
 
 
 def preview_url(settings: Settings, user_id: str, day: str | None = None) -> str:

@@ -16,13 +16,15 @@ from service import inputs, timezones, when
 from service.channels import status as channel_status
 from service.digest import links, plan, schedule, send
 from service.digest.render import environment, render_html
-from service.insights import days, meetings, org, tips
+from service.insights import days, meetings, org, tips, workhours
 from service.insights.dashboard import build_dashboard
 from service.store import as_utc, exclusions
 from service.store import calendars as calendar_store
 from service.store import coaching as coaching_store
 from service.store import events as events_store
+from service.store import people as people_store
 from service.store import users as users_store
+from service.store import workhours as workhours_store
 from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
 from service.sync.requests import request_sync
 from service.web.csrf import csrf
@@ -197,7 +199,8 @@ def digest_settings():
                           form=request.form if errors else {})
 
 
-SECTION_TITLES = {"digest": "Daily digest", "zone": "Time zone", "prep": "Meeting prep"}
+SECTION_TITLES = {"digest": "Daily digest", "zone": "Time zone", "prep": "Meeting prep",
+                  "working_hours": "Working hours"}
 
 
 def _settings_page(rt, user: User, token: str, *, saved: str | None = None, errors: dict | None = None,
@@ -212,7 +215,17 @@ def _settings_page(rt, user: User, token: str, *, saved: str | None = None, erro
                  failed_section=section, section_titles=SECTION_TITLES,
                  calendars=calendar_store.for_user(rt.db, user.id), calendars_saved=calendars_saved,
                  channels=channel_status.view(rt.db, user),
+                 working_hours=workhours.from_doc(workhours_store.get(rt.db, user.id)),
+                 outlook_hours=rt.settings.outlook_working_hours, week_link=links.week_url(rt.settings, user.id),
+                 say_link=_say_link(rt, user),
                  home_link=links.home_url(rt.settings, user.id), settings_link=links.settings_url(rt.settings, user.id))
+
+
+def _say_link(rt, user: User) -> str | None:
+    """The signed link to the page where the user, when the people directory describes them, says who sees tips
+    about them."""
+    person = people_store.by_email(rt.db, user.email) if user.email else None
+    return links.say_url(rt.settings, person["_id"]) if person else None
 
 
 @bp.post("/digest/settings/calendars")

@@ -30,7 +30,7 @@ from service.config import Settings
 from service.digest import cards, links
 from service.digest.build import TIPS_PER_PERSON, AttendeeView, SplitsAttendees, attendee_view
 from service.digest.render import environment
-from service.insights import coaching, days, meetings, org
+from service.insights import coaching, days, meetings, org, visibility
 from service.insights.dashboard import style_counts
 from service.insights.matching import (
     HIDDEN_NOTE,
@@ -282,8 +282,9 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, meet
     user = users_store.get(db, user_id)
     event, reason = (None, user_reason(user)) if user_reason(user) else _occurrence(db, user_id, meeting, start)
     if event is not None:
-        directory = Directory.for_emails(db, attendee_emails([event]) | {user.email})
         organization = org.for_user(db, user)
+        directory = visibility.redact(Directory.for_emails(db, attendee_emails([event]) | {user.email}), user,
+                                      organization)
         reason = meeting_reason(user, event, directory, organization, now)
     if reason:
         preps_store.finish(db, record, preps_store.SKIPPED, reason=reason)
@@ -301,9 +302,11 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, meet
                        graph_id=event["graph_id"], channels=results)
     log.info("prep sent to user %s (%d attendee(s)) by %s", user_id, len(mail.attendees), ", ".join(used))
     if notify is not None:
-        # outbound: meeting.prep_due
+        # outbound: meeting.prep_due; people who do not share their results with this user are not named
         notify({**prep_due_payload(user_id, meeting, event["graph_id"], start,
-                                   [a.email for a in mail.attendees if a.matched]), "channels": used})
+                                   [a.email for a in mail.attendees
+                                    if a.matched and not (directory.person(a.email) or {}).get("hidden")]),
+                "channels": used})
     return "sent"
 
 

@@ -16,10 +16,10 @@ from redis import Redis
 
 from service import channels, outbox, when
 from service.config import Settings
-from service.digest import cards, links
+from service.digest import cards, links, lookahead
 from service.digest.build import Digest, PersonView, TipView, build_digest
 from service.digest.render import message
-from service.insights import coaching, days, meetings, org
+from service.insights import coaching, days, meetings, org, visibility
 from service.insights.collaborators import top_collaborators
 from service.insights.matching import Directory, attendee_emails
 from service.insights.people import styles
@@ -43,7 +43,8 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
     # A day either side catches all-day events stored at another zone's midnight.
     events = meetings.in_window(db, user.id, (start - timedelta(days=1)).astimezone(UTC),
                                 (end + timedelta(days=1)).astimezone(UTC))
-    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
+    directory = visibility.redact(Directory.for_emails(db, attendee_emails(events) | {user.email}), user,
+                                  org.for_user(db, user))
     meet_most = top_collaborators(db, user, limit=3, now=now)
     chooser = coaching.TipChooser(db, user, day, styles(directory.person(user.email)))
     digest = build_digest(user, day, events, directory, meet_most, zone, org.for_user(db, user), choose=chooser.choose)
@@ -54,6 +55,7 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
                               why=s.why) for n, s in enumerate(digest.coaching, start=1)]
     if record:
         coaching_store.record(db, user.id, day, chooser.shown)
+    digest.sections += lookahead.sections(db, settings, user, day, now or utcnow())
     for meeting in digest.meetings + digest.all_day:
         meeting.link = links.dashboard_url(settings, meeting.key, user.id, meeting.event_id)
         meeting.exclude_link = links.exclude_url(settings, meeting.key, user.id, meeting.event_id)

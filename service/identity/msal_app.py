@@ -19,6 +19,14 @@ from service.config import Settings
 
 # Delegated Graph permissions. MSAL adds openid, profile and offline_access itself (and refuses them here).
 SCOPES = ("Calendars.Read", "User.Read")
+# Outlook's working hours (GET /users/{id}/mailboxSettings: MailboxSettings.Read is the least privileged
+# delegated permission): asked for only when the operator turns CALSYNC_OUTLOOK_WORKING_HOURS on.
+MAILBOX_SETTINGS = "MailboxSettings.Read"
+
+
+def sign_in_scopes(settings: Settings) -> tuple[str, ...]:
+    """What sign-in and admin consent ask for: the base scopes, and MailboxSettings.Read only when turned on."""
+    return SCOPES + ((MAILBOX_SETTINGS,) if settings.outlook_working_hours else ())
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 MICROSOFT_HOSTS = (
     "login.microsoftonline.com",

@@ -61,6 +61,10 @@ class ReconnectRequired(Exception):  # noqa: N818 - named by the cross-module co
         self.reason = reason
 
 
+class ScopeNotGranted(Exception):  # noqa: N818
+    """The user has not consented to an optional permission (they connected before it was asked for)."""
+
+
 class TokenUnavailable(Exception):  # noqa: N818
     """A transient failure (identity platform down, lock busy): retry the job later."""
 
@@ -117,7 +121,20 @@ class Tokens:
         except locks.LockBusy:
             raise TokenUnavailable("token lock busy") from None
 
-    def _acquire(self, user_id: str, force_refresh: bool, source: str = USER_SOURCE) -> dict:
+    def graph_with(self, user_id: str, scopes: tuple[str, ...]) -> GraphClient:
+        """A GraphClient acting as ``user_id`` with a token for ``scopes`` (an optional permission such as
+        MailboxSettings.Read); ScopeNotGranted when the user never consented to them (the connection stays).
+        Mailboxes synced with the tenant's application token have no delegated grant to ask: ScopeNotGranted."""
+        if users.token_source(self.db, user_id) == APP_SOURCE:
+            raise ScopeNotGranted(user_id, "read with the tenant's application token")
+
+        def token(force_refresh: bool = False) -> str:
+            return self._acquire(user_id, force_refresh, scopes=scopes)["access_token"]
+        return GraphClient(self.http, self.settings.graph_url, token=token, timeout=self.settings.http_timeout,
+                           gate=self.mailboxes, mailbox=user_id)
+
+    def _acquire(self, user_id: str, force_refresh: bool, source: str = USER_SOURCE,
+                 scopes: tuple[str, ...] = SCOPES) -> dict:
         user = users.get(self.db, user_id)
         if user is None:
             raise ReconnectRequired(user_id, "unknown user")
@@ -131,11 +148,13 @@ class Tokens:
             account = _account(app, user.connection.home_account_id, user_id)
             if account is None:
                 self._needs_reconnect(user_id, "no_account")
-            result = app.acquire_token_silent_with_error(list(SCOPES), account, force_refresh=force_refresh)
+            result = app.acquire_token_silent_with_error(list(scopes), account, force_refresh=force_refresh)
             self.save_cache(user_id, cache)
         if result and "access_token" in result:
             return result
         error = (result or {}).get("error") or "no_refresh_token"
+        if scopes != SCOPES and error in RECONNECT_ERRORS:
+            raise ScopeNotGranted(user_id, error)   # an optional permission: the calendar connection is fine
         if result is None or error in RECONNECT_ERRORS:
             self._needs_reconnect(user_id, error)
         log.warning("token refresh failed for user %s: %s", user_id, error)

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pymongo.database import Database
 
-from service.insights import days, meetings
+from service.insights import days, meetings, org, rhythm, visibility
 from service.insights.collaborators import counts, rank
 from service.insights.matching import Directory, attendee_emails, match_attendees, self_emails
 from service.insights.people import style_label, styles
@@ -30,6 +30,7 @@ NO_REPEAT_DAYS = 14
 MAX_PEOPLE = 25
 TODAY = "meeting_today"
 MET_OFTEN = "met_often"
+OVERDUE = "one_on_one_overdue"     # a 1:1 past 1.5 times its usual interval (the rhythm of 1:1s)
 
 
 @dataclass
@@ -129,13 +130,15 @@ def suggest(db: Database, user: User, day: date, now: datetime | None = None, li
     start, end = (edge.astimezone(UTC) for edge in days.day_bounds(zone, day))
     since = start - timedelta(days=LOOKBACK_DAYS)
     events = meetings.in_window(db, user.id, since, end)
-    directory = Directory.for_emails(db, attendee_emails(events) | {user.email})
+    directory = visibility.redact(Directory.for_emails(db, attendee_emails(events) | {user.email}), user,
+                                  org.for_user(db, user))
     me = self_emails(user, directory)
     chooser = chooser or TipChooser(db, user, day, styles(directory.person(user.email)))
     earlier = [e for e in events if as_utc(e["start"]) < start]
     people: list[tuple[dict, str, str, datetime | None, int]] = [
         (person, TODAY, f"meeting them today at {at:%H:%M}", at, 0)
         for person, at in _today(events, me, directory, zone, start, end)]
+    people += _overdue(db, user, directory, me, start)
     for collaborator in rank(earlier, me, directory, limit=50, max_people=MAX_PEOPLE):
         person = directory.person(collaborator.email) if collaborator.person_id else None
         if person is not None:
@@ -146,7 +149,7 @@ def suggest(db: Database, user: User, day: date, now: datetime | None = None, li
     for person, reason, why, at, met in people:
         if person["_id"] in seen:
             continue
-        tips = chooser.choose(person)
+        tips = [rhythm.rhythm_tip(person, f"{day}:{person['_id']}")] if reason == OVERDUE else chooser.choose(person)
         if not tips:
             continue
         seen.add(person["_id"])
@@ -158,3 +161,19 @@ def suggest(db: Database, user: User, day: date, now: datetime | None = None, li
     if record:
         coaching_store.record(db, user.id, day, [s.tip.key for s in chosen])
     return chosen
+
+
+def _overdue(db: Database, user: User, directory: Directory, me: set[str], start: datetime) -> list[tuple]:
+    """People whose 1:1 with the user is overdue at the start of the day, longest overdue first."""
+    events = meetings.in_window(db, user.id, start - timedelta(days=rhythm.LOOKBACK_DAYS), start)
+    wider = Directory([*directory.people(), *visibility.redact(
+        Directory.for_emails(db, attendee_emails(events)), user, org.for_user(db, user)).people()])
+    found = []
+    for late in rhythm.rhythms(events, me, wider, start):
+        person = wider.person(late.email)
+        if late.overdue and person is not None and styles(person):
+            weeks = round(late.overdue_days / 7)
+            gap = f"{weeks} weeks" if weeks > 1 else "a week" if weeks else "a few days"
+            found.append((person, OVERDUE, f"your 1:1 is {gap} overdue (usually every {late.usual_days:g} days)",
+                          None, late.one_on_ones))
+    return found

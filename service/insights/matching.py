@@ -46,6 +46,10 @@ class Directory:
     def __len__(self) -> int:
         return len(self._by_email)
 
+    def people(self) -> list[dict]:
+        """Each person once."""
+        return list({person["_id"]: person for person in self._by_email.values()}.values())
+
 
 def self_emails(user: User, directory: Directory) -> set[str]:
     """Every address that means "the user": their account email plus their directory aliases."""

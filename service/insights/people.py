@@ -24,7 +24,9 @@ DATA_DIR = Path(__file__).parent / "data"
 EMAIL_RE = re.compile(r"^[^@\s,;<>\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 MAX_ALIASES = 20
 MAX_TEXT = 200
-BASE_COLUMNS = {"email", "aliases", "name", "team"}
+BASE_COLUMNS = {"email", "aliases", "name", "team", "manager", "visibility", "viewers", "external_tips"}
+VISIBILITY_LEVELS = ("organization", "restricted", "private")
+MAX_VIEWERS = 200
 
 
 class InvalidPerson(ValueError):
@@ -261,10 +263,44 @@ def validate_person(row: object) -> dict:
         result = problems.check(lambda framework=framework, raw=raw: validate_assessment(framework, raw))
         if result is not None:
             validated[framework] = result
+    say = problems.check(lambda: validate_say(row), {})
     problems.raise_any()
     emails = [primary] + [e for e in checked if e and e != primary]
     return {"primary_email": primary, "emails": list(dict.fromkeys(emails)), "name": name, "team": team,
-            "assessments": validated}
+            "assessments": validated, **say}
+
+
+def validate_say(row: dict) -> dict:
+    """The person's manager and their say over tips about them, only the fields the row carries (an import
+    without them leaves what the person chose alone): ``manager`` (an address), ``visibility`` (organization,
+    restricted, private), ``viewers`` (the addresses a restricted person lists, at most 200) and
+    ``external_tips`` (whether attendees from outside their organisation may get tips about them)."""
+    problems = Problems()
+    found: dict = {}
+    if row.get("manager") not in (None, ""):
+        found["manager"] = problems.check(lambda: normalise_email(row.get("manager"), "manager"))
+    if row.get("visibility") not in (None, ""):
+        level = str(row.get("visibility")).strip().lower() if isinstance(row.get("visibility"), str) else None
+        if level not in VISIBILITY_LEVELS:
+            problems.found.append("visibility must be one of " + ", ".join(VISIBILITY_LEVELS))
+        found["visibility"] = level
+    if row.get("viewers") not in (None, ""):
+        viewers = row.get("viewers")
+        if isinstance(viewers, str):
+            viewers = [v for v in re.split(r"[;,\s]+", viewers) if v]
+        if not isinstance(viewers, list) or len(viewers) > MAX_VIEWERS:
+            problems.found.append(f"viewers must be a list of at most {MAX_VIEWERS} addresses")
+            viewers = []
+        found["viewers"] = sorted({problems.check(lambda v=v: normalise_email(v, f"viewer {str(v)[:64]!r}")) or ""
+                                   for v in viewers} - {""})
+    if row.get("external_tips") not in (None, ""):
+        flag = row.get("external_tips")
+        text = str(flag).strip().lower() if isinstance(flag, str | bool) else ""
+        if text not in ("true", "false", "yes", "no", "1", "0"):
+            problems.found.append("external_tips must be true or false")
+        found["external_tips"] = text in ("true", "yes", "1")
+    problems.raise_any()
+    return found
 
 
 # --- input formats ----------------------------------------------------------------------------------
@@ -280,8 +316,8 @@ def column_target(column: str) -> tuple[str, ...] | str:
     known = frameworks()
     framework = parts[0].lower()
     if framework not in known:
-        return f"{column!r} is not a column calsync knows (email, aliases, name, team, or <framework>.<field> " \
-               f"for {', '.join(sorted(known))})"
+        return f"{column!r} is not a column calsync knows ({', '.join(sorted(BASE_COLUMNS))}, or " \
+               f"<framework>.<field> for {', '.join(sorted(known))})"
     fields = known[framework]["fields"]
     if len(parts) == 1:
         return (framework,)

@@ -39,6 +39,7 @@ DOMAIN_MODULES = (
     "service.store.outbound",
     "service.store.activity",
     "service.store.channels",
+    "service.store.series",
 )
 
 EMBEDDED_WARNING = (

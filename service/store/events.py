@@ -711,3 +711,32 @@ def for_user(db: Database, user_id: str) -> list[dict]:
 def count_holding(db: Database, fields: Iterable[str]) -> int:
     """How many stored events hold any of ``fields`` (the proof that bodies never reach the store)."""
     return db.events.count_documents({"$or": [{name: {"$exists": True}} for name in fields]})
+
+
+# What the week's measures read of an event (the attendees' names, change keys and the rest stay on the server).
+WEEK_FIELDS = {"_id": 0, "user_id": 1, "graph_id": 1, "ical_uid": 1, "start": 1, "end": 1, "is_all_day": 1,
+               "is_cancelled": 1, "sensitivity": 1, "subject": 1, "organizer.email": 1, "attendees.email": 1,
+               "attendees.type": 1, "attendees.response": 1, "response": 1, "hide_attendees": 1,
+               "series_master_id": 1}
+
+
+def in_window_for_users(db: Database, user_ids: Iterable[str], start: datetime, end: datetime,
+                        longest: timedelta = timedelta(days=14)) -> dict[str, list[dict]]:
+    """Many users' events overlapping [start, end), earliest first per user, for meetings shorter than ``longest``
+    (the weekly insights of a whole organisation read this way). One bounded range of the ``(user_id, start)``
+    index from the smallest to the largest id asked for, bounded below too: on the wire server a ``$in`` of
+    hundreds of ids, or a range open below, costs many times the documents it returns. Users between those ids
+    who were not asked for are read and dropped, so callers batch ids that sort together."""
+    found: dict[str, list[dict]] = {user_id: [] for user_id in user_ids}
+    if not found:
+        return found
+    ids = {"$gte": min(found), "$lte": max(found)} if len(found) > 1 else next(iter(found))
+    cursor = db.events.find({"user_id": ids, "start": {"$gte": start - longest, "$lt": end}}, WEEK_FIELDS) \
+        .sort([("user_id", ASCENDING), ("start", ASCENDING)])
+    # One person: an equality on user_id, which every planner bounds on (user_id, start). Many: the hint keeps
+    # the planner on that index for the id range (measured on SecantusDB: a hinted single-user read scanned
+    # the whole index, 2.5 s among 40,000 events, against 10 ms unhinted).
+    for doc in cursor.hint(BY_USER_AND_START) if len(found) > 1 else cursor:
+        if doc["user_id"] in found and as_utc(doc["end"]) > start:
+            found[doc["user_id"]].append(doc)
+    return found

@@ -8,6 +8,7 @@ meeting excluded stays private.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -88,3 +89,12 @@ def rename_keys(db: Database, user_id: str, renamed: dict[str, str]) -> int:
 
 def keys_of(db: Database, user_id: str) -> set[str]:
     return {doc["key"] for doc in db.exclusions.find({"user_id": user_id}, {"key": 1})}
+
+
+def for_users(db: Database, user_ids: Iterable[str]) -> dict[str, Excluded]:
+    """What each of many users keeps out of insights, in one query of the ``(user_id, kind, key)`` index."""
+    wanted = sorted(set(user_ids))
+    found: dict[str, dict[str, set[str]]] = {u: {MEETING: set(), SERIES: set()} for u in wanted}
+    for doc in db.exclusions.find({"user_id": {"$in": wanted}}, {"user_id": 1, "kind": 1, "key": 1}):
+        found[doc["user_id"]].setdefault(doc["kind"], set()).add(doc["key"])
+    return {u: Excluded(frozenset(k[MEETING]), frozenset(k[SERIES])) for u, k in found.items()}

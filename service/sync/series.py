@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
 
@@ -31,13 +31,15 @@ from service import timezones
 from service.graph import GraphClient, GraphError, Throttled
 from service.store import as_utc
 from service.store import events as events_store
+from service.store import series as series_store
 from service.store.records import Calendar
 from service.sync import rounds
 
 log = logging.getLogger(__name__)
 
 MASTER = "users/{user_id}/calendars/{calendar_id}/events/{master_id}"   # the calendar's own: shared ones too
-MASTER_QUERY = {"$select": "id,type,lastModifiedDateTime,cancelledOccurrences", "$expand": "exceptionOccurrences"}
+MASTER_QUERY = {"$select": "id,type,lastModifiedDateTime,cancelledOccurrences,recurrence",
+                "$expand": "exceptionOccurrences"}
 MAX_SERIES = 25                  # series checked in one round: the soonest first
 MAX_PAGES = 50
 CHECK_EVERY = 300                # seconds between checks of every series of a calendar after rounds that showed nothing
@@ -51,6 +53,7 @@ class SeriesCheck:
     requests: int = 0
     removed: int = 0
     written: int = 0
+    ranges: dict = field(default_factory=dict)   # master id -> how the series ends (recurring-meeting hygiene)
 
 
 def all_due(redis: Redis, calendar: Calendar) -> bool:
@@ -84,6 +87,7 @@ def check(db: Database, graph: GraphClient, calendar: Calendar, masters: set[str
         done.removed += sum(1 for i in items if "@removed" in i)
         if changes is not None:
             changes.add(result.changes)
+    series_store.record(db, calendar.user_id, done.ranges, now)
     if done.removed or done.written:
         log.info("series check for a calendar of user %s: %d series, %d request(s), %d written, %d removed",
                  calendar.user_id, done.series, done.requests, done.written, done.removed)
@@ -102,6 +106,9 @@ def _truth(graph: GraphClient, calendar: Calendar, master_id: str, window: tuple
         if exc.status == 404 and exc.code in GONE:   # the whole series is gone
             return [{"id": d["graph_id"], "@removed": {"reason": "deleted"}} for d in stored]
         raise
+    found = series_store.range_of(master)
+    if found:
+        done.ranges[master_id] = found
     cancelled = _cancelled_dates(master, master_id)
     listed = [e for e in (master.get("exceptionOccurrences") or []) if isinstance(e, dict) and _inside(e, window)]
     listed += _instances(graph, path, window, done)

@@ -13,11 +13,14 @@ from datetime import datetime
 
 from rq import get_current_job
 
-from service import outbox, runtime
+from service import outbox, queues, runtime
 from service.digest import plan as digest_plan
 from service.digest import prep
 from service.digest import send as digest_send
 from service.digest import tick as digests
+from service.identity.msal_app import MAILBOX_SETTINGS
+from service.identity.tokens import ScopeNotGranted
+from service.insights import outlook_hours
 from service.outbound import delivery as outbound_delivery
 from service.store import utcnow
 from service.subscriptions import sweep
@@ -81,6 +84,25 @@ def retention_sweep() -> int:
     """Daily: forget events that ended more than CALSYNC_RETENTION_DAYS ago."""
     rt = runtime.current()
     return sweeps.retention(rt.db, rt.settings, utcnow())
+
+
+def working_hours_sweep() -> int:
+    """Daily, when the operator turned Outlook's working hours on: queue a read for each person."""
+    rt = runtime.current()
+    if not rt.settings.outlook_working_hours:
+        return 0
+    return outlook_hours.sweep(rt.db, lambda user_id: queues.enqueue(
+        rt.redis, queues.MAINTENANCE, queues.REFRESH_WORKING_HOURS, user_id))
+
+
+def refresh_working_hours(user_id: str) -> str:
+    rt = runtime.current()
+    if not rt.settings.outlook_working_hours:
+        return "off"
+    try:
+        return outlook_hours.refresh(rt.db, rt.tokens.graph_with(user_id, (MAILBOX_SETTINGS,)), user_id)
+    except ScopeNotGranted:
+        return "not-consented"
 
 
 # ------------------------------------------------------------------ behind the webhook

@@ -44,6 +44,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("calendar-poll", 300, queues.CALENDAR_POLL_SWEEP, queues.MAINTENANCE),
     Periodic("outbox-sweep", 60, queues.OUTBOX_SWEEP, queues.OUTBOUND),
     Periodic("tenant-directory", 3600, queues.TENANT_SWEEP, queues.MAINTENANCE),
+    Periodic("working-hours-sweep", 86_400, queues.WORKING_HOURS_SWEEP, queues.MAINTENANCE),
 )
 
 

@@ -32,7 +32,7 @@ def _our_processes() -> set[int]:
 def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     out = tmp_path / "results.json"
     before = _our_processes()
-    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P1,P2,P4,P5,P6,P10", "--json",
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P1,P2,P4,P5,P6,P9,P10", "--json",
                            str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,7 +40,7 @@ def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     assert results["mode"] == "smoke"
     assert results["machine"]["cores"] and "load average" in results["machine"]["uptime"]
     parts = {part["key"]: part for part in results["parts"]}
-    assert set(parts) == {"P1", "P2", "P4", "P5", "P6", "P10"}
+    assert set(parts) == {"P1", "P2", "P4", "P5", "P6", "P9", "P10"}
     for part in parts.values():
         assert part["rows"], part["key"]
     p1 = {row["name"]: row for row in parts["P1"]["rows"]}

@@ -102,7 +102,7 @@ def test_each_settings_section_saves_alone_and_a_mistake_is_shown_next_to_its_fi
     assert 'value="90"' in html                              # what was typed stays, to be corrected
     assert "Nothing in “Meeting prep” was saved" in html
     assert 'list="zones"' in page and '<option value="Europe/Paris">' in page and "<script" not in page
-    assert page.count('type="submit"') == 4                      # one Save per section (no calendars yet; channels)
+    assert page.count('type="submit"') == 5     # one Save per section (no calendars yet; channels, hours)
 
 
 def test_the_digest_groups_unnamed_outsiders_by_domain_and_sums_up_the_day(rt, db):

@@ -8,13 +8,13 @@ import pytest
 import requests
 
 from emulator.testing import ControlError
-from tests.support.emulated import PT, assert_graph_error, event_body
+from tests.support.emulated import PT, Graph, assert_graph_error, event_body
 
 SEVEN_DIGITS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}$")
 OFFSET_7 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
 
 
-def test_me_and_users_have_graph_user_shape(world):
+def test_me_and_users_have_graph_user_shape(world, emu):
     me = world.ada_graph.get("/me").json()
     assert me["id"] == world.ada["id"]
     assert me["displayName"] == "Ada Lovelace"
@@ -25,8 +25,10 @@ def test_me_and_users_have_graph_user_shape(world):
     assert by_app["mail"] == "bob@contoso.com"
     by_upn = world.app_graph.get("/users/BOB@contoso.com").json()
     assert by_upn["id"] == world.bob["id"]
-    settings = world.ada_graph.get("/me/mailboxSettings").json()
-    assert settings["timeZone"] == PT
+    settings = Graph(emu, emu.control.token(user_id=world.ada["id"], scopes=["MailboxSettings.Read"]))
+    assert settings.get("/me/mailboxSettings").json()["timeZone"] == PT
+    # user-get-mailboxsettings lists only MailboxSettings.Read and .ReadWrite: calendar scopes are not enough.
+    assert world.ada_graph.get("/me/mailboxSettings").status_code == 403
 
 
 def test_event_get_has_graph_event_shape_and_honours_select(world, emu):
@@ -136,3 +138,16 @@ def test_control_errors_raise_control_error_with_the_body(emu):
 
 def test_unknown_graph_path_is_graph_shaped(world):
     assert_graph_error(world.ada_graph.get("/me/nonsense"), 404, "ResourceNotFound")
+
+
+def test_outlook_working_hours_need_mailbox_settings_read_and_read_as_set(world, emu):
+    emu.control.set_working_hours(world.ada["id"], {"daysOfWeek": ["monday", "saturday"],
+                                                    "startTime": "10:00:00.0000000", "endTime": "18:30:00.0000000",
+                                                    "timeZone": {"name": "UTC"}})
+    allowed = Graph(emu, emu.control.token(user_id=world.ada["id"], scopes=["MailboxSettings.Read"]))
+
+    hours = allowed.get("/me/mailboxSettings/workingHours").json()
+
+    assert hours["daysOfWeek"] == ["monday", "saturday"] and hours["endTime"] == "18:30:00.0000000"
+    assert allowed.get("/me/mailboxSettings").json()["workingHours"]["startTime"] == "10:00:00.0000000"
+    assert_graph_error(world.ada_graph.get("/me/mailboxSettings/workingHours"), 403, "ErrorAccessDenied")

@@ -87,7 +87,7 @@ def test_the_request_rate_per_mailbox_with_retry_after_on_the_emulator_clock(wor
         assert world.ada_graph.get("/me/calendars").status_code == 200
     for _ in range(5):
         assert world.ada_graph.get("/me").status_code == 200, "/me is not a mailbox request"
-    throttled = world.ada_graph.get("/me/mailboxSettings")
+    throttled = world.ada_graph.get("/me/calendars")
     body = assert_graph_error(throttled, 429, "ApplicationThrottled")
     assert "MailboxRequestRate" in body["error"]["message"] and "3 requests per 10 minutes" in body["error"]["message"]
     retry_after = int(throttled.headers["Retry-After"])

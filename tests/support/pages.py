@@ -108,6 +108,7 @@ def pages(settings, seeded: Seeded, base: str) -> list[Page]:
         Page("your page, not signed in", f"{base}/connections/me", status=401),
         Page("sign-in error", f"{base}/auth/callback?code=x&state=y", status=400),
         Page("settings", links.settings_url(settings, user)),
+        Page("your week", links.week_url(settings, user)),
         Page("meeting dashboard", dashboard),
         Page("keep out of insights", links.exclude_url(settings, seeded.meeting_key, user, seeded.meeting_graph_id)),
         Page("unsubscribe", links.unsubscribe_url(settings, user)),

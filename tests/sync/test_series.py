@@ -170,3 +170,22 @@ def test_a_series_in_a_calendar_someone_shares_is_checked_there(stack):
 
     kept = {d["graph_id"] for d in stack.runtime.db.events.find({"user_id": user_id, "calendar_id": shared["id"]})}
     assert kept == {e["id"] for e in listed} - {listed[1]["id"]}
+
+
+def test_the_series_check_records_how_each_series_ends_for_hygiene(stack):
+    person = emulated_user(stack, mail="noa@contoso.com")
+    first = tomorrow()
+    day = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"][first.weekday()]
+    forever = weekly("Forever", first, [day], 4)
+    forever["recurrence"]["range"] = {"type": "noEnd", "startDate": first.strftime("%Y-%m-%d")}
+    endless = stack.emulator.control.create_event(person["id"], forever)
+    counted = stack.emulator.control.create_event(person["id"], weekly("Four times", first + timedelta(hours=2),
+                                                                       [day], 4))
+    user_id = connect_user(stack, person["id"])
+    stack.run_jobs()
+    later(stack)
+    request_sync(stack.runtime.redis, user_id, "test")
+    settle(stack)
+
+    ranges = {d["master_id"]: d["range_type"] for d in stack.runtime.db.series_ranges.find({"user_id": user_id})}
+    assert ranges == {endless["id"]: "noEnd", counted["id"]: "numbered"}

@@ -1,0 +1,125 @@
+"""P9: weekly insights for 10,000 people with 40 meetings a week each (400,000 events) on the MongoDB wire server,
+against reading the same events alone (the baseline, measured in the same run).
+
+calsync's side is ``timeside.weeks_for``: per batch of 500 people one range of the ``(user_id, start)`` index, their
+exclusions, working hours and directory entries, then every measure of the week in process (cleaning, one copy per
+meeting, focus, fragments, back-to-back runs, after-hours, double booking, each day in the person's zone). The
+baseline reads the same events through the same index and does nothing with them. Targets: all 10,000 weeks in at
+most 60 s; one changed meeting recomputes only the weeks of the people in it (one person's week, timed).
+``--quick``: 1,000 people (the test suite's smoke: 60).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pymongo
+
+from bench.common import Part
+from service import store
+from service.insights import timeside, week
+from service.store import events as events_store
+from service.store.records import User
+
+YEAR, WEEK = 2026, 10
+ZONES = ("Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney")
+PER_WEEK = 40
+INSERT_BATCH = 5000
+
+
+def people(count: int) -> list[User]:
+    return [User(f"u{n}", f"p{n}@example.com", f"Person {n}", "t", ZONES[n % len(ZONES)]) for n in range(count)]
+
+
+def events_for(user: User, rng: random.Random) -> list[dict]:
+    """40 meetings in the person's working week: 8 a day between 08:00 and 18:00 local, 15 to 90 minutes, some
+    overlapping, a few declined or all-day, each with 1 to 6 colleagues."""
+    zone = ZoneInfo(user.time_zone)
+    monday = datetime.fromisocalendar(YEAR, WEEK, 1).date()
+    found = []
+    for n in range(PER_WEEK):
+        day = monday + timedelta(days=n % 5)
+        start = datetime(day.year, day.month, day.day, 8, tzinfo=zone) + timedelta(minutes=rng.randrange(0, 600, 5))
+        end = start + timedelta(minutes=rng.choice((15, 30, 30, 45, 60, 90)))
+        others = [f"p{rng.randrange(10_000)}@example.com" for _ in range(rng.randint(1, 6))]
+        found.append({"user_id": user.id, "graph_id": f"{user.id}-{n}", "ical_uid": f"{user.id}-{n}",
+                      "subject": "Meeting", "start": start.astimezone(UTC), "end": end.astimezone(UTC),
+                      "is_all_day": n % 37 == 0, "is_cancelled": False,
+                      "organizer": {"email": others[0]},
+                      "attendees": [{"email": e, "type": "required", "response": "accepted"} for e in others]
+                      + [{"email": user.email, "type": "required", "response": "declined" if n % 29 == 0 else
+                          "accepted"}]})
+    return found
+
+
+def seed(db, users: list[User]) -> int:
+    rng = random.Random(9)
+    db.users.insert_many([{"_id": u.id, "email": u.email, "time_zone": u.time_zone,
+                           "connection": {"status": "connected"}} for u in users])
+    batch, total = [], 0
+    for user in users:
+        batch += events_for(user, rng)
+        if len(batch) >= INSERT_BATCH:
+            db.events.insert_many(batch, ordered=False)
+            total += len(batch)
+            batch = []
+    if batch:
+        db.events.insert_many(batch, ordered=False)
+        total += len(batch)
+    return total
+
+
+def read_only(db, users: list[User]) -> tuple[float, int]:
+    """The baseline: the same events through the same index, 500 people to a query, nothing computed."""
+    began, count = time.perf_counter(), 0
+    for at in range(0, len(users), timeside.BATCH):
+        batch = users[at:at + timeside.BATCH]
+        zones = {u.id: ZoneInfo(u.time_zone) for u in batch}
+        bounds = [week.week_bounds(YEAR, WEEK, z) for z in zones.values()]
+        found = events_store.in_window_for_users(db, zones, min(b[0] for b in bounds).astimezone(UTC),
+                                                 max(b[1] for b in bounds).astimezone(UTC))
+        count += sum(len(v) for v in found.values())
+    return time.perf_counter() - began, count
+
+
+def run(ctx) -> Part:
+    count = 60 if ctx.figures.get("smoke") else 1_000 if ctx.quick else 10_000
+    part = Part("P9", f"weekly insights for {count:,} people x {PER_WEEK} meetings")
+    client = pymongo.MongoClient(ctx.mongodb_uri("calsync_p9"), tz_aware=True)
+    db = client.get_default_database()
+    try:
+        client.drop_database(db.name)
+        store.init_db(db)
+        users = people(count)
+        began = time.perf_counter()
+        stored = seed(db, users)
+        part.notes.append(f"seeded {stored:,} events in {time.perf_counter() - began:.0f} s")
+        baseline, read = read_only(db, users)
+        began = time.perf_counter()
+        reports = timeside.weeks_for(db, users, YEAR, WEEK)
+        elapsed = time.perf_counter() - began
+        part.add(f"{count:,} weeks computed", round(elapsed, 2), "s", round(baseline, 2),
+                 f"reading the {read:,} events alone", "<= 60 s", elapsed <= 60)
+        part.add("per person", round(elapsed / count * 1000, 2), "ms", round(baseline / count * 1000, 2),
+                 "reading their events alone", "", None)
+        one = users[count // 2]
+        began = time.perf_counter()
+        timeside.week_report(db, one, YEAR, WEEK)
+        single = time.perf_counter() - began
+        part.add("one changed meeting: one person's week again", round(single * 1000, 1), "ms",
+                 round(elapsed * 1000, 1), "the whole organisation", "<< organisation", single < elapsed / 10)
+        sample = reports[users[0].id]
+        part.notes.append(f"{users[0].id} ({users[0].time_zone}): {sample.meetings} meetings, {sample.meeting} h in "
+                          f"meetings, {sample.focus} h focus, {sample.fragmented} h fragmented, "
+                          f"{len(sample.back_to_back)} back-to-back runs, {sample.after_hours} h after hours, "
+                          f"{sample.double_booked} h double-booked; left out {sample.left_out}")
+        totals = [r.meeting for r in reports.values()]
+        part.notes.append(f"meeting hours across people: min {min(totals)}, median {sorted(totals)[len(totals) // 2]}, "
+                          f"max {max(totals)}")
+    finally:
+        client.drop_database(db.name)
+        client.close()
+    return part

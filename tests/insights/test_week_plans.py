@@ -1,0 +1,61 @@
+"""The time side's reads are index scans on a real server (explain on the wire server), and one changed meeting
+changes only the weeks of the people whose calendars hold it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pymongo
+import pytest
+
+from service.insights import timeside
+from service.store import events as events_store
+from service.store import users as users_store
+from tests.store.test_query_plans import Recorder, explain
+from tests.support.factories import add_event, add_people, add_user, attendee
+
+MONDAY = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def organisation(db):
+    add_people(db)
+    for n in range(30):
+        add_user(db, user_id=f"u{n:02d}", email=f"u{n:02d}@example.com", time_zone="Europe/Paris")
+        for k in range(5):
+            start = MONDAY + timedelta(days=k, hours=n % 3)
+            add_event(db, f"u{n:02d}", f"e{n}-{k}", start, start + timedelta(minutes=45),
+                      attendees=[attendee(f"u{(n + 1) % 30:02d}@example.com")])
+    return [users_store.get(db, f"u{n:02d}") for n in range(30)]
+
+
+@pytest.mark.wire
+def test_the_weeks_of_an_organisation_are_read_through_indexes(organisation, mongodb_uri):
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    db = client.get_default_database()
+
+    reports = timeside.weeks_for(db, organisation, 2026, 10)
+    single = list(recorder.commands)
+    recorder.commands.clear()
+    timeside.week_report(db, organisation[0], 2026, 10)
+    plans = [(c[next(iter(c))], explain(db, c)) for c in single + recorder.commands]
+    client.close()
+
+    assert len(reports) == 30 and reports["u00"].meetings == 5
+    for collection, plan in plans:
+        print(f"{collection:12} " + " <- ".join(f"{s}({i})" if i else s for s, i in plan))
+    assert [c for c, plan in plans if any(s == "COLLSCAN" for s, _ in plan)] == []
+    events_plan = next(plan for c, plan in plans if c == "events")
+    assert (("IXSCAN", events_store.BY_USER_AND_START) in events_plan)
+
+
+def test_one_changed_meeting_changes_only_the_weeks_of_its_people(db, organisation):
+    before = timeside.weeks_for(db, organisation, 2026, 10)
+    db.events.update_one({"user_id": "u03", "graph_id": "e3-0"},
+                         {"$set": {"end": MONDAY + timedelta(hours=3 % 3, minutes=150)}})
+
+    after = timeside.weeks_for(db, organisation, 2026, 10)
+
+    changed = sorted(u for u in before if before[u].seconds != after[u].seconds)
+    assert changed == ["u03"]
