@@ -28,6 +28,7 @@ LAYERS = (
     ("digest", ("service.digest",)),
     ("connections", ("service.connections",)),
     ("outbound", ("service.outbound",)),
+    ("recovery", ("service.recovery",)),
     ("runtime", ("service.runtime",)),
     ("pages and APIs", ("service.auth", "service.api", "service.ops")),
     ("app", ("service.app",)),
