@@ -14,7 +14,7 @@ import click
 
 from emulator.server import main as serve_emulator
 from service import procfile, store
-from service.cli import demo, digest, keys, migrations, subscriptions, sync, users, webhooks
+from service.cli import demo, digest, keys, migrations, recover, subscriptions, sync, users, webhooks
 from service.cli.context import Group, needs_data, runtime_from_env
 from service.cli.devserver import DevServer
 from service.recovery import redis_loss
@@ -23,7 +23,7 @@ from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-AREAS = (keys, users, subscriptions, sync, digest, webhooks, demo)
+AREAS = (keys, users, subscriptions, sync, digest, webhooks, demo, recover)
 
 
 @click.group(cls=Group, help="calsync: Microsoft 365 calendar sync and people insights.")

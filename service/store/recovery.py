@@ -8,7 +8,7 @@ record per ``calsync recover`` run and what it did.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -92,3 +92,35 @@ def connected_by_recent_notification(db: Database) -> list[str]:
     floor = datetime.min.replace(tzinfo=utcnow().tzinfo)
     stamped = [(as_utc((doc.get("sync") or {}).get("last_notification_at")) or floor, doc["_id"]) for doc in found]
     return [user_id for _, user_id in sorted(stamped, reverse=True)]
+
+
+def restore_digest_sent(db: Database, user_id: str, local_date: str, sent_at: datetime) -> bool:
+    """Record a digest Redis saw sent after the backup MongoDB came back from; True if the record was missing
+    or unfinished (then the tick's job finds it handled instead of sending it again)."""
+    try:
+        result = db.digests_sent.update_one(
+            {"_id": f"{user_id}:{local_date}", "status": {"$ne": "sent"}},
+            {"$set": {"status": "sent", "sent_at": sent_at, "finished_at": sent_at, "restored_from": "redis"},
+             "$setOnInsert": {"user_id": user_id, "local_date": local_date, "attempts": 1}}, upsert=True)
+    except DuplicateKeyError:   # recorded as sent already
+        return False
+    return result.modified_count == 1 or result.upserted_id is not None
+
+
+def restore_prep_sent(db: Database, record_id: str, user_id: str, meeting: str, start: datetime, sent_at: datetime,
+                      keep: timedelta) -> bool:
+    """The same for a prep mail (``preps_sent``; expires like the records prep writes)."""
+    try:
+        result = db.preps_sent.update_one(
+            {"_id": record_id, "status": {"$ne": "sent"}},
+            {"$set": {"status": "sent", "sent_at": sent_at, "finished_at": sent_at, "restored_from": "redis"},
+             "$setOnInsert": {"user_id": user_id, "meeting": meeting, "start": start, "attempts": 1,
+                              "expires_at": max(start, utcnow()) + keep}}, upsert=True)
+    except DuplicateKeyError:
+        return False
+    return result.modified_count == 1 or result.upserted_id is not None
+
+
+def advance_sequences(db: Database, gap: int) -> int:
+    """Move every user's outbound sequence on by ``gap``: numbers handed out after the backup are never reused."""
+    return db.outbound_sequences.update_many({}, {"$inc": {"value": gap}}).modified_count

@@ -19,6 +19,8 @@ from service.digest import prep
 from service.digest import send as digest_send
 from service.digest import tick as digests
 from service.outbound import delivery as outbound_delivery
+from service.recovery import witness
+from service.store import preps as preps_store
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import mailboxes, runner, sweeps
@@ -146,7 +148,10 @@ def digest_tick() -> int:
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = runtime.current()
-    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
+    outcome = digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis)
+    if outcome == "sent":
+        witness.digest_sent(rt.redis, user_id, local_date)   # MongoDB restored from a backup still knows it
+    return outcome
 
 
 def prep_tick() -> int:
@@ -158,7 +163,11 @@ def prep_tick() -> int:
 def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
     """Send one meeting's prep mail; safe to retry or run twice."""
     rt = runtime.current()
-    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
+    outcome = prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt))
+    if outcome == "sent":
+        start = datetime.fromisoformat(start_iso)
+        witness.prep_sent(rt.redis, preps_store.record_id(user_id, meeting, start), user_id, meeting, start)
+    return outcome
 
 
 def _prep_due(rt):
