@@ -10,6 +10,11 @@ run left behind.
 - R4: Redis down while notifications arrive (503 with Retry-After; every change lands once Redis is back
   and Graph redelivers); MongoDB cut under the workers (jobs fail and retry with back-off; nothing lost);
   the scheduler SIGKILLed and restarted (a new leader ticks; no subscription lapses; no digest twice).
+- R5: Redis SIGKILLed and restarted empty mid-run: noticed within 30 s (the epoch marker is gone), the mirror
+  rebuilt and every user resynced from MongoDB; 0 differences, still one digest per user.
+- R6: MongoDB rolled back to a copy of its collections taken earlier in the run (changes and a replaced
+  subscription since), then ``calsync init-db`` and ``calsync recover``: one subscription per user at Graph,
+  the one stored; 0 differences; still one digest per user.
 - R3: no access, refresh or id token, clientState, client secret, Fernet key or other configured secret
   in a dump of MongoDB and Redis, in any process's log, or in any response the suite received.
 """
@@ -17,6 +22,7 @@ run left behind.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import zlib
 from collections import Counter
@@ -26,7 +32,8 @@ from email.utils import parseaddr
 import pytest
 import redis as redis_lib
 from bson import json_util
-from rq import Worker
+from rq import Queue, Worker
+from rq.registry import StartedJobRegistry
 
 from service.config import SECRET_FIELDS, Settings
 from service.identity import crypto
@@ -191,6 +198,117 @@ def test_r4_outages_lose_nothing(chaos):
         assert digests.get(chaos.db, person["id"], today)["status"] == "sent"
     assert len(subscriptions) == USERS
     assert earliest - datetime.now(UTC) > timedelta(minutes=Settings().renew_margin_minutes)
+
+
+def test_r5_redis_restarted_empty_loses_nothing(chaos):
+    """Redis SIGKILLed mid-run and restarted with nothing on disk: the scheduler notices (epoch marker gone),
+    rebuilds the mirror, resyncs everyone, and nothing is lost or sent twice."""
+    control, rng = chaos.control, chaos.rng
+    calendars = [Calendar(control, person, rng) for person in chaos.people]
+    for calendar in calendars:
+        calendar.ids = [doc["graph_id"] for doc in chaos.db.events.find({"user_id": calendar.user["id"],
+                                                                         "series_master_id": None}).limit(20)]
+    changes = 1000 if LONG else 60
+    control.clear_deliveries()
+    control.set_faults(**BASE_FAULTS, seed=26)
+    before = (chaos.db.recovery.find_one({"_id": "redis-epoch"}) or {}).get("epoch")
+    for done in range(1, changes + 1):
+        rng.choice(calendars).step()
+        if done == changes // 2:
+            chaos.redis.kill()
+            chaos.redis.wipe()
+            chaos.redis.start()
+            emptied = time.monotonic()
+    control.clear_faults()
+    control.wait_idle(timeout=120)
+    record = wait_until("the loss to be noticed and recovered", lambda: _recovered_after(chaos.db, before),
+                        timeout=60, every=0.5)
+    noticed = time.monotonic() - emptied
+    converged = chaos.converge("R5 convergence after an emptied Redis", timeout=600 if LONG else 300)
+    mails = _digests_after_another_tick(chaos)
+    figures = chaos.figures["r5"] = {
+        "changes": changes, "deliveries": dict(outcomes(control)), "reason": record["reason"],
+        "noticed_and_recovered_s": round(noticed, 1), "recovery": record["recovery"].get("counts"),
+        "converged_s_after_last_change": round(converged, 1), "digests_per_user": sorted(set(mails.values()))}
+    print(f"R5: {json.dumps(figures)}")
+    assert noticed <= 30
+    assert chaos.differences() == {}
+    assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+
+
+def test_r6_mongodb_rolled_back_to_an_earlier_copy_is_recovered_by_one_command(chaos):
+    """MongoDB rolled back to a copy of its collections taken earlier in the run (a subscription replaced and
+    changes made since), then the operator's two commands: ``calsync init-db`` and ``calsync recover``."""
+    control, rng, db = chaos.control, chaos.rng, chaos.db
+    calendars = [Calendar(control, person, rng) for person in chaos.people]
+    for calendar in calendars:
+        calendar.ids = [doc["graph_id"] for doc in db.events.find({"user_id": calendar.user["id"],
+                                                                   "series_master_id": None}).limit(20)]
+    backup = {name: list(db[name].find()) for name in db.list_collection_names()}
+    changes = 1000 if LONG else 60
+    for _ in range(changes):
+        rng.choice(calendars).step()
+    owner = chaos.people[0]["id"]
+    replaced = next(s for s in active(control) if s["userId"] == owner)
+    control.remove_subscription(replaced["id"])          # Graph drops it; calsync makes a new one, after the backup
+    wait_until("a new subscription after the removed one", lambda: any(
+        s["userId"] == owner and s["id"] != replaced["id"] for s in active(control)), timeout=120)
+    control.wait_idle(timeout=120)
+    chaos.converge("R6 before the rollback", timeout=300)
+
+    names = list(chaos.topology.running)
+    chaos.topology.stop()                                   # a restore is done with the service stopped
+    for name in db.list_collection_names():
+        db[name].drop()
+    for name, documents in backup.items():
+        if documents:
+            db[name].insert_many(documents)
+    rolled_back = time.monotonic()
+    for name in names:
+        chaos.supervisor.start(name.split(".")[0])
+    env = chaos.supervisor.envs["web"]
+    commands = {}
+    for command in (["calsync", "init-db"], ["calsync", "recover"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        commands[command[1]] = done.stdout
+    chaos.converge("R6 convergence after the rollback", timeout=600 if LONG else 300)
+    converged = time.monotonic() - rolled_back
+    mails = _digests_after_another_tick(chaos)
+    at_graph = Counter(s["userId"] for s in active(control))
+    stored = {doc["user_id"]: doc["_id"] for doc in db.subscriptions.find({"status": "active"})}
+    figures = chaos.figures["r6"] = {
+        "changes_after_the_copy": changes, "recover": commands["recover"].strip().splitlines()[1:-1],
+        "converged_s_after_rollback": round(converged, 1),
+        "digests_per_user": sorted(set(mails.values()))}
+    print(f"R6: {json.dumps(figures)}")
+    assert at_graph == Counter({p["id"]: 1 for p in chaos.people}), at_graph
+    assert {s["userId"]: s["id"] for s in active(control)} == stored
+    assert chaos.differences() == {}
+    assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+
+
+def _recovered_after(db, before: str | None) -> dict | None:
+    record = db.recovery.find_one({"_id": "redis-epoch"})
+    if record and record.get("epoch") != before and (record.get("recovery") or {}).get("status") == "done":
+        return record
+    return None
+
+
+def _digests_after_another_tick(chaos) -> Counter:
+    """Mails per user once the digest tick ran again and its jobs finished (a second digest would show)."""
+    conn = redis_lib.Redis.from_url(chaos.redis.url)
+    after = time.time()
+    try:
+        wait_until("another digest tick", lambda: float(conn.get("calsync:scheduler:last:digest-tick") or 0) > after,
+                   timeout=120, every=1)
+        queue = Queue("digest", connection=conn)
+        wait_until("the digest queue to drain", lambda: queue.count == 0 and StartedJobRegistry(
+            queue=queue).count == 0, timeout=60)
+    finally:
+        conn.close()
+    mine = {p["mail"] for p in chaos.people}
+    return Counter(to for m in chaos.smtp.messages if (to := parseaddr(m["To"])[1]) in mine)
 
 
 def _job_failures(chaos) -> int:
