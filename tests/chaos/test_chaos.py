@@ -71,6 +71,7 @@ def outcomes(control) -> Counter:
 
 
 def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_and_a_redis_crash(chaos):
+    epoch_before = _epoch(chaos.db)
     control, supervisor, rng = chaos.control, chaos.supervisor, chaos.rng
     calendars = [Calendar(control, person, rng) for person in chaos.people]
     control.clear_deliveries()
@@ -129,9 +130,11 @@ def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_
     assert chaos.differences() == {}
     assert worker_kills >= 1 and chaos.redis.restarts >= 1
     assert seen["duplicate"] > 0 and seen["dropped"] > 0
+    assert _epoch(chaos.db) == epoch_before   # a Redis restarted with its data is not taken for an emptied one
 
 
 def test_r4_outages_lose_nothing(chaos):
+    epoch_before = _epoch(chaos.db)
     control, supervisor = chaos.control, chaos.supervisor
     calendars = [Calendar(control, person, chaos.rng) for person in chaos.people]
     for calendar in calendars:   # ids to update and delete
@@ -155,6 +158,7 @@ def test_r4_outages_lose_nothing(chaos):
                              "deliveries": dict(outcomes(control)),
                              "converged_s": round(chaos.converge("R4 Redis outage", timeout=240), 1)}
     assert answer.status_code == 503 and answer.headers.get("Retry-After")
+    assert _epoch(chaos.db) == epoch_before   # an outage is not a loss: no recovery ran
 
     # MongoDB unavailable under the workers: their jobs fail and are retried with back-off.
     failed_before = _job_failures(chaos)
@@ -211,7 +215,7 @@ def test_r5_redis_restarted_empty_loses_nothing(chaos):
     changes = 1000 if LONG else 60
     control.clear_deliveries()
     control.set_faults(**BASE_FAULTS, seed=26)
-    before = (chaos.db.recovery.find_one({"_id": "redis-epoch"}) or {}).get("epoch")
+    before = _epoch(chaos.db)
     for done in range(1, changes + 1):
         rng.choice(calendars).step()
         if done == changes // 2:
@@ -286,6 +290,11 @@ def test_r6_mongodb_rolled_back_to_an_earlier_copy_is_recovered_by_one_command(c
     assert {s["userId"]: s["id"] for s in active(control)} == stored
     assert chaos.differences() == {}
     assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+
+
+def _epoch(db) -> str | None:
+    """The Redis epoch MongoDB records: it changes only when a loss of Redis data was recovered."""
+    return (db.recovery.find_one({"_id": "redis-epoch"}) or {}).get("epoch")
 
 
 def _recovered_after(db, before: str | None) -> dict | None:
