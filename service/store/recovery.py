@@ -124,3 +124,10 @@ def restore_prep_sent(db: Database, record_id: str, user_id: str, meeting: str, 
 def advance_sequences(db: Database, gap: int) -> int:
     """Move every user's outbound sequence on by ``gap``: numbers handed out after the backup are never reused."""
     return db.outbound_sequences.update_many({}, {"$inc": {"value": gap}}).modified_count
+
+
+def preps_unfinished(db: Database, after: datetime) -> list[dict]:
+    """Prep records claimed but not finished (``sending``, ``failed``) for meetings that start after ``after``:
+    their job may have gone with Redis, and the prep tick skips every recorded prep."""
+    return list(db.preps_sent.find({"status": {"$in": ["sending", "failed"]}, "start": {"$gt": after}},
+                                   {"user_id": 1, "meeting": 1, "start": 1, "status": 1}))

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+from service import queues
 from service.digest import prep
 from service.digest import tick as digest_tick
 from service.recovery import redis_loss
 from service.store import digests, utcnow
+from service.store import preps as preps_store
 from service.store import subscriptions as subscriptions_store
 from service.store.records import Subscription
 from service.subscriptions import mirror
@@ -28,7 +30,7 @@ def test_the_mirror_and_a_sync_for_every_connected_user_come_back(db, redis_conn
 
     counts = redis_loss.recover(db, redis_conn, utcnow())
 
-    assert counts == {"mirrored": 3, "users": 2, "syncs_requested": 2, "digests_queued": 0}
+    assert counts == {"mirrored": 3, "users": 2, "syncs_requested": 2, "digests_queued": 0, "preps_queued": 0}
     found = mirror.lookup(redis_conn, db, ["sub-0"])["sub-0"]
     assert found.user_id == "user-0" and found.client_state_digest == mirror.client_state_digest("state-0")
     assert redis_conn.exists(PENDING_KEY.format(user_id="user-0"), PENDING_KEY.format(user_id="user-1")) == 2
@@ -62,13 +64,19 @@ def test_a_prep_queued_before_redis_was_emptied_is_derived_again_and_sent_once(r
     add_people(db)
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)   # due now with the 15-minute default
     add_user(db, user_id="user-1", email="u1@example.com")
-    add_event(db, "user-1", "m1", start, start + timedelta(minutes=30),
-              attendees=[attendee("u1@example.com"), attendee("ana@example.com")])
-    assert prep.tick(db, redis_conn) == 1
+    add_user(db, user_id="user-2", email="u2@example.com")
+    for user in ("user-1", "user-2"):
+        add_event(db, user, f"m-{user}", start, start + timedelta(minutes=30),
+                  attendees=[attendee(f"u{user[-1]}@example.com"), attendee("ana@example.com")])
+    assert prep.tick(db, redis_conn) == 2
+    preps_store.claim(db, "user-2", "uid-m-user-2", start)   # user-2's job had just claimed it
 
     redis_conn.flushdb()
-    again = prep.tick(db, redis_conn)
+    again = prep.tick(db, redis_conn)                          # the tick derives user-1's again,
+    requeued = redis_loss.requeue_unfinished_preps(db, redis_conn, utcnow())   # the recovery user-2's
     run_jobs()
 
-    assert again == 1
+    assert again == 1 and requeued == 1
     assert [parseaddr(m["To"])[1] for m in smtp_inbox.messages] == ["u1@example.com"]
+    scheduled = queues.get_queue(queues.PREP, redis_conn).scheduled_job_registry
+    assert len(scheduled.get_job_ids()) == 1      # user-2's runs once its claim can be retaken (5 minutes)
