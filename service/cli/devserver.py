@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from service import store
 from service.app import create_app
+from service.recovery import redis_loss
 from service.runtime import Runtime, install
 from service.sync import dispatch
 from service.workers.inprocess import InProcessWorker, scheduled_forever
@@ -45,7 +46,8 @@ class DevServer:
             ("dispatcher", lambda: dispatch.run(redis_conn, self.stop_event)),
         ]
         if self.with_scheduler:
-            parts.append(("scheduler", lambda: Scheduler(redis_conn).run(self.stop_event, interval=2.0)))
+            watch = redis_loss.watch(self.runtime.db, redis_conn).check   # an emptied Redis is rebuilt
+            parts.append(("scheduler", lambda: Scheduler(redis_conn, watch=watch).run(self.stop_event, interval=2.0)))
         for name, target in parts:
             thread = threading.Thread(target=target, name=f"calsync-{name}", daemon=True)
             thread.start()

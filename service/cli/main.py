@@ -14,15 +14,16 @@ import click
 
 from emulator.server import main as serve_emulator
 from service import procfile, store
-from service.cli import demo, digest, keys, migrations, subscriptions, sync, users, webhooks
+from service.cli import demo, digest, keys, migrations, recover, subscriptions, sync, users, webhooks
 from service.cli.context import Group, needs_data, runtime_from_env
 from service.cli.devserver import DevServer
+from service.recovery import redis_loss
 from service.sync import dispatch
 from service.workers.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
-AREAS = (keys, users, subscriptions, sync, digest, webhooks, demo)
+AREAS = (keys, users, subscriptions, sync, digest, webhooks, demo, recover)
 
 
 @click.group(cls=Group, help="calsync: Microsoft 365 calendar sync and people insights.")
@@ -85,7 +86,7 @@ def scheduler() -> None:
         signal.signal(sig, lambda *_: stop.set())
     dispatcher = threading.Thread(target=dispatch.run, args=(rt.redis, stop), name="calsync-dispatcher", daemon=True)
     dispatcher.start()
-    Scheduler(rt.redis).run(stop)
+    Scheduler(rt.redis, watch=redis_loss.watch(rt.db, rt.redis).check).run(stop)
     dispatcher.join(timeout=5)
 
 

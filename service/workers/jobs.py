@@ -22,6 +22,8 @@ from service.identity.msal_app import MAILBOX_SETTINGS
 from service.identity.tokens import ScopeNotGranted
 from service.insights import outlook_hours
 from service.outbound import delivery as outbound_delivery
+from service.recovery import witness
+from service.store import preps as preps_store
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import mailboxes, runner, sweeps
@@ -170,7 +172,10 @@ def digest_tick() -> int:
 def send_digest(user_id: str, local_date: str) -> str:
     """Send one user's digest for one local date; safe to retry or run twice."""
     rt = runtime.current()
-    return digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis, rt=rt)
+    outcome = digest_send.deliver(rt.db, rt.settings, rt.mailer, user_id, local_date, redis=rt.redis, rt=rt)
+    if outcome == "sent":
+        witness.digest_sent(rt.redis, user_id, local_date)   # MongoDB restored from a backup still knows it
+    return outcome
 
 
 def prep_tick() -> int:
@@ -182,7 +187,11 @@ def prep_tick() -> int:
 def send_prep(user_id: str, meeting: str, start_iso: str) -> str:
     """Send one meeting's prep mail; safe to retry or run twice."""
     rt = runtime.current()
-    return prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt), rt=rt)
+    outcome = prep.deliver(rt.db, rt.settings, rt.mailer, user_id, meeting, start_iso, notify=_prep_due(rt), rt=rt)
+    if outcome == "sent":
+        start = datetime.fromisoformat(start_iso)
+        witness.prep_sent(rt.redis, preps_store.record_id(user_id, meeting, start), user_id, meeting, start)
+    return outcome
 
 
 def _prep_due(rt):

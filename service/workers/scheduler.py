@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
@@ -49,8 +50,10 @@ PERIODIC: tuple[Periodic, ...] = (
 
 
 class Scheduler:
-    def __init__(self, connection: Redis, tasks: tuple[Periodic, ...] = PERIODIC, identity: str | None = None):
+    def __init__(self, connection: Redis, tasks: tuple[Periodic, ...] = PERIODIC, identity: str | None = None,
+                 watch: Callable[[], str] | None = None):
         self.connection = connection
+        self.watch = watch   # the Redis epoch check (service.recovery), run by every scheduler before each tick
         self.tasks = tasks
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.lock = locks.lock(connection, LEADER_KEY, LEASE_SECONDS, token=self.identity)
@@ -86,6 +89,8 @@ class Scheduler:
         log.info("scheduler %s started", self.identity)
         while not stop.is_set():
             try:
+                if self.watch is not None:
+                    self.watch()
                 self.tick()
             except Exception:  # a Redis blip must not kill the scheduler process
                 log.exception("scheduler tick failed; retrying in %.0fs", interval)

@@ -10,6 +10,11 @@ run left behind.
 - R4: Redis down while notifications arrive (503 with Retry-After; every change lands once Redis is back
   and Graph redelivers); MongoDB cut under the workers (jobs fail and retry with back-off; nothing lost);
   the scheduler SIGKILLed and restarted (a new leader ticks; no subscription lapses; no digest twice).
+- R5: Redis SIGKILLed and restarted empty mid-run: noticed within 30 s (the epoch marker is gone), the mirror
+  rebuilt and every user resynced from MongoDB; 0 differences, still one digest per user.
+- R6: MongoDB rolled back to a copy of its collections taken earlier in the run (changes and a replaced
+  subscription since), then ``calsync init-db`` and ``calsync recover``: one subscription per user at Graph,
+  the one stored; 0 differences; still one digest per user.
 - R3: no access, refresh or id token, clientState, client secret, Fernet key or other configured secret
   in a dump of MongoDB and Redis, in any process's log, or in any response the suite received.
 """
@@ -17,6 +22,7 @@ run left behind.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import zlib
 from collections import Counter
@@ -26,7 +32,8 @@ from email.utils import parseaddr
 import pytest
 import redis as redis_lib
 from bson import json_util
-from rq import Worker
+from rq import Queue, Worker
+from rq.registry import StartedJobRegistry
 
 from harness.waiting import wait_until
 from service.config import SECRET_FIELDS, Settings
@@ -65,6 +72,7 @@ def outcomes(control) -> Counter:
 
 
 def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_and_a_redis_crash(chaos):
+    epoch_before = _epoch(chaos.db)
     control, supervisor, rng = chaos.control, chaos.supervisor, chaos.rng
     calendars = [Calendar(control, person, rng) for person in chaos.people]
     control.clear_deliveries()
@@ -122,9 +130,11 @@ def test_r1_every_change_converges_through_duplicates_drops_429s_killed_workers_
     assert chaos.differences() == {}
     assert worker_kills >= 1 and chaos.redis.restarts >= 1
     assert seen["duplicate"] > 0 and seen["dropped"] > 0
+    assert _epoch(chaos.db) == epoch_before   # a Redis restarted with its data is not taken for an emptied one
 
 
 def test_r4_outages_lose_nothing(chaos):
+    epoch_before = _epoch(chaos.db)
     control, supervisor = chaos.control, chaos.supervisor
     calendars = [Calendar(control, person, chaos.rng) for person in chaos.people]
     for calendar in calendars:   # ids to update and delete
@@ -148,6 +158,7 @@ def test_r4_outages_lose_nothing(chaos):
                              "deliveries": dict(outcomes(control)),
                              "converged_s": round(chaos.converge("R4 Redis outage", timeout=240), 1)}
     assert answer.status_code == 503 and answer.headers.get("Retry-After")
+    assert _epoch(chaos.db) == epoch_before   # an outage is not a loss: no recovery ran
 
     # MongoDB unavailable under the workers: their jobs fail and are retried with back-off.
     failed_before = _job_failures(chaos)
@@ -180,8 +191,11 @@ def test_r4_outages_lose_nothing(chaos):
                message="the new leader's digest tick, and the digests it queued, to finish")   # none is due again
     conn.close()
     today = local_today(chaos.zone).isoformat()
-    mine = {p["mail"] for p in chaos.people}   # the session's SMTP server also holds other tests' mail
-    mails = Counter(to for m in chaos.smtp.messages if (to := parseaddr(m["To"])[1]) in mine)
+    # Digests sit behind the sync queue (the last queue but two): with 50 users busy syncing, they take a while.
+    wait_until(lambda: all(
+        (digests.get(chaos.db, p["id"], today) or {}).get("status") == "sent" for p in chaos.people),
+            timeout=600 if LONG else 120, interval=2, message="every user's digest")
+    mails = _digests_after_another_tick(chaos)
     subscriptions = active(control)
     earliest = min(datetime.fromisoformat(s["expirationDateTime"].replace("Z", "+00:00")) for s in subscriptions)
     figures["scheduler"] = {"digests_per_user": sorted(set(mails.values())), "active_subscriptions": len(subscriptions),
@@ -192,6 +206,123 @@ def test_r4_outages_lose_nothing(chaos):
         assert digests.get(chaos.db, person["id"], today)["status"] == "sent"
     assert len(subscriptions) == USERS
     assert earliest - datetime.now(UTC) > timedelta(minutes=Settings().renew_margin_minutes)
+
+
+def test_r5_redis_restarted_empty_loses_nothing(chaos):
+    """Redis SIGKILLed mid-run and restarted with nothing on disk: the scheduler notices (epoch marker gone),
+    rebuilds the mirror, resyncs everyone, and nothing is lost or sent twice."""
+    control, rng = chaos.control, chaos.rng
+    calendars = [Calendar(control, person, rng) for person in chaos.people]
+    for calendar in calendars:
+        calendar.ids = [doc["graph_id"] for doc in chaos.db.events.find({"user_id": calendar.user["id"],
+                                                                         "series_master_id": None}).limit(20)]
+    changes = 1000 if LONG else 60
+    control.clear_deliveries()
+    control.set_faults(**BASE_FAULTS, seed=26)
+    before = _epoch(chaos.db)
+    for done in range(1, changes + 1):
+        rng.choice(calendars).step()
+        if done == changes // 2:
+            chaos.redis.kill()
+            chaos.redis.wipe()
+            chaos.redis.start()
+            emptied = time.monotonic()
+    control.clear_faults()
+    control.wait_idle(timeout=120)
+    record = wait_until(lambda: _recovered_after(chaos.db, before),
+                        timeout=60, interval=0.5, message="the loss to be noticed and recovered")
+    noticed = time.monotonic() - emptied
+    converged = chaos.converge("R5 convergence after an emptied Redis", timeout=600 if LONG else 300)
+    mails = _digests_after_another_tick(chaos)
+    figures = chaos.figures["r5"] = {
+        "changes": changes, "deliveries": dict(outcomes(control)), "reason": record["reason"],
+        "noticed_and_recovered_s": round(noticed, 1), "recovery": record["recovery"].get("counts"),
+        "converged_s_after_last_change": round(converged, 1), "digests_per_user": sorted(set(mails.values()))}
+    print(f"R5: {json.dumps(figures)}")
+    assert noticed <= 30
+    assert chaos.differences() == {}
+    assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+
+
+def test_r6_mongodb_rolled_back_to_an_earlier_copy_is_recovered_by_one_command(chaos):
+    """MongoDB rolled back to a copy of its collections taken earlier in the run (a subscription replaced and
+    changes made since), then the operator's two commands: ``calsync init-db`` and ``calsync recover``."""
+    control, rng, db = chaos.control, chaos.rng, chaos.db
+    calendars = [Calendar(control, person, rng) for person in chaos.people]
+    for calendar in calendars:
+        calendar.ids = [doc["graph_id"] for doc in db.events.find({"user_id": calendar.user["id"],
+                                                                   "series_master_id": None}).limit(20)]
+    backup = {name: list(db[name].find()) for name in db.list_collection_names()}
+    changes = 1000 if LONG else 60
+    for _ in range(changes):
+        rng.choice(calendars).step()
+    owner = chaos.people[0]["id"]
+    replaced = next(s for s in active(control) if s["userId"] == owner)
+    control.remove_subscription(replaced["id"])          # Graph drops it; calsync makes a new one, after the backup
+    wait_until(lambda: any(
+        s["userId"] == owner and s["id"] != replaced["id"] for s in active(control)),
+            timeout=120, message="a new subscription after the removed one")
+    control.wait_idle(timeout=120)
+    chaos.converge("R6 before the rollback", timeout=300)
+
+    names = list(chaos.topology.running)
+    chaos.topology.stop()                                   # a restore is done with the service stopped
+    for name in db.list_collection_names():
+        db[name].drop()
+    for name, documents in backup.items():
+        if documents:
+            db[name].insert_many(documents)
+    rolled_back = time.monotonic()
+    for name in names:
+        chaos.supervisor.start(name.split(".")[0])
+    env = chaos.supervisor.envs["web"]
+    commands = {}
+    for command in (["calsync", "init-db"], ["calsync", "recover"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        commands[command[1]] = done.stdout
+    chaos.converge("R6 convergence after the rollback", timeout=600 if LONG else 300)
+    converged = time.monotonic() - rolled_back
+    mails = _digests_after_another_tick(chaos)
+    at_graph = Counter(s["userId"] for s in active(control))
+    stored = {doc["user_id"]: doc["_id"] for doc in db.subscriptions.find({"status": "active"})}
+    figures = chaos.figures["r6"] = {
+        "changes_after_the_copy": changes, "recover": commands["recover"].strip().splitlines()[1:-1],
+        "converged_s_after_rollback": round(converged, 1),
+        "digests_per_user": sorted(set(mails.values()))}
+    print(f"R6: {json.dumps(figures)}")
+    assert at_graph == Counter({p["id"]: 1 for p in chaos.people}), at_graph
+    assert {s["userId"]: s["id"] for s in active(control)} == stored
+    assert chaos.differences() == {}
+    assert mails == Counter({p["mail"]: 1 for p in chaos.people}), mails
+
+
+def _epoch(db) -> str | None:
+    """The Redis epoch MongoDB records: it changes only when a loss of Redis data was recovered."""
+    return (db.recovery.find_one({"_id": "redis-epoch"}) or {}).get("epoch")
+
+
+def _recovered_after(db, before: str | None) -> dict | None:
+    record = db.recovery.find_one({"_id": "redis-epoch"})
+    if record and record.get("epoch") != before and (record.get("recovery") or {}).get("status") == "done":
+        return record
+    return None
+
+
+def _digests_after_another_tick(chaos) -> Counter:
+    """Mails per user once the digest tick ran again and its jobs finished (a second digest would show)."""
+    conn = redis_lib.Redis.from_url(chaos.redis.url)
+    after = time.time()
+    try:
+        wait_until(lambda: float(conn.get("calsync:scheduler:last:digest-tick") or 0) > after,
+                   timeout=120, interval=1, message="another digest tick")
+        queue = Queue("digest", connection=conn)
+        wait_until(lambda: queue.count == 0 and StartedJobRegistry(
+            queue=queue).count == 0, timeout=60, message="the digest queue to drain")
+    finally:
+        conn.close()
+    mine = {p["mail"] for p in chaos.people}
+    return Counter(to for m in chaos.smtp.messages if (to := parseaddr(m["To"])[1]) in mine)
 
 
 def _job_failures(chaos) -> int:

@@ -30,6 +30,7 @@ LAYERS = (
     ("connections", ("service.connections",)),
     ("tenant-wide", ("service.tenantwide",)),
     ("outbound", ("service.outbound",)),
+    ("recovery", ("service.recovery",)),
     ("runtime", ("service.runtime",)),
     ("pages and APIs", ("service.auth", "service.api", "service.ops")),
     ("app", ("service.app",)),

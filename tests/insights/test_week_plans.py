@@ -11,8 +11,8 @@ import pytest
 from service.insights import timeside
 from service.store import events as events_store
 from service.store import users as users_store
-from tests.store.test_query_plans import Recorder, explain
 from tests.support.factories import add_event, add_people, add_user, attendee
+from tests.support.plans import Recorder, explain
 
 MONDAY = datetime(2026, 3, 2, 9, tzinfo=UTC)
 

@@ -3,6 +3,7 @@ with its data kept), a TCP proxy that cuts one process's MongoDB, and a platform
 
     redis = RedisServer(tmp / "redis")        # appendonly, fsync always: a SIGKILL loses nothing acknowledged
     redis.kill(); redis.start()                # crash and come back on the same port with the same data
+    redis.kill(); redis.wipe(); redis.start()  # crash and come back empty
     proxy = TcpProxy(("127.0.0.1", 27017))     # point one process's MONGODB_URI at proxy.port
     proxy.cut(); proxy.restore()               # every connection dropped and refused; then served again
 """
@@ -61,6 +62,13 @@ class RedisServer:
                 return False
 
         wait_until(answers, timeout=20, message=f"redis-server to start ({self.directory / 'redis.log'})")
+
+    def wipe(self) -> None:
+        """Forget everything on disk (call while stopped): the next start comes back empty, as a Redis without
+        persistence, or a failover to an empty replica, would."""
+        for path in self.directory.iterdir():
+            if path.name != "redis.log":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would; what was acknowledged is in the append-only file."""

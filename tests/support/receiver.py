@@ -29,6 +29,7 @@ class Receiver:
     huge_body: int = 0          # bytes of body after a 200
     garbage: int = 0            # bytes of non-HTTP noise instead of a response
     requests: list[Received] = field(default_factory=list)
+    answered: list[tuple[str, int]] = field(default_factory=list)   # (webhook-id, status sent), in order
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """The requests received, once there are ``count`` (AssertionError after ``timeout`` seconds)."""
@@ -52,6 +53,7 @@ def _handler(receiver: Receiver):
                     self.wfile.write(b"x" * receiver.garbage)
                     return
                 status = receiver.statuses.pop(0) if receiver.statuses else 204
+                receiver.answered.append((self.headers.get("webhook-id", ""), status))
                 self.send_response(status)
                 self.send_header("Content-Length", str(receiver.huge_body))
                 self.end_headers()

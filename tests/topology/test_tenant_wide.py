@@ -41,7 +41,7 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         assert released.returncode == 0, released.stderr[-2000:]
         for kind, index in (("web", 1), ("worker", 1), ("scheduler", 1)):
             topology.start(kind, index)
-        wait_until("gunicorn", lambda: ready(url), timeout=60)
+        wait_until(lambda: ready(url), timeout=60, message="gunicorn")
 
         tenant = control.create_tenant(display_name="Contoso")["id"]
         admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
@@ -52,19 +52,18 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         connect_tenant(stack, admin["id"])
 
         everyone = {p["id"] for p in [admin, *people]}
-        wait_until("one app-token subscription per mailbox", lambda: {s["userId"] for s in active(control)
-                                                                      if s["creatorId"] != s["userId"]} == everyone,
-                   timeout=120, every=1)
+        wait_until(lambda: {s["userId"] for s in active(control) if s["creatorId"] != s["userId"]} == everyone,
+                   timeout=120, interval=1, message="one app-token subscription per mailbox")
         window = rounds.window_for(Settings(), datetime.now(UTC))
         for person in people:
-            wait_until(f"backfill of {person['mail']}",
-                       lambda p=person: not differences(db, control, p["id"], window), timeout=90, every=1)
+            wait_until(lambda p=person: not differences(db, control, p["id"], window),
+                       timeout=90, interval=1, message=f"backfill of {person['mail']}")
         assert len(active(control)) == len(everyone)       # the guest has none, nobody has two
 
         control.request("POST", f"/users/{people[0]['id']}/password", {})
         control.create_event(people[0]["id"], meeting_soon(3))
-        wait_until("the change, notified and stored",
-                   lambda: not differences(db, control, people[0]["id"], window), timeout=90, every=1)
+        wait_until(lambda: not differences(db, control, people[0]["id"], window),
+                   timeout=90, interval=1, message="the change, notified and stored")
         assert len(active(control)) == len(everyone)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{topology.tail()}") from None
