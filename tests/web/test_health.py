@@ -1,3 +1,5 @@
+import socket
+import threading
 import time
 
 import pytest
@@ -55,3 +57,40 @@ def test_readyz_names_mongodb_when_it_is_down(make_settings, redis_conn):
 
     assert response.status_code == 503
     assert response.get_json()["failed"] == ["mongodb"]
+
+
+def test_readyz_names_redis_that_accepts_and_never_answers_within_its_bound(make_settings, db):
+    """A Redis that takes the connection and then says nothing (a hung server, a black-holing proxy): the probe
+    gives up after its own short timeout, not the runtime's 5 s socket timeout and its retry."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    try:
+        with served_app(make_settings, db, None, redis_url=url) as (_rt, base):
+            started = time.monotonic()
+            response = requests.get(f"{base}/readyz", timeout=READY_WITHIN * 3)
+            elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+    assert accepted, "the probe never reached the silent server"
+    assert response.status_code == 503 and response.json()["failed"] == ["redis"]
+    assert elapsed < 3.5, f"/readyz took {elapsed:.1f}s with a silent Redis"
