@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, render_template, request, session
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
 from service.store import users
 from service.web import problems
@@ -70,8 +70,8 @@ def _problem(exc: problems.Problem):
 def _http_error(exc: HTTPException):
     """werkzeug's errors (an unknown URL, a wrong method, a body too large): a problem under the APIs, a page
     for people; Graph's webhook routes keep werkzeug's plain answers."""
-    if request.path.startswith("/webhooks/") or exc.code is None:
-        return exc
+    if request.path.startswith("/webhooks/") or exc.code is None or isinstance(exc, BadHost):
+        return exc   # BadHost: no URL adapter could be built, so no page with links can be rendered either
     if problems.for_api():
         return problems.from_http(exc)
     response = _page(exc.code)

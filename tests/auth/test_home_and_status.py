@@ -100,3 +100,12 @@ def test_the_json_status_needs_a_sign_in_and_says_so_as_a_problem(client):
 
     assert answer.status_code == 401 and answer.mimetype == "application/problem+json"
     assert answer.get_json()["code"] == "unauthorized"
+
+
+def test_a_host_header_that_is_not_a_hostname_is_a_plain_400_not_a_500(client, caplog):
+    """Found by the no-5xx fuzz test: an over-long DNS label in Host leaves Flask with no URL adapter, so the
+    error page (which links home) could not be built and the answer became a 500 with a traceback."""
+    for path in ("/", "/nowhere", "/api/users/x/meetings"):
+        response = client.get(path, headers={"Host": "a" * 70 + ".example"})
+        assert response.status_code == 400, path
+    assert not [r for r in caplog.records if r.exc_info]

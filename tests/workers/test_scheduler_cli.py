@@ -37,7 +37,8 @@ def test_only_one_of_two_schedulers_enqueues(redis_conn):
     again = first.tick(now=1_000_001.0) + second.tick(now=1_000_001.0)
 
     assert sorted(enqueued) == sorted(t.name for t in PERIODIC) and again == []
-    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == 6
+    maintenance = sum(t.queue == queues.MAINTENANCE for t in PERIODIC)
+    assert queues.get_queue(queues.MAINTENANCE, redis_conn).count == maintenance
 
 
 def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):
