@@ -29,7 +29,7 @@ from bench.common import Part
 from harness.loopback import free_port, stop_process
 from harness.waiting import wait_until
 
-PARTS = ("P1", "P2", "P3", "P4", "P5", "P6", "P9", "P10", "P11")
+PARTS = ("P1", "P2", "P3", "P4", "P5", "P6", "P9", "P10", "P11", "P12")
 INSTALL = "scripts/install-bench-deps.sh"
 
 
@@ -146,10 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     if ("P1" in wanted or "P6" in wanted) and not common.have_wrk():
         print(f"wrk is missing: run `bash {INSTALL}` (Debian's wrk) first", file=sys.stderr)
         return 2
-    from bench import p1_webhook, p2_coalescing, p3_freshness, p4_scale, p5_digest, p9_weeks, p10_import, p11_tenant
+    from bench import (
+        p1_webhook,
+        p2_coalescing,
+        p3_freshness,
+        p4_scale,
+        p5_digest,
+        p9_weeks,
+        p10_import,
+        p11_tenant,
+        p12_channels,
+    )
 
     runners = {"P1": p1_webhook.run, "P2": p2_coalescing.run, "P3": p3_freshness.run, "P4": p4_scale.run,
-               "P5": p5_digest.run, "P9": p9_weeks.run, "P10": p10_import.run, "P11": p11_tenant.run}
+               "P5": p5_digest.run, "P9": p9_weeks.run, "P10": p10_import.run, "P11": p11_tenant.run,
+               "P12": p12_channels.run}
     work = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
     redis_url, embedded = pick_redis(work)
     ctx = Context(quick=args.quick or args.smoke, work=work, redis_url=redis_url)

@@ -1,0 +1,260 @@
+"""P12: N digests delivered through Microsoft Teams and through Slack by real RQ worker processes, against the
+minimum the emulated platforms' documented rate limits allow, with one worker SIGKILLed mid-run.
+
+The emulator runs in this process over HTTPS on loopback; two ``rq worker`` processes (the Procfile's worker
+class, each in its own process group) run ``deliver_one``: ``service.channels.deliver`` for one person, the
+call the digest job makes, with its per-channel claim in ``channel_sends``. The people are first contacts:
+Teams installs calsync's app through Graph then posts to the Bot Connector; Slack looks the person up by
+email, opens the DM and posts.
+
+Minimums (the emulator's model of the documented limits): Teams, one message per conversation, so the bot's
+50 requests a second per app per tenant binds: N / 50 s. Slack: ``chat.postMessage``'s one a second per
+channel does not bind with one message per person; ``users.lookupByEmail`` (Tier 4, 100/min) and
+``conversations.open`` (Tier 3, 50/min) do. The bench multiplies Slack's limits (the emulator's
+``rate_scale``) so conversations.open allows 50 a second like Teams, and the minimum is its token bucket's:
+(N - burst) / rate.
+
+Mid-run one worker's process group is SIGKILLed and a replacement started. A claim the dead worker held stays
+``sending`` until ``STALE_CLAIM`` (15 minutes) makes it retakeable; the bench ages those claims by that much
+(what the clock would do) and enqueues those people again; a job the dead worker had not claimed yet is
+enqueued again too (RQ would, once it noticed the worker's heartbeat gone). The timed figure ends when every
+message but those is sent. Then it counts, per person, the messages the emulator recorded: each must be 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+
+from bench.common import Part, Processes, python_env
+from emulator.testing import running_emulator
+from harness.topology import group_members
+from harness.waiting import wait_until
+from service import queues, runtime
+from service.channels import dispatch, slack
+from service.cli import demo
+from service.config import Settings
+from service.runtime import Runtime
+from service.store import channels as channels_store
+from service.store import init_db, users
+from service.store.channels import STALE_CLAIM
+
+QUEUE = "bench-channels"
+GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
+INSTALL_ROLE = "TeamsAppInstallation.ReadWriteSelfForUser.All"
+TEAMS_PER_TENANT_PER_SECOND = 50
+SLACK_OPEN_PER_MINUTE = 50          # conversations.open, Tier 3 (emulator.slack.state.TIERS)
+WORKERS = 2
+
+
+def deliver_one(user_id: str, record: str) -> dict:
+    """The job: one person's digest on the channel they chose (the worker's Runtime, calsync's dispatch)."""
+    rt = runtime.current()
+    user = users.get(rt.db, user_id)
+    text = f"Your day, {user.name}: 3 meetings. Prepare for Planning at 10:00."
+    card = {"type": "AdaptiveCard", "version": "1.5", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "body": [{"type": "TextBlock", "text": text, "wrap": True}]}
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    return dispatch.deliver(rt, user, "digest", dispatch.Outgoing("digest", record, text, card=card, blocks=blocks))
+
+
+def run(ctx) -> Part:
+    part = Part("P12", "digests through Teams and Slack vs the platforms' documented rate limits")
+    smoke = ctx.figures.get("smoke")
+    size = 20 if smoke else 400 if ctx.quick else 10_000
+    conn = redis.Redis.from_url(ctx.redis_url)
+    conn.flushdb()
+    with running_emulator(Path(ctx.work) / "p12-emulator") as emu, Processes(Path(ctx.work)) as procs:
+        settings = Settings(public_url="http://127.0.0.1:9", mongodb_uri=ctx.mongodb_uri("calsync_p12"),
+                            redis_url=ctx.redis_url, data_dir=str(Path(ctx.work) / "p12"),
+                            http_timeout=30.0).with_overrides(**emu.settings_overrides())
+        rt = Runtime(settings)
+        try:
+            init_db(rt.db)
+            env = python_env(worker_env(settings))
+            for channel in (channels_store.TEAMS, channels_store.SLACK):
+                figures = one_channel(ctx, rt, emu, procs, env, channel, size)
+                add_rows(part, channel, size, figures)
+        finally:
+            rt.close()
+    part.notes.append(f"{WORKERS} rq worker processes (the Procfile's worker class); first contacts (Teams app "
+                      "installed through Graph, Slack DM opened); the emulator runs in the bench process")
+    return part
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    return {"MONGODB_URI": settings.mongodb_uri, "REDIS_URL": settings.redis_url,
+            "CALSYNC_MONGODB_DB": settings.mongodb_db, "CALSYNC_DATA_DIR": settings.data_dir,
+            "CALSYNC_PUBLIC_URL": settings.public_url, "CALSYNC_GRAPH_URL": settings.graph_url,
+            "CALSYNC_AUTHORITY_HOST": settings.authority_host, "CALSYNC_CA_BUNDLE": settings.ca_bundle,
+            "CALSYNC_TEAMS_SERVICE_URL": settings.teams_service_url,
+            "CALSYNC_BOTFRAMEWORK_JWKS_URL": settings.botframework_jwks_url,
+            "CALSYNC_SLACK_API_URL": settings.slack_api_url, "CALSYNC_HTTP_TIMEOUT": "30",
+            "CALSYNC_LOG_LEVEL": "WARNING"}
+
+
+def people(rt, emu, channel: str, size: int) -> tuple[list[str], dict]:
+    """A tenant of ``size`` people choosing ``channel`` for digests, calsync allowed to reach them there."""
+    control = emu.control
+    tenant = control.create_tenant(display_name=f"Bench {channel}")["id"]
+    admin = control.create_user(tenant_id=tenant, mail=f"admin@{channel}.bench.example", roles=[GLOBAL_ADMIN])
+    ids = []
+    for n in range(size):
+        person = control.create_user(tenant_id=tenant, mail=f"p{n:05d}@{channel}.bench.example")
+        ids.append(person["id"])
+        rt.db.users.insert_one({"_id": person["id"], "email": person["mail"], "display_name": f"Person {n}",
+                                "tenant_id": tenant, "entra_id": person["id"], "time_zone": "UTC"})
+        channels_store.set_choice(rt.db, person["id"], {"digest": [channel]})
+    extra = {}
+    if channel == channels_store.TEAMS:
+        control.request("POST", "/identity/apps", {
+            "client_id": rt.settings.client_id, "client_secret": rt.settings.client_secret,
+            "redirect_uris": [f"{rt.settings.public_url}/admin/consent/callback"],
+            "roles": ["Calendars.Read", INSTALL_ROLE]})
+        consent = (f"{emu.authority_host}/{tenant}/adminconsent?client_id={rt.settings.client_id}"
+                   f"&redirect_uri={rt.settings.public_url}/admin/consent/callback&state=bench")
+        assert "admin_consent=True" in demo.sign_in_at_emulator(control, consent, admin["id"])
+    else:
+        emails = [f"p{n:05d}@{channel}.bench.example" for n in range(size)]
+        team = control.request("POST", "/slack/workspaces", {"name": "Bench", "emails": emails})
+        redirect = f"{rt.settings.public_url}/channels/slack/callback"
+        code = emu.emulator.slack.issue_code(team["id"], redirect, ",".join(slack.BOT_SCOPES))
+        slack.finish_install(rt, code, redirect, tenant)
+        scale = TEAMS_PER_TENANT_PER_SECOND * 60 / SLACK_OPEN_PER_MINUTE
+        control.request("POST", "/slack/config", {"rate_scale": scale})   # fresh, full buckets
+        extra = {"scale": scale}
+    return ids, extra
+
+
+def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: int) -> dict:
+    conn = rt.redis
+    ids, extra = people(rt, emu, channel, size)
+    queue = Queue(QUEUE, connection=conn)
+    command = [sys.executable, "-m", "rq.cli", "worker", "-w", "service.workers.worker.Worker", "--url",
+               rt.settings.redis_url, "--with-scheduler", QUEUE]
+    records = {uid: f"bench-digest:{uid}:{channel}" for uid in ids}
+    for n in range(WORKERS):
+        procs.start(f"p12-{channel}-worker-{n}", command, env)
+    wait_until(lambda: len(rq_workers(conn)) >= WORKERS, timeout=60, message="the rq workers to start")
+
+    def sent() -> int:
+        return rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "status": "sent"})
+
+    began = time.perf_counter()
+    for uid in ids:
+        queue.enqueue(deliver_one, uid, records[uid], retry=queues.DEFAULT_RETRY, job_timeout=120)
+    wait_until(lambda: sent() >= size // 3, timeout=600, interval=0.05, message="a third of the messages")
+    victim = f"p12-{channel}-worker-0"
+    pgid = procs.running[victim].pid
+    killed_at = datetime.now(UTC)
+    held_job = next((w.get_current_job_id() for w in rq_workers(conn) if w.pid == pgid), None)
+    os.killpg(pgid, signal.SIGKILL)
+    wait_until(lambda: not group_members(pgid), timeout=30, message="the killed worker to go")
+    procs.running.pop(victim).wait(timeout=10)
+    procs.start(f"p12-{channel}-worker-2", command, env)
+
+    def stuck() -> int:
+        return rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "status": "sending",
+                                                    "claimed_at": {"$lte": killed_at}})
+
+    # The job the killed worker ran, if it died before claiming: RQ hands it out again only once it notices the
+    # worker's heartbeat is gone; the bench counts it apart and enqueues it again itself. Which job that was:
+    # its current job, or a started one no live worker names (one a live worker just took is claimed soon and
+    # drops out; enqueuing it twice sends nothing twice, the channel claim sees to that).
+    live = {w.get_current_job_id() for w in rq_workers(conn) if w.pid != pgid}
+    started = {j.split(":")[0] for j in StartedJobRegistry(QUEUE, connection=conn).get_job_ids(cleanup=False)}
+    orphans = {job.args[0] for job in Job.fetch_many(list((started - live) | ({held_job} - {None})), connection=conn)
+               if job is not None}
+
+    def unclaimed() -> list[str]:
+        return [uid for uid in orphans if rt.db.channel_sends.find_one({"_id": f"{records[uid]}:{channel}"}) is None]
+
+    retries: set[str] = set()
+
+    def done() -> bool:
+        # A transient failure (a timeout under load, the killed job's claim) is retried by RQ after 10, 60 and
+        # 300 s; the bench runs such retries at once and counts them, so the figure is not RQ's intervals.
+        retries.update(job.id for job in run_scheduled_now(queue))
+        return sent() + stuck() + len(unclaimed()) >= size
+
+    wait_until(done, timeout=3600, interval=0.05,
+               message=f"every {channel} message sent but the one the killed worker held")
+    elapsed = time.perf_counter() - began
+    lost = unclaimed()
+    held = stuck() + len(lost)
+    # The 15 minutes after which a claim is retaken, as the clock would pass them; the digest is enqueued again.
+    left = list(rt.db.channel_sends.find({"_id": {"$regex": f":{channel}$"}, "status": "sending"}))
+    for doc in left:
+        rt.db.channel_sends.update_one({"_id": doc["_id"]}, {"$set": {"claimed_at": doc["claimed_at"] - STALE_CLAIM}})
+        queue.enqueue(deliver_one, doc["user_id"], records[doc["user_id"]], retry=queues.DEFAULT_RETRY)
+    for uid in lost:
+        queue.enqueue(deliver_one, uid, records[uid], retry=queues.DEFAULT_RETRY)
+    wait_until(lambda: sent() >= size, timeout=600, interval=0.1, message="the held messages after the claim aged")
+    # Retries RQ scheduled for the killed job (its claim was held: "in progress elsewhere") run now rather than
+    # after RQ's 10/60/300 s intervals: they must find the message sent and send nothing.
+    wait_until(lambda: queue.count == 0, timeout=600, interval=0.1, message="the queue to drain")
+    retried = run_scheduled_now(queue)
+    wait_until(lambda: all(job.get_status(refresh=True) in ("finished", "failed", "scheduled") for job in retried),
+               timeout=600, interval=0.1, message="the killed job's retries to run")
+    for name in [n for n in procs.running if n.startswith(f"p12-{channel}-")]:
+        procs.stop(name)
+    if channel == channels_store.TEAMS:
+        counts = Counter(a["user_id"] for a in emu.emulator.teams.sent())
+    else:
+        members = {uid: m["email"] for team in emu.emulator.slack.teams.values() for uid, m in team["members"].items()}
+        by_email = {doc["email"]: doc["_id"] for doc in rt.db.users.find({"_id": {"$in": ids}}, {"email": 1})}
+        counts = Counter(by_email.get(members.get(m["user"])) for m in emu.emulator.slack.messages)
+    return {"elapsed": elapsed, "held": held, "retries": len(retries),
+            "counts": [counts.get(uid, 0) for uid in ids], **extra}
+
+
+def rq_workers(conn) -> list:
+    return [w for w in Worker.all(connection=conn) if QUEUE in w.queue_names()]
+
+
+def run_scheduled_now(queue: Queue) -> list[Job]:
+    registry = ScheduledJobRegistry(queue.name, connection=queue.connection)
+    jobs = [Job.fetch(job_id, connection=queue.connection) for job_id in registry.get_job_ids()]
+    for job in jobs:
+        registry.remove(job)
+        queue.enqueue_job(job)
+    return jobs
+
+
+def minimum_seconds(channel: str, size: int, figures: dict) -> float:
+    if channel == channels_store.TEAMS:
+        return size / TEAMS_PER_TENANT_PER_SECOND
+    per_minute = SLACK_OPEN_PER_MINUTE * figures["scale"]       # the bucket starts full: a minute's worth
+    return max(0.0, size - per_minute) / (per_minute / 60)
+
+
+def add_rows(part: Part, channel: str, size: int, figures: dict) -> None:
+    name = dispatch.NAMES[channel]
+    minimum = minimum_seconds(channel, size, figures)
+    elapsed = figures["elapsed"]
+    limit = ("50 requests/s per app per tenant" if channel == channels_store.TEAMS else
+             f"conversations.open x{figures['scale']:.0f} (50/s), burst of 3,000")
+    if minimum > 0:
+        part.add(f"{size:,} digests on {name} (first contacts)", round(elapsed, 2), "s", round(minimum, 2),
+                 f"minimum at {limit}", "ratio <= 1.2", elapsed / minimum <= 1.2)
+    else:
+        part.add(f"{size:,} digests on {name} (first contacts)", round(elapsed, 2), "s", None,
+                 f"within the burst of {limit}: no rate minimum", "", None)
+    part.add(f"{name}: throughput", round(size / elapsed, 1), "msg/s")
+    counts = figures["counts"]
+    part.add(f"{name}: people with no message after the kill", sum(1 for c in counts if c == 0), "", 0, "", "0",
+             all(c >= 1 for c in counts))
+    part.add(f"{name}: people with more than one message", sum(1 for c in counts if c > 1), "", 0, "", "0",
+             all(c <= 1 for c in counts))
+    part.add(f"{name}: messages the killed worker held (sent after)", figures["held"], "")
+    part.add(f"{name}: jobs retried during the run (run at once, not after RQ's interval)", figures["retries"], "")
