@@ -6,13 +6,14 @@ calendars is documented ("all events in a user's mailbox") but reported otherwis
 few minutes as well (``service.sync.sweeps.polled_calendars``).
 
 ``{_id, user_id, calendar_id (Graph's), name, owner_email, is_default, is_own, enabled, enabled_by,
-delta_link, window_start, window_end, baseline_at, last_sync_at, last_result, last_error, error_count,
+delta_link, window_start, window_end, baseline_at, series_recheck, last_sync_at, last_result, last_error, error_count,
 created_at, updated_at}``, unique on (user_id, calendar_id). The delta link is written only after the last
 page of a round was applied, so a crash mid-round replays from the old one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from bson import ObjectId
@@ -115,13 +116,13 @@ def set_enabled(db: Database, user_id: str, calendar_id: str, enabled: bool) -> 
 
 
 def save_cursor(db: Database, user_id: str, calendar_id: str, delta_link: str, window_start: datetime,
-                window_end: datetime, baseline_at: datetime) -> None:
-    """Record a completed round: the cursor to continue from and the window it covers (not for a calendar
-    turned off meanwhile)."""
+                window_end: datetime, baseline_at: datetime, series_recheck: Iterable[str] = ()) -> None:
+    """Record a completed round: the cursor to continue from, the window it covers and the series to check
+    again after the next round (``service.sync.series``), not for a calendar turned off meanwhile."""
     db.calendars.update_one(
         {"user_id": user_id, "calendar_id": calendar_id, "enabled": True},
         {"$set": {"delta_link": delta_link, "window_start": window_start, "window_end": window_end,
-                  "baseline_at": baseline_at}},
+                  "baseline_at": baseline_at, "series_recheck": sorted(series_recheck)}},
     )
 
 

@@ -284,6 +284,7 @@ class Calendar:
     last_result: str | None = None
     last_error: str | None = None
     purge_pending: bool = False         # turned off: its events are deleted (again) by the next sync
+    series_recheck: tuple[str, ...] = ()   # masters the last series check wrote newer than its delta token
     key: str = ""                       # the stored document's id (settings forms name calendars by it)
 
     @classmethod
@@ -297,4 +298,5 @@ class Calendar:
             baseline_at=as_utc(doc.get("baseline_at")), last_sync_at=as_utc(doc.get("last_sync_at")),
             last_result=doc.get("last_result"), last_error=doc.get("last_error"),
             purge_pending=bool(doc.get("purge_pending")), key=str(doc.get("_id", "")),
+            series_recheck=tuple(m for m in doc.get("series_recheck") or () if isinstance(m, str)),
         )

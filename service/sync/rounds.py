@@ -52,6 +52,7 @@ class RoundResult:
     items: int = 0                                       # entries the pages carried (0: the round revealed nothing)
     series: set[str] = field(default_factory=set)        # series masters whose occurrences the pages touched
     cursor: tuple | None = None                          # (delta link, window start, window end, baseline_at)
+    recheck: set[str] = field(default_factory=set)       # series to check after the next round (series.check)
     applied: events_store.ApplyResult = field(default_factory=events_store.ApplyResult)
 
     @property
@@ -155,7 +156,7 @@ def save_cursor(db: Database, calendar: Calendar, result: RoundResult) -> None:
     """Store where a finished round ended. A round over several calendars saves every cursor only after the
     removals it noted were applied: saved earlier, a worker dying in between would skip them for good."""
     if result.cursor is not None:
-        calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, *result.cursor)
+        calendar_store.save_cursor(db, calendar.user_id, calendar.calendar_id, *result.cursor, result.recheck)
 
 
 def _page_parts(page: object, base_url: str) -> tuple[list, str | None, str | None]:

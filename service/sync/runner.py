@@ -225,9 +225,9 @@ def _calendar_round(db: Database, redis: Redis, settings: Settings, graph: Graph
         result = rounds.run_round(db, settings, calendar, graph, keep=keep, changes=changes, removals=removals)
         if not result.full:
             masters = result.series if result.items or not series.all_due(redis, calendar) else None
-            if masters is None or masters:
-                series.check(db, graph, calendar, masters, rounds.window_for(settings, utcnow()), utcnow(),
-                             removals, changes)
+            if masters is None or masters or calendar.series_recheck:
+                result.recheck = series.check(db, graph, calendar, masters, rounds.window_for(settings, utcnow()),
+                                              utcnow(), removals, changes, calendar.series_recheck).recheck
     except GraphError as exc:
         mailboxes.raise_if_unavailable(exc, mailbox_wide=False)   # MailboxNotEnabledForRESTAPI, from any calendar
         if exc.status == 404 and exc.code in CALENDAR_GONE:

@@ -14,12 +14,21 @@ A check is one GET of the master with ``cancelledOccurrences`` ($select; "OID.{m
 organizer, a weekday removed), the master's ``instances`` in the synced window: "the occurrences and exceptions
 of the event in the specified time range". Stored occurrences of the series in the window that Graph no longer
 lists, or whose date was cancelled, are removed; what it lists is written (order guard as always).
+
+A check reads Graph after the round's delta token was taken, so an occurrence it creates (a series moved or
+extended since the token) is one that token never listed, and the next round from it need not report its
+removal: the delta query reports removed instances, and this one was never delivered. Chaos R1 long found it: a
+series moved between a round and its check, then deleted before the next round, left every occurrence the check
+wrote stored for good. Such a series is checked again after the next round (``recheck``, saved with the cursor),
+whose token is newer than those writes: what is gone by then the check removes, what is still there that token
+lists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import quote
@@ -54,6 +63,7 @@ class SeriesCheck:
     removed: int = 0
     written: int = 0
     ranges: dict = field(default_factory=dict)   # master id -> how the series ends (recurring-meeting hygiene)
+    recheck: set[str] = field(default_factory=set)   # masters to check again after the next round
 
 
 def all_due(redis: Redis, calendar: Calendar) -> bool:
@@ -66,14 +76,21 @@ def all_due(redis: Redis, calendar: Calendar) -> bool:
 def check(db: Database, graph: GraphClient, calendar: Calendar, masters: set[str] | None,
           window: tuple[datetime, datetime],
           now: datetime, removals: events_store.Removals | None = None,
-          changes: events_store.MeetingChanges | None = None) -> SeriesCheck:
+          changes: events_store.MeetingChanges | None = None, recheck: Iterable[str] = ()) -> SeriesCheck:
     """Bring the stored occurrences of these series (every series stored in the window when None) in this calendar
-    in line with their masters."""
+    in line with their masters; ``recheck`` (checked too) are those the last check wrote newer than its token.
+    ``recheck`` of the result: those this check wrote new occurrences for, and those of ``recheck`` it did not
+    check (skipped, or past ``MAX_SERIES``), to be checked after the next round."""
     done = SeriesCheck()
+    recheck = set(recheck)
+    if masters is not None:
+        masters = set(masters) | recheck
     stored = events_store.series_occurrences(db, calendar.user_id, calendar.calendar_id, masters, *window)
-    masters = set(stored) if masters is None else masters
-    for master_id in sorted(masters, key=lambda m: min((as_utc(d["start"]) for d in stored.get(m, [])),
-                                                        default=window[1]))[:MAX_SERIES]:
+    if masters is None:
+        masters = set(stored) | recheck
+    checked = set()
+    for master_id in sorted(masters, key=lambda m: (min((as_utc(d["start"]) for d in stored.get(m, [])),
+                                                         default=window[1]), m))[:MAX_SERIES]:
         try:
             items = _truth(graph, calendar, master_id, window, stored.get(master_id, []), done)
         except Throttled:
@@ -82,11 +99,15 @@ def check(db: Database, graph: GraphClient, calendar: Calendar, masters: set[str
             log.warning("series check of user %s skipped a series: %s", calendar.user_id, exc)
             continue
         result = events_store.apply_changes(db, calendar.user_id, items, now, calendar.calendar_id, removals)
+        checked.add(master_id)
+        if result.changes.created:   # occurrences the round's token never listed (see the module's docstring)
+            done.recheck.add(master_id)
         done.series += 1
         done.written += result.upserted
         done.removed += sum(1 for i in items if "@removed" in i)
         if changes is not None:
             changes.add(result.changes)
+    done.recheck |= recheck - checked
     series_store.record(db, calendar.user_id, done.ranges, now)
     if done.removed or done.written:
         log.info("series check for a calendar of user %s: %d series, %d request(s), %d written, %d removed",

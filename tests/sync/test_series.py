@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service.store import calendars
-from service.sync import rounds
+from service.sync import rounds, series
 from service.sync.requests import request_sync
 from tests.support.connect import connect_user, emulated_user
 
@@ -189,3 +189,46 @@ def test_the_series_check_records_how_each_series_ends_for_hygiene(stack):
 
     ranges = {d["master_id"]: d["range_type"] for d in stack.runtime.db.series_ranges.find({"user_id": user_id})}
     assert ranges == {endless["id"]: "noEnd", counted["id"]: "numbered"}
+
+
+def test_a_series_moved_after_the_round_and_deleted_before_the_next_leaves_nothing(stack, monkeypatch):
+    """Found by chaos R1 long (7 occurrences of a deleted series kept for good): the series check reads Graph after
+    the round's delta token, so the occurrences it writes for a series moved meanwhile are ones that token never
+    listed; deleted before the next round, they never come back as ``@removed`` from it, and calsync must look
+    again. A daily series, as tests/support/calendars.py makes them, moved past its last day: every id is new."""
+    control, redis = stack.emulator.control, stack.runtime.redis
+    person = emulated_user(stack, mail="lea@contoso.com")
+    first = tomorrow()
+    body = weekly("Team sync", first, [], 7)
+    body["recurrence"]["pattern"] = {"type": "daily", "interval": 1}
+    master = control.create_event(person["id"], body)["id"]
+    user_id = connect_user(stack, person["id"])
+    stack.run_jobs()
+    before = set(stored(stack, user_id))
+    assert len(before) == 7 and set(truth(stack, user_id)) == before
+    checked = series.check
+
+    def racing_check(db, graph, calendar, masters, *args, **kwargs):
+        if masters is None or master not in masters or racing_check.moved:
+            return checked(db, graph, calendar, masters, *args, **kwargs)
+        moved = first + timedelta(days=8, hours=2)   # after the round's token was taken: every occurrence new
+        control.update_event(user_id, master, {
+            "start": {"dateTime": moved.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (moved + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}})
+        racing_check.moved = set(truth(stack, user_id))
+        found = checked(db, graph, calendar, masters, *args, **kwargs)
+        assert racing_check.moved <= set(stored(stack, user_id))   # the check wrote the moved occurrences
+        control.delete_event(user_id, master)                       # and the series goes before the next round
+        return found
+
+    racing_check.moved = None
+    monkeypatch.setattr(series, "check", racing_check)
+    for calendar in calendars.for_user(stack.runtime.db, user_id):
+        series.all_due(redis, calendar)     # every series was just checked: rounds that show nothing check none
+    control.update_event(user_id, master, {"subject": "Team sync (renamed)"})   # the round touches the series
+    settle(stack)
+    settle(stack)
+
+    assert len(racing_check.moved) == 7 and not racing_check.moved & before
+    assert truth(stack, user_id) == {}
+    assert stored(stack, user_id) == {}
