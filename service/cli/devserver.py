@@ -64,6 +64,8 @@ class DevServer:
             thread.join(timeout=max(deadline - time.monotonic(), 0.1))
         left = [thread.name for thread in self.threads if thread.is_alive()]
         if left:
-            log.warning("calsync dev stopped with %s still running", ", ".join(left))
+            job = self.worker.abandon() if self.worker is not None and "calsync-worker" in left else None
+            log.warning("calsync dev stopped with %s still running%s", ", ".join(left),
+                        f" (job {job})" if job else "")
         else:
             log.info("calsync dev stopped")

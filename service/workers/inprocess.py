@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import redis
 from redis import Redis
 from rq import SimpleWorker
 from rq.exceptions import StopRequested
@@ -55,6 +56,12 @@ class ThreadWorker(ObservedJobs, SimpleWorker):
             if result is not None:
                 return result
         return None
+
+    def unsubscribe(self) -> None:
+        """Idempotent: ``InProcessWorker.abandon`` may stop the command channel's thread before RQ's teardown does."""
+        if self.pubsub_thread is not None:
+            super().unsubscribe()
+            self.pubsub_thread = None
 
 
 def work_burst(connection: Redis, names: tuple[str, ...] = queues.ALL) -> bool:
@@ -107,6 +114,20 @@ class InProcessWorker:
         self.stop_event.set()
         if self.current is not None:
             self.current._stop_requested = True  # RQ checks it between jobs
+
+    def abandon(self) -> str | None:
+        """Give up waiting for a job that is still running (its daemon thread ends with the process): stop the
+        worker's command-channel thread now, so that stopping Redis next does not set it retrying on and on,
+        and name the job for the log."""
+        worker = self.current
+        if worker is None:
+            return None
+        try:
+            worker.unsubscribe()
+            return worker.get_current_job_id()
+        except redis.exceptions.RedisError:
+            log.debug("Redis already gone while abandoning the worker", exc_info=True)
+            return None
 
 
 def scheduled_forever(connection: Redis, stop: threading.Event, every: float = 1.0) -> None:

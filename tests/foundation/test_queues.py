@@ -81,3 +81,35 @@ def test_the_embedded_worker_is_a_registered_worker_runs_scheduled_jobs_and_stop
     assert redis_conn.get("calsync:ping:later") == b"pong"
     assert registered == 1
     assert not any(thread.is_alive() for thread in threads)
+
+
+HELD, RELEASE = threading.Event(), threading.Event()
+
+
+def held_job() -> None:
+    """A job that runs until the test lets it go (the in-process worker runs it in this process)."""
+    HELD.set()
+    RELEASE.wait(30)
+
+
+def test_an_abandoned_embedded_worker_names_its_job_and_stops_listening_before_redis_goes(redis_conn, rt):
+    """``calsync dev`` stops Redis last; a job still running then must not leave RQ's command-channel thread
+    retrying a Redis that is gone (it did, once, on a starved CI machine)."""
+    stop = threading.Event()
+    worker = InProcessWorker(redis_conn, stop)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    job = queues.get_queue(queues.MAINTENANCE, redis_conn).enqueue("tests.foundation.test_queues.held_job")
+    try:
+        assert HELD.wait(15), "the held job never started"
+        worker.stop()
+        thread.join(timeout=1.5)     # the worker leaves only after its job: it is still running
+        assert thread.is_alive()
+        listening = worker.current.pubsub_thread
+
+        assert worker.abandon() == job.id
+        assert worker.current.pubsub_thread is None and not listening.is_alive()
+    finally:
+        RELEASE.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
