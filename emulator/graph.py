@@ -373,22 +373,28 @@ def create_graph_blueprint() -> Blueprint:
 
     # ------------------------------------------------------------ events
 
+    def find_event(caller, event_id: str, user_ref: str | None, calendar_id: str | None):
+        """The mailbox, the event and the occurrence (None for a series or single event) an event URL names:
+        by the mailbox's view of it, or only among the named calendar's events."""
+        state = _em().state
+        if calendar_id is None:
+            user = mailbox(caller, user_ref)
+            item, instance = state.find_visible(user["id"], event_id)
+            return user, item, instance
+        user, calendar = calendar_access(caller, user_ref, calendar_id)
+        source = state.source(calendar)
+        item, instance = state.find(source.user_id, event_id)
+        if item.calendar_id != source.id:
+            raise item_not_found()
+        return user, item, instance
+
     @bp.get("/me/events/<event_id>")
     @bp.get("/users/<user_ref>/events/<event_id>")
     @bp.get("/me/calendars/<calendar_id>/events/<event_id>")
     @bp.get("/users/<user_ref>/calendars/<calendar_id>/events/<event_id>")
     def get_event(event_id: str, user_ref: str | None = None, calendar_id: str | None = None):
         caller = authenticate()
-        state = _em().state
-        if calendar_id is None:
-            user = mailbox(caller, user_ref)
-            item, instance = state.find_visible(user["id"], event_id)
-        else:
-            user, calendar = calendar_access(caller, user_ref, calendar_id)
-            source = state.source(calendar)
-            item, instance = state.find(source.user_id, event_id)
-            if item.calendar_id != source.id:
-                raise item_not_found()
+        user, item, instance = find_event(caller, event_id, user_ref, calendar_id)
         out_tz = _out_tz()
         event = events.render(item, instance, _em().base_url, out_tz, immutable_ids())
         event = as_permitted(caller, events.select(event, _select_arg()) | _series_parts(item, instance, out_tz))
@@ -406,16 +412,7 @@ def create_graph_blueprint() -> Blueprint:
         """event: instances: "the occurrences and exceptions of the event in the specified time range" (cancelled
         occurrences are not among them); client paging with $top/$skip as calendarView."""
         caller = authenticate()
-        state = _em().state
-        if calendar_id is None:
-            user = mailbox(caller, user_ref)
-            item, instance = state.find_visible(user["id"], event_id)
-        else:
-            user, calendar = calendar_access(caller, user_ref, calendar_id)
-            source = state.source(calendar)
-            item, instance = state.find(source.user_id, event_id)
-            if item.calendar_id != source.id:
-                raise item_not_found()
+        user, item, instance = find_event(caller, event_id, user_ref, calendar_id)
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         if end <= start:
