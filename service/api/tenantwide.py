@@ -11,7 +11,6 @@ from flask import current_app, jsonify, request
 
 from service.api.routes import BadRequest, _int_arg, _not_found, _user_or_404, bp
 from service.store import tenantwide
-from service.store.records import connection_words
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SCOPE_STATES = ("in_scope", "out_of_scope", "no_mailbox", "invalid")
@@ -37,19 +36,8 @@ def _connection(tenant_id: str) -> dict:
 
 
 def _person(doc: dict) -> dict:
-    connection = doc.get("connection") or {}
-    status = connection.get("status")
-    if doc.get("opted_out_at"):
-        state = "opted_out"
-    elif status == "connected":
-        state = "tenant_wide" if doc.get("token_source") == "app" else "per_user"
-    else:
-        state = status or "unknown"
-    last = (doc.get("sync") or {}).get("last_sync_at")
-    return {"user_id": doc["_id"], "email": doc.get("email") or "", "name": doc.get("display_name") or "",
-            "state": state, "state_words": "opted out" if state == "opted_out" else connection_words(status),
-            "reason": connection.get("reason") if status != "connected" else None,
-            "scope": (doc.get("scope") or {}).get("state"), "last_sync_at": last.isoformat() if last else None}
+    person = tenantwide.person(doc)
+    return person | {"state_words": tenantwide.person_state_words(person["state"])}
 
 
 @bp.get("/tenants/<tenant_id>/connection")

@@ -15,7 +15,6 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, render_te
 from service.digest import links
 from service.runtime import Runtime
 from service.store import tenantwide, users
-from service.store.records import connection_words
 from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
@@ -45,19 +44,10 @@ def _refuse():
 
 
 def person_row(doc: dict) -> dict:
-    connection = doc.get("connection") or {}
-    status = connection.get("status")
-    if doc.get("opted_out_at"):
-        state = "opted out"
-    elif status == "connected":
-        state = "synced tenant-wide" if doc.get("token_source") == "app" else "synced per user"
-    else:
-        state = connection_words(status)
-    scope = doc.get("scope") or {}
-    last = (doc.get("sync") or {}).get("last_sync_at")
-    return {"id": doc["_id"], "email": doc.get("email") or "", "name": doc.get("display_name") or "",
-            "state": state, "reason": connection.get("reason") if status != "connected" else None,
-            "scope": scope.get("state"), "last_sync": last.isoformat() if last else None}
+    person = tenantwide.person(doc)
+    return {"id": person["user_id"], "email": person["email"], "name": person["name"],
+            "state": tenantwide.person_state_words(person["state"]), "reason": person["reason"],
+            "scope": person["scope"], "last_sync": person["last_sync_at"]}
 
 
 @bp.get("/admin/tenant")

@@ -16,7 +16,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 
 from service.store import utcnow
-from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
+from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus, connection_words
 
 INDEXES = {
     "directory": [IndexModel([("tenant_id", ASCENDING), ("mail", ASCENDING)], name="tenant_mail")],
@@ -172,6 +172,30 @@ def record_scope(db: Database, user_id: str, state: str, code: str | None, now: 
 
 PERSON_FIELDS = {"email": 1, "display_name": 1, "token_source": 1, "connection": 1, "opted_out_at": 1,
                  "sync.last_sync_at": 1, "scope": 1, "has_user_grant": 1}
+
+
+def person(doc: dict) -> dict:
+    """One person of a tenant (a ``PERSON_FIELDS`` document) as the admin views show it. ``state`` is a key of
+    ``counts``: opted_out, tenant_wide, per_user, or the connection status."""
+    connection = doc.get("connection") or {}
+    status = connection.get("status")
+    if doc.get("opted_out_at"):
+        state = "opted_out"
+    elif status == ConnectionStatus.CONNECTED.value:
+        state = "tenant_wide" if doc.get("token_source") == APP_SOURCE else "per_user"
+    else:
+        state = status or "unknown"
+    last = (doc.get("sync") or {}).get("last_sync_at")
+    return {"user_id": doc["_id"], "email": doc.get("email") or "", "name": doc.get("display_name") or "",
+            "state": state, "reason": connection.get("reason") if status != ConnectionStatus.CONNECTED.value else None,
+            "scope": (doc.get("scope") or {}).get("state"), "last_sync_at": last.isoformat() if last else None}
+
+
+PERSON_STATE_WORDS = {"opted_out": "opted out", "tenant_wide": "synced tenant-wide", "per_user": "synced per user"}
+
+
+def person_state_words(state: str) -> str:
+    return PERSON_STATE_WORDS.get(state) or connection_words(state)
 
 
 def people_page(db: Database, tenant_id: str, search: str, after: str | None, limit: int) -> list[dict]:

@@ -24,8 +24,8 @@ def test_the_api_reports_changes_and_opts_out(stack, ops_headers):
 
     assert connection["settings"]["mode"] == "tenant_wide" and connection["counts"]["tenant_wide"] == 2
     assert connection["scope"]["in_scope"] == 2
-    assert [(p["email"], p["state"], p["scope"]) for p in people["people"]] == [
-        ("ada@contoso.com", "tenant_wide", "in_scope")]
+    assert [(p["email"], p["state"], p["state_words"], p["scope"]) for p in people["people"]] == [
+        ("ada@contoso.com", "tenant_wide", "synced tenant-wide", "in_scope")]
     assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
     assert unknown.status_code == 404
     assert opted == {"user_id": ada["id"], "opted_out": True, "pending": False}
