@@ -351,15 +351,8 @@ def create_graph_blueprint() -> Blueprint:
         caller = authenticate()
         user = mailbox(caller, user_ref)
         listed = _em().state.calendars_of(user["id"])
-        skip = _int_arg("$skip", 0)
-        top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
-        body: dict = {
-            "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/calendars",
-            "value": [events.select(_calendar_json(c, caller), _select_arg()) for c in listed[skip:skip + top]],
-        }
-        if skip + top < len(listed):
-            body["@odata.nextLink"] = _next_link(skip + top, top)
-        return jsonify(body)
+        return jsonify(_page(f"https://graph.microsoft.com/v1.0/$metadata#users('{user['id']}')/calendars", listed,
+                             lambda c: events.select(_calendar_json(c, caller), _select_arg())))
 
     @bp.get("/me/calendar")
     @bp.get("/users/<user_ref>/calendar")
@@ -418,15 +411,9 @@ def create_graph_blueprint() -> Blueprint:
         if end <= start:
             raise bad_request("endDateTime must be after startDateTime.", "ErrorInvalidParameter")
         found = [] if instance is not None else events.instances(item, start, end)
-        skip, top = _int_arg("$skip", 0), _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         out_tz = _out_tz()
-        body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                      "value": [as_permitted(caller, events.select(
-                          events.render(item, i, _em().base_url, out_tz, immutable_ids()), _select_arg()))
-                          for i in found[skip:skip + top]]}
-        if skip + top < len(found):
-            body["@odata.nextLink"] = _next_link(skip + top, top)
-        return jsonify(body)
+        return jsonify(_page(EVENTS_CONTEXT, found, lambda i: as_permitted(caller, events.select(
+            events.render(item, i, _em().base_url, out_tz, immutable_ids()), _select_arg()))))
 
     @bp.get("/me/calendarView/delta")
     @bp.get("/me/calendarview/delta")
@@ -458,16 +445,9 @@ def create_graph_blueprint() -> Blueprint:
         start = events.parse_instant(request.args.get("startDateTime"), "startDateTime")
         end = events.parse_instant(request.args.get("endDateTime"), "endDateTime")
         out_tz = _out_tz()
-        skip = _int_arg("$skip", 0)
-        top = _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
         found = _em().state.calendar(user["id"], start, end, calendar.id)
-        value = [as_permitted(caller, events.select(events.render(i.item, i, _em().base_url, out_tz, immutable_ids()),
-                                                    _select_arg())) for i in found[skip:skip + top]]
-        body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(event)",
-                      "value": value}
-        if skip + top < len(found):
-            body["@odata.nextLink"] = _next_link(skip + top, top)
-        response = jsonify(body)
+        response = jsonify(_page(EVENTS_CONTEXT, found, lambda i: as_permitted(caller, events.select(
+            events.render(i.item, i, _em().base_url, out_tz, immutable_ids()), _select_arg()))))
         if out_tz:
             response.headers["Preference-Applied"] = f'outlook.timezone="{out_tz}"'
         return response
@@ -568,6 +548,19 @@ def _int_arg(name: str, default: int) -> int:
 
 def _page_size(value: int) -> int:
     return max(1, min(value, MAX_PAGE_SIZE))
+
+
+EVENTS_CONTEXT = "https://graph.microsoft.com/v1.0/$metadata#Collection(event)"
+
+
+def _page(context: str, items: list, render) -> dict:
+    """One page of a list with client-side paging ($top/$skip, as Outlook lists do): the rendered items at
+    ``$skip`` and an @odata.nextLink while more follow."""
+    skip, top = _int_arg("$skip", 0), _page_size(_int_arg("$top", DEFAULT_PAGE_SIZE))
+    body: dict = {"@odata.context": context, "value": [render(item) for item in items[skip:skip + top]]}
+    if skip + top < len(items):
+        body["@odata.nextLink"] = _next_link(skip + top, top)
+    return body
 
 
 def _next_link(skip: int, top: int) -> str:
