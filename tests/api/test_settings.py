@@ -10,17 +10,11 @@ import pytest
 
 from service.store import users as users_store
 from service.store import utcnow
-from tests.support.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, attendee
 
 ROUTES = [("GET", "/api/users/me@example.com/settings"), ("PATCH", "/api/users/me@example.com/settings"),
           ("GET", "/api/users/me@example.com/coaching"), ("GET", "/api/tenants/tenant-1/domains"),
           ("PUT", "/api/tenants/tenant-1/domains")]
-
-
-@pytest.fixture
-def me(db):
-    add_people(db)
-    return add_user(db, time_zone="Europe/Paris")
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)

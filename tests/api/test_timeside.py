@@ -11,19 +11,13 @@ import time_machine
 
 from service.store import people as people_store
 from service.store import workhours as workhours_store
-from tests.support.factories import add_event, add_people, add_user, attendee
+from tests.support.factories import add_event, attendee
 
 PARIS = ZoneInfo("Europe/Paris")
 ROUTES = [("GET", "/api/users/me@example.com/insights/week"), ("GET", "/api/users/me@example.com/insights/rhythm"),
           ("GET", "/api/users/me@example.com/insights/network"), ("GET", "/api/users/me@example.com/working-hours"),
           ("PUT", "/api/users/me@example.com/working-hours"), ("GET", "/api/people/ana@example.com/visibility"),
           ("PUT", "/api/people/ana@example.com/visibility")]
-
-
-@pytest.fixture
-def me(db):
-    add_people(db)
-    return add_user(db, time_zone="Europe/Paris")
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
