@@ -25,8 +25,6 @@ import requests
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from harness.loopback import free_port
-from harness.topology import Topology
 from harness.waiting import wait_until
 from service.config import Settings
 from service.digest import tick as digest_tick
@@ -38,7 +36,7 @@ from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
 from tests.support.receiver import running_receiver
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import active, differences, environment, ready
+from tests.support.topology import active, differences, procfile_topology, ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.wire]
 
@@ -50,14 +48,9 @@ CONVERGE_WITHIN = 300.0
 def test_an_emptied_redis_loses_no_change_no_digest_and_no_outbound_event(
         tmp_path, emulator, mongodb_uri, db, smtp_inbox):
     redis_server = RedisServer(tmp_path / "redis")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "logs").mkdir()
-    env = environment(tmp_path, emulator, mongodb_uri, redis_server.url, smtp_inbox, port, OPS_TOKEN)
-    env["CALSYNC_OUTBOUND_ALLOW_PRIVATE"] = "1"
-    topology = Topology(env, tmp_path / "logs")
-    control = emulator.control
-    stack = type("Stack", (), {"emulator": emulator, "url": url})
+    topology, stack = procfile_topology(tmp_path, emulator, mongodb_uri, redis_server.url, smtp_inbox,
+                                        CALSYNC_OUTBOUND_ALLOW_PRIVATE="1")
+    url, control = stack.url, emulator.control
     rng = random.Random(26)
     zone = midday_zone()          # "today" there outlasts the test, whatever the date or hour
     conn = redis_lib.Redis.from_url(redis_server.url)

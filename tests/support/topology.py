@@ -7,14 +7,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import requests
 from rq import Queue
 from rq.job import Job
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
+from harness.loopback import free_port
+from harness.topology import Topology
 from service import queues
 from tests.support.calendars import expected, stored
+from tests.support.serving import OPS_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,6 +39,15 @@ def environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, op
             # makes it due with clock.digest_due_today, after the settings it depends on are in place.
             "CALSYNC_DIGEST_TIME": "23:59",
             "PORT": str(port), "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"}
+
+
+def procfile_topology(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, **extra: str):
+    """The Procfile's processes, not started yet, on a free port with their logs under ``tmp_path/logs``; and the
+    stack the support helpers take (the web's url and the emulator). ``extra`` adds to their environment."""
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN) | extra
+    return Topology(env, tmp_path / "logs"), SimpleNamespace(url=f"http://127.0.0.1:{port}", emulator=emulator)
 
 
 def differences(db, control, user_id: str, window) -> list[str]:

@@ -14,13 +14,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
 
-from harness.loopback import free_port
-from harness.topology import Topology
 from harness.waiting import wait_until
 from service.config import Settings
 from service.digest import links
@@ -28,9 +25,8 @@ from service.store import channels as channels_store
 from tests.support.clock import midday_zone
 from tests.support.connect import connect_user, emulated_user, sign_in_at_emulator
 from tests.support.factories import add_people
-from tests.support.serving import OPS_TOKEN
 from tests.support.tenant_admin import GLOBAL_ADMIN
-from tests.support.topology import environment, ready
+from tests.support.topology import procfile_topology, ready
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_ROLE = "TeamsAppInstallation.ReadWriteSelfForUser.All"
@@ -57,15 +53,9 @@ def graph_time(moment: datetime) -> dict:
 @pytest.mark.wire
 def test_a_graph_change_becomes_a_teams_card_and_a_slack_dm_at_the_prep_minute_and_a_press_excludes_it(
         tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, db):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "logs").mkdir()
-    env = {**environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN),
-           **channel_env(emulator)}
+    topology, stack = procfile_topology(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, **channel_env(emulator))
+    url, control = stack.url, emulator.control
     settings = Settings()                      # the processes' dev client id, bot id and secret key
-    topology = Topology(env, tmp_path / "logs")
-    control = emulator.control
-    stack = SimpleNamespace(url=url, emulator=emulator)
     control.request("POST", "/teams/config", {"messaging_endpoint": f"{url}/channels/teams/messages",
                                               "bot_app_id": settings.bot_id})
     control.request("POST", "/slack/config", {"interactivity_url": f"{url}/channels/slack/interactivity"})

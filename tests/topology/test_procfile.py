@@ -15,14 +15,12 @@ import time
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Worker
 
-from harness.loopback import free_port
 from harness.topology import Topology
 from harness.waiting import wait_until
 from service import queues
@@ -33,7 +31,7 @@ from tests.support.calendars import Calendar
 from tests.support.clock import digest_due_today, local_today, midday_zone
 from tests.support.connect import connect_user, emulated_user
 from tests.support.serving import OPS_TOKEN
-from tests.support.topology import active, differences, digest_tick_done, environment, ready
+from tests.support.topology import active, differences, digest_tick_done, procfile_topology, ready
 
 OPERATIONS = 500
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +58,8 @@ def busy_sync_worker(topology: Topology, redis_conn, timeout: float = 20) -> tup
 @pytest.mark.wire
 def test_the_procfile_topology_converges_through_a_killed_worker_a_restarted_scheduler_and_a_removed_subscription(
         tmp_path, emulator, mongodb_uri, redis_url, redis_conn, smtp_inbox, db):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "logs").mkdir()
-    env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN)
-    topology = Topology(env, tmp_path / "logs")
-    control = emulator.control
-    stack = SimpleNamespace(url=url, emulator=emulator)
+    topology, stack = procfile_topology(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox)
+    url, control = stack.url, emulator.control
     rng = random.Random(20261201)
     try:
         released = topology.release()

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from harness.loopback import free_port
-from harness.topology import Topology
 from harness.waiting import wait_until
 from service.config import Settings
 from service.sync import rounds
 from tests.support.connect import emulated_user
-from tests.support.serving import OPS_TOKEN
 from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, meeting_soon
-from tests.support.topology import active, differences, environment, ready
+from tests.support.topology import active, differences, procfile_topology, ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,13 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.wire
 def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emulator, mongodb_uri, redis_url,
                                                                   redis_conn, smtp_inbox, db):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    (tmp_path / "logs").mkdir()
-    env = environment(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox, port, OPS_TOKEN)
-    topology = Topology(env, tmp_path / "logs")
-    control = emulator.control
-    stack = SimpleNamespace(url=url, emulator=emulator)
+    topology, stack = procfile_topology(tmp_path, emulator, mongodb_uri, redis_url, smtp_inbox)
+    url, control = stack.url, emulator.control
     try:
         released = topology.release()
         assert released.returncode == 0, released.stderr[-2000:]
