@@ -20,6 +20,7 @@ from service.store import subscriptions as subscription_store
 from service.subscriptions import lifecycle as lifecycle_module
 from service.subscriptions import mirror, sweep
 from service.workers import jobs
+from service.workers.inprocess import work_burst
 from tests.support.connect import connect_user, emulated_user
 from tests.support.legacy import make_legacy
 
@@ -148,8 +149,8 @@ def test_the_release_migration_switches_subscriptions_without_a_pause_in_notific
         assert sweep.renewal_sweep(db, stack.runtime.redis, stack.settings, datetime.now(UTC))["switches"] == 1
         queued = queues.get_queue(queues.SUBSCRIPTIONS, stack.runtime.redis).jobs
         assert [j.func_name for j in queued] == [queues.SWITCH_SUBSCRIPTION]
-        stack.run_jobs()
-        switched = time.monotonic()
+        work_burst(stack.runtime.redis, (queues.SUBSCRIPTIONS,))   # the switch alone: the syncs the changes
+        switched = time.monotonic()                                # cause do not bear on the notifications
 
         def made_since(instant: float) -> int:
             return sum(1 for t, _ in list(made) if t > instant)
@@ -176,7 +177,7 @@ def test_the_release_migration_switches_subscriptions_without_a_pause_in_notific
                  if any(t in (a, b) for t, _ in missing)), default=0.0)
     both = sum(1 for _, e in made if {old.id, new.id} <= seen.get(e, set()))
     with capsys.disabled():
-        print(f"\nthe switch job and the syncs the changes caused took {switched - started:.3f}s; "
+        print(f"\nthe switch job took {switched - started:.3f}s; "
               f"{len(made)} changes made meanwhile, "
               f"{len(missing)} without an accepted notification (pause {pause * 1000:.0f} ms), "
               f"{both} notified by both subscriptions, {dropped(stack)} dropped")
