@@ -13,8 +13,8 @@ demo: install
 test:
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -q -n 3
-	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q -n 3 tests/store tests/webhooks tests/sync tests/workers
+	$(PYTHON) -m pytest -q -n 3 --dist loadgroup
+	CALSYNC_TEST_MONGO=mongomock $(PYTHON) -m pytest -q -n 3 --dist loadgroup tests/store tests/webhooks tests/sync tests/workers
 
 # The long profiles, one after the other, with their figures (-s): 100,000 hostile requests, then the chaos
 # suites at the issue's sizes (50 users, 5,000 changes, R1-R6) and the emptied-Redis run with 50 users.

@@ -200,6 +200,7 @@ SCALE = int(os.environ.get("CALSYNC_SCHEMATHESIS_EXAMPLES", "0"))
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: SCALE or 15, schemathesis.GenerationMode.NEGATIVE: SCALE or 10}
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(app, ops_headers, seeded):
     """Every operation, positive and negative data, a few examples each: the CI-cheap profile."""
     schema = schemathesis.openapi.from_wsgi(DOC_URL, app)

@@ -29,6 +29,7 @@ def _our_processes() -> set[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is installed by scripts/install-test-deps.sh")
 def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     out = tmp_path / "results.json"

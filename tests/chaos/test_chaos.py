@@ -45,7 +45,7 @@ from tests.support.clock import local_today
 from tests.support.serving import OPS_TOKEN
 from tests.support.topology import active, digest_tick_done
 
-pytestmark = [pytest.mark.slow, pytest.mark.wire]
+pytestmark = [pytest.mark.slow, pytest.mark.wire, pytest.mark.xdist_group("chaos")]   # one topology, one worker
 
 BASE_FAULTS = {"duplicate_rate": 0.10, "reorder_rate": 0.10, "drop_rate": 0.05}
 

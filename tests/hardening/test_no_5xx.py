@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from tests.support.fuzz import LONG, Attack, attacks
@@ -26,6 +27,7 @@ def play(client, attack: Attack):
                        headers=attack.headers, data=attack.body)
 
 
+@pytest.mark.slow
 def test_every_route_answers_hostile_requests_deliberately_and_logs_no_traceback(fuzz_app, tracebacks):
     app, context = fuzz_app
     client = app.test_client()

@@ -54,6 +54,7 @@ def _check(page, axe) -> tuple[list[tuple[str, str, int]], Counter, int]:
     return blocking, Counter(v["impact"] for v in found), overflow
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_every_page_and_mail_passes_axe_at_1280_and_390_px_without_sideways_scrolling(served, db):
     from axe_playwright_python.sync_playwright import Axe
