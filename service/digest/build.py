@@ -198,6 +198,7 @@ class Digest:
     settings_link: str | None = None
     unsubscribe_link: str | None = None
     opt_out_link: str | None = None       # signed: stop calsync reading my calendar and delete my data
+    say_link: str | None = None           # signed, if the people directory holds the user: who sees tips about them
     people: list[PersonView] = field(default_factory=list)   # each person met today, once
     also: list[PersonView] = field(default_factory=list)     # people met often, not met today
     notice: str | None = None                                # a preview's note (why it would not be sent...)

@@ -6,8 +6,10 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from itsdangerous import BadData, URLSafeTimedSerializer
+from pymongo.database import Database
 
 from service.config import Settings
+from service.store import people as people_store
 
 DASHBOARD_SALT = "calsync.meeting-dashboard"
 SETTINGS_SALT = "calsync.digest-settings"
@@ -104,6 +106,12 @@ def say_url(settings: Settings, person_id: str) -> str:
     """The page where someone named in a mail chooses who may see tips about them (no sign-in: the link is theirs,
     sent only in mail addressed to them)."""
     return f"{base(settings)}/people/say?t={say_token(settings, person_id)}"
+
+
+def say_url_for(db: Database, settings: Settings, email: str | None) -> str | None:
+    """``say_url`` for the person the people directory holds under ``email``, if it describes them."""
+    person = people_store.by_email(db, email) if email else None
+    return say_url(settings, person["_id"]) if person else None
 
 
 def preview_url(settings: Settings, user_id: str, day: str | None = None) -> str:

@@ -22,7 +22,6 @@ from service.store import as_utc, exclusions
 from service.store import calendars as calendar_store
 from service.store import coaching as coaching_store
 from service.store import events as events_store
-from service.store import people as people_store
 from service.store import users as users_store
 from service.store import workhours as workhours_store
 from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
@@ -217,15 +216,8 @@ def _settings_page(rt, user: User, token: str, *, saved: str | None = None, erro
                  channels=channel_status.view(rt.db, user),
                  working_hours=workhours.from_doc(workhours_store.get(rt.db, user.id)),
                  outlook_hours=rt.settings.outlook_working_hours, week_link=links.week_url(rt.settings, user.id),
-                 say_link=_say_link(rt, user),
+                 say_link=links.say_url_for(rt.db, rt.settings, user.email),
                  home_link=links.home_url(rt.settings, user.id), settings_link=links.settings_url(rt.settings, user.id))
-
-
-def _say_link(rt, user: User) -> str | None:
-    """The signed link to the page where the user, when the people directory describes them, says who sees tips
-    about them."""
-    person = people_store.by_email(rt.db, user.email) if user.email else None
-    return links.say_url(rt.settings, person["_id"]) if person else None
 
 
 @bp.post("/digest/settings/calendars")

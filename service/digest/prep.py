@@ -87,6 +87,7 @@ class PrepMail(SplitsAttendees):
     settings_link: str | None = None
     unsubscribe_link: str | None = None    # RFC 8058 one-click: turns prep mails off
     opt_out_link: str | None = None        # signed: stop calsync altogether and delete my data
+    say_link: str | None = None            # signed, if the people directory holds the user: who sees tips about them
     meeting_key: str | None = None         # the stored event's id: what a card's "exclude" button names
 
     @property
@@ -248,7 +249,7 @@ def compose(db: Database, settings: Settings, user: User, event: dict, directory
         meeting_key=str(event["_id"]),
         settings_link=links.settings_url(settings, user.id),
         unsubscribe_link=links.unsubscribe_prep_url(settings, user.id),
-        opt_out_link=links.opt_out_url(settings, user.id))
+        opt_out_link=links.opt_out_url(settings, user.id), say_link=links.say_url_for(db, settings, user.email))
 
 
 def message(mail: PrepMail, sender: str, domain: str = "calsync") -> EmailMessage:

@@ -68,6 +68,7 @@ def compose(db: Database, settings: Settings, user: User, day: date, now: dateti
     digest.settings_link = links.settings_url(settings, user.id)
     digest.unsubscribe_link = links.unsubscribe_url(settings, user.id)
     digest.opt_out_link = links.opt_out_url(settings, user.id)
+    digest.say_link = links.say_url_for(db, settings, user.email)
     digest.home_link = links.home_url(settings, user.id)
     if preview:
         digest.notice = preview_notice(user, digest)

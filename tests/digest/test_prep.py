@@ -75,6 +75,8 @@ def test_the_prep_mail_arrives_over_smtp_with_styles_tips_notes_outsiders_apart_
     assert "In 15 minutes: Design review" in text and "Wed 1 Jul, 09:00–09:30" in text
     html = _parts(message)["text/html"]
     assert 'class="external"' in html and "From outside your organization" in html
+    say = f"{rt.settings.public_url}/people/say?t="    # the directory describes me: who sees tips about me
+    assert f"Who sees tips about you: {say}" in text and f'href="{say}' in html
     assert "<h1" in html and html.count("<h2") == 3 and "Was this useful?" in html
     # One-click unsubscribe (RFC 8058), as the digest has: the provider's button turns prep mails off.
     assert message["List-Unsubscribe"] == f"<{rt.settings.public_url}/digest/unsubscribe?list=prep&t=" \

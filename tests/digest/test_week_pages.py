@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from service.digest import links
+from service.digest import links, render, send
 from service.store import people as people_store
 from service.store import workhours as workhours_store
 from tests.support.factories import add_event, add_people, add_user, attendee
@@ -81,6 +81,22 @@ def test_bad_working_hours_on_the_page_name_the_field_and_store_nothing(client, 
     assert answer.status_code == 400
     assert re.search(rf'id="{field}-error"', html) and "Working hours" in html
     assert workhours_store.get(db, me.id) is None
+
+
+def test_the_digest_links_to_the_say_page_only_for_a_person_the_directory_describes(settings, db, me):
+    stranger = add_user(db, "user-2", email="stranger@elsewhere.example")
+
+    with time_machine.travel(NOW, tick=False):
+        digest = send.compose(db, settings, me, NOW.date(), record=False)
+        theirs = send.compose(db, settings, stranger, NOW.date(), record=False)
+
+    assert digest.say_link.startswith(f"{links.base(settings)}/people/say?t=")
+    with time_machine.travel(NOW, tick=False):    # the token names me, and only me
+        assert links.read_say_token(settings, digest.say_link.split("t=", 1)[1]) == \
+            people_store.by_email(db, "me@example.com")["_id"]
+    assert f"Who sees tips about you: {digest.say_link}" in render.render_text(digest)
+    assert f'href="{digest.say_link}"' in render.render_html(digest)
+    assert theirs.say_link is None and "/people/say" not in render.render_text(theirs) + render.render_html(theirs)
 
 
 def test_the_person_described_chooses_who_sees_tips_about_them_through_a_signed_link(client, settings, db, me):
