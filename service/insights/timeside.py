@@ -60,7 +60,7 @@ def _manager_of(db: Database, user: User) -> set[str]:
 
 
 def week_report(db: Database, user: User, year: int, number: int) -> WeekReport:
-    """One person's ISO week in their zone (the batched read, for one: a bounded index range)."""
+    """One person's ISO week in their zone (the batched read, for one: their slice of the index)."""
     return weeks_for(db, [user], year, number)[user.id]
 
 
@@ -69,10 +69,11 @@ BATCH = 500
 
 
 def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[str, WeekReport]:
-    """The ISO week of many people at once (each in their own zone): per batch of 500, one range of the events
-    index, one exclusions, one working-hours and one directory query; the measures are computed in process."""
+    """The ISO week of many people at once (each in their own zone): each person's slice of the ``(user_id,
+    start)`` index (``events.in_window_for_users``), and per batch of 500 one exclusions, one working-hours and
+    one directory query; the measures are computed in process."""
     found: dict[str, WeekReport] = {}
-    users = sorted(users, key=lambda u: u.id)     # batches of ids that sort together: one index range each
+    users = sorted(users, key=lambda u: u.id)
     for at in range(0, len(users), BATCH):
         batch = users[at:at + BATCH]
         zones = {u.id: days.user_zone(u) for u in batch}
