@@ -100,10 +100,16 @@ def run(ctx) -> Part:
         began = time.perf_counter()
         stored = seed(db, users)
         part.notes.append(f"seeded {stored:,} events in {time.perf_counter() - began:.0f} s")
-        baseline, read = read_only(db, users)
+        # The baseline is read before and after the weeks and the faster kept: the first pass over freshly
+        # seeded events is the slower one on the wire server, and it must not flatter the weeks.
+        first, read = read_only(db, users)
         began = time.perf_counter()
         reports = timeside.weeks_for(db, users, YEAR, WEEK)
         elapsed = time.perf_counter() - began
+        second, _ = read_only(db, users)
+        baseline = min(first, second)
+        part.notes.append(f"reading alone: {first:.1f} s before the weeks, {second:.1f} s after (the faster is the "
+                          "baseline)")
         part.add(f"{count:,} weeks computed", round(elapsed, 2), "s", round(baseline, 2),
                  f"reading the {read:,} events alone", "<= 60 s", elapsed <= 60)
         part.add("per person", round(elapsed / count * 1000, 2), "ms", round(baseline / count * 1000, 2),
