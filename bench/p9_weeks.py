@@ -1,11 +1,14 @@
 """P9: weekly insights for 10,000 people with 40 meetings a week each (400,000 events) on the MongoDB wire server,
 against reading the same events alone (the baseline, measured in the same run).
 
-calsync's side is ``timeside.weeks_for``: per batch of 500 people one range of the ``(user_id, start)`` index, their
-exclusions, working hours and directory entries, then every measure of the week in process (cleaning, one copy per
-meeting, focus, fragments, back-to-back runs, after-hours, double booking, each day in the person's zone). The
-baseline reads the same events through the same index and does nothing with them. Targets: all 10,000 weeks in at
-most 60 s; one changed meeting recomputes only the weeks of the people in it (one person's week, timed).
+calsync's side is ``timeside.weeks_for``: each person's slice of the ``(user_id, start)`` index (one query a person,
+the week's fields only), and per batch of 500 people their exclusions, working hours and directory entries, then
+every measure of the week in process (cleaning, one copy per meeting, focus, fragments, back-to-back runs,
+after-hours, double booking, each day in the person's zone). Nothing is precomputed: the baseline is the same read
+(``events.in_window_for_users``, the same queries and fields, batch by batch) doing nothing with what it reads, so
+the ratio is what the cleaning, the measures and the other three queries add to reading the events. Targets: all
+10,000 weeks in at most 60 s; one changed meeting recomputes only the weeks of the people in it (one person's
+week, timed).
 ``--quick``: 1,000 people (the test suite's smoke: 60).
 """
 
@@ -73,7 +76,7 @@ def seed(db, users: list[User]) -> int:
 
 
 def read_only(db, users: list[User]) -> tuple[float, int]:
-    """The baseline: the same events through the same index, 500 people to a query, nothing computed."""
+    """The baseline: the same events through the same queries as ``weeks_for``, nothing computed."""
     began, count = time.perf_counter(), 0
     for at in range(0, len(users), timeside.BATCH):
         batch = users[at:at + timeside.BATCH]
@@ -97,10 +100,16 @@ def run(ctx) -> Part:
         began = time.perf_counter()
         stored = seed(db, users)
         part.notes.append(f"seeded {stored:,} events in {time.perf_counter() - began:.0f} s")
-        baseline, read = read_only(db, users)
+        # The baseline is read before and after the weeks and the faster kept: the first pass over freshly
+        # seeded events is the slower one on the wire server, and it must not flatter the weeks.
+        first, read = read_only(db, users)
         began = time.perf_counter()
         reports = timeside.weeks_for(db, users, YEAR, WEEK)
         elapsed = time.perf_counter() - began
+        second, _ = read_only(db, users)
+        baseline = min(first, second)
+        part.notes.append(f"reading alone: {first:.1f} s before the weeks, {second:.1f} s after (the faster is the "
+                          "baseline)")
         part.add(f"{count:,} weeks computed", round(elapsed, 2), "s", round(baseline, 2),
                  f"reading the {read:,} events alone", "<= 60 s", elapsed <= 60)
         part.add("per person", round(elapsed / count * 1000, 2), "ms", round(baseline / count * 1000, 2),

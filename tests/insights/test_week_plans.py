@@ -59,3 +59,17 @@ def test_one_changed_meeting_changes_only_the_weeks_of_its_people(db, organisati
 
     changed = sorted(u for u in before if before[u].seconds != after[u].seconds)
     assert changed == ["u03"]
+
+
+def test_batches_read_ahead_give_each_person_the_week_read_alone(db, organisation, monkeypatch):
+    """Several batches (the next one read on a thread while this one is measured): every person's week is the
+    one their own read gives, and nobody is left out or counted twice."""
+    monkeypatch.setattr(timeside, "BATCH", 7)     # 30 people: five batches, the last one short
+    db.events.update_one({"user_id": "u12", "graph_id": "e12-2"}, {"$set": {"is_cancelled": True}})
+
+    reports = timeside.weeks_for(db, list(reversed(organisation)), 2026, 10)
+
+    assert sorted(reports) == [f"u{n:02d}" for n in range(30)]
+    for user in organisation:
+        assert reports[user.id].seconds == timeside.week_report(db, user, 2026, 10).seconds
+    assert reports["u12"].meetings == 4 and reports["u11"].meetings == 5
