@@ -11,7 +11,7 @@ lifecycle and coalescing code as a per-user connection reads their mailbox, only
 (``service.identity.tokens``). A person covered both ways is one document, one subscription: the app token
 wins while the tenant is tenant-wide (it survives password changes), and their own grant is kept, so switching
 the tenant back to per-user resumes with it. Each mailbox is probed first (``enrol_mailbox``): in scope →
-subscription and first sync; ``ErrorAccessDenied`` (out of an Exchange RBAC scope or access policy) →
+subscription and first sync (in the same job); ``ErrorAccessDenied`` (out of an Exchange RBAC scope or access policy) →
 reported, left alone, checked again only after the admin says the policy changed (and once more an hour later,
 Exchange's own delay); ``MailboxNotEnabledForRESTAPI`` → no mailbox; ``ErrorInvalidUser`` → invalid.
 """
@@ -19,6 +19,7 @@ Exchange's own delay); ``MailboxNotEnabledForRESTAPI`` → no mailbox; ``ErrorIn
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,10 +28,12 @@ from email.message import EmailMessage
 import requests
 from pymongo.database import Database
 from redis import Redis
+from rq import get_current_job
 
 from service import outbox, queues
 from service.config import Settings
 from service.connections.lifecycle import Connections
+from service.digest import plan as digest_plan
 from service.graph import GraphClient, GraphError, mailbox_unavailable
 from service.identity.apptokens import AppConsentMissing, AppTokens
 from service.identity.tokens import ReconnectRequired, TokenUnavailable, consent_lost
@@ -39,7 +42,7 @@ from service.store import people, tenants, users, utcnow
 from service.store import tenantwide as store
 from service.store import tokens as token_store
 from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
-from service.sync import mailboxes
+from service.sync import mailboxes, runner
 from service.sync.requests import request_sync
 
 log = logging.getLogger(__name__)
@@ -190,8 +193,27 @@ class TenantWide:
             return state
         self.connections.tokens.forget(user_id)
         self.connections.subscriptions.create(user_id)   # replaces (never duplicates) a per-user one
-        request_sync(self.redis, user_id, "tenant_wide")
+        self.first_sync(user_id)
         return f"subscribed:{what}"
+
+    def first_sync(self, user_id: str) -> str:
+        """The mailbox's first sync, right here, after its subscription exists (what changed before it was made
+        is read now; what changes after is notified). Run in the enrolment job rather than queued as a job of its
+        own: enrolling a tenant is one job per mailbox instead of two, and the mailbox's user document, token
+        and connections are warm. The sync takes the user's sync lock as any sync does (a concurrent one makes
+        this one coalesce); if it fails here, it is requested as any other sync is, with that path's retries."""
+        job = get_current_job()
+        owner = job.id if job is not None else uuid.uuid4().hex   # an RQ retry of this job takes its lock back
+        try:
+            report = runner.sync_user(self.db, self.redis, self.settings, self.connections.subscriptions.graph_for,
+                                      user_id, owner)
+        except Exception as exc:  # noqa: BLE001 - any failure: the sync is requested, with the sync path's retries
+            log.info("first sync of tenant-wide mailbox %s failed here (%s); requested", user_id, type(exc).__name__)
+            request_sync(self.redis, user_id, "tenant_wide")
+            return "requested"
+        if report.time_zone:
+            digest_plan.reschedule(self.db, user_id, self.settings.digest_default_time)
+        return str(report.outcome)
 
     def probe(self, user_id: str, cannot_sync: bool = True) -> str:
         """Ask for one calendar with the app token: in_scope, out_of_scope (ErrorAccessDenied), no_mailbox
