@@ -188,10 +188,12 @@ class TenantWide:
         user = users.get(self.db, user_id)
         if user is None or not user.tenant_wide or not user.connected:
             return "skipped"
+        # This process's token memos of the user go first (their source may just have changed); the probe
+        # then fetches the app token's, which the subscription and the first sync reuse.
+        self.connections.tokens.forget(user_id)
         state = self.probe(user_id, user.connection.status == ConnectionStatus.CANNOT_SYNC)
         if state != "in_scope":
             return state
-        self.connections.tokens.forget(user_id)
         self.connections.subscriptions.create(user_id)   # replaces (never duplicates) a per-user one
         self.first_sync(user_id)
         return f"subscribed:{what}"
