@@ -28,7 +28,7 @@ import pymongo
 import redis
 import requests
 from rq.job import Job
-from rq.registry import FinishedJobRegistry
+from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from bench.common import Part, PeakRSS, Processes, cmdline, python_env
 from bench.servers import start_emulator
@@ -166,9 +166,16 @@ def run(ctx) -> Part:
             cpu_before = cpu_by_label(accounted)
             with PeakRSS(groups, label) as sampler:
                 began_wall, began = datetime.now(UTC), time.perf_counter()
+                busy = [queues.get_queue(name, conn) for name in (queues.MAINTENANCE, queues.SUBSCRIPTIONS,
+                                                                   queues.SYNC)]
                 queues.enqueue(conn, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant)
 
                 def all_synced() -> bool:
+                    # Redis first (cheap): the MongoDB count scans the tenant's users on the wire server, which
+                    # at thousands of mailboxes, four times a second, would be a load of the bench's own.
+                    if any(len(q) or StartedJobRegistry(queue=q).count or ScheduledJobRegistry(queue=q).count
+                           for q in busy):
+                        return False
                     return db.users.count_documents({"tenant_id": tenant,
                                                      "sync.last_sync_at": {"$ne": None}}) >= size
 
