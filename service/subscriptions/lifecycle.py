@@ -445,6 +445,14 @@ class Subscriptions:
         self.redis.incr(STATS.format(name=str(name)))
 
 
+# A DELETE also runs inside web requests (an opt-out, a disconnect), which must answer well within gunicorn's 30 s:
+# it waits at most this long for its slot. Refused, it fails as any failed delete does: the subscription expires
+# at Graph by itself, and the webhook no longer knows it.
+DELETE_MAX_WAIT = 2.0
+# Outlook's per-mailbox throttling (the mailbox gate pauses that mailbox); not the subscription service's limit.
+MAILBOX_THROTTLE_CODES = frozenset({"MailboxBusy", "ApplicationThrottled"})
+
+
 class PacedGraph:
     """A GraphClient whose writes wait for a slot of the tenant's pace; a 429 on a write pauses the tenant's
     writes for every worker (its Retry-After). Reads pass straight through."""
@@ -461,13 +469,13 @@ class PacedGraph:
         if method == "GET" or self.pacer is None:
             return self.graph.request(method, path_or_url, **kwargs)
         try:
-            self.pacer.acquire(self.tenant_id)
+            self.pacer.acquire(self.tenant_id, DELETE_MAX_WAIT if method == "DELETE" else None)
         except PaceExceeded as exc:
             raise Throttled(429, "SubscriptionWritesPaced", str(exc), retry_after=exc.retry_after) from None
         try:
             return self.graph.request(method, path_or_url, **kwargs)
         except GraphError as exc:
-            if exc.status == 429 and exc.code != "MailboxBusy":
+            if exc.status == 429 and exc.code not in MAILBOX_THROTTLE_CODES:
                 self.pacer.pause(self.tenant_id, exc.retry_after or 2.0)
             raise
 

@@ -97,13 +97,15 @@ class SubscriptionPacer:
         self.interval_ms = WINDOW_SECONDS * 1000 / (self.writes - self.burst)
         self.allowance_ms = (self.burst - 1) * self.interval_ms
 
-    def acquire(self, tenant_id: str | None) -> float:
+    def acquire(self, tenant_id: str | None, max_wait: float | None = None) -> float:
         """Wait for the tenant's next write slot; returns the seconds waited. PaceExceeded when it is further off
-        than ``max_wait`` (after a 429's pause, say). A mailbox without a tenant (a personal account) is not paced."""
+        than ``max_wait`` (this pacer's unless given; after a 429's pause, say). A mailbox without a tenant (a
+        personal account) is not paced."""
         if not tenant_id:
             return 0.0
+        most = self.max_wait if max_wait is None else max_wait
         answer = float(self._take(keys=[KEY.format(tenant=tenant_id)],
-                                  args=[self.interval_ms, self.allowance_ms, int(self.max_wait * 1000)]))
+                                  args=[self.interval_ms, self.allowance_ms, int(most * 1000)]))
         if answer < 0:
             raise PaceExceeded(tenant_id, -answer / 1000)
         if answer > 0:

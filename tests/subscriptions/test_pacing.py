@@ -4,6 +4,7 @@ subscription service limit."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,6 +120,10 @@ def test_a_429_on_a_write_pauses_the_tenant_for_every_later_write(stack):
     another_worker = PacedGraph(stack.runtime.graph_for(ada["id"]),
                                 SubscriptionPacer(stack.runtime.redis, writes=1_000, max_wait=5), tenant)
     with pytest.raises(Throttled) as held_back:
-        another_worker.request("DELETE", f"subscriptions/{sub_id}")
+        another_worker.request("PATCH", f"subscriptions/{sub_id}", json=expiry)
     assert held_back.value.code == "SubscriptionWritesPaced" and held_back.value.retry_after > 5
+    started = time.monotonic()
+    with pytest.raises(Throttled):   # a delete (also sent from web requests) waits 2 s at most, not 5
+        another_worker.request("DELETE", f"subscriptions/{sub_id}")
+    assert time.monotonic() - started < 1.0, "refused at once: its slot is further off than 2 s"
     assert control.limits()["throttled"]["SubscriptionWriteRate"] == 1, "the held-back write never reached Graph"
