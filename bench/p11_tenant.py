@@ -121,6 +121,9 @@ def run(ctx) -> Part:
     smoke = ctx.figures.get("smoke")
     size = int(os.environ.get("CALSYNC_BENCH_TENANT_SIZE") or (20 if smoke else 200 if ctx.quick else 2_000))
     workers = int(os.environ.get("CALSYNC_BENCH_P11_WORKERS") or (2 if smoke else 4))
+    # Graph's write limit for the run, in the emulator and in calsync's pace alike: lower it to see the pacing
+    # bind (several workers, one shared schedule) on a machine too small to reach Graph's own rate.
+    writes = int(os.environ.get("CALSYNC_BENCH_P11_WRITES_PER_20_S") or SUBSCRIPTION_WRITES_PER_20_S)
     conn = redis.Redis.from_url(ctx.redis_url)
     conn.flushdb()
     mongodb_uri = ctx.mongodb_uri("calsync_p11")
@@ -138,7 +141,8 @@ def run(ctx) -> Part:
             "CALSYNC_GRAPH_URL": emulator.graph_url, "CALSYNC_AUTHORITY_HOST": emulator.authority_host,
             "CALSYNC_CA_BUNDLE": emulator.ca_bundle, "CALSYNC_DATA_DIR": str(ctx.work / "p11-var"),
             "CALSYNC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), "PORT": str(port),
-            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}"})
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{port}", "CALSYNC_SUBSCRIPTION_WRITES_PER_20_S": str(writes)})
+        control.set_limits(subscription_writes_per_20_seconds=writes)
         topology = Topology(env, logs)
         db_client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
         db = db_client.get_default_database()
@@ -192,13 +196,13 @@ def run(ctx) -> Part:
             db_client.close()
     conn.flushdb()
     conn.close()
-    minimum = size / (SUBSCRIPTION_WRITES_PER_20_S / 20)
+    minimum = size / (writes / 20)
     ratio = total / minimum
     part.add(f"{size:,} mailboxes: directory + probe + subscription + first sync", round(total, 2), "s",
-             round(minimum, 2), "Graph's minimum (1,000 subscription writes / 20 s per app per tenant)",
+             round(minimum, 2), f"Graph's minimum ({writes:,} subscription writes / 20 s per app per tenant)",
              "ratio <= 1.2", ratio <= 1.2)
-    part.add(f"{TARGET:,} mailboxes, projected", round(total * TARGET / size, 1), "s", round(TARGET / 50, 1),
-             "Graph's minimum", "ratio <= 1.2", ratio <= 1.2)
+    part.add(f"{TARGET:,} mailboxes, projected", round(total * TARGET / size, 1), "s",
+             round(TARGET / (writes / 20), 1), "Graph's minimum", "ratio <= 1.2", ratio <= 1.2)
     for name, what in (("tenant_directory_sync", "directory sync (users/delta, enrolment, jobs queued)"),
                        ("tenant_enrol_mailbox", "probe + subscription (first start to last end)"),
                        ("sync_user", "first syncs (first start to last end)")):
@@ -213,9 +217,9 @@ def run(ctx) -> Part:
     part.add("429s from Graph (subscription writes; mailbox limits)",
              throttled.get("SubscriptionWriteRate", 0) + throttled.get("MailboxConcurrency", 0)
              + throttled.get("MailboxRequestRate", 0), "count")
-    writes = max((t["peak_writes_per_20_seconds"] for t in limits.get("tenants", [])), default=0)
-    part.add("most subscription writes in one 20 s window", writes, "", SUBSCRIPTION_WRITES_PER_20_S,
-             "Graph's limit", "<= limit", writes <= SUBSCRIPTION_WRITES_PER_20_S)
+    peak_writes = max((t["peak_writes_per_20_seconds"] for t in limits.get("tenants", [])), default=0)
+    part.add("most subscription writes in one 20 s window", peak_writes, "", writes, "Graph's limit", "<= limit",
+             peak_writes <= writes)
     for name, value in sorted(sampler.peak.items()):
         limit = LIMITS.get(name)
         part.add(f"peak RSS, {name}", round(value, 1), "MB", limit, "P6 limit" if limit else "",
