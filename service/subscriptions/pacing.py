@@ -10,8 +10,9 @@ documented rate.
 
 One key per tenant, ``calsync:pace:subscriptions:{tenant}``, holds when the next write may go (a GCRA
 schedule on Redis's clock, one Lua script: no two workers get the same slot). The schedule may lag real time by
-``BURST`` slots, so an idle tenant starts with a short burst; the interval is stretched so that even a burst
-followed by the steady rate stays within the limit in any 20-second window. A 429 from Graph moves the
+``BURST`` slots (fewer under a low limit), so an idle tenant starts with a short burst; the interval is stretched so
+that even a burst followed by the steady rate stays within the limit in any 20-second window (2 % under the
+limit at 1,000 writes). A 429 from Graph moves the
 schedule past its Retry-After: every worker waits, not only the one that was told.
 """
 
@@ -77,7 +78,7 @@ def writes_per_window() -> int:
         value = int(raw) if raw else DEFAULT_WRITES_PER_WINDOW
     except ValueError:
         value = DEFAULT_WRITES_PER_WINDOW
-    return max(value, BURST + 1)
+    return max(value, 2)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class SubscriptionPacer:
 
     redis: Redis
     writes: int = field(default_factory=writes_per_window)      # per WINDOW_SECONDS, per app and tenant
-    burst: int = BURST
+    burst: int | None = None      # BURST, or a fiftieth of the limit when that is less (its cost: burst / writes)
     max_wait: float = 30.0                                      # waiting longer goes back to the job layer
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
@@ -94,6 +95,8 @@ class SubscriptionPacer:
         self._take = self.redis.register_script(_TAKE)
         self._pause = self.redis.register_script(_PAUSE)
         # A burst of ``burst`` then one write per interval: burst + (window / interval) <= writes in any window.
+        if self.burst is None:
+            self.burst = max(1, min(BURST, self.writes // 50))
         self.interval_ms = WINDOW_SECONDS * 1000 / (self.writes - self.burst)
         self.allowance_ms = (self.burst - 1) * self.interval_ms
 

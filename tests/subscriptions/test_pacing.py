@@ -127,3 +127,11 @@ def test_a_429_on_a_write_pauses_the_tenant_for_every_later_write(stack):
         another_worker.request("DELETE", f"subscriptions/{sub_id}")
     assert time.monotonic() - started < 1.0, "refused at once: its slot is further off than 2 s"
     assert control.limits()["throttled"]["SubscriptionWriteRate"] == 1, "the held-back write never reached Graph"
+
+
+def test_the_burst_costs_at_most_two_percent_of_the_limit(redis_conn):
+    at_graphs = SubscriptionPacer(redis_conn, writes=1_000)
+    assert at_graphs.burst == 20 and at_graphs.interval_ms == pytest.approx(20_000 / 980)
+    lowered = SubscriptionPacer(redis_conn, writes=100)
+    assert lowered.burst == 2 and lowered.interval_ms == pytest.approx(20_000 / 98)
+    assert SubscriptionPacer(redis_conn, writes=10).burst == 1
