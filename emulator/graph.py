@@ -1,7 +1,8 @@
 """The Graph v1.0 surface: users, calendars, events, calendarView delta and subscriptions, behind Bearer tokens.
 
 Requests that address a mailbox (anything below /me/ or /users/{id}/) pass Outlook's per-app, per-mailbox limits
-first (emulator/limits.py); /me and /users/{id} themselves are directory reads, outside them.
+first (emulator/limits.py); /me and /users/{id} themselves are directory reads, outside them. Writes of
+subscriptions (create, update, delete, reauthorize) pass the subscription service's per-app, per-tenant limit.
 """
 
 from __future__ import annotations
@@ -198,6 +199,11 @@ def _admit() -> None:
     if user is None or user["tenant_id"] != caller.tenant_id:
         return  # the route answers 400 or 404
     g.mailbox_slot = _em().limits.acquire(caller.app_id, user["id"])
+
+
+def _subscription_write(caller: Caller) -> None:
+    """The subscription service's limit on writes per app and tenant (429 TooManyRequests when over)."""
+    _em().limits.admit_subscription_write(caller.app_id, caller.tenant_id)
 
 
 def _user_json(user: dict) -> dict:
@@ -457,6 +463,7 @@ def create_graph_blueprint() -> Blueprint:
     @bp.post("/subscriptions")
     def create_subscription():
         caller = authenticate()
+        _subscription_write(caller)
         body = request.get_json(silent=True)
         sub = _em().subscriptions.create(caller, body, immutable_ids())
         return jsonify(sub.public()), 201
@@ -474,17 +481,22 @@ def create_graph_blueprint() -> Blueprint:
     @bp.patch("/subscriptions/<sub_id>")
     def update_subscription(sub_id: str):
         caller = authenticate()
+        _subscription_write(caller)
         sub = _em().subscriptions.update(caller, sub_id, request.get_json(silent=True))
         return jsonify(sub.public())
 
     @bp.delete("/subscriptions/<sub_id>")
     def delete_subscription(sub_id: str):
-        _em().subscriptions.delete(authenticate(), sub_id)
+        caller = authenticate()
+        _subscription_write(caller)
+        _em().subscriptions.delete(caller, sub_id)
         return "", 204
 
     @bp.post("/subscriptions/<sub_id>/reauthorize")
     def reauthorize_subscription(sub_id: str):
-        _em().subscriptions.reauthorize(authenticate(), sub_id)
+        caller = authenticate()
+        _subscription_write(caller)
+        _em().subscriptions.reauthorize(caller, sub_id)
         return "", 204
 
     # ------------------------------------------------------------ ids

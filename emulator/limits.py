@@ -1,9 +1,16 @@
-"""Outlook's limits per app and mailbox: at most 4 requests in flight and 10,000 requests per 10 minutes.
+"""Outlook's limits per app and mailbox: at most 4 requests in flight and 10,000 requests per 10 minutes; and the
+subscription service's limit on writes (POST, PATCH, DELETE of /subscriptions) per app and tenant.
 
-Graph answers a request over either limit with 429 ApplicationThrottled and a Retry-After header. Concurrency counts
-the requests in flight for an (app id, mailbox) pair; the rate is a sliding 10-minute window on the emulator clock
-over the requests admitted (throttled requests neither count nor extend the window). Limiting one mailbox never
-affects another. The control API sets both limits (``None`` lifts one) and reads what was observed.
+Graph answers a request over either mailbox limit with 429 ApplicationThrottled and a Retry-After header.
+Concurrency counts the requests in flight for an (app id, mailbox) pair; the rate is a sliding 10-minute window on
+the emulator clock over the requests admitted (throttled requests neither count nor extend the window). Limiting one
+mailbox never affects another. The control API sets the limits (``None`` lifts one) and reads what was observed.
+
+Subscription writes: graph/throttling-limits, "Subscription service limits", limit per app per tenant on POST, PUT,
+DELETE, PATCH. Its revisions disagree on the figure (500, 1,000 and 2,000 requests per 20 seconds; an older one
+5,000); the emulator takes 1,000, the one two revisions share, as a sliding 20-second window on the emulator clock per
+(app id, tenant), answering 429 TooManyRequests with the seconds until the window frees a place. One tenant's
+writes never limit another's.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from dataclasses import dataclass, field
 from emulator.errors import GraphError, bad_request
 
 WINDOW = dt.timedelta(minutes=10)
-DEFAULTS = {"mailbox_concurrency": 4, "mailbox_requests_per_10_minutes": 10_000}
+SUBSCRIPTION_WINDOW = dt.timedelta(seconds=20)
+DEFAULTS = {"mailbox_concurrency": 4, "mailbox_requests_per_10_minutes": 10_000,
+            "subscription_writes_per_20_seconds": 1_000}
 CONCURRENCY = "MailboxConcurrency"
 RATE = "MailboxRequestRate"
+SUBSCRIPTION_WRITES = "SubscriptionWriteRate"
 Key = tuple[str, str]  # (app id, mailbox user id)
 
 
@@ -59,6 +69,24 @@ class MailboxLimits:
         self._lock = threading.Lock()
         self.config: dict[str, int | None] = dict(DEFAULTS)
         self.stats: dict[Key, MailboxStats] = {}
+        self.tenant_writes: dict[Key, MailboxStats] = {}   # (app id, tenant id): subscription writes admitted
+
+    def admit_subscription_write(self, app_id: str, tenant_id: str) -> None:
+        """Count one subscription write of the app in the tenant, or raise 429 TooManyRequests over the limit."""
+        now = self.clock()
+        with self._lock:
+            stats = self.tenant_writes.setdefault((app_id, tenant_id), MailboxStats())
+            while stats.window and stats.window[0] <= now - SUBSCRIPTION_WINDOW:
+                stats.window.popleft()
+            rate = self.config["subscription_writes_per_20_seconds"]
+            if rate is not None and len(stats.window) >= rate:
+                frees = stats.window[len(stats.window) - rate] + SUBSCRIPTION_WINDOW
+                wait = max(1, math.ceil((frees - now).total_seconds()))
+                stats.throttled[SUBSCRIPTION_WRITES] = stats.throttled.get(SUBSCRIPTION_WRITES, 0) + 1
+                raise GraphError(429, "TooManyRequests", "Please retry again later.", {"Retry-After": str(wait)})
+            stats.window.append(now)
+            stats.admitted += 1
+            stats.peak = max(stats.peak, len(stats.window))
 
     def acquire(self, app_id: str, mailbox_id: str) -> Key:
         """Admit one request or raise 429 ApplicationThrottled; the caller must ``release`` what was admitted."""
@@ -104,16 +132,24 @@ class MailboxLimits:
                     self.stats[key] = MailboxStats(in_flight=stats.in_flight, peak=stats.in_flight)
                 else:
                     del self.stats[key]
+            self.tenant_writes.clear()
 
     def reset(self) -> None:
         """Outlook's limits again, with fresh statistics."""
         self.configure(dict(DEFAULTS))
 
     def public(self) -> dict:
-        """The limits and, per (app, mailbox), peak concurrency, requests and throttled requests by reason."""
+        """The limits; per (app, mailbox), peak concurrency, requests and throttled requests by reason; and per
+        (app, tenant), subscription writes admitted, the most in one 20-second window and those throttled."""
         now = self.clock()
         with self._lock:
-            totals: dict[str, int] = {CONCURRENCY: 0, RATE: 0}
+            totals: dict[str, int] = {CONCURRENCY: 0, RATE: 0, SUBSCRIPTION_WRITES: 0}
+            tenants = []
+            for (app_id, tenant_id), stats in self.tenant_writes.items():
+                throttled = stats.throttled.get(SUBSCRIPTION_WRITES, 0)
+                totals[SUBSCRIPTION_WRITES] += throttled
+                tenants.append({"app_id": app_id, "tenant_id": tenant_id, "subscription_writes": stats.admitted,
+                                "peak_writes_per_20_seconds": stats.peak, "throttled": throttled})
             mailboxes = []
             for (app_id, mailbox_id), stats in self.stats.items():
                 while stats.window and stats.window[0] <= now - WINDOW:
@@ -125,4 +161,4 @@ class MailboxLimits:
                     "peak_concurrency": stats.peak, "requests": stats.admitted,
                     "requests_in_window": len(stats.window), "throttled": dict(stats.throttled),
                 })
-            return dict(self.config) | {"throttled": totals, "mailboxes": mailboxes}
+            return dict(self.config) | {"throttled": totals, "mailboxes": mailboxes, "tenants": tenants}

@@ -103,35 +103,58 @@ def forget_directory(db: Database, tenant_id: str) -> int:
 
 # ------------------------------------------------------------ people (users documents) of a tenant
 
+ENROL_FIELDS = {"connection.status": 1, "token_source": 1, "opted_out_at": 1, "opted_in_at": 1}
+
+
 def enrol(db: Database, tenant_id: str, entry: dict, now: datetime | None = None) -> tuple[str, dict | None]:
     """Make a directory member a tenant-wide mailbox. Returns what happened and the document before:
     "new" (no document), "switched" (read with their own token until now), "resumed" (waited for the admin or
     was disconnected), "unchanged"."""
+    before = db.users.find_one({"_id": entry["_id"]}, ENROL_FIELDS)
+    (what,) = enrol_many(db, tenant_id, [(entry, before)], now)
+    return what, before
+
+
+def enrol_many(db: Database, tenant_id: str, pairs: list[tuple[dict, dict | None]],
+               now: datetime | None = None) -> list[str]:
+    """``enrol`` for many members at once, each with its users document as read before (``ENROL_FIELDS``, or
+    None): one bulk write. Returns what happened to each, in order."""
     now = now or utcnow()
-    email = (entry.get("mail") or entry.get("upn") or "").lower()
-    before = db.users.find_one({"_id": entry["_id"]})
-    if before is None:
-        db.users.update_one({"_id": entry["_id"]}, {"$setOnInsert": {
-            "tenant_id": tenant_id, "email": email, "display_name": entry.get("display_name") or email,
-            "entra_id": entry["_id"], "token_source": APP_SOURCE, "created_at": now, "updated_at": now,
-            "graph_ids": "immutable", "time_zone": None,
-            "digest": {"enabled": True, "time": None, "send_empty": False}, "sync": {"error_count": 0},
-            "connection": {"status": ConnectionStatus.CONNECTED.value, "reason": "tenant_wide", "since": now}}},
-            upsert=True)
-        return "new", None
-    status = (before.get("connection") or {}).get("status")
-    source = before.get("token_source") or USER_SOURCE
-    changes: dict = {"token_source": APP_SOURCE, "entra_id": entry["_id"], "updated_at": now}
-    if status in (ConnectionStatus.NEEDS_ADMIN.value, ConnectionStatus.DISCONNECTED.value,
-                  ConnectionStatus.NEEDS_RECONNECT.value, None):
-        changes |= {"connection.status": ConnectionStatus.CONNECTED.value, "connection.reason": "tenant_wide",
-                    "connection.since": now}
-        db.users.update_one({"_id": entry["_id"]}, {"$set": changes})
-        return "resumed", before
-    if source != APP_SOURCE:
-        db.users.update_one({"_id": entry["_id"]}, {"$set": changes})
-        return "switched", before
-    return "unchanged", before
+    outcomes, writes = [], []
+    for entry, before in pairs:
+        if before is None:
+            email = (entry.get("mail") or entry.get("upn") or "").lower()
+            writes.append(UpdateOne({"_id": entry["_id"]}, {"$setOnInsert": {
+                "tenant_id": tenant_id, "email": email, "display_name": entry.get("display_name") or email,
+                "entra_id": entry["_id"], "token_source": APP_SOURCE, "created_at": now, "updated_at": now,
+                "graph_ids": "immutable", "time_zone": None,
+                "digest": {"enabled": True, "time": None, "send_empty": False}, "sync": {"error_count": 0},
+                "connection": {"status": ConnectionStatus.CONNECTED.value, "reason": "tenant_wide", "since": now}}},
+                upsert=True))
+            outcomes.append("new")
+            continue
+        status = (before.get("connection") or {}).get("status")
+        source = before.get("token_source") or USER_SOURCE
+        changes: dict = {"token_source": APP_SOURCE, "entra_id": entry["_id"], "updated_at": now}
+        if status in (ConnectionStatus.NEEDS_ADMIN.value, ConnectionStatus.DISCONNECTED.value,
+                      ConnectionStatus.NEEDS_RECONNECT.value, None):
+            changes |= {"connection.status": ConnectionStatus.CONNECTED.value, "connection.reason": "tenant_wide",
+                        "connection.since": now}
+            writes.append(UpdateOne({"_id": entry["_id"]}, {"$set": changes}))
+            outcomes.append("resumed")
+        elif source != APP_SOURCE:
+            writes.append(UpdateOne({"_id": entry["_id"]}, {"$set": changes}))
+            outcomes.append("switched")
+        else:
+            outcomes.append("unchanged")
+    if writes:
+        db.users.bulk_write(writes, ordered=False)
+    return outcomes
+
+
+def users_for(db: Database, user_ids: list[str], fields: dict) -> dict[str, dict]:
+    """The users documents of these ids (those that exist), with ``fields`` only: one query."""
+    return {doc["_id"]: doc for doc in db.users.find({"_id": {"$in": user_ids}}, fields)} if user_ids else {}
 
 
 def set_source(db: Database, user_id: str, source: str, now: datetime | None = None) -> None:

@@ -4,7 +4,9 @@ Every operation on a user's subscription runs under ``calsync:lock:subscription:
 renewal, a lifecycle event and a reconnect never race each other into duplicates. Graph is told about
 replacements (the old subscription is deleted) and the Redis mirror the webhook reads is kept in step.
 Microsoft asks that a reauthorize and a PATCH of one subscription are never sent within 10 minutes of
-each other; ``renewed_at`` / ``reauthorized_at`` enforce that.
+each other; ``renewed_at`` / ``reauthorized_at`` enforce that. Every write (create, renew, reauthorize, delete)
+first takes a slot of its tenant's pace (``service.subscriptions.pacing``): Graph limits subscription writes
+per app and tenant, and all workers together keep to it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from service.store import subscriptions as store
 from service.store.records import Subscription, SubscriptionStatus
 from service.subscriptions import mirror
 from service.subscriptions.certificate import KeyPair, load_keypair
+from service.subscriptions.pacing import PaceExceeded, SubscriptionPacer
 from service.sync import ids, mailboxes
 from service.sync.requests import request_sync
 from service.sync.runner import LOCK_KEY as SYNC_LOCK_KEY
@@ -111,6 +114,18 @@ class Subscriptions:
     redis: Redis
     graph_for: Callable[[str], GraphClient]
     clock: Callable[[], datetime] = field(default=utcnow)
+    pacer: SubscriptionPacer | None = None
+
+    def __post_init__(self) -> None:
+        if self.pacer is None:
+            self.pacer = SubscriptionPacer(self.redis)
+
+    def _graph(self, user_id: str, tenant_id: str | None = None) -> PacedGraph:
+        """Graph as the user (or with their tenant's app token), writes paced by their tenant."""
+        if tenant_id is None:
+            user = users.get(self.db, user_id)
+            tenant_id = user.tenant_id if user else None
+        return PacedGraph(self.graph_for(user_id), self.pacer, tenant_id)
 
     # ------------------------------------------------------------ create / recreate / delete
 
@@ -150,7 +165,7 @@ class Subscriptions:
             store.delete(self.db, subscription.id)
             users.clear_subscription_missing(self.db, user_id)
         try:
-            _delete_quietly(self.graph_for(user_id), subscription.id)
+            _delete_quietly(self._graph(user_id, subscription.tenant_id), subscription.id)
         except (ReconnectRequired, TokenUnavailable):
             log.info("subscription %s left to expire at Graph: no token for user %s", subscription.id, user_id)
         self._count("deleted")
@@ -270,7 +285,7 @@ class Subscriptions:
         user = users.get(self.db, user_id)
         if user is None or not user.connected:
             raise NotConnected(user_id)
-        graph = self.graph_for(user_id)
+        graph = self._graph(user_id, user.tenant_id)
         keypair = load_keypair(self.settings) if self.settings.rich_notifications else None
         client_state = secrets.token_urlsafe(48)  # 64 characters; Graph allows 128
         body = subscription_body(self.settings, user_id, client_state, now, keypair)
@@ -345,7 +360,7 @@ class Subscriptions:
 
     def _replace_beside_locked(self, old: Subscription, now: datetime) -> Subscription:
         user = users.get(self.db, old.user_id)
-        graph = self.graph_for(old.user_id)
+        graph = self._graph(old.user_id, user.tenant_id if user else None)
         keypair = load_keypair(self.settings) if self.settings.rich_notifications else None
         client_state = secrets.token_urlsafe(48)
         # An application token has no "me": a tenant-wide mailbox's subscription is replaced in turn (below).
@@ -386,7 +401,7 @@ class Subscriptions:
             return False   # it is someone's current subscription again: not ours to retire
         try:
             with self._user_lock(user_id):
-                _delete_quietly(self.graph_for(user_id), subscription_id)
+                _delete_quietly(self._graph(user_id), subscription_id)
             deleted = True
         except (ReconnectRequired, TokenUnavailable):
             deleted = False
@@ -399,7 +414,7 @@ class Subscriptions:
         """One Graph call for a stored subscription: the response; or GONE on 404 (marked removed), SKIPPED
         when the user must reconnect, FAILED after recording the failure and its back-off."""
         try:
-            graph = self.graph_for(subscription.user_id)
+            graph = self._graph(subscription.user_id, subscription.tenant_id)
             if fresh_token:
                 # Graph ties the subscription to the token it is handed: after a reauthorization challenge
                 # it must get one with a full lifetime, not a cached one about to expire.
@@ -430,7 +445,45 @@ class Subscriptions:
         self.redis.incr(STATS.format(name=str(name)))
 
 
-def _delete_quietly(graph: GraphClient, subscription_id: str) -> None:
+# A DELETE also runs inside web requests (an opt-out, a disconnect), which must answer well within gunicorn's 30 s:
+# it waits at most this long for its slot. Refused, it fails as any failed delete does: the subscription expires
+# at Graph by itself, and the webhook no longer knows it.
+DELETE_MAX_WAIT = 2.0
+# Outlook's per-mailbox throttling (the mailbox gate pauses that mailbox); not the subscription service's limit.
+MAILBOX_THROTTLE_CODES = frozenset({"MailboxBusy", "ApplicationThrottled"})
+
+
+class PacedGraph:
+    """A GraphClient whose writes wait for a slot of the tenant's pace; a 429 on a write pauses the tenant's
+    writes for every worker (its Retry-After). Reads pass straight through."""
+
+    def __init__(self, graph: GraphClient, pacer: SubscriptionPacer | None, tenant_id: str | None):
+        self.graph = graph
+        self.pacer = pacer
+        self.tenant_id = tenant_id
+
+    def token(self, force_refresh: bool = False) -> str:
+        return self.graph.token(force_refresh=force_refresh)
+
+    def request(self, method: str, path_or_url: str, **kwargs):
+        if method == "GET" or self.pacer is None:
+            return self.graph.request(method, path_or_url, **kwargs)
+        try:
+            self.pacer.acquire(self.tenant_id, DELETE_MAX_WAIT if method == "DELETE" else None)
+        except PaceExceeded as exc:
+            raise Throttled(429, "SubscriptionWritesPaced", str(exc), retry_after=exc.retry_after) from None
+        try:
+            return self.graph.request(method, path_or_url, **kwargs)
+        except GraphError as exc:
+            if exc.status == 429 and exc.code not in MAILBOX_THROTTLE_CODES:
+                self.pacer.pause(self.tenant_id, exc.retry_after or 2.0)
+            raise
+
+    def get_json(self, path_or_url: str, **kwargs) -> dict:
+        return self.request("GET", path_or_url, **kwargs).json()
+
+
+def _delete_quietly(graph: GraphClient | PacedGraph, subscription_id: str) -> None:
     """DELETE a subscription at Graph; already gone is fine, other failures only mean it expires on its own."""
     try:
         graph.request("DELETE", f"subscriptions/{subscription_id}")
@@ -439,7 +492,7 @@ def _delete_quietly(graph: GraphClient, subscription_id: str) -> None:
             log.warning("could not delete subscription %s at Graph (%s); it will expire", subscription_id, exc)
 
 
-def _post_subscription(graph: GraphClient, body: dict) -> dict:
+def _post_subscription(graph: GraphClient | PacedGraph, body: dict) -> dict:
     """POST /subscriptions; after a 409 (a leftover we lost track of) delete ours on that resource, retry once."""
     try:
         return graph.request("POST", "subscriptions", json=body).json()

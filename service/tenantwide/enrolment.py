@@ -11,7 +11,7 @@ lifecycle and coalescing code as a per-user connection reads their mailbox, only
 (``service.identity.tokens``). A person covered both ways is one document, one subscription: the app token
 wins while the tenant is tenant-wide (it survives password changes), and their own grant is kept, so switching
 the tenant back to per-user resumes with it. Each mailbox is probed first (``enrol_mailbox``): in scope →
-subscription and first sync; ``ErrorAccessDenied`` (out of an Exchange RBAC scope or access policy) →
+subscription and first sync (in the same job); ``ErrorAccessDenied`` (out of an Exchange RBAC scope or access policy) →
 reported, left alone, checked again only after the admin says the policy changed (and once more an hour later,
 Exchange's own delay); ``MailboxNotEnabledForRESTAPI`` → no mailbox; ``ErrorInvalidUser`` → invalid.
 """
@@ -19,6 +19,7 @@ Exchange's own delay); ``MailboxNotEnabledForRESTAPI`` → no mailbox; ``ErrorIn
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,10 +28,12 @@ from email.message import EmailMessage
 import requests
 from pymongo.database import Database
 from redis import Redis
+from rq import get_current_job
 
 from service import outbox, queues
 from service.config import Settings
 from service.connections.lifecycle import Connections
+from service.digest import plan as digest_plan
 from service.graph import GraphClient, GraphError, mailbox_unavailable
 from service.identity.apptokens import AppConsentMissing, AppTokens
 from service.identity.tokens import ReconnectRequired, TokenUnavailable, consent_lost
@@ -39,7 +42,7 @@ from service.store import people, tenants, users, utcnow
 from service.store import tenantwide as store
 from service.store import tokens as token_store
 from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
-from service.sync import mailboxes
+from service.sync import mailboxes, runner
 from service.sync.requests import request_sync
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ SCOPE_STATES = {"mailbox_access_denied": "out_of_scope", "no_exchange_mailbox": 
                 "mailbox_not_found": "invalid"}
 POLICY_DELAY = timedelta(minutes=65)    # Exchange may take an hour to apply an RBAC / access-policy change
 MAX_DELTA_PAGES = 10_000
+ENROL_CHUNK = 500        # directory members enrolled per round trip (read, bulk write, jobs queued)
 # Global Administrator and Privileged Role Administrator (role template ids): the roles Microsoft lets grant
 # tenant-wide consent to application permissions of Microsoft Graph.
 ADMIN_ROLES = frozenset({"62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814"})
@@ -142,21 +146,39 @@ class TenantWide:
         return True
 
     def enrol_tenant(self, tenant_id: str, config: dict | None = None, group: set[str] | None = None) -> dict:
-        """Enrol who is eligible (queueing each mailbox's probe) and let go of who no longer is."""
+        """Enrol who is eligible (queueing each mailbox's probe) and let go of who no longer is.
+
+        In chunks of ``ENROL_CHUNK`` members: one read of their users documents, one bulk write of the
+        enrolments and one Redis round trip queueing their jobs, so that a tenant of 20,000 is a few hundred
+        round trips instead of 80,000, and the workers start on the first chunk while the next is written."""
         config = config or store.settings(self.db, tenant_id)
         if config["enrolment"] == "group" and group is None:
             group = self._group_members(tenant_id, config)
         done = {"enrolled": 0, "left": 0}
         enrolled_now = set(store.app_user_ids(self.db, tenant_id))
-        for entry in store.members(self.db, tenant_id):
-            person = self.db.users.find_one({"_id": entry["_id"]}, {"opted_out_at": 1, "opted_in_at": 1})
-            if self.eligible(entry, config, group, person):
-                what, _ = store.enrol(self.db, tenant_id, entry, self.clock())
-                if what != "unchanged":
-                    done["enrolled"] += 1
-                    queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOX, entry["_id"], what)
-            elif entry["_id"] in enrolled_now:
-                self.leave(entry["_id"], "no longer enrolled")
+        entries = store.members(self.db, tenant_id)
+        queue = queues.get_queue(queues.SUBSCRIPTIONS, self.redis)
+        for start in range(0, len(entries), ENROL_CHUNK):
+            chunk = entries[start:start + ENROL_CHUNK]
+            people_docs = store.users_for(self.db, [e["_id"] for e in chunk], store.ENROL_FIELDS)
+            joining, leaving = [], []
+            for entry in chunk:
+                person = people_docs.get(entry["_id"])
+                if self.eligible(entry, config, group, person):
+                    joining.append((entry, person))
+                elif entry["_id"] in enrolled_now:
+                    leaving.append(entry["_id"])
+            outcomes = store.enrol_many(self.db, tenant_id, joining, self.clock())
+            jobs = [queue.prepare_data(queues.TENANT_ENROL_MAILBOX, (entry["_id"], what), timeout=300,
+                                       result_ttl=3600, failure_ttl=7 * 86400, retry=queues.DEFAULT_RETRY)
+                    for (entry, _), what in zip(joining, outcomes, strict=True) if what != "unchanged"]
+            if jobs:
+                with self.redis.pipeline() as pipe:
+                    queue.enqueue_many(jobs, pipeline=pipe)
+                    pipe.execute()
+                done["enrolled"] += len(jobs)
+            for user_id in leaving:
+                self.leave(user_id, "no longer enrolled")
                 done["left"] += 1
         return done
 
@@ -166,16 +188,36 @@ class TenantWide:
         user = users.get(self.db, user_id)
         if user is None or not user.tenant_wide or not user.connected:
             return "skipped"
-        state = self.probe(user_id)
+        # This process's token memos of the user go first (their source may just have changed); the probe
+        # then fetches the app token's, which the subscription and the first sync reuse.
+        self.connections.tokens.forget(user_id)
+        state = self.probe(user_id, user.connection.status == ConnectionStatus.CANNOT_SYNC)
         if state != "in_scope":
             return state
-        self.connections.tokens.forget(user_id)
         self.connections.subscriptions.create(user_id)   # replaces (never duplicates) a per-user one
-        users.clear_subscription_missing(self.db, user_id)
-        request_sync(self.redis, user_id, "tenant_wide")
+        self.first_sync(user_id)
         return f"subscribed:{what}"
 
-    def probe(self, user_id: str) -> str:
+    def first_sync(self, user_id: str) -> str:
+        """The mailbox's first sync, right here, after its subscription exists (what changed before it was made
+        is read now; what changes after is notified). Run in the enrolment job rather than queued as a job of its
+        own: enrolling a tenant is one job per mailbox instead of two, and the mailbox's user document, token
+        and connections are warm. The sync takes the user's sync lock as any sync does (a concurrent one makes
+        this one coalesce); if it fails here, it is requested as any other sync is, with that path's retries."""
+        job = get_current_job()
+        owner = job.id if job is not None else uuid.uuid4().hex   # an RQ retry of this job takes its lock back
+        try:
+            report = runner.sync_user(self.db, self.redis, self.settings, self.connections.subscriptions.graph_for,
+                                      user_id, owner)
+        except Exception as exc:  # noqa: BLE001 - any failure: the sync is requested, with the sync path's retries
+            log.info("first sync of tenant-wide mailbox %s failed here (%s); requested", user_id, type(exc).__name__)
+            request_sync(self.redis, user_id, "tenant_wide")
+            return "requested"
+        if report.time_zone:
+            digest_plan.reschedule(self.db, user_id, self.settings.digest_default_time)
+        return str(report.outcome)
+
+    def probe(self, user_id: str, cannot_sync: bool = True) -> str:
         """Ask for one calendar with the app token: in_scope, out_of_scope (ErrorAccessDenied), no_mailbox
         (MailboxNotEnabledForRESTAPI) or invalid (ErrorInvalidUser). Anything else raises (RQ retries)."""
         now = self.clock()
@@ -193,7 +235,8 @@ class TenantWide:
         except (ReconnectRequired, TokenUnavailable):
             return "no_token"
         store.record_scope(self.db, user_id, "in_scope", None, now)
-        if users.mark_available(self.db, user_id, now):   # it could not be read before: now it can
+        # It could not be read before: now it can (``cannot_sync`` False: its document says it could).
+        if cannot_sync and users.mark_available(self.db, user_id, now):
             outbox.connection_status_changed(self.db, self.redis, user_id, ConnectionStatus.CONNECTED,
                                              mailboxes.MAILBOX_AVAILABLE, ConnectionStatus.CANNOT_SYNC, now)
         return "in_scope"

@@ -75,3 +75,22 @@ def test_p12_channels_smoke_delivers_each_person_once_through_a_killed_worker(tm
         assert rows[f"{name}: people with more than one message"]["value"] == 0
     assert rows["20 digests on Microsoft Teams (first contacts)"]["baseline"] == 0.4
     assert _our_processes() <= before
+
+
+@pytest.mark.slow
+def test_p11_tenant_smoke_enrols_every_mailbox_over_the_procfile_within_graphs_limits(tmp_path):
+    """P11's tiny run: a tenant enrolled by real rq worker processes; every mailbox subscribed and synced, Graph
+    (the emulator, enforcing its documented limits) never had to answer 429, and nothing is left running."""
+    out = tmp_path / "results.json"
+    before = _our_processes()
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P11", "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["name"]: row for row in json.loads(out.read_text())["parts"][0]["rows"]}
+    assert rows["mailboxes subscribed"]["value"] == rows["mailboxes subscribed"]["baseline"] == 20
+    assert rows["mailboxes synced"]["value"] == 20
+    assert rows["429s from Graph (subscription writes; mailbox limits)"]["value"] == 0
+    assert rows["most subscription writes in one 20 s window"]["met"] is True
+    assert rows["processes left after stopping the topology"]["value"] == 0
+    assert any(name.startswith("peak RSS, job worker") for name in rows)
+    assert _our_processes() <= before

@@ -1,4 +1,5 @@
-"""Outlook's mailbox limits per app and mailbox: 4 concurrent requests and 10,000 requests per 10 minutes."""
+"""Outlook's mailbox limits per app and mailbox: 4 concurrent requests and 10,000 requests per 10 minutes; the
+subscription service's writes per app and tenant."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from emulator.identity import DEV_CLIENT_ID
 from emulator.testing import ControlError
 from harness.waiting import wait_until
-from tests.support.emulated import assert_graph_error
+from tests.support.emulated import assert_graph_error, sub_body
 
 CONCURRENCY_MESSAGE = "Application is over its MailboxConcurrency limit."
 
@@ -54,7 +55,8 @@ def test_a_fifth_concurrent_request_to_a_mailbox_is_throttled(world, emu):
     stats = stats_for(emu, world.ada["id"])
     assert stats["peak_concurrency"] == 4 and stats["in_flight"] == 0
     assert stats["throttled"] == {"MailboxConcurrency": 4} and stats["requests"] == 4
-    assert emu.control.limits()["throttled"] == {"MailboxConcurrency": 4, "MailboxRequestRate": 0}
+    assert emu.control.limits()["throttled"] == {"MailboxConcurrency": 4, "MailboxRequestRate": 0,
+                                                 "SubscriptionWriteRate": 0}
     assert world.ada_graph.get("/me/calendars").status_code == 200, "every slot was given back"
 
 
@@ -105,8 +107,10 @@ def test_the_request_rate_per_mailbox_with_retry_after_on_the_emulator_clock(wor
 
 def test_limits_control(emu):
     assert emu.control.limits() == {"mailbox_concurrency": 4, "mailbox_requests_per_10_minutes": 10_000,
-                                    "throttled": {"MailboxConcurrency": 0, "MailboxRequestRate": 0},
-                                    "mailboxes": []}
+                                    "subscription_writes_per_20_seconds": 1_000,
+                                    "throttled": {"MailboxConcurrency": 0, "MailboxRequestRate": 0,
+                                                  "SubscriptionWriteRate": 0},
+                                    "mailboxes": [], "tenants": []}
     lifted = emu.control.set_limits(mailbox_concurrency=None, mailbox_requests_per_10_minutes=50)
     assert lifted["mailbox_concurrency"] is None and lifted["mailbox_requests_per_10_minutes"] == 50
     assert emu.control.set_limits()["mailbox_concurrency"] == 4, "absent settings take Outlook's values"
@@ -118,3 +122,33 @@ def test_limits_control(emu):
     emu.control.set_limits(mailbox_concurrency=2)
     emu.control.reset()
     assert emu.control.limits()["mailbox_concurrency"] == 4
+
+
+def test_subscription_writes_per_app_and_tenant_on_a_20_second_window(world, emu, receiver):
+    """Create, update, reauthorize and delete count; reads do not; another tenant has its own window."""
+    emu.control.set_limits(subscription_writes_per_20_seconds=4)
+    created = world.ada_graph.post("/subscriptions", sub_body(receiver))
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    assert world.ada_graph.patch(f"/subscriptions/{sub_id}", {"expirationDateTime": created.json()[
+        "expirationDateTime"]}).status_code == 200
+    assert world.ada_graph.post(f"/subscriptions/{sub_id}/reauthorize", {}).status_code == 204
+    for _ in range(3):
+        assert world.ada_graph.get("/subscriptions").status_code == 200, "reads are not writes"
+    app_made = world.app_graph.post("/subscriptions", sub_body(receiver, resource=f"users/{world.bob['id']}/events"))
+    assert app_made.status_code == 201, "the fourth write: the app's writes in the tenant, whatever the token"
+
+    throttled = world.ada_graph.delete(f"/subscriptions/{sub_id}")
+    assert_graph_error(throttled, 429, "TooManyRequests")
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 20
+    other = emu.control.create_tenant(display_name="Fabrikam")["id"]
+    carol = emu.control.create_user(tenant_id=other, mail="carol@fabrikam.example")
+    carol_graph = world.graph(emu.control.token(user_id=carol["id"]))
+    carols = carol_graph.post("/subscriptions", sub_body(receiver, resource=f"users/{carol['id']}/events"))
+    assert carols.status_code == 201, "another tenant's window"
+
+    emu.control.advance_clock(seconds=21)
+    assert world.ada_graph.delete(f"/subscriptions/{sub_id}").status_code == 204
+    (mine,) = [t for t in emu.control.limits()["tenants"] if t["tenant_id"] == world.tenant["id"]]
+    assert mine["subscription_writes"] == 5 and mine["peak_writes_per_20_seconds"] == 4 and mine["throttled"] == 1
+    assert emu.control.limits()["throttled"]["SubscriptionWriteRate"] == 1

@@ -4,6 +4,9 @@ with the app token, and what a password change does to user-token and app-token 
 
 from __future__ import annotations
 
+from rq import Queue
+
+from service import queues
 from service.store import tenantwide
 from service.store import users as user_store
 from tests.support.connect import connect_user, emulated_user
@@ -67,3 +70,47 @@ def test_a_password_change_removes_user_token_subscriptions_but_not_app_token_on
     assert removed[0] == [] and len(removed[1]) == 1
     assert len(active_subscriptions(stack, alice["id"])) == 1
     assert active_subscriptions(stack, erin["id"]) == []
+
+
+def test_a_mailbox_is_probed_subscribed_and_first_synced_in_one_job(stack):
+    """Enrolment runs the first sync itself (one job per mailbox, not two): its events are stored when the job
+    returns, and no sync job is left queued for it."""
+    control = stack.emulator.control
+    tenant = new_tenant(stack)
+    admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
+    alice = emulated_user(stack, mail="alice@contoso.com", tenant_id=tenant)
+    control.create_event(alice["id"], meeting_soon())
+    connect_tenant(stack, admin["id"])
+    stack.runtime.tenant_wide.sync_directory(tenant)   # enrolment jobs queued, not run
+    db = stack.runtime.db
+
+    assert stack.runtime.tenant_wide.enrol_mailbox(alice["id"]) == "subscribed:new"
+
+    assert db.events.count_documents({"user_id": alice["id"]}) == 1
+    assert user_store.get(db, alice["id"]).sync.last_sync_at is not None
+    assert len(active_subscriptions(stack, alice["id"])) == 1
+    sync_jobs = Queue(queues.SYNC, connection=stack.runtime.redis).jobs
+    assert [j for j in sync_jobs if j.args and j.args[0] == alice["id"]] == []
+
+
+def test_a_first_sync_that_fails_in_the_enrolment_job_is_requested_as_any_sync(stack):
+    control = stack.emulator.control
+    tenant = new_tenant(stack)
+    admin = emulated_user(stack, mail="admin@contoso.com", tenant_id=tenant, roles=[GLOBAL_ADMIN])
+    alice = emulated_user(stack, mail="alice@contoso.com", tenant_id=tenant)
+    control.create_event(alice["id"], meeting_soon())
+    connect_tenant(stack, admin["id"])
+    stack.runtime.tenant_wide.sync_directory(tenant)
+    db = stack.runtime.db
+    control.set_faults(path_prefix=f"/users/{alice['id']}/calendars/", script=[{"status": 500}] * 8)
+
+    assert stack.runtime.tenant_wide.enrol_mailbox(alice["id"]) == "subscribed:new"
+    assert db.events.count_documents({"user_id": alice["id"]}) == 0
+    assert len(active_subscriptions(stack, alice["id"])) == 1, "the subscription stays"
+
+    sync_jobs = Queue(queues.SYNC, connection=stack.runtime.redis).jobs
+    assert [j.func_name for j in sync_jobs if list(j.args) == [alice["id"]]] == [queues.SYNC_USER]
+    Queue(queues.SUBSCRIPTIONS, connection=stack.runtime.redis).empty()   # the directory's enrolment jobs
+    control.clear_faults()
+    stack.run_jobs()
+    assert db.events.count_documents({"user_id": alice["id"]}) == 1, "the requested sync read it"
