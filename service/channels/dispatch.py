@@ -12,6 +12,7 @@ from service.channels import slack, teams
 from service.channels.errors import Busy, Unavailable
 from service.store import channels as store
 from service.store.records import User
+from service.workers import observe
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exceptio
     existing = rt.db.channel_sends.find_one({"_id": f"{message.record}:{channel}"})
     if existing and existing["status"] in (store.SENT, store.GAVE_UP):
         return (SENT if existing["status"] == store.SENT else existing["reason"]), None
-    if not store.claim_send(rt.db, message.record, channel, user.id):
+    redis = getattr(rt, "redis", None)
+    alive = (lambda name: observe.holder_alive(redis, name)) if redis is not None else None
+    if not store.claim_send(rt.db, message.record, channel, user.id, holder=observe.holder(), holder_alive=alive):
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)
