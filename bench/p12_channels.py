@@ -152,6 +152,7 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     for uid in ids:
         queue.enqueue(deliver_one, uid, records[uid], retry=queues.DEFAULT_RETRY, job_timeout=120)
     wait_until(lambda: sent() >= size // 3, timeout=600, interval=0.05, message="a third of the messages")
+    before_kill = sent() / (time.perf_counter() - began)      # the steady rate, no recovery in it
     victim = f"p12-{channel}-worker-0"
     pgid = procs.running[victim].pid
     os.killpg(pgid, signal.SIGKILL)
@@ -182,7 +183,8 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
         members = {uid: m["email"] for team in emu.emulator.slack.teams.values() for uid, m in team["members"].items()}
         by_email = {doc["email"]: doc["_id"] for doc in rt.db.users.find({"_id": {"$in": ids}}, {"email": 1})}
         counts = Counter(by_email.get(members.get(m["user"])) for m in emu.emulator.slack.messages)
-    return {"elapsed": elapsed, "taken_over": taken_over, "after_kill": last_after_kill, "retries": len(retries),
+    return {"elapsed": elapsed, "before_kill": before_kill, "taken_over": taken_over, "after_kill": last_after_kill,
+            "retries": len(retries),
             "counts": [counts.get(uid, 0) for uid in ids], **extra}
 
 
@@ -219,6 +221,7 @@ def add_rows(part: Part, channel: str, size: int, figures: dict) -> None:
         part.add(f"{size:,} digests on {name} (first contacts)", round(elapsed, 2), "s", None,
                  f"within the burst of {limit}: no rate minimum", "", None)
     part.add(f"{name}: throughput", round(size / elapsed, 1), "msg/s")
+    part.add(f"{name}: throughput before the kill (2 workers, no recovery)", round(figures["before_kill"], 1), "msg/s")
     counts = figures["counts"]
     part.add(f"{name}: people with no message after the kill", sum(1 for c in counts if c == 0), "", 0, "", "0",
              all(c >= 1 for c in counts))
