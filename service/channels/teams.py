@@ -5,17 +5,14 @@ Installation needs nothing from the person: with the application permission
 ``POST /users/{id}/teamwork/installedApps`` installs the app for them (409 when it already is), and
 ``GET …/installedApps/{id}/chat`` names the 1:1 chat. Messages go to the Bot Connector at the conversation's
 ``serviceUrl`` with a token from the identity platform for ``https://api.botframework.com/.default``, through
-the Microsoft 365 Agents SDK's ``ConnectorClient``. A tenant without consent is "unavailable: admin consent
+the Microsoft 365 Agents SDK's ``ConnectorClient``, on a session kept alive per process
+(``service.channels.connections``). A tenant without consent is "unavailable: admin consent
 needed" and is not asked again for a day: nothing loops.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import logging
-import os
 import threading
 from datetime import timedelta
 from urllib.parse import quote
@@ -23,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import msal
 
+from service.channels import connections
 from service.channels.errors import Busy, Unavailable
 from service.identity.apptokens import AppConsentMissing
 from service.identity.msal_app import build_app
@@ -55,73 +53,21 @@ def send(rt, user: User, message) -> None:
 
     activity = Activity(type="message", text=message.text[:1000], summary=message.text.split("\n", 1)[0][:200],
                         attachments=[Attachment(content_type=CARD, content=message.card)])
+    token, service_url = bot_token(rt, user), link["service_url"]
+
+    async def post(session, lock) -> None:
+        from microsoft_agents.hosting.core import ConnectorClient  # noqa: PLC0415 - see above
+
+        async with lock:    # ConnectorClient sets its token in the session's headers: one post at a time on it
+            client = ConnectorClient(service_url, token, session=session)
+            await client.conversations.send_to_conversation(link["conversation_id"], activity)
+
     try:
-        _connections.run(_post(rt, link["service_url"], bot_token(rt, user), link["conversation_id"], activity),
-                         rt.settings.http_timeout + 5)
+        connections.run(post, rt.ssl_context, rt.settings.http_timeout, base_url=_slash(service_url))
     except aiohttp.ClientResponseError as exc:
         _connector_error(rt, user, exc)
 
 
-async def _post(rt, service_url: str, token: str, conversation_id: str, activity) -> None:
-    from microsoft_agents.hosting.core import ConnectorClient  # noqa: PLC0415 - see send()
-
-    session, lock = _connections.session(service_url, rt.ssl_context, rt.settings.http_timeout)
-    async with lock:    # ConnectorClient sets its token in the session's headers: one post at a time on it
-        client = ConnectorClient(service_url, token, session=session)
-        await client.conversations.send_to_conversation(conversation_id, activity)
-
-
-class _Connections:
-    """One event loop per process, in a thread of its own, and one aiohttp session per Bot Connector
-    ``serviceUrl`` on it: its connections (and their TLS sessions) are kept alive from one message to the next,
-    as the requests session to Graph is, instead of a new loop, session and TLS handshake per message (bench P12).
-    The token goes with each request (``ConnectorClient``'s header), so a session serves every tenant."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-        self._sessions: dict[tuple, tuple[aiohttp.ClientSession, asyncio.Lock]] = {}
-
-    def run(self, coroutine, timeout: float):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()).result(timeout)
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():     # a forked child starts its own
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="teams-connector", daemon=True).start()
-                if self._loop is None:
-                    atexit.register(self.close)
-                self._loop, self._pid, self._sessions = loop, os.getpid(), {}
-            return self._loop
-
-    def close(self) -> None:
-        """Close the sessions (at exit: their connections are not reported as leaked)."""
-        with self._lock:
-            loop, sessions, self._sessions = self._loop, list(self._sessions.values()), {}
-        if loop is None or self._pid != os.getpid() or not loop.is_running():
-            return
-
-        async def close_all() -> None:
-            for session, _ in sessions:
-                await session.close()
-
-        with contextlib.suppress(Exception):   # at exit: nothing left to tell
-            asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
-
-    def session(self, service_url: str, ssl_context, timeout: float) -> tuple[aiohttp.ClientSession, asyncio.Lock]:
-        """The session for ``service_url``, and the lock its posts take (called on the loop's thread)."""
-        key = (_slash(service_url), id(ssl_context), timeout)
-        found = self._sessions.get(key)
-        if found is None or found[0].closed:
-            found = self._sessions[key] = (aiohttp.ClientSession(
-                base_url=key[0], connector=aiohttp.TCPConnector(ssl=ssl_context),
-                timeout=aiohttp.ClientTimeout(total=timeout)), asyncio.Lock())
-        return found
-
-
-_connections = _Connections()
 
 
 def _slash(url: str) -> str:
