@@ -11,12 +11,12 @@ doubled it (66 ms: the fork, then new MongoDB, Redis and TLS connections and MSA
 time), and at 200 changes/s over 50 users freshness p99 went from 2.5 s forking to 1.1 s. What the fork
 gave, we keep otherwise: a job's time limit is RQ's SIGALRM in the main thread, as in a horse; and, as a
 forking worker's main loop does while its horse runs, a thread renews the heartbeats of the worker and
-of the running job every ``job_monitoring_interval`` (30 s) with a short TTL. RQ's SimpleWorker sets one
+of the running job every ``HEARTBEAT_SECONDS`` with a short TTL. RQ's SimpleWorker sets one
 heartbeat of the job's whole timeout plus a minute instead (360 s for a sync), so a worker SIGKILLed
 mid-job left its job looking alive for six minutes before RQ retried it; now RQ's registry cleanup
-finds it abandoned within about 20 s (a beat every ``HEARTBEAT_SECONDS``, a TTL of ``HEARTBEAT_TTL``) and
-retries it under the same id, which takes its user's lock back at once, and the claim its dead execution held on
-a message (``service.workers.observe.holder_alive``).
+finds it abandoned within about 20 s (a TTL of ``HEARTBEAT_TTL``) and our maintenance retries it under the
+same id at once, which takes its user's lock back at once, and the claim its dead execution held on a message
+(``service.workers.observe.holder_alive``).
 
 A job can also be lost between RQ's dequeue and its execution being recorded: a worker on one queue moves the
 job to the queue's intermediate list (BLMOVE), then records its execution in the StartedJobRegistry. Killed in
@@ -54,8 +54,8 @@ from service.workers.observe import ObservedJobs
 # Redis reads per queue). It also bounds an idle worker's dequeue wait, so that idle workers run it too.
 MAINTENANCE_SECONDS = 10
 # A running job's heartbeat: renewed every HEARTBEAT_SECONDS, it lapses HEARTBEAT_TTL after the last one. A
-# SIGKILLed worker's job is then found abandoned and retried within HEARTBEAT_TTL + MAINTENANCE_SECONDS (plus the
-# retry's 10 s); a live one would have to miss three beats in a row to look dead.
+# SIGKILLed worker's job is then found abandoned and retried within HEARTBEAT_TTL + MAINTENANCE_SECONDS; a live
+# one would have to miss three beats in a row to look dead.
 HEARTBEAT_SECONDS = 5
 HEARTBEAT_TTL = 20
 # A job in a queue's intermediate list but in no StartedJobRegistry this long was taken by a worker that died

@@ -47,7 +47,8 @@ def test_a_card_whose_worker_was_killed_mid_send_is_delivered_once_by_another(tm
     workers: list[subprocess.Popen] = []
     with running_emulator(tmp_path / "emulator") as emu:
         settings = Settings(public_url="http://127.0.0.1:9", mongodb_uri=mongodb_uri, redis_url=redis_url,
-                            data_dir=str(tmp_path / "var"), http_timeout=30.0).with_overrides(**emu.settings_overrides())
+                            data_dir=str(tmp_path / "var"), http_timeout=30.0)
+        settings = settings.with_overrides(**emu.settings_overrides())
         rt = Runtime(settings)
         try:
             init_db(rt.db)
