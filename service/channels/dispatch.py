@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
 
-from service.channels import slack, teams
+from service.channels import claims, slack, teams
 from service.channels.errors import Busy, Unavailable
 from service.store import channels as store
 from service.store.records import User
-from service.workers import observe
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +72,8 @@ def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exceptio
     if existing and existing["status"] in (store.SENT, store.GAVE_UP):
         return (SENT if existing["status"] == store.SENT else existing["reason"]), None
     redis = getattr(rt, "redis", None)
-    alive = (lambda name: observe.holder_alive(redis, name)) if redis is not None else None
-    if not store.claim_send(rt.db, message.record, channel, user.id, holder=observe.holder(), holder_alive=alive):
+    alive = (lambda name: claims.holder_alive(redis, name)) if redis is not None else None
+    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(), holder_alive=alive):
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)

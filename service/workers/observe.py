@@ -4,38 +4,21 @@ and a teardown that cannot hang.
 Mixed into the Procfile's ``Worker`` and the in-process ``ThreadWorker``; ``perform_job`` runs the job (in
 the worker's process, or its thread), so that is where the job's samples are recorded.
 
-It also names the running execution (``holder()``): a claim a job takes on a message (``channel_sends``) records
-it, and a later run of that job, or another job for that message, may take the claim over as soon as that
-execution is no longer alive (``holder_alive``: RQ's execution key, which lapses a heartbeat TTL after its worker
-died), instead of waiting out the claim's 15 minutes with no retry left to come back.
+It also names the running execution for the message claims the job takes (``service.channels.claims``).
 """
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
 import time
 
-from rq.executions import Execution
-
 from service import logs, metrics
+from service.channels import claims
 
 log = logging.getLogger(__name__)
 
 CONTEXT_ARGUMENTS = ("user_id", "subscription_id")
-
-_holder: contextvars.ContextVar[str | None] = contextvars.ContextVar("calsync_rq_execution", default=None)
-
-
-def holder() -> str | None:
-    """The running RQ execution (``<job id>:<execution id>``), or None outside a worker's job."""
-    return _holder.get()
-
-
-def holder_alive(redis, name: str) -> bool:
-    """Whether the execution ``holder()`` named is still running: its Redis key lives while its worker beats."""
-    return bool(redis.exists(Execution.from_composite_key(name, redis).key))
 
 
 class ObservedJobs:
@@ -47,12 +30,9 @@ class ObservedJobs:
 
     def perform_job(self, job, queue, execution) -> bool:
         started = time.monotonic()
-        token = _holder.set(execution.composite_key if execution is not None else None)
-        try:
-            with logs.bound(job_id=job.id, queue=queue.name, **_known_ids(job)):
-                ok = super().perform_job(job, queue, execution)
-        finally:
-            _holder.reset(token)
+        holder = execution.composite_key if execution is not None else None
+        with claims.held_by(holder), logs.bound(job_id=job.id, queue=queue.name, **_known_ids(job)):
+            ok = super().perform_job(job, queue, execution)
         function = (job.func_name or "").rsplit(".", 1)[-1] or "unknown"
         metrics.JOBS.labels(queue.name, function, "finished" if ok else "failed").inc()
         metrics.JOB_SECONDS.labels(queue.name).observe(time.monotonic() - started)

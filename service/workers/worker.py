@@ -16,7 +16,7 @@ heartbeat of the job's whole timeout plus a minute instead (360 s for a sync), s
 mid-job left its job looking alive for six minutes before RQ retried it; now RQ's registry cleanup
 finds it abandoned within about 20 s (a TTL of ``HEARTBEAT_TTL``) and our maintenance retries it under the
 same id at once, which takes its user's lock back at once, and the claim its dead execution held on a message
-(``service.workers.observe.holder_alive``).
+(``service.channels.claims``).
 
 A job can also be lost between RQ's dequeue and its execution being recorded: a worker on one queue moves the
 job to the queue's intermediate list (BLMOVE), then records its execution in the StartedJobRegistry. Killed in

@@ -11,8 +11,8 @@ from rq import Queue, Retry
 from rq.executions import Execution
 from rq.job import JobStatus
 
+from service.channels.claims import holder_alive
 from service.store import channels as channels_store
-from service.workers.observe import holder_alive
 from service.workers.worker import STUCK_SECONDS, requeue_stuck, retry_abandoned
 
 JOB = "tests.support.slow_jobs.sleep"
