@@ -33,10 +33,12 @@ def _fail(error: str, status: int = 200, **extra):
 
 
 def _args() -> dict:
+    """The method's arguments: "as GET querystring parameters, POST parameters presented as
+    application/x-www-form-urlencoded, or a mix" (Slack's Web API docs), or a JSON body."""
     if request.is_json:
         body = request.get_json(silent=True)
         return body if isinstance(body, dict) else {}
-    return request.form.to_dict()
+    return {**request.args.to_dict(), **request.form.to_dict()}
 
 
 def _team_of_token(args: dict) -> tuple[str | None, str | None]:
@@ -97,7 +99,7 @@ def create_slack_blueprint() -> Blueprint:
         target = request.args.get("redirect_uri") or "/"
         return redirect(target + "?" + urlencode({"code": code, "state": request.args.get("state", "")}), 302)
 
-    @bp.post("/api/<method>")
+    @bp.route("/api/<method>", methods=["GET", "POST"])
     def web_api(method: str):
         args = _args()
         if method == "oauth.v2.access":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
 
-from service.channels import slack, teams
+from service.channels import claims, slack, teams
 from service.channels.errors import Busy, Unavailable
 from service.store import channels as store
 from service.store.records import User
@@ -71,7 +71,9 @@ def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exceptio
     existing = rt.db.channel_sends.find_one({"_id": f"{message.record}:{channel}"})
     if existing and existing["status"] in (store.SENT, store.GAVE_UP):
         return (SENT if existing["status"] == store.SENT else existing["reason"]), None
-    if not store.claim_send(rt.db, message.record, channel, user.id):
+    redis = getattr(rt, "redis", None)
+    alive = (lambda name: claims.holder_alive(redis, name)) if redis is not None else None
+    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(), holder_alive=alive):
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)

@@ -2,10 +2,11 @@
 
 The bot token from ``oauth.v2.access`` is stored encrypted with the token keys, like Graph's token caches.
 People are found by their email (``users.lookupByEmail``), their DM opened with ``conversations.open`` and
-written with ``chat.postMessage`` (blocks and a plain-text fallback). ``slack_sdk``'s ``WebClient`` makes every
-call. A 429's ``Retry-After`` pauses the whole workspace (a Redis key every worker reads), per Slack's
-per-method, per-workspace limits. ``token_revoked``, ``account_inactive`` and ``invalid_auth`` disable the
-workspace; ``users_not_found`` disables the person; each with a status in words.
+written with ``chat.postMessage`` (blocks and a plain-text fallback). ``slack_sdk`` makes every call: its
+``AsyncWebClient`` on a session kept alive per process (``service.channels.connections``) for messages, its
+``WebClient`` for the rare OAuth exchange. A 429's ``Retry-After`` pauses the whole workspace (a Redis key
+every worker reads), per Slack's per-method, per-workspace limits. ``token_revoked``, ``account_inactive`` and
+``invalid_auth`` disable the workspace; ``users_not_found`` disables the person; each with a status in words.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from urllib.parse import urlencode
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
+from service.channels import connections
 from service.channels.errors import Busy, Unavailable
 from service.identity import crypto
 from service.store import channels as store
@@ -53,28 +56,35 @@ def send(rt, user: User, message) -> None:
     link = store.link(rt.db, store.SLACK, user.id)
     if link and link["status"] == store.DISABLED and link.get("team_id") == workspace["_id"]:
         raise Unavailable(link["reason"])
-    web = client(rt, crypto.decrypt(rt.settings, workspace["bot_token"]))
+    token = crypto.decrypt(rt.settings, workspace["bot_token"])
     team = workspace["_id"]
     if not link or link.get("team_id") != team or link["status"] == store.DISABLED or not link.get("dm_channel"):
-        link = _open_dm(rt, web, team, user)
-    _call(rt, team, user, web.chat_postMessage, channel=link["dm_channel"], blocks=message.blocks,
+        link = _open_dm(rt, token, team, user)
+    _call(rt, team, user, token, "chat_postMessage", channel=link["dm_channel"], blocks=message.blocks,
           text=message.text, unfurl_links=False, unfurl_media=False)
 
 
-def _open_dm(rt, web: WebClient, team: str, user: User) -> dict:
-    found = _call(rt, team, user, web.users_lookupByEmail, email=user.email)
+def _open_dm(rt, token: str, team: str, user: User) -> dict:
+    found = _call(rt, team, user, token, "users_lookupByEmail", email=user.email)
     slack_user = found["user"]["id"]
-    opened = _call(rt, team, user, web.conversations_open, users=slack_user)
+    opened = _call(rt, team, user, token, "conversations_open", users=slack_user)
     fields = {"team_id": team, "slack_user": slack_user, "dm_channel": opened["channel"]["id"]}
     store.save_link(rt.db, store.SLACK, user.id, **fields)
     return fields
 
 
-def _call(rt, team: str, user: User, method, **arguments):
-    """One Web API call, after any pause the workspace is under; Slack's errors become Busy or Unavailable."""
+def _call(rt, team: str, user: User, token: str, method: str, **arguments):
+    """One Web API call (``AsyncWebClient``'s ``method``, on the process's kept-alive session: no TLS handshake
+    per call), after any pause the workspace is under; Slack's errors become Busy or Unavailable."""
     _wait_for_pause(rt, team)
+
+    async def call(session, _lock):
+        web = AsyncWebClient(token=token, base_url=rt.settings.slack_api_url, ssl=rt.ssl_context,
+                             timeout=int(rt.settings.http_timeout), session=session)
+        return await getattr(web, method)(**arguments)
+
     try:
-        return method(**arguments)
+        return connections.run(call, rt.ssl_context, rt.settings.http_timeout)
     except SlackApiError as exc:
         response = exc.response
         if response.status_code == 429:

@@ -5,13 +5,13 @@ Installation needs nothing from the person: with the application permission
 ``POST /users/{id}/teamwork/installedApps`` installs the app for them (409 when it already is), and
 ``GET …/installedApps/{id}/chat`` names the 1:1 chat. Messages go to the Bot Connector at the conversation's
 ``serviceUrl`` with a token from the identity platform for ``https://api.botframework.com/.default``, through
-the Microsoft 365 Agents SDK's ``ConnectorClient``. A tenant without consent is "unavailable: admin consent
+the Microsoft 365 Agents SDK's ``ConnectorClient``, on a session kept alive per process
+(``service.channels.connections``). A tenant without consent is "unavailable: admin consent
 needed" and is not asked again for a day: nothing loops.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from datetime import timedelta
@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 import msal
 
+from service.channels import connections
 from service.channels.errors import Busy, Unavailable
 from service.identity.apptokens import AppConsentMissing
 from service.identity.msal_app import build_app
@@ -52,20 +53,21 @@ def send(rt, user: User, message) -> None:
 
     activity = Activity(type="message", text=message.text[:1000], summary=message.text.split("\n", 1)[0][:200],
                         attachments=[Attachment(content_type=CARD, content=message.card)])
+    token, service_url = bot_token(rt, user), link["service_url"]
+
+    async def post(session, lock) -> None:
+        from microsoft_agents.hosting.core import ConnectorClient  # noqa: PLC0415 - see above
+
+        async with lock:    # ConnectorClient sets its token in the session's headers: one post at a time on it
+            client = ConnectorClient(service_url, token, session=session)
+            await client.conversations.send_to_conversation(link["conversation_id"], activity)
+
     try:
-        asyncio.run(_post(rt, link["service_url"], bot_token(rt, user), link["conversation_id"], activity))
+        connections.run(post, rt.ssl_context, rt.settings.http_timeout, base_url=_slash(service_url))
     except aiohttp.ClientResponseError as exc:
         _connector_error(rt, user, exc)
 
 
-async def _post(rt, service_url: str, token: str, conversation_id: str, activity) -> None:
-    from microsoft_agents.hosting.core import ConnectorClient  # noqa: PLC0415 - see send()
-
-    timeout = aiohttp.ClientTimeout(total=rt.settings.http_timeout)
-    connector = aiohttp.TCPConnector(ssl=rt.ssl_context)
-    async with aiohttp.ClientSession(base_url=_slash(service_url), connector=connector, timeout=timeout) as session:
-        client = ConnectorClient(service_url, token, session=session)
-        await client.conversations.send_to_conversation(conversation_id, activity)
 
 
 def _slash(url: str) -> str:

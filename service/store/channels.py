@@ -9,11 +9,13 @@ Slack workspaces that installed calsync, and one claim per message per channel.
 - ``slack_workspaces``: ``{_id: team_id, tenant_id, team_name, bot_user_id, bot_token (encrypted), status}``.
 - ``teams_tenants``: ``{_id: tenant_id, status: unavailable, reason, until}``: a tenant without admin consent
   is not asked again before ``until`` (nothing loops).
-- ``channel_sends``: ``{_id: "<record>:<channel>", status: sending|sent|failed|gave_up, attempts, claimed_at}``.
+- ``channel_sends``: ``{_id: "<record>:<channel>", status: sending|sent|failed|gave_up, attempts, claimed_at,
+  holder}``: ``holder`` is the RQ execution that claimed it (None outside a worker).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -157,26 +159,34 @@ def clear_teams_unavailable(db: Database, tenant_id: str) -> None:
 
 # --- one send per message per channel ------------------------------------------------------------
 
-def claim_send(db: Database, record: str, channel: str, user_id: str, now: datetime | None = None) -> bool:
-    """The right to send ``record`` on ``channel``: False once sent or given up, or while another worker sends."""
+def claim_send(db: Database, record: str, channel: str, user_id: str, now: datetime | None = None,
+               holder: str | None = None, holder_alive: Callable[[str], bool] | None = None) -> bool:
+    """The right to send ``record`` on ``channel``: False once sent or given up, or while another worker sends.
+
+    ``holder`` names who sends (the worker's running execution); a claim whose recorded holder is no longer
+    alive (``holder_alive``) is taken over at once: its worker died mid-send. One without a holder, or without
+    a way to tell, is taken over once ``STALE_CLAIM`` old."""
     now = now or utcnow()
     key = f"{record}:{channel}"
     try:
         db.channel_sends.insert_one({"_id": key, "user_id": user_id, "status": SENDING, "attempts": 1,
-                                     "claimed_at": now})
+                                     "claimed_at": now, "holder": holder})
         return True
     except DuplicateKeyError:
         pass
     existing = db.channel_sends.find_one({"_id": key})
     if existing is None:
         return False
-    retakeable = existing["status"] == FAILED or (
-        existing["status"] == SENDING and as_utc(existing["claimed_at"]) < now - STALE_CLAIM)
+    held = existing["status"] == SENDING
+    retakeable = existing["status"] == FAILED or held and (
+        as_utc(existing["claimed_at"]) < now - STALE_CLAIM
+        or (existing.get("holder") is not None and holder_alive is not None
+            and existing["holder"] != holder and not holder_alive(existing["holder"])))
     if not retakeable:
         return False
     return db.channel_sends.find_one_and_update(
         {"_id": key, "status": existing["status"], "claimed_at": existing["claimed_at"]},
-        {"$set": {"status": SENDING, "claimed_at": now}, "$inc": {"attempts": 1}},
+        {"$set": {"status": SENDING, "claimed_at": now, "holder": holder}, "$inc": {"attempts": 1}},
         return_document=ReturnDocument.AFTER) is not None
 
 

@@ -3,6 +3,8 @@ and a teardown that cannot hang.
 
 Mixed into the Procfile's ``Worker`` and the in-process ``ThreadWorker``; ``perform_job`` runs the job (in
 the worker's process, or its thread), so that is where the job's samples are recorded.
+
+It also names the running execution for the message claims the job takes (``service.channels.claims``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import time
 
 from service import logs, metrics
+from service.channels import claims
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,12 @@ class ObservedJobs:
 
     def perform_job(self, job, queue, execution) -> bool:
         started = time.monotonic()
-        with logs.bound(job_id=job.id, queue=queue.name, **_known_ids(job)):
+        holder = execution.composite_key if execution is not None else None
+        with claims.held_by(holder), logs.bound(job_id=job.id, queue=queue.name, **_known_ids(job)):
             ok = super().perform_job(job, queue, execution)
-            function = (job.func_name or "").rsplit(".", 1)[-1] or "unknown"
-            metrics.JOBS.labels(queue.name, function, "finished" if ok else "failed").inc()
-            metrics.JOB_SECONDS.labels(queue.name).observe(time.monotonic() - started)
+        function = (job.func_name or "").rsplit(".", 1)[-1] or "unknown"
+        metrics.JOBS.labels(queue.name, function, "finished" if ok else "failed").inc()
+        metrics.JOB_SECONDS.labels(queue.name).observe(time.monotonic() - started)
         return ok
 
     def unsubscribe(self) -> None:

@@ -11,10 +11,21 @@ doubled it (66 ms: the fork, then new MongoDB, Redis and TLS connections and MSA
 time), and at 200 changes/s over 50 users freshness p99 went from 2.5 s forking to 1.1 s. What the fork
 gave, we keep otherwise: a job's time limit is RQ's SIGALRM in the main thread, as in a horse; and, as a
 forking worker's main loop does while its horse runs, a thread renews the heartbeats of the worker and
-of the running job every ``job_monitoring_interval`` (30 s) with a short TTL. RQ's SimpleWorker sets one
+of the running job every ``HEARTBEAT_SECONDS`` with a short TTL. RQ's SimpleWorker sets one
 heartbeat of the job's whole timeout plus a minute instead (360 s for a sync), so a worker SIGKILLed
 mid-job left its job looking alive for six minutes before RQ retried it; now RQ's registry cleanup
-finds it abandoned after 90 s and retries it under the same id, which takes its user's lock back at once.
+finds it abandoned within about 20 s (a TTL of ``HEARTBEAT_TTL``) and our maintenance retries it under the
+same id at once, which takes its user's lock back at once, and the claim its dead execution held on a message
+(``service.channels.claims``).
+
+A job can also be lost between RQ's dequeue and its execution being recorded: a worker on one queue moves the
+job to the queue's intermediate list (BLMOVE), then records its execution in the StartedJobRegistry. Killed in
+between (bench P12 hit this one run in three: its kill lands just after a job ends, when the worker takes its
+next one), the job is in neither the queue nor the registry. RQ's maintenance finds it, but only after seeing it
+twice a minute apart, and idle workers ran maintenance only when their 405 s dequeue wait ended: the message
+waited about seven minutes. Here idle workers wait at most ``MAINTENANCE_SECONDS`` per dequeue, so maintenance
+runs that often busy or idle, and a job seen stuck by two passes ``STUCK_SECONDS`` apart is put back at the head
+of its queue (it never ran: no retry is spent on it).
 """
 
 from __future__ import annotations
@@ -25,7 +36,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rq import SimpleWorker
+from rq import SimpleWorker, worker_registration
+from rq.job import JobStatus
+from rq.registry import clean_registries
+from rq.utils import current_timestamp, now
 from rq.worker import BaseWorker
 
 from service.config import ConfigError, Settings
@@ -36,8 +50,17 @@ from service.workers.observe import ObservedJobs
 # RQ moves scheduled jobs (retries, throttled and re-checked syncs) onto their queues from one worker, the
 # holder of its scheduler lock. When that worker is SIGKILLed its lock lapses after about a minute, but the
 # others only try to take it over in their maintenance pass, every 10 minutes by default: until then no
-# retry runs anywhere. A pass every 30 s bounds that to about 90 s (the pass is one worker's at a time).
-MAINTENANCE_SECONDS = 30
+# retry runs anywhere. A pass every 10 s bounds that to about 70 s (the pass is one worker's at a time, a few
+# Redis reads per queue). It also bounds an idle worker's dequeue wait, so that idle workers run it too.
+MAINTENANCE_SECONDS = 10
+# A running job's heartbeat: renewed every HEARTBEAT_SECONDS, it lapses HEARTBEAT_TTL after the last one. A
+# SIGKILLed worker's job is then found abandoned and retried within HEARTBEAT_TTL + MAINTENANCE_SECONDS; a live
+# one would have to miss three beats in a row to look dead.
+HEARTBEAT_SECONDS = 5
+HEARTBEAT_TTL = 20
+# A job in a queue's intermediate list but in no StartedJobRegistry this long was taken by a worker that died
+# before recording it (a live worker records it milliseconds after taking it).
+STUCK_SECONDS = 15
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +69,8 @@ class Worker(ObservedJobs, SimpleWorker):
     def __init__(self, *args, **kwargs):
         kwargs["maintenance_interval"] = min(kwargs.get("maintenance_interval") or MAINTENANCE_SECONDS,
                                              MAINTENANCE_SECONDS)
+        kwargs["job_monitoring_interval"] = min(kwargs.get("job_monitoring_interval") or HEARTBEAT_SECONDS,
+                                                HEARTBEAT_SECONDS)
         try:
             settings = Settings.from_env()
         except ConfigError as exc:
@@ -60,7 +85,81 @@ class Worker(ObservedJobs, SimpleWorker):
             return super().perform_job(job, queue, execution)
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        return BaseWorker.get_heartbeat_ttl(self, job, working_time)   # short: ``_heartbeats`` renews it
+        """Short: ``_heartbeats`` renews it (RQ's forking worker adds 60 s to the interval; that is the minute a
+        killed worker's job and its message claims stayed held)."""
+        left = job.timeout - working_time if job.timeout and job.timeout > 0 else HEARTBEAT_TTL
+        return int(max(1, min(left, self.job_monitoring_interval))) + HEARTBEAT_TTL - HEARTBEAT_SECONDS
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker's wait for a job, so that it runs its maintenance (``MAINTENANCE_SECONDS``) meanwhile."""
+        return max(1, min(BaseWorker.dequeue_timeout.fget(self), int(self.maintenance_interval)))
+
+    def clean_registries(self) -> None:
+        """RQ's registry maintenance (``BaseWorker.clean_registries``), but a dead worker's jobs go back at the head
+        of their queue at once: an abandoned one (its heartbeat lapsed) spends a retry without waiting its retry
+        interval, which would wait for RQ's scheduler, whose lock the dead worker may have held for another
+        minute; one stuck in a queue's intermediate list after ``STUCK_SECONDS`` rather than failed after one."""
+        for queue in self.queues:
+            if queue.acquire_maintenance_lock():
+                try:
+                    retry_abandoned(queue)
+                    clean_registries(queue, self._exc_handlers)
+                    worker_registration.clean_worker_registry(queue)
+                    requeue_stuck(queue)
+                finally:
+                    queue.release_maintenance_lock()
+        self.last_cleaned_at = now()
+
+
+def retry_abandoned(queue) -> list[str]:
+    """Jobs whose execution's heartbeat lapsed (their worker died mid-job) and that have retries left, queued
+    again at the head of ``queue`` now; returns their ids. The rest (no retry left, or not started) are left to
+    RQ's cleanup, which fails them as abandoned."""
+    registry = queue.started_job_registry
+    retried = []
+    for entry in queue.connection.zrangebyscore(registry.key, 0, current_timestamp()):
+        job = queue.fetch_job(registry.parse_job_id(entry))
+        if job is None or job.get_status() != JobStatus.STARTED or not job.retries_left:
+            continue
+        job.retries_left -= 1
+        with queue.connection.pipeline() as pipe:
+            pipe.zrem(registry.key, entry)
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)   # noqa: SLF001 - RQ's Job.retry without a wait
+            pipe.execute()
+        log.warning("worker: job %s was abandoned by a worker that died; queued again (%d retries left)",
+                    job.id, job.retries_left)
+        retried.append(job.id)
+    return retried
+
+
+def requeue_stuck(queue) -> list[str]:
+    """Jobs a dead worker took off ``queue`` (its intermediate list) before recording their execution, back at the
+    head of the queue; returns their ids. A job is stuck once two passes ``STUCK_SECONDS`` apart saw it there and
+    in no StartedJobRegistry (the first pass notes when, in RQ's own first-seen key)."""
+    intermediate = queue.intermediate_queue
+    requeued = []
+    for job_id in intermediate.get_job_ids():
+        if job_id in queue.started_job_registry:
+            continue
+        job = queue.fetch_job(job_id)
+        if job is None:
+            intermediate.remove(job_id)
+            continue
+        if intermediate.set_first_seen(job_id):
+            continue
+        first = intermediate.get_first_seen(job_id)
+        if first is None or (now() - first).total_seconds() < STUCK_SECONDS:
+            continue
+        with queue.connection.pipeline() as pipe:
+            pipe.lrem(intermediate.key, 1, job_id)
+            pipe.delete(intermediate.get_first_seen_key(job_id))
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)   # noqa: SLF001 - enqueue_job cannot pipeline
+            pipe.execute()
+        log.warning("worker: job %s was taken off queue %s by a worker that died before running it; queued again",
+                    job_id, queue.name)
+        requeued.append(job_id)
+    return requeued
 
 
 @contextmanager

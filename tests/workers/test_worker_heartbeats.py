@@ -1,6 +1,6 @@
 """The Procfile's worker runs each job in its own process (RQ's SimpleWorker) and keeps the job's heartbeat
 short and renewed, as a forking worker's main loop does: a worker SIGKILLed mid-job leaves a job that RQ's
-registry cleanup finds abandoned, and retries under its id, within about a minute, not after the job's whole
+registry cleanup finds abandoned, and retries under its id, within about 20 s, not after the job's whole
 timeout (SimpleWorker's own heartbeat is the timeout plus 60 s: six minutes for a sync)."""
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from rq.registry import StartedJobRegistry
 
 from harness.waiting import wait_until
 from service import queues
+from service.workers.worker import HEARTBEAT_SECONDS, HEARTBEAT_TTL
 
 ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))
 INTERVAL = 1          # --job-monitoring-interval: seconds between heartbeats
-TTL = INTERVAL + 60   # RQ's heartbeat TTL for a job with a longer timeout
+TTL = INTERVAL + HEARTBEAT_TTL - HEARTBEAT_SECONDS   # the heartbeat's TTL for a job with a longer timeout
 
 
 def started_scores(redis_conn, registry: StartedJobRegistry) -> list[float]:
@@ -54,7 +55,7 @@ def test_a_worker_killed_mid_job_leaves_a_job_that_rq_retries_after_the_heartbea
         worker.stderr.close()
 
     assert job.get_status(refresh=True) == JobStatus.STARTED    # nobody told RQ
-    registry.cleanup(timestamp=time.time() + TTL + 2 * INTERVAL)   # RQ's own cleanup, a minute from now
+    registry.cleanup(timestamp=time.time() + TTL + 2 * INTERVAL)   # RQ's own cleanup, a heartbeat TTL from now
     assert job.get_status(refresh=True) in (JobStatus.QUEUED, JobStatus.SCHEDULED)   # retried, same id
     job.refresh()
     assert job.retries_left == 0
