@@ -9,7 +9,7 @@ longer alive (RQ's execution key lapses a heartbeat TTL after its worker died), 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rq.executions import Execution
@@ -35,3 +35,8 @@ def holder() -> str | None:
 def holder_alive(redis, name: str) -> bool:
     """Whether the execution ``name`` still runs: its Redis key lives while its worker beats."""
     return bool(redis.exists(Execution.from_composite_key(name, redis).key))
+
+
+def alive_in(redis) -> Callable[[str], bool] | None:
+    """``holder_alive`` on ``redis``, as the store's claims take it (None without a Redis: then only age tells)."""
+    return (lambda name: holder_alive(redis, name)) if redis is not None else None

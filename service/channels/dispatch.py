@@ -72,8 +72,8 @@ def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exceptio
     if existing and existing["status"] in (store.SENT, store.GAVE_UP):
         return (SENT if existing["status"] == store.SENT else existing["reason"]), None
     redis = getattr(rt, "redis", None)
-    alive = (lambda name: claims.holder_alive(redis, name)) if redis is not None else None
-    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(), holder_alive=alive):
+    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(),
+                            holder_alive=claims.alive_in(redis)):
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)

@@ -26,6 +26,7 @@ from redis import Redis
 from rq.exceptions import DuplicateJobError
 
 from service import channels, queues, when
+from service.channels import claims
 from service.config import Settings
 from service.digest import cards, links
 from service.digest.build import TIPS_PER_PERSON, AttendeeView, SplitsAttendees, attendee_view
@@ -276,7 +277,8 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, meet
     """
     start = as_utc(datetime.fromisoformat(start_iso))
     now = (now or utcnow()).astimezone(UTC)
-    claim = preps_store.claim(db, user_id, meeting, start, now)
+    claim = preps_store.claim(db, user_id, meeting, start, now, holder=claims.holder(),
+                              holder_alive=claims.alive_in(getattr(rt, "redis", None)))
     if claim is None:
         return "already-handled"
     record = claim["_id"]

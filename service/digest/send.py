@@ -15,6 +15,7 @@ from pymongo.database import Database
 from redis import Redis
 
 from service import channels, outbox, when
+from service.channels import claims
 from service.config import Settings
 from service.digest import cards, links, lookahead
 from service.digest.build import Digest, PersonView, TipView, build_digest
@@ -113,7 +114,9 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
     channel: a retry after one channel failed for now sends only on the channels not yet sent."""
     day = date.fromisoformat(local_date)
     user = users_store.get(db, user_id)
-    claim = digests_store.claim(db, user_id, local_date, now)
+    beats = redis if redis is not None else getattr(rt, "redis", None)   # where RQ's executions live
+    claim = digests_store.claim(db, user_id, local_date, now, holder=claims.holder(),
+                                holder_alive=claims.alive_in(beats))
     if claim is None:
         log.info("digest %s for user %s already handled", local_date, user_id)
         return "already-handled"

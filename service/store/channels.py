@@ -22,7 +22,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from service.store import as_utc, utcnow
+from service.store import as_utc, claims, utcnow
 
 EMAIL, TEAMS, SLACK = "email", "teams", "slack"
 CHANNELS = (EMAIL, TEAMS, SLACK)
@@ -177,12 +177,7 @@ def claim_send(db: Database, record: str, channel: str, user_id: str, now: datet
     existing = db.channel_sends.find_one({"_id": key})
     if existing is None:
         return False
-    held = existing["status"] == SENDING
-    retakeable = existing["status"] == FAILED or held and (
-        as_utc(existing["claimed_at"]) < now - STALE_CLAIM
-        or (existing.get("holder") is not None and holder_alive is not None
-            and existing["holder"] != holder and not holder_alive(existing["holder"])))
-    if not retakeable:
+    if not claims.retakeable(existing, now, STALE_CLAIM, holder, holder_alive):
         return False
     return db.channel_sends.find_one_and_update(
         {"_id": key, "status": existing["status"], "claimed_at": existing["claimed_at"]},

@@ -1,19 +1,19 @@
 """Daily digest records: one per (user, local date), claimed before sending so a digest goes out once.
 
 ``{_id: "<user_id>:<yyyy-mm-dd>", user_id, local_date, status: sending|sent|skipped|failed, reason,
-attempts, claimed_at, sent_at, message_id, error}``. ``skipped`` also stops the tick from re-enqueueing.
+attempts, claimed_at, holder, sent_at, message_id, error}``. ``skipped`` also stops the tick from re-enqueueing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from service.store import as_utc, utcnow
+from service.store import claims, utcnow
 
 SENDING = "sending"
 SENT = "sent"
@@ -41,12 +41,18 @@ def get(db: Database, user_id: str, local_date: str) -> dict | None:
     return db.digests_sent.find_one({"_id": record_id(user_id, local_date)})
 
 
-def claim(db: Database, user_id: str, local_date: str, now: datetime | None = None) -> dict | None:
-    """Take the right to send this digest; None if it was sent, skipped or is being sent elsewhere."""
+def claim(db: Database, user_id: str, local_date: str, now: datetime | None = None, holder: str | None = None,
+          holder_alive: Callable[[str], bool] | None = None) -> dict | None:
+    """Take the right to send this digest; None if it was sent, skipped or is being sent elsewhere.
+
+    ``holder`` names who sends (the worker's running RQ execution, ``service.channels.claims``): a claim whose
+    recorded holder is no longer alive (``holder_alive``) is taken over at once, since its worker died mid-send
+    and RQ retries the job at once. Without a holder, or a way to tell, a claim is taken over once
+    ``STALE_CLAIM`` old (by then the killed job's retries would have found it held and given up)."""
     now = now or utcnow()
     try:
         document = {"_id": record_id(user_id, local_date), "user_id": user_id, "local_date": local_date,
-                    "status": SENDING, "attempts": 1, "claimed_at": now}
+                    "status": SENDING, "attempts": 1, "claimed_at": now, "holder": holder}
         db.digests_sent.insert_one(document)
         return document
     except DuplicateKeyError:
@@ -54,15 +60,12 @@ def claim(db: Database, user_id: str, local_date: str, now: datetime | None = No
     existing = get(db, user_id, local_date)
     if existing is None:
         return None
-    retakeable = existing["status"] == FAILED or (
-        existing["status"] == SENDING and as_utc(existing.get("claimed_at")) < now - STALE_CLAIM
-    )
-    if not retakeable:
+    if not claims.retakeable(existing, now, STALE_CLAIM, holder, holder_alive):
         return None
     # Conditional on the state we read, so two retries cannot both take over.
     return db.digests_sent.find_one_and_update(
         {"_id": existing["_id"], "status": existing["status"], "claimed_at": existing.get("claimed_at")},
-        {"$set": {"status": SENDING, "claimed_at": now, "error": None}, "$inc": {"attempts": 1}},
+        {"$set": {"status": SENDING, "claimed_at": now, "holder": holder, "error": None}, "$inc": {"attempts": 1}},
         return_document=ReturnDocument.AFTER,
     )
 

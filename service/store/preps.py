@@ -10,14 +10,14 @@ forgotten a week after the meeting (TTL), long after any retry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from service.store import as_utc, utcnow
+from service.store import as_utc, claims, utcnow
 
 SENDING = "sending"
 SENT = "sent"
@@ -55,12 +55,14 @@ def recorded(db: Database, ids: Iterable[str]) -> set[str]:
     return {doc["_id"] for doc in db.preps_sent.find({"_id": {"$in": wanted}}, {"_id": 1})}
 
 
-def claim(db: Database, user_id: str, meeting: str, start: datetime, now: datetime | None = None) -> dict | None:
-    """Take the right to send this prep; None if it was sent, skipped or is being sent elsewhere."""
+def claim(db: Database, user_id: str, meeting: str, start: datetime, now: datetime | None = None,
+          holder: str | None = None, holder_alive: Callable[[str], bool] | None = None) -> dict | None:
+    """Take the right to send this prep; None if it was sent, skipped or is being sent elsewhere (a claim whose
+    holder died is taken over at once: ``claims.retakeable``)."""
     now = now or utcnow()
     start = as_utc(start)
     document = {"_id": record_id(user_id, meeting, start), "user_id": user_id, "meeting": meeting, "start": start,
-                "status": SENDING, "attempts": 1, "claimed_at": now,
+                "status": SENDING, "attempts": 1, "claimed_at": now, "holder": holder,
                 "expires_at": max(start, utcnow()) + KEEP}   # the server's clock decides a TTL, not ``now``
     try:
         db.preps_sent.insert_one(document)
@@ -70,14 +72,12 @@ def claim(db: Database, user_id: str, meeting: str, start: datetime, now: dateti
     existing = db.preps_sent.find_one({"_id": document["_id"]})
     if existing is None:
         return None
-    retakeable = existing["status"] == FAILED or (
-        existing["status"] == SENDING and as_utc(existing.get("claimed_at")) < now - STALE_CLAIM)
-    if not retakeable:
+    if not claims.retakeable(existing, now, STALE_CLAIM, holder, holder_alive):
         return None
     # Conditional on the state we read, so two retries cannot both take over.
     return db.preps_sent.find_one_and_update(
         {"_id": existing["_id"], "status": existing["status"], "claimed_at": existing.get("claimed_at")},
-        {"$set": {"status": SENDING, "claimed_at": now, "error": None}, "$inc": {"attempts": 1}},
+        {"$set": {"status": SENDING, "claimed_at": now, "holder": holder, "error": None}, "$inc": {"attempts": 1}},
         return_document=ReturnDocument.AFTER,
     )
 

@@ -1,18 +1,23 @@
 """What the Procfile's worker does with the work a SIGKILLed worker held, on its next maintenance pass: a job
 it took off a queue but never recorded goes back at the head of the queue; a job it was running (heartbeat
 lapsed) is retried at once; and a message claim its dead execution held is taken over by the next run.
-(A real worker killed mid-send: tests/workers/test_killed_worker_delivery.py.)"""
+The same for a digest's and a prep's own claim. (A real worker killed mid-send:
+tests/workers/test_killed_worker_delivery.py.)"""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
+import pytest
 from rq import Queue, Retry
 from rq.executions import Execution
 from rq.job import JobStatus
 
-from service.channels.claims import holder_alive
+from service.channels.claims import alive_in, holder_alive
 from service.store import channels as channels_store
+from service.store import digests as digests_store
+from service.store import preps as preps_store
 from service.workers.worker import STUCK_SECONDS, requeue_stuck, retry_abandoned
 
 JOB = "tests.support.slow_jobs.sleep"
@@ -106,3 +111,30 @@ def test_a_message_claim_is_taken_over_once_the_execution_holding_it_is_gone(db,
     channels_store.finish_send(db, "digest:1", "teams", channels_store.SENT)
     redis_conn.delete(retry.key)
     assert not channels_store.claim_send(db, "digest:1", "teams", "u1", holder="fourth:4", holder_alive=alive)
+
+
+@pytest.mark.parametrize("kind", ["digest", "prep"])
+def test_a_digest_or_prep_claim_is_taken_over_once_the_execution_holding_it_is_gone(db, redis_conn, kind):
+    """RQ retries a killed job at once; a claim that waited out its age instead would answer that retry
+    "already handled", and the digest or prep would never go out."""
+    queue = Queue("dead-worker", connection=redis_conn)
+    job = queue.enqueue(JOB, 0)
+    with redis_conn.pipeline() as pipe:
+        held, retry = Execution.create(job, ttl=60, pipeline=pipe), Execution.create(job, ttl=60, pipeline=pipe)
+        pipe.execute()
+    alive = alive_in(redis_conn)
+    start = datetime(2026, 7, 1, 9, tzinfo=UTC)
+
+    def claim(holder=None, holder_alive=None):
+        if kind == "digest":
+            return digests_store.claim(db, "u1", "2026-07-01", holder=holder, holder_alive=holder_alive)
+        return preps_store.claim(db, "u1", "m1", start, holder=holder, holder_alive=holder_alive)
+
+    assert claim(held.composite_key, alive)["holder"] == held.composite_key
+    assert claim("other:1", alive) is None               # its holder still beats
+    assert claim() is None                               # no way to tell: only its age
+
+    redis_conn.delete(held.key)                          # its heartbeat lapsed: the worker died
+    taken = claim(retry.composite_key, alive)
+    assert taken["holder"] == retry.composite_key and taken["attempts"] == 2 and taken["status"] == "sending"
+    assert claim("third:3", alive) is None
