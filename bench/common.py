@@ -132,6 +132,29 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def procfile_label(pid: int) -> str | None:
+    """What a Procfile process is, for per-process figures (None: not counted): a gunicorn worker (not its
+    master), a job worker, the RQ scheduler a worker forked, or the scheduler + dispatcher."""
+    line, above = cmdline(pid), cmdline(parent(pid))
+    if line.startswith("/bin/sh"):
+        return None                                  # the Procfile line's shell
+    if "gunicorn" in line and "gunicorn" in above:
+        return "web worker"
+    if "rq worker" in line or "rq:" in line:
+        forked = ("rq worker" in above or "rq:" in above) and not above.startswith("/bin/sh")
+        return "rq scheduler, forked by a worker" if forked else "job worker"
+    if "calsync scheduler" in line:
+        return "scheduler + dispatcher"
+    return None
+
+
 def children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():

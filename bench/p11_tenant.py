@@ -30,7 +30,7 @@ import requests
 from rq.job import Job
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from bench.common import Part, PeakRSS, Processes, cmdline, python_env
+from bench.common import Part, PeakRSS, Processes, procfile_label, python_env
 from bench.servers import start_emulator
 from harness.loopback import free_port
 from harness.topology import Topology, group_members
@@ -44,27 +44,6 @@ TARGET = 20_000
 SUBSCRIPTION_WRITES_PER_20_S = 1_000
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 LIMITS = {"web worker": 120.0, "job worker": 150.0}   # P6's limits (bench/__main__.py memory_part)
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def label(pid: int) -> str | None:
-    line, parent = cmdline(pid), cmdline(_parent(pid))
-    if line.startswith("/bin/sh"):
-        return None
-    if "gunicorn" in line and "gunicorn" in parent:
-        return "web worker"
-    if "rq worker" in line or "rq:" in line:
-        child = ("rq worker" in parent or "rq:" in parent) and not parent.startswith("/bin/sh")
-        return "rq scheduler, forked by a worker" if child else "job worker"
-    if "calsync scheduler" in line:
-        return "scheduler + dispatcher"
-    return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,7 +60,7 @@ def cpu_by_label(groups: dict[str, list[int]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for fixed, pgids in groups.items():
         for pid in group_members(*pgids):
-            name = fixed or label(pid)
+            name = fixed or procfile_label(pid)
             if name:
                 out[name] = out.get(name, 0.0) + cpu_seconds(pid)
     return out
@@ -168,7 +147,7 @@ def run(ctx) -> Part:
             if ctx.mongo is not None and ctx.mongo.process is not None:
                 accounted["SecantusDB"] = [ctx.mongo.process.pid]
             cpu_before = cpu_by_label(accounted)
-            with PeakRSS(groups, label) as sampler:
+            with PeakRSS(groups, procfile_label) as sampler:
                 began_wall, began = datetime.now(UTC), time.perf_counter()
                 busy = [queues.get_queue(name, conn) for name in (queues.MAINTENANCE, queues.SUBSCRIPTIONS,
                                                                    queues.SYNC)]

@@ -21,13 +21,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pymongo
 import redis
 import requests
 
-from bench.common import Part, PeakRSS, Processes, cmdline, percentile, python_env
+from bench.common import Part, PeakRSS, Processes, percentile, procfile_label, python_env
 from bench.servers import start_emulator
 from harness.loopback import free_port
 from harness.topology import Topology
@@ -35,25 +34,9 @@ from harness.waiting import wait_until
 from service.cli import demo
 
 
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def label(pid: int) -> str | None:
-    line, parent = cmdline(pid), cmdline(_parent(pid))
-    if line.startswith("/bin/sh"):
-        return None                                  # the Procfile line's shell
-    if "gunicorn" in line and "gunicorn" in parent:
-        return "web worker (P3 load)"
-    if "rq worker" in line or "rq:" in line:
-        child = ("rq worker" in parent or "rq:" in parent) and not parent.startswith("/bin/sh")
-        return "rq scheduler, forked by a worker (P3 load)" if child else "job worker (P3 load)"
-    if "calsync scheduler" in line:
-        return "scheduler + dispatcher (P3 load)"
-    return None
+    name = procfile_label(pid)
+    return f"{name} (P3 load)" if name else None
 
 
 def raw_upserts(uri: str, seconds: float) -> tuple[float, float, float]:
