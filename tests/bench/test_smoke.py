@@ -58,6 +58,15 @@ def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
     assert _our_processes() <= before
 
 
+def _smoke_rows(tmp_path, part: str) -> dict[str, dict]:
+    """``python -m bench --smoke --only <part>``, which must succeed; its rows by name."""
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", part, "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {row["name"]: row for row in json.loads(out.read_text())["parts"][0]["rows"]}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("CALSYNC_BENCH_P12"), reason="opt-in (CALSYNC_BENCH_P12=1): 60-90 s, "
                     "and about one run in four a person gets a message twice: the kill landed after the platform "
@@ -66,12 +75,8 @@ def test_python_m_bench_smoke_runs_end_to_end_and_writes_json(tmp_path):
 def test_p12_channels_smoke_delivers_each_person_once_through_a_killed_worker(tmp_path):
     """P12's tiny run: real rq workers, one SIGKILLed mid-run; every person gets exactly one Teams card and one
     Slack DM (the emulator's count), and the run leaves no process behind."""
-    out = tmp_path / "results.json"
     before = _our_processes()
-    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P12", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {row["name"]: row for row in json.loads(out.read_text())["parts"][0]["rows"]}
+    rows = _smoke_rows(tmp_path, "P12")
     for name in ("Microsoft Teams", "Slack"):
         assert rows[f"{name}: people with no message after the kill"]["value"] == 0
         assert rows[f"{name}: people with more than one message"]["value"] == 0
@@ -83,12 +88,8 @@ def test_p12_channels_smoke_delivers_each_person_once_through_a_killed_worker(tm
 def test_p11_tenant_smoke_enrols_every_mailbox_over_the_procfile_within_graphs_limits(tmp_path):
     """P11's tiny run: a tenant enrolled by real rq worker processes; every mailbox subscribed and synced, Graph
     (the emulator, enforcing its documented limits) never had to answer 429, and nothing is left running."""
-    out = tmp_path / "results.json"
     before = _our_processes()
-    done = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", "P11", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {row["name"]: row for row in json.loads(out.read_text())["parts"][0]["rows"]}
+    rows = _smoke_rows(tmp_path, "P11")
     assert rows["mailboxes subscribed"]["value"] == rows["mailboxes subscribed"]["baseline"] == 20
     assert rows["mailboxes synced"]["value"] == 20
     assert rows["429s from Graph (subscription writes; mailbox limits)"]["value"] == 0
