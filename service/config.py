@@ -56,6 +56,7 @@ class Settings:
     http_timeout: float = 10.0
     max_notification_bytes: int = 1_000_000
     subscription_minutes: int = 10_000  # Graph's cap for events is 10,080; stay under it
+    subscription_writes_per_20_s: int = 1_000   # Graph's subscription writes per app and tenant (subscriptions/pacing)
     rich_subscription_minutes: int = 1_380  # cap with resource data is 1,440
     renew_margin_minutes: int = 1_440
     sync_days_back: int = 7
@@ -144,6 +145,7 @@ class Settings:
             http_timeout=env.number("CALSYNC_HTTP_TIMEOUT", 10.0, float),
             max_notification_bytes=env.number("CALSYNC_MAX_NOTIFICATION_BYTES", 1_000_000, int),
             subscription_minutes=env.number("CALSYNC_SUBSCRIPTION_MINUTES", 10_000, int, high=10_080),
+            subscription_writes_per_20_s=env.number("CALSYNC_SUBSCRIPTION_WRITES_PER_20_S", 1_000, int, low=2),
             rich_subscription_minutes=env.number("CALSYNC_RICH_SUBSCRIPTION_MINUTES", 1_380, int, high=1_440),
             renew_margin_minutes=env.number("CALSYNC_RENEW_MARGIN_MINUTES", 1_440, int),
             sync_days_back=env.number("CALSYNC_SYNC_DAYS_BACK", 7, int, low=0),

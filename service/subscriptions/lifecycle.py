@@ -118,7 +118,7 @@ class Subscriptions:
 
     def __post_init__(self) -> None:
         if self.pacer is None:
-            self.pacer = SubscriptionPacer(self.redis)
+            self.pacer = SubscriptionPacer(self.redis, writes=self.settings.subscription_writes_per_20_s)
 
     def _graph(self, user_id: str, tenant_id: str | None = None) -> PacedGraph:
         """Graph as the user (or with their tenant's app token), writes paced by their tenant."""

@@ -3,10 +3,10 @@
 Microsoft Graph limits writes of subscriptions (POST, PATCH, DELETE; a reauthorize is a POST) per app and tenant
 (graph/throttling-limits, "Subscription service limits"). Its revisions disagree on the figure: 500, 1,000 and 2,000
 requests per 20 seconds (an older one 5,000); calsync takes 1,000, the one two revisions share and the emulator
-enforces (``CALSYNC_SUBSCRIPTION_WRITES_PER_20_S`` changes it). Enrolling a tenant of 20,000 mailboxes is 20,000
-creates: going over the limit earns 429s and Retry-After waits for every worker at once, staying far under it
-leaves the tenant waiting; so every worker takes a slot here before each write, and together they send at the
-documented rate.
+enforces (``CALSYNC_SUBSCRIPTION_WRITES_PER_20_S``, ``Settings.subscription_writes_per_20_s``, changes it).
+Enrolling a tenant of 20,000 mailboxes is 20,000 creates: going over the limit earns 429s and Retry-After waits for
+every worker at once, staying far under it leaves the tenant waiting; so every worker takes a slot here before each
+write, and together they send at the documented rate.
 
 One key per tenant, ``calsync:pace:subscriptions:{tenant}``, holds when the next write may go (a GCRA
 schedule on Redis's clock, one Lua script: no two workers get the same slot). The schedule may lag real time by
@@ -19,7 +19,6 @@ schedule past its Retry-After: every worker waits, not only the one that was tol
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,21 +71,12 @@ class PaceExceeded(Exception):  # noqa: N818 - a state, like Throttled
         self.retry_after = retry_after
 
 
-def writes_per_window() -> int:
-    raw = os.environ.get("CALSYNC_SUBSCRIPTION_WRITES_PER_20_S", "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_WRITES_PER_WINDOW
-    except ValueError:
-        value = DEFAULT_WRITES_PER_WINDOW
-    return max(value, 2)
-
-
 @dataclass
 class SubscriptionPacer:
     """Per-tenant slots for subscription writes, shared by all workers through Redis."""
 
     redis: Redis
-    writes: int = field(default_factory=writes_per_window)      # per WINDOW_SECONDS, per app and tenant
+    writes: int = DEFAULT_WRITES_PER_WINDOW     # per WINDOW_SECONDS, per app and tenant (Settings.subscription_...)
     burst: int | None = None      # BURST, or a fiftieth of the limit when that is less (its cost: burst / writes)
     max_wait: float = 30.0                                      # waiting longer goes back to the job layer
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
