@@ -35,12 +35,12 @@ def environment() -> Environment:
     return env
 
 
-def render_text(digest: Digest) -> str:
-    return environment().get_template("digest.txt").render(d=digest)
+def render_text(digest: Digest, coaching: bool = False) -> str:
+    return environment().get_template("digest.txt").render(d=digest, coaching=coaching)
 
 
-def render_html(digest: Digest) -> str:
-    return environment().get_template("digest.html").render(d=digest)
+def render_html(digest: Digest, coaching: bool = False) -> str:
+    return environment().get_template("digest.html").render(d=digest, coaching=coaching)
 
 
 def subject(digest: Digest) -> str:
@@ -64,4 +64,19 @@ def message(digest: Digest, sender: str, domain: str = "calsync", preview: bool 
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(render_text(digest))
     msg.add_alternative(render_html(digest), subtype="html")
+    return msg
+
+
+def coaching_message(digest: Digest, sender: str, domain: str = "calsync") -> EmailMessage:
+    """The digest's coaching alone as an email (people and sections with tips, their feedback links), for a
+    person who chose coaching by email and the digest elsewhere. No List-Unsubscribe: the digest's would turn
+    the digest off; the footer links to where messages go."""
+    msg = EmailMessage()
+    msg["Subject"] = f"Coaching for {when.day(digest.local_date)}"
+    msg["From"] = sender
+    msg["To"] = formataddr((digest.name, digest.email)) if digest.name != digest.email else digest.email
+    msg["Message-ID"] = f"<coaching-{digest.user_id}-{digest.local_date.isoformat()}@{domain}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(render_text(digest, coaching=True))
+    msg.add_alternative(render_html(digest, coaching=True), subtype="html")
     return msg

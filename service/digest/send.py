@@ -19,7 +19,7 @@ from service.channels import claims
 from service.config import Settings
 from service.digest import cards, links, lookahead
 from service.digest.build import Digest, PersonView, TipView, build_digest
-from service.digest.render import message
+from service.digest.render import coaching_message, message
 from service.insights import coaching, days, meetings, org, visibility
 from service.insights.collaborators import top_collaborators
 from service.insights.matching import Directory, attendee_emails
@@ -149,14 +149,19 @@ def deliver(db: Database, settings: Settings, mailer: Mailer, user_id: str, loca
 
 def coaching_alone(sender, user: User, digest: Digest, record: str, skip: tuple[str, ...]) -> dict[str, str]:
     """The digest's coaching as a message of its own, on the channels chosen for coaching that did not get the
-    digest (where the digest went, its coaching went with it)."""
+    digest (where the digest went, its coaching went with it). By email only when coaching's channels were
+    chosen (by the person or their tenant's operator): email is everyone's default, and a person who only moved
+    the digest to Teams or Slack already has its coaching there."""
     outline = cards.coaching_outline(digest)
     if outline is None:
         return {}
+    if channels_store.EMAIL not in skip and not channels_store.chose(sender.db, user.id, "coaching", user.tenant_id):
+        skip += (channels_store.EMAIL,)
+    email = None if channels_store.EMAIL in skip else coaching_message(digest, sender.settings.mail_from)
     blocks, text = cards.block_kit(outline)
     return channels.deliver(sender, user, "coaching", channels.Outgoing(
-        "coaching", f"{record}:coaching", text, email=None, card=cards.adaptive_card(outline), blocks=blocks,
-        settings_link=digest.settings_link), skip=skip + (channels_store.EMAIL,))
+        "coaching", f"{record}:coaching", text, email=email, card=cards.adaptive_card(outline), blocks=blocks,
+        settings_link=digest.settings_link), skip=skip)
 
 
 @dataclass

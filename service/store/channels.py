@@ -62,6 +62,15 @@ def choice(db: Database, user_id: str, tenant_id: str | None = None) -> dict[str
     return {**DEFAULT, **(tenant.get("channels") or {}), **(doc.get("channels") or {})}
 
 
+def chose(db: Database, user_id: str, kind: str, tenant_id: str | None = None) -> bool:
+    """Whether the person, or their tenant's operator, chose channels for ``kind`` (not email by default)."""
+    doc = db.users.find_one({"_id": user_id}, {f"channels.{kind}": 1, "tenant_id": 1}) or {}
+    if (doc.get("channels") or {}).get(kind):
+        return True
+    tenant = db.channel_defaults.find_one({"_id": tenant_id or doc.get("tenant_id")}, {f"channels.{kind}": 1}) or {}
+    return bool((tenant.get("channels") or {}).get(kind))
+
+
 def set_choice(db: Database, user_id: str, chosen: dict[str, list[str]]) -> None:
     db.users.update_one({"_id": user_id}, {"$set": {f"channels.{kind}": v for kind, v in chosen.items()}})
 

@@ -229,6 +229,41 @@ def test_coaching_chosen_for_slack_alone_comes_as_its_own_dm_beside_the_emailed_
     assert [m["Subject"] for m in smtp_inbox.messages][0].startswith("Your day")
 
 
+def test_coaching_chosen_for_email_comes_as_a_mail_of_its_own_when_the_digest_goes_to_slack(slack_stack,
+                                                                                              smtp_inbox):
+    add_people(slack_stack.runtime.db)
+    emu, user = person(slack_stack, {"digest": ["slack"], "coaching": ["email"]})
+    install_slack(slack_stack, user.id, [emu["mail"]])
+
+    send_digest(slack_stack, user.id)
+    send_digest(slack_stack, user.id)                                   # a retry sends nothing twice
+
+    (dm,) = slack_messages(slack_stack)
+    assert dm["text"].startswith("Your day")
+    (mail,) = smtp_inbox.messages
+    assert mail["Subject"].startswith("Coaching for") and mail["Message-ID"].startswith(f"<coaching-{user.id}-")
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "Ana" in text and "Ana" in html and "Was this useful?" in html            # the tips, with feedback
+    assert "YOUR MEETINGS" not in text and "Your meetings" not in html               # not the digest again
+    assert "Good morning" not in text + html and "Unsubscribe" not in text + html
+    assert "List-Unsubscribe" not in mail                              # the digest's would turn the digest off
+    record = slack_stack.runtime.db.channel_sends.find_one({"_id": {"$regex": ":coaching:email$"}})
+    assert record["status"] == "sent"
+
+
+def test_coaching_left_at_its_default_follows_the_digest_to_slack_and_sends_no_mail(slack_stack, smtp_inbox):
+    add_people(slack_stack.runtime.db)
+    emu, user = person(slack_stack, {"digest": ["slack"]})
+    install_slack(slack_stack, user.id, [emu["mail"]])
+
+    send_digest(slack_stack, user.id)
+
+    (dm,) = slack_messages(slack_stack)
+    assert dm["text"].startswith("Your day") and "Ana" in json.dumps(dm["blocks"])   # its coaching is in it
+    assert smtp_inbox.messages == []
+
+
 def test_a_429_pauses_the_workspace_for_every_worker_until_retry_after(slack_stack, smtp_inbox):
     emu, user = person(slack_stack, {"digest": ["slack"]})
     install_slack(slack_stack, user.id, [emu["mail"]])
