@@ -24,6 +24,8 @@ BLUEPRINTS = (
     "service.digest.week_pages",
     "service.api.openapi",
     "service.api.routes",
+    "service.api.tenantwide",
+    "service.api.timeside",
     "service.api.channels",
     "service.api.interactions",
     "service.ops.routes",

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
-from service.api.routes import _user_or_404, require_token
+from service.api import base
 from service.channels.status import status_of
 from service.store import channels as store
 from service.web import problems
-from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("channels_api", __name__, url_prefix="/api")
-csrf.exempt(bp)
-bp.before_request(require_token)
+bp = base.blueprint("channels_api", __name__)
 
 
 def _db():
@@ -35,7 +32,7 @@ def _invalid(detail: str):
 @bp.get("/users/<key>/channels")
 def get_channels(key: str):
     """Where each kind of message goes for the user, and each channel's status."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
         return problems.problem("not-found", "no such user")
     return _answer(_db(), user)
@@ -44,7 +41,7 @@ def get_channels(key: str):
 @bp.put("/users/<key>/channels")
 def put_channels(key: str):
     """Choose channels for some kinds ({"channels": {"digest": ["email", "slack"], ...}}); others stay."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
         return problems.problem("not-found", "no such user")
     body = request.get_json(silent=True)

@@ -6,32 +6,30 @@ Event bodies are never stored, so never returned.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from datetime import date, datetime, timedelta
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
 from service import cursors, inputs
+from service.api import base
 from service.digest import plan, schedule
 from service.insights import coaching, days, meetings, org, visibility
 from service.insights import people as people_io
 from service.insights.collaborators import DEFAULT_DAYS, MAX_DAYS, top_collaborators
 from service.insights.matching import Directory, attendee_emails, is_resource
 from service.insights.people import styles
-from service.store import as_utc, utcnow
 from service.store import people as people_store
 from service.store import tenants as tenants_store
 from service.store import users as users_store
+from service.store import utcnow
 from service.store.records import PREP_MIN_SIZE, PREP_MINUTES, PrepMeetings, User
 from service.web import problems
-from service.web.csrf import csrf
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("digest_api", __name__, url_prefix="/api")
-csrf.exempt(bp)  # bearer-token calls from other services, never a browser session
+bp = base.blueprint("digest_api", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -39,99 +37,24 @@ MAX_WINDOW = timedelta(days=366)
 MAX_IMPORT_ROWS = 5000
 
 
-class BadRequest(ValueError):
-    """A client error whose message is safe to return; ``parameter`` (a query parameter) or ``pointer`` (a JSON
-    Pointer into the body) names the input at fault."""
-
-    def __init__(self, message: str, parameter: str | None = None, pointer: str | None = None):
-        super().__init__(message)
-        self.parameter, self.pointer = parameter, pointer
-
-
-@bp.before_request
-def require_token():
-    """401 unless the request carries the ops bearer token (constant-time comparison)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = current_app.extensions["calsync"].settings.ops_token
-    if scheme.lower() != "bearer" or not token or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        return problems.problem("unauthorized", "a valid bearer token is required",
-                                headers={"WWW-Authenticate": "Bearer"})
-    return None
-
-
-@bp.errorhandler(BadRequest)
-def bad_request(exc: BadRequest):
-    where = ([problems.parameter(exc.parameter, str(exc))] if exc.parameter else
-             [problems.pointer(exc.pointer, str(exc))] if exc.pointer else None)
-    return problems.problem("bad-request", str(exc), where)
-
-
-@bp.errorhandler(inputs.BadInput)
-def bad_input(exc: inputs.BadInput):
-    in_query = exc.name is not None and exc.name in request.args
-    return problems.problem("bad-request", str(exc), [problems.parameter(exc.name, str(exc))] if in_query else None)
-
-
-def _db():
-    return current_app.extensions["calsync"].db
-
-
-def _iso(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
-
-
-def _parse_time(name: str, default: datetime) -> datetime:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    return inputs.instant(raw, name)
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    return inputs.whole_number(raw, name, low, high)
-
-
-def _decode_cursor(expected_len: int) -> list | None:
-    raw = request.args.get("cursor")
-    if not raw:
-        return None
-    try:
-        return cursors.decode(raw, expected_len)
-    except ValueError as exc:
-        raise BadRequest(str(exc), parameter="cursor") from None
-
-
-def _user_or_404(key: str) -> dict | None:
-    return users_store.find(_db(), key.strip()) if 0 < len(key) <= 320 else None
-
-
-def _not_found():
-    return problems.problem("not-found", "no such user")
-
-
 # --- users --------------------------------------------------------------------------------------------
 
 @bp.get("/users/<key>")
 def get_user(key: str):
     """Connection status, time zone and sync state of one user."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     connection, sync = user.connection, user.sync
     return jsonify({
         "id": user.id,
         "email": user.email,
         "display_name": user.display_name,
-        "connection": {"status": connection.status, "reason": connection.reason, "since": _iso(connection.since)},
+        "connection": {"status": connection.status, "reason": connection.reason, "since": base.iso(connection.since)},
         "time_zone": user.time_zone or "UTC",
         "graph_time_zone": user.graph_time_zone,
-        "last_sync_at": _iso(sync.last_sync_at),
-        "last_notification_at": _iso(sync.last_notification_at),
+        "last_sync_at": base.iso(sync.last_sync_at),
+        "last_notification_at": base.iso(sync.last_notification_at),
         "last_sync_result": sync.last_result,
         **_settings_json(user),
     })
@@ -158,9 +81,9 @@ def _settings_json(user: User) -> dict:
 @bp.get("/users/<key>/settings")
 def get_settings(key: str):
     """The user's digest and meeting-prep settings."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     return jsonify(_settings_json(user))
 
 
@@ -168,23 +91,23 @@ def _fields(body: object, name: str, allowed: set[str]) -> dict:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise BadRequest(f"{name} must be an object", pointer=_pointer(name))
+        raise base.BadRequest(f"{name} must be an object", pointer=_pointer(name))
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}",
+        raise base.BadRequest(f"unknown {name} setting: {', '.join(map(str, unknown))[:100]}",
                          pointer=_pointer(f"{name}.{unknown[0]}"))
     return body
 
 
 def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
-        raise BadRequest(f"{name} must be true or false", pointer=_pointer(name))
+        raise base.BadRequest(f"{name} must be true or false", pointer=_pointer(name))
     return value
 
 
 def _whole(value: object, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadRequest(f"{name} must be a whole number between {low} and {high}", pointer=_pointer(name))
+        raise base.BadRequest(f"{name} must be a whole number between {low} and {high}", pointer=_pointer(name))
     return value
 
 
@@ -197,13 +120,13 @@ def _digest_changes(body: dict) -> dict:
         raw = body["time"]
         clock = raw.strip().zfill(5) if isinstance(raw, str) and CLOCK.match(raw.strip()) else ""
         if not clock or schedule.parse_clock(clock, "").strftime("%H:%M") != clock:
-            raise BadRequest("digest.time must look like 06:30", pointer="/digest/time")
+            raise base.BadRequest("digest.time must look like 06:30", pointer="/digest/time")
         changes["time"] = clock
     if "days" in body:
         days = body["days"]
         if not isinstance(days, list) or not days or not all(isinstance(d, str) and d.lower() in DAY_NAMES
                                                                 for d in days):
-            raise BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun",
+            raise base.BadRequest("digest.days must be a non-empty list of mon, tue, wed, thu, fri, sat, sun",
                              pointer="/digest/days")
         changes["days"] = [DAY_NAMES.index(d.lower()) for d in days]
     return changes
@@ -218,7 +141,7 @@ def _prep_changes(body: dict) -> dict:
         changes["minutes"] = None
     if "meetings" in body:
         if body["meetings"] not in PrepMeetings._value2member_map_:
-            raise BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_),
+            raise base.BadRequest("prep.meetings must be one of " + ", ".join(PrepMeetings._value2member_map_),
                              pointer="/prep/meetings")
         changes["meetings"] = body["meetings"]
     if "min_size" in body:
@@ -229,38 +152,38 @@ def _prep_changes(body: dict) -> dict:
 @bp.patch("/users/<key>/settings")
 def change_settings(key: str):
     """Change some of the user's digest and prep settings (the fields given); answers the settings."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     body = _fields(request.get_json(silent=True), "body", {"digest", "prep"}) or None
     if body is None:
-        raise BadRequest('body must be a JSON object like {"digest": {...}, "prep": {...}}')
+        raise base.BadRequest('body must be a JSON object like {"digest": {...}, "prep": {...}}')
     digest = _digest_changes(_fields(body.get("digest"), "digest", {"enabled", "time", "send_empty", "days"}))
     prep = _prep_changes(_fields(body.get("prep"), "prep", {"enabled", "minutes", "meetings", "min_size"}))
-    users_store.set_digest_preferences(_db(), user.id, **digest)
-    users_store.set_prep_preferences(_db(), user.id, **prep)
+    users_store.set_digest_preferences(base.db(), user.id, **digest)
+    users_store.set_prep_preferences(base.db(), user.id, **prep)
     if digest:
-        plan.reschedule(_db(), user.id, current_app.extensions["calsync"].settings.digest_default_time)
+        plan.reschedule(base.db(), user.id, current_app.extensions["calsync"].settings.digest_default_time)
     log.info("settings changed through the API for user %s", user.id)
-    return jsonify(_settings_json(users_store.get(_db(), user.id)))
+    return jsonify(_settings_json(users_store.get(base.db(), user.id)))
 
 
 @bp.get("/users/<key>/coaching")
 def list_coaching(key: str):
     """Up to five coaching suggestions for the user's local day ``date`` (default: today)."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     today = utcnow().astimezone(days.user_zone(user)).date()
     raw = request.args.get("date") or ""
     try:
         day = date.fromisoformat(raw.strip()) if raw else today
     except ValueError:
-        raise BadRequest("date must be a date like 2026-07-01", parameter="date") from None
+        raise base.BadRequest("date must be a date like 2026-07-01", parameter="date") from None
     if abs((day - today).days) > MAX_COACHING_DAYS:
-        raise BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today", parameter="date")
-    limit = _int_arg("limit", coaching.LIMIT, 1, coaching.LIMIT)
-    found = coaching.suggest(_db(), user, day, limit=limit)
+        raise base.BadRequest(f"date must be within {MAX_COACHING_DAYS} days of today", parameter="date")
+    limit = base.int_arg("limit", coaching.LIMIT, 1, coaching.LIMIT)
+    found = coaching.suggest(base.db(), user, day, limit=limit)
     return jsonify({"date": day.isoformat(), "time_zone": days.user_zone(user).key,
                     "items": [s.as_dict() for s in found]})
 
@@ -290,8 +213,8 @@ def _meeting_json(event: dict, directory: Directory, organization: org.Organizat
         "id": event.get("graph_id"),
         "subject": meetings.subject_of(event),
         "is_private": meetings.is_private(event),
-        "start": _iso(event.get("start")),
-        "end": _iso(event.get("end")),
+        "start": base.iso(event.get("start")),
+        "end": base.iso(event.get("end")),
         "is_all_day": bool(event.get("is_all_day")),
         "is_cancelled": bool(event.get("is_cancelled")),
         "is_online_meeting": bool(event.get("is_online_meeting")),
@@ -308,21 +231,22 @@ def _meeting_json(event: dict, directory: Directory, organization: org.Organizat
 @bp.get("/users/<key>/meetings")
 def list_meetings(key: str):
     """Stored meetings overlapping [start, end) (default: the next 7 days), earliest first."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     now = utcnow().replace(microsecond=0)
-    start = _parse_time("start", now)
-    end = _parse_time("end", start + timedelta(days=7))
+    start = base.time_arg("start", now)
+    end = base.time_arg("end", start + timedelta(days=7))
     if end <= start or end - start > MAX_WINDOW:
-        raise BadRequest("end must be after start, within 366 days", parameter="end")
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    cursor = _decode_cursor(2)
+        raise base.BadRequest("end must be after start, within 366 days", parameter="end")
+    limit = base.int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    cursor = base.cursor_arg(2)
     after = (_parse_cursor_time(cursor[0]), cursor[1]) if cursor else None
-    page, next_key = meetings.page(_db(), user.id, start, end, after, limit)
-    organization = org.for_user(_db(), user)
-    directory = visibility.redact(Directory.for_emails(_db(), attendee_emails(page)), user, organization)
-    body = {"items": [_meeting_json(e, directory, organization) for e in page], "start": _iso(start), "end": _iso(end),
+    page, next_key = meetings.page(base.db(), user.id, start, end, after, limit)
+    organization = org.for_user(base.db(), user)
+    directory = visibility.redact(Directory.for_emails(base.db(), attendee_emails(page)), user, organization)
+    body = {"items": [_meeting_json(e, directory, organization) for e in page],
+            "start": base.iso(start), "end": base.iso(end),
             "next_cursor": cursors.encode([next_key[0].isoformat(), next_key[1]]) if next_key else None}
     return jsonify(body)
 
@@ -331,19 +255,19 @@ def _parse_cursor_time(raw: str) -> datetime:
     try:
         return inputs.instant(raw, "cursor")
     except inputs.BadInput:
-        raise BadRequest("cursor is not valid", parameter="cursor") from None
+        raise base.BadRequest("cursor is not valid", parameter="cursor") from None
 
 
 @bp.get("/users/<key>/collaborators")
 def list_collaborators(key: str):
     """The people the user met most over the last ``days`` days, weighted by length and size."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
-    days = _int_arg("days", DEFAULT_DAYS, 1, MAX_DAYS)
-    limit = _int_arg("limit", 10, 1, 100)
-    ranked = top_collaborators(_db(), user, days=days, limit=limit)
-    people = {p["_id"]: p for p in people_store.by_emails(_db(), [c.email for c in ranked])}
+        return base.not_found()
+    days = base.int_arg("days", DEFAULT_DAYS, 1, MAX_DAYS)
+    limit = base.int_arg("limit", 10, 1, 100)
+    ranked = top_collaborators(base.db(), user, days=days, limit=limit)
+    people = {p["_id"]: p for p in people_store.by_emails(base.db(), [c.email for c in ranked])}
     items = [{**c.as_dict(), "person": _person_json(people.get(c.person_id))} for c in ranked]
     return jsonify({"items": items, "days": days})
 
@@ -352,14 +276,14 @@ def list_collaborators(key: str):
 
 def _tenant_key(tenant_id: str) -> str:
     if not 0 < len(tenant_id) <= 100 or not all(c.isalnum() or c in "-_." for c in tenant_id):
-        raise BadRequest("tenant id must be up to 100 letters, digits, dashes, dots or underscores")
+        raise base.BadRequest("tenant id must be up to 100 letters, digits, dashes, dots or underscores")
     return tenant_id
 
 
 @bp.get("/tenants/<tenant_id>/domains")
 def get_tenant_domains(tenant_id: str):
     """The domains an operator configured for a tenant (besides each user's own email domain)."""
-    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.domains(_db(), _tenant_key(tenant_id))})
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.domains(base.db(), _tenant_key(tenant_id))})
 
 
 @bp.put("/tenants/<tenant_id>/domains")
@@ -369,12 +293,12 @@ def set_tenant_domains(tenant_id: str):
     data = request.get_json(silent=True)
     domains = data.get("domains") if isinstance(data, dict) else None
     if not isinstance(domains, list) or len(domains) > 100:
-        raise BadRequest('body must be {"domains": [...]} with at most 100 domain names', pointer="/domains")
+        raise base.BadRequest('body must be {"domains": [...]} with at most 100 domain names', pointer="/domains")
     cleaned = [org.clean_domain(d) for d in domains]
     if None in cleaned:
-        raise BadRequest("every domain must be a domain name like contoso.com",
+        raise base.BadRequest("every domain must be a domain name like contoso.com",
                          pointer=f"/domains/{cleaned.index(None)}")
-    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.set_domains(_db(), tenant_id, cleaned)})
+    return jsonify({"tenant_id": tenant_id, "domains": tenants_store.set_domains(base.db(), tenant_id, cleaned)})
 
 
 # --- people -------------------------------------------------------------------------------------------
@@ -382,9 +306,9 @@ def set_tenant_domains(tenant_id: str):
 @bp.get("/people")
 def list_people():
     """The people directory, ordered by id."""
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    cursor = _decode_cursor(1)
-    found = people_store.page(_db(), cursor[0] if cursor else None, limit + 1)
+    limit = base.int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    cursor = base.cursor_arg(1)
+    found = people_store.page(base.db(), cursor[0] if cursor else None, limit + 1)
     page = found[:limit]
     return jsonify({"items": [_person_json(p) for p in page],
                     "next_cursor": cursors.encode([page[-1]["_id"]]) if len(found) > limit else None})
@@ -392,7 +316,7 @@ def list_people():
 
 @bp.get("/people/<key>")
 def get_person(key: str):
-    person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
+    person = people_store.find(base.db(), key) if 0 < len(key) <= 320 else None
     if person is None:
         return problems.problem("not-found", "no such person")
     return jsonify(_person_json(person))
@@ -408,10 +332,10 @@ def import_people():
     elif isinstance(data, dict):
         data = data["people"]
     if not isinstance(data, list):
-        raise BadRequest('body must be a JSON person, a list of people or {"people": [...]}')
+        raise base.BadRequest('body must be a JSON person, a list of people or {"people": [...]}')
     if len(data) > MAX_IMPORT_ROWS:
-        raise BadRequest(f"at most {MAX_IMPORT_ROWS} people per request")
-    summary = people_io.import_rows(_db(), enumerate(data, start=1))
+        raise base.BadRequest(f"at most {MAX_IMPORT_ROWS} people per request")
+    summary = people_io.import_rows(base.db(), enumerate(data, start=1))
     if summary.rejected and not summary.created + summary.updated + summary.unchanged:
         rows = summary.as_dict()
         return problems.problem("unprocessable", f"all {len(data)} row(s) were rejected",
@@ -423,12 +347,9 @@ def import_people():
 
 @bp.delete("/people/<key>")
 def delete_person(key: str):
-    person = people_store.find(_db(), key) if 0 < len(key) <= 320 else None
+    person = people_store.find(base.db(), key) if 0 < len(key) <= 320 else None
     if person is None:
         return problems.problem("not-found", "no such person")
-    people_store.delete(_db(), person["_id"])
+    people_store.delete(base.db(), person["_id"])
     return "", 204
 
-
-from service.api import tenantwide as _tenantwide  # noqa: E402, F401 - registers its routes on bp
-from service.api import timeside as _timeside  # noqa: E402, F401 - registers its routes on bp

@@ -9,8 +9,10 @@ import re
 
 from flask import current_app, jsonify, request
 
-from service.api.routes import BadRequest, _int_arg, _not_found, _user_or_404, bp
+from service.api import base
 from service.store import tenantwide
+
+bp = base.blueprint("tenantwide_api", __name__)
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SCOPE_STATES = ("in_scope", "out_of_scope", "no_mailbox", "invalid")
@@ -22,7 +24,7 @@ def _rt():
 
 def _tenant(tenant_id: str) -> str:
     if not GUID.match(tenant_id):
-        raise BadRequest("tenant id must be an Entra tenant id (a GUID)")
+        raise base.BadRequest("tenant id must be an Entra tenant id (a GUID)")
     return tenant_id.lower()
 
 
@@ -52,22 +54,22 @@ def set_tenant_connection(tenant_id: str):
     tenant_id = _tenant(tenant_id)
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not data or set(data) - {"mode", "enrolment", "group_id", "opt"}:
-        raise BadRequest("body must be an object with some of mode, enrolment, group_id, opt")
+        raise base.BadRequest("body must be an object with some of mode, enrolment, group_id, opt")
     changes = {}
     for name, allowed in (("enrolment", tenantwide.ENROLMENTS), ("opt", tenantwide.OPTS),
                           ("mode", tenantwide.MODES)):
         if name in data:
             if data[name] not in allowed:
-                raise BadRequest(f"{name} must be one of {', '.join(allowed)}", pointer=f"/{name}")
+                raise base.BadRequest(f"{name} must be one of {', '.join(allowed)}", pointer=f"/{name}")
             changes[name] = data[name]
     if "group_id" in data:
         if not (isinstance(data["group_id"], str) and GUID.match(data["group_id"])):
-            raise BadRequest("group_id must be a group's object id", pointer="/group_id")
+            raise base.BadRequest("group_id must be a group's object id", pointer="/group_id")
         changes["group_id"] = data["group_id"].lower()
     rt = _rt()
     config = tenantwide.settings(rt.db, tenant_id)
     if changes.get("enrolment", config["enrolment"]) == "group" and not changes.get("group_id", config["group_id"]):
-        raise BadRequest("enrolment by group needs group_id", pointer="/group_id")
+        raise base.BadRequest("enrolment by group needs group_id", pointer="/group_id")
     mode = changes.pop("mode", None)
     if changes:
         tenantwide.update_settings(rt.db, tenant_id, changes)
@@ -94,7 +96,7 @@ def recheck_tenant_scope(tenant_id: str):
 def list_tenant_people(tenant_id: str):
     """The tenant's people by email, ``limit`` at a time (``after``: the last email of the previous page)."""
     tenant_id = _tenant(tenant_id)
-    limit = _int_arg("limit", 50, 1, 200)
+    limit = base.int_arg("limit", 50, 1, 200)
     search, after = request.args.get("q", "")[:200], request.args.get("after", "")[:320] or None
     found = tenantwide.people_page(_rt().db, tenant_id, search, after, limit)
     return jsonify({"tenant_id": tenant_id, "people": [_person(d) for d in found],
@@ -104,9 +106,9 @@ def list_tenant_people(tenant_id: str):
 @bp.post("/users/<key>/opt-out")
 def opt_out_user(key: str):
     """The person opts out: subscription deleted, data purged, never enrolled again."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     done = _rt().tenant_wide.opt_out(user.id)
     return jsonify({"user_id": user.id, "opted_out": bool(done.get("opted_out")),
                     "pending": bool(done.get("pending"))})

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app, jsonify, request
 
-from service.api.routes import BadRequest, _db, _not_found, _user_or_404, bp
+from service.api import base
 from service.insights import days, timeside, week
 from service.insights import people as people_io
 from service.insights.workhours import InvalidWorkingHours, from_doc, validated
@@ -17,6 +17,8 @@ from service.store import people as people_store
 from service.store import utcnow
 from service.store import workhours as workhours_store
 from service.web import problems
+
+bp = base.blueprint("timeside_api", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ def _week_arg(user) -> tuple[int, int]:
     try:
         return week.parse_week(raw)
     except week.InvalidWeek as exc:
-        raise BadRequest(str(exc), parameter="week") from None
+        raise base.BadRequest(str(exc), parameter="week") from None
 
 
 def _horizon() -> datetime:
@@ -41,67 +43,68 @@ def _horizon() -> datetime:
 def get_week(key: str):
     """One ISO week (``week=2026-W05``; default: this week in the person's zone): meeting, focus, fragmented,
     after-hours and double-booked hours, back-to-back runs, the load of each day."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     year, number = _week_arg(user)
-    report = timeside.week_report(_db(), user, year, number)
-    hygiene = timeside.hygiene_report(_db(), user, _horizon())
-    return jsonify({**report.as_dict(), "working_hours": from_doc(workhours_store.get(_db(), user.id)).as_doc(),
+    report = timeside.week_report(base.db(), user, year, number)
+    hygiene = timeside.hygiene_report(base.db(), user, _horizon())
+    return jsonify({**report.as_dict(), "working_hours": from_doc(workhours_store.get(base.db(), user.id)).as_doc(),
                     "recurring": hygiene.as_dict()})
 
 
 @bp.get("/users/<key>/insights/rhythm")
 def get_rhythm(key: str):
     """The 1:1 rhythm with the people met most and the manager: usual interval, last and next 1:1, overdue."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
-    found = timeside.rhythm_report(_db(), user)
+        return base.not_found()
+    found = timeside.rhythm_report(base.db(), user)
     return jsonify({"people": [r.as_dict() for r in found], "overdue_factor": 1.5})
 
 
 @bp.get("/users/<key>/insights/network")
 def get_network(key: str):
     """The style mix of the people met over 28 days, inside and outside, new and fading collaborators."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
-    return jsonify(timeside.network_report(_db(), user).as_dict())
+        return base.not_found()
+    return jsonify(timeside.network_report(base.db(), user).as_dict())
 
 
 @bp.get("/users/<key>/working-hours")
 def get_working_hours(key: str):
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
-    return jsonify(from_doc(workhours_store.get(_db(), user.id)).as_doc())
+        return base.not_found()
+    return jsonify(from_doc(workhours_store.get(base.db(), user.id)).as_doc())
 
 
 @bp.put("/users/<key>/working-hours")
 def put_working_hours(key: str):
     """Set working hours: ``{"start": "09:00", "end": "17:00", "days": [0, 1, 2, 3, 4]}`` (0 is Monday), in the
     person's zone or ``time_zone``; they then win over Outlook's."""
-    user = _user_or_404(key)
+    user = base.user_or_none(key)
     if user is None:
-        return _not_found()
+        return base.not_found()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise BadRequest('body must be a JSON object like {"start": "09:00", "end": "17:00", "days": [0, 1, 2, 3, 4]}')
+        raise base.BadRequest('body must be a JSON object like '
+                              '{"start": "09:00", "end": "17:00", "days": [0, 1, 2, 3, 4]}')
     unknown = sorted(set(body) - {"start", "end", "days", "time_zone"})
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
+        raise base.BadRequest(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
     try:
         hours = validated(body.get("start"), body.get("end"), body.get("days"), time_zone=body.get("time_zone"))
     except InvalidWorkingHours as exc:
-        raise BadRequest(str(exc), pointer=f"/{exc.field}") from None
-    workhours_store.save(_db(), user.id, hours.as_doc())
+        raise base.BadRequest(str(exc), pointer=f"/{exc.field}") from None
+    workhours_store.save(base.db(), user.id, hours.as_doc())
     log.info("working hours set through the API for user %s", user.id)
     return jsonify(hours.as_doc())
 
 
 def _person_or_none(key: str) -> dict | None:
-    return people_store.find(_db(), key.strip()) if 0 < len(key) <= 320 else None
+    return people_store.find(base.db(), key.strip()) if 0 < len(key) <= 320 else None
 
 
 def _say(person: dict) -> dict:
@@ -126,16 +129,16 @@ def put_visibility(key: str):
         return problems.problem("not-found", "no such person")
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not body:
-        raise BadRequest('body must be a JSON object like {"visibility": "restricted", "viewers": ["a@b.com"]}')
+        raise base.BadRequest('body must be a JSON object like {"visibility": "restricted", "viewers": ["a@b.com"]}')
     unknown = sorted(set(body) - SAY_FIELDS)
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
+        raise base.BadRequest(f"unknown field {unknown[0]!r}", pointer=f"/{unknown[0]}")
     for name in sorted(body):
         try:
             people_io.validate_say({name: body[name] if body[name] is not None else ""})
         except people_io.InvalidPerson as exc:
-            raise BadRequest(str(exc), pointer=f"/{name}") from None
+            raise base.BadRequest(str(exc), pointer=f"/{name}") from None
     changes = people_io.validate_say(body)
-    updated = people_store.replace_fields(_db(), person["_id"], changes)
+    updated = people_store.replace_fields(base.db(), person["_id"], changes)
     log.info("visibility of person %s changed through the API", person["_id"])
     return jsonify(_say(updated or person))
