@@ -204,7 +204,7 @@ EXAMPLES = {schemathesis.GenerationMode.POSITIVE: SCALE or 15, schemathesis.Gene
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(app, ops_headers, seeded):
     """Every operation, positive and negative data, a few examples each: the CI-cheap profile."""
     schema = schemathesis.openapi.from_wsgi(DOC_URL, app)
-    started, calls = time.monotonic(), []
+    calls, slowest = [], 0.0
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode, examples in EXAMPLES.items():
@@ -212,14 +212,18 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(app, op
                       suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case):
+                nonlocal slowest
+                started = time.monotonic()
                 case.call_and_validate(headers=ops_headers, checks=CHECKS)
+                slowest = max(slowest, time.monotonic() - started)
                 calls.append(case)
 
             run()
 
     assert len(calls) >= 60
-    # /ops/api doubled the operations (about 20 s alone on a quiet machine); the bound catches a hang, not a pace.
-    assert SCALE or time.monotonic() - started < 120
+    # A bound on one call catches a hang (a call takes milliseconds); the whole run's time depends on the machine's
+    # load (20 s quiet, over 120 s beside other suites), so it is not bounded.
+    assert slowest < 30
 
 
 def test_real_operator_answers_match_the_document(client, ops_headers, document, seeded):
