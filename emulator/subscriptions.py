@@ -179,9 +179,11 @@ class Subscriptions:
         expiry = _expiry(body.get("expirationDateTime"), now, MAX_RICH_MINUTES if include else MAX_MINUTES)
         resource = body["resource"]
         with self.lock:
+            # Graph refuses a second subscription with the same changeType and resource for the same app (documented
+            # for POST /subscriptions); "me/events" names the caller's own mailbox, so two people's are two resources.
             for existing in self.by_id.values():
                 if (existing.status == "active" and existing.application_id == caller.app_id
-                        and existing.resource.lower() == resource.lower()
+                        and existing.user_id == user_id and existing.resource.lower() == resource.lower()
                         and existing.change_types == change_types):
                     raise GraphError(409, "Conflict",
                                      f"Subscription Id {existing.id} already exists for the requested combination")

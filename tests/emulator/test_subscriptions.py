@@ -67,6 +67,14 @@ def test_duplicate_subscription_is_409(world, receiver):
     assert "already exists for the requested combination" in again.json()["error"]["message"]
 
 
+def test_duplicates_are_per_mailbox_me_events_of_two_people_are_two_resources(world, receiver):
+    bob_graph = world.graph(world.handle.control.token(user_id=world.bob["id"]))
+    assert world.ada_graph.post("/subscriptions", sub_body(receiver)).status_code == 201
+    assert bob_graph.post("/subscriptions", sub_body(receiver)).status_code == 201          # Bob's me/events
+    again = bob_graph.post("/subscriptions", sub_body(receiver))
+    assert again.status_code == 409 and "already exists" in again.json()["error"]["message"]
+
+
 def test_delegated_cannot_subscribe_to_another_mailbox_but_app_can(world, receiver):
     other = world.ada_graph.post("/subscriptions", sub_body(receiver, resource=f"users/{world.bob['id']}/events"))
     assert other.status_code == 403
