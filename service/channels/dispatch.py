@@ -45,7 +45,8 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
     """{channel: "sent" | "unavailable: <why>"} for every channel used (those chosen for ``kind``, but ``skip``);
     raises the first transient failure after every channel had its try, so the caller's job retries and the
     channels already sent are skipped."""
-    chosen = [c for c in store.choice(rt.db, user.id, user.tenant_id).get(kind) or [store.EMAIL] if c not in skip]
+    chosen, notices = store.for_delivery(rt.db, user.id, kind, user.tenant_id)
+    chosen = [c for c in chosen if c not in skip]
     results: dict[str, str] = {}
     retry: Exception | None = None
     for channel in chosen:
@@ -60,7 +61,7 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
                 rt.mailer.send(fallback_notice(rt.settings.mail_from, user, channel, kind, results[channel],
                                                message.settings_link))
     for channel, result in results.items():
-        if result == SENT and channel != store.EMAIL:
+        if result == SENT and channel != store.EMAIL and channel in notices:
             store.clear_notice(rt.db, user.id, channel)      # it works again: a later failure is told again
     if retry is not None:
         raise retry
@@ -68,12 +69,12 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
 
 
 def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exception | None]:
-    existing = rt.db.channel_sends.find_one({"_id": f"{message.record}:{channel}"})
-    if existing and existing["status"] in (store.SENT, store.GAVE_UP):
-        return (SENT if existing["status"] == store.SENT else existing["reason"]), None
     redis = getattr(rt, "redis", None)
-    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(),
-                            holder_alive=claims.alive_in(redis)):
+    claimed, existing = store.claim_send_or_state(rt.db, message.record, channel, user.id, holder=claims.holder(),
+                                                  holder_alive=claims.alive_in(redis))
+    if not claimed:
+        if existing["status"] in (store.SENT, store.GAVE_UP):
+            return (SENT if existing["status"] == store.SENT else existing["reason"]), None
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)

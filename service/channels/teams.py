@@ -154,6 +154,8 @@ def _graph_check(rt, tenant: str, answer, allowed: tuple[int, ...] = (200,)) -> 
 
 
 def _entra_id(rt, user: User) -> str:
+    if user.entra_id:       # a User read from the store carries it: no second read
+        return user.entra_id
     doc = rt.db.users.find_one({"_id": user.id}, {"entra_id": 1}) or {}
     return doc.get("entra_id") or user.id
 
