@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -66,6 +68,24 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
     if retry is not None:
         raise retry
     return results
+
+
+def deliver_many(rt, items: list[tuple[User, str, Outgoing]], concurrency: int = 8) -> list[dict | Exception]:
+    """``deliver`` for each (user, kind, message), up to ``concurrency`` at a time on threads: a message's time is
+    round trips (the store, Graph, the platform), so one job sends several while each waits. Each runs under the
+    caller's claim holder (the job's RQ execution: contexts are copied), so the per-message, per-channel claims
+    and their take-over work as for one. Returns each one's results, or the exception it raised."""
+    def one(item):
+        try:
+            return deliver(rt, *item)
+        except Exception as exc:   # noqa: BLE001 - the caller decides (a job raises the first, to be retried)
+            return exc
+
+    if len(items) <= 1 or concurrency <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="deliver") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
+        return [f.result() for f in futures]
 
 
 def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exception | None]:

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service import queues
+from service.channels import claims, dispatch
 from service.store import channels as channels_store
 from tests.support.channels import grant_teams_install, person
 
@@ -145,3 +146,22 @@ def test_a_blocked_bot_disables_teams_for_that_person_with_a_status(teams_stack,
     assert link["status"] == "disabled" and "blocked" in link["reason"]
     subjects = [m["Subject"] for m in smtp_inbox.messages]
     assert subjects[0].startswith("Your day") and subjects[1] == "calsync could not reach you on Microsoft Teams"
+
+
+def test_a_batch_sends_each_message_once_under_the_jobs_claim_holder(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Your day"}]}
+    items = [(user, "digest", dispatch.Outgoing("digest", f"batch:{n}", "Your day", card=card)) for n in range(3)]
+    rt = teams_stack.runtime
+
+    with claims.held_by("job-1:execution-1"):
+        first = dispatch.deliver_many(rt, items, concurrency=3)
+        again = dispatch.deliver_many(rt, items, concurrency=3)
+
+    assert first == [{"teams": "sent"}] * 3 and again == [{"teams": "sent"}] * 3
+    assert sorted(a["activity"]["text"] for a in activities(teams_stack)) == ["Your day"] * 3
+    claimed = list(rt.db.channel_sends.find({"_id": {"$regex": "^batch:"}}))
+    assert len(claimed) == 3 and {c["holder"] for c in claimed} == {"job-1:execution-1"}
+    assert {c["status"] for c in claimed} == {"sent"} and smtp_inbox.messages == []
+
