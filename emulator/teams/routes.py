@@ -4,6 +4,7 @@ Framework's signing keys under /teams/botframework/keys, and the controls under 
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 
 from flask import Blueprint, current_app, jsonify, request
@@ -69,9 +70,10 @@ def create_teams_graph_blueprint() -> Blueprint:
         app_id = found.group(1)
         if _teams().catalog and app_id not in _teams().catalog:
             raise GraphError(404, "NotFound", "The Teams app was not found in the app catalog.")
-        _, created = _teams().install(user["id"], user["tenant_id"], app_id)
+        install, created = _teams().install(user["id"], user["tenant_id"], app_id)
         if not created:
             raise GraphError(409, "Conflict", "App is already installed for the user.")
+        announce_installation(_em(), user, install)
         return "", 201
 
     @bp.get("/users/<user_ref>/teamwork/installedApps")
@@ -182,6 +184,24 @@ def create_teams_control_blueprint() -> Blueprint:
                 chat["blocked"] = bool(data.get("blocked", True))
         return "", 204
 
+    @bp.post("/install")
+    def install():
+        """The app installed for a person other than through calsync's Graph call (an admin's app setup policy, or
+        the person in the Teams store): the installation and its announcement to the bot, at once (not on a
+        thread), answering how the bot's endpoint took it. ``token`` overrides the Bot Framework's, to play a
+        forger."""
+        data = request.get_json(silent=True) or {}
+        user = _em().state.get_user(str(data.get("user_id", "")))
+        if user is None or not _teams().messaging_endpoint:
+            return error_response(400, "InvalidRequest", "Unknown user, or no messaging endpoint set.")
+        found, _ = _teams().install(user["id"], user["tenant_id"], str(data.get("app_id") or "calsync-app"))
+        answer = announce_installation(_em(), user, found, token=data.get("token"), wait=True)
+        return jsonify({"installation_id": found["id"], "chat_id": found["chat_id"], **answer})
+
+    @bp.get("/announcements")
+    def announcements():
+        return jsonify({"value": list(_teams().announcements)})
+
     @bp.post("/press")
     def press():
         """A person presses an Action.Execute button: Teams posts an invoke activity to the bot's endpoint,
@@ -204,6 +224,45 @@ def create_teams_control_blueprint() -> Blueprint:
         return jsonify({"status": answer.status_code, "body": body})
 
     return bp
+
+
+def announce_installation(em, user: dict, install: dict, token: str | None = None, wait: bool = False) -> dict:
+    """Teams tells the bot it was installed for a person: a ``conversationUpdate`` whose ``membersAdded`` names the
+    bot, in the new 1:1 conversation, posted to the bot's messaging endpoint with a Bot Framework token (Microsoft
+    "Send proactive installation messages": the conversation id comes "from conversation update events" when the
+    app is installed). Nothing without a messaging endpoint. Teams sends it on its own, after answering Graph's
+    POST: here a thread does, unless ``wait``. Returns (when it waited) the endpoint's status."""
+    teams = em.teams
+    if not teams.messaging_endpoint:
+        return {}
+    bot = f"28:{teams.bot_app_id or 'calsync-bot'}"
+    activity = {
+        "type": "conversationUpdate", "id": str(uuid.uuid4()), "channelId": "msteams",
+        "timestamp": em.identity.now().isoformat(), "serviceUrl": em.base_url + "/teams/connector/",
+        "from": {"id": f"29:{user['id']}", "aadObjectId": user["id"], "name": user.get("display_name")},
+        "recipient": {"id": bot, "name": "calsync"},
+        "conversation": {"id": install["chat_id"], "conversationType": "personal", "tenantId": user["tenant_id"]},
+        "membersAdded": [{"id": bot}],
+        "channelData": {"tenant": {"id": user["tenant_id"]}},
+    }
+    token = token or em.identity.sign(bot_claims(em.identity.now(), teams.bot_app_id, em.base_url))
+    endpoint = teams.messaging_endpoint
+
+    def post() -> dict:
+        try:
+            answer = em.session.post(endpoint, json=activity, timeout=10, headers={"Authorization": f"Bearer {token}"})
+            status = answer.status_code
+        except Exception as exc:   # noqa: BLE001 - the bot was unreachable: Teams gives up, as it does
+            status = type(exc).__name__
+        record = {"user_id": user["id"], "conversation_id": install["chat_id"], "status": status}
+        with teams.lock:
+            teams.announcements.append(record)
+        return record
+
+    if wait:
+        return post()
+    threading.Thread(target=post, name="teams-install-announcement", daemon=True).start()
+    return {}
 
 
 def bot_claims(now, bot_app_id: str | None, base_url: str) -> dict:

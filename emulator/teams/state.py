@@ -25,6 +25,7 @@ class TeamsState:
         self.activities: list[dict] = []
         self.bot_app_id: str | None = None
         self.messaging_endpoint: str | None = None
+        self.announcements: list[dict] = []              # the bot-installation conversationUpdates sent and answers
         self._recent: dict[str, deque] = defaultdict(deque)
 
     def install(self, user_id: str, tenant_id: str, app_id: str) -> tuple[dict, bool]:

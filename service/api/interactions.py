@@ -3,7 +3,9 @@ page's channel section.
 
 - ``POST /channels/teams/messages``: the bot's messaging endpoint. The Bearer token is checked by the Microsoft
   365 Agents SDK's ``JwtTokenValidator`` (RS256 signature against the Bot Framework's keys, audience = our bot's
-  app id, the issuer on its allow-list, expiry), then its ``serviceurl`` claim must match the activity's.
+  app id, the issuer on its allow-list, expiry), then its ``serviceurl`` claim must match the activity's. A
+  ``conversationUpdate`` adding the bot to a person's 1:1 chat (the app was installed for them) records that
+  conversation, so that the next message goes there without Graph's installation lookups.
 - ``POST /channels/slack/interactivity``: checked by ``slack_sdk``'s ``SignatureVerifier`` (v0 HMAC over the
   raw body, 5-minute window); a signature seen before is a replay and refused.
 - ``GET /channels/slack/install`` and ``/channels/slack/oauth``: OAuth v2, ``state`` a signed settings token.
@@ -105,14 +107,26 @@ def teams_messages():
     if activity.get("type") == "installationUpdate" and str(activity.get("action", "")).startswith("remove"):
         store.disable_link(rt.db, store.TEAMS, user.id, "unavailable: you removed calsync's app in Teams")
         return "", 200
+    if activity.get("type") == "conversationUpdate" and _bot_added(activity):
+        teams.remember_installation(rt, user.id, activity)
+        return "", 200
     if activity.get("type") != "invoke" or activity.get("name") != "adaptiveCard/action":
-        return "", 200      # conversation updates, messages typed to the bot: nothing to do
+        return "", 200      # other conversation updates, messages typed to the bot: nothing to do
     action = ((activity.get("value") or {}).get("action") or {})
     try:
         done = actions.apply(rt.db, user.id, store.TEAMS, action.get("data"))
     except actions.Refused as exc:
         return jsonify(_invoke_answer(400, str(exc))), 200
     return jsonify(_invoke_answer(200, done)), 200
+
+
+def _bot_added(activity: dict) -> bool:
+    """A 1:1 conversation's update whose ``membersAdded`` names the bot (its ``recipient``): the app was installed
+    for the person (by calsync through Graph, by an admin's policy, or by the person)."""
+    bot = (activity.get("recipient") or {}).get("id")
+    added = activity.get("membersAdded")
+    return ((activity.get("conversation") or {}).get("conversationType") == "personal" and isinstance(bot, str)
+            and isinstance(added, list) and any(isinstance(m, dict) and m.get("id") == bot for m in added))
 
 
 def _invoke_answer(status: int, text: str) -> dict:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -45,7 +47,8 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
     """{channel: "sent" | "unavailable: <why>"} for every channel used (those chosen for ``kind``, but ``skip``);
     raises the first transient failure after every channel had its try, so the caller's job retries and the
     channels already sent are skipped."""
-    chosen = [c for c in store.choice(rt.db, user.id, user.tenant_id).get(kind) or [store.EMAIL] if c not in skip]
+    chosen, notices = store.for_delivery(rt.db, user.id, kind, user.tenant_id)
+    chosen = [c for c in chosen if c not in skip]
     results: dict[str, str] = {}
     retry: Exception | None = None
     for channel in chosen:
@@ -60,20 +63,38 @@ def deliver(rt, user: User, kind: str, message: Outgoing, skip: tuple[str, ...] 
                 rt.mailer.send(fallback_notice(rt.settings.mail_from, user, channel, kind, results[channel],
                                                message.settings_link))
     for channel, result in results.items():
-        if result == SENT and channel != store.EMAIL:
+        if result == SENT and channel != store.EMAIL and channel in notices:
             store.clear_notice(rt.db, user.id, channel)      # it works again: a later failure is told again
     if retry is not None:
         raise retry
     return results
 
 
+def deliver_many(rt, items: list[tuple[User, str, Outgoing]], concurrency: int = 8) -> list[dict | Exception]:
+    """``deliver`` for each (user, kind, message), up to ``concurrency`` at a time on threads: a message's time is
+    round trips (the store, Graph, the platform), so one job sends several while each waits. Each runs under the
+    caller's claim holder (the job's RQ execution: contexts are copied), so the per-message, per-channel claims
+    and their take-over work as for one. Returns each one's results, or the exception it raised."""
+    def one(item):
+        try:
+            return deliver(rt, *item)
+        except Exception as exc:   # noqa: BLE001 - the caller decides (a job raises the first, to be retried)
+            return exc
+
+    if len(items) <= 1 or concurrency <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="deliver") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in items]
+        return [f.result() for f in futures]
+
+
 def _one(rt, user: User, channel: str, message: Outgoing) -> tuple[str, Exception | None]:
-    existing = rt.db.channel_sends.find_one({"_id": f"{message.record}:{channel}"})
-    if existing and existing["status"] in (store.SENT, store.GAVE_UP):
-        return (SENT if existing["status"] == store.SENT else existing["reason"]), None
     redis = getattr(rt, "redis", None)
-    if not store.claim_send(rt.db, message.record, channel, user.id, holder=claims.holder(),
-                            holder_alive=claims.alive_in(redis)):
+    claimed, existing = store.claim_send_or_state(rt.db, message.record, channel, user.id, holder=claims.holder(),
+                                                  holder_alive=claims.alive_in(redis))
+    if not claimed:
+        if existing["status"] in (store.SENT, store.GAVE_UP):
+            return (SENT if existing["status"] == store.SENT else existing["reason"]), None
         return "in progress elsewhere", Busy(f"{channel} send of {message.record} is claimed by another worker")
     try:
         SENDERS[channel](rt, user, message)

@@ -154,8 +154,27 @@ def _graph_check(rt, tenant: str, answer, allowed: tuple[int, ...] = (200,)) -> 
 
 
 def _entra_id(rt, user: User) -> str:
+    if user.entra_id:       # a User read from the store carries it: no second read
+        return user.entra_id
     doc = rt.db.users.find_one({"_id": user.id}, {"entra_id": 1}) or {}
     return doc.get("entra_id") or user.id
+
+
+def remember_installation(rt, user_id: str, activity: dict) -> bool:
+    """The bot was added to the person's 1:1 chat (a ``conversationUpdate`` from Teams, its token already
+    validated): record the conversation and its serviceUrl, and the link is usable again if it was disabled (the
+    person reinstalled the app). Returns whether it was recorded (an odd activity is dropped, logged)."""
+    conversation = activity.get("conversation") or {}
+    conversation_id, service_url = conversation.get("id"), activity.get("serviceUrl")
+    tenant = conversation.get("tenantId") or ((activity.get("channelData") or {}).get("tenant") or {}).get("id")
+    if not (isinstance(conversation_id, str) and 0 < len(conversation_id) <= 300 and isinstance(service_url, str)
+            and service_url.startswith("https://") and len(service_url) <= 300):
+        log.info("a Teams installation update for user %s named no usable conversation; dropped", user_id)
+        return False
+    store.save_link(rt.db, store.TEAMS, user_id, conversation_id=conversation_id, service_url=service_url,
+                    tenant_id=tenant if isinstance(tenant, str) else None)
+    log.info("Teams app installed for user %s: their 1:1 conversation is known", user_id)
+    return True
 
 
 def remember_service_url(rt, user_id: str, service_url: str, conversation_id: str) -> None:

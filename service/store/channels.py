@@ -71,6 +71,18 @@ def chose(db: Database, user_id: str, kind: str, tenant_id: str | None = None) -
     return bool((tenant.get("channels") or {}).get(kind))
 
 
+def for_delivery(db: Database, user_id: str, kind: str, tenant_id: str | None = None) -> tuple[list[str], set[str]]:
+    """(the channels chosen for ``kind``, the channels whose fall-back notice is pending) in one read of the person
+    (and of their tenant's default only when they chose nothing for ``kind``): what ``choice`` and ``clear_notice``
+    would read, at the cost of one round trip per message instead of three."""
+    doc = db.users.find_one({"_id": user_id}, {f"channels.{kind}": 1, "tenant_id": 1, "channel_notices": 1}) or {}
+    chosen = (doc.get("channels") or {}).get(kind)
+    if not chosen:
+        tenant = db.channel_defaults.find_one({"_id": tenant_id or doc.get("tenant_id")}) or {}
+        chosen = (tenant.get("channels") or {}).get(kind) or DEFAULT.get(kind) or [EMAIL]
+    return list(chosen), set(doc.get("channel_notices") or ())
+
+
 def set_choice(db: Database, user_id: str, chosen: dict[str, list[str]]) -> None:
     db.users.update_one({"_id": user_id}, {"$set": {f"channels.{kind}": v for kind, v in chosen.items()}})
 
@@ -175,23 +187,32 @@ def claim_send(db: Database, record: str, channel: str, user_id: str, now: datet
     ``holder`` names who sends (the worker's running execution); a claim whose recorded holder is no longer
     alive (``holder_alive``) is taken over at once: its worker died mid-send. One without a holder, or without
     a way to tell, is taken over once ``STALE_CLAIM`` old."""
+    return claim_send_or_state(db, record, channel, user_id, now, holder, holder_alive)[0]
+
+
+def claim_send_or_state(db: Database, record: str, channel: str, user_id: str, now: datetime | None = None,
+                        holder: str | None = None, holder_alive: Callable[[str], bool] | None = None,
+                        ) -> tuple[bool, dict | None]:
+    """``claim_send``, and the claim found when it is not ours (None if it was ours to take): whether it was
+    sent or given up, or is in progress elsewhere. A first send costs one round trip (the insert)."""
     now = now or utcnow()
     key = f"{record}:{channel}"
     try:
         db.channel_sends.insert_one({"_id": key, "user_id": user_id, "status": SENDING, "attempts": 1,
                                      "claimed_at": now, "holder": holder})
-        return True
+        return True, None
     except DuplicateKeyError:
         pass
     existing = db.channel_sends.find_one({"_id": key})
     if existing is None:
-        return False
+        return False, {"status": SENDING}
     if not claims.retakeable(existing, now, STALE_CLAIM, holder, holder_alive):
-        return False
-    return db.channel_sends.find_one_and_update(
+        return False, existing
+    taken = db.channel_sends.find_one_and_update(
         {"_id": key, "status": existing["status"], "claimed_at": existing["claimed_at"]},
         {"$set": {"status": SENDING, "claimed_at": now, "holder": holder}, "$inc": {"attempts": 1}},
         return_document=ReturnDocument.AFTER) is not None
+    return taken, None if taken else {"status": SENDING}
 
 
 def finish_send(db: Database, record: str, channel: str, status: str, **fields) -> None:

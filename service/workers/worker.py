@@ -26,6 +26,15 @@ twice a minute apart, and idle workers ran maintenance only when their 405 s deq
 waited about seven minutes. Here idle workers wait at most ``MAINTENANCE_SECONDS`` per dequeue, so maintenance
 runs that often busy or idle, and a job seen stuck by two passes ``STUCK_SECONDS`` apart is put back at the head
 of its queue (it never ran: no retry is spent on it).
+
+That intermediate list is RQ's only for a worker on one queue. On several (the Procfile's six), RQ 3.0 dequeues
+with BLPOP, which takes the job off the queue into nothing: a worker killed between that pop and recording the
+execution lost the job without a trace. Here a worker on several queues dequeues as on one: a Lua script
+LMOVEs the first job of the first non-empty queue, in priority order, into that queue's intermediate list in one
+atomic step; when all are empty it blocks with BLMOVE on the first queue (``sync``) for ``POLL_SECONDS`` at a
+time and tries them all again. Redis has no blocking move from several lists, so a job on a later queue waits at
+most ``POLL_SECONDS`` for an idle worker. The job leaves the intermediate list when its execution is recorded
+(``prepare_job_execution``, in the same pipeline), and ``requeue_stuck`` covers every queue's list.
 """
 
 from __future__ import annotations
@@ -33,13 +42,15 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rq import SimpleWorker, worker_registration
+from rq.exceptions import DequeueTimeout
 from rq.job import JobStatus
 from rq.registry import clean_registries
-from rq.utils import current_timestamp, now
+from rq.utils import as_text, current_timestamp, get_version, now
 from rq.worker import BaseWorker
 
 from service.config import ConfigError, Settings
@@ -61,6 +72,20 @@ HEARTBEAT_TTL = 20
 # A job in a queue's intermediate list but in no StartedJobRegistry this long was taken by a worker that died
 # before recording it (a live worker records it milliseconds after taking it).
 STUCK_SECONDS = 15
+# A worker on several queues, all empty, blocks on its first queue this long at a time, then looks at them all:
+# the most a job on a later queue waits for an idle worker (Redis cannot block-move from several lists).
+POLL_SECONDS = 0.2
+
+# The first job of the first non-empty queue (KEYS[1..n], in priority order) moved to that queue's intermediate
+# list (KEYS[n+1..2n]) in one atomic step: {queue key, job id}, or nil when every queue is empty.
+_MOVE_FIRST = """
+local n = #KEYS / 2
+for i = 1, n do
+    local job_id = redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')
+    if job_id then return {KEYS[i], job_id} end
+end
+return nil
+"""
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +104,13 @@ class Worker(ObservedJobs, SimpleWorker):
         configure(settings)
         install(Runtime(settings))
         super().__init__(*args, **kwargs)
+        # After RQ checked the queues against the configured class: only its dequeue_any changes.
+        self.queue_class = moving_queue_class(self.queue_class)
+
+    def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's, taking the job out of its queue's intermediate list on any number of queues (RQ does it for one
+        queue only: on several its BLPOP used none), in the pipeline that records the execution."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def perform_job(self, job, queue, execution) -> bool:
         with _heartbeats(self, job, execution):
@@ -110,6 +142,60 @@ class Worker(ObservedJobs, SimpleWorker):
                 finally:
                     queue.release_maintenance_lock()
         self.last_cleaned_at = now()
+
+
+def moving_queue_class(base: type) -> type:
+    """``base`` (RQ's Queue or a subclass) whose ``dequeue_any`` moves the job into its queue's intermediate list
+    however many queues it listens on (``dequeue_moving``)."""
+    if getattr(base, "dequeues_by_moving", False):
+        return base
+
+    class MovingQueue(base):
+        dequeues_by_moving = True
+
+        @classmethod
+        def dequeue_any(cls, queues, timeout, connection, job_class=None, serializer=None,
+                        death_penalty_class=None):
+            queues = list(queues)
+            if len(queues) == 1 or get_version(connection) < (6, 2, 0):   # RQ's own BLMOVE path; no LMOVE
+                return super().dequeue_any(queues, timeout, connection, job_class=job_class, serializer=serializer,
+                                           death_penalty_class=death_penalty_class)
+            while True:
+                moved = dequeue_moving(connection, queues, timeout)
+                if moved is None:
+                    return None
+                queue_key, job_id = moved
+                found = cls._fetch_dequeued_job(connection, queue_key, job_id, job_class=job_class,
+                                                serializer=serializer, death_penalty_class=death_penalty_class)
+                if found is not None:
+                    return found
+                # The job's hash is gone (it expired or was deleted): its id is dropped from the intermediate list
+                # by requeue_stuck; take the next one.
+
+    MovingQueue.__name__ = MovingQueue.__qualname__ = f"Moving{base.__name__}"
+    return MovingQueue
+
+
+def dequeue_moving(connection, queues: list, timeout: float | None) -> tuple[str, str] | None:
+    """(queue key, job id) of the job moved off the first non-empty of ``queues`` into that queue's intermediate
+    list; None at once if all are empty and ``timeout`` is None, else RQ's ``DequeueTimeout`` after ``timeout``
+    seconds of all of them empty."""
+    keys = [q.key for q in queues] + [q.intermediate_queue_key for q in queues]
+    move_first = connection.register_script(_MOVE_FIRST)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        found = move_first(keys=keys)
+        if found:
+            return as_text(found[0]), as_text(found[1])
+        if deadline is None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DequeueTimeout(timeout, keys[: len(queues)])
+        # Block on the first queue a short while: a job there is taken at once, one elsewhere at the next look.
+        job_id = connection.blmove(keys[0], keys[len(queues)], max(0.01, min(POLL_SECONDS, left)))
+        if job_id is not None:
+            return as_text(keys[0]), as_text(job_id)
 
 
 def retry_abandoned(queue) -> list[str]:

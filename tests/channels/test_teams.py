@@ -10,7 +10,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from harness.waiting import wait_until
 from service import queues
+from service.channels import claims, dispatch
 from service.store import channels as channels_store
 from tests.support.channels import grant_teams_install, person
 
@@ -145,3 +147,65 @@ def test_a_blocked_bot_disables_teams_for_that_person_with_a_status(teams_stack,
     assert link["status"] == "disabled" and "blocked" in link["reason"]
     subjects = [m["Subject"] for m in smtp_inbox.messages]
     assert subjects[0].startswith("Your day") and subjects[1] == "calsync could not reach you on Microsoft Teams"
+
+
+def test_a_batch_sends_each_message_once_under_the_jobs_claim_holder(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Your day"}]}
+    items = [(user, "digest", dispatch.Outgoing("digest", f"batch:{n}", "Your day", card=card)) for n in range(3)]
+    rt = teams_stack.runtime
+
+    with claims.held_by("job-1:execution-1"):
+        first = dispatch.deliver_many(rt, items, concurrency=3)
+        again = dispatch.deliver_many(rt, items, concurrency=3)
+
+    assert first == [{"teams": "sent"}] * 3 and again == [{"teams": "sent"}] * 3
+    assert sorted(a["activity"]["text"] for a in activities(teams_stack)) == ["Your day"] * 3
+    claimed = list(rt.db.channel_sends.find({"_id": {"$regex": "^batch:"}}))
+    assert len(claimed) == 3 and {c["holder"] for c in claimed} == {"job-1:execution-1"}
+    assert {c["status"] for c in claimed} == {"sent"} and smtp_inbox.messages == []
+
+
+def test_an_installation_announced_by_teams_gives_the_chat_and_the_card_needs_no_graph_call(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+
+    # The app installed for the person by other means than calsync's Graph call (an admin's app setup policy):
+    # Teams posts the bot a conversationUpdate adding it to their 1:1 chat.
+    announced = teams_stack.emulator.control.request("POST", "/teams/install", {"user_id": emu["id"]})
+    assert announced["status"] == 200
+
+    link = channels_store.link(teams_stack.runtime.db, "teams", user.id)
+    assert link["status"] == "ok" and link["conversation_id"] == announced["chat_id"]
+    assert link["service_url"] == teams_stack.emulator.base_url + "/teams/connector/"
+    send_digest(teams_stack, user.id)
+    (sent,) = activities(teams_stack)
+    assert sent["conversation_id"] == announced["chat_id"] and smtp_inbox.messages == []
+    assert graph_calls(teams_stack, "/teamwork/installedApps") == []      # no install, no list, no /chat lookup
+
+
+def test_calsyncs_own_installation_is_announced_and_recorded_once(teams_stack):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+
+    send_digest(teams_stack, user.id)
+
+    def announcements() -> list[dict]:
+        return teams_stack.emulator.control.request("GET", "/teams/announcements")["value"]
+
+    wait_until(lambda: announcements(), timeout=30, message="Teams' installation update to reach the bot")
+    (announced,) = announcements()
+    link = channels_store.link(teams_stack.runtime.db, "teams", user.id)
+    assert announced["status"] == 200 and announced["conversation_id"] == link["conversation_id"]
+    assert len(activities(teams_stack)) == 1
+
+
+@pytest.mark.parametrize("token", ["forged", "garbage"])
+def test_an_installation_update_with_a_bad_token_is_refused_and_records_nothing(teams_stack, token):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+
+    announced = teams_stack.emulator.control.request("POST", "/teams/install", {
+        "user_id": emu["id"], "token": _forged(teams_stack) if token == "forged" else "not.a.token"})
+
+    assert announced["status"] == 401
+    assert channels_store.link(teams_stack.runtime.db, "teams", user.id) is None
