@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pymongo.database import Database
@@ -130,28 +130,33 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
         keep()
         with _mailbox_wide():
             ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
-        known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
+        known = calendar_store.for_user(db, user_id)   # read once a round (and once after a refresh wrote it)
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
             with _mailbox_wide():
-                changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
-            known = calendar_store.for_user(db, user_id)
-        finished: list[tuple[Calendar, rounds.RoundResult]] = []
+                refreshed = rounds.refresh_calendars(db, graph, user_id, user.email, known=known)
+            changes.add(refreshed.meetings)
+            known = refreshed.calendars
+        finished: list[tuple[Calendar, rounds.RoundResult, datetime]] = []
+        cursors = True
         try:
             for calendar in known:
                 result = _calendar_round(db, redis, settings, graph, calendar, keep, changes, removals) \
                     if calendar.enabled else None
                 if result is not None:
-                    finished.append((calendar, result))
+                    finished.append((calendar, result, utcnow()))
         except locks.LockLost:
-            finished.clear()   # the new holder reads on from the cursors saved so far
+            cursors = False   # the new holder reads on from the cursors saved so far
             raise
         finally:
-            if finished and not requests.is_deleting(redis, user_id):
+            save = cursors and bool(finished) and not requests.is_deleting(redis, user_id)
+            if save:
                 events_store.apply_removals(db, user_id, removals, utcnow(), changes)
-                for calendar, result in finished:   # only now: a crash before this replays the removals
-                    rounds.save_cursor(db, calendar, result)
-        results = [result for _, result in finished]
+            # Each calendar's outcome and (only now: a crash before this replays the removals) its cursor, in
+            # one round trip.
+            calendar_store.record_rounds(db, user_id, [(c.calendar_id, r.label, r.cursor, r.recheck, at)
+                                                       for c, r, at in finished], save)
+        results = [result for _, result, _ in finished]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
@@ -187,7 +192,7 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     label = "delta" if all(not r.full for r in done) else next(r.label for r in done if r.full)
     lag = max((r.applied.lag_seconds for r in done if r.applied.lag_seconds is not None), default=None)
     users.record_sync_success(db, user_id, utcnow(), label, lag)
-    zone = rounds.infer_time_zone(db, user_id) if any(r.full for r in done) else None  # daily at least
+    zone = rounds.infer_time_zone(db, user_id, user) if any(r.full for r in done) else None  # daily at least
     log.info("synced user %s: %s, %d calendar(s), %d pages, %d upserted, %d deleted, %d stale", user_id, label,
              len(done), sum(r.pages for r in done), sum(r.applied.upserted for r in done),
              sum(r.applied.deleted + r.removed_missing for r in done), sum(r.applied.stale for r in done))
@@ -240,8 +245,7 @@ def _calendar_round(db: Database, redis: Redis, settings: Settings, graph: Graph
                                          f"{exc.status} {exc.code}".strip())
             return None
         raise
-    calendar_store.record_result(db, calendar.user_id, calendar.calendar_id, utcnow(), result.label)
-    return result
+    return result   # its outcome is recorded with its cursor (``record_rounds``)
 
 
 def _purge_turned_off(db: Database, user_id: str, known: list[Calendar],
