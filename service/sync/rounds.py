@@ -189,11 +189,14 @@ class CalendarChanges:
 
 
 def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email: str,
-                      now: datetime | None = None, known: list[Calendar] | None = None) -> CalendarChanges:
+                      now: datetime | None = None, known: list[Calendar] | None = None,
+                      record: bool = True) -> CalendarChanges:
     """List the user's calendars (every page), record them, and forget the ones Outlook no longer has
     (with their events). Calendars shared with the user by someone else are recorded but not read until the
     user turns them on. ``known``: the user's calendars as the caller just read them (else read here); the
-    list after the refresh is returned in ``calendars``, read once after it was written."""
+    list after the refresh is returned in ``calendars``, read once after it was written. ``record``: store when
+    the list was read (``record_calendars_refreshed``); a sync round passes False and stores ``now`` with its
+    outcome instead (a round that stops before that lists the calendars again next time)."""
     now = now or utcnow()
     listed, url, pages = [], CALENDARS_PATH.format(user_id=quote(user_id, safe="")), 0
     while url is not None:
@@ -220,7 +223,8 @@ def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email
     default = next((c for c in changes.calendars if c.is_default), None)
     if first_listing and default is not None:
         events_store.adopt_orphans(db, user_id, default.calendar_id)   # stored before calendars were known
-    users.record_calendars_refreshed(db, user_id, now)
+    if record:
+        users.record_calendars_refreshed(db, user_id, now)
     return changes
 
 

@@ -126,6 +126,7 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     graph = graph_for(user_id)
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
     removals: events_store.Removals = {}   # what left a calendar: deleted once every calendar was read
+    listed_at = None   # when this round read the calendar list: stored with the round's outcome (one write)
     try:
         keep()
         with _mailbox_wide():
@@ -134,7 +135,10 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
             with _mailbox_wide():
-                refreshed = rounds.refresh_calendars(db, graph, user_id, user.email, known=known)
+                reading = utcnow()
+                refreshed = rounds.refresh_calendars(db, graph, user_id, user.email, reading, known=known,
+                                                     record=False)
+            listed_at = reading   # only once the list was read and written
             changes.add(refreshed.meetings)
             known = refreshed.calendars
         finished: list[tuple[Calendar, rounds.RoundResult, datetime]] = []
@@ -160,16 +164,19 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
-        users.record_sync_failure(db, user_id, utcnow(), "throttled", f"{exc.status} {exc.code}".strip())
+        users.record_sync_failure(db, user_id, utcnow(), "throttled", f"{exc.status} {exc.code}".strip(),
+                                  calendars_refreshed_at=listed_at)
         requests.defer_sync(redis, user_id, delay, "throttled")
         log.info("sync of user %s throttled; again in %.1fs", user_id, delay)
         return Report(Outcome.THROTTLED)
     except ReconnectRequired:
-        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "reconnect required")
+        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "reconnect required",
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.NEEDS_RECONNECT)
     except Unauthorized:
         require_reconnect(db, redis, user_id, "Graph refused a freshly refreshed token")  # mails the user once
-        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "401 after token refresh")
+        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "401 after token refresh",
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.NEEDS_RECONNECT)
     except DataDeleted:
         log.info("sync of user %s stopped: their data is being deleted", user_id)
@@ -181,17 +188,19 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
         if exc.__cause__ is not None and getattr(exc.__cause__, "status", 0) == 404 and _gone(graph):
             raise UserGone(user_id) from None
         mailboxes.mark(db, redis, user_id, exc.reason, utcnow())   # no retry: one check a day from now on
-        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason)
+        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason,
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.CANNOT_SYNC)
     except GraphError as exc:
         if exc.status == 404 and _gone(graph):
             raise UserGone(user_id) from None
-        users.record_sync_failure(db, user_id, utcnow(), "error", f"{exc.status} {exc.code}".strip())
+        users.record_sync_failure(db, user_id, utcnow(), "error", f"{exc.status} {exc.code}".strip(),
+                                  calendars_refreshed_at=listed_at)
         raise   # RQ retries with back-off (requests.SYNC_RETRY)
     done = [r for r in results if r is not None]
     label = "delta" if all(not r.full for r in done) else next(r.label for r in done if r.full)
     lag = max((r.applied.lag_seconds for r in done if r.applied.lag_seconds is not None), default=None)
-    users.record_sync_success(db, user_id, utcnow(), label, lag)
+    users.record_sync_success(db, user_id, utcnow(), label, lag, calendars_refreshed_at=listed_at)
     zone = rounds.infer_time_zone(db, user_id, user) if any(r.full for r in done) else None  # daily at least
     log.info("synced user %s: %s, %d calendar(s), %d pages, %d upserted, %d deleted, %d stale", user_id, label,
              len(done), sum(r.pages for r in done), sum(r.applied.upserted for r in done),
