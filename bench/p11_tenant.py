@@ -88,6 +88,14 @@ def stages(conn: redis.Redis, since: datetime) -> dict[str, dict]:
     return out
 
 
+def redis_usage(conn: redis.Redis) -> tuple[float, int]:
+    """(CPU seconds, commands processed) of the Redis server so far: the bench's own redis-server serves only
+    this run (with ``CALSYNC_BENCH_REDIS_URL``, whatever else uses that server is counted too)."""
+    cpu = conn.info("cpu")
+    commands = sum(int(stat.get("calls", 0)) for stat in conn.info("commandstats").values())
+    return float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0)), commands
+
+
 def _ready(url: str) -> bool:
     try:
         return requests.get(f"{url}/readyz", timeout=2).status_code == 200
@@ -147,6 +155,7 @@ def run(ctx) -> Part:
             if ctx.mongo is not None and ctx.mongo.process is not None:
                 accounted["SecantusDB"] = [ctx.mongo.process.pid]
             cpu_before = cpu_by_label(accounted)
+            redis_before = redis_usage(conn)
             with PeakRSS(groups, procfile_label) as sampler:
                 began_wall, began = datetime.now(UTC), time.perf_counter()
                 busy = [queues.get_queue(name, conn) for name in (queues.MAINTENANCE, queues.SUBSCRIPTIONS,
@@ -166,6 +175,7 @@ def run(ctx) -> Part:
                            message=f"{size} mailboxes synced\n{topology.tail()}")
                 total = time.perf_counter() - began
                 cpu_after = cpu_by_label(accounted)
+                redis_after = redis_usage(conn)
             subscribed = db.subscriptions.count_documents({"tenant_id": tenant})
             synced = db.users.count_documents({"tenant_id": tenant, "sync.last_sync_at": {"$ne": None}})
             spent = stages(conn, began_wall)
@@ -206,6 +216,10 @@ def run(ctx) -> Part:
     for name in sorted(cpu_after, key=lambda n: -(cpu_after[n] - cpu_before.get(n, 0.0))):
         used = cpu_after[name] - cpu_before.get(name, 0.0)
         part.add(f"CPU during enrolment, {name}", round(1000 * used / size, 1), "ms/mailbox")
+    part.add("CPU during enrolment, Redis (INFO cpu)", round(1000 * (redis_after[0] - redis_before[0]) / size, 1),
+             "ms/mailbox")
+    part.add("Redis commands per mailbox (INFO commandstats; RQ's included)",
+             round((redis_after[1] - redis_before[1]) / size, 1), "count")
     part.add("processes left after stopping the topology", len(leftovers), "count", target="0", met=not leftovers)
     part.notes.append(f"{workers} rq worker processes, gunicorn 2x4, 1 scheduler; the emulator, SecantusDB and "
                       f"Redis in their own processes, all on this machine's {os.cpu_count()} cores; {setup:.1f} s to "

@@ -141,6 +141,10 @@ class Subscriptions:
         self.reauth_margin = dt.timedelta(minutes=reauth_margin_minutes)
         self.lock = threading.RLock()
         self.by_id: dict[str, Subscription] = {}
+        # The same subscriptions by mailbox, so that a create's conflict check and a
+        # change's fan-out look at the few that can match, not at every subscription (tens of thousands when a
+        # whole tenant is enrolled). Subscriptions are never taken out of by_id, and neither field changes.
+        self._by_user: dict[str, list[Subscription]] = {}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._sweep_loop, name="emulator-subscriptions", daemon=True)
 
@@ -181,7 +185,7 @@ class Subscriptions:
         with self.lock:
             # Graph refuses a second subscription with the same changeType and resource for the same app (documented
             # for POST /subscriptions); "me/events" names the caller's own mailbox, so two people's are two resources.
-            for existing in self.by_id.values():
+            for existing in self._by_user.get(user_id, ()):
                 if (existing.status == "active" and existing.application_id == caller.app_id
                         and existing.user_id == user_id and existing.resource.lower() == resource.lower()
                         and existing.change_types == change_types):
@@ -202,6 +206,7 @@ class Subscriptions:
         )
         with self.lock:
             self.by_id[sub.id] = sub
+            self._by_user.setdefault(user_id, []).append(sub)
         return sub
 
     @staticmethod
@@ -356,7 +361,7 @@ class Subscriptions:
         disabled ("Applications that use app tokens to create subscriptions are not affected"); a deleted account
         takes every subscription on its mailbox. Each removed one gets subscriptionRemoved."""
         with self.lock:
-            targets = [s for s in self.by_id.values() if s.status == "active" and s.user_id == user_id
+            targets = [s for s in self._by_user.get(user_id, ()) if s.status == "active" and s.user_id == user_id
                        and (what == "deleted" or (s.delegated and what in ("password_changed", "disabled")))]
         for sub in targets:
             with self.lock:
@@ -409,7 +414,7 @@ class Subscriptions:
         an update of the same item for subscriptions with immutable ids, and a deletion of the old regular id
         plus a creation of the new one for the others (the id changed: outlook-immutable-id)."""
         with self.lock:
-            targets = [s for s in self.by_id.values() if s.user_id == user_id and s.status == "active"]
+            targets = [s for s in self._by_user.get(user_id, ()) if s.user_id == user_id and s.status == "active"]
         for sub in targets:
             if self._expire_if_due(sub):
                 continue

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 
 from service.store import utcnow
@@ -64,23 +64,31 @@ def by_key(db: Database, user_id: str, key: str) -> Calendar | None:
 def upsert_listed(db: Database, user_id: str, listed: list[dict], now: datetime | None = None) -> list[Calendar]:
     """Record the calendars Graph lists (``{calendar_id, name, owner_email, is_default, is_own}``); a new one
     is read by default if it is the user's own. Returns the calendars that were new."""
+    return record_listed(db, user_id, listed, for_user(db, user_id), now)[0]
+
+
+def record_listed(db: Database, user_id: str, listed: list[dict], known: list[Calendar],
+                  now: datetime | None = None) -> tuple[list[Calendar], list[Calendar]]:
+    """``upsert_listed`` for a caller that has just read the user's calendars (``known``): one bulk write of
+    the listed ones and one read of the result. Returns (the calendars that were new, every calendar now
+    stored for the user, ``for_user``'s order), so a sync round reads the list once after writing it."""
     now = now or utcnow()
-    known = {c.calendar_id for c in for_user(db, user_id)}
-    added = []
+    known_ids = {c.calendar_id for c in known}
+    writes = []
     for entry in listed:
         fields = {k: entry[k] for k in ("name", "owner_email", "is_default", "is_own")}
         enabled = bool(entry["is_own"])
         on_insert = {"enabled": enabled, "enabled_by": "default", "created_at": now}
         if enabled and not entry["is_default"]:
             on_insert["polled"] = True
-        result = db.calendars.update_one(
-            {"user_id": user_id, "calendar_id": entry["calendar_id"]},
-            {"$set": {**fields, "updated_at": now}, "$setOnInsert": on_insert},
-            upsert=True,
-        )
-        if result.upserted_id is not None and entry["calendar_id"] not in known:
-            added.append(entry["calendar_id"])
-    return [c for c in for_user(db, user_id) if c.calendar_id in added]
+        writes.append(UpdateOne({"user_id": user_id, "calendar_id": entry["calendar_id"]},
+                                {"$set": {**fields, "updated_at": now}, "$setOnInsert": on_insert}, upsert=True))
+    added: set[str] = set()
+    if writes:
+        upserted = db.calendars.bulk_write(writes, ordered=True).upserted_ids
+        added = {listed[index]["calendar_id"] for index in upserted} - known_ids
+    stored = for_user(db, user_id)
+    return [c for c in stored if c.calendar_id in added], stored
 
 
 def remove(db: Database, user_id: str, calendar_id: str) -> bool:
@@ -119,11 +127,30 @@ def save_cursor(db: Database, user_id: str, calendar_id: str, delta_link: str, w
                 window_end: datetime, baseline_at: datetime, series_recheck: Iterable[str] = ()) -> None:
     """Record a completed round: the cursor to continue from, the window it covers and the series to check
     again after the next round (``service.sync.series``), not for a calendar turned off meanwhile."""
-    db.calendars.update_one(
-        {"user_id": user_id, "calendar_id": calendar_id, "enabled": True},
-        {"$set": {"delta_link": delta_link, "window_start": window_start, "window_end": window_end,
-                  "baseline_at": baseline_at, "series_recheck": sorted(series_recheck)}},
-    )
+    db.calendars.update_one(*_cursor_update(user_id, calendar_id, delta_link, window_start, window_end, baseline_at,
+                                            series_recheck))
+
+
+def _cursor_update(user_id: str, calendar_id: str, delta_link: str, window_start: datetime, window_end: datetime,
+                   baseline_at: datetime, series_recheck: Iterable[str] = ()) -> tuple[dict, dict]:
+    return ({"user_id": user_id, "calendar_id": calendar_id, "enabled": True},
+            {"$set": {"delta_link": delta_link, "window_start": window_start, "window_end": window_end,
+                      "baseline_at": baseline_at, "series_recheck": sorted(series_recheck)}})
+
+
+def record_rounds(db: Database, user_id: str,
+                  done: list[tuple[str, str, tuple | None, Iterable[str], datetime]], save_cursors: bool) -> None:
+    """The end of a sync round over several calendars, in one round trip: each calendar's outcome
+    (``record_result``) and, with ``save_cursors``, its cursor (``save_cursor``). ``done``: (calendar id, result
+    label, cursor as ``save_cursor`` takes it or None, series to check again, when its round ended) per calendar
+    read."""
+    writes = []
+    for calendar_id, label, cursor, recheck, ended in done:
+        writes.append(UpdateOne(*_result_update(user_id, calendar_id, ended, label)))
+        if save_cursors and cursor is not None:
+            writes.append(UpdateOne(*_cursor_update(user_id, calendar_id, *cursor, recheck)))
+    if writes:
+        db.calendars.bulk_write(writes, ordered=True)
 
 
 def clear_cursor(db: Database, user_id: str, calendar_id: str | None = None) -> int:
@@ -143,13 +170,18 @@ def purged(db: Database, user_id: str, calendar_id: str) -> None:
 def record_result(db: Database, user_id: str, calendar_id: str, now: datetime, result: str,
                   error: str | None = None) -> None:
     """The outcome of a round on one calendar, for operators (``error`` is a short code, never a body)."""
+    db.calendars.update_one(*_result_update(user_id, calendar_id, now, result, error))
+
+
+def _result_update(user_id: str, calendar_id: str, now: datetime, result: str,
+                   error: str | None = None) -> tuple[dict, dict]:
     fields = {"last_result": result, "last_error": error[:200] if error else None, "updated_at": now}
     update: dict = {"$set": fields}
     if error:
         update["$inc"] = {"error_count": 1}
     else:
         fields.update(last_sync_at=now, error_count=0)
-    db.calendars.update_one({"user_id": user_id, "calendar_id": calendar_id}, update)
+    return {"user_id": user_id, "calendar_id": calendar_id}, update
 
 
 def polled_before(db: Database, cutoff: datetime) -> list[str]:

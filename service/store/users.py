@@ -320,10 +320,15 @@ def touch_notification(db: Database, user_id: str, at: datetime) -> None:
     activity.note(db, user_id, "notification", at, "change notification from Graph")
 
 
-def record_sync_success(db: Database, user_id: str, now: datetime, result: str, lag_seconds: float | None) -> None:
-    """A sync round finished: last time, result, lag (event change → stored); consecutive errors reset."""
+def record_sync_success(db: Database, user_id: str, now: datetime, result: str, lag_seconds: float | None,
+                        calendars_refreshed_at: datetime | None = None) -> None:
+    """A sync round finished: last time, result, lag (event change → stored); consecutive errors reset. With
+    ``calendars_refreshed_at``, the round read the calendar list then (``record_calendars_refreshed``, in the
+    same write)."""
     fields: dict = {"sync.last_sync_at": now, "sync.last_result": result, "sync.last_error": None,
                     "sync.error_count": 0, "updated_at": now}
+    if calendars_refreshed_at is not None:
+        fields["sync.calendars_refreshed_at"] = calendars_refreshed_at
     if lag_seconds is not None:
         fields["sync.lag_seconds"] = round(lag_seconds, 3)
     db.users.update_one({"_id": user_id}, {"$set": fields})
@@ -331,14 +336,15 @@ def record_sync_success(db: Database, user_id: str, now: datetime, result: str, 
                   lag_seconds=round(lag_seconds, 3) if lag_seconds is not None else None)
 
 
-def record_sync_failure(db: Database, user_id: str, now: datetime, result: str, error: str) -> None:
-    """A sync round failed or was postponed; ``error`` is a short code, never a body or token."""
-    db.users.update_one(
-        {"_id": user_id},
-        {"$set": {"sync.last_attempt_at": now, "sync.last_result": result, "sync.last_error": error[:200],
-                  "updated_at": now},
-         "$inc": {"sync.error_count": 1, "sync.errors_total": 1}},
-    )
+def record_sync_failure(db: Database, user_id: str, now: datetime, result: str, error: str,
+                        calendars_refreshed_at: datetime | None = None) -> None:
+    """A sync round failed or was postponed; ``error`` is a short code, never a body or token.
+    ``calendars_refreshed_at`` as for ``record_sync_success``."""
+    fields = {"sync.last_attempt_at": now, "sync.last_result": result, "sync.last_error": error[:200],
+              "updated_at": now}
+    if calendars_refreshed_at is not None:
+        fields["sync.calendars_refreshed_at"] = calendars_refreshed_at
+    db.users.update_one({"_id": user_id}, {"$set": fields, "$inc": {"sync.error_count": 1, "sync.errors_total": 1}})
     activity.note(db, user_id, "error", now, f"sync {result}: {error}", result=result, error=error)
 
 

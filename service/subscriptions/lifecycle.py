@@ -129,10 +129,11 @@ class Subscriptions:
 
     # ------------------------------------------------------------ create / recreate / delete
 
-    def create(self, user_id: str) -> Subscription:
-        """A fresh subscription for a connected user, replacing (never duplicating) any previous one."""
+    def create(self, user_id: str, graph: GraphClient | None = None) -> Subscription:
+        """A fresh subscription for a connected user, replacing (never duplicating) any previous one. ``graph``:
+        the caller's client for the user's mailbox (else ``graph_for``'s, which reads their token source)."""
         with self._user_lock(user_id):
-            return self._create_locked(user_id, self.clock())
+            return self._create_locked(user_id, self.clock(), graph)
 
     def ensure(self, user_id: str) -> Subscription | None:
         """Create the user's subscription and sync the gap since connect; None when they cannot have one."""
@@ -281,11 +282,12 @@ class Subscriptions:
             else:
                 yield subscription
 
-    def _create_locked(self, user_id: str, now: datetime) -> Subscription:
+    def _create_locked(self, user_id: str, now: datetime, client: GraphClient | None = None) -> Subscription:
         user = users.get(self.db, user_id)
         if user is None or not user.connected:
             raise NotConnected(user_id)
-        graph = self._graph(user_id, user.tenant_id)
+        graph = PacedGraph(client, self.pacer, user.tenant_id) if client is not None \
+            else self._graph(user_id, user.tenant_id)
         keypair = load_keypair(self.settings) if self.settings.rich_notifications else None
         client_state = secrets.token_urlsafe(48)  # 64 characters; Graph allows 128
         body = subscription_body(self.settings, user_id, client_state, now, keypair)

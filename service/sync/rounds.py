@@ -26,7 +26,7 @@ from service.graph import GraphClient, GraphError
 from service.store import calendars as calendar_store
 from service.store import events as events_store
 from service.store import users, utcnow
-from service.store.records import Calendar
+from service.store.records import Calendar, User
 from service.timezones import to_iana
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,18 @@ class CalendarChanges:
     added: list[Calendar] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)     # Graph calendar ids no longer listed
     meetings: events_store.MeetingChanges = field(default_factory=events_store.MeetingChanges)  # their events
+    calendars: list[Calendar] = field(default_factory=list)   # the user's calendars now (``for_user``'s order)
 
 
 def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email: str,
-                      now: datetime | None = None) -> CalendarChanges:
+                      now: datetime | None = None, known: list[Calendar] | None = None,
+                      record: bool = True) -> CalendarChanges:
     """List the user's calendars (every page), record them, and forget the ones Outlook no longer has
     (with their events). Calendars shared with the user by someone else are recorded but not read until the
-    user turns them on."""
+    user turns them on. ``known``: the user's calendars as the caller just read them (else read here); the
+    list after the refresh is returned in ``calendars``, read once after it was written. ``record``: store when
+    the list was read (``record_calendars_refreshed``); a sync round passes False and stores ``now`` with its
+    outcome instead (a round that stops before that lists the calendars again next time)."""
     now = now or utcnow()
     listed, url, pages = [], CALENDARS_PATH.format(user_id=quote(user_id, safe="")), 0
     while url is not None:
@@ -203,18 +208,23 @@ def refresh_calendars(db: Database, graph: GraphClient, user_id: str, user_email
         if isinstance(next_link, str) and origin(next_link) != origin(graph.base_url):
             raise BadGraphResponse(0, "foreignLink")
         url, pages = (next_link if isinstance(next_link, str) else None), pages + 1
-    first_listing = not calendar_store.for_user(db, user_id)
-    changes = CalendarChanges(added=calendar_store.upsert_listed(db, user_id, listed, now))
+    if known is None:
+        known = calendar_store.for_user(db, user_id)
+    first_listing = not known
+    added, stored = calendar_store.record_listed(db, user_id, listed, known, now)
+    changes = CalendarChanges(added=added)
     present = {entry["calendar_id"] for entry in listed}
-    for calendar in calendar_store.for_user(db, user_id):
+    for calendar in stored:
         if calendar.calendar_id not in present:
             events_store.delete_for_calendar(db, user_id, calendar.calendar_id, changes.meetings)
             calendar_store.remove(db, user_id, calendar.calendar_id)
             changes.removed.append(calendar.calendar_id)
-    default = next((c for c in calendar_store.for_user(db, user_id) if c.is_default), None)
+    changes.calendars = [c for c in stored if c.calendar_id in present]
+    default = next((c for c in changes.calendars if c.is_default), None)
     if first_listing and default is not None:
         events_store.adopt_orphans(db, user_id, default.calendar_id)   # stored before calendars were known
-    users.record_calendars_refreshed(db, user_id, now)
+    if record:
+        users.record_calendars_refreshed(db, user_id, now)
     return changes
 
 
@@ -231,19 +241,33 @@ def _calendar_entry(raw: object, user_email: str) -> dict | None:
 
 # ------------------------------------------------------------------ after a round
 
-def infer_time_zone(db: Database, user_id: str) -> str | None:
+def infer_time_zone(db: Database, user_id: str, seen: User | None = None) -> str | None:
     """Set graph_time_zone/time_zone from the user's own meetings unless they chose a zone themselves.
 
-    Returns the zone recorded, or None when nothing changed.
+    Returns the zone recorded, or None when nothing changed. ``seen``: the user document as the caller read it
+    (a sync round, at its start): when their own meetings name no zone (a new mailbox, someone who organizes
+    none), that is the answer and the user is not read again; any zone found is decided on a fresh read.
     """
+    zone: str | None = None
+    if seen is not None and seen.email and _may_infer(seen):
+        zone = events_store.most_common_organizer_zone(db, user_id, seen.email)
+        if zone is None:
+            return None
     user = users.get(db, user_id)
-    if not user or not user.email or user.time_zone_source == "user":
+    if not user or not user.email or not _may_infer(user):
         return None
-    current, inferred_before = user.time_zone, user.graph_time_zone
-    if current and (not inferred_before or current != to_iana(inferred_before)):
-        return None   # a zone set in calsync's settings wins over anything inferred
-    graph_zone = events_store.most_common_organizer_zone(db, user_id, user.email)
+    inferred_before = user.graph_time_zone
+    graph_zone = zone if zone is not None and seen is not None and seen.email == user.email \
+        else events_store.most_common_organizer_zone(db, user_id, user.email)
     if graph_zone is None or graph_zone == inferred_before:
         return None
     users.record_inferred_time_zone(db, user_id, graph_zone, to_iana(graph_zone))
     return graph_zone
+
+
+def _may_infer(user: User) -> bool:
+    """Whether an inferred zone may be recorded: not when they chose one, in calsync's settings or otherwise."""
+    if user.time_zone_source == "user":
+        return False
+    current, inferred_before = user.time_zone, user.graph_time_zone
+    return not (current and (not inferred_before or current != to_iana(inferred_before)))

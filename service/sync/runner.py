@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pymongo.database import Database
@@ -126,45 +126,57 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
     graph = graph_for(user_id)
     keep = lambda: _keep(redis, lock, user_id)  # noqa: E731 - one callable, passed down to every page
     removals: events_store.Removals = {}   # what left a calendar: deleted once every calendar was read
+    listed_at = None   # when this round read the calendar list: stored with the round's outcome (one write)
     try:
         keep()
         with _mailbox_wide():
             ids.ensure_immutable(db, graph, user, utcnow())   # before any request could store an immutable id
-        known = calendar_store.for_user(db, user_id)   # read once a round (again only after a refresh)
+        known = calendar_store.for_user(db, user_id)   # read once a round (and once after a refresh wrote it)
         _purge_turned_off(db, user_id, known, changes)
         if _list_calendars_first(settings, user, known):
             with _mailbox_wide():
-                changes.add(rounds.refresh_calendars(db, graph, user_id, user.email).meetings)
-            known = calendar_store.for_user(db, user_id)
-        finished: list[tuple[Calendar, rounds.RoundResult]] = []
+                reading = utcnow()
+                refreshed = rounds.refresh_calendars(db, graph, user_id, user.email, reading, known=known,
+                                                     record=False)
+            listed_at = reading   # only once the list was read and written
+            changes.add(refreshed.meetings)
+            known = refreshed.calendars
+        finished: list[tuple[Calendar, rounds.RoundResult, datetime]] = []
+        cursors = True
         try:
             for calendar in known:
                 result = _calendar_round(db, redis, settings, graph, calendar, keep, changes, removals) \
                     if calendar.enabled else None
                 if result is not None:
-                    finished.append((calendar, result))
+                    finished.append((calendar, result, utcnow()))
         except locks.LockLost:
-            finished.clear()   # the new holder reads on from the cursors saved so far
+            cursors = False   # the new holder reads on from the cursors saved so far
             raise
         finally:
-            if finished and not requests.is_deleting(redis, user_id):
+            save = cursors and bool(finished) and not requests.is_deleting(redis, user_id)
+            if save:
                 events_store.apply_removals(db, user_id, removals, utcnow(), changes)
-                for calendar, result in finished:   # only now: a crash before this replays the removals
-                    rounds.save_cursor(db, calendar, result)
-        results = [result for _, result in finished]
+            # Each calendar's outcome and (only now: a crash before this replays the removals) its cursor, in
+            # one round trip.
+            calendar_store.record_rounds(db, user_id, [(c.calendar_id, r.label, r.cursor, r.recheck, at)
+                                                       for c, r, at in finished], save)
+        results = [result for _, result, _ in finished]
     except Throttled as exc:
         delay = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
         delay += random.uniform(0.1, 1.0 + delay / 10)  # noqa: S311 - jitter spreads the herd
-        users.record_sync_failure(db, user_id, utcnow(), "throttled", f"{exc.status} {exc.code}".strip())
+        users.record_sync_failure(db, user_id, utcnow(), "throttled", f"{exc.status} {exc.code}".strip(),
+                                  calendars_refreshed_at=listed_at)
         requests.defer_sync(redis, user_id, delay, "throttled")
         log.info("sync of user %s throttled; again in %.1fs", user_id, delay)
         return Report(Outcome.THROTTLED)
     except ReconnectRequired:
-        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "reconnect required")
+        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "reconnect required",
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.NEEDS_RECONNECT)
     except Unauthorized:
         require_reconnect(db, redis, user_id, "Graph refused a freshly refreshed token")  # mails the user once
-        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "401 after token refresh")
+        users.record_sync_failure(db, user_id, utcnow(), "needs_reconnect", "401 after token refresh",
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.NEEDS_RECONNECT)
     except DataDeleted:
         log.info("sync of user %s stopped: their data is being deleted", user_id)
@@ -176,18 +188,20 @@ def _calendars_round(db: Database, redis: Redis, settings: Settings, graph_for: 
         if exc.__cause__ is not None and getattr(exc.__cause__, "status", 0) == 404 and _gone(graph):
             raise UserGone(user_id) from None
         mailboxes.mark(db, redis, user_id, exc.reason, utcnow())   # no retry: one check a day from now on
-        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason)
+        users.record_sync_failure(db, user_id, utcnow(), "cannot_sync", exc.reason,
+                                  calendars_refreshed_at=listed_at)
         return Report(Outcome.CANNOT_SYNC)
     except GraphError as exc:
         if exc.status == 404 and _gone(graph):
             raise UserGone(user_id) from None
-        users.record_sync_failure(db, user_id, utcnow(), "error", f"{exc.status} {exc.code}".strip())
+        users.record_sync_failure(db, user_id, utcnow(), "error", f"{exc.status} {exc.code}".strip(),
+                                  calendars_refreshed_at=listed_at)
         raise   # RQ retries with back-off (requests.SYNC_RETRY)
     done = [r for r in results if r is not None]
     label = "delta" if all(not r.full for r in done) else next(r.label for r in done if r.full)
     lag = max((r.applied.lag_seconds for r in done if r.applied.lag_seconds is not None), default=None)
-    users.record_sync_success(db, user_id, utcnow(), label, lag)
-    zone = rounds.infer_time_zone(db, user_id) if any(r.full for r in done) else None  # daily at least
+    users.record_sync_success(db, user_id, utcnow(), label, lag, calendars_refreshed_at=listed_at)
+    zone = rounds.infer_time_zone(db, user_id, user) if any(r.full for r in done) else None  # daily at least
     log.info("synced user %s: %s, %d calendar(s), %d pages, %d upserted, %d deleted, %d stale", user_id, label,
              len(done), sum(r.pages for r in done), sum(r.applied.upserted for r in done),
              sum(r.applied.deleted + r.removed_missing for r in done), sum(r.applied.stale for r in done))
@@ -240,8 +254,7 @@ def _calendar_round(db: Database, redis: Redis, settings: Settings, graph: Graph
                                          f"{exc.status} {exc.code}".strip())
             return None
         raise
-    calendar_store.record_result(db, calendar.user_id, calendar.calendar_id, utcnow(), result.label)
-    return result
+    return result   # its outcome is recorded with its cursor (``record_rounds``)
 
 
 def _purge_turned_off(db: Database, user_id: str, known: list[Calendar],

@@ -191,14 +191,17 @@ class TenantWide:
         # This process's token memos of the user go first (their source may just have changed); the probe
         # then fetches the app token's, which the subscription and the first sync reuse.
         self.connections.tokens.forget(user_id)
-        state = self.probe(user_id, user.connection.status == ConnectionStatus.CANNOT_SYNC)
+        # One client with the app token for the probe, the subscription and the first sync: the job is the
+        # tenant-wide enrolment of a mailbox checked tenant-wide above, so its token source is not read again.
+        graph = self.connections.tokens.graph(user_id, APP_SOURCE)
+        state = self.probe(user_id, user.connection.status == ConnectionStatus.CANNOT_SYNC, graph)
         if state != "in_scope":
             return state
-        self.connections.subscriptions.create(user_id)   # replaces (never duplicates) a per-user one
-        self.first_sync(user_id)
+        self.connections.subscriptions.create(user_id, graph)   # replaces (never duplicates) a per-user one
+        self.first_sync(user_id, graph)
         return f"subscribed:{what}"
 
-    def first_sync(self, user_id: str) -> str:
+    def first_sync(self, user_id: str, graph: GraphClient | None = None) -> str:
         """The mailbox's first sync, right here, after its subscription exists (what changed before it was made
         is read now; what changes after is notified). Run in the enrolment job rather than queued as a job of its
         own: enrolling a tenant is one job per mailbox instead of two, and the mailbox's user document, token
@@ -207,8 +210,8 @@ class TenantWide:
         job = get_current_job()
         owner = job.id if job is not None else uuid.uuid4().hex   # an RQ retry of this job takes its lock back
         try:
-            report = runner.sync_user(self.db, self.redis, self.settings, self.connections.subscriptions.graph_for,
-                                      user_id, owner)
+            graph_for = self.connections.subscriptions.graph_for if graph is None else lambda _user_id: graph
+            report = runner.sync_user(self.db, self.redis, self.settings, graph_for, user_id, owner)
         except Exception as exc:  # noqa: BLE001 - any failure: the sync is requested, with the sync path's retries
             log.info("first sync of tenant-wide mailbox %s failed here (%s); requested", user_id, type(exc).__name__)
             request_sync(self.redis, user_id, "tenant_wide")
@@ -217,12 +220,13 @@ class TenantWide:
             digest_plan.reschedule(self.db, user_id, self.settings.digest_default_time)
         return str(report.outcome)
 
-    def probe(self, user_id: str, cannot_sync: bool = True) -> str:
+    def probe(self, user_id: str, cannot_sync: bool = True, graph: GraphClient | None = None) -> str:
         """Ask for one calendar with the app token: in_scope, out_of_scope (ErrorAccessDenied), no_mailbox
         (MailboxNotEnabledForRESTAPI) or invalid (ErrorInvalidUser). Anything else raises (RQ retries)."""
         now = self.clock()
         try:
-            self.connections.tokens.graph(user_id, APP_SOURCE).get_json(mailboxes.PROBE.format(user_id=user_id))
+            graph = graph or self.connections.tokens.graph(user_id, APP_SOURCE)
+            graph.get_json(mailboxes.PROBE.format(user_id=user_id))
         except GraphError as exc:
             reason = mailbox_unavailable(exc, mailbox_wide=True)
             if reason is None:

@@ -12,7 +12,7 @@ import pytest
 from service.graph import Throttled
 from service.store import calendars, users
 from service.store import events as events_store
-from service.sync import rounds, sweeps
+from service.sync import rounds, runner, sweeps
 from service.sync.requests import request_sync
 from tests.support.connect import connect_session, connect_user, emulated_user
 
@@ -218,3 +218,22 @@ def test_no_more_than_four_requests_in_flight_per_mailbox_across_clients(stack, 
     assert errors == [] and len(done) >= 10
     mailbox = next(m for m in control.limits()["mailboxes"] if m["mailbox_id"] == user_id)
     assert mailbox["peak_concurrency"] == 4 and not any(mailbox["throttled"].values())
+
+
+def test_a_round_that_fails_after_listing_the_calendars_still_records_when_it_listed_them(stack):
+    """The listing's time is stored with the round's outcome (one write), also when the round then fails: the
+    next round does not list the calendars again before their refresh interval."""
+    alice = emulated_user(stack, mail="alice@contoso.com")
+    user_id = connect_user(stack, alice["id"])
+    db = stack.runtime.db
+    calendars.clear_cursor(db, user_id)   # connected, never synced: the round lists the calendars first
+    db.users.update_one({"_id": user_id}, {"$unset": {"sync.calendars_refreshed_at": ""}})
+    stack.emulator.control.set_faults(path_prefix=f"/users/{user_id}/calendars/", script=[{"status": 500}] * 8)
+    before = datetime.now(UTC)
+
+    with pytest.raises(Exception, match="500"):
+        runner.sync_user(db, stack.runtime.redis, stack.settings, stack.runtime.graph_for, user_id, "job-1")
+
+    user = users.get(db, user_id)
+    assert user.sync.last_result == "error" and user.sync.calendars_refreshed_at is not None
+    assert user.sync.calendars_refreshed_at >= before - timedelta(seconds=1)
