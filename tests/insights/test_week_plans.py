@@ -52,8 +52,9 @@ def test_the_weeks_of_an_organisation_are_read_through_indexes(organisation, mon
 
 def test_one_changed_meeting_changes_only_the_weeks_of_its_people(db, organisation):
     before = timeside.weeks_for(db, organisation, 2026, 10)
-    db.events.update_one({"user_id": "u03", "graph_id": "e3-0"},
-                         {"$set": {"end": MONDAY + timedelta(hours=3 % 3, minutes=150)}})
+    moved = {"id": "e3-0", "lastModifiedDateTime": "2026-03-03T00:00:00Z", "changeKey": "ck2",
+             "end": {"dateTime": (MONDAY + timedelta(minutes=150)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+    assert events_store.apply_changes(db, "u03", [moved], MONDAY).upserted == 1   # as a sync round writes it
 
     after = timeside.weeks_for(db, organisation, 2026, 10)
 
