@@ -127,7 +127,7 @@ def _read_batch(db: Database, batch: list[User], year: int, number: int) -> _Bat
     for user in batch:
         summary = held[user.id].summary
         if summary and summary.get("fingerprint") == fingerprints[user.id]:
-            served[user.id] = week.report_from_doc(summary["report"])
+            served[user.id] = week.report_from_text(summary["report"])
     stale = {u: z for u, z in zones.items() if u not in served}
     events = {}
     if stale:
@@ -144,7 +144,7 @@ def _measure_batch(db: Database, read: _Batch, year: int, number: int) -> dict[s
                 for user in read.users if user.id not in found}
     week_summaries.store(db, year, number, {
         user_id: (read.held[user_id].version, {"fingerprint": read.fingerprints[user_id],
-                                               "report": week.report_doc(report)})
+                                               "report": week.report_text(report)})
         for user_id, report in measured.items()})
     return found | measured
 
