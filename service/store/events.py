@@ -636,7 +636,6 @@ def adopt_orphans(db: Database, user_id: str, calendar_id: str) -> int:
     return adopted
 
 
-@_bumps_once
 def delete_ended_before(db: Database, cutoff: datetime, batch: int = 1_000) -> int:
     """Retention: forget every event that ended before ``cutoff``, a batch of ids (from the ``end`` index)
     at a time, so one run never holds a long delete."""
@@ -646,7 +645,11 @@ def delete_ended_before(db: Database, cutoff: datetime, batch: int = 1_000) -> i
         if not found:
             return removed
         removed += db.events.delete_many({"_id": {"$in": [d["_id"] for d in found]}}).deleted_count
-        _written(db, {d["user_id"] for d in found if d.get("user_id")})
+        # Only weeks begun before the cutoff held these events (a day's margin for every zone): the later weeks
+        # of these people stay stored, so the daily sweep does not make every active person's week cold again.
+        last = (cutoff + timedelta(days=1)).isocalendar()
+        week_summaries.forget_weeks_to(db, {d["user_id"] for d in found if d.get("user_id")},
+                                       week_summaries.week_key(last[0], last[1]))
 
 
 def delete_for_user(db: Database, user_id: str) -> int:

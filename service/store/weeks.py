@@ -110,6 +110,25 @@ def bump(db: Database, user_ids: Iterable[str]) -> None:
     db[COLLECTION].bulk_write(operations, ordered=False)
 
 
+def forget_weeks_to(db: Database, user_ids: Iterable[str], last: str) -> None:
+    """Retention deleted events of these users that ended before the week ``last`` (a ``week_key``) was over: only
+    weeks up to it can have held them. A new events version first (a week being measured from events read before
+    the deletion is not stored), then those weeks dropped; the later ones stay fresh. Two round trips for the
+    users of a retention batch (one ``$in``: a daily job)."""
+    wanted = sorted(set(user_ids))
+    if not wanted:
+        return
+    db[COLLECTION].bulk_write([UpdateOne({"_id": u}, {"$inc": {"events_version": 1}, "$setOnInsert": {"user_id": u}},
+                                         upsert=True) for u in wanted], ordered=False)
+    drops = []
+    for doc in db[COLLECTION].find({"user_id": {"$in": wanted}}, {"weeks": 1}):
+        old = [key for key in doc.get("weeks") or {} if key <= last]
+        if old:
+            drops.append(UpdateOne({"_id": doc["_id"]}, {"$unset": {f"weeks.{key}": "" for key in old}}))
+    if drops:
+        db[COLLECTION].bulk_write(drops, ordered=False)
+
+
 def delete_for_user(db: Database, user_id: str) -> int:
     """Forget the user's summaries and version (their data is deleted with their events)."""
     return db[COLLECTION].delete_many({"_id": user_id}).deleted_count

@@ -111,6 +111,21 @@ def test_each_write_to_events_drops_that_persons_summaries_only(two, write):
     assert after["u1"] == measured_from_events(two, users.get(two, "u1"))
 
 
+def test_retention_drops_only_the_weeks_its_deleted_events_were_in(two):
+    later = MONDAY + timedelta(days=14, hours=9)                 # 2026-W12
+    add_event(two, "u1", "u1-w12", later, later + timedelta(hours=1), attendees=[attendee("ana@example.com")])
+    timeside.weeks_for(two, people_of(two), YEAR, WEEK)
+    w12 = timeside.week_report(two, users.get(two, "u1"), YEAR, 12)
+    version = held(two, "u1")["version"]
+
+    events_store.delete_ended_before(two, MONDAY + timedelta(hours=9))     # u1-0 only
+
+    doc = two.week_summaries.find_one({"_id": "u1"})
+    assert sorted(doc["weeks"]) == ["2026-12"] and doc["events_version"] == version + 1
+    assert week.report_from_text(doc["weeks"]["2026-12"]["report"]) == w12
+    assert held(two, "u2")["summary"]                              # nothing of u2's was deleted
+
+
 def test_deleting_a_users_events_deletes_their_summaries(two):
     timeside.weeks_for(two, people_of(two), YEAR, WEEK)
 
