@@ -1,9 +1,9 @@
 """Everything calsync holds about one user, as a single JSON document written a piece at a time.
 
-The export is streamed: the profile, connection, settings, calendars, exclusions and digest records
-first (each small), then the stored events a batch at a time from one cursor, so a user with 50,000
-events costs one batch of memory, not the whole calendar. Tokens are never part of it, nor are delta links
-(they are Graph's cursors, not the user's data).
+The export is streamed: the profile, connection, settings, calendars, exclusions, digest records and the
+weekly summaries made of the events first (each small), then the stored events a batch at a time from one
+cursor, so a user with 50,000 events costs one batch of memory, not the whole calendar. Tokens are never part
+of it, nor are delta links (they are Graph's cursors, not the user's data).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from service.store import activity, calendars, coaching, digests, events, exclusions, outbound, preps, users, utcnow
+from service.store import weeks as week_summaries
 
 EXPORT_BATCH = 500
 FORMAT = "calsync.export/1"
@@ -56,6 +57,7 @@ def _chunks(db: Database, user_id: str, batch: int) -> Iterator[str]:
         "webhook_events": outbound.events_for_user(db, user_id),   # sent about them, kept 7 days
         "activity": activity.for_user(db, user_id),                 # the latest notifications, syncs, errors
         "tip_feedback": coaching.feedback_for_user(db, user_id),    # "useful" / "not useful" on tips
+        "week_summaries": _weeks(db, user_id),                      # the finished weeks made of the events
     }
     text = _dumps(head)
     yield text[:-1] + ', "events": ['
@@ -69,6 +71,11 @@ def _chunks(db: Database, user_id: str, batch: int) -> Iterator[str]:
     if pending:
         yield separator + ",".join(pending)
     yield "]}\n"
+
+
+def _weeks(db: Database, user_id: str) -> dict:
+    return {key: json.loads(held["report"]) for key, held in week_summaries.for_user(db, user_id).items()
+            if isinstance(held, dict) and isinstance(held.get("report"), str)}
 
 
 def _dumps(value: object) -> str:

@@ -2,12 +2,14 @@
 next week's look-ahead, each computed on demand from their own stored meetings (``meetings.in_window``: one
 index range per person, excluded meetings out, one copy per meeting).
 
-Nothing is precomputed for an organisation: a changed meeting changes only the answers read afterwards for the
-people whose calendars hold it.
+The week alone is also kept, finished, per person (``weeks_for`` and ``service.store.weeks``): a changed meeting
+bumps the events version of the people whose calendars hold it, so only their weeks are measured again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from service.insights.workhours import WorkingHours, from_doc
 from service.store import events as events_store
 from service.store import exclusions, utcnow
 from service.store import series as series_store
+from service.store import weeks as week_summaries
 from service.store import workhours as workhours_store
 from service.store.records import User
 
@@ -70,9 +73,16 @@ BATCH = 500
 
 
 def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[str, WeekReport]:
-    """The ISO week of many people at once (each in their own zone): each person's slice of the ``(user_id,
-    start)`` index (``events.in_window_for_users``), and per batch of 500 one exclusions, one working-hours and
-    one directory query; the measures are computed in process.
+    """The ISO week of many people at once (each in their own zone), served from the stored weekly summaries
+    (``service.store.weeks``) where they are fresh; only the missing and stale ones are measured from events
+    and stored.
+
+    Per batch of 500 (sorted ids): one summaries range (each person's events version and stored week), one
+    exclusions, one working-hours and one directory query, which make each person's fingerprint of the week's
+    other inputs; then, for the people whose stored week is missing, stale (their events were written since) or
+    of another fingerprint, their slice of the ``(user_id, start)`` index (``events.in_window_for_users``), the
+    measures in process, and one compare-and-set write of their new summaries against the events version read
+    before their events were.
 
     With more than one batch, the next batch is read by one thread while this one is measured: the reads wait on
     the server, the measures on this process, and the two overlap (bench P9)."""
@@ -81,7 +91,7 @@ def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[s
     found: dict[str, WeekReport] = {}
     if len(batches) <= 1:
         for batch in batches:
-            found.update(_measure_batch(_read_batch(db, batch, year, number), year, number))
+            found.update(_measure_batch(db, _read_batch(db, batch, year, number), year, number))
         return found
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weeks-read") as reader:
         pending = reader.submit(_read_batch, db, batches[0], year, number)
@@ -89,7 +99,7 @@ def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[s
             read = pending.result()
             if following is not None:
                 pending = reader.submit(_read_batch, db, following, year, number)
-            found.update(_measure_batch(read, year, number))
+            found.update(_measure_batch(db, read, year, number))
     return found
 
 
@@ -97,26 +107,55 @@ def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[s
 class _Batch:
     users: list[User]
     zones: dict[str, ZoneInfo]
-    events: dict[str, list[dict]]
+    events: dict[str, list[dict]]            # of the people measured again only
     excluded: dict
     hours: dict[str, dict | None]
     directory: Directory
+    held: dict[str, week_summaries.Held]
+    fingerprints: dict[str, str]
+    served: dict[str, WeekReport]            # fresh stored weeks
 
 
 def _read_batch(db: Database, batch: list[User], year: int, number: int) -> _Batch:
     zones = {u.id: days.user_zone(u) for u in batch}
-    bounds = [week.week_bounds(year, number, z) for z in zones.values()]
-    start = min(b[0] for b in bounds).astimezone(UTC)
-    end = max(b[1] for b in bounds).astimezone(UTC)
-    return _Batch(batch, zones, events_store.in_window_for_users(db, zones, start, end),
-                  exclusions.for_users(db, zones), workhours_store.for_ids(db, zones),
-                  Directory.for_emails(db, {u.email for u in batch}))
+    held = week_summaries.read(db, zones, year, number)     # before the events: the version they are stored at
+    excluded, hours = exclusions.for_users(db, zones), workhours_store.for_ids(db, zones)
+    directory = Directory.for_emails(db, {u.email for u in batch})
+    fingerprints = {u.id: fingerprint(zones[u.id], hours[u.id], excluded[u.id], self_emails(u, directory))
+                    for u in batch}
+    served = {}
+    for user in batch:
+        summary = held[user.id].summary
+        if summary and summary.get("fingerprint") == fingerprints[user.id]:
+            served[user.id] = week.report_from_text(summary["report"])
+    stale = {u: z for u, z in zones.items() if u not in served}
+    events = {}
+    if stale:
+        bounds = [week.week_bounds(year, number, z) for z in stale.values()]
+        events = events_store.in_window_for_users(db, stale, min(b[0] for b in bounds).astimezone(UTC),
+                                                  max(b[1] for b in bounds).astimezone(UTC))
+    return _Batch(batch, zones, events, excluded, hours, directory, held, fingerprints, served)
 
 
-def _measure_batch(read: _Batch, year: int, number: int) -> dict[str, WeekReport]:
-    return {user.id: week.measure(read.events[user.id], self_emails(user, read.directory), read.zones[user.id],
-                                  year, number, from_doc(read.hours[user.id]), read.excluded[user.id])
-            for user in read.users}
+def _measure_batch(db: Database, read: _Batch, year: int, number: int) -> dict[str, WeekReport]:
+    found = dict(read.served)
+    measured = {user.id: week.measure(read.events[user.id], self_emails(user, read.directory), read.zones[user.id],
+                                      year, number, from_doc(read.hours[user.id]), read.excluded[user.id])
+                for user in read.users if user.id not in found}
+    week_summaries.store(db, year, number, {
+        user_id: (read.held[user_id].version, {"fingerprint": read.fingerprints[user_id],
+                                               "report": week.report_text(report)})
+        for user_id, report in measured.items()})
+    return found | measured
+
+
+def fingerprint(zone: ZoneInfo, hours: dict | None, excluded: exclusions.Excluded, me: set[str]) -> str:
+    """Every input of a person's week other than their events (which the events version covers), hashed: their
+    zone, working hours, exclusions, own addresses (directory aliases decide which attendee is them) and the
+    version of the measures."""
+    inputs = [week.MEASURES_VERSION, zone.key, hours, sorted(excluded.meetings), sorted(excluded.series), sorted(me)]
+    text = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def rhythm_report(db: Database, user: User, now: datetime | None = None) -> list[rhythm.Rhythm]:

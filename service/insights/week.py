@@ -17,6 +17,7 @@ Intervals are whole seconds since the epoch, so the arithmetic is exact and the 
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ FOCUS_BLOCK = 2 * 3600
 BACK_TO_BACK_GAP = 10 * 60
 BACK_TO_BACK_RUN = 3
 MIN_ISO_YEAR, MAX_ISO_YEAR = 1901, 2999
+# The version of the measures below: part of every stored week's fingerprint (``service.store.weeks``), so a
+# change of what a week means recomputes every stored week on its next read. Raise it with any such change.
+MEASURES_VERSION = 1
 
 Interval = tuple[int, int]
 
@@ -369,3 +373,50 @@ def _hours(seconds: int) -> float:
 
 def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- stored ------------------------------------------------------------------------------------------------
+
+def report_text(report: WeekReport) -> str:
+    """A finished week as stored (``service.store.weeks``): one compact JSON string, not a nested document; the
+    wire server decodes and matches every element of what it reads, and a week's runs of meetings are hundreds
+    of them (measured, 500 stored weeks: 2.5 s as documents, see bench/RESULTS.md P9)."""
+    return json.dumps(report_doc(report), separators=(",", ":"))
+
+
+def report_from_text(text: str) -> WeekReport:
+    return report_from_doc(json.loads(text))
+
+
+def report_doc(report: WeekReport) -> dict:
+    """A finished week as plain data; ``report_from_doc`` gives it back equal."""
+    return {
+        "iso_year": report.iso_year, "iso_week": report.iso_week, "zone": report.zone, "meetings": report.meetings,
+        "hours": [report.meeting, report.focus, report.fragmented, report.after_hours, report.double_booked,
+                  report.working],
+        "back_to_back": [[_meeting_doc(m) for m in run] for run in report.back_to_back],
+        "days": [[d.day.isoformat(), d.meeting_hours, d.meetings, d.working_hours] for d in report.days],
+        "focus_blocks": [list(b) for b in report.focus_blocks],
+        "left_out": dict(report.left_out), "seconds": dict(report.seconds),
+    }
+
+
+def report_from_doc(doc: dict) -> WeekReport:
+    zone = ZoneInfo(doc["zone"])
+    start, end = week_bounds(doc["iso_year"], doc["iso_week"], zone)
+    return WeekReport(
+        doc["iso_year"], doc["iso_week"], doc["zone"], start, end, doc["meetings"], *doc["hours"],
+        back_to_back=[[_meeting_from_doc(m) for m in run] for run in doc["back_to_back"]],
+        days=[DayLoad(date.fromisoformat(d[0]), d[1], d[2], d[3]) for d in doc["days"]],
+        focus_blocks=[(b[0], b[1]) for b in doc["focus_blocks"]],
+        left_out=dict(doc["left_out"]), seconds=dict(doc["seconds"]))
+
+
+def _meeting_doc(meeting: Meeting) -> dict:
+    return {"key": meeting.key, "start": meeting.start, "end": meeting.end, "subject": meeting.subject,
+            "people": list(meeting.people), "is_private": meeting.is_private, "hidden": meeting.hidden}
+
+
+def _meeting_from_doc(doc: dict) -> Meeting:
+    return Meeting(doc["key"], doc["start"], doc["end"], doc["subject"], tuple(doc["people"]), doc["is_private"],
+                   doc["hidden"])

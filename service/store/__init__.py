@@ -34,6 +34,7 @@ DOMAIN_MODULES = (
     "service.store.tokens",
     "service.store.calendars",
     "service.store.exclusions",
+    "service.store.weeks",
     "service.store.ops",
     "service.store.migrations",
     "service.store.outbound",

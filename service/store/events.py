@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import wraps
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
@@ -22,6 +25,7 @@ from pymongo.errors import BulkWriteError
 
 from service import metrics, timezones
 from service.store import as_utc
+from service.store import weeks as week_summaries
 
 log = logging.getLogger(__name__)
 
@@ -227,11 +231,54 @@ def _graph_id(item: object) -> str | None:
     return graph_id if isinstance(graph_id, str) and 0 < len(graph_id) <= MAX_ID_LENGTH else None
 
 
+# ------------------------------------------------------------------ the events version (weekly summaries)
+
+# Every write below ends with ``_written``: the user's events version is bumped once the write is done, which
+# drops their stored weekly summaries (``service.store.weeks``). Inside ``one_version_bump`` (a sync round, a
+# batch of rich notifications) the bumps wait for its end: one write for the whole round, none when it wrote
+# nothing, and after its last event write, so nothing read mid-round stays fresh.
+_pending: ContextVar[tuple[Database, set[str]] | None] = ContextVar("events_version_pending", default=None)
+
+
+@contextmanager
+def one_version_bump(db: Database) -> Iterator[None]:
+    """Bump the events version of every user written inside, once, at the end (also when it fails half-way:
+    what was written stays written). Nested, the outermost one bumps."""
+    if _pending.get() is not None:
+        yield
+        return
+    touched: set[str] = set()
+    token = _pending.set((db, touched))
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+        week_summaries.bump(db, touched)
+
+
+def _bumps_once(write):
+    """A write function of many writes (``db`` first) bumps each user's version once, at its end."""
+    @wraps(write)
+    def wrapped(db: Database, *args, **kwargs):
+        with one_version_bump(db):
+            return write(db, *args, **kwargs)
+    return wrapped
+
+
+def _written(db: Database, user_ids: Iterable[str]) -> None:
+    pending = _pending.get()
+    if pending is not None and pending[0] is db:
+        pending[1].update(user_ids)
+    else:
+        week_summaries.bump(db, user_ids)
+
+
 # ------------------------------------------------------------------ writes
 
 Removals = dict[str, tuple[str | None, bool]]   # graph id -> (calendar it left, write a tombstone)
 
 
+@_bumps_once
 def apply_changes(db: Database, user_id: str, graph_items: Iterable[object], now: datetime,
                   calendar_id: str | None = None, removals: Removals | None = None) -> ApplyResult:
     """Apply Graph event items in order: ``@removed`` deletes, anything else upserts if not older.
@@ -327,6 +374,7 @@ def _forget_applied(removals: Removals | None, applied: Iterable[str]) -> None:
             removals.pop(graph_id, None)
 
 
+@_bumps_once
 def apply_removals(db: Database, user_id: str, removals: Removals, now: datetime,
                    changes: MeetingChanges | None = None) -> int:
     """Delete each noted event still stored under the calendar it left (or under none); returns how many."""
@@ -426,6 +474,8 @@ def _insert(db: Database, user_id: str, docs: dict[str, dict], now: datetime) ->
             raise
         failed = {e["index"] for e in errors}
         return [g for n, g in enumerate(ids) if n not in failed]
+    finally:
+        _written(db, [user_id])
 
 
 def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dict]], now: datetime) -> list[str]:
@@ -437,7 +487,11 @@ def _compare_and_set(db: Database, user_id: str, docs: dict[str, tuple[dict, dic
                    "change_key": stored.get("change_key")}, {"$set": {**_kept_private(doc, stored), "stored_at": now}})
         for g, (doc, stored) in docs.items()
     ]
-    if db.events.bulk_write(operations, ordered=False).matched_count == len(operations):
+    try:
+        matched = db.events.bulk_write(operations, ordered=False).matched_count
+    finally:
+        _written(db, [user_id])
+    if matched == len(operations):
         return list(docs)
     # Some missed: whatever now holds our version was written by us (or is identical); retry the rest.
     now_stored = {d["graph_id"]: d for d in db.events.find(
@@ -491,6 +545,8 @@ def _undo_buried_inserts(db: Database, user_id: str, inserted: dict[str, dict], 
         if _buried(doc, deleted_version) and db.events.delete_one(
                 {"user_id": user_id, "graph_id": graph_id, "last_modified": doc.get("last_modified")}).deleted_count:
             undone.add(graph_id)
+    if undone:
+        _written(db, [user_id])
     return undone
 
 
@@ -509,7 +565,10 @@ def _delete(db: Database, user_id: str, graph_id: str, now: datetime, calendar_i
             key, {"$set": {"last_modified": last_modified, "expires_at": now + timedelta(days=TOMBSTONE_DAYS)}},
             upsert=True,
         )
-    return db.events.delete_one(where).deleted_count
+    deleted = db.events.delete_one(where).deleted_count
+    if deleted:
+        _written(db, [user_id])
+    return deleted
 
 
 def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[str], before: datetime, *,
@@ -530,6 +589,7 @@ def delete_missing(db: Database, user_id: str, calendar_id: str, present: set[st
         return 0
     if stale:
         db.events.delete_many({"user_id": user_id, "graph_id": {"$in": stale}})
+        _written(db, [user_id])
     for graph_id in stale if changes is not None else ():
         changes.delete(graph_id)
     return len(stale)
@@ -561,13 +621,19 @@ def delete_for_calendar(db: Database, user_id: str, calendar_id: str, changes: M
     if changes is not None:
         for doc in db.events.find({"user_id": user_id, "calendar_id": calendar_id}, {"graph_id": 1}):
             changes.delete(doc["graph_id"])
-    return db.events.delete_many({"user_id": user_id, "calendar_id": calendar_id}).deleted_count
+    deleted = db.events.delete_many({"user_id": user_id, "calendar_id": calendar_id}).deleted_count
+    if deleted:
+        _written(db, [user_id])
+    return deleted
 
 
 def adopt_orphans(db: Database, user_id: str, calendar_id: str) -> int:
     """Events stored before calsync knew calendars belong to the default one."""
-    return db.events.update_many({"user_id": user_id, "calendar_id": {"$exists": False}},
-                                 {"$set": {"calendar_id": calendar_id}}).modified_count
+    adopted = db.events.update_many({"user_id": user_id, "calendar_id": {"$exists": False}},
+                                    {"$set": {"calendar_id": calendar_id}}).modified_count
+    if adopted:
+        _written(db, [user_id])   # which copy of a meeting on two calendars counts may change
+    return adopted
 
 
 def delete_ended_before(db: Database, cutoff: datetime, batch: int = 1_000) -> int:
@@ -575,16 +641,23 @@ def delete_ended_before(db: Database, cutoff: datetime, batch: int = 1_000) -> i
     at a time, so one run never holds a long delete."""
     removed = 0
     while True:
-        ids = [d["_id"] for d in db.events.find({"end": {"$lt": cutoff}}, {"_id": 1}).hint(BY_END).limit(batch)]
-        if not ids:
+        found = list(db.events.find({"end": {"$lt": cutoff}}, {"_id": 1, "user_id": 1}).hint(BY_END).limit(batch))
+        if not found:
             return removed
-        removed += db.events.delete_many({"_id": {"$in": ids}}).deleted_count
+        removed += db.events.delete_many({"_id": {"$in": [d["_id"] for d in found]}}).deleted_count
+        # Only weeks begun before the cutoff held these events (a day's margin for every zone): the later weeks
+        # of these people stay stored, so the daily sweep does not make every active person's week cold again.
+        last = (cutoff + timedelta(days=1)).isocalendar()
+        week_summaries.forget_weeks_to(db, {d["user_id"] for d in found if d.get("user_id")},
+                                       week_summaries.week_key(last[0], last[1]))
 
 
 def delete_for_user(db: Database, user_id: str) -> int:
-    """Forget every stored event of a user (disconnect)."""
+    """Forget every stored event of a user (disconnect), and the weekly summaries made of them."""
     db.event_tombstones.delete_many({"user_id": user_id})
-    return db.events.delete_many({"user_id": user_id}).deleted_count
+    deleted = db.events.delete_many({"user_id": user_id}).deleted_count
+    week_summaries.delete_for_user(db, user_id)
+    return deleted
 
 
 def most_common_organizer_zone(db: Database, user_id: str, email: str) -> str | None:
@@ -620,6 +693,7 @@ def ids_of(db: Database, user_id: str) -> tuple[set[str], set[str]]:
     return graph_ids, masters
 
 
+@_bumps_once
 def rename_ids(db: Database, user_id: str, renamed: dict[str, str]) -> int:
     """Give stored events (and tombstones) their new Graph ids in place, keeping each document (its ``_id`` is the
     dashboard key) and the old id as ``former_graph_id``; series references follow. Returns events renamed."""
@@ -632,6 +706,7 @@ def rename_ids(db: Database, user_id: str, renamed: dict[str, str]) -> int:
         changed += db.events.update_one({"user_id": user_id, "graph_id": old},
                                         {"$set": {"graph_id": new, "former_graph_id": old}}).modified_count
         db.events.update_many({"user_id": user_id, "series_master_id": old}, {"$set": {"series_master_id": new}})
+        _written(db, [user_id])   # a meeting's key and an exclusion's match follow the ids
         db.event_tombstones.delete_one({"user_id": user_id, "graph_id": new})
         db.event_tombstones.update_one({"user_id": user_id, "graph_id": old}, {"$set": {"graph_id": new}})
     return changed
@@ -678,12 +753,28 @@ def starting_between(db: Database, start: datetime, end: datetime) -> list[dict]
 
 def page_in_window(db: Database, user_id: str, start: datetime, end: datetime,
                    after: tuple[datetime, str] | None, limit: int) -> list[dict]:
-    """A page of a user's events overlapping [start, end), by (start, graph_id), after the key ``after``."""
-    query: dict = {"user_id": user_id, "start": {"$lt": end}, "end": {"$gt": start}}
-    if after:
-        query["$or"] = [{"start": {"$gt": after[0]}}, {"start": after[0], "graph_id": {"$gt": after[1]}}]
-    found = db.events.find(query).sort([("start", ASCENDING), ("graph_id", ASCENDING)]).hint(BY_USER_AND_START)
-    return list(found.limit(limit))
+    """A page of a user's events overlapping [start, end), by (start, graph_id), after the key ``after``.
+
+    Asked as ``in_window`` asks (unhinted: an equality on ``user_id`` and one range on ``start``, from ``after``'s
+    start when there is one, so the user's slice of ``(user_id, start)`` in index order), with ``end > start``, the
+    key's tie on ``start`` and the order among equal starts decided here; the cursor is read only until the page
+    is full and every event sharing its last start is seen. Hinted, with ``end`` and the key's ``$or`` on the
+    server, SecantusDB walked the whole index (every user's events) for each page."""
+    since = {"$gte": as_utc(after[0])} if after else {}
+    query = {"user_id": user_id, "start": {**since, "$lt": end}}
+    window_start = as_utc(start)
+    kept: list[dict] = []
+    for doc in db.events.find(query).sort("start", ASCENDING).batch_size(max(limit + 1, 2)):
+        doc_start = as_utc(doc.get("start"))
+        if len(kept) >= limit and doc_start > as_utc(kept[-1]["start"]):
+            break
+        if not _ends_after(doc, window_start):
+            continue
+        if after and doc_start == as_utc(after[0]) and doc.get("graph_id", "") <= after[1]:
+            continue
+        kept.append(doc)
+    kept.sort(key=lambda d: (as_utc(d["start"]), d.get("graph_id", "")))
+    return kept[:limit]
 
 
 def by_ical_uids(db: Database, user_id: str, ical_uids: Iterable[str]) -> list[dict]:

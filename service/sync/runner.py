@@ -112,7 +112,8 @@ def _one_round(db: Database, redis: Redis, settings: Settings, graph_for: Callab
     the pages written are not written again, so this is the only time to report them)."""
     changes = events_store.MeetingChanges()
     try:
-        return _calendars_round(db, redis, settings, graph_for, user, lock, changes)
+        with events_store.one_version_bump(db):   # the weekly summaries: one write a round, after its last
+            return _calendars_round(db, redis, settings, graph_for, user, lock, changes)
     finally:
         if changes and not requests.is_deleting(redis, user.id):
             outbox.meetings_changed(db, redis, user.id, changes)

@@ -77,8 +77,9 @@ def _apply(db: Database, redis: Redis, user_id: str, items: list[dict], keypair:
         else:
             doubtful += 1    # new to us: only the delta sync knows its calendar
     written = events.MeetingChanges()
-    for calendar_id, batch in by_calendar.items():  # apply_changes ignores versions older than the stored one
-        written.add(events.apply_changes(db, user_id, batch, utcnow(), calendar_id).changes)
+    with events.one_version_bump(db):   # the weekly summaries: one write for the batch
+        for calendar_id, batch in by_calendar.items():  # apply_changes ignores versions older than the stored one
+            written.add(events.apply_changes(db, user_id, batch, utcnow(), calendar_id).changes)
     outbox.meetings_changed(db, redis, user_id, written)   # one per batch, as a sync round
     applied = sum(len(batch) for batch in by_calendar.values())
     if applied:

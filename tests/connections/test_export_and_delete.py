@@ -13,6 +13,7 @@ import pytest
 
 from service.config import ConfigError, Settings
 from service.connections import export as mydata
+from service.insights import days, timeside, week
 from service.store import calendars, digests, events, exclusions, people, tokens, users
 from service.sync import requests as sync_requests
 from service.sync import sweeps
@@ -48,6 +49,8 @@ def seed(db, user_id="user-1"):
 def test_a_signed_in_user_downloads_everything_held_about_them_and_never_a_token(client, db):
     user = seed(db)
     seed(db, "user-2")                        # someone else's data stays out of it
+    year, number = week.week_of(NOW, days.user_zone(user))
+    held_week = timeside.week_report(db, user, year, number)     # kept, finished, in week_summaries
     signed_in(client, user.id)
 
     response = client.get("/connections/me/data")
@@ -61,6 +64,7 @@ def test_a_signed_in_user_downloads_everything_held_about_them_and_never_a_token
     assert [c["name"] for c in body["calendars"]] == ["Calendar"]
     assert [e["subject"] for e in body["events"]] == ["Meeting 0", "Meeting 1", "Meeting 2"]
     assert body["exclusions"][0]["key"] == "uid-g1" and body["digests_sent"][0]["status"] == "sent"
+    assert body["week_summaries"][f"{year}-{number:02d}"] == week.report_doc(held_week)
     assert "ENCRYPTED-TOKEN-BLOB" not in text and "SECRET-CURSOR" not in text and "user-2" not in text
     assert client.get("/connections/me/data").status_code == 200
     with client.session_transaction() as session:

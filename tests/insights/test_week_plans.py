@@ -11,6 +11,7 @@ import pytest
 from service.insights import timeside
 from service.store import events as events_store
 from service.store import users as users_store
+from service.store import weeks as week_summaries
 from tests.support.factories import add_event, add_people, add_user, attendee
 from tests.support.plans import Recorder, explain
 
@@ -48,12 +49,35 @@ def test_the_weeks_of_an_organisation_are_read_through_indexes(organisation, mon
     assert [c for c, plan in plans if any(s == "COLLSCAN" for s, _ in plan)] == []
     events_plan = next(plan for c, plan in plans if c == "events")
     assert (("IXSCAN", events_store.BY_USER_AND_START) in events_plan)
+    summaries_plan = next(plan for c, plan in plans if c == week_summaries.COLLECTION)
+    assert ("IXSCAN", week_summaries.BY_USER) in summaries_plan
+
+
+@pytest.mark.wire
+def test_fresh_weeks_are_served_from_their_summaries_through_an_index(organisation, mongodb_uri):
+    """Once stored, an organisation's weeks are one index range of summaries a batch: no event is read."""
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
+    first = timeside.weeks_for(client.get_default_database(), organisation, 2026, 10)
+    client.close()
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    db = client.get_default_database()
+
+    again = timeside.weeks_for(db, organisation, 2026, 10)
+    plans = [(c[next(iter(c))], explain(db, c)) for c in recorder.commands]
+    client.close()
+
+    assert again == first
+    assert [c for c, _ in plans].count(week_summaries.COLLECTION) == 1 and "events" not in [c for c, _ in plans]
+    assert [c for c, plan in plans if any(s == "COLLSCAN" for s, _ in plan)] == []
+    assert ("IXSCAN", week_summaries.BY_USER) in dict(plans)[week_summaries.COLLECTION]
 
 
 def test_one_changed_meeting_changes_only_the_weeks_of_its_people(db, organisation):
     before = timeside.weeks_for(db, organisation, 2026, 10)
-    db.events.update_one({"user_id": "u03", "graph_id": "e3-0"},
-                         {"$set": {"end": MONDAY + timedelta(hours=3 % 3, minutes=150)}})
+    moved = {"id": "e3-0", "lastModifiedDateTime": "2026-03-03T00:00:00Z", "changeKey": "ck2",
+             "end": {"dateTime": (MONDAY + timedelta(minutes=150)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}}
+    assert events_store.apply_changes(db, "u03", [moved], MONDAY).upserted == 1   # as a sync round writes it
 
     after = timeside.weeks_for(db, organisation, 2026, 10)
 

@@ -74,3 +74,38 @@ def test_the_window_reads_are_unhinted_index_ranges_of_one_user(calendars, mongo
     bounded = sent[1:]
     assert all(set(c["filter"]["start"]) == {"$gte", "$lt"} for c in bounded)
     assert all(("IXSCAN", events.BY_USER_AND_START) in plan for plan in plans)
+
+
+def test_pages_in_window_go_through_every_overlapping_event_once_in_start_and_id_order(db, calendars):
+    """Pages of two, ties on start broken by Graph id (three meetings at 09:00), long meetings begun long before
+    included, meetings ended before the window and other users' left out."""
+    for graph_id in ("tie-c", "tie-a", "tie-b"):
+        add_event(db, "u1", graph_id, MONDAY + timedelta(hours=9), MONDAY + timedelta(hours=9, minutes=30))
+    window = (MONDAY, MONDAY + timedelta(days=7))
+    pages, after = [], None
+    while True:
+        page = events.page_in_window(db, "u1", *window, after, 2)
+        if not page:
+            break
+        pages.append([e["graph_id"] for e in page])
+        after = (page[-1]["start"], page[-1]["graph_id"])
+
+    assert pages == [["conference", "started-13-days-before"], ["inside", "tie-a"], ["tie-b", "tie-c"]]
+    assert [e["graph_id"] for e in events.page_in_window(db, "u1", *window, None, 10)] == \
+        [e for page in pages for e in page]
+
+
+@pytest.mark.wire
+def test_pages_in_window_are_unhinted_index_ranges_of_one_user(calendars, mongodb_uri):
+    recorder = Recorder()
+    client = pymongo.MongoClient(mongodb_uri, tz_aware=True, event_listeners=[recorder])
+    db = client.get_default_database()
+    first = events.page_in_window(db, "u1", MONDAY, MONDAY + timedelta(days=7), None, 1)
+    events.page_in_window(db, "u1", MONDAY, MONDAY + timedelta(days=7), (first[0]["start"], first[0]["graph_id"]), 1)
+    sent = [c for c in recorder.commands if c.get("find") == "events"]
+    plans = [explain(db, c) for c in sent]
+    client.close()
+
+    assert len(sent) == 2 and all(set(c["filter"]) == {"user_id", "start"} and "hint" not in c for c in sent)
+    assert set(sent[1]["filter"]["start"]) == {"$gte", "$lt"}
+    assert all(("IXSCAN", events.BY_USER_AND_START) in plan for plan in plans)
