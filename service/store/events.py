@@ -235,15 +235,16 @@ def _graph_id(item: object) -> str | None:
 
 # Every write below ends with ``_written``: the user's events version is bumped once the write is done, which
 # drops their stored weekly summaries (``service.store.weeks``). Inside ``one_version_bump`` (a sync round, a
-# batch of rich notifications) the bumps wait for its end: one write for the whole round, none when it wrote
-# nothing, and after its last event write, so nothing read mid-round stays fresh.
+# batch of rich notifications) a user is bumped twice whatever the round writes: after its first write of theirs,
+# marked "writing" (no summary is stored meanwhile, nor ever, should the worker die before the end), and at its
+# end, after its last write; none when it wrote nothing.
 _pending: ContextVar[tuple[Database, set[str]] | None] = ContextVar("events_version_pending", default=None)
 
 
 @contextmanager
 def one_version_bump(db: Database) -> Iterator[None]:
-    """Bump the events version of every user written inside, once, at the end (also when it fails half-way:
-    what was written stays written). Nested, the outermost one bumps."""
+    """Bump the events version of every user written inside after their first write (marked "writing") and once
+    at the end (also when it fails half-way: what was written stays written). Nested, the outermost one bumps."""
     if _pending.get() is not None:
         yield
         return
@@ -268,7 +269,9 @@ def _bumps_once(write):
 def _written(db: Database, user_ids: Iterable[str]) -> None:
     pending = _pending.get()
     if pending is not None and pending[0] is db:
-        pending[1].update(user_ids)
+        first = set(user_ids) - pending[1]
+        week_summaries.bump(db, first, writing=True)
+        pending[1].update(first)
     else:
         week_summaries.bump(db, user_ids)
 

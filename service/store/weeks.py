@@ -4,10 +4,11 @@ document a person instead of all their meetings (bench P9).
 One document per user: ``{_id: user_id, user_id, events_version: n, weeks: {"2026-10": {fingerprint, report}}}``.
 
 - ``events_version`` counts the writes to the user's stored events: every write in ``service.store.events``
-  bumps it once it is done (a sync round once, at its end) and drops every summary of the user with it
-  (``bump``). A summary is stored only while the version is still the one read before its events were read
-  (``store``: a compare-and-set on the same document), so a week measured from events read before a write can
-  never be stored, or served, as fresh after that write.
+  bumps it once it is done (a sync round twice: after its first write, with ``writing`` set, and at its end) and
+  drops every summary of the user with it (``bump``). A summary is stored only while the version is still the
+  one read before its events were read and no round is writing (``store``: a compare-and-set on the same
+  document), so a week measured from events read before a write can never be stored, or served, as fresh after
+  that write.
 - ``fingerprint`` (made by ``service.insights.timeside``) is a hash of every other input of the week (zone,
   working hours, exclusions, the person's own addresses, the measures' code version), compared on read: a change
   of any of them recomputes the week without a hook where it changed.
@@ -81,24 +82,32 @@ def _create(db: Database, user_ids: list[str]) -> None:
 
 def store(db: Database, year: int, week: int, summaries: dict[str, tuple[int, dict]]) -> int:
     """Store ``{user_id: (events version read before the events, summary)}`` in one round trip, each only if the
-    user's version is still the one read (compare-and-set); returns how many were stored."""
+    user's version is still the one read (compare-and-set) and no round of writes to their events is under way;
+    returns how many were stored."""
     if not summaries:
         return 0
     key = week_key(year, week)
-    operations = [UpdateOne({"_id": user_id, "events_version": version}, {"$set": {f"weeks.{key}": summary}})
+    operations = [UpdateOne({"_id": user_id, "events_version": version, "writing": {"$ne": True}},
+                            {"$set": {f"weeks.{key}": summary}})
                   for user_id, (version, summary) in sorted(summaries.items())]
     return db[COLLECTION].bulk_write(operations, ordered=False).matched_count
 
 
-def bump(db: Database, user_ids: Iterable[str]) -> None:
+def bump(db: Database, user_ids: Iterable[str], writing: bool = False) -> None:
     """The users' stored events changed: a new events version, and every summary of theirs dropped. Upserted, so a
     summary measured against a version read as "no document" cannot be stored after this (its insert of
-    version 0 meets this document, or this one increments it)."""
+    version 0 meets this document, or this one increments it).
+
+    ``writing``: a round of writes has begun (its first write is done) and is not over: nothing is stored until a
+    bump without it ends the round. A worker killed mid-round never ends it, and its half-written events are
+    measured afresh on each read until the person's next round ends, instead of a week stored mid-round staying
+    fresh."""
     wanted = sorted(set(user_ids))
     if not wanted:
         return
     operations = [UpdateOne({"_id": u}, {"$inc": {"events_version": 1}, "$unset": {"weeks": ""},
-                                         "$setOnInsert": {"user_id": u}}, upsert=True) for u in wanted]
+                                         "$set": {"writing": writing}, "$setOnInsert": {"user_id": u}}, upsert=True)
+                  for u in wanted]
     for _ in range(3):   # two upserts of one new _id at once: the loser meets a duplicate key; its retry updates
         try:
             db[COLLECTION].bulk_write(operations, ordered=False)

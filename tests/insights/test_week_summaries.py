@@ -175,22 +175,43 @@ def test_a_week_measured_from_events_read_before_a_write_is_not_stored(two, monk
     assert timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK).meetings == before.meetings + 1
 
 
-def test_a_week_stored_mid_round_is_stale_once_the_round_ends(two):
-    """Inside a sync round the version is bumped once, at its end: a week stored between two of its writes (from
-    half of them) is not served afterwards."""
+def test_no_week_is_stored_while_a_round_writes_and_the_round_end_makes_the_half_view_stale(two):
+    """Inside a sync round the version is bumped after its first write (marked "writing": nothing is stored
+    meanwhile) and at its end: a week measured between two of its writes is served to that caller, never stored."""
     before = timeside.weeks_for(two, people_of(two), YEAR, WEEK)["u1"]
     version = held(two, "u1")["version"]
-    two.week_summaries.update_one({"_id": "u1"}, {"$unset": {"weeks": ""}})   # (a stored week is served mid-round)
 
     with events_store.one_version_bump(two):
         events_store.apply_changes(two, "u1", [graph_item("r1", MONDAY + timedelta(days=2, hours=15))], NOW)
         mid = timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK)
-        assert held(two, "u1")["version"] == version and held(two, "u1")["summary"]   # stored at the old version
+        assert held(two, "u1") == {"version": version + 1, "summary": None}     # measured, not stored
         events_store.apply_changes(two, "u1", [graph_item("r2", MONDAY + timedelta(days=2, hours=17))], NOW)
 
-    assert held(two, "u1") == {"version": version + 1, "summary": None}     # one write for the round
+    assert held(two, "u1") == {"version": version + 2, "summary": None}     # two writes for the round
     assert mid.meetings == before.meetings + 1
     assert timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK).meetings == before.meetings + 2
+    assert held(two, "u1")["summary"] is not None                            # the round is over: stored again
+
+
+def test_a_round_whose_worker_died_mid_way_leaves_nothing_stored_until_the_next_round_ends(two, monkeypatch):
+    """A worker SIGKILLed between two writes of a round never bumps at the end: the person's week is measured
+    from their events on each read (what the events say now), not served from a week stored mid-round."""
+    timeside.weeks_for(two, people_of(two), YEAR, WEEK)
+    bump = week_summaries.bump
+    with monkeypatch.context() as killed:                      # the round's end never comes
+        killed.setattr(week_summaries, "bump", lambda db, ids, writing=False: writing and bump(db, ids, writing))
+        with events_store.one_version_bump(two):
+            events_store.apply_changes(two, "u1", [graph_item("k1", MONDAY + timedelta(days=2, hours=15))], NOW)
+    first = timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK)
+    two.events.insert_one({**two.events.find_one({"graph_id": "k1"}, {"_id": 0}), "graph_id": "k2",
+                           "start": MONDAY + timedelta(days=3, hours=15), "end": MONDAY + timedelta(days=3, hours=16)})
+    second = timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK)   # the dead round's second write landed
+
+    assert held(two, "u1")["summary"] is None and second.meetings == first.meetings + 1
+    with events_store.one_version_bump(two):                   # the next round ends
+        events_store.apply_changes(two, "u1", [graph_item("k3", MONDAY + timedelta(days=4, hours=8))], NOW)
+    timeside.week_report(two, users.get(two, "u1"), YEAR, WEEK)
+    assert held(two, "u1")["summary"] is not None
 
 
 def test_a_version_bumped_between_read_and_store_refuses_the_store(two):
