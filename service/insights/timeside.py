@@ -72,7 +72,8 @@ WeekReport = week.WeekReport
 BATCH = 500
 
 
-def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[str, WeekReport]:
+def weeks_for(db: Database, users: list[User], year: int, number: int,
+              measured: set[str] | None = None) -> dict[str, WeekReport]:
     """The ISO week of many people at once (each in their own zone), served from the stored weekly summaries
     (``service.store.weeks``) where they are fresh; only the missing and stale ones are measured from events
     and stored.
@@ -85,13 +86,14 @@ def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[s
     before their events were.
 
     With more than one batch, the next batch is read by one thread while this one is measured: the reads wait on
-    the server, the measures on this process, and the two overlap (bench P9)."""
+    the server, the measures on this process, and the two overlap (bench P9). ``measured`` collects the ids of
+    the people whose week was measured from events."""
     users = sorted(users, key=lambda u: u.id)
     batches = [users[at:at + BATCH] for at in range(0, len(users), BATCH)]
     found: dict[str, WeekReport] = {}
     if len(batches) <= 1:
         for batch in batches:
-            found.update(_measure_batch(db, _read_batch(db, batch, year, number), year, number))
+            found.update(_measure_batch(db, _read_batch(db, batch, year, number), year, number, measured))
         return found
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="weeks-read") as reader:
         pending = reader.submit(_read_batch, db, batches[0], year, number)
@@ -99,7 +101,7 @@ def weeks_for(db: Database, users: list[User], year: int, number: int) -> dict[s
             read = pending.result()
             if following is not None:
                 pending = reader.submit(_read_batch, db, following, year, number)
-            found.update(_measure_batch(db, read, year, number))
+            found.update(_measure_batch(db, read, year, number, measured))
     return found
 
 
@@ -137,7 +139,8 @@ def _read_batch(db: Database, batch: list[User], year: int, number: int) -> _Bat
     return _Batch(batch, zones, events, excluded, hours, directory, held, fingerprints, served)
 
 
-def _measure_batch(db: Database, read: _Batch, year: int, number: int) -> dict[str, WeekReport]:
+def _measure_batch(db: Database, read: _Batch, year: int, number: int,
+                   collect: set[str] | None = None) -> dict[str, WeekReport]:
     found = dict(read.served)
     measured = {user.id: week.measure(read.events[user.id], self_emails(user, read.directory), read.zones[user.id],
                                       year, number, from_doc(read.hours[user.id]), read.excluded[user.id])
@@ -146,7 +149,22 @@ def _measure_batch(db: Database, read: _Batch, year: int, number: int) -> dict[s
         user_id: (read.held[user_id].version, {"fingerprint": read.fingerprints[user_id],
                                                "report": week.report_text(report)})
         for user_id, report in measured.items()})
+    if collect is not None:
+        collect.update(measured)
     return found | measured
+
+
+def keep_weeks(db: Database, users: list[User], now: datetime) -> int:
+    """Measure and store, where missing or stale, the ISO week of ``now`` (UTC) and the next for these people:
+    the weeks the digest's look-ahead, the week page and the API read next. Returns how many were measured."""
+    this = now.astimezone(UTC).isocalendar()
+    measured: set[str] = set()
+    count = 0
+    for year, number in ((this.year, this.week), week.next_week(this.year, this.week)):
+        measured.clear()
+        weeks_for(db, users, year, number, measured)
+        count += len(measured)
+    return count
 
 
 def fingerprint(zone: ZoneInfo, hours: dict | None, excluded: exclusions.Excluded, me: set[str]) -> str:

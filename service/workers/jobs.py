@@ -20,10 +20,11 @@ from service.digest import send as digest_send
 from service.digest import tick as digests
 from service.identity.msal_app import MAILBOX_SETTINGS
 from service.identity.tokens import ScopeNotGranted
-from service.insights import outlook_hours
+from service.insights import outlook_hours, timeside
 from service.outbound import delivery as outbound_delivery
 from service.recovery import witness
 from service.store import preps as preps_store
+from service.store import users as users_store
 from service.store import utcnow
 from service.subscriptions import sweep
 from service.sync import mailboxes, runner, sweeps
@@ -95,6 +96,26 @@ def working_hours_sweep() -> int:
         return 0
     return outlook_hours.sweep(rt.db, lambda user_id: queues.enqueue(
         rt.redis, queues.MAINTENANCE, queues.REFRESH_WORKING_HOURS, user_id))
+
+
+def weeks_sweep() -> int:
+    """Hourly: queue the measuring of this ISO week and the next for every connected person, 500 a job; each
+    measures only the weeks whose stored summary is missing or stale (``timeside.weeks_for``), so the digest's
+    Monday look-ahead, the week page and the API serve an organisation's weeks from summaries (bench P9)."""
+    rt = runtime.current()
+    ids = users_store.connected_ids(rt.db)
+    batches = [ids[at:at + timeside.BATCH] for at in range(0, len(ids), timeside.BATCH)]
+    for batch in batches:
+        queues.enqueue(rt.redis, queues.MAINTENANCE, queues.MEASURE_WEEKS, batch, utcnow().isoformat())
+    return len(batches)
+
+
+def measure_weeks(user_ids: list[str], now_iso: str) -> int:
+    """This ISO week and the next (of ``now_iso``, in UTC: a day either side of every zone's) for these people;
+    returns how many weeks had to be measured from events."""
+    rt = runtime.current()
+    return timeside.keep_weeks(rt.db, list(users_store.by_ids(rt.db, user_ids).values()),
+                               datetime.fromisoformat(now_iso))
 
 
 def refresh_working_hours(user_id: str) -> str:

@@ -46,6 +46,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("outbox-sweep", 60, queues.OUTBOX_SWEEP, queues.OUTBOUND),
     Periodic("tenant-directory", 3600, queues.TENANT_SWEEP, queues.MAINTENANCE),
     Periodic("working-hours-sweep", 86_400, queues.WORKING_HOURS_SWEEP, queues.MAINTENANCE),
+    Periodic("weeks-sweep", 3600, queues.WEEKS_SWEEP, queues.MAINTENANCE),
 )
 
 

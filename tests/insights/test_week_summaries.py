@@ -265,3 +265,38 @@ def test_a_new_version_of_the_measures_measures_every_week_again(two, monkeypatc
     after = timeside.weeks_for(two, people_of(two), YEAR, WEEK)
 
     assert after["u1"].meetings == 0 and after["u2"].meetings == 3
+
+
+def test_keeping_weeks_measures_this_week_and_the_next_once_then_only_what_changed(two):
+    now = MONDAY + timedelta(days=2)                                   # a Wednesday of 2026-W10
+    assert timeside.keep_weeks(two, people_of(two), now) == 4          # two people, W10 and W11
+    assert timeside.keep_weeks(two, people_of(two), now) == 0          # all stored and fresh
+
+    events_store.apply_changes(two, "u2", [graph_item("k1", MONDAY + timedelta(days=8, hours=9))], NOW)
+
+    assert timeside.keep_weeks(two, people_of(two), now) == 2          # u2's two weeks, not u1's
+    stored = two.week_summaries.find_one({"_id": "u2"})["weeks"]
+    assert sorted(stored) == ["2026-10", "2026-11"]
+    assert week.report_from_text(stored["2026-11"]["report"]).meetings == 1
+
+
+def test_the_hourly_sweep_keeps_every_connected_persons_weeks_through_real_jobs(stack):
+    from service.workers import jobs
+    from tests.support.connect import connect_user, emulated_user
+
+    ada = connect_user(stack, emulated_user(stack, mail="ada@contoso.com")["id"])
+    stack.runtime.db.users.insert_one({"_id": "gone", "email": "gone@example.com",
+                                       "connection": {"status": "disconnected"}})
+
+    def this_and_next() -> list[str]:
+        this = datetime.now(UTC).isocalendar()
+        return [week_summaries.week_key(this.year, this.week),
+                week_summaries.week_key(*week.next_week(this.year, this.week))]
+
+    expected = this_and_next()
+    assert jobs.weeks_sweep() == 1                                     # one batch: the connected person
+    stack.run_jobs()
+
+    stored = stack.runtime.db.week_summaries.find_one({"_id": ada})["weeks"]
+    assert sorted(stored) in (expected, this_and_next())               # (a sweep at Sunday's midnight UTC)
+    assert stack.runtime.db.week_summaries.find_one({"_id": "gone"}) is None

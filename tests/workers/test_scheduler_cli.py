@@ -24,7 +24,7 @@ def test_the_scheduler_runs_every_sweep_as_real_jobs(rt, redis_conn, run_jobs):
     run_jobs()
 
     assert sorted(enqueued) == ["calendar-poll", "digest-tick", "outbox-sweep", "prep-tick", "reconcile-sweep",
-                                "renewal-sweep", "retention", "tenant-directory", "window-roll",
+                                "renewal-sweep", "retention", "tenant-directory", "weeks-sweep", "window-roll",
                                 "working-hours-sweep"]
     assert sorted(job.func_name for job in jobs) == sorted(task.func for task in PERIODIC)
     assert [job.get_status(refresh=True) for job in jobs] == ["finished"] * len(PERIODIC)
