@@ -16,7 +16,7 @@ def rt(graph_rt):
 
 
 @pytest.mark.wire
-def test_a_sync_round_bumps_the_events_version_once_and_only_when_it_wrote(rt, mailbox, mailboxes, run_jobs):
+def test_a_sync_round_bumps_the_events_version_twice_and_only_when_it_wrote(rt, mailbox, mailboxes, run_jobs):
     user_id = mailbox("erin")
     mailboxes.create_many(user_id, [soon(d % 30, 8 + d % 9) for d in range(60)])   # pages of ten
     sync_requests.request_sync(rt.redis, user_id, "connect")
