@@ -85,7 +85,7 @@ def schedule(redis: Redis, delivery_id: str, at: datetime | None = None) -> bool
         if at is None:
             queue.enqueue(queues.DELIVER_WEBHOOK, delivery_id, **options)
         else:
-            queue.enqueue_at(at, queues.DELIVER_WEBHOOK, delivery_id, **options)
+            queue.enqueue_at(queues.not_before(at), queues.DELIVER_WEBHOOK, delivery_id, **options)
     except RedisError as exc:
         log.warning("could not queue outbound delivery %s (%s); the outbox sweep will", delivery_id,
                     type(exc).__name__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from redis import Redis
 from rq import Queue, Retry
 from rq.job import Job
@@ -81,3 +83,15 @@ def enqueue(
     return get_queue(queue, connection).enqueue(
         func, *args, retry=retry, job_timeout=job_timeout, result_ttl=3600, failure_ttl=7 * 86400, **options
     )
+
+
+def not_before(at: datetime) -> datetime:
+    """``at`` rounded up to a whole second, for ``enqueue_at``: RQ's ScheduledJobRegistry scores a job by whole
+    seconds and truncates, so a job scheduled at a Retry-After's end could run up to a second before it."""
+    whole = at.replace(microsecond=0)
+    return whole if whole == at else whole + timedelta(seconds=1)
+
+
+def in_seconds(delay: float) -> datetime:
+    """The instant ``delay`` seconds from now, never before it once RQ has scheduled it (``not_before``)."""
+    return not_before(datetime.now(UTC) + timedelta(seconds=delay))

@@ -14,7 +14,6 @@ dispatcher call too (``service.sync.rule``).
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from redis import Redis
 from rq import Queue, Retry
@@ -74,8 +73,8 @@ def deletion_done(redis: Redis, user_id: str) -> None:
 
 def schedule_sync(redis: Redis, user_id: str, delay: float) -> Job:
     """Run this user's sync in ``delay`` seconds (RQ's scheduler moves it onto the queue)."""
-    return queues.get_queue(queues.SYNC, redis).enqueue_in(
-        timedelta(seconds=delay), queues.SYNC_USER, user_id,
+    return queues.get_queue(queues.SYNC, redis).enqueue_at(
+        queues.in_seconds(delay), queues.SYNC_USER, user_id,
         retry=SYNC_RETRY, job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400,
     )
 

@@ -113,3 +113,14 @@ def test_an_abandoned_embedded_worker_names_its_job_and_stops_listening_before_r
         RELEASE.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_a_scheduled_instant_is_rounded_up_to_the_whole_second_rq_keeps():
+    from datetime import UTC, datetime
+
+    from service.queues import not_before
+
+    exact = datetime(2026, 3, 2, 9, 0, 7, tzinfo=UTC)
+    assert not_before(exact) == exact
+    assert not_before(exact.replace(microsecond=1)) == exact.replace(second=8)       # never a second early
+    assert not_before(exact.replace(microsecond=999_999)) == exact.replace(second=8)
