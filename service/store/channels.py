@@ -62,13 +62,20 @@ def choice(db: Database, user_id: str, tenant_id: str | None = None) -> dict[str
     return {**DEFAULT, **(tenant.get("channels") or {}), **(doc.get("channels") or {})}
 
 
+def _chosen(db: Database, doc: dict, kind: str, tenant_id: str | None) -> list[str] | None:
+    """The channels chosen for ``kind`` by the person (``doc``, their user document) or else by their tenant's
+    operator; None when neither chose (email by default). The tenant is read only when the person chose nothing."""
+    own = (doc.get("channels") or {}).get(kind)
+    if own:
+        return list(own)
+    tenant = db.channel_defaults.find_one({"_id": tenant_id or doc.get("tenant_id")}, {f"channels.{kind}": 1}) or {}
+    return (tenant.get("channels") or {}).get(kind) or None
+
+
 def chose(db: Database, user_id: str, kind: str, tenant_id: str | None = None) -> bool:
     """Whether the person, or their tenant's operator, chose channels for ``kind`` (not email by default)."""
     doc = db.users.find_one({"_id": user_id}, {f"channels.{kind}": 1, "tenant_id": 1}) or {}
-    if (doc.get("channels") or {}).get(kind):
-        return True
-    tenant = db.channel_defaults.find_one({"_id": tenant_id or doc.get("tenant_id")}, {f"channels.{kind}": 1}) or {}
-    return bool((tenant.get("channels") or {}).get(kind))
+    return _chosen(db, doc, kind, tenant_id) is not None
 
 
 def for_delivery(db: Database, user_id: str, kind: str, tenant_id: str | None = None) -> tuple[list[str], set[str]]:
@@ -76,11 +83,7 @@ def for_delivery(db: Database, user_id: str, kind: str, tenant_id: str | None = 
     (and of their tenant's default only when they chose nothing for ``kind``): what ``choice`` and ``clear_notice``
     would read, at the cost of one round trip per message instead of three."""
     doc = db.users.find_one({"_id": user_id}, {f"channels.{kind}": 1, "tenant_id": 1, "channel_notices": 1}) or {}
-    chosen = (doc.get("channels") or {}).get(kind)
-    if not chosen:
-        tenant = db.channel_defaults.find_one({"_id": tenant_id or doc.get("tenant_id")}) or {}
-        chosen = (tenant.get("channels") or {}).get(kind) or DEFAULT.get(kind) or [EMAIL]
-    return list(chosen), set(doc.get("channel_notices") or ())
+    return _chosen(db, doc, kind, tenant_id) or list(DEFAULT.get(kind, [EMAIL])), set(doc.get("channel_notices") or ())
 
 
 def set_choice(db: Database, user_id: str, chosen: dict[str, list[str]]) -> None:
