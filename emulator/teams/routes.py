@@ -254,7 +254,7 @@ def announce_installation(em, user: dict, install: dict, token: str | None = Non
             status = answer.status_code
         except Exception as exc:   # noqa: BLE001 - the bot was unreachable: Teams gives up, as it does
             status = type(exc).__name__
-        record = {"user_id": user["id"], "conversation_id": install["chat_id"], "status": status}
+        record = {"user_id": user["id"], "conversation_id": install["chat_id"], "status": status, "activity": activity}
         with teams.lock:
             teams.announcements.append(record)
         return record

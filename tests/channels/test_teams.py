@@ -9,6 +9,7 @@ import json
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from microsoft_agents.activity import Activity, ActivityTypes
 
 from harness.waiting import wait_until
 from service import queues
@@ -198,6 +199,11 @@ def test_calsyncs_own_installation_is_announced_and_recorded_once(teams_stack):
     link = channels_store.link(teams_stack.runtime.db, "teams", user.id)
     assert announced["status"] == 200 and announced["conversation_id"] == link["conversation_id"]
     assert len(activities(teams_stack)) == 1
+    # What the emulator posted is an activity as the Agents SDK reads one: the bot added to a personal chat.
+    activity = Activity.model_validate(announced["activity"])
+    assert activity.type == ActivityTypes.conversation_update and activity.conversation.conversation_type == "personal"
+    assert [m.id for m in activity.members_added] == [activity.recipient.id]
+    assert activity.conversation.id == link["conversation_id"] and activity.service_url == link["service_url"]
 
 
 @pytest.mark.parametrize("token", ["forged", "garbage"])
