@@ -28,10 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RQ = str(Path(sys.executable).with_name("rq"))
 
 
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
-
 
 def start_worker(tmp_path, settings, mailboxes, *extra) -> subprocess.Popen:
     env = {**os.environ, "REDIS_URL": settings.redis_url, "MONGODB_URI": settings.mongodb_uri,

@@ -17,11 +17,6 @@ from service.sync import requests as sync_requests
 from tests.support.mailboxes import soon
 
 
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
-
-
 @pytest.mark.wire
 def test_a_delete_while_a_sync_is_running_is_not_undone_by_the_sync(rt, mailbox, mailboxes, run_jobs):
     """The sync stops at its next page and the purge waits for its lock: nothing is written back."""

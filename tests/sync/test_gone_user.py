@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 
 from service.graph import GraphClient
@@ -21,10 +20,6 @@ from tests.support.loopback import serving
 GONE = json.dumps({"error": {"code": "ErrorInvalidUser", "message": "The requested user is invalid.",
                              "innerError": {"request-id": "r", "date": "2026-01-01T00:00:00"}}}).encode()
 
-
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
 
 
 def test_a_user_gone_from_graph_is_disconnected(rt, mailbox, mailboxes):

@@ -19,10 +19,6 @@ def settings(make_settings):
     return make_settings(outbound_allow_private=True, outbound_timeout=1.0)
 
 
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
-
 
 @pytest.fixture
 def subscribed(rt):

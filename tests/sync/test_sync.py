@@ -15,11 +15,6 @@ from service.workers import jobs
 from tests.support.mailboxes import Mailboxes, no_secret_anywhere, soon
 
 
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
-
-
 def differences(rt, mailboxes: Mailboxes, user_id: str) -> list[str]:
     return mailboxes.differences(rt.db, rt.settings, user_id)
 

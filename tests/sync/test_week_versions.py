@@ -10,11 +10,6 @@ from service.sync import requests as sync_requests
 from tests.support.mailboxes import soon
 
 
-@pytest.fixture
-def rt(graph_rt):
-    return graph_rt
-
-
 @pytest.mark.wire
 def test_a_sync_round_bumps_the_events_version_twice_and_only_when_it_wrote(rt, mailbox, mailboxes, run_jobs):
     user_id = mailbox("erin")
