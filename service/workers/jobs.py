@@ -105,8 +105,9 @@ def weeks_sweep() -> int:
     rt = runtime.current()
     ids = users_store.connected_ids(rt.db)
     batches = [ids[at:at + timeside.BATCH] for at in range(0, len(ids), timeside.BATCH)]
+    now = utcnow().isoformat()      # one instant for the sweep: every batch measures the same two weeks
     for batch in batches:
-        queues.enqueue(rt.redis, queues.MAINTENANCE, queues.MEASURE_WEEKS, batch, utcnow().isoformat())
+        queues.enqueue(rt.redis, queues.MAINTENANCE, queues.MEASURE_WEEKS, batch, now)
     return len(batches)
 
 
