@@ -9,9 +9,12 @@ What Redis lost and where it comes back from:
   write on the webhook's one-Redis-round-trip path, to save what is at most one cheap delta request per user;
 - digests the tick took (``next_at`` already moved on) whose job was lost: queued again from ``digest.last_date``,
   the ``digests_sent`` claim keeping them once;
-- preps claimed but not finished: queued again (the prep tick skips every recorded prep); the others, outbound
-  deliveries and subscription renewals: the prep tick, the outbox sweep and the renewal sweep derive them from
-  MongoDB, and their last-run times went with Redis, so the scheduler runs each at its next tick;
+- preps claimed but not finished: queued again (the prep tick skips every recorded prep); the others and
+  subscription renewals: the prep tick and the renewal sweep derive them from MongoDB, and their last-run times
+  went with Redis, so the scheduler runs each at its next tick;
+- outbound deliveries waiting for a retry: scheduled again at their own ``next_attempt_at`` (up to
+  ``REQUEUE_DELIVERIES``, soonest first), so a retry keeps its time instead of waiting for the outbox sweep,
+  which only takes deliveries late by its grace, once a minute; the delivery's lease keeps each attempt single;
 - lifecycle jobs not yet run: a ``reauthorizationRequired`` or an expiry is met by the renewal sweep; a lost
   ``subscriptionRemoved`` is found at the subscription's next renewal (404: recreated), the reconcile sweep
   syncing the user meanwhile once silent for ``CALSYNC_RECONCILE_HOURS``.
@@ -29,11 +32,12 @@ from pymongo.database import Database
 from redis import Redis
 from rq.exceptions import DuplicateJobError
 
-from service import queues
+from service import outbox, queues
 from service.digest import tick as digest_tick
 from service.insights import days
 from service.recovery import epoch
 from service.store import as_utc, digests, preps, users, utcnow
+from service.store import outbound as outbound_store
 from service.store import recovery as store
 from service.subscriptions import mirror
 from service.sync import sweeps
@@ -41,6 +45,7 @@ from service.sync import sweeps
 log = logging.getLogger(__name__)
 
 REASON = "redis-lost"
+REQUEUE_DELIVERIES = 10_000      # beyond these, the outbox sweep queues each once it is due
 
 
 def recover(db: Database, redis: Redis, now: datetime) -> dict:
@@ -50,8 +55,9 @@ def recover(db: Database, redis: Redis, now: datetime) -> dict:
     requested = sweeps.request_in_batches(redis, order, REASON)
     digests_queued = requeue_taken_digests(db, redis, now)
     preps_queued = requeue_unfinished_preps(db, redis, now)
+    deliveries_queued = requeue_pending_deliveries(db, redis, now)
     counts = {"mirrored": mirrored, "users": len(order), "syncs_requested": requested, "digests_queued": digests_queued,
-              "preps_queued": preps_queued}
+              "preps_queued": preps_queued, "deliveries_queued": deliveries_queued}
     log.warning("rebuilt from MongoDB after losing Redis: %s", counts)
     return counts
 
@@ -90,6 +96,14 @@ def requeue_unfinished_preps(db: Database, redis: Redis, now: datetime) -> int:
             queues.enqueue(redis, queues.PREP, queues.SEND_PREP, *args, job_timeout=120)
         queued += 1
     return queued
+
+
+def requeue_pending_deliveries(db: Database, redis: Redis, now: datetime) -> int:
+    """Schedule again each outbound delivery waiting for its retry, at the time MongoDB says it is due (now, if
+    that has passed). Paused endpoints' deliveries stay put, as the sweep leaves them."""
+    paused = {e.id for e in outbound_store.endpoints(db) if e.status != outbound_store.ACTIVE}
+    pending = outbound_store.pending_schedule(db, REQUEUE_DELIVERIES, exclude_endpoints=paused)
+    return sum(outbox.schedule(redis, delivery_id, at if at and at > now else None) for delivery_id, at in pending)
 
 
 def _enqueue_digest(redis: Redis, user_id: str, local_date: str, delay: timedelta | None) -> int:

@@ -288,6 +288,16 @@ def due_ids(db: Database, now: datetime, limit: int, exclude_endpoints: set[str]
     return [d["_id"] for d in found.sort("next_attempt_at", ASCENDING).hint(BY_STATUS_AND_DUE).limit(limit)]
 
 
+def pending_schedule(db: Database, limit: int, exclude_endpoints: set[str] = frozenset()) -> list[tuple[str, datetime]]:
+    """Pending deliveries and when each is next due, soonest first (what the outbox had scheduled in Redis),
+    leaving out those of the endpoints named (paused ones)."""
+    query: dict = {"status": PENDING}
+    if exclude_endpoints:
+        query["endpoint_id"] = {"$nin": sorted(exclude_endpoints)}
+    found = db.outbound_deliveries.find(query, {"next_attempt_at": 1}).sort("next_attempt_at", ASCENDING)
+    return [(d["_id"], as_utc(d["next_attempt_at"])) for d in found.hint(BY_STATUS_AND_DUE).limit(limit)]
+
+
 def deliveries_for(db: Database, endpoint_id: str, limit: int, status: str | None = None) -> list[dict]:
     query: dict = {"endpoint_id": endpoint_id}
     if status:

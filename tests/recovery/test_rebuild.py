@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+from rq.registry import ScheduledJobRegistry
+
 from service import queues
 from service.digest import prep
 from service.digest import tick as digest_tick
 from service.recovery import redis_loss
 from service.store import digests, utcnow
+from service.store import outbound as outbound_store
 from service.store import preps as preps_store
 from service.store import subscriptions as subscriptions_store
 from service.store.records import Subscription
@@ -30,7 +33,8 @@ def test_the_mirror_and_a_sync_for_every_connected_user_come_back(db, redis_conn
 
     counts = redis_loss.recover(db, redis_conn, utcnow())
 
-    assert counts == {"mirrored": 3, "users": 2, "syncs_requested": 2, "digests_queued": 0, "preps_queued": 0}
+    assert counts == {"mirrored": 3, "users": 2, "syncs_requested": 2, "digests_queued": 0, "preps_queued": 0,
+                      "deliveries_queued": 0}
     found = mirror.lookup(redis_conn, db, ["sub-0"])["sub-0"]
     assert found.user_id == "user-0" and found.client_state_digest == mirror.client_state_digest("state-0")
     assert redis_conn.exists(PENDING_KEY.format(user_id="user-0"), PENDING_KEY.format(user_id="user-1")) == 2
@@ -80,3 +84,30 @@ def test_a_prep_queued_before_redis_was_emptied_is_derived_again_and_sent_once(r
     assert [parseaddr(m["To"])[1] for m in smtp_inbox.messages] == ["u1@example.com"]
     scheduled = queues.get_queue(queues.PREP, redis_conn).scheduled_job_registry
     assert len(scheduled.get_job_ids()) == 1      # user-2's runs once its claim can be retaken (5 minutes)
+
+
+def test_outbound_deliveries_waiting_for_a_retry_are_scheduled_again_at_their_own_time(db, redis_conn):
+    now = utcnow()
+    for endpoint_id, status in (("live", outbound_store.ACTIVE), ("paused", outbound_store.PAUSED)):
+        outbound_store.insert_endpoint(db, endpoint_id, "https://example.com/hook", ["digest.sent"], "", "x", now)
+        outbound_store.set_endpoint_status(db, endpoint_id, status, None, now)
+    due = {"overdue": now - timedelta(minutes=5), "later": now + timedelta(seconds=40), "done": now,
+           "held": now - timedelta(minutes=5)}
+    for sequence, (delivery_id, at) in enumerate(due.items()):
+        endpoint_id = "paused" if delivery_id == "held" else "live"
+        event = {"_id": f"evt-{sequence}", "type": "digest.sent", "user_id": "user-1", "sequence": sequence}
+        assert outbound_store.insert_delivery(db, delivery_id, endpoint_id, event, now, timedelta(hours=24))
+        db.outbound_deliveries.update_one({"_id": delivery_id}, {"$set": {"next_attempt_at": at}})
+    outbound_store.finish_attempt(db, "done", outbound_store.DELIVERED, 200, None, now, None)
+    redis_conn.flushdb()
+
+    counts = redis_loss.recover(db, redis_conn, now)
+
+    assert counts["deliveries_queued"] == 2
+    queue = queues.get_queue(queues.OUTBOUND, redis_conn)
+    assert [job.args for job in queue.jobs] == [("overdue",)]            # due already: at once
+    scheduled = ScheduledJobRegistry(queue=queue)
+    [job_id] = scheduled.get_job_ids()
+    assert queue.fetch_job(job_id).args == ("later",)                    # not before its own retry time
+    at = scheduled.get_scheduled_time(job_id)
+    assert due["later"] <= at <= due["later"] + timedelta(seconds=1)

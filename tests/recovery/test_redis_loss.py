@@ -103,6 +103,8 @@ def test_an_emptied_redis_loses_no_change_no_digest_and_no_outbound_event(
             assert db.digests_sent.count_documents({}) == 0
             assert differences_count(db, control, people, window) > 0   # what only Redis knew
 
+            waiting = db.outbound_deliveries.count_documents({"status": "pending", "attempts": {"$gte": 1}})
+            assert waiting > 0          # their retries live only in Redis's schedule now
             conn.flushall()
             emptied = time.monotonic()
             detected = wait_until(lambda: lost_since(db), timeout=60, interval=0.5, message="the loss to be noticed")
@@ -130,7 +132,8 @@ def test_an_emptied_redis_loses_no_change_no_digest_and_no_outbound_event(
             print(f"redis emptied: {USERS} users; notifications acknowledged before the loss {dict(acknowledged)}; "
                   f"noticed and recovered after {detected_after:.1f}s ({detected['reason']}); after the loss: "
                   f"calendars equal Graph's at {synced_after:.1f}s, digests out at {mailed_after:.1f}s, every "
-                  f"outbound delivery done at {converged_after:.1f}s (the endpoint's own back-off after its 503); "
+                  f"outbound delivery done at {converged_after:.1f}s ({waiting} waiting for the retry the "
+                  f"endpoint's 503 earned, rescheduled at its own time); "
                   f"recovery {counts}; {len(events)} outbound events; {len(smtp_inbox.messages)} digests")
             assert acknowledged.get("delivered", 0) > 0
             assert detected_after <= DETECT_WITHIN
