@@ -1,5 +1,8 @@
 """The scheduler process: enqueues periodic jobs; exactly one acts even if several run.
 
+Each task runs once per period of the wall clock, at its start (within the tick's 5 s): the prep tick at each
+whole minute, so a prep due at 09:45 goes at 09:45, not up to a minute later as "60 s since the last run" would.
+
 Leadership is the scheduler's lock (``service.locks``, owned by this scheduler's identity, kept alive on
 every tick, taken over when it lapses). Each periodic task's last run is kept in Redis, so a new leader
 does not re-run what the old one just did.
@@ -72,8 +75,8 @@ class Scheduler:
         for task in self.tasks:
             key = LAST_RUN_KEY.format(name=task.name)
             last = float(self.connection.get(key) or 0)
-            if now - last < task.every_seconds:
-                continue
+            if now // task.every_seconds <= last // task.every_seconds:
+                continue    # not yet run in this period of the clock (each minute, hour, day: UTC)
             self.connection.set(key, now)
             queues.enqueue(self.connection, task.queue, task.func, retry=None)
             enqueued.append(task.name)

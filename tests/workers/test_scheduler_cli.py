@@ -50,6 +50,16 @@ def test_a_new_leader_does_not_rerun_what_the_old_one_just_did(redis_conn):
     assert "digest-tick" in second.tick(now=2_000_061.0)
 
 
+def test_each_task_runs_at_the_start_of_each_period_of_the_clock_not_a_period_after_its_last_run(redis_conn):
+    scheduler = Scheduler(redis_conn, identity="a")
+    minute = 2_000_160.0                                   # a whole minute, and so is minute + 60, not 5
+    scheduler.tick(now=minute - 5)                         # everything, once, 5 s before it
+
+    assert scheduler.tick(now=minute + 1) == ["digest-tick", "prep-tick", "outbox-sweep"]   # the new minute's
+    assert scheduler.tick(now=minute + 59) == []
+    assert sorted(scheduler.tick(now=minute + 60)) == ["digest-tick", "outbox-sweep", "prep-tick"]
+
+
 def test_the_reconcile_job_enqueued_by_the_scheduler_runs(rt, mailbox, mailboxes, run_jobs, redis_conn):
     user_id = mailbox("tom")
     mailboxes.create(user_id, soon(1))
