@@ -205,9 +205,9 @@ class TenantWide:
         probe still holds its mailbox's slot and is classified as alone: ``_probed``); then, per mailbox, the
         subscription (one write, paced per tenant as every write is) and the first sync, exactly as
         ``enrol_mailbox`` does them, ``MAILBOX_THREADS`` mailboxes at a time (a job of 20 done one after the other
-        left its worker waiting on I/O: P11 ran at 1.5 of the 2 cores). A mailbox whose enrolment fails (a 429 or 5xx past the client's waits, no
-        token, anything) is queued again alone, with the retries its own job would have had (``_retry_alone``):
-        one bad mailbox never fails the others."""
+        left its worker waiting on I/O: P11 ran at 1.5 of the 2 cores). A mailbox whose enrolment fails (a 429 or
+        5xx past the client's waits, no token, anything) is queued again alone, with the retries its own job would
+        have had (``_retry_alone``): one bad mailbox never fails the others."""
         wanted = [(str(pair[0]), str(pair[1]) if len(pair) > 1 else "new") for pair in enrolled]
         found = users.by_ids(self.db, [user_id for user_id, _ in wanted])
         outcomes: dict[str, str] = {}
