@@ -193,6 +193,8 @@ def run(ctx) -> Part:
     part.add(f"{TARGET:,} mailboxes, projected", round(total * TARGET / size, 1), "s",
              round(TARGET / (writes / 20), 1), "Graph's minimum", "ratio <= 1.2", ratio <= 1.2)
     for name, what in (("tenant_directory_sync", "directory sync (users/delta, enrolment, jobs queued)"),
+                       ("tenant_enrol_mailboxes", "enrolment jobs of 20 mailboxes: probes ($batch), subscriptions, "
+                        "first syncs (first start to last end)"),
                        ("tenant_enrol_mailbox", "probe + subscription (first start to last end)"),
                        ("sync_user", "first syncs (first start to last end)")):
         entry = spent.get(name)

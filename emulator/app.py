@@ -109,10 +109,11 @@ class Emulator:
                 "expires_in": claims["exp"] - claims["iat"]}
 
     def record_request(self, method: str, path: str, status: int, prefer: str | None = None,
-                       client_request_id: str | None = None) -> None:
+                       client_request_id: str | None = None, in_batch: bool = False) -> None:
+        """One request Graph answered; ``in_batch``: an individual request of a ``$batch`` (logged as well)."""
         with self._requests_lock:
             self._requests.append({"at": self.clock().isoformat(), "method": method, "path": path, "status": status,
-                                   "prefer": prefer, "client_request_id": client_request_id})
+                                   "prefer": prefer, "client_request_id": client_request_id, "in_batch": in_batch})
 
     def requests_log(self) -> list[dict]:
         with self._requests_lock:

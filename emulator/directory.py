@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 from emulator.errors import GraphError, bad_request
 
 DEFAULT_PAGE = 100     # users/delta pages; the caller's `Prefer: odata.maxpagesize` may lower or raise it
 MAX_PAGE = 999
+ROUNDS_KEPT = 64      # delta rounds whose page order is remembered (a round being paged through)
 USER_FIELDS = ("id", "displayName", "mail", "userPrincipalName", "accountEnabled", "userType")
 
 
@@ -53,6 +56,7 @@ class Directory:
         # (tenant, app id) -> (kind, user ids): "access_policy" restricts what the Entra grant allows to these
         # mailboxes; "rbac" (RBAC for Applications) grants these mailboxes on its own, in addition to the Entra grant.
         self.scopes: dict[tuple[str, str], tuple[str, set[str]]] = {}
+        self._rounds: OrderedDict[tuple[str, int, int], list[str]] = OrderedDict()   # (tenant, since, upto)
 
     # ------------------------------------------------------------ change log
 
@@ -69,9 +73,14 @@ class Directory:
             for group in self.groups.values():
                 group["members"].discard(user["id"])
 
-    def delta_page(self, tenant_id: str, users: list[dict], token: str | None, skip: str | None,
-                   page_size: int, base_url: str, select: list[str] | None) -> dict:
-        """One page of `/users/delta`: from scratch (no token), from a delta token, or a `$skiptoken` page."""
+    def delta_page(self, tenant_id: str, get_user: Callable[[str], dict | None], live_ids: Callable[[str], list[str]],
+                   token: str | None, skip: str | None, page_size: int, base_url: str,
+                   select: list[str] | None) -> dict:
+        """One page of `/users/delta`: from scratch (no token), from a delta token, or a `$skiptoken` page.
+
+        A round's order is fixed when its first page is asked for (the users as of the sequence ``upto`` its
+        tokens carry) and kept for its later pages, so a page costs what is on it, not the whole directory:
+        ``live_ids(tenant)`` lists the tenant's users once per round, ``get_user`` reads only the page's."""
         if skip:
             state = _untoken(skip)
             since, upto, offset = int(state.get("since", 0)), int(state.get("upto", 0)), int(state.get("offset", 0))
@@ -86,24 +95,16 @@ class Directory:
                 since = int(state.get("seq", 0))
             with self.lock:
                 upto, offset = self.seq, 0
-        with self.lock:
-            ids = sorted((seq, uid) for uid, (seq, tenant) in self.changed.items()
-                         if tenant == tenant_id and since < seq <= upto)
-            removed = dict(self.removed)
-        live = {u["id"]: u for u in users if u["tenant_id"] == tenant_id}
-        if since == 0:   # from scratch: every live user, none of the deleted ones
-            ordered = sorted(live)
-        else:
-            ordered = [uid for _, uid in ids]
-        page = ordered[offset:offset + page_size]
+        ordered = self._round(tenant_id, since, upto, live_ids)
         values = []
-        for uid in page:
-            if uid in live:
-                entry = user_json(live[uid])
+        for uid in ordered[offset:offset + page_size]:
+            user = get_user(uid)
+            if user is not None and user["tenant_id"] == tenant_id:
+                entry = user_json(user)
                 if select:
                     entry = {k: v for k, v in entry.items() if k in select or k == "id"}
                 values.append(entry)
-            elif uid in removed:
+            elif since and uid in self.removed:
                 values.append({"id": uid, "@removed": {"reason": "changed"}})
         body: dict = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": values}
         if offset + page_size < len(ordered):
@@ -112,6 +113,26 @@ class Directory:
         else:
             body["@odata.deltaLink"] = f"{base_url}?$deltatoken=" + _token({"tenant": tenant_id, "seq": upto})
         return body
+
+    def _round(self, tenant_id: str, since: int, upto: int, live_ids: Callable[[str], list[str]]) -> list[str]:
+        """The user ids of one delta round, in page order: from scratch every live user (none of the deleted),
+        else each user changed in (since, upto] once. Computed on the round's first page, then remembered."""
+        key = (tenant_id, since, upto)
+        with self.lock:
+            ordered = self._rounds.get(key)
+            if ordered is not None:
+                self._rounds.move_to_end(key)
+                return ordered
+            if since:
+                ordered = [uid for _, uid in sorted((seq, uid) for uid, (seq, tenant) in self.changed.items()
+                                                    if tenant == tenant_id and since < seq <= upto)]
+        if not since:
+            ordered = sorted(live_ids(tenant_id))
+        with self.lock:
+            self._rounds[key] = ordered
+            while len(self._rounds) > ROUNDS_KEPT:
+                self._rounds.popitem(last=False)
+        return ordered
 
     # ------------------------------------------------------------ groups
 

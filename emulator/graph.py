@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from emulator import calendars, events
+from emulator.batch import BATCH_MARK, add_batch_route
 from emulator.calendars import Calendar
 from emulator.directory import DEFAULT_PAGE, MAX_PAGE, USER_FIELDS, user_json
 from emulator.errors import GraphError, add_request_ids, bad_request, error_response
@@ -252,7 +253,7 @@ def create_graph_blueprint() -> Blueprint:
     def _log(response: Response):
         _em().record_request(request.method, request.path, response.status_code,
                              ", ".join(request.headers.getlist("Prefer")) or None,
-                             request.headers.get("client-request-id"))
+                             request.headers.get("client-request-id"), bool(request.environ.get(BATCH_MARK)))
         return add_request_ids(response)
 
     @bp.teardown_request
@@ -278,8 +279,8 @@ def create_graph_blueprint() -> Blueprint:
         size = min(int(page), MAX_PAGE) if page.isdigit() and int(page) > 0 else DEFAULT_PAGE
         state = _em().state
         body = state.directory.delta_page(
-            caller.tenant_id, state.users(), request.args.get("$deltatoken"), request.args.get("$skiptoken"), size,
-            f"{_em().base_url}/v1.0/users/delta", select)
+            caller.tenant_id, state.get_user, state.user_ids, request.args.get("$deltatoken"),
+            request.args.get("$skiptoken"), size, f"{_em().base_url}/v1.0/users/delta", select)
         return jsonify(body)
 
     @bp.get("/groups/<group_id>/transitiveMembers")
@@ -498,6 +499,10 @@ def create_graph_blueprint() -> Blueprint:
         _subscription_write(caller)
         _em().subscriptions.reauthorize(caller, sub_id)
         return "", 204
+
+    # ------------------------------------------------------------ JSON batching
+
+    add_batch_route(bp)
 
     # ------------------------------------------------------------ ids
 

@@ -85,6 +85,11 @@ class State:
         with self.lock:
             return [dict(u) for u in self.users_by_id.values()]
 
+    def user_ids(self, tenant_id: str) -> list[str]:
+        """The ids of a tenant's users (no copies of them)."""
+        with self.lock:
+            return [uid for uid, user in self.users_by_id.items() if user["tenant_id"] == tenant_id]
+
     # ------------------------------------------------------------ tenants and users
 
     def add_tenant(self, data: dict) -> dict:

@@ -73,6 +73,9 @@ class Subscription:
     # created without the header continue to use the default ID format" (outlook-immutable-id).
     immutable_ids: bool = False
     delegated: bool = True    # created with a user's token (Microsoft removes those when the user's password changes)
+    # The sweep's note: (expiration, token expiry, reauth margin, until) — nothing can fall due before ``until``
+    # while those three are what they were (Subscriptions.sweep skips it until then).
+    quiet: tuple | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict:
         return {
@@ -485,8 +488,13 @@ class Subscriptions:
         due = []
         with self.lock:
             for sub in self.by_id.values():
+                quiet = sub.quiet
+                if (quiet is not None and now < quiet[3] and sub.status == "active" and quiet[0] == sub.expiration
+                        and quiet[1] == sub.token_exp and quiet[2] == self.reauth_margin):
+                    continue   # checked before, and nothing falls due yet: a sweep costs the subscriptions due
                 if self._expire_if_due(sub):
                     continue
+                sub.quiet = self._quiet(sub, now)
                 expiry_key = f"expiry:{sub.expiration.isoformat()}"
                 token_left = sub.token_exp - now
                 # Graph challenges repeatedly while the token nears expiry ([LC]: "every 15 mins" in its
@@ -504,6 +512,23 @@ class Subscriptions:
                     due.append(sub)
         for sub in due:
             self.lifecycle(sub, "reauthorizationRequired")
+
+    def _quiet(self, sub: Subscription, now: dt.datetime) -> tuple | None:
+        """Until when the sweep may skip ``sub``: its expiry, the start of its reauthorization margin and the start
+        of its token's challenge window, whichever comes first; None while it is in that window (challenged every
+        5 minutes there) or about to be challenged now."""
+        until = [sub.expiration]
+        margin_from = sub.expiration - self.reauth_margin
+        if now < margin_from:
+            until.append(margin_from)
+        elif f"expiry:{sub.expiration.isoformat()}" not in sub.reauth_sent:
+            return None
+        window_from = sub.token_exp - TOKEN_CHALLENGE_WINDOW
+        if now < window_from:
+            until.append(window_from)
+        elif sub.token_exp - now > -HELD_DELIVERY_LIMIT:
+            return None
+        return (sub.expiration, sub.token_exp, self.reauth_margin, min(until))
 
     def _sweep_loop(self) -> None:
         while not self.stopped.wait(0.1):

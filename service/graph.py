@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
@@ -40,6 +40,29 @@ IMMUTABLE_IDS = 'IdType="ImmutableId"'
 # MailboxNotSupportedForRESTAPI", "REST API is not yet supported for this mailbox").
 NO_MAILBOX_CODES = frozenset({"mailboxnotenabledforrestapi", "mailboxnotsupportedforrestapi",
                               "errormailboxnotenabledforrestapi"})
+
+
+MAX_BATCH = 20    # requests in one JSON batch (graph/json-batching: "currently limited to 20")
+
+
+@dataclass
+class BatchItem:
+    """One request of a ``$batch``: ``url`` relative to the version (``users/{id}/calendars``); ``mailbox`` is
+    whose mailbox it reads (its slot is held while the batch is out), empty for directory or service calls."""
+
+    id: str
+    method: str
+    url: str
+    body: dict | None = None
+    mailbox: str = ""
+
+    def payload(self) -> dict:
+        request: dict = {"id": self.id, "method": self.method, "url": "/" + self.url.lstrip("/"),
+                         "headers": {"Prefer": IMMUTABLE_IDS}}
+        if self.body is not None:
+            request["body"] = self.body
+            request["headers"]["Content-Type"] = "application/json"
+        return request
 
 
 class TokenProvider(Protocol):
@@ -87,8 +110,9 @@ class GraphClient:
             return path_or_url
         return urljoin(self.base_url.rstrip("/") + "/", path_or_url.lstrip("/"))
 
-    def request(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
-        """Send one logical request; returns the 2xx response or raises GraphError."""
+    def request(self, method: str, path_or_url: str, *, gated: bool = True, **kwargs) -> requests.Response:
+        """Send one logical request; returns the 2xx response or raises GraphError. ``gated=False``: hold no slot
+        of this client's mailbox (a ``$batch``, whose requests hold their own mailboxes' slots)."""
         url = self.url(path_or_url)
         headers = dict(kwargs.pop("headers", None) or {})
         headers["Prefer"] = ", ".join(p for p in (headers.get("Prefer"), IMMUTABLE_IDS) if p)
@@ -99,7 +123,7 @@ class GraphClient:
             response = None
             headers["Authorization"] = f"Bearer {self.token(force_refresh=refreshed)}"
             try:
-                with self._slot():
+                with self._slot() if gated else nullcontext():
                     self.requests_made += 1
                     send = self._send_on_new_connection if new_connection else self.session.request
                     started = time.monotonic()
@@ -161,6 +185,67 @@ class GraphClient:
     def get_json(self, path_or_url: str, **kwargs) -> dict:
         return self.request("GET", path_or_url, **kwargs).json()
 
+    def batch(self, items: list[BatchItem]) -> dict[str, dict | GraphError]:
+        """Up to ``MAX_BATCH`` requests in one ``POST /$batch`` (graph/json-batching); each one's JSON body (``{}``
+        when it has none) or its ``GraphError``, by the item's id.
+
+        Each request is what it would be alone: it asks for immutable ids, holds a slot of the mailbox it reads
+        (``BatchItem.mailbox``; Graph counts every request of a batch against the limits), a 429 pauses that
+        mailbox, and 429/503/504 are sent again, in a new batch of the throttled ones, after the longest
+        Retry-After among them ("You may retry all the failed requests in a new batch after the longest
+        retry-after value", graph/throttling), within this client's attempts and inline wait; past those, that
+        request's answer is ``Throttled``. The batch itself has this client's retries (``request``)."""
+        if not 0 < len(items) <= MAX_BATCH or len({item.id.lower() for item in items}) != len(items):
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} requests with distinct ids")
+        answers: dict[str, dict | GraphError] = {}
+        pending = list(items)
+        for attempt in range(1, self.max_attempts + 1):
+            retry: list[tuple[BatchItem, GraphError]] = []
+            with ExitStack() as slots:
+                sendable = []
+                for item in pending:
+                    try:
+                        if self.gate is not None and item.mailbox:
+                            slots.enter_context(self.gate.slot(item.mailbox))
+                        sendable.append(item)
+                    except MailboxBusy as exc:
+                        answers[item.id] = Throttled(429, "MailboxBusy", str(exc), retry_after=exc.retry_after)
+                if not sendable:
+                    break
+                body = {"requests": [item.payload() for item in sendable]}
+                got = self.request("POST", "$batch", gated=False, json=body).json()
+            by_id = {str(r.get("id", "")).lower(): r for r in (got.get("responses") or []) if isinstance(r, dict)}
+            for item in sendable:
+                answer = by_id.get(item.id.lower())
+                if answer is None:
+                    answers[item.id] = GraphError(0, "BatchResponseMissing", "no response for this request")
+                    continue
+                status = int(answer.get("status") or 0)
+                content = answer.get("body")
+                if 200 <= status < 400:
+                    answers[item.id] = content if isinstance(content, dict) else {}
+                    continue
+                error = _batch_error(status, content, answer.get("headers"))
+                _log_failure(item.method, self.url(item.url), status, error.code, error.request_id, "-", attempt)
+                if status == 429 and self.gate is not None and item.mailbox:   # as request() does
+                    self.gate.pause(item.mailbox, error.retry_after if error.retry_after is not None
+                                    else 2.0 ** attempt)
+                if status in RETRYABLE:
+                    retry.append((item, error))
+                else:
+                    answers[item.id] = error
+            if not retry:
+                break
+            longest = max((e.retry_after for _, e in retry if e.retry_after is not None), default=None)
+            if attempt == self.max_attempts or (longest is not None and longest > self.max_inline_wait):
+                for item, error in retry:
+                    answers[item.id] = Throttled(error.status, error.code, error.message,
+                                                 retry_after=error.retry_after, request_id=error.request_id)
+                break
+            self._backoff(attempt, longest)
+            pending = [item for item, _ in retry]
+        return answers
+
     def _backoff(self, attempt: int, retry_after: float | None) -> None:
         if retry_after is not None:
             delay = retry_after
@@ -205,6 +290,18 @@ def _log_failure(method: str, url: str, status: int, code: str, request_id: str 
     carry delta and skip tokens)."""
     log.warning("Graph %s %s failed: %s %s (attempt %d, request-id %s, client-request-id %s)", method,
                 urlsplit(url).path, status or "unreachable", code, attempt, request_id or "-", client_request_id)
+
+
+def _batch_error(status: int, body: object, headers: object) -> GraphError:
+    """A failed request of a batch as the GraphError it would have raised alone."""
+    headers = {str(k).lower(): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    inner = error.get("innerError") if isinstance(error.get("innerError"), dict) else {}
+    request_id = headers.get("request-id") or inner.get("request-id")
+    return GraphError(status, str(error.get("code") or "")[:100], str(error.get("message") or "")[:500],
+                      retry_after_seconds(headers.get("retry-after")),
+                      request_id=str(request_id)[:100] if request_id else None)
 
 
 def _error_from(response: requests.Response, client_request_id: str | None = None) -> GraphError:

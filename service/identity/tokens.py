@@ -96,6 +96,24 @@ class Tokens:
         return GraphClient(self.http, self.settings.graph_url, token=self._memo(user_id, source),
                            timeout=self.settings.http_timeout, gate=self.mailboxes, mailbox=user_id)
 
+    def tenant_token(self, tenant_id: str) -> Callable[..., str]:
+        """The tenant's application token, looked up once for the GraphClients of its mailboxes that the caller has
+        just read as enrolled tenant-wide and connected (a chunk of enrolments: no read of each user for it)."""
+        kept: list[str] = []
+
+        def token(force_refresh: bool = False) -> str:
+            if force_refresh or not kept:
+                kept[:] = [self._app_token("", tenant_id)["access_token"]]
+            return kept[0]
+
+        return token
+
+    def graph_with_token(self, user_id: str, token: Callable[..., str]) -> GraphClient:
+        """A GraphClient for ``user_id``'s mailbox with a given token provider (``tenant_token``); ``user_id`` empty:
+        for requests of no one mailbox (a ``$batch``, whose requests name theirs)."""
+        return GraphClient(self.http, self.settings.graph_url, token=token, timeout=self.settings.http_timeout,
+                           gate=self.mailboxes, mailbox=user_id)
+
     def forget(self, user_id: str) -> None:
         """Drop this process's memos of the user's tokens (their token source changed)."""
         with self._memos_lock:

@@ -250,6 +250,16 @@ def tenant_enrol_mailbox(user_id: str, what: str = "new") -> str:
     return runtime.current().tenant_wide.enrol_mailbox(user_id, what)
 
 
+def tenant_enrol_mailboxes(enrolled: list[list[str]]) -> str:
+    """Up to 20 enrolled mailboxes ([user id, what] pairs): probes in one $batch, then each one's subscription and
+    first sync; a mailbox that fails is queued again alone (``tenant_enrol_mailbox``), the others go on."""
+    outcomes = runtime.current().tenant_wide.enrol_mailboxes(enrolled)
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return str(dict(sorted(counts.items())))
+
+
 def tenant_consent_lost(tenant_id: str) -> str:
     """The tenant's consent is gone: one mail to its admin."""
     return "mailed" if runtime.current().tenant_wide.consent_lost_mail(tenant_id) else "not mailed"

@@ -118,3 +118,35 @@ def test_an_app_out_of_a_mailbox_scope_gets_access_denied(emu):
                             headers={"Authorization": f"Bearer {control.token(user_id=made['bo']['id'])}"})
     assert inside.status_code == 200 and delegated.status_code == 200   # scopes restrict app tokens only
     assert outside.status_code == 403 and outside.json()["error"]["code"] == "ErrorAccessDenied"
+
+
+def test_a_users_delta_page_costs_its_page_not_the_directory():
+    """The round's order is fixed on its first page; later pages read only their own users (it was a copy of the
+    whole directory per page: O(n) a page, O(n^2 / page) a round)."""
+    from emulator.directory import Directory
+
+    directory = Directory()
+    users = {f"u{n:04d}": {"id": f"u{n:04d}", "tenant_id": "t", "mail": f"u{n}@x"} for n in range(1000)}
+    for user in users.values():
+        directory.touch(user)
+    listed, read = [], []
+
+    def live_ids(tenant):
+        listed.append(tenant)
+        return [uid for uid, u in users.items() if u["tenant_id"] == tenant]
+
+    def get_user(uid):
+        read.append(uid)
+        return users.get(uid)
+
+    seen, url, pages = [], None, 0
+    while True:
+        skip = url.split("$skiptoken=")[1] if url else None
+        body = directory.delta_page("t", get_user, live_ids, None, skip, 100, "https://g/v1.0/users/delta", None)
+        pages += 1
+        seen += [entry["id"] for entry in body["value"]]
+        url = body.get("@odata.nextLink")
+        if not url:
+            break
+    assert pages == 10 and seen == sorted(users)
+    assert listed == ["t"] and len(read) == 1000   # the directory listed once, each user read once

@@ -44,7 +44,8 @@ EMULATOR_LAYERS = (
                "emulator.faults", "emulator.rich", "emulator.delta", "emulator.directory",
                "emulator.calendars", "emulator.events", "emulator.state", "emulator.identity", "emulator.notify",
                "emulator.subscriptions")),
-    ("routes", ("emulator.identity_web", "emulator.graph", "emulator.control", "emulator.teams", "emulator.slack")),
+    ("routes", ("emulator.identity_web", "emulator.batch", "emulator.graph", "emulator.control", "emulator.teams",
+                "emulator.slack")),
     ("app", ("emulator.app",)),
     ("serving", ("emulator.server", "emulator.testing")),
 )

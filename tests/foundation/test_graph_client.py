@@ -6,7 +6,7 @@ import requests
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from service.graph import GraphClient, GraphError, Throttled, Unauthorized, retry_after_seconds
+from service.graph import BatchItem, GraphClient, GraphError, Throttled, Unauthorized, retry_after_seconds
 from tests.support.loopback import serving
 
 
@@ -18,7 +18,7 @@ def scripted():
 
     @app.route("/v1.0/<path:path>", methods=["GET", "PATCH", "POST"])
     def answer(path):
-        seen.append({"path": path, "auth": request.headers.get("Authorization")})
+        seen.append({"path": path, "auth": request.headers.get("Authorization"), "json": request.get_json(silent=True)})
         status, headers, body = script.pop(0)
         return body, status, headers
 
@@ -168,3 +168,58 @@ def test_a_503_retry_takes_a_new_connection_without_closing_the_pool_other_threa
     assert {port for name, port in seen if name == "other"} <= pooled  # nobody lost a pooled connection
     assert retry_port not in pooled  # the retry after the 503 came on a connection of its own
     session.close()
+
+
+def _answer(rid, status, body=None, headers=None):
+    return {"id": rid, "status": status, "headers": headers or {"Content-Type": "application/json"},
+            **({"body": body} if body is not None else {})}
+
+
+def test_a_batch_answers_by_id_and_sends_the_throttled_requests_again_in_a_new_batch(scripted):
+    script, seen, url = scripted
+    script += [(200, {}, json.dumps({"responses": [   # answered in another order than sent, as Graph may
+        _answer("b", 429, graph_error("TooManyRequests"), {"Retry-After": "0.5"}),
+        _answer("c", 404, graph_error("ErrorInvalidUser")),
+        _answer("a", 200, {"value": [{"id": "cal"}]})]})),
+        (200, {}, json.dumps({"responses": [_answer("b", 200, {"value": []})]}))]
+    sleeps = []
+
+    answers = client_for(url, sleeps).batch([BatchItem("a", "GET", "users/1/calendars"),
+                                             BatchItem("b", "GET", "/users/2/calendars"),
+                                             BatchItem("c", "GET", "users/3/calendars")])
+
+    assert answers["a"] == {"value": [{"id": "cal"}]} and answers["b"] == {"value": []}
+    assert isinstance(answers["c"], GraphError)
+    assert (answers["c"].status, answers["c"].code) == (404, "ErrorInvalidUser")
+    assert sleeps == [0.5]   # the longest Retry-After among the throttled, then only they again
+    assert [r["url"] for r in seen[0]["json"]["requests"]] == ["/users/1/calendars", "/users/2/calendars",
+                                                               "/users/3/calendars"]
+    assert all(r["headers"]["Prefer"] == 'IdType="ImmutableId"' for r in seen[0]["json"]["requests"])
+    assert [r["id"] for r in seen[1]["json"]["requests"]] == ["b"]
+
+
+def test_a_request_of_a_batch_throttled_longer_than_the_inline_wait_is_throttled_alone(scripted):
+    script, seen, url = scripted
+    script += [(200, {}, json.dumps({"responses": [
+        _answer("a", 200, {"value": []}),
+        _answer("b", 429, graph_error("TooManyRequests"), {"Retry-After": "30"})]}))]
+    sleeps = []
+
+    answers = client_for(url, sleeps).batch([BatchItem("a", "GET", "users/1/calendars"),
+                                             BatchItem("b", "GET", "users/2/calendars")])
+
+    assert answers["a"] == {"value": []}
+    assert isinstance(answers["b"], Throttled) and answers["b"].retry_after == 30
+    assert sleeps == [] and len(seen) == 1
+
+
+def test_a_batch_holds_one_to_twenty_requests_with_distinct_ids(scripted):
+    _, seen, url = scripted
+    client = client_for(url, [])
+    with pytest.raises(ValueError):
+        client.batch([BatchItem(str(n), "GET", "me") for n in range(21)])
+    with pytest.raises(ValueError):
+        client.batch([BatchItem("a", "GET", "me"), BatchItem("A", "GET", "me")])
+    with pytest.raises(ValueError):
+        client.batch([])
+    assert seen == []
