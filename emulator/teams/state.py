@@ -64,7 +64,8 @@ class TeamsState:
         with self.lock:
             activity_id = f"1:{secrets.token_hex(12)}"
             self.activities.append({"id": activity_id, "conversation_id": chat_id,
-                                    "user_id": self.chats[chat_id]["user_id"], "activity": activity})
+                                    "user_id": self.chats[chat_id]["user_id"], "activity": activity,
+                                    "received_at": time.time()})
             return activity_id
 
     def sent(self, user_id: str | None = None) -> list[dict]:
