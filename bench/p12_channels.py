@@ -31,6 +31,7 @@ but a kill then catches up to 8 messages in flight, and each one the platform ha
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 import time
@@ -174,6 +175,10 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     for n in range(WORKERS):
         procs.start(f"p12-{channel}-worker-{n}", command, env)
     wait_until(lambda: len(rq_workers(conn)) >= WORKERS, timeout=60, message="the rq workers to start")
+    # CPU per message: each worker's process group (the worker and its scheduler) from now on, its start-up left
+    # out; this process's (the emulator's threads and the bench's polling); Redis's commands (RQ's and calsync's).
+    startup = {name: group_cpu(procs.running[name].pid) for name in procs.running if name.startswith(f"p12-{channel}-")}
+    own_cpu, commands = process_cpu(), redis_commands(conn)
 
     def sent() -> int:
         return rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "status": "sent"})
@@ -196,6 +201,7 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     before_kill = delivered() / (time.perf_counter() - began)      # the steady rate, no recovery in it
     victim = f"p12-{channel}-worker-0"
     pgid = procs.running[victim].pid
+    victim_cpu = group_cpu(pgid) - startup[victim]
     os.killpg(pgid, signal.SIGKILL)
     killed = time.perf_counter()
     killed_at = time.time()
@@ -218,6 +224,11 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     wait_until(lambda: queue.count == 0 and not StartedJobRegistry(QUEUE, connection=conn).get_job_ids(cleanup=False),
                timeout=120, interval=0.1, message="the queue to drain and every job to end")
     taken_over = rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "attempts": {"$gt": 1}})
+    started_up = sum(startup.values()) / len(startup)       # the replacement's start-up: as the first two's
+    workers_cpu = victim_cpu + sum(group_cpu(procs.running[name].pid) - startup.get(name, started_up)
+                                   for name in procs.running if name.startswith(f"p12-{channel}-"))
+    cpu = {"workers_ms": workers_cpu * 1000 / size, "bench_process_ms": (process_cpu() - own_cpu) * 1000 / size,
+           "redis_commands": (redis_commands(conn) - commands) / size}
     for name in [n for n in procs.running if n.startswith(f"p12-{channel}-")]:
         procs.stop(name)
     received = platform_times(rt, emu, channel, ids)
@@ -226,8 +237,29 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
         {"_id": {"$in": [f"{records[uid]}:{channel}" for uid in ids]}},
         {"user_id": 1, "attempts": 1, "claimed_at": 1, "finished_at": 1})}
     return {"elapsed": elapsed, "before_kill": before_kill, "taken_over": taken_over, "after_kill": last_after_kill,
-            "retries": len(retries), "killed_at": killed_at,
+            "retries": len(retries), "killed_at": killed_at, "cpu": cpu,
             "counts": [counts.get(uid, 0) for uid in ids], **ambiguity(received, claims_found), **extra}
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes of process group ``pgid``."""
+    total = 0
+    for pid in group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def redis_commands(conn) -> int:
+    return int(conn.info("stats")["total_commands_processed"])
 
 
 def platform_times(rt, emu, channel: str, ids: list[str]) -> dict[str, list[float]]:
@@ -329,6 +361,11 @@ def add_rows(part: Part, channel: str, size: int, figures: dict) -> None:
     part.add(f"{name}: window platform took it -> claim sent, p50", window["p50"], "ms")
     part.add(f"{name}: window platform took it -> claim sent, p99", window["p99"], "ms")
     part.add(f"{name}: window platform took it -> claim sent, max", window["max"], "ms")
+    cpu = figures["cpu"]
+    part.add(f"{name}: CPU per message, rq workers (start-up left out)", round(cpu["workers_ms"], 2), "ms")
+    part.add(f"{name}: CPU per message, bench process (emulator, polling)", round(cpu["bench_process_ms"], 2), "ms")
+    part.add(f"{name}: Redis commands per message (RQ's, calsync's, bench polling)", round(cpu["redis_commands"], 1),
+             "")
     part.add(f"{name}: message claims taken over from the killed worker", figures["taken_over"], "")
     part.add(f"{name}: all sent, seconds after the kill", round(figures["after_kill"], 1), "s")
     part.add(f"{name}: jobs retried during the run (run at once, not after RQ's interval)", figures["retries"], "")
