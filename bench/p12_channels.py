@@ -64,6 +64,7 @@ TEAMS_PER_TENANT_PER_SECOND = 50
 SLACK_OPEN_PER_MINUTE = 50          # conversations.open, Tier 3 (emulator.slack.state.TIERS)
 WORKERS = 2
 BATCH = int(os.environ.get("CALSYNC_BENCH_P12_BATCH", "1"))   # messages per job; 1: deliver_one, one a job
+PROFILE = os.environ.get("CALSYNC_BENCH_P12_PROFILE")   # a directory: one worker runs under cProfile
 CONCURRENCY = int(os.environ.get("CALSYNC_BENCH_P12_CONCURRENCY", "8"))   # of a batch's messages, sent at once
 
 
@@ -173,12 +174,17 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
                rt.settings.redis_url, "--with-scheduler", QUEUE]
     records = {uid: f"bench-digest:{uid}:{channel}" for uid in ids}
     for n in range(WORKERS):
-        procs.start(f"p12-{channel}-worker-{n}", command, env)
+        profiled = PROFILE and n == WORKERS - 1           # not the one killed: its profile is written at its exit
+        argv = [command[0], "-m", "cProfile", "-o", str(Path(PROFILE) / f"worker-{channel}.prof"), *command[1:]] \
+            if profiled else command
+        procs.start(f"p12-{channel}-worker-{n}", argv, env)
     wait_until(lambda: len(rq_workers(conn)) >= WORKERS, timeout=60, message="the rq workers to start")
     # CPU per message: each worker's process group (the worker and its scheduler) from now on, its start-up left
     # out; this process's (the emulator's threads and the bench's polling); Redis's commands (RQ's and calsync's).
     startup = {name: group_cpu(procs.running[name].pid) for name in procs.running if name.startswith(f"p12-{channel}-")}
     own_cpu, commands = process_cpu(), redis_commands(conn)
+    database = getattr(getattr(ctx.mongo, "process", None), "pid", None)      # the bench's SecantusDB wire server
+    database_cpu = pid_cpu(database) if database else 0.0
 
     def sent() -> int:
         return rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "status": "sent"})
@@ -228,7 +234,8 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     workers_cpu = victim_cpu + sum(group_cpu(procs.running[name].pid) - startup.get(name, started_up)
                                    for name in procs.running if name.startswith(f"p12-{channel}-"))
     cpu = {"workers_ms": workers_cpu * 1000 / size, "bench_process_ms": (process_cpu() - own_cpu) * 1000 / size,
-           "redis_commands": (redis_commands(conn) - commands) / size}
+           "redis_commands": (redis_commands(conn) - commands) / size,
+           "database_ms": (pid_cpu(database) - database_cpu) * 1000 / size if database else None}
     for name in [n for n in procs.running if n.startswith(f"p12-{channel}-")]:
         procs.stop(name)
     received = platform_times(rt, emu, channel, ids)
@@ -243,14 +250,16 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
 
 def group_cpu(pgid: int) -> float:
     """CPU seconds (user + system) of the live processes of process group ``pgid``."""
-    total = 0
-    for pid in group_members(pgid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(pid_cpu(pid) for pid in group_members(pgid))
+
+
+def pid_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu() -> float:
@@ -364,6 +373,8 @@ def add_rows(part: Part, channel: str, size: int, figures: dict) -> None:
     cpu = figures["cpu"]
     part.add(f"{name}: CPU per message, rq workers (start-up left out)", round(cpu["workers_ms"], 2), "ms")
     part.add(f"{name}: CPU per message, bench process (emulator, polling)", round(cpu["bench_process_ms"], 2), "ms")
+    if cpu.get("database_ms") is not None:
+        part.add(f"{name}: CPU per message, SecantusDB wire server", round(cpu["database_ms"], 2), "ms")
     part.add(f"{name}: Redis commands per message (RQ's, calsync's, bench polling)", round(cpu["redis_commands"], 1),
              "")
     part.add(f"{name}: message claims taken over from the killed worker", figures["taken_over"], "")
