@@ -16,9 +16,12 @@ channel does not bind with one message per person; ``users.lookupByEmail`` (Tier
 
 Mid-run one worker's process group is SIGKILLed and a replacement started. What the dead worker held, calsync's
 workers recover on their own (service.workers.worker): a job it had taken off the queue goes back at its head, a
-job it was running is retried once its heartbeat lapses (20 s), and the message claim its execution held is
-taken over. The timed figure ends when the emulated platform has a message for every person, those included
-(then every claim must say sent). Then it counts, per person, the messages the emulator recorded: each must be 1.
+job it was running is retried once its heartbeat lapses (5 s, looked for every second), and the message claim its
+execution held is taken over. The timed figure ends when the emulated platform has a message for every person,
+those included (then every claim must say sent). Then it counts, per person, the messages the emulator recorded:
+each must be 1. It also measures the at-least-once window (``ambiguity``): from the platform taking a message to
+its claim saying "sent", and how many claims were taken over while the platform already had their message (each
+of those is sent twice: neither platform offers, within calsync's scopes, a way to ask whether it has it).
 
 ``CALSYNC_BENCH_P12_BATCH=8`` (and ``CALSYNC_BENCH_P12_CONCURRENCY``, 8) enqueues one job per 8 people that sends
 their messages concurrently (``dispatch.deliver_many``) instead of one job per person: faster on this machine,
@@ -28,10 +31,12 @@ but a kill then catches up to 8 messages in flight, and each one the platform ha
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 import time
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import redis
@@ -59,6 +64,7 @@ TEAMS_PER_TENANT_PER_SECOND = 50
 SLACK_OPEN_PER_MINUTE = 50          # conversations.open, Tier 3 (emulator.slack.state.TIERS)
 WORKERS = 2
 BATCH = int(os.environ.get("CALSYNC_BENCH_P12_BATCH", "1"))   # messages per job; 1: deliver_one, one a job
+PROFILE = os.environ.get("CALSYNC_BENCH_P12_PROFILE")   # a directory: one worker runs under cProfile
 CONCURRENCY = int(os.environ.get("CALSYNC_BENCH_P12_CONCURRENCY", "8"))   # of a batch's messages, sent at once
 
 
@@ -168,8 +174,17 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
                rt.settings.redis_url, "--with-scheduler", QUEUE]
     records = {uid: f"bench-digest:{uid}:{channel}" for uid in ids}
     for n in range(WORKERS):
-        procs.start(f"p12-{channel}-worker-{n}", command, env)
+        profiled = PROFILE and n == WORKERS - 1           # not the one killed: its profile is written at its exit
+        argv = [command[0], "-m", "cProfile", "-o", str(Path(PROFILE) / f"worker-{channel}.prof"), *command[1:]] \
+            if profiled else command
+        procs.start(f"p12-{channel}-worker-{n}", argv, env)
     wait_until(lambda: len(rq_workers(conn)) >= WORKERS, timeout=60, message="the rq workers to start")
+    # CPU per message: each worker's process group (the worker and its scheduler) from now on, its start-up left
+    # out; this process's (the emulator's threads and the bench's polling); Redis's commands (RQ's and calsync's).
+    startup = {name: group_cpu(procs.running[name].pid) for name in procs.running if name.startswith(f"p12-{channel}-")}
+    own_cpu, commands = process_cpu(), redis_commands(conn)
+    database = getattr(getattr(ctx.mongo, "process", None), "pid", None)      # the bench's SecantusDB wire server
+    database_cpu = pid_cpu(database) if database else 0.0
 
     def sent() -> int:
         return rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "status": "sent"})
@@ -192,8 +207,10 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     before_kill = delivered() / (time.perf_counter() - began)      # the steady rate, no recovery in it
     victim = f"p12-{channel}-worker-0"
     pgid = procs.running[victim].pid
+    victim_cpu = group_cpu(pgid) - startup[victim]
     os.killpg(pgid, signal.SIGKILL)
     killed = time.perf_counter()
+    killed_at = time.time()
     wait_until(lambda: not group_members(pgid), timeout=30, message="the killed worker to go")
     procs.running.pop(victim).wait(timeout=10)
     procs.start(f"p12-{channel}-worker-2", command, env)
@@ -213,17 +230,91 @@ def one_channel(ctx, rt, emu, procs: Processes, env: dict, channel: str, size: i
     wait_until(lambda: queue.count == 0 and not StartedJobRegistry(QUEUE, connection=conn).get_job_ids(cleanup=False),
                timeout=120, interval=0.1, message="the queue to drain and every job to end")
     taken_over = rt.db.channel_sends.count_documents({"_id": {"$regex": f":{channel}$"}, "attempts": {"$gt": 1}})
+    started_up = sum(startup.values()) / len(startup)       # the replacement's start-up: as the first two's
+    workers_cpu = victim_cpu + sum(group_cpu(procs.running[name].pid) - startup.get(name, started_up)
+                                   for name in procs.running if name.startswith(f"p12-{channel}-"))
+    cpu = {"workers_ms": workers_cpu * 1000 / size, "bench_process_ms": (process_cpu() - own_cpu) * 1000 / size,
+           "redis_commands": (redis_commands(conn) - commands) / size,
+           "database_ms": (pid_cpu(database) - database_cpu) * 1000 / size if database else None}
     for name in [n for n in procs.running if n.startswith(f"p12-{channel}-")]:
         procs.stop(name)
+    received = platform_times(rt, emu, channel, ids)
+    counts = Counter({uid: len(times) for uid, times in received.items()})
+    # One scan of the channel's claims (as ``sent`` counts them): SecantusDB answers an ``_id`` ``$in`` of 10,000
+    # ids past the 10 s socket timeout.
+    claims_found = {doc["user_id"]: doc for doc in rt.db.channel_sends.find(
+        {"_id": {"$regex": f":{channel}$"}}, {"user_id": 1, "attempts": 1, "claimed_at": 1, "finished_at": 1})}
+    return {"elapsed": elapsed, "before_kill": before_kill, "taken_over": taken_over, "after_kill": last_after_kill,
+            "retries": len(retries), "killed_at": killed_at, "cpu": cpu,
+            "counts": [counts.get(uid, 0) for uid in ids], **ambiguity(received, claims_found), **extra}
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes of process group ``pgid``."""
+    return sum(pid_cpu(pid) for pid in group_members(pgid))
+
+
+def pid_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def redis_commands(conn) -> int:
+    return int(conn.info("stats")["total_commands_processed"])
+
+
+def platform_times(rt, emu, channel: str, ids: list[str]) -> dict[str, list[float]]:
+    """Each person's messages as the emulated platform recorded them: the wall-clock times it took them."""
+    found: dict[str, list[float]] = {uid: [] for uid in ids}
     if channel == channels_store.TEAMS:
-        counts = Counter(a["user_id"] for a in emu.emulator.teams.sent())
+        for activity in emu.emulator.teams.sent():
+            found.setdefault(activity["user_id"], []).append(activity["received_at"])
     else:
         members = {uid: m["email"] for team in emu.emulator.slack.teams.values() for uid, m in team["members"].items()}
-        by_email = {doc["email"]: doc["_id"] for doc in rt.db.users.find({"_id": {"$in": ids}}, {"email": 1})}
-        counts = Counter(by_email.get(members.get(m["user"])) for m in emu.emulator.slack.messages)
-    return {"elapsed": elapsed, "before_kill": before_kill, "taken_over": taken_over, "after_kill": last_after_kill,
-            "retries": len(retries),
-            "counts": [counts.get(uid, 0) for uid in ids], **extra}
+        by_email = {doc["email"]: doc["_id"] for doc in rt.db.users.find(
+            {"email": {"$regex": f"@{channel}\\.bench\\.example$"}}, {"email": 1})}
+        for message in list(emu.emulator.slack.messages):
+            found.setdefault(by_email.get(members.get(message["user"])), []).append(float(message["ts"]))
+    return {uid: sorted(times) for uid, times in found.items()}
+
+
+def _epoch(when) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def ambiguity(received: dict[str, list[float]], claims_found: dict[str, dict]) -> dict:
+    """The at-least-once window, measured. ``window_ms``: for each message sent once, the time from the platform
+    taking it to its claim saying "sent" (the worker's clock as it sends that write; one machine, one clock): a
+    worker killed inside it leaves a message the platform has and a claim still "sending". ``ambiguous``: the
+    claims taken over (attempts > 1) whose person the platform already had a message for when the retry took the
+    claim: each of those is sent again (neither platform can be asked, with calsync's scopes, whether it has it)."""
+    windows, ambiguous = [], 0
+    for uid, claim in claims_found.items():
+        times = received.get(uid) or []
+        finished, claimed = _epoch(claim.get("finished_at")), _epoch(claim.get("claimed_at"))
+        if len(times) == 1 and finished is not None and claim.get("attempts", 1) == 1:
+            windows.append((finished - times[0]) * 1000)
+        if claim.get("attempts", 1) > 1 and times and claimed is not None and times[0] < claimed:
+            ambiguous += 1
+    windows.sort()
+
+    def pick(q: float) -> float | None:
+        return round(windows[min(len(windows) - 1, int(q * len(windows)))], 2) if windows else None
+
+    return {"ambiguous": ambiguous, "window_ms": {"p50": pick(0.5), "p99": pick(0.99),
+                                                  "max": round(windows[-1], 2) if windows else None,
+                                                  "mean": round(sum(windows) / len(windows), 2) if windows else None}}
 
 
 def recipients(emu, channel: str) -> int:
@@ -273,6 +364,21 @@ def add_rows(part: Part, channel: str, size: int, figures: dict) -> None:
              all(c >= 1 for c in counts))
     part.add(f"{name}: people with more than one message", sum(1 for c in counts if c > 1), "", 0, "", "0",
              all(c <= 1 for c in counts))
+    part.add(f"{name}: messages lost (no message, a claim may say sent)", sum(1 for c in counts if c == 0), "")
+    part.add(f"{name}: messages doubled", sum(c - 1 for c in counts if c > 1), "")
+    part.add(f"{name}: ambiguous at the take-over (platform had it, claim not sent)", figures["ambiguous"], "", 0,
+             "", "= doubled", figures["ambiguous"] == sum(c - 1 for c in counts if c > 1))
+    window = figures["window_ms"]
+    part.add(f"{name}: window platform took it -> claim sent, p50", window["p50"], "ms")
+    part.add(f"{name}: window platform took it -> claim sent, p99", window["p99"], "ms")
+    part.add(f"{name}: window platform took it -> claim sent, max", window["max"], "ms")
+    cpu = figures["cpu"]
+    part.add(f"{name}: CPU per message, rq workers (start-up left out)", round(cpu["workers_ms"], 2), "ms")
+    part.add(f"{name}: CPU per message, bench process (emulator, polling)", round(cpu["bench_process_ms"], 2), "ms")
+    if cpu.get("database_ms") is not None:
+        part.add(f"{name}: CPU per message, SecantusDB wire server", round(cpu["database_ms"], 2), "ms")
+    part.add(f"{name}: Redis commands per message (RQ's, calsync's, bench polling)", round(cpu["redis_commands"], 1),
+             "")
     part.add(f"{name}: message claims taken over from the killed worker", figures["taken_over"], "")
     part.add(f"{name}: all sent, seconds after the kill", round(figures["after_kill"], 1), "s")
     part.add(f"{name}: jobs retried during the run (run at once, not after RQ's interval)", figures["retries"], "")

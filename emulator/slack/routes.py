@@ -168,7 +168,7 @@ def _open(team_id: str, args: dict):
 
 def _post_message(team_id: str, args: dict):
     channel = args.get("channel")
-    if channel not in {d for (t, _), d in _slack().dms.items() if t == team_id}:
+    if not isinstance(channel, str) or not _slack().has_dm(team_id, channel):
         return _fail("channel_not_found")
     blocks = args.get("blocks")
     if isinstance(blocks, str):

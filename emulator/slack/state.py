@@ -46,6 +46,7 @@ class SlackState:
         self.tokens: dict[str, dict] = {}           # bot token -> {team_id, revoked}
         self.codes: dict[str, dict] = {}            # OAuth code -> {team_id, redirect_uri, scope}
         self.dms: dict[tuple[str, str], str] = {}   # (team, user) -> D channel
+        self._dm_users: dict[tuple[str, str], str] = {}   # (team, D channel) -> user: a post names its DM's user
         self.messages: list[dict] = []
         self.responses: list[dict] = []             # what apps posted to a press's response_url
         self.rate_scale = 1.0                       # a control multiplies every limit (tests slow it down)
@@ -94,12 +95,18 @@ class SlackState:
 
     def dm(self, team_id: str, user_id: str) -> str:
         with self.lock:
-            return self.dms.setdefault((team_id, user_id), "D" + secrets.token_hex(5).upper())
+            channel = self.dms.setdefault((team_id, user_id), "D" + secrets.token_hex(5).upper())
+            self._dm_users[(team_id, channel)] = user_id
+            return channel
+
+    def has_dm(self, team_id: str, channel: str) -> bool:
+        with self.lock:
+            return (team_id, channel) in self._dm_users
 
     def post(self, team_id: str, channel: str, text: str | None, blocks: list | None) -> str:
         with self.lock:
             ts = f"{time.time():.6f}"
-            user = next((u for (t, u), d in self.dms.items() if t == team_id and d == channel), None)
+            user = self._dm_users.get((team_id, channel))
             self.messages.append({"team_id": team_id, "channel": channel, "user": user, "ts": ts, "text": text,
                                   "blocks": blocks})
             return ts

@@ -21,6 +21,7 @@ class TeamsState:
         self.lock = threading.Lock()
         self.catalog: set[str] = set(catalog or ())     # app ids in the tenant's app catalog; empty: any
         self.installs: dict[tuple[str, str], dict] = {}  # (user_id, app_id) -> {id, chat_id}
+        self._by_user: dict[str, list[dict]] = defaultdict(list)   # user_id -> their installs: a listing is O(1)
         self.chats: dict[str, dict] = {}                  # chat id -> {user_id, tenant_id, blocked}
         self.activities: list[dict] = []
         self.bot_app_id: str | None = None
@@ -37,12 +38,13 @@ class TeamsState:
             chat_id = f"19:{user_id}_{secrets.token_hex(8)}@unq.gbl.spaces"
             install = {"id": secrets.token_urlsafe(24), "chat_id": chat_id, "app_id": app_id, "user_id": user_id}
             self.installs[(user_id, app_id)] = install
+            self._by_user[user_id].append(install)
             self.chats[chat_id] = {"user_id": user_id, "tenant_id": tenant_id, "blocked": False}
             return dict(install), True
 
     def installed(self, user_id: str) -> list[dict]:
         with self.lock:
-            return [dict(i) for (u, _), i in self.installs.items() if u == user_id]
+            return [dict(i) for i in self._by_user.get(user_id, ())]
 
     def admit(self, chat_id: str) -> float | None:
         """None if the bot may post in the chat now, else the seconds to wait (Teams' 429 Retry-After): at most
@@ -64,7 +66,8 @@ class TeamsState:
         with self.lock:
             activity_id = f"1:{secrets.token_hex(12)}"
             self.activities.append({"id": activity_id, "conversation_id": chat_id,
-                                    "user_id": self.chats[chat_id]["user_id"], "activity": activity})
+                                    "user_id": self.chats[chat_id]["user_id"], "activity": activity,
+                                    "received_at": time.time()})
             return activity_id
 
     def sent(self, user_id: str | None = None) -> list[dict]:

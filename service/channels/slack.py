@@ -76,41 +76,57 @@ def _open_dm(rt, token: str, team: str, user: User) -> dict:
 def _call(rt, team: str, user: User, token: str, method: str, **arguments):
     """One Web API call (``AsyncWebClient``'s ``method``, on the process's kept-alive session: no TLS handshake
     per call), after any pause the workspace is under; Slack's errors become Busy or Unavailable."""
-    _wait_for_pause(rt, team)
-
     async def call(session, _lock):
         web = AsyncWebClient(token=token, base_url=rt.settings.slack_api_url, ssl=rt.ssl_context,
                              timeout=int(rt.settings.http_timeout), session=session)
         return await getattr(web, method)(**arguments)
 
-    try:
-        return connections.run(call, rt.ssl_context, rt.settings.http_timeout)
-    except SlackApiError as exc:
-        response = exc.response
-        if response.status_code == 429:
-            retry_after = float(response.headers.get("Retry-After", "1"))
+    waited = 0.0
+    while True:
+        waited += _wait_for_pause(rt, team, MAX_WAIT - waited)
+        try:
+            return connections.run(call, rt.ssl_context, rt.settings.http_timeout)
+        except SlackApiError as exc:
+            response = exc.response
+            if response.status_code != 429:
+                _api_error(rt, team, user, response)
+            try:
+                retry_after = max(0.05, float(response.headers.get("Retry-After", "1")))
+            except ValueError:
+                retry_after = 1.0
             rt.redis.set(PAUSE_KEY.format(team=team), "1", px=max(1, int(retry_after * 1000)))
-            log.info("Slack workspace %s rate limited for %.0f s", team, retry_after)
-            raise Busy("Slack's rate limit", retry_after) from None
-        error = response.get("error") if isinstance(response.data, dict) else None
-        if error in WORKSPACE_GONE:
-            store.disable_workspace(rt.db, team, WORKSPACE_GONE[error])
-            log.warning("Slack workspace %s disabled: %s", team, error)
-            raise Unavailable(WORKSPACE_GONE[error]) from None
-        if error in PERSON_GONE:
-            store.disable_link(rt.db, store.SLACK, user.id, PERSON_GONE[error], team_id=team)
-            raise Unavailable(PERSON_GONE[error]) from None
-        if error == "channel_not_found":
-            store.forget_link(rt.db, store.SLACK, user.id)
-        raise Busy(f"Slack answered {error or response.status_code}") from None
+            log.info("Slack workspace %s rate limited for %.1f s (%s)", team, retry_after, method)
+            if waited + retry_after > MAX_WAIT:
+                raise Busy("Slack's rate limit", retry_after) from None
+            # Slack did not run a call it answered 429 (the method's tier spent): made again in this job after
+            # Retry-After, rather than the job failing and spending one of its few retries on each 429.
 
 
-def _wait_for_pause(rt, team: str) -> None:
+def _api_error(rt, team: str, user: User, response) -> None:
+    """Slack's error answer to a call (not a 429), as Busy or Unavailable; always raises."""
+    error = response.get("error") if isinstance(response.data, dict) else None
+    if error in WORKSPACE_GONE:
+        store.disable_workspace(rt.db, team, WORKSPACE_GONE[error])
+        log.warning("Slack workspace %s disabled: %s", team, error)
+        raise Unavailable(WORKSPACE_GONE[error]) from None
+    if error in PERSON_GONE:
+        store.disable_link(rt.db, store.SLACK, user.id, PERSON_GONE[error], team_id=team)
+        raise Unavailable(PERSON_GONE[error]) from None
+    if error == "channel_not_found":
+        store.forget_link(rt.db, store.SLACK, user.id)
+    raise Busy(f"Slack answered {error or response.status_code}") from None
+
+
+def _wait_for_pause(rt, team: str, allowed: float = MAX_WAIT) -> float:
+    """Wait out the workspace's pause (Slack's Retry-After, shared by every worker) if not longer than ``allowed``
+    seconds, else Busy (the job retries later); returns the seconds waited."""
     left = rt.redis.pttl(PAUSE_KEY.format(team=team))
-    if left and left > 0:
-        if left / 1000 > MAX_WAIT:
-            raise Busy("Slack's rate limit", left / 1000)
-        time.sleep(left / 1000)     # Slack's Retry-After for this workspace, shared by every worker
+    if not left or left <= 0:
+        return 0.0
+    if left / 1000 > allowed:
+        raise Busy("Slack's rate limit", left / 1000)
+    time.sleep(left / 1000)
+    return left / 1000
 
 
 def install_url(rt, state: str, redirect_uri: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -34,6 +35,10 @@ ROLE = "TeamsAppInstallation.ReadWriteSelfForUser.All"
 CARD = "application/vnd.microsoft.card.adaptive"
 NO_CONSENT = "unavailable: admin consent needed"
 ASK_AGAIN = timedelta(hours=24)
+# Teams' 429 (per app per tenant: 50 requests a second) pauses every worker's posts to that tenant for its
+# Retry-After; a post waits out pauses up to MAX_WAIT seconds in all within its job, then the job retries later.
+PAUSE_KEY = "calsync:teams:pause:{tenant}"
+MAX_WAIT = 10.0
 
 _bot_apps: dict[tuple[str, str], msal.ConfidentialClientApplication] = {}
 _bot_lock = threading.Lock()
@@ -62,10 +67,49 @@ def send(rt, user: User, message) -> None:
             client = ConnectorClient(service_url, token, session=session)
             await client.conversations.send_to_conversation(link["conversation_id"], activity)
 
+    tenant = link.get("tenant_id") or user.tenant_id or ""
+    waited = 0.0
+    while True:
+        waited += _wait_for_pause(rt, tenant, MAX_WAIT - waited)
+        try:
+            connections.run(post, rt.ssl_context, rt.settings.http_timeout, base_url=_slash(service_url))
+            return
+        except aiohttp.ClientResponseError as exc:
+            wait = _throttled(rt, tenant, exc)
+            if wait is None or waited + wait > MAX_WAIT:
+                _connector_error(rt, user, exc)
+            # A 429 is a post Teams did not take: sent again in this job, after the wait Teams asked for, rather
+            # than the job failing and spending one of its few retries (a burst at the tenant's 50 a second
+            # would spend them all within seconds, and the message would be lost).
+
+
+def _throttled(rt, tenant: str, exc: aiohttp.ClientResponseError) -> float | None:
+    """Teams' Retry-After for a 429 (1 s when it names none), shared by every worker through Redis for the
+    tenant (the limit is per app per tenant); None for any other answer."""
+    if exc.status != 429:
+        return None
     try:
-        connections.run(post, rt.ssl_context, rt.settings.http_timeout, base_url=_slash(service_url))
-    except aiohttp.ClientResponseError as exc:
-        _connector_error(rt, user, exc)
+        wait = float(exc.headers.get("Retry-After")) if exc.headers and exc.headers.get("Retry-After") else 1.0
+    except ValueError:
+        wait = 1.0
+    wait = max(0.05, wait)
+    redis = getattr(rt, "redis", None)
+    if redis is not None:
+        redis.set(PAUSE_KEY.format(tenant=tenant), "1", px=max(1, int(wait * 1000)))
+    return wait
+
+
+def _wait_for_pause(rt, tenant: str, allowed: float) -> float:
+    """Wait out the tenant's pause (a 429 another post met), if any and not longer than ``allowed`` seconds (else
+    Busy: the job retries later); returns the seconds waited."""
+    redis = getattr(rt, "redis", None)
+    left = redis.pttl(PAUSE_KEY.format(tenant=tenant)) if redis is not None else None
+    if not left or left <= 0:
+        return 0.0
+    if left / 1000 > allowed:
+        raise Busy("Teams' rate limit", left / 1000)
+    time.sleep(left / 1000)
+    return left / 1000
 
 
 

@@ -13,19 +13,23 @@ gave, we keep otherwise: a job's time limit is RQ's SIGALRM in the main thread, 
 forking worker's main loop does while its horse runs, a thread renews the heartbeats of the worker and
 of the running job every ``HEARTBEAT_SECONDS`` with a short TTL. RQ's SimpleWorker sets one
 heartbeat of the job's whole timeout plus a minute instead (360 s for a sync), so a worker SIGKILLed
-mid-job left its job looking alive for six minutes before RQ retried it; now RQ's registry cleanup
-finds it abandoned within about 20 s (a TTL of ``HEARTBEAT_TTL``) and our maintenance retries it under the
-same id at once, which takes its user's lock back at once, and the claim its dead execution held on a message
-(``service.channels.claims``).
+mid-job left its job looking alive for six minutes before RQ retried it; now its heartbeat lapses
+``HEARTBEAT_TTL`` (5 s) after the worker's last beat, and every worker looks for lapsed jobs every
+``RECOVERY_SECONDS`` (idle, or between jobs: ``Worker.recover``, one pipelined read when nothing lapsed) and
+retries such a job under the same id at once, which takes its user's lock back at once, and the claim its dead
+execution held on a message (``service.channels.claims``): within about 7 s of the kill, where it was 20-30 s.
+A live job is never taken over while its worker's process runs: the beat is a thread of its own, independent of
+how long the job takes (a job 20 TTLs long stays in its worker's hands: tests/workers/test_worker_heartbeats.py);
+only a process stopped or starved of the CPU for 4 s in a row would look dead.
 
 A job can also be lost between RQ's dequeue and its execution being recorded: a worker on one queue moves the
 job to the queue's intermediate list (BLMOVE), then records its execution in the StartedJobRegistry. Killed in
 between (bench P12 hit this one run in three: its kill lands just after a job ends, when the worker takes its
 next one), the job is in neither the queue nor the registry. RQ's maintenance finds it, but only after seeing it
 twice a minute apart, and idle workers ran maintenance only when their 405 s dequeue wait ended: the message
-waited about seven minutes. Here idle workers wait at most ``MAINTENANCE_SECONDS`` per dequeue, so maintenance
-runs that often busy or idle, and a job seen stuck by two passes ``STUCK_SECONDS`` apart is put back at the head
-of its queue (it never ran: no retry is spent on it).
+waited about seven minutes. Here idle workers wait at most ``RECOVERY_SECONDS`` per dequeue, so the recovery
+runs that often busy or idle (RQ's maintenance every ``MAINTENANCE_SECONDS``), and a job seen stuck by two passes
+``STUCK_SECONDS`` apart is put back at the head of its queue (it never ran: no retry is spent on it).
 
 That intermediate list is RQ's only for a worker on one queue. On several (the Procfile's six), RQ 3.0 dequeues
 with BLPOP, which takes the job off the queue into nothing: a worker killed between that pop and recording the
@@ -64,14 +68,24 @@ from service.workers.observe import ObservedJobs
 # retry runs anywhere. A pass every 10 s bounds that to about 70 s (the pass is one worker's at a time, a few
 # Redis reads per queue). It also bounds an idle worker's dequeue wait, so that idle workers run it too.
 MAINTENANCE_SECONDS = 10
-# A running job's heartbeat: renewed every HEARTBEAT_SECONDS, it lapses HEARTBEAT_TTL after the last one. A
-# SIGKILLed worker's job is then found abandoned and retried within HEARTBEAT_TTL + MAINTENANCE_SECONDS; a live
-# one would have to miss three beats in a row to look dead.
-HEARTBEAT_SECONDS = 5
-HEARTBEAT_TTL = 20
+# A running job's heartbeat: renewed every HEARTBEAT_SECONDS by a thread of the worker (``_heartbeats``), it
+# lapses HEARTBEAT_TTL after the last one. A live worker would have to miss four beats in a row (its process
+# stopped or starved for 4 s) to look dead; a SIGKILLed worker's job is found abandoned and retried within
+# HEARTBEAT_TTL + RECOVERY_SECONDS + 1 (RQ's registry scores are whole seconds): about 7 s, where it was 20 s
+# plus a maintenance pass of up to 10 s. The beat is one pipelined round trip a second per busy worker.
+HEARTBEAT_SECONDS = 1
+HEARTBEAT_TTL = 5
+# How often each worker looks for a dead worker's jobs (``Worker.recover``): one pipelined read of every queue's
+# StartedJobRegistry (lapsed entries) and intermediate list, idle or between jobs; the locks and the writes only
+# when it finds something. It also bounds an idle worker's dequeue wait, so that idle workers look too.
+RECOVERY_SECONDS = 1
 # A job in a queue's intermediate list but in no StartedJobRegistry this long was taken by a worker that died
-# before recording it (a live worker records it milliseconds after taking it).
-STUCK_SECONDS = 15
+# before recording it (a live worker records it milliseconds after taking it): the heartbeat's lapse, as for a
+# job that did start.
+STUCK_SECONDS = HEARTBEAT_TTL
+# The recovery's own lock per queue: short, so that a worker killed while holding it (it is held for a few
+# milliseconds) holds up the others' recovery for this long at most. RQ's maintenance lock lasts 899 s.
+RECOVERY_LOCK_SECONDS = 10
 # A worker on several queues, all empty, blocks on its first queue this long at a time, then looks at them all:
 # the most a job on a later queue waits for an idle worker (Redis cannot block-move from several lists).
 POLL_SECONDS = 0.2
@@ -124,24 +138,96 @@ class Worker(ObservedJobs, SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        """An idle worker's wait for a job, so that it runs its maintenance (``MAINTENANCE_SECONDS``) meanwhile."""
-        return max(1, min(BaseWorker.dequeue_timeout.fget(self), int(self.maintenance_interval)))
+        """An idle worker's wait for a job, so that it looks for a dead worker's jobs (``RECOVERY_SECONDS``) and runs
+        its maintenance (``MAINTENANCE_SECONDS``) meanwhile."""
+        return max(1, min(BaseWorker.dequeue_timeout.fget(self), int(self.maintenance_interval), RECOVERY_SECONDS))
+
+    @property
+    def connection_timeout(self) -> int:
+        """The worker's Redis socket timeout, as before the shorter dequeue wait (RQ's is that wait plus 10 s): the
+        job's connection is the worker's, and a job's blocking call may wait longer than a second."""
+        return max(1, min(BaseWorker.dequeue_timeout.fget(self), int(self.maintenance_interval))) + 10
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        """RQ's maintenance when due (``MAINTENANCE_SECONDS``), or the lighter recovery (``RECOVERY_SECONDS``)."""
+        return BaseWorker.should_run_maintenance_tasks.fget(self) or self._recovery_due()
+
+    def _recovery_due(self) -> bool:
+        return time.monotonic() - getattr(self, "_recovered_at", float("-inf")) >= RECOVERY_SECONDS
+
+    def run_maintenance_tasks(self) -> None:
+        if BaseWorker.should_run_maintenance_tasks.fget(self):
+            super().run_maintenance_tasks()          # clean_registries below: the recovery, then RQ's cleanup
+        else:
+            self.recover()
+        self._recovered_at = time.monotonic()
+
+    def recover(self) -> dict[str, list[str]]:
+        """A dead worker's jobs on this worker's queues, queued again at their head (``retry_abandoned``,
+        ``requeue_stuck``); returns their ids by queue. One pipelined read of every queue when there is nothing to
+        recover, which is nearly always."""
+        queues = list(self.queues)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zrangebyscore(queue.started_job_registry.key, 0, current_timestamp(), start=0, num=1)
+                pipe.llen(queue.intermediate_queue_key)
+            found = pipe.execute()
+        recovered = {}
+        for n, queue in enumerate(queues):
+            lapsed, taken = found[2 * n], found[2 * n + 1]
+            if lapsed or taken:
+                ids = recover_queue(queue)
+                if ids:
+                    recovered[queue.name] = ids
+        return recovered
 
     def clean_registries(self) -> None:
         """RQ's registry maintenance (``BaseWorker.clean_registries``), but a dead worker's jobs go back at the head
-        of their queue at once: an abandoned one (its heartbeat lapsed) spends a retry without waiting its retry
-        interval, which would wait for RQ's scheduler, whose lock the dead worker may have held for another
-        minute; one stuck in a queue's intermediate list after ``STUCK_SECONDS`` rather than failed after one."""
+        of their queue at once (``recover_queue``) first: an abandoned one (its heartbeat lapsed) spends a retry
+        without waiting its retry interval, which would wait for RQ's scheduler, whose lock the dead worker may
+        have held for another minute; one stuck in a queue's intermediate list after ``STUCK_SECONDS`` rather than
+        failed after one. RQ's cleanup of the StartedJobRegistry runs under the recovery's lock too, so that the
+        two never both act on one abandoned job."""
         for queue in self.queues:
             if queue.acquire_maintenance_lock():
                 try:
-                    retry_abandoned(queue)
-                    clean_registries(queue, self._exc_handlers)
+                    with _recovery_lock(queue) as locked:
+                        if locked:
+                            _recover_locked(queue)
+                            clean_registries(queue, self._exc_handlers)
                     worker_registration.clean_worker_registry(queue)
-                    requeue_stuck(queue)
                 finally:
                     queue.release_maintenance_lock()
         self.last_cleaned_at = now()
+
+
+@contextmanager
+def _recovery_lock(queue) -> Iterator[bool]:
+    """The queue's recovery lock (``RECOVERY_LOCK_SECONDS``), not waited for: True if this worker holds it."""
+    lock = queue.connection.lock(f"{queue.registry_cleaning_key}:recovery", timeout=RECOVERY_LOCK_SECONDS,
+                                 blocking=False)
+    if not lock.acquire():
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - it lapsed (a pass longer than its timeout): nothing to release
+            log.warning("worker: the recovery lock of queue %s lapsed before its pass ended", queue.name)
+
+
+def recover_queue(queue) -> list[str]:
+    """``retry_abandoned`` and ``requeue_stuck`` on ``queue`` under its recovery lock (skipped when another worker
+    holds it: that one is doing it); the ids queued again."""
+    with _recovery_lock(queue) as locked:
+        return _recover_locked(queue) if locked else []
+
+
+def _recover_locked(queue) -> list[str]:
+    return retry_abandoned(queue) + requeue_stuck(queue)
 
 
 def moving_queue_class(base: type) -> type:
@@ -232,7 +318,10 @@ def requeue_stuck(queue) -> list[str]:
         if job is None:
             intermediate.remove(job_id)
             continue
-        if intermediate.set_first_seen(job_id):
+        # RQ's own first-seen key (set_first_seen) lasts a day; a pass a second sees many jobs in the milliseconds
+        # between a live worker's dequeue and its record, so ours lapses once it can no longer matter.
+        if queue.connection.set(intermediate.get_first_seen_key(job_id), now().timestamp(), nx=True,
+                                ex=STUCK_SECONDS * 4):
             continue
         first = intermediate.get_first_seen(job_id)
         if first is None or (now() - first).total_seconds() < STUCK_SECONDS:

@@ -11,6 +11,7 @@ import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from emulator.slack.state import Bucket as SlackBucket
 from service import queues
 from service.channels.errors import Busy
 from service.digest import links, send
@@ -284,3 +285,21 @@ def test_a_429_pauses_the_workspace_for_every_worker_until_retry_after(slack_sta
 
     assert 60 < paused_for <= 600
     assert result == "sent" and len(slack_messages(slack_stack)) == 1 and smtp_inbox.messages == []
+
+
+def test_a_short_429_is_waited_out_and_the_call_made_again_in_the_same_job(slack_stack, smtp_inbox):
+    """users.lookupByEmail's tier spent, Slack asks for a second: the job waits it and asks again (Slack ran
+    nothing it answered 429), instead of failing and spending one of its retries; the DM arrives once."""
+    emu, user = person(slack_stack, {"digest": ["slack"]})
+    team = install_slack(slack_stack, user.id, [emu["mail"]])
+    slack = slack_stack.emulator.emulator.slack
+    with slack.lock:                                  # the tier's bucket empty: the next lookup is a 429
+        bucket = slack._buckets.setdefault((team["id"], "users.lookupByEmail"), SlackBucket(100, 100 / 60))
+        bucket.level = 0.0
+    today = slack_stack.runtime.db.events.find_one({"user_id": user.id})["start"].date().isoformat()
+    rt = slack_stack.runtime
+
+    result = send.deliver(rt.db, rt.settings, rt.mailer, user.id, today, redis=rt.redis, rt=rt)
+
+    assert result == "sent" and len(slack_messages(slack_stack)) == 1 and smtp_inbox.messages == []
+    assert bucket.level < 1                           # the lookup was asked again once it refilled

@@ -5,15 +5,19 @@ ConnectorClient), and a pressed button comes back as an invoke checked by the Ag
 from __future__ import annotations
 
 import json
+import time
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from microsoft_agents.activity import Activity, ActivityTypes
 
+from emulator.teams import state as teams_mod
 from harness.waiting import wait_until
 from service import queues
 from service.channels import claims, dispatch
+from service.channels import teams as teams_send
+from service.channels.errors import Busy
 from service.store import channels as channels_store
 from tests.support.channels import grant_teams_install, person
 
@@ -215,3 +219,43 @@ def test_an_installation_update_with_a_bad_token_is_refused_and_records_nothing(
 
     assert announced["status"] == 401
     assert channels_store.link(teams_stack.runtime.db, "teams", user.id) is None
+
+
+def test_a_card_throttled_by_teams_is_sent_once_in_the_same_job_after_retry_after(teams_stack, smtp_inbox):
+    """A 429 (the tenant's 50 posts a second spent) is a post Teams did not take: the job waits Teams' Retry-After
+    and posts again, rather than failing and spending a retry; every worker waits out that tenant's pause."""
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    rt, teams = teams_stack.runtime, teams_stack.emulator.emulator.teams
+    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Your day"}]}
+    message = dispatch.Outgoing("digest", "throttled:1", "Your day", card=card)
+    with teams.lock:                              # 50 posts to this tenant within the last second
+        teams._recent[f"tenant:{emu['tenant_id']}"].extend([time.monotonic()] * teams_mod.PER_TENANT_PER_SECOND)
+
+    assert dispatch.deliver(rt, user, "digest", message) == {"teams": "sent"}
+
+    (sent,) = activities(teams_stack)
+    assert sent["activity"]["text"] == "Your day" and smtp_inbox.messages == []
+    assert rt.db.channel_sends.find_one({"_id": "throttled:1:teams"})["status"] == "sent"
+    assert teams_send._throttled(rt, "t", _response_error(503)) is None
+
+
+def test_a_pause_longer_than_a_job_waits_is_a_busy_retry_later(teams_stack, smtp_inbox):
+    emu, user = person(teams_stack, {"digest": ["teams"]})
+    grant_teams_install(teams_stack, emu)
+    rt = teams_stack.runtime
+    rt.redis.set(teams_send.PAUSE_KEY.format(tenant=emu["tenant_id"]), "1", px=int(teams_send.MAX_WAIT * 1000) + 5000)
+    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Your day"}]}
+
+    with pytest.raises(Busy) as raised:
+        dispatch.deliver(rt, user, "digest", dispatch.Outgoing("digest", "paused:1", "Your day", card=card))
+
+    assert raised.value.retry_after > teams_send.MAX_WAIT and activities(teams_stack) == []
+    assert rt.db.channel_sends.find_one({"_id": "paused:1:teams"})["status"] == "failed"
+
+
+def _response_error(status: int):
+    import aiohttp
+    from multidict import CIMultiDict
+
+    return aiohttp.ClientResponseError(None, (), status=status, headers=CIMultiDict())
