@@ -16,7 +16,7 @@ channel does not bind with one message per person; ``users.lookupByEmail`` (Tier
 
 Mid-run one worker's process group is SIGKILLed and a replacement started. What the dead worker held, calsync's
 workers recover on their own (service.workers.worker): a job it had taken off the queue goes back at its head, a
-job it was running is retried once its heartbeat lapses (5 s, looked for every second), and the message claim its
+job it was running is retried once its heartbeat lapses (8 s, looked for every second), and the message claim its
 execution held is taken over. The timed figure ends when the emulated platform has a message for every person,
 those included (then every claim must say sent). Then it counts, per person, the messages the emulator recorded:
 each must be 1. It also measures the at-least-once window (``ambiguity``): from the platform taking a message to

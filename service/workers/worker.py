@@ -14,13 +14,13 @@ forking worker's main loop does while its horse runs, a thread renews the heartb
 of the running job every ``HEARTBEAT_SECONDS`` with a short TTL. RQ's SimpleWorker sets one
 heartbeat of the job's whole timeout plus a minute instead (360 s for a sync), so a worker SIGKILLed
 mid-job left its job looking alive for six minutes before RQ retried it; now its heartbeat lapses
-``HEARTBEAT_TTL`` (5 s) after the worker's last beat, and every worker looks for lapsed jobs every
+``HEARTBEAT_TTL`` (8 s) after the worker's last beat, and every worker looks for lapsed jobs every
 ``RECOVERY_SECONDS`` (idle, or between jobs: ``Worker.recover``, one pipelined read when nothing lapsed) and
 retries such a job under the same id at once, which takes its user's lock back at once, and the claim its dead
-execution held on a message (``service.channels.claims``): within about 7 s of the kill, where it was 20-30 s.
+execution held on a message (``service.channels.claims``): within about 10 s of the kill, where it was 20-30 s.
 A live job is never taken over while its worker's process runs: the beat is a thread of its own, independent of
 how long the job takes (a job 20 TTLs long stays in its worker's hands: tests/workers/test_worker_heartbeats.py);
-only a process stopped or starved of the CPU for 4 s in a row would look dead.
+only a process stopped or starved of the CPU for 7 s in a row would look dead (its job would then run twice).
 
 A job can also be lost between RQ's dequeue and its execution being recorded: a worker on one queue moves the
 job to the queue's intermediate list (BLMOVE), then records its execution in the StartedJobRegistry. Killed in
@@ -69,12 +69,14 @@ from service.workers.observe import ObservedJobs
 # Redis reads per queue). It also bounds an idle worker's dequeue wait, so that idle workers run it too.
 MAINTENANCE_SECONDS = 10
 # A running job's heartbeat: renewed every HEARTBEAT_SECONDS by a thread of the worker (``_heartbeats``), it
-# lapses HEARTBEAT_TTL after the last one. A live worker would have to miss four beats in a row (its process
-# stopped or starved for 4 s) to look dead; a SIGKILLed worker's job is found abandoned and retried within
-# HEARTBEAT_TTL + RECOVERY_SECONDS + 1 (RQ's registry scores are whole seconds): about 7 s, where it was 20 s
-# plus a maintenance pass of up to 10 s. The beat is one pipelined round trip a second per busy worker.
+# lapses HEARTBEAT_TTL after the last one. A live worker would have to miss seven beats in a row (its process
+# stopped or starved for 7 s) to look dead, and then its job would run twice (a message sent twice): 5 s (a
+# 4 s margin) recovered 3 s sooner, but a loaded host or a long GC pause comes closer to it than we want for
+# other people's messages. A SIGKILLed worker's job is found abandoned and retried within HEARTBEAT_TTL +
+# RECOVERY_SECONDS + 1 (RQ's registry scores are whole seconds): about 10 s, where it was 20 s plus a
+# maintenance pass of up to 10 s. The beat is one pipelined round trip a second per busy worker.
 HEARTBEAT_SECONDS = 1
-HEARTBEAT_TTL = 5
+HEARTBEAT_TTL = 8
 # How often each worker looks for a dead worker's jobs (``Worker.recover``): one pipelined read of every queue's
 # StartedJobRegistry (lapsed entries) and intermediate list, idle or between jobs; the locks and the writes only
 # when it finds something. It also bounds an idle worker's dequeue wait, so that idle workers look too.

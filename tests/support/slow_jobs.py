@@ -15,7 +15,11 @@ def hold(started: str, release: str, seconds: float = 30) -> str:
     in RQ's "started" state for as long as it needs."""
     connection = get_current_job().connection
     connection.rpush(started, 1)
-    return "released" if connection.blpop([release], timeout=seconds) else "timed out"
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:    # in waits shorter than the worker's socket timeout (20 s)
+        if connection.blpop([release], timeout=max(1, min(5, round(left)))):
+            return "released"
+    return "timed out"
 
 
 def fail() -> None:
