@@ -229,10 +229,15 @@ def test_a_card_throttled_by_teams_is_sent_once_in_the_same_job_after_retry_afte
     rt, teams = teams_stack.runtime, teams_stack.emulator.emulator.teams
     card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Your day"}]}
     message = dispatch.Outgoing("digest", "throttled:1", "Your day", card=card)
-    with teams.lock:                              # 50 posts to this tenant within the last second
-        teams._recent[f"tenant:{emu['tenant_id']}"].extend([time.monotonic()] * teams_mod.PER_TENANT_PER_SECOND)
+    with teams.lock:                              # the tenant's 50 posts a second spent for the next 2 s
+        teams._recent[f"tenant:{emu['tenant_id']}"].extend([time.monotonic() + 1] * teams_mod.PER_TENANT_PER_SECOND)
+    answers: list[float | None] = []              # what the limit answered each post: None, Teams took it
+    admitting = teams.admit
+    teams.admit = lambda chat_id: answers.append(admitting(chat_id)) or answers[-1]
 
     assert dispatch.deliver(rt, user, "digest", message) == {"teams": "sent"}
+
+    assert len(answers) == 2 and answers[0] is not None and answers[1] is None   # a 429, then posted again once
 
     (sent,) = activities(teams_stack)
     assert sent["activity"]["text"] == "Your day" and smtp_inbox.messages == []
