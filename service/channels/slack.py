@@ -12,14 +12,13 @@ every worker reads), per Slack's per-method, per-workspace limits. ``token_revok
 from __future__ import annotations
 
 import logging
-import time
 from urllib.parse import urlencode
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from service.channels import connections
+from service.channels import connections, pauses
 from service.channels.errors import Busy, Unavailable
 from service.identity import crypto
 from service.store import channels as store
@@ -83,18 +82,15 @@ def _call(rt, team: str, user: User, token: str, method: str, **arguments):
 
     waited = 0.0
     while True:
-        waited += _wait_for_pause(rt, team, MAX_WAIT - waited)
+        waited += pauses.wait(rt.redis, PAUSE_KEY.format(team=team), MAX_WAIT - waited, "Slack's rate limit")
         try:
             return connections.run(call, rt.ssl_context, rt.settings.http_timeout)
         except SlackApiError as exc:
             response = exc.response
             if response.status_code != 429:
                 _api_error(rt, team, user, response)
-            try:
-                retry_after = max(0.05, float(response.headers.get("Retry-After", "1")))
-            except ValueError:
-                retry_after = 1.0
-            rt.redis.set(PAUSE_KEY.format(team=team), "1", px=max(1, int(retry_after * 1000)))
+            retry_after = pauses.retry_after(response.headers.get("Retry-After"))
+            pauses.pause(rt.redis, PAUSE_KEY.format(team=team), retry_after)
             log.info("Slack workspace %s rate limited for %.1f s (%s)", team, retry_after, method)
             if waited + retry_after > MAX_WAIT:
                 raise Busy("Slack's rate limit", retry_after) from None
@@ -115,18 +111,6 @@ def _api_error(rt, team: str, user: User, response) -> None:
     if error == "channel_not_found":
         store.forget_link(rt.db, store.SLACK, user.id)
     raise Busy(f"Slack answered {error or response.status_code}") from None
-
-
-def _wait_for_pause(rt, team: str, allowed: float = MAX_WAIT) -> float:
-    """Wait out the workspace's pause (Slack's Retry-After, shared by every worker) if not longer than ``allowed``
-    seconds, else Busy (the job retries later); returns the seconds waited."""
-    left = rt.redis.pttl(PAUSE_KEY.format(team=team))
-    if not left or left <= 0:
-        return 0.0
-    if left / 1000 > allowed:
-        raise Busy("Slack's rate limit", left / 1000)
-    time.sleep(left / 1000)
-    return left / 1000
 
 
 def install_url(rt, state: str, redirect_uri: str) -> str:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 from urllib.parse import quote
 
 import aiohttp
 import msal
 
-from service.channels import connections
+from service.channels import connections, pauses
 from service.channels.errors import Busy, Unavailable
 from service.identity.apptokens import AppConsentMissing
 from service.identity.msal_app import build_app
@@ -70,7 +69,8 @@ def send(rt, user: User, message) -> None:
     tenant = link.get("tenant_id") or user.tenant_id or ""
     waited = 0.0
     while True:
-        waited += _wait_for_pause(rt, tenant, MAX_WAIT - waited)
+        waited += pauses.wait(getattr(rt, "redis", None), PAUSE_KEY.format(tenant=tenant), MAX_WAIT - waited,
+                              "Teams' rate limit")
         try:
             connections.run(post, rt.ssl_context, rt.settings.http_timeout, base_url=_slash(service_url))
             return
@@ -88,30 +88,9 @@ def _throttled(rt, tenant: str, exc: aiohttp.ClientResponseError) -> float | Non
     tenant (the limit is per app per tenant); None for any other answer."""
     if exc.status != 429:
         return None
-    try:
-        wait = float(exc.headers.get("Retry-After")) if exc.headers and exc.headers.get("Retry-After") else 1.0
-    except ValueError:
-        wait = 1.0
-    wait = max(0.05, wait)
-    redis = getattr(rt, "redis", None)
-    if redis is not None:
-        redis.set(PAUSE_KEY.format(tenant=tenant), "1", px=max(1, int(wait * 1000)))
+    wait = pauses.retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+    pauses.pause(getattr(rt, "redis", None), PAUSE_KEY.format(tenant=tenant), wait)
     return wait
-
-
-def _wait_for_pause(rt, tenant: str, allowed: float) -> float:
-    """Wait out the tenant's pause (a 429 another post met), if any and not longer than ``allowed`` seconds (else
-    Busy: the job retries later); returns the seconds waited."""
-    redis = getattr(rt, "redis", None)
-    left = redis.pttl(PAUSE_KEY.format(tenant=tenant)) if redis is not None else None
-    if not left or left <= 0:
-        return 0.0
-    if left / 1000 > allowed:
-        raise Busy("Teams' rate limit", left / 1000)
-    time.sleep(left / 1000)
-    return left / 1000
-
-
 
 
 def _slash(url: str) -> str:
