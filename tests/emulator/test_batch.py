@@ -116,3 +116,34 @@ def test_a_fault_on_one_mailbox_is_that_request_s_answer(world):
     assert answers["a"]["status"] == 200
     assert answers["b"]["status"] == 429 and answers["b"]["headers"]["Retry-After"] == "3"
 
+
+
+def test_microsofts_sdk_batches_against_the_emulator(world, emu):
+    """msgraph-sdk's own batch classes (msgraph-core's BatchRequestContent and BatchRequestBuilder) build and send
+    the request and read the statuses by id: the emulator's $batch takes what Microsoft's client sends. (The
+    bodies are read from the raw answer: this msgraph-core reads a JSON object body as bytes, into None.)"""
+    from msgraph_core.requests.batch_request_builder import BatchRequestBuilder
+    from msgraph_core.requests.batch_request_content import BatchRequestContent
+    from msgraph_core.requests.batch_request_item import BatchRequestItem
+
+    from tests.support.sdk_contract import run, sdk_client
+
+    ada, bob, nobody = world.ada["id"], world.bob["id"], "nobody@contoso.com"
+    client, adapter, recorder = sdk_client(emu.graph_url, emu.ca_bundle,
+                                           emu.control.token(tenant_id=world.tenant["id"]))
+    items = {user_id: BatchRequestItem(client.users.by_user_id(user_id).calendars.to_get_request_information())
+             for user_id in (ada, bob, nobody)}
+
+    async def batch():
+        answers = await BatchRequestBuilder(adapter).post(BatchRequestContent({i.id: i for i in items.values()}))
+        return answers.get_response_status_codes()
+
+    statuses = run(batch(), recorder)
+
+    assert statuses == {items[ada].id: 200, items[bob].id: 200, items[nobody].id: 404}
+    [exchange] = recorder.exchanges
+    assert exchange.method == "POST" and exchange.path == "/v1.0/$batch" and exchange.status == 200
+    bodies = {answer["id"]: answer["body"] for answer in exchange.body["responses"]}
+    for user_id in (ada, bob):
+        assert bodies[items[user_id].id]["value"] == world.app_graph.get(f"/users/{user_id}/calendars").json()["value"]
+    assert bodies[items[nobody].id]["error"]["code"] == "ErrorInvalidUser"
