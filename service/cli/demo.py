@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 import socket
 import textwrap
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ from emulator.testing import running_emulator
 from service import when
 from service.channels import dispatch, teams
 from service.cli.context import load_settings
-from service.cli.devserver import DevServer
+from service.cli.devserver import DevServer, stop_on_signals, wait_until_set
 from service.config import DEV_OPS_TOKEN
 from service.digest import links, prep
 from service.digest.send import deliver
@@ -332,11 +330,9 @@ def run_demo(port: int, once: bool) -> None:
                 "that page: expected here. Import that file as a trusted authority in the browser's certificate "
                 "settings to make the warning go away. The links above need no sign-in.", width=100))
             if not once:
-                stop = threading.Event()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: stop.set())
+                stop = stop_on_signals()
                 click.echo("\nServing until Ctrl-C.")
-                stop.wait()
+                wait_until_set(stop)
                 click.echo("\nStopping calsync and the emulator...", nl=False)
         finally:
             server.stop()

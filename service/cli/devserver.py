@@ -7,6 +7,7 @@ separate processes when MONGODB_URI points at a real server.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -69,3 +70,22 @@ class DevServer:
                         f" (job {job})" if job else "")
         else:
             log.info("calsync dev stopped")
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event that SIGINT (Ctrl-C) or SIGTERM sets; call from the main thread."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def wait_until_set(stop: threading.Event, slice_seconds: float = 0.5) -> None:
+    """Block the main thread until ``stop`` is set, in short slices.
+
+    Never with one untimed ``stop.wait()``: the kernel hands a process-wide signal to any thread that does not
+    block it, and Python runs the handler in the main thread only when that thread next runs Python code. A
+    main thread parked in an untimed lock wait never does, so a Ctrl-C that landed on a worker thread was lost.
+    """
+    while not stop.wait(slice_seconds):
+        pass

@@ -6,7 +6,6 @@ Each area's module in this package adds its subcommands through a ``register(cli
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 
@@ -16,7 +15,7 @@ from emulator.server import main as serve_emulator
 from service import procfile, store
 from service.cli import demo, digest, keys, migrations, recover, subscriptions, sync, users, webhooks
 from service.cli.context import Group, needs_data, runtime_from_env
-from service.cli.devserver import DevServer
+from service.cli.devserver import DevServer, stop_on_signals, wait_until_set
 from service.recovery import redis_loss
 from service.sync import dispatch
 from service.workers.scheduler import Scheduler
@@ -54,13 +53,11 @@ def dev(port: int, host: str, workers: int) -> None:
         _dev_procfile(rt, host, port, workers)
         return
     server = DevServer(rt, host=host, port=port)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     server.start()
     click.echo(f"calsync dev: web on http://{host}:{server.port}  (Ctrl-C stops everything)")
     try:
-        stop.wait()
+        wait_until_set(stop)
     finally:
         server.stop()
         rt.close()
@@ -81,9 +78,7 @@ def _dev_procfile(rt, host: str, port: int, workers: int) -> None:
 def scheduler() -> None:
     """Run the periodic scheduler (exactly one acts, even if several run) and a sync request dispatcher."""
     rt = runtime_from_env()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     dispatcher = threading.Thread(target=dispatch.run, args=(rt.redis, stop), name="calsync-dispatcher", daemon=True)
     dispatcher.start()
     Scheduler(rt.redis, watch=redis_loss.watch(rt.db, rt.redis).check).run(stop)

@@ -75,7 +75,7 @@ def test_ctrl_c_ends_the_demo_with_a_closing_line(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.communicate(timeout=10)   # reaped, its pipes read and closed
 
     assert process.returncode == 0, "".join(lines)[-2000:] + rest + errors[-2000:]
     assert "Stopping calsync and the emulator... done." in rest

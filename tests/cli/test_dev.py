@@ -1,4 +1,5 @@
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate(timeout=10)   # reaped and its pipe closed: no ResourceWarning in a later test
 
     assert ready is not None and ready.status_code == 200, output
     assert ready.json()["checks"] == {"mongodb": "ok", "redis": "ok"}
@@ -46,6 +48,34 @@ def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp
     assert children, "the embedded redis-server should have been a child process"
     wait_until(lambda: not [pid for pid in children if Path(f"/proc/{pid}").exists()], timeout=10,
                message="the child processes to exit (else they are orphaned)")
+
+
+def signal_thread(pid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to one thread of ``pid`` (glibc's tgkill), as the kernel may when it picks the thread."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tid, sig) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+
+
+def test_ctrl_c_stops_calsync_dev_when_the_kernel_hands_it_to_another_thread(tmp_path):
+    """A process-wide signal goes to any thread that does not block it. Python runs its handler in the main
+    thread, but only once that thread runs Python again: a main thread blocked in an untimed wait never did, and
+    Ctrl-C was lost (one CI run in six hung here). The signal is sent to a worker thread on purpose."""
+    port = free_port()
+    process = start_dev(embedded_env(tmp_path), port)
+    try:
+        ready = wait_ready(port, 30)
+        others = sorted(int(tid) for tid in os.listdir(f"/proc/{process.pid}/task") if int(tid) != process.pid)
+        assert others, "calsync dev runs its parts as threads"
+        signal_thread(process.pid, others[0], signal.SIGINT)   # the first part started: the web server
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+    assert ready is not None and ready.status_code == 200, output
+    assert process.returncode == 0, output
 
 
 @pytest.mark.wire
