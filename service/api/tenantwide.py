@@ -31,9 +31,10 @@ def _tenant(tenant_id: str) -> str:
 def _connection(tenant_id: str) -> dict:
     db = _rt().db
     config = tenantwide.settings(db, tenant_id)
+    counts = tenantwide.counts(db, tenant_id)
     return {"tenant_id": tenant_id,
             "settings": {k: config.get(k) for k in ("mode", "enrolment", "group_id", "opt")},
-            "counts": tenantwide.counts(db, tenant_id),
+            "counts": counts, "disconnecting": tenantwide.disconnection(config, counts),
             "scope": {s: db.users.count_documents({"tenant_id": tenant_id, "scope.state": s}) for s in SCOPE_STATES}}
 
 
@@ -80,9 +81,10 @@ def set_tenant_connection(tenant_id: str):
 
 @bp.delete("/tenants/<tenant_id>/connection")
 def delete_tenant_connection(tenant_id: str):
-    """Disconnect the whole tenant: every subscription deleted at Graph, every person's data purged."""
+    """Disconnect the whole tenant: enrolment stops now; every subscription is deleted at Graph and every person's
+    data purged by jobs (202: ``purging`` people; ``GET`` shows ``disconnecting`` until the last is gone)."""
     tenant_id = _tenant(tenant_id)
-    return jsonify({"tenant_id": tenant_id} | _rt().tenant_wide.disconnect_tenant(tenant_id))
+    return jsonify({"tenant_id": tenant_id} | _rt().tenant_wide.disconnect_tenant(tenant_id)), 202
 
 
 @bp.post("/tenants/<tenant_id>/connection/recheck")

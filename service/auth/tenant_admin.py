@@ -60,15 +60,17 @@ def tenant_page():
     after = request.args.get("after", "")[:320] or None
     rows = [person_row(d) for d in tenantwide.people_page(db, tenant_id, search, after, PAGE_SIZE)]
     counts = tenantwide.counts(db, tenant_id)
-    config = {k: v for k, v in tenantwide.settings(db, tenant_id).items() if k in tenantwide.DEFAULTS}
+    stored = tenantwide.settings(db, tenant_id)
+    config = {k: v for k, v in stored.items() if k in tenantwide.DEFAULTS}
+    disconnecting = tenantwide.disconnection(stored, counts)
     scopes = {state: db.users.count_documents({"tenant_id": tenant_id, "scope.state": state})
               for state in ("in_scope", "out_of_scope", "no_mailbox", "invalid")}
     following = rows[-1]["email"] if len(rows) == PAGE_SIZE else None
     if _wants_json():
         return jsonify({"tenant_id": tenant_id, "counts": counts, "settings": config, "scope": scopes,
-                        "people": rows, "next": following})
+                        "disconnecting": disconnecting, "people": rows, "next": following})
     return render_template("auth/tenant_admin.html", tenant_id=tenant_id, counts=counts, config=config,
-                           scopes=scopes, rows=rows, search=search, following=following,
+                           disconnecting=disconnecting, scopes=scopes, rows=rows, search=search, following=following,
                            admin=session.get("admin_email"))
 
 
@@ -163,10 +165,8 @@ def disconnect_tenant():
         return _refuse()
     done = _rt().tenant_wide.disconnect_tenant(tenant_id)
     if _wants_json():
-        return jsonify(done)
-    return render_template("auth/error.html", title="Your organisation is disconnected",
-                           detail=f"Every subscription was deleted and the data of {done['purged']} people purged.",
-                           status=200)
+        return jsonify(done), 202
+    return render_template("auth/tenant_disconnecting.html", purging=done["purging"]), 202
 
 
 # ----- personal opt-out ----------------------------------------------------------------------------------

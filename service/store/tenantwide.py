@@ -4,7 +4,8 @@ the tenant as its admin sees them (the ``users`` documents, by ``tenant_id``).
 
 ``tenants.tenant_wide``: ``{mode: "per_user" | "tenant_wide", enrolment: "everyone" | "group" | "directory",
 group_id, opt: "opt_out" | "opt_in", delta_link, directory_synced_at, admin_email, consent_lost_mail_at,
-scope_changed_at}``.
+scope_changed_at, disconnecting_since}`` (``disconnecting_since``: set while a disconnection purges the
+tenant's people, job by job).
 ``directory``: ``{_id: object id, tenant_id, mail, upn, display_name, enabled, user_type, removed, seen_at}``.
 """
 
@@ -15,7 +16,7 @@ from datetime import datetime
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.database import Database
 
-from service.store import utcnow
+from service.store import as_utc, utcnow
 from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus, connection_words
 
 INDEXES = {
@@ -43,6 +44,11 @@ def update_settings(db: Database, tenant_id: str, changes: dict, now: datetime |
 
 def tenants_in_mode(db: Database, mode: str = "tenant_wide") -> list[str]:
     return [doc["_id"] for doc in db.tenants.find({"tenant_wide.mode": mode}, {"_id": 1})]
+
+
+def tenants_disconnecting(db: Database) -> list[str]:
+    """Tenants whose disconnection has not purged everyone yet."""
+    return [doc["_id"] for doc in db.tenants.find({"tenant_wide.disconnecting_since": {"$ne": None}}, {"_id": 1})]
 
 
 def claim_consent_lost_mail(db: Database, tenant_id: str, now: datetime | None = None) -> dict | None:
@@ -165,6 +171,10 @@ def app_user_ids(db: Database, tenant_id: str) -> list[str]:
     return [d["_id"] for d in db.users.find({"tenant_id": tenant_id, "token_source": APP_SOURCE}, {"_id": 1})]
 
 
+def count_app_users(db: Database, tenant_id: str) -> int:
+    return db.users.count_documents({"tenant_id": tenant_id, "token_source": APP_SOURCE})
+
+
 def user_ids(db: Database, tenant_id: str) -> list[str]:
     return [d["_id"] for d in db.users.find({"tenant_id": tenant_id}, {"_id": 1})]
 
@@ -212,6 +222,12 @@ def person(doc: dict) -> dict:
     return {"user_id": doc["_id"], "email": doc.get("email") or "", "name": doc.get("display_name") or "",
             "state": state, "reason": connection.get("reason") if status != ConnectionStatus.CONNECTED.value else None,
             "scope": (doc.get("scope") or {}).get("state"), "last_sync_at": last.isoformat() if last else None}
+
+
+def disconnection(config: dict, counts: dict) -> dict | None:
+    """While a disconnection purges the tenant's people: since when (ISO 8601) and how many are left."""
+    since = config.get("disconnecting_since")
+    return {"since": as_utc(since).isoformat().replace("+00:00", "Z"), "left": counts["total"]} if since else None
 
 
 PERSON_STATE_WORDS = {"opted_out": "opted out", "tenant_wide": "synced tenant-wide", "per_user": "synced per user"}

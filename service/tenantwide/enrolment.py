@@ -43,7 +43,7 @@ from service.mail import Mailer
 from service.store import people, tenants, users, utcnow
 from service.store import tenantwide as store
 from service.store import tokens as token_store
-from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus
+from service.store.records import APP_SOURCE, USER_SOURCE, ConnectionStatus, User
 from service.sync import mailboxes, runner
 from service.sync.requests import request_sync
 
@@ -55,12 +55,14 @@ DELTA_URL = "users/delta?$select=id,displayName,mail,userPrincipalName,accountEn
 GROUP_URL = "groups/{group_id}/transitiveMembers/microsoft.graph.user?$select=id&$top=999"
 SCOPE_STATES = {"mailbox_access_denied": "out_of_scope", "no_exchange_mailbox": "no_mailbox",
                 "mailbox_not_found": "invalid"}
+RECHECK = "recheck"      # an enrolment job's kind after a policy change (``recheck``)
 POLICY_DELAY = timedelta(minutes=65)    # Exchange may take an hour to apply an RBAC / access-policy change
 MAX_DELTA_PAGES = 10_000
 ENROL_CHUNK = 500        # directory members enrolled per round trip (read, bulk write, jobs queued)
 JOB_MAILBOXES = MAX_BATCH   # mailboxes per enrolment job: their probes are one $batch
 MAILBOX_THREADS = 4         # mailboxes of a job enrolled at once (each one's steps in order, as alone)
 CHUNK_JOB_TIMEOUT = 900     # a job of 20 mailboxes; each subscription may wait up to 30 s for the tenant's pace
+PURGE_JOB_PEOPLE = 20       # people purged per job of a tenant's disconnection (each: a paced Graph delete)
 # Global Administrator and Privileged Role Administrator (role template ids): the roles Microsoft lets grant
 # tenant-wide consent to application permissions of Microsoft Graph.
 ADMIN_ROLES = frozenset({"62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814"})
@@ -214,7 +216,7 @@ class TenantWide:
         tenants_of: dict[str, list[tuple[str, str, bool]]] = {}
         for user_id, what in wanted:
             user = found.get(user_id)
-            if user is None or not user.tenant_wide or not user.connected or not user.tenant_id:
+            if not _enrolling(user, what) or not user.tenant_id:
                 outcomes[user_id] = "skipped"
                 continue
             self.connections.tokens.forget(user_id)
@@ -281,7 +283,7 @@ class TenantWide:
         """Probe the mailbox with the app token and classify it; in scope → the (one) subscription and a sync.
         A person switched from their own token has their old subscription replaced by one made with the app's."""
         user = users.get(self.db, user_id)
-        if user is None or not user.tenant_wide or not user.connected:
+        if not _enrolling(user, what):
             return "skipped"
         # This process's token memos of the user go first (their source may just have changed); the probe
         # then fetches the app token's, which the subscription and the first sync reuse.
@@ -349,17 +351,21 @@ class TenantWide:
         return "in_scope"
 
     def policy_changed(self, tenant_id: str) -> int:
-        """The admin changed an RBAC scope or access policy: probe every tenant-wide mailbox now and again after
-        Exchange's hour. Returns how many are queued."""
-        ids = store.app_user_ids(self.db, tenant_id)
-        queue = queues.get_queue(queues.SUBSCRIPTIONS, self.redis)
-        for user_id in ids:
-            users.mark_available(self.db, user_id, self.clock())
-            queues.enqueue(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOX, user_id, "recheck")
-            queue.enqueue_in(POLICY_DELAY, queues.TENANT_ENROL_MAILBOX, user_id, "recheck", retry=None,
-                             job_timeout=300, result_ttl=3600, failure_ttl=7 * 86400)
+        """The admin changed an RBAC scope or access policy: every tenant-wide mailbox is probed again now and once
+        more after Exchange's hour, by ``recheck`` jobs (queuing a tenant's mailboxes one by one from the web request
+        took longer than a request may). Returns how many mailboxes will be probed."""
         store.update_settings(self.db, tenant_id, {"scope_changed_at": self.clock()})
-        return len(ids)
+        queues.enqueue(self.redis, queues.MAINTENANCE, queues.TENANT_RECHECK, tenant_id)
+        queues.get_queue(queues.MAINTENANCE, self.redis).enqueue_in(
+            POLICY_DELAY, queues.TENANT_RECHECK, tenant_id, retry=queues.DEFAULT_RETRY, job_timeout=300,
+            result_ttl=3600, failure_ttl=7 * 86400)
+        return store.count_app_users(self.db, tenant_id)
+
+    def recheck(self, tenant_id: str) -> int:
+        """Probe every tenant-wide mailbox of the tenant again, in enrolment jobs of ``JOB_MAILBOXES`` (one $batch
+        of probes each). Mailboxes that could not be read are probed too: one now in scope is subscribed and synced,
+        one still refused stays as it is. Returns how many jobs."""
+        return self.enqueue_enrolments([[user_id, RECHECK] for user_id in store.app_user_ids(self.db, tenant_id)])
 
     def leave(self, user_id: str, reason: str) -> str:
         """Someone the tenant no longer enrols: back to their own grant if they connected themselves, else
@@ -387,7 +393,8 @@ class TenantWide:
         """Switch the tenant between per-user and tenant-wide; nothing is lost either way: history stays, people
         who connected themselves go back to their own grant, the others keep their data until they connect."""
         before = store.settings(self.db, tenant_id)
-        store.update_settings(self.db, tenant_id, {"mode": mode})
+        store.update_settings(self.db, tenant_id, {"mode": mode} | ({"disconnecting_since": None}
+                                                                  if mode == "tenant_wide" else {}))
         if mode == "tenant_wide":
             if before["mode"] != "tenant_wide":
                 store.save_delta_link(self.db, tenant_id, None, self.clock())   # a full directory read
@@ -400,16 +407,58 @@ class TenantWide:
         return {"mode": mode} | moved
 
     def disconnect_tenant(self, tenant_id: str) -> dict:
-        """Delete every subscription at Graph and purge the data of every person of the tenant."""
-        store.update_settings(self.db, tenant_id, {"mode": "per_user", "delta_link": None})
+        """The admin disconnects the whole tenant: enrolment stops now, and every person's subscription is deleted
+        at Graph and their data purged in jobs of ``PURGE_JOB_PEOPLE`` (20,000 Graph deletes do not fit in a web
+        request). The tenant stays ``disconnecting`` until its last person is purged; the hourly tenant sweep
+        queues whoever is left again, should those jobs be lost."""
+        store.update_settings(self.db, tenant_id, {"mode": "per_user", "delta_link": None,
+                                                   "disconnecting_since": self.clock()})
+        log.info("tenant %s disconnecting", tenant_id)
+        return {"purging": self.continue_disconnect(tenant_id)}
+
+    def continue_disconnect(self, tenant_id: str) -> int:
+        """Queue the purge of everyone the tenant still has, in jobs of ``PURGE_JOB_PEOPLE``; returns how many.
+        With no one left, the disconnection ends here."""
+        if not store.settings(self.db, tenant_id).get("disconnecting_since"):
+            return 0
+        ids = store.user_ids(self.db, tenant_id)
+        if not ids:
+            self._disconnected(tenant_id)
+            return 0
+        queue = queues.get_queue(queues.MAINTENANCE, self.redis)
+        jobs = [queue.prepare_data(queues.TENANT_PURGE_PEOPLE, (tenant_id, ids[start:start + PURGE_JOB_PEOPLE]),
+                                   timeout=CHUNK_JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
+                                   retry=queues.DEFAULT_RETRY)
+                for start in range(0, len(ids), PURGE_JOB_PEOPLE)]
+        with self.redis.pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+        return len(ids)
+
+    def purge_people(self, tenant_id: str, user_ids: list[str]) -> dict:
+        """Some of a disconnecting tenant's people: each one's subscription deleted at Graph (with the token that
+        made it), then all their data (``Connections.delete_all_data``). Stops if the admin connected the tenant
+        again meanwhile. The job that leaves no one ends the disconnection."""
         purged = 0
-        for user_id in store.user_ids(self.db, tenant_id):
+        for user_id in user_ids:
+            if not store.settings(self.db, tenant_id).get("disconnecting_since"):
+                log.info("tenant %s connected again: its purge stops", tenant_id)
+                return {"purged": purged, "stopped": True}
+            user = users.get(self.db, user_id)
+            if user is None or user.tenant_id != tenant_id:
+                continue   # purged already (a job run twice), or not this tenant's any more
             self.connections.delete_all_data(user_id)
             purged += 1
-        store.forget_directory(self.db, tenant_id)
-        self.app_tokens.forget(tenant_id)
-        log.info("tenant %s disconnected: %d people purged", tenant_id, purged)
+        if not store.user_ids(self.db, tenant_id):
+            self._disconnected(tenant_id)
         return {"purged": purged}
+
+    def _disconnected(self, tenant_id: str) -> None:
+        """No one left: the directory goes too, and the tenant is no longer disconnecting."""
+        store.forget_directory(self.db, tenant_id)
+        store.update_settings(self.db, tenant_id, {"disconnecting_since": None})
+        self.app_tokens.forget(tenant_id)
+        log.info("tenant %s disconnected: every person purged", tenant_id)
 
     # ------------------------------------------------------------ opt-out / opt-in
 
@@ -465,9 +514,21 @@ class TenantWide:
         return len(waiting)
 
 
+def _enrolling(user: User | None, what: str) -> bool:
+    """Whether an enrolment job of this kind probes the mailbox: a connected tenant-wide one; on a ``recheck``
+    after a policy change, one that could not be read as well (it may be in scope now)."""
+    if user is None or not user.tenant_wide:
+        return False
+    return user.connected or (what == RECHECK and user.connection.status == ConnectionStatus.CANNOT_SYNC)
+
+
 def sweep(db: Database, redis: Redis) -> int:
-    """Periodic: a users/delta round for every tenant-wide tenant (joiners, leavers, disabled accounts)."""
+    """Periodic: a users/delta round for every tenant-wide tenant (joiners, leavers, disabled accounts), and the
+    purge of whoever a disconnecting tenant still has (its jobs may have been lost with Redis)."""
     tenant_ids = store.tenants_in_mode(db)
     for tenant_id in tenant_ids:
         queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id, retry=None)
-    return len(tenant_ids)
+    disconnecting = store.tenants_disconnecting(db)
+    for tenant_id in disconnecting:
+        queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_DISCONNECT, tenant_id, retry=None)
+    return len(tenant_ids) + len(disconnecting)

@@ -269,8 +269,19 @@ def tenant_opt_out(user_id: str) -> str:
     return str(runtime.current().tenant_wide.opt_out(user_id))
 
 
-def tenant_disconnect(tenant_id: str) -> str:
-    return str(runtime.current().tenant_wide.disconnect_tenant(tenant_id))
+def tenant_disconnect(tenant_id: str) -> int:
+    """A disconnecting tenant: the purge of whoever it still has, queued in jobs (or the disconnection ended)."""
+    return runtime.current().tenant_wide.continue_disconnect(tenant_id)
+
+
+def tenant_recheck(tenant_id: str) -> int:
+    """After a scope or access-policy change: every tenant-wide mailbox probed again, in jobs of 20."""
+    return runtime.current().tenant_wide.recheck(tenant_id)
+
+
+def tenant_purge_people(tenant_id: str, user_ids: list[str]) -> str:
+    """Some people of a disconnecting tenant: subscription deleted at Graph, data purged."""
+    return str(runtime.current().tenant_wide.purge_people(tenant_id, user_ids))
 
 
 def tenant_sweep() -> int:

@@ -4,7 +4,10 @@ tenant-wide Entra grant of Calendars.Read adds to RBAC and defeats the scoping (
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rq import Queue
+from rq.job import Job
 
 from service import queues
 from tests.support.connect import emulated_user
@@ -50,8 +53,42 @@ def test_an_rbac_scope_limits_the_mailboxes_and_a_policy_change_is_probed_again(
 
     assert answer.status_code == 303 and _scope(stack, ceo) == "in_scope"
     assert len(active_subscriptions(stack, ceo["id"])) == 1
-    scheduled = Queue(queues.SUBSCRIPTIONS, connection=stack.runtime.redis).scheduled_job_registry.count
-    assert scheduled == 3      # each mailbox is probed once more after Exchange's hour
+    later = Queue(queues.MAINTENANCE, connection=stack.runtime.redis).scheduled_job_registry
+    assert [Job.fetch(i, connection=stack.runtime.redis).func_name for i in later.get_job_ids()] == [
+        queues.TENANT_RECHECK]  # the tenant's mailboxes are probed once more after Exchange's hour
+
+
+def _run_scheduled_now(stack, queue_name: str) -> None:
+    """Run the jobs scheduled on a queue as if their time had come."""
+    queue = Queue(queue_name, connection=stack.runtime.redis)
+    for job_id in queue.scheduled_job_registry.get_job_ids():
+        queue.scheduled_job_registry.schedule(Job.fetch(job_id, connection=stack.runtime.redis), datetime.now(UTC))
+    stack.run_jobs()
+
+
+def test_a_mailbox_exchange_puts_in_scope_only_within_its_hour_is_synced_by_the_later_probe(stack, ops_headers):
+    """Exchange may take an hour to apply a scope change: the probe right after the admin's word still meets
+    ErrorAccessDenied, and the probe an hour later must look at that mailbox again, not skip it as unreadable."""
+    control = stack.emulator.control
+    tenant, admin, sales, ceo = _scoped_org(stack)
+    connect_tenant(stack, admin["id"])
+    control.request("POST", "/identity/consents/revoke", {"tenant": tenant, "client_id": stack.settings.client_id,
+                                                          "roles": ["Calendars.Read"]})
+    stack.runtime.app_tokens.forget(tenant)
+    stack.run_jobs()
+    assert _scope(stack, ceo) == "out_of_scope"
+
+    answer = stack.client.post(f"/api/tenants/{tenant}/connection/recheck", headers=ops_headers)
+    stack.run_jobs()       # Exchange has not applied anything yet
+    assert answer.status_code == 200 and answer.get_json()["rechecking"] == 3
+    assert _scope(stack, ceo) == "out_of_scope" and active_subscriptions(stack, ceo["id"]) == []
+
+    control.request("PUT", "/scopes", {"tenant_id": tenant, "kind": "rbac",     # ... and now it has
+                                       "user_ids": [admin["id"], sales["id"], ceo["id"]]})
+    _run_scheduled_now(stack, queues.MAINTENANCE)
+
+    assert _scope(stack, ceo) == "in_scope" and len(active_subscriptions(stack, ceo["id"])) == 1
+    assert stack.runtime.db.users.find_one({"_id": ceo["id"]})["connection"]["status"] == "connected"
 
 
 def test_a_tenant_wide_entra_grant_defeats_the_rbac_scope(stack):
