@@ -62,7 +62,7 @@ ENROL_CHUNK = 500        # directory members enrolled per round trip (read, bulk
 JOB_MAILBOXES = MAX_BATCH   # mailboxes per enrolment job: their probes are one $batch
 MAILBOX_THREADS = 4         # mailboxes of a job enrolled at once (each one's steps in order, as alone)
 CHUNK_JOB_TIMEOUT = 900     # a job of 20 mailboxes; each subscription may wait up to 30 s for the tenant's pace
-PURGE_JOB_PEOPLE = 20       # people purged per job of a tenant's disconnection (each: a paced Graph delete)
+PEOPLE_PER_JOB = 20         # per job of a tenant's disconnection or switch to per-user (each: a paced Graph delete)
 # Global Administrator and Privileged Role Administrator (role template ids): the roles Microsoft lets grant
 # tenant-wide consent to application permissions of Microsoft Graph.
 ADMIN_ROLES = frozenset({"62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814"})
@@ -400,15 +400,39 @@ class TenantWide:
                 store.save_delta_link(self.db, tenant_id, None, self.clock())   # a full directory read
             queues.enqueue(self.redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id)
             return {"mode": mode}
-        moved = {"per_user": 0, "disconnected": 0}
-        for user_id in store.app_user_ids(self.db, tenant_id):
+        # Each person back to their own grant (a Graph delete and a new subscription) or disconnected: in jobs,
+        # as a disconnection's purge is (a tenant's thousands do not fit in the admin's web request).
+        return {"mode": mode, "leaving": self._queue_people(queues.TENANT_LEAVE_PEOPLE, tenant_id,
+                                                            store.app_user_ids(self.db, tenant_id))}
+
+    def leave_people(self, tenant_id: str, user_ids: list[str]) -> dict:
+        """Some people of a tenant switched to per-user: each one ``leave``s. Stops if the tenant was switched back
+        to tenant-wide meanwhile (its directory round enrols them again)."""
+        moved: dict[str, int] = {}
+        for user_id in user_ids:
+            if store.settings(self.db, tenant_id)["mode"] == "tenant_wide":
+                return moved | {"stopped": True}
             outcome = self.leave(user_id, "tenant-wide connection turned off")
             moved[outcome] = moved.get(outcome, 0) + 1
-        return {"mode": mode} | moved
+        return moved
+
+    def _queue_people(self, func: str, tenant_id: str, user_ids: list[str]) -> int:
+        """Queue ``func(tenant_id, some user ids)`` on the maintenance queue, ``PEOPLE_PER_JOB`` people to a job,
+        in one Redis round trip; returns how many people."""
+        queue = queues.get_queue(queues.MAINTENANCE, self.redis)
+        jobs = [queue.prepare_data(func, (tenant_id, user_ids[start:start + PEOPLE_PER_JOB]),
+                                   timeout=CHUNK_JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
+                                   retry=queues.DEFAULT_RETRY)
+                for start in range(0, len(user_ids), PEOPLE_PER_JOB)]
+        if jobs:
+            with self.redis.pipeline() as pipe:
+                queue.enqueue_many(jobs, pipeline=pipe)
+                pipe.execute()
+        return len(user_ids)
 
     def disconnect_tenant(self, tenant_id: str) -> dict:
         """The admin disconnects the whole tenant: enrolment stops now, and every person's subscription is deleted
-        at Graph and their data purged in jobs of ``PURGE_JOB_PEOPLE`` (20,000 Graph deletes do not fit in a web
+        at Graph and their data purged in jobs of ``PEOPLE_PER_JOB`` (20,000 Graph deletes do not fit in a web
         request). The tenant stays ``disconnecting`` until its last person is purged; the hourly tenant sweep
         queues whoever is left again, should those jobs be lost."""
         store.update_settings(self.db, tenant_id, {"mode": "per_user", "delta_link": None,
@@ -417,7 +441,7 @@ class TenantWide:
         return {"purging": self.continue_disconnect(tenant_id)}
 
     def continue_disconnect(self, tenant_id: str) -> int:
-        """Queue the purge of everyone the tenant still has, in jobs of ``PURGE_JOB_PEOPLE``; returns how many.
+        """Queue the purge of everyone the tenant still has, in jobs of ``PEOPLE_PER_JOB``; returns how many.
         With no one left, the disconnection ends here."""
         if not store.settings(self.db, tenant_id).get("disconnecting_since"):
             return 0
@@ -425,15 +449,7 @@ class TenantWide:
         if not ids:
             self._disconnected(tenant_id)
             return 0
-        queue = queues.get_queue(queues.MAINTENANCE, self.redis)
-        jobs = [queue.prepare_data(queues.TENANT_PURGE_PEOPLE, (tenant_id, ids[start:start + PURGE_JOB_PEOPLE]),
-                                   timeout=CHUNK_JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
-                                   retry=queues.DEFAULT_RETRY)
-                for start in range(0, len(ids), PURGE_JOB_PEOPLE)]
-        with self.redis.pipeline() as pipe:
-            queue.enqueue_many(jobs, pipeline=pipe)
-            pipe.execute()
-        return len(ids)
+        return self._queue_people(queues.TENANT_PURGE_PEOPLE, tenant_id, ids)
 
     def purge_people(self, tenant_id: str, user_ids: list[str]) -> dict:
         """Some of a disconnecting tenant's people: each one's subscription deleted at Graph (with the token that

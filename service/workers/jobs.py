@@ -279,6 +279,11 @@ def tenant_recheck(tenant_id: str) -> int:
     return runtime.current().tenant_wide.recheck(tenant_id)
 
 
+def tenant_leave_people(tenant_id: str, user_ids: list[str]) -> str:
+    """Some people of a tenant switched to per-user: back to their own grant, or disconnected (data kept)."""
+    return str(runtime.current().tenant_wide.leave_people(tenant_id, user_ids))
+
+
 def tenant_purge_people(tenant_id: str, user_ids: list[str]) -> str:
     """Some people of a disconnecting tenant: subscription deleted at Graph, data purged."""
     return str(runtime.current().tenant_wide.purge_people(tenant_id, user_ids))

@@ -8,7 +8,7 @@ from rq import Queue
 
 from service import queues
 from service.store import tenantwide
-from service.tenantwide.enrolment import PURGE_JOB_PEOPLE, sweep
+from service.tenantwide.enrolment import PEOPLE_PER_JOB, sweep
 from tests.support.connect import emulated_user
 from tests.support.tenant_admin import (
     GLOBAL_ADMIN,
@@ -41,7 +41,7 @@ def _held(stack, tenant: str, ids: list[str]) -> dict[str, int]:
 
 
 def test_the_admin_disconnects_the_organisation_and_jobs_delete_every_subscription_and_purge_everyone(stack):
-    tenant, admin, members = _org(stack, PURGE_JOB_PEOPLE + 5)       # more than one purge job
+    tenant, admin, members = _org(stack, PEOPLE_PER_JOB + 5)       # more than one purge job
     ids = [admin["id"], *(m["id"] for m in members)]
     session = connect_tenant(stack, admin["id"])
     stack.run_jobs()
@@ -59,7 +59,7 @@ def test_the_admin_disconnects_the_organisation_and_jobs_delete_every_subscripti
     assert 'id="disconnecting"' in page.text and "26 people still to purge" in page.text
     assert during["settings"]["mode"] == "per_user"
     assert during["disconnecting"]["left"] == 26 and during["disconnecting"]["since"].endswith("Z")
-    assert jobs == 2                        # 26 people, PURGE_JOB_PEOPLE to a job
+    assert jobs == 2                        # 26 people, PEOPLE_PER_JOB to a job
     assert _held(stack, tenant, ids) == {"users": 0, "events": 0, "directory": 0, "subscriptions": 0}
     assert after["disconnecting"] is None and after["counts"]["total"] == 0
     assert tenantwide.tenants_disconnecting(stack.runtime.db) == []
@@ -91,12 +91,13 @@ def test_an_admin_who_connects_again_before_the_purge_ran_keeps_the_people(stack
     ids = [admin["id"], *(m["id"] for m in members)]
     connect_tenant(stack, admin["id"])
     stack.run_jobs()
+    before = {i: [s["id"] for s in active_subscriptions(stack, i)] for i in ids}
 
     stack.client.delete(f"/api/tenants/{tenant}/connection", headers=ops_headers)
     again = stack.client.put(f"/api/tenants/{tenant}/connection", json={"mode": "tenant_wide"}, headers=ops_headers)
     stack.run_jobs()
 
     assert again.status_code == 200
-    held = _held(stack, tenant, ids)
-    assert held["users"] == 3 and held["subscriptions"] == 3 and held["events"] == 3
+    assert _held(stack, tenant, ids) == {"users": 3, "events": 3, "directory": 3, "subscriptions": 3}
+    assert {i: [s["id"] for s in active_subscriptions(stack, i)] for i in ids} == before   # never purged
     assert tenantwide.tenants_disconnecting(stack.runtime.db) == []

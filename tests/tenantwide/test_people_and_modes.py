@@ -168,3 +168,24 @@ def test_a_revoked_consent_waits_for_the_admin_with_one_mail_and_no_retry_loop(s
     connect_tenant(stack, admin["id"])
     stack.run_jobs()
     assert {user_store.get(db, p["id"]).connection.status for p in people.values()} == {"connected"}
+
+
+def test_switching_to_per_user_queues_the_people_and_switching_straight_back_keeps_them(stack, ops_headers):
+    tenant, admin, people = _org(stack, "alice", "bob")
+    connect_tenant(stack, admin["id"])
+    stack.run_jobs()
+    db = stack.runtime.db
+    everyone = [admin["id"], *(p["id"] for p in people.values())]
+    before = {i: [s["id"] for s in active_subscriptions(stack, i)] for i in everyone}
+
+    off = stack.client.put(f"/api/tenants/{tenant}/connection", json={"mode": "per_user"}, headers=ops_headers)
+    waiting = Queue(queues.MAINTENANCE, connection=stack.runtime.redis).count
+    on = stack.client.put(f"/api/tenants/{tenant}/connection", json={"mode": "tenant_wide"}, headers=ops_headers)
+    stack.run_jobs()
+
+    assert off.status_code == 200 and on.status_code == 200
+    assert waiting == 1                     # three people, one job: nobody was let go inside the request
+    for user_id in everyone:
+        record = user_store.get(db, user_id)
+        assert record.tenant_wide and record.connected
+    assert {i: [s["id"] for s in active_subscriptions(stack, i)] for i in everyone} == before   # never let go
