@@ -2,7 +2,8 @@
 separate processes on the MongoDB wire server, real Redis and the emulator. The admin signs in and consents
 through the real pages; the worker reads the directory (users/delta), probes each mailbox, creates one
 subscription per mailbox with the app token and backfills; a change then arrives as a notification, a
-password change leaves the app-token subscriptions alone, and stopping leaves no process."""
+password change leaves the app-token subscriptions alone; the admin disconnects the organisation and the worker
+deletes every subscription and purges everyone; and stopping leaves no process."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from harness.waiting import wait_until
 from service.config import Settings
 from service.sync import rounds
 from tests.support.connect import emulated_user
-from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, meeting_soon
+from tests.support.tenant_admin import GLOBAL_ADMIN, connect_tenant, csrf_token, meeting_soon
 from tests.support.topology import active, differences, procfile_topology, ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         emulated_user(stack, mail="guest@fabrikam.com", tenant_id=tenant, user_type="Guest")
         for person in people:
             control.create_event(person["id"], meeting_soon())
-        connect_tenant(stack, admin["id"])
+        session = connect_tenant(stack, admin["id"])
 
         everyone = {p["id"] for p in [admin, *people]}
         wait_until(lambda: {s["userId"] for s in active(control) if s["creatorId"] != s["userId"]} == everyone,
@@ -56,6 +57,14 @@ def test_a_tenant_enrolled_end_to_end_over_the_procfile_topology(tmp_path, emula
         wait_until(lambda: not differences(db, control, people[0]["id"], window),
                    timeout=90, interval=1, message="the change, notified and stored")
         assert len(active(control)) == len(everyone)
+
+        disconnect = session.post(f"{url}/admin/tenant/disconnect", data={"csrf_token": csrf_token(stack, session)},
+                                  timeout=30)
+        assert disconnect.status_code == 202, disconnect.text[-500:]
+        wait_until(lambda: active(control) == [] and db.users.count_documents({"tenant_id": tenant}) == 0
+                   and db.directory.count_documents({"tenant_id": tenant}) == 0, timeout=90, interval=1,
+                   message="every subscription deleted and everyone purged")
+        assert db.events.count_documents({"user_id": {"$in": list(everyone)}}) == 0
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{topology.tail()}") from None
     finally:
