@@ -51,6 +51,22 @@ def tenants_disconnecting(db: Database) -> list[str]:
     return [doc["_id"] for doc in db.tenants.find({"tenant_wide.disconnecting_since": {"$ne": None}}, {"_id": 1})]
 
 
+def tenants_still_leaving(db: Database) -> list[str]:
+    """Tenants switched to per-user (not disconnecting) that still have someone read with the app token."""
+    switched = db.tenants.find({"tenant_wide.mode": "per_user", "tenant_wide.disconnecting_since": None}, {"_id": 1})
+    return [doc["_id"] for doc in switched if db.users.find_one(_read_with_app(doc["_id"]), {"_id": 1})]
+
+
+def _read_with_app(tenant_id: str) -> dict:
+    return {"tenant_id": tenant_id, "token_source": APP_SOURCE,
+            "connection.status": {"$ne": ConnectionStatus.DISCONNECTED.value}}
+
+
+def read_with_app_ids(db: Database, tenant_id: str) -> list[str]:
+    """The tenant's people read with the app token (every tenant-wide person but the disconnected)."""
+    return [d["_id"] for d in db.users.find(_read_with_app(tenant_id), {"_id": 1})]
+
+
 def claim_consent_lost_mail(db: Database, tenant_id: str, now: datetime | None = None) -> dict | None:
     """Claim the one "consent is gone" mail of this loss (cleared when the admin consents again)."""
     return db.tenants.find_one_and_update(

@@ -400,10 +400,16 @@ class TenantWide:
                 store.save_delta_link(self.db, tenant_id, None, self.clock())   # a full directory read
             queues.enqueue(self.redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id)
             return {"mode": mode}
-        # Each person back to their own grant (a Graph delete and a new subscription) or disconnected: in jobs,
-        # as a disconnection's purge is (a tenant's thousands do not fit in the admin's web request).
-        return {"mode": mode, "leaving": self._queue_people(queues.TENANT_LEAVE_PEOPLE, tenant_id,
-                                                            store.app_user_ids(self.db, tenant_id))}
+        return {"mode": mode, "leaving": self.continue_leaving(tenant_id)}
+
+    def continue_leaving(self, tenant_id: str) -> int:
+        """A tenant switched to per-user: each person it still reads with the app token goes back to their own
+        grant (a Graph delete and a new subscription) or is disconnected, in jobs, as a disconnection's purge is
+        (a tenant's thousands do not fit in the admin's web request). Returns how many are queued."""
+        config = store.settings(self.db, tenant_id)
+        if config["mode"] == "tenant_wide" or config.get("disconnecting_since"):
+            return 0
+        return self._queue_people(queues.TENANT_LEAVE_PEOPLE, tenant_id, store.read_with_app_ids(self.db, tenant_id))
 
     def leave_people(self, tenant_id: str, user_ids: list[str]) -> dict:
         """Some people of a tenant switched to per-user: each one ``leave``s. Stops if the tenant was switched back
@@ -539,12 +545,16 @@ def _enrolling(user: User | None, what: str) -> bool:
 
 
 def sweep(db: Database, redis: Redis) -> int:
-    """Periodic: a users/delta round for every tenant-wide tenant (joiners, leavers, disabled accounts), and the
-    purge of whoever a disconnecting tenant still has (its jobs may have been lost with Redis)."""
+    """Periodic: a users/delta round for every tenant-wide tenant (joiners, leavers, disabled accounts); the purge
+    of whoever a disconnecting tenant still has, and the leave of whoever a tenant switched to per-user still
+    reads with the app token (their jobs may have been lost with Redis)."""
     tenant_ids = store.tenants_in_mode(db)
     for tenant_id in tenant_ids:
         queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_DIRECTORY_SYNC, tenant_id, retry=None)
     disconnecting = store.tenants_disconnecting(db)
     for tenant_id in disconnecting:
         queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_DISCONNECT, tenant_id, retry=None)
-    return len(tenant_ids) + len(disconnecting)
+    leaving = store.tenants_still_leaving(db)
+    for tenant_id in leaving:
+        queues.enqueue(redis, queues.MAINTENANCE, queues.TENANT_LEAVE, tenant_id, retry=None)
+    return len(tenant_ids) + len(disconnecting) + len(leaving)

@@ -279,6 +279,11 @@ def tenant_recheck(tenant_id: str) -> int:
     return runtime.current().tenant_wide.recheck(tenant_id)
 
 
+def tenant_leave(tenant_id: str) -> int:
+    """A tenant switched to per-user: the leave of whoever it still reads with the app token, queued in jobs."""
+    return runtime.current().tenant_wide.continue_leaving(tenant_id)
+
+
 def tenant_leave_people(tenant_id: str, user_ids: list[str]) -> str:
     """Some people of a tenant switched to per-user: back to their own grant, or disconnected (data kept)."""
     return str(runtime.current().tenant_wide.leave_people(tenant_id, user_ids))

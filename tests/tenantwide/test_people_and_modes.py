@@ -11,6 +11,7 @@ from service import queues
 from service.digest import links
 from service.store import tenantwide
 from service.store import users as user_store
+from service.tenantwide.enrolment import sweep
 from tests.support.connect import connect_session, connect_user, emulated_user
 from tests.support.tenant_admin import (
     GLOBAL_ADMIN,
@@ -189,3 +190,23 @@ def test_switching_to_per_user_queues_the_people_and_switching_straight_back_kee
         record = user_store.get(db, user_id)
         assert record.tenant_wide and record.connected
     assert {i: [s["id"] for s in active_subscriptions(stack, i)] for i in everyone} == before   # never let go
+
+
+def test_a_switch_to_per_user_whose_jobs_were_lost_is_finished_by_the_hourly_sweep_once(stack, ops_headers):
+    tenant, admin, people = _org(stack, "alice")
+    alice = people["alice"]
+    connect_tenant(stack, admin["id"])
+    stack.run_jobs()
+    db, redis = stack.runtime.db, stack.runtime.redis
+
+    stack.client.put(f"/api/tenants/{tenant}/connection", json={"mode": "per_user"}, headers=ops_headers)
+    Queue(queues.MAINTENANCE, connection=redis).empty()           # the leave jobs are lost with Redis
+    stack.run_jobs()
+    still = user_store.get(db, alice["id"]).connected and len(active_subscriptions(stack, alice["id"])) == 1
+    first = sweep(db, redis)
+    stack.run_jobs()
+    second = sweep(db, redis)
+
+    assert still and first == 1
+    assert not user_store.get(db, alice["id"]).connected and active_subscriptions(stack, alice["id"]) == []
+    assert second == 0                     # nobody left to let go: nothing queued again
