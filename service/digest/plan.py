@@ -3,7 +3,7 @@ users who are due instead of every connected user.
 
 ``digest.next_date`` is the local date that instant sends; ``digest.last_date`` the last one handed to a
 worker. Whatever changes when a digest is due (connecting, the settings page, a new time zone) calls
-:func:`reschedule`; the tick moves each due user on to the following day as it enqueues them.
+:func:`reschedule`; the tick queues each due user's digest, then moves them on to the following day.
 """
 
 from __future__ import annotations
@@ -49,18 +49,24 @@ def reschedule(db: Database, user_id: str, default_time: str, now: datetime | No
     return planned[1] if planned else None
 
 
-def advance(db: Database, user: User, default_time: str, now: datetime) -> date | None:
-    """Take a due user's digest for the tick: move them to the following day (compare-and-set on the
-    instant read, so two ticks cannot both take it). Returns the local date to send, or None when another
-    tick took it, the user no longer gets digests (their schedule is cleared, so they stop being read), or
-    that local day is over (the scheduler was down through it: yesterday's digest helps nobody)."""
+def sendable(user: User, default_time: str, now: datetime) -> date | None:
+    """The local date a due user's digest sends, or None: they no longer get digests, it is a day planned
+    before they left it out of their digest days, or that local day is over (the scheduler was down through it:
+    yesterday's digest helps nobody). Reads only ``user``."""
     due_date = _date(user.digest.next_date)
-    following = next_for(user, default_time, now, due_date) if eligible(user) else None
-    taken = users_store.advance_digest(db, user.id, user.digest.next_at, due_date.isoformat() if due_date else None,
-                                       *(following or (None, None)))
-    if not taken or following is None or due_date is None or due_date.weekday() not in user.digest.days:
-        return None   # (a day planned before the user left it out of their digest days is not sent)
+    if next_for(user, default_time, now, due_date) is None or due_date is None \
+            or due_date.weekday() not in user.digest.days:
+        return None
     return due_date if due_date >= now.astimezone(days.user_zone(user)).date() else None
+
+
+def advance(db: Database, user: User, default_time: str, now: datetime) -> bool:
+    """Move a due user on to their following digest (none, if they no longer get digests: they stop being
+    read). A compare-and-set on the instant read: False when another tick moved them first."""
+    due_date = _date(user.digest.next_date)
+    following = next_for(user, default_time, now, due_date)
+    return users_store.advance_digest(db, user.id, user.digest.next_at, due_date.isoformat() if due_date else None,
+                                      *(following or (None, None)))
 
 
 def backfill(db: Database, default_time: str, now: datetime | None = None) -> int:

@@ -192,9 +192,21 @@ def test_r4_outages_lose_nothing(chaos):
     conn.close()
     today = local_today(chaos.zone).isoformat()
     # Digests sit behind the sync queue (the last queue but two): with 50 users busy syncing, they take a while.
-    wait_until(lambda: all(
-        (digests.get(chaos.db, p["id"], today) or {}).get("status") == "sent" for p in chaos.people),
-            timeout=600 if LONG else 120, interval=2, message="every user's digest")
+
+    def unsent() -> dict[str, object]:
+        """Each person whose digest is not sent: its record's status, or their digest schedule if none."""
+        missing = {}
+        for person in chaos.people:
+            record = digests.get(chaos.db, person["id"], today) or {}
+            if record.get("status") != "sent":
+                user = chaos.db.users.find_one({"_id": person["id"]}, {"digest": 1}) or {}
+                missing[person["mail"]] = record.get("status") or user.get("digest")
+        return missing
+
+    try:
+        wait_until(lambda: not unsent(), timeout=600 if LONG else 120, interval=2, message="every user's digest")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: not sent {unsent()}\n{chaos.topology.tail()}") from None
     mails = _digests_after_another_tick(chaos)
     subscriptions = active(control)
     earliest = min(datetime.fromisoformat(s["expirationDateTime"].replace("Z", "+00:00")) for s in subscriptions)

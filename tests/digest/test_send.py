@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis import exceptions as redis_errors
 
 from service import queues
 from service.digest import links, send
@@ -153,6 +154,35 @@ def test_tick_enqueues_due_users_once_and_the_worker_sends(rt, db, redis_conn, s
 
     assert sorted(m["To"] for m in smtp_inbox.messages) == ["Morgan Me <due@example.com>",
                                                            "Morgan Me <win@example.com>"]
+
+
+def test_a_tick_that_dies_while_queuing_leaves_the_rest_due_for_the_next_tick(rt, db, redis_conn, monkeypatch):
+    """Redis went away (or the worker was killed) in the middle of a tick: every digest it had not queued stays
+    due, and the next tick queues it. Before, the tick moved everyone on first and queued after, and a tick that
+    died in between lost those digests for the day (a chaos run lost some this way)."""
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    for user_id in ("a", "b", "c"):
+        add_user(db, user_id=user_id, email=f"{user_id}@example.com", time_zone="UTC", digest={"time": "00:00"})
+    real, calls = queues.enqueue, []
+
+    def redis_dies_at_the_second(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            raise redis_errors.ConnectionError("Connection reset by peer")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queues, "enqueue", redis_dies_at_the_second)
+    with pytest.raises(redis_errors.ConnectionError):
+        jobs.tick(rt.db, rt.redis, rt.settings, now)
+    monkeypatch.undo()
+    still_due = {u.id for u in users_store.digests_due(db, now, 10)}
+    again = jobs.tick(rt.db, rt.redis, rt.settings, now)
+
+    today = now.date().isoformat()
+    assert still_due == {"a", "b", "c"} - {calls[0]}          # only the one queued was moved on
+    assert again == 2
+    assert sorted(queues.get_queue(queues.DIGEST, redis_conn).job_ids) == sorted(
+        jobs.job_id(u, today) for u in ("a", "b", "c"))
 
 
 def test_tick_uses_the_graph_windows_zone(rt, db):
