@@ -189,16 +189,8 @@ class TenantWide:
         """Queue the enrolment of mailboxes (``[user id, what]`` pairs), ``JOB_MAILBOXES`` to a job, in one Redis
         round trip: a job's probes are one $batch, and RQ's own cost (about 100 Redis commands a job) is paid
         once for them all. Returns how many jobs."""
-        queue = queues.get_queue(queues.SUBSCRIPTIONS, self.redis)
-        jobs = [queue.prepare_data(queues.TENANT_ENROL_MAILBOXES, (enrolled[start:start + JOB_MAILBOXES],),
-                                   timeout=CHUNK_JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
-                                   retry=queues.DEFAULT_RETRY)
-                for start in range(0, len(enrolled), JOB_MAILBOXES)]
-        if jobs:
-            with self.redis.pipeline() as pipe:
-                queue.enqueue_many(jobs, pipeline=pipe)
-                pipe.execute()
-        return len(jobs)
+        return queues.enqueue_chunks(self.redis, queues.SUBSCRIPTIONS, queues.TENANT_ENROL_MAILBOXES, enrolled,
+                                     JOB_MAILBOXES, job_timeout=CHUNK_JOB_TIMEOUT)
 
     def enrol_mailboxes(self, enrolled: list[list[str]]) -> dict[str, str]:
         """``enrol_mailbox`` for up to ``JOB_MAILBOXES`` mailboxes in one job; each one's outcome by user id.
@@ -425,15 +417,8 @@ class TenantWide:
     def _queue_people(self, func: str, tenant_id: str, user_ids: list[str]) -> int:
         """Queue ``func(tenant_id, some user ids)`` on the maintenance queue, ``PEOPLE_PER_JOB`` people to a job,
         in one Redis round trip; returns how many people."""
-        queue = queues.get_queue(queues.MAINTENANCE, self.redis)
-        jobs = [queue.prepare_data(func, (tenant_id, user_ids[start:start + PEOPLE_PER_JOB]),
-                                   timeout=CHUNK_JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400,
-                                   retry=queues.DEFAULT_RETRY)
-                for start in range(0, len(user_ids), PEOPLE_PER_JOB)]
-        if jobs:
-            with self.redis.pipeline() as pipe:
-                queue.enqueue_many(jobs, pipeline=pipe)
-                pipe.execute()
+        queues.enqueue_chunks(self.redis, queues.MAINTENANCE, func, user_ids, PEOPLE_PER_JOB, tenant_id,
+                              job_timeout=CHUNK_JOB_TIMEOUT)
         return len(user_ids)
 
     def disconnect_tenant(self, tenant_id: str) -> dict:

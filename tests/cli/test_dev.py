@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,19 +28,27 @@ def start_dev(env: dict[str, str], port: int) -> subprocess.Popen:
     )
 
 
+@contextlib.contextmanager
+def dev_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
+    """``start_dev``, killed if still running at the end and always reaped with its pipe closed (a leaked Popen
+    raises ResourceWarnings in whatever test runs next on that worker)."""
+    process = start_dev(env, port)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
 def test_calsync_dev_serves_on_embedded_defaults_and_ctrl_c_stops_everything(tmp_path):
     port = free_port()
-    process = start_dev(embedded_env(tmp_path), port)
-    try:
+    with dev_process(embedded_env(tmp_path), port) as process:
         ready = wait_ready(port, 30)
         children = children_of(process.pid)
 
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)   # reaped and its pipe closed: no ResourceWarning in a later test
 
     assert ready is not None and ready.status_code == 200, output
     assert ready.json()["checks"] == {"mongodb": "ok", "redis": "ok"}
@@ -62,17 +71,12 @@ def test_ctrl_c_stops_calsync_dev_when_the_kernel_hands_it_to_another_thread(tmp
     thread, but only once that thread runs Python again: a main thread blocked in an untimed wait never did, and
     Ctrl-C was lost (one CI run in six hung here). The signal is sent to a worker thread on purpose."""
     port = free_port()
-    process = start_dev(embedded_env(tmp_path), port)
-    try:
+    with dev_process(embedded_env(tmp_path), port) as process:
         ready = wait_ready(port, 30)
         others = sorted(int(tid) for tid in os.listdir(f"/proc/{process.pid}/task") if int(tid) != process.pid)
         assert others, "calsync dev runs its parts as threads"
         signal_thread(process.pid, others[0], signal.SIGINT)   # the first part started: the web server
         output, _ = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
     assert ready is not None and ready.status_code == 200, output
     assert process.returncode == 0, output
@@ -128,9 +132,8 @@ def test_calsync_dev_with_mongodb_uri_runs_the_procfile_processes_and_sigterm_st
 def test_the_embedded_worker_shows_as_one_live_worker_for_seconds_on_end(tmp_path, redis_url, redis_conn):
     port = free_port()
     env = {**embedded_env(tmp_path), "REDIS_URL": redis_url}  # in-process mode, on the test's Redis
-    process = start_dev(env, port)
     seen, names = [], set()
-    try:
+    with dev_process(env, port) as process:
         ready = wait_ready(port, 30)
         for _ in range(12):  # six seconds: a worker that re-registered when idle would show as several
             health = requests.get(f"http://127.0.0.1:{port}/ops/api/health", timeout=5,
@@ -140,10 +143,6 @@ def test_the_embedded_worker_shows_as_one_live_worker_for_seconds_on_end(tmp_pat
             time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
     assert ready is not None and ready.status_code == 200, output
     assert seen == [1] * 12
